@@ -1,0 +1,37 @@
+"""Training events: the Callback base (no-op hooks) and History, the per-epoch record store.
+
+A record is a flat dict: `epoch`, `train_loss`, optional `valid_*` metrics and tracked parameter
+values, `grad_norm`, `lr`, `elapsed_s`. Display, JSON, CSV and plots all consume these records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class Callback:
+    """Override only the hooks you need."""
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        """Called once before the first epoch with {'epochs': total, ...}."""
+
+    def on_epoch_end(self, record: dict[str, Any]) -> Optional[bool]:
+        """Called after every epoch; return True to stop training early."""
+        return None
+
+    def on_train_end(self, status: str, records: list[dict[str, Any]]) -> None:
+        """Called once after the loop, whatever the status (ok, diverged, interrupted)."""
+
+
+class History(Callback):
+    """Keeps every epoch record in order."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    @property
+    def last(self) -> Optional[dict[str, Any]]:
+        return self.records[-1] if self.records else None

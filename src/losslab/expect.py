@@ -1,0 +1,102 @@
+"""CI gates: parse `--expect` specs (w=2±0.05, w=2+-0.05, accuracy>=0.95, winner=adam) and check them."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from losslab.errors import ConfigError
+
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|=)\s*(\S.*?)\s*$")
+_TOLERANCE = re.compile(r"^(.+?)\s*(?:±|\+-|\+/-)\s*(.+)$")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    spec: str
+    name: str
+    op: str  # "approx", ">=", "<=", "=="
+    value: Union[float, str]
+    tol: float = 0.0
+
+    def check(self, actual: Any) -> bool:
+        if self.op == "==" and isinstance(self.value, str):
+            return str(actual) == self.value
+        if actual is None or isinstance(actual, str):
+            return False
+        actual = float(actual)
+        if not math.isfinite(actual):
+            return False
+        if self.op == ">=":
+            return actual >= self.value
+        if self.op == "<=":
+            return actual <= self.value
+        return abs(actual - float(self.value)) <= self.tol
+
+
+@dataclass(frozen=True)
+class Outcome:
+    spec: str
+    name: str
+    passed: bool
+    actual: Any
+
+    def describe(self) -> str:
+        shown = f"{self.actual:.6g}" if isinstance(self.actual, float) else str(self.actual)
+        return f"{'passed' if self.passed else 'FAILED'}: {self.spec} (got {shown})"
+
+
+def _number(text: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError("--expect", f"{text!r} is not a number in {spec!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError("--expect", f"{text!r} is not a finite number in {spec!r}")
+    return value
+
+
+def parse_expectation(spec: str) -> Expectation:
+    m = _SPEC.match(spec)
+    if not m:
+        raise ConfigError(
+            "--expect", f"cannot parse {spec!r}; use NAME=VALUE±TOL, NAME=VALUE+-TOL, NAME>=X or NAME<=X"
+        )
+    name, op, rhs = m.groups()
+    if op in (">=", "<="):
+        return Expectation(spec, name, op, _number(rhs, spec))
+    tol = _TOLERANCE.match(rhs)
+    if tol:
+        tolerance = _number(tol.group(2), spec)
+        if tolerance < 0:
+            raise ConfigError("--expect", f"tolerance must be >= 0 in {spec!r}")
+        return Expectation(spec, name, "approx", _number(tol.group(1), spec), tolerance)
+    try:
+        return Expectation(spec, name, "approx", _number(rhs, spec), 0.0)
+    except ConfigError:
+        return Expectation(spec, name, "==", rhs)
+
+
+def check_names(specs: Iterable[str], available: Iterable[str]) -> None:
+    """Fail before training when an expectation names something the run will not report."""
+    names = list(available)
+    for spec in specs:
+        exp = parse_expectation(spec)
+        if exp.name not in names:
+            raise ConfigError("--expect", f"unknown name {exp.name!r} in {spec!r}; available: {', '.join(names)}")
+
+
+def evaluate(specs: Iterable[str], metrics: Mapping[str, Any], target_loss: Optional[float] = None,
+             loss_key: str = "final_loss") -> list[Outcome]:
+    outcomes = []
+    for spec in specs:
+        exp = parse_expectation(spec)
+        actual = metrics.get(exp.name)
+        outcomes.append(Outcome(spec, exp.name, exp.check(actual), actual))
+    if target_loss is not None:
+        actual = metrics.get(loss_key)
+        exp = Expectation(f"{loss_key}<={target_loss:g} (--target-loss)", loss_key, "<=", target_loss)
+        outcomes.append(Outcome(exp.spec, loss_key, exp.check(actual), actual))
+    return outcomes

@@ -1,0 +1,180 @@
+"""The one training loop (`fit`) shared by every command.
+
+It knows nothing about printing: each epoch becomes a flat record handed to callbacks.
+A non-finite loss stops it at once (status "diverged"); Ctrl-C stops it cleanly ("interrupted").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from losslab.callbacks import Callback
+
+# Gradient norms of models up to this many parameters are summed in Python: for tiny models
+# that is cheaper than dispatching torch ops, and the loop's overhead must stay near zero.
+_SMALL_MODEL = 256
+
+
+@dataclass
+class FitResult:
+    status: str  # "ok", "diverged", "interrupted"
+    records: list[dict[str, Any]] = field(default_factory=list)
+    epochs_run: int = 0
+    elapsed_s: float = 0.0
+    diverged_epoch: Optional[int] = None
+    stopped_early: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from losslab.errors import ConfigError
+
+        raise ConfigError("--device", "cuda was asked for but torch.cuda.is_available() is False here")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            from losslab.errors import ConfigError
+
+            raise ConfigError("--device", "mps was asked for but torch.backends.mps.is_available() is False here")
+    return torch.device(name)
+
+
+def flat_list(t: torch.Tensor) -> list[float]:
+    """A small tensor's values as a flat Python list (tolist() without the cost of a reshape dispatch)."""
+    values = t.tolist()
+    while values and isinstance(values[0], list):
+        values = [v for row in values for v in row]
+    return values if isinstance(values, list) else [values]
+
+
+def grad_norm(params: Sequence[torch.Tensor], small: bool) -> float:
+    """Global L2 norm of the gradients (as clip_grad_norm_ computes it)."""
+    if small:
+        total = 0.0
+        for p in params:
+            if p.grad is not None:
+                for v in flat_list(p.grad):
+                    total += v * v
+        return math.sqrt(total)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: Optional[int] = None,
+    clip_grad_norm: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+    evaluate: Optional[Callable[[torch.nn.Module], dict[str, float]]] = None,
+    track: Optional[Callable[[], dict[str, float]]] = None,
+    callbacks: Sequence[Callback] = (),
+) -> FitResult:
+    """Train `model` on (x, y) for `epochs` epochs, full batch unless `batch_size` is smaller than the data.
+
+    `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics);
+    `track()` returns extra values to record (e.g. every parameter of a small model).
+    """
+    n = x.shape[0]
+    full_batch = batch_size is None or batch_size >= n
+    params = [p for p in model.parameters() if p.requires_grad]
+    small = sum(p.numel() for p in params) <= _SMALL_MODEL
+    needs_closure = isinstance(optimizer, torch.optim.LBFGS)
+    result = FitResult(status="ok")
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
+        """One optimizer step on one batch; returns the batch loss before the step (NaN stops the run)."""
+        if needs_closure:
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad()
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                if clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+                return loss
+
+            return float(optimizer.step(closure))
+        # forward, loss, zero_grad, backward, step: the textbook order
+        loss = loss_fn(model(xb), yb)
+        value = loss.item()
+        if not math.isfinite(value):
+            return value  # do not step on a non-finite loss
+        optimizer.zero_grad()
+        loss.backward()
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        optimizer.step()
+        return value
+
+    for cb in callbacks:
+        cb.on_train_begin({"epochs": epochs, "samples": n, "batch_size": n if full_batch else batch_size})
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, epochs + 1):
+            # forward backward update
+            model.train()
+            if full_batch:
+                train_loss = step(x, y)
+            else:
+                perm = torch.randperm(n, generator=generator).to(x.device)
+                total = 0.0
+                for i in range(0, n, batch_size):
+                    idx = perm[i:i + batch_size]
+                    batch_loss = step(x[idx], y[idx])
+                    total += batch_loss * idx.shape[0]
+                    if not math.isfinite(batch_loss):
+                        break
+                train_loss = total / n
+            # record
+            record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+            if track is not None:
+                record.update(track())
+            record["grad_norm"] = grad_norm(params, small)
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            diverged = not math.isfinite(train_loss)
+            # evaluate
+            if evaluate is not None and not diverged:
+                model.eval()
+                with torch.no_grad():
+                    record.update(evaluate(model))
+            record["elapsed_s"] = time.perf_counter() - start
+            result.records.append(record)
+            result.epochs_run = epoch
+            stop = False
+            for cb in callbacks:
+                stop = bool(cb.on_epoch_end(record)) or stop
+            # termination conditions
+            if diverged:
+                result.status = "diverged"
+                result.diverged_epoch = epoch
+                break
+            if stop:
+                result.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+    result.elapsed_s = time.perf_counter() - start
+    model.eval()
+    for cb in callbacks:
+        cb.on_train_end(result.status, result.records)
+    return result
