@@ -151,7 +151,8 @@ class Report:
 
     def render(self, console: Console) -> None:
         if console.is_terminal:
-            table = Table(title=self.title, header_style="bold", title_justify="left")
+            console.print(self.title, style="bold", markup=False)
+            table = Table(header_style="bold")
             for i, h in enumerate(self.headers):
                 table.add_column(h, justify="left" if i == 0 else "right")
             for row in self.rows:

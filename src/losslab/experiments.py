@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import platform
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -72,7 +71,6 @@ def regress(cfg: RegressConfig, data: Optional[RegressionData] = None,
     from losslab.optimizers import build_optimizer
     from losslab.training import fit, flat_list, resolve_device
 
-    started = time.perf_counter()
     data = data if data is not None else load_regression_data(cfg)
     device = resolve_device(cfg.train.device)
     x = torch.from_numpy(data.x).to(device)
@@ -117,7 +115,7 @@ def regress(cfg: RegressConfig, data: Optional[RegressionData] = None,
         params=track(),
         true_params=true_params,
         optimum={"params": dict(zip(names, [float(v) for v in opt_w] + [opt_b])), "loss": optimum_loss},
-        elapsed_s=time.perf_counter() - started,
+        elapsed_s=fitted.elapsed_s,
         device=str(device),
         data_source=data.source,
         diverged_epoch=fitted.diverged_epoch or (fitted.epochs_run if status == "diverged" else None),

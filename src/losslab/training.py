@@ -113,7 +113,7 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
                 return loss
 
-            return float(optimizer.step(closure))
+            return optimizer.step(closure).detach().item()
         # forward, loss, zero_grad, backward, step: the textbook order
         loss = loss_fn(model(xb), yb)
         value = loss.item()

@@ -1,0 +1,27 @@
+# `make test` and `make run` work on a fresh machine: they create .venv and install everything first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test run bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest
+
+run: setup
+	$(VENV)/bin/losslab regress --optim adam --lr 0.01
+
+bench: setup
+	$(PY) benchmarks/bench_help.py
+	$(PY) benchmarks/bench_loop.py
+	$(PY) benchmarks/bench_process.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,43 @@
+"""Shared test helpers: tiny seeded data, the tutorial reference data, a CLI runner."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from losslab.cli import app
+
+
+def tutorial_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    """The five NumPy lines every tutorial uses, written out independently of losslab.data."""
+    np.random.seed(42)
+    x = np.random.randn(100, 1)
+    noise = np.random.randn(100, 1)
+    y = 2 * x + 3 + 0.1 * noise
+    return torch.from_numpy(x).float(), torch.from_numpy(y).float()
+
+
+class Run:
+    def __init__(self, result: Any):
+        self.exit_code = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        self.exception = result.exception
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Run:
+        return Run(runner.invoke(app, list(args)))
+
+    return invoke

@@ -1,0 +1,146 @@
+"""The CLI through Typer's runner: JSON, files, gates, exit codes, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from losslab.cli import app
+from losslab.data import least_squares, synthetic
+from losslab.losses import LOSSES
+from losslab.optimizers import OPTIMIZERS
+
+
+def test_json_document_is_the_only_thing_on_stdout(cli):
+    run = cli("regress", "--optim", "adam", "--lr", "0.05", "--epochs", "800", "--json")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    for key in ("command", "status", "config", "final_loss", "epochs_run", "params", "true_params", "optimum",
+                "elapsed_s", "versions"):
+        assert key in doc
+    assert doc["command"] == "regress" and doc["status"] == "ok" and doc["epochs_run"] == 800
+    assert doc["config"]["optim"] == {"name": "adam", "lr": 0.05, "momentum": None, "weight_decay": None,
+                                      "betas": None, "eps": None}
+    assert doc["true_params"] == {"w": 2.0, "b": 3.0}
+    data = synthetic()
+    w, b = least_squares(data.x, data.y)
+    assert doc["optimum"]["params"]["w"] == pytest.approx(w[0]) and doc["optimum"]["params"]["b"] == pytest.approx(b)
+    assert doc["params"]["w"] == pytest.approx(w[0], abs=1e-3)
+    assert set(doc["versions"]) == {"python", "torch", "losslab"}
+    assert "epoch" in run.stderr  # progress went to stderr
+
+
+def test_same_command_twice_gives_identical_numbers(cli):
+    args = ("regress", "--optim", "sgd", "--batch-size", "8", "--epochs", "5", "--json", "--quiet", "--seed", "4")
+    a, b = cli(*args).json(), cli(*args).json()
+    assert a["params"] == b["params"] and a["final_loss"] == b["final_loss"]
+
+
+def test_expectations_pass_and_fail(cli):
+    ok = cli("regress", "--optim", "adam", "--lr", "0.01", "--quiet", "--expect", "w=2±0.05", "--expect", "b=3+-0.05",
+             "--target-loss", "0.02")
+    assert ok.exit_code == 0, ok.stderr
+    bad = cli("regress", "--epochs", "3", "--quiet", "--expect", "w=2±0.001", "--expect", "b=3+-10", "--json")
+    assert bad.exit_code == 1
+    assert "losslab: expectation FAILED: w=2±0.001" in bad.stderr
+    assert "expectation FAILED: b=" not in bad.stderr and "passed: b=3+-10" in bad.stderr
+    doc = bad.json()
+    assert [e["passed"] for e in doc["expectations"]] == [False, True]
+
+
+def test_divergence_exits_3_with_status(cli, tmp_path):
+    run = cli("regress", "--lr", "100", "--json", "--quiet", "--out", str(tmp_path / "o"))
+    assert run.exit_code == 3
+    doc = run.json()
+    assert doc["status"] == "diverged" and doc["epochs_run"] < 1000 and doc["diverged_epoch"] == doc["epochs_run"]
+    saved = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert saved["status"] == "diverged"
+
+
+def test_out_writes_result_history_and_plot(cli, tmp_path):
+    out = tmp_path / "run1"
+    run = cli("regress", "--epochs", "50", "--quiet", "--out", str(out), "--json")
+    assert run.exit_code == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "loss.png", "result.json"]
+    assert json.loads((out / "result.json").read_text()) == run.json()
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,w,b,grad_norm,lr,elapsed_s" and len(lines) == 51
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_data_and_many_features(cli, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = x @ np.array([1.0, -3.0]) + 0.5
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{r[0]},{r[1]},{t}" for r, t in zip(x, y)))
+    doc = cli("regress", "--data", str(path), "--optim", "lbfgs", "--epochs", "10", "--json", "--quiet").json()
+    assert doc["true_params"] is None
+    assert doc["params"]["w1"] == pytest.approx(1.0, abs=1e-4) and doc["params"]["w2"] == pytest.approx(-3.0, abs=1e-4)
+    doc = cli("regress", "--true-w", "1,2,3", "--epochs", "5", "--json", "--quiet").json()
+    assert set(doc["params"]) == {"w1", "w2", "w3", "b"} and doc["config"]["data"]["features"] == 3
+
+
+def test_custom_loss_by_import_path(cli, tmp_path, monkeypatch):
+    (tmp_path / "myloss.py").write_text("def wmse(pred, target):\n    return (2 * (pred - target) ** 2).mean()\n")
+    monkeypatch.chdir(tmp_path)
+    run = cli("regress", "--loss", "myloss:wmse", "--epochs", "20", "--json", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["config"]["loss"]["name"] == "myloss:wmse"
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--lr", "-1"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "abc"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--optim", "adamax9"], "--optim"),
+    (["--loss", "nope"], "--loss"),
+    (["--loss", "cross-entropy"], "--loss"),
+    (["--loss", "nomod_xyz:f"], "--loss"),
+    (["--device", "tpu"], "--device"),
+    (["--expect", "w~2"], "--expect"),
+    (["--expect", "zz=1±1"], "--expect"),
+    (["--momentum", "0.9", "--optim", "adam"], "--momentum"),
+    (["--betas", "0.9"], "--betas"),
+    (["--true-w", "1,x"], "--true-w"),
+    (["--target-loss", "inf"], "--target-loss"),
+    (["--noise", "-1"], "--noise"),
+    (["--data", "/no/such.csv"], "--data"),
+    (["--clip-grad-norm", "-2"], "--clip-grad-norm"),
+    (["--bogus"], "--bogus"),
+])
+def test_bad_input_is_one_line_naming_the_option_and_exit_2(cli, args, option):
+    run = cli("regress", *args)
+    assert run.exit_code == 2, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_unwritable_out_is_refused_before_training(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    run = cli("regress", "--out", str(blocker / "sub"))
+    assert run.exit_code == 2 and "--out" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_registered_choice_and_exit_codes(cli):
+    text = cli("regress", "--help").stdout
+    flat = " ".join(text.split())
+    for name in OPTIMIZERS.names():
+        assert name in flat
+    for entry in LOSSES:
+        if entry.meta["task"] == "regression":
+            assert entry.name in flat
+    assert "130" in flat and "diverged" in flat
+
+
+def test_every_command_option_is_documented():
+    import typer
+
+    command = typer.main.get_command(app).commands["regress"]
+    for param in command.params:
+        assert param.help, f"{param.name} has no help"

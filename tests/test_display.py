@@ -1,0 +1,48 @@
+import io
+
+from rich.console import Console
+
+from losslab.config import OptimConfig, RegressConfig, TrainConfig
+from losslab.display import Column, ProgressDisplay, epoch_columns, regress_report
+from losslab.experiments import regress
+
+
+def _plain_console():
+    return Console(file=io.StringIO(), force_terminal=False, width=100)
+
+
+def test_plain_progress_prints_about_ten_lines_whatever_the_epoch_count():
+    console = _plain_console()
+    display = ProgressDisplay(console, epoch_columns([Column("w", "w"), Column("b", "b")]))
+    result = regress(RegressConfig(optim=OptimConfig("adam", lr=0.01), train=TrainConfig(epochs=1000, device="cpu")),
+                     callbacks=[display])
+    lines = console.file.getvalue().splitlines()
+    assert 5 <= len(lines) <= 12
+    assert lines[0].startswith("epoch 1/1000") and lines[-1].startswith("epoch 1000/1000")
+    assert "\x1b[" not in console.file.getvalue()
+    assert result.status == "ok"
+
+
+def test_quiet_prints_nothing():
+    console = _plain_console()
+    regress(RegressConfig(train=TrainConfig(epochs=50, device="cpu")),
+            callbacks=[ProgressDisplay(console, epoch_columns([]), quiet=True)])
+    assert console.file.getvalue() == ""
+
+
+def test_live_table_renders_milestones_and_current_row():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    display = ProgressDisplay(console, epoch_columns([Column("w", "w")]), live=True)
+    regress(RegressConfig(train=TrainConfig(epochs=200, device="cpu")), callbacks=[display])
+    text = console.file.getvalue()
+    assert "200/200" in text and "grad norm" in text
+
+
+def test_report_shows_learned_true_and_optimum():
+    result = regress(RegressConfig(optim=OptimConfig("lbfgs"), train=TrainConfig(epochs=5, device="cpu")))
+    text = regress_report(result).plain()
+    w_line = next(line for line in text.splitlines() if line.startswith("w "))
+    learned, true, optimum = w_line.split()[1:4]
+    assert true == "2"
+    assert abs(float(learned) - float(optimum)) < 1e-4
+    assert "lbfgs" in text and "ok" in text

@@ -1,0 +1,120 @@
+"""The installed `losslab` command in a real subprocess: off a terminal, on a pseudo-terminal, Ctrl-C, imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = shutil.which("losslab", path=str(Path(sys.executable).parent))
+pytestmark = pytest.mark.skipif(BIN is None, reason="losslab console script not installed beside this python")
+ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "TERM")}
+
+
+def test_main_job_off_a_terminal_prints_plain_progress_and_report():
+    proc = subprocess.run([BIN, "regress", "--optim", "adam", "--lr", "0.01", "--device", "cpu"],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "\x1b[" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("epoch 1/1000")
+    assert any(line.startswith("epoch 1000/1000") for line in lines)
+    w_line = next(line for line in lines if line.startswith("w "))
+    learned, true, optimum = (float(v) for v in w_line.split()[1:4])
+    assert true == 2.0 and abs(learned - optimum) < 1e-3 and abs(learned - 2.0) < 0.05
+
+
+def test_module_entry_point_and_json_pipe():
+    proc = subprocess.run([sys.executable, "-m", "losslab", "regress", "--epochs", "20", "--json", "--device", "cpu"],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["epochs_run"] == 20
+
+
+def _run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_terminal_gets_the_live_rich_table():
+    code, text = _run_in_pty([BIN, "regress", "--epochs", "300", "--device", "cpu"], dict(ENV, TERM="xterm", COLUMNS="120"))
+    assert code == 0, text
+    assert "┃" in text or "│" in text  # Rich table borders
+    assert "300/300" in text and "least-squares" in text
+    assert "\x1b[" in text  # live refresh / styling codes
+
+
+COLOUR_SGR = re.compile(r"\x1b\[(?:[\d;]*;)?(?:3[0-8]|9[0-7])(?:;[\d;]*)?m")
+
+
+def test_no_color_in_a_terminal_drops_colour_codes():
+    args = [BIN, "regress", "--lr", "100", "--device", "cpu"]  # diverges: the row is shown in red
+    code, coloured = _run_in_pty(args, dict(ENV, TERM="xterm-256color", COLUMNS="120"))
+    assert code == 3 and COLOUR_SGR.search(coloured)
+    code, plain = _run_in_pty(args, dict(ENV, TERM="xterm-256color", NO_COLOR="1", COLUMNS="120"))
+    assert code == 3 and not COLOUR_SGR.search(plain)
+
+
+def test_ctrl_c_writes_partial_results_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([BIN, "regress", "--epochs", "100000000", "--out", str(out), "--json", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    line = proc.stderr.readline()  # first progress line: training has started
+    assert line.startswith("epoch 1/"), line
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    doc = json.loads(stdout)
+    assert doc["status"] == "interrupted" and doc["epochs_run"] > 0
+    assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
+    assert len((out / "history.csv").read_text().splitlines()) == doc["epochs_run"] + 1
+
+
+PROBE = """
+import sys
+from losslab.cli import app
+try:
+    app(args=sys.argv[1:], prog_name="losslab")
+except SystemExit:
+    pass
+print(sorted(m for m in ("torch", "torchvision", "matplotlib") if m in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args, allowed", [
+    (["--help"], []),
+    (["regress", "--help"], []),
+    (["regress", "--epochs", "5", "--quiet", "--device", "cpu"], ["torch"]),
+])
+def test_heavy_imports_stay_lazy(args, allowed):
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == repr(allowed)

@@ -1,0 +1,194 @@
+"""The shared loop against hand-written PyTorch loops and closed-form least squares."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import tutorial_tensors
+from losslab.callbacks import Callback, History
+from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
+from losslab.data import least_squares, synthetic
+from losslab.experiments import regress
+from losslab.training import fit, grad_norm
+
+
+def _model(seed=0, features=1):
+    torch.manual_seed(seed)
+    return nn.Linear(features, 1)
+
+
+def test_full_batch_adam_is_bit_identical_to_the_tutorial_loop():
+    x, y = tutorial_tensors()
+    ref = _model()
+    opt = torch.optim.Adam(ref.parameters(), lr=0.01)
+    losses = []
+    for _ in range(300):
+        loss = nn.MSELoss()(ref(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    cfg = RegressConfig(optim=OptimConfig("adam", lr=0.01), train=TrainConfig(epochs=300, device="cpu"))
+    result = regress(cfg)
+    assert result.params == {"w": ref.weight.item(), "b": ref.bias.item()}
+    assert [r["train_loss"] for r in result.records] == losses
+
+
+def test_minibatch_sgd_matches_hand_written_shuffled_loop():
+    x, y = tutorial_tensors()
+    ref = _model(seed=3)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        perm = torch.randperm(100, generator=gen)
+        for i in range(0, 100, 16):
+            idx = perm[i:i + 16]
+            loss = nn.MSELoss()(ref(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    cfg = RegressConfig(optim=OptimConfig("sgd", lr=0.05),
+                        train=TrainConfig(epochs=20, batch_size=16, seed=3, device="cpu"))
+    result = regress(cfg)
+    assert result.params == {"w": ref.weight.item(), "b": ref.bias.item()}
+
+
+def test_lbfgs_closure_matches_hand_written_and_reaches_least_squares():
+    x, y = tutorial_tensors()
+    ref = _model()
+    opt = torch.optim.LBFGS(ref.parameters(), lr=1.0, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.MSELoss()(ref(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    result = regress(RegressConfig(optim=OptimConfig("lbfgs"), train=TrainConfig(epochs=5, device="cpu")))
+    assert result.params == {"w": ref.weight.item(), "b": ref.bias.item()}
+    w, b = least_squares(x.numpy(), y.numpy())
+    assert result.params["w"] == pytest.approx(w[0], abs=1e-4) and result.params["b"] == pytest.approx(b, abs=1e-4)
+
+
+def test_gradient_clipping_matches_clip_grad_norm():
+    x, y = tutorial_tensors()
+    ref = _model()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    for _ in range(10):
+        loss = nn.MSELoss()(ref(x), y)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
+        opt.step()
+    result = regress(RegressConfig(optim=OptimConfig("sgd", lr=0.1),
+                                   train=TrainConfig(epochs=10, clip_grad_norm=0.5, device="cpu")))
+    assert result.params == {"w": ref.weight.item(), "b": ref.bias.item()}
+
+
+@pytest.mark.parametrize("name, lr, epochs", [
+    ("sgd", 0.1, 300), ("momentum", 0.05, 300), ("nesterov", 0.05, 300), ("adam", 0.05, 1000),
+    ("adamw", 0.05, 1000), ("rmsprop", 0.01, 1000), ("adagrad", 0.5, 1000), ("lbfgs", 1.0, 10),
+])
+def test_every_optimizer_converges_to_the_least_squares_optimum(name, lr, epochs):
+    data = synthetic(samples=64, features=2, true_w=(2.0, -1.0), true_b=3.0, noise=0.1, seed=5)
+    w, b = least_squares(data.x, data.y)
+    optim = OptimConfig(name, lr=lr, weight_decay=0.0 if name == "adamw" else None)
+    result = regress(RegressConfig(optim=optim, train=TrainConfig(epochs=epochs, device="cpu")), data=data)
+    assert result.status == "ok"
+    tol = 2e-2 if name in ("rmsprop", "adagrad") else 2e-3  # fixed-step adaptive methods hover near the optimum
+    assert result.params["w1"] == pytest.approx(w[0], abs=tol)
+    assert result.params["w2"] == pytest.approx(w[1], abs=tol)
+    assert result.params["b"] == pytest.approx(b, abs=tol)
+    assert result.optimum["loss"] <= result.final_loss + 1e-7  # nothing beats the closed form under MSE
+
+
+def test_records_have_loss_params_grad_norm_lr():
+    x, y = tutorial_tensors()
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, record):
+            seen.append(dict(record))
+
+    def track():
+        return {"w": model.weight.item(), "b": model.bias.item()}
+
+    result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, track=track, callbacks=[Spy()])
+    assert [r["epoch"] for r in seen] == [1, 2, 3] == [r["epoch"] for r in result.records]
+    assert set(seen[0]) == {"epoch", "train_loss", "w", "b", "grad_norm", "lr", "elapsed_s"}
+    assert seen[-1]["w"] == model.weight.item() and seen[0]["lr"] == 0.1
+    assert seen[0]["elapsed_s"] <= seen[-1]["elapsed_s"]
+
+
+def test_grad_norm_matches_torch_for_small_and_large_models():
+    for model in (nn.Linear(3, 1), nn.Linear(50, 20)):
+        model(torch.randn(4, model.in_features)).pow(2).sum().backward()
+        params = list(model.parameters())
+        expected = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in params])).item()
+        assert grad_norm(params, small=True) == pytest.approx(expected, rel=1e-5)
+        assert grad_norm(params, small=False) == pytest.approx(expected, rel=1e-5)
+
+
+def test_divergence_stops_at_once_and_is_reported():
+    result = regress(RegressConfig(optim=OptimConfig("sgd", lr=50.0), train=TrainConfig(epochs=1000, device="cpu")))
+    assert result.status == "diverged"
+    assert result.diverged_epoch == result.epochs_run < 1000
+    assert not math.isfinite(result.records[-1]["train_loss"])
+    assert all(math.isfinite(r["train_loss"]) for r in result.records[:-1])
+
+
+def test_ctrl_c_stops_cleanly_with_what_was_recorded():
+    class Interrupt(Callback):
+        def on_epoch_end(self, record):
+            if record["epoch"] == 7:
+                raise KeyboardInterrupt
+
+    history = History()
+    result = regress(RegressConfig(train=TrainConfig(epochs=100, device="cpu")), callbacks=[history, Interrupt()])
+    assert result.status == "interrupted" and result.epochs_run == 7
+    assert [r["epoch"] for r in history.records] == list(range(1, 8))
+
+
+def test_callback_can_stop_early():
+    class StopAt(Callback):
+        def on_epoch_end(self, record):
+            return record["epoch"] == 4
+
+    x, y = tutorial_tensors()
+    model = _model()
+    result = fit(model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), x, y, epochs=50,
+                 callbacks=[StopAt()])
+    assert result.status == "ok" and result.stopped_early and result.epochs_run == 4
+
+
+def test_seed_reproduces_and_changes_initial_weights():
+    def run(seed):
+        cfg = RegressConfig(optim=OptimConfig("adam", lr=0.01),
+                            train=TrainConfig(epochs=30, batch_size=10, seed=seed, device="cpu"))
+        return regress(cfg).params
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_l1_loss_moves_towards_the_median_fit():
+    # with an outlier, L1 ignores it where MSE is pulled: the learned bias stays near the true one
+    data = synthetic(samples=50, noise=0.0)
+    y = data.y.copy()
+    y[0, 0] += 1000.0
+    from dataclasses import replace
+
+    noisy = replace(data, y=y)
+    cfg = RegressConfig(loss=LossConfig("l1"), optim=OptimConfig("adam", lr=0.05),
+                        train=TrainConfig(epochs=1500, device="cpu"))
+    result = regress(cfg, data=noisy)
+    assert result.params["b"] == pytest.approx(3.0, abs=0.05)
+    assert abs(result.optimum["params"]["b"] - 3.0) > 10  # least squares is dragged by the outlier
+    assert np.isfinite(result.final_loss)
