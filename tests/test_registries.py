@@ -22,10 +22,11 @@ def test_unknown_name_lists_choices():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_CLASSES))
 def test_every_optimizer_builds_the_torch_class_with_its_default_lr(name):
-    cfg = OptimConfig(name=name)
-    opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
-    assert type(opt) is EXPECTED_CLASSES[name]
-    assert opt.param_groups[0]["lr"] == OPTIMIZERS.lookup(name).meta["default_lr"] == cfg.lr
+    for task in ("regression", "classification"):
+        cfg = OptimConfig(name=name).for_task(task)
+        opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
+        assert type(opt) is EXPECTED_CLASSES[name]
+        assert opt.param_groups[0]["lr"] == OPTIMIZERS.lookup(name).meta["default_lr"][task] == cfg.lr
 
 
 def test_optimizer_variants_and_options():

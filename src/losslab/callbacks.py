@@ -35,3 +35,28 @@ class History(Callback):
     @property
     def last(self) -> Optional[dict[str, Any]]:
         return self.records[-1] if self.records else None
+
+
+class BestEpoch(Callback):
+    """Marks each record's `valid_loss_best`, keeps a copy of the best weights, and stops training
+    after `patience` epochs without improvement (when patience is set)."""
+
+    def __init__(self, model: Any, patience: Optional[int] = None, monitor: str = "valid_loss"):
+        self.model = model
+        self.patience = patience
+        self.monitor = monitor
+        self.best: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+        self.best_state: Optional[dict[str, Any]] = None
+        self.stale = 0
+
+    def on_epoch_end(self, record: dict[str, Any]) -> Optional[bool]:
+        value = record.get(self.monitor)
+        improved = value is not None and value == value and (self.best is None or value < self.best)
+        record[f"{self.monitor}_best"] = improved
+        if improved:
+            self.best, self.best_epoch, self.stale = value, record["epoch"], 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience

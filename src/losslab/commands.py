@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
-from losslab.config import RegressConfig, check_out_dir
+from losslab.config import ClassifyConfig, RegressConfig, check_out_dir
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, check_names, evaluate
 
@@ -30,7 +30,8 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     from losslab.display import print_failures
     from losslab.results import dumps, write_run_files
 
-    report.render(console)
+    for part in report if isinstance(report, (list, tuple)) else [report]:
+        part.render(console)
     if out is not None:
         write_run_files(out, document, records, plots)
         print(f"results written to {out}/", file=console.file, flush=True)
@@ -69,3 +70,39 @@ def run_regress(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document, report=regress_report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
                   plots=[("loss.png", draw)])
+
+
+def run_classify(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
+    from losslab.callbacks import History
+    from losslab.datasets import load_classification
+    from losslab.display import ProgressDisplay, classify_columns, classify_report, make_console
+    from losslab.experiments import classify, classify_metric_names
+    from losslab.results import classify_document
+
+    check_out_dir(cfg.out)
+    data = load_classification(cfg.data)
+    check_names(cfg.gates.expect, classify_metric_names(data.classes))
+
+    console = make_console(stderr=json_out)
+    progress = ProgressDisplay(console, classify_columns(), quiet=quiet, max_rows=20)
+    result = classify(cfg, data=data, callbacks=[History(), progress])
+
+    outcomes = evaluate(cfg.gates.expect, result.metrics(), cfg.gates.target_loss) \
+        if result.status != "interrupted" else []
+    document = classify_document(result, outcomes)
+
+    def curves(path: Any) -> None:
+        from losslab.plots import classification_curves
+
+        classification_curves(result.records, path, title=f"classify: {cfg.data.dataset}, {cfg.model.name}, "
+                              f"{cfg.optim.name} lr {cfg.optim.lr:g}", best_epoch=result.best_epoch)
+
+    def confusion(path: Any) -> None:
+        from losslab.plots import confusion_matrix
+
+        confusion_matrix(result.confusion, result.classes, path, title=f"{cfg.data.dataset}: accuracy "
+                         f"{result.accuracy:.4f}")
+
+    return finish(document=document, report=classify_report(result, outcomes), records=result.records,
+                  outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
+                  plots=[("curves.png", curves), ("confusion.png", confusion)])

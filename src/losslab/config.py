@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -79,8 +79,14 @@ class OptimConfig:
                 raise ConfigError(
                     option, f"does not apply to --optim {self.name} (applies to: {', '.join(users)})"
                 )
-        if self.lr is None:
-            object.__setattr__(self, "lr", entry.meta["default_lr"])
+
+    def for_task(self, task: str) -> "OptimConfig":
+        """The same config with `lr` resolved to the optimizer's default for this task when unset."""
+        if self.lr is not None:
+            return self
+        from losslab.optimizers import default_lr
+
+        return replace(self, lr=default_lr(self.name, task))
 
 
 @dataclass(frozen=True)
@@ -98,14 +104,14 @@ class LossConfig:
 class TrainConfig:
     """Loop settings shared by every command."""
 
-    epochs: int = 1000
+    epochs: Optional[int] = 1000  # None: the command's default (classify: per dataset)
     batch_size: Optional[int] = None  # None: full batch
     clip_grad_norm: Optional[float] = None
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0:
+        if self.epochs is not None and self.epochs <= 0:
             raise ConfigError("--epochs", f"must be a positive integer (got {self.epochs})")
         if self.batch_size is not None and self.batch_size <= 0:
             raise ConfigError("--batch-size", f"must be a positive integer (got {self.batch_size})")
@@ -173,6 +179,7 @@ class RegressConfig:
         from losslab.losses import check_task
 
         check_task(self.loss.name, "regression")
+        object.__setattr__(self, "optim", self.optim.for_task("regression"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,3 +198,117 @@ def check_out_dir(path: Optional[str]) -> None:
             pass
     except OSError as exc:
         raise ConfigError("--out", f"cannot write to {path}: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class ClassifyDataConfig:
+    """Which dataset, where its files are, how much of it, and how validation data is made."""
+
+    dataset: str = "digits"
+    data_dir: Optional[str] = None  # torchvision root; None: $LOSSLAB_DATA or ~/.cache/losslab/data
+    download: bool = False
+    subset: Optional[int] = None
+    val_fraction: float = 0.2  # only where the dataset has no official test split
+    data_seed: int = 42  # blobs generation, subset and validation split
+    classes: int = 3  # blobs
+    samples: int = 600  # blobs
+    features: int = 2  # blobs
+    class_sep: float = 3.0  # blobs: scale of the cluster centres against unit noise
+    imbalance: Optional[float] = None  # blobs: largest / smallest class size
+
+    def __post_init__(self) -> None:
+        from losslab.datasets import DATASETS, default_data_dir
+
+        DATASETS.lookup(self.dataset)
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", default_data_dir())
+        if self.subset is not None and self.subset < 1:
+            raise ConfigError("--subset", f"must be a positive number of samples (got {self.subset})")
+        check_finite("--val-fraction", self.val_fraction)
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError("--val-fraction", f"must be between 0 and 1 (got {self.val_fraction:g})")
+        if self.data_seed < 0:
+            raise ConfigError("--data-seed", f"must be >= 0 (got {self.data_seed})")
+        if self.classes < 2:
+            raise ConfigError("--classes", f"must be at least 2 (got {self.classes})")
+        if self.samples < 2 * self.classes:
+            raise ConfigError("--samples", f"must be at least 2 per class (got {self.samples} for {self.classes} classes)")
+        if self.features < 1:
+            raise ConfigError("--features", f"must be a positive integer (got {self.features})")
+        check_positive("--class-sep", self.class_sep)
+        check_finite("--imbalance", self.imbalance)
+        if self.imbalance is not None and self.imbalance < 1:
+            raise ConfigError("--imbalance", f"is the largest/smallest class ratio, must be >= 1 (got {self.imbalance:g})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Optional[str] = None  # None: the dataset's default
+    hidden: int = 128
+
+    def __post_init__(self) -> None:
+        from losslab.models import MODELS
+
+        if self.name is not None:
+            MODELS.lookup(self.name)
+        if self.hidden < 1:
+            raise ConfigError("--hidden", f"must be a positive integer (got {self.hidden})")
+
+
+@dataclass(frozen=True)
+class ClassifyLossConfig(LossConfig):
+    name: str = "cross-entropy"
+    label_smoothing: float = 0.0
+    class_weights: Optional[str] = None  # "balanced" or a comma list
+    gamma: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_finite("--label-smoothing", self.label_smoothing)
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError("--label-smoothing", f"must be in [0, 1) (got {self.label_smoothing:g})")
+        if self.label_smoothing and self.name != "cross-entropy":
+            raise ConfigError("--label-smoothing", f"applies to cross-entropy only (got --loss {self.name})")
+        check_non_negative("--gamma", self.gamma)
+        if self.class_weights is not None and self.class_weights != "balanced":
+            weights = parse_floats("--class-weights", self.class_weights) or ()
+            if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+                raise ConfigError("--class-weights", "weights must be >= 0 with at least one > 0")
+        if self.class_weights is not None and self.name == "mse":
+            raise ConfigError("--class-weights", "does not apply to --loss mse")
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: ClassifyLossConfig = field(default_factory=ClassifyLossConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adam"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=None, batch_size=64))
+    gates: GateConfig = field(default_factory=GateConfig)
+    patience: Optional[int] = None
+    save: Optional[str] = None
+    resume: Optional[str] = None
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        from losslab.datasets import DATASETS
+        from losslab.losses import check_task
+
+        check_task(self.loss.name, "classification")
+        entry = DATASETS.lookup(self.data.dataset)
+        if self.train.epochs is None:
+            object.__setattr__(self, "train", replace(self.train, epochs=entry.meta["default_epochs"]))
+        if self.model.name is None:
+            object.__setattr__(self, "model", replace(self.model, name=entry.meta["default_model"]))
+        object.__setattr__(self, "optim", self.optim.for_task("classification"))
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError("--patience", f"must be a positive number of epochs (got {self.patience})")
+        if self.resume is not None and not Path(self.resume).is_file():
+            raise ConfigError("--resume", f"no such checkpoint file: {self.resume}")
+        if self.save is not None:
+            parent = Path(self.save).resolve().parent
+            if not parent.is_dir():
+                raise ConfigError("--save", f"folder {parent} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

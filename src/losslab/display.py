@@ -39,13 +39,21 @@ class Column:
     header: str
     spec: str = ".6g"
 
-    def cell(self, record: dict[str, Any]) -> str:
+    def cell(self, record: dict[str, Any], ctx: Optional[dict[str, Any]] = None) -> str:
+        """`ctx` carries the run's `samples` and `first_epoch` for the rate columns."""
+        ctx = ctx or {}
+        t = record.get("elapsed_s") or 0.0
+        epochs_done = record["epoch"] - ctx.get("first_epoch", 1) + 1
         if self.key == "it_s":
-            t = record.get("elapsed_s") or 0.0
-            return f"{record['epoch'] / t:,.0f}" if t > 0 else "—"
+            return f"{epochs_done / t:,.0f}" if t > 0 else "—"
+        if self.key == "samples_s":
+            return f"{epochs_done * ctx.get('samples', 0) / t:,.0f}" if t > 0 else "—"
         if self.key == "elapsed_s":
-            return f"{record.get('elapsed_s', 0.0):.2f}s"
-        return fmt(record.get(self.key), self.spec)
+            return f"{t:.2f}s"
+        text = fmt(record.get(self.key), self.spec)
+        if record.get(f"{self.key}_best"):
+            text += "*"  # best so far (skorch marks it the same way)
+        return text
 
 
 def epoch_columns(extra: Sequence[Column]) -> list[Column]:
@@ -55,13 +63,21 @@ def epoch_columns(extra: Sequence[Column]) -> list[Column]:
             Column("elapsed_s", "elapsed"), Column("it_s", "it/s")]
 
 
-def epoch_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], total: int) -> Table:
+def classify_columns() -> list[Column]:
+    """epoch, train loss, val loss (* best), val acc, lr, elapsed, samples/s."""
+    return [Column("epoch", "epoch", "d"), Column("train_loss", "train loss"), Column("valid_loss", "val loss"),
+            Column("valid_acc", "val acc", ".4f"), Column("lr", "lr", ".3g"), Column("elapsed_s", "elapsed"),
+            Column("samples_s", "samples/s")]
+
+
+def epoch_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], total: int,
+                ctx: Optional[dict[str, Any]] = None) -> Table:
     """A pure function of the rows: the Live block only swaps it in."""
     table = Table(title=None, header_style="bold", show_edge=True)
     for c in columns:
         table.add_column(c.header, justify="right")
     for i, rec in enumerate(rows):
-        cells = [c.cell(rec) for c in columns]
+        cells = [c.cell(rec, ctx) for c in columns]
         cells[0] = f"{rec['epoch']}/{total}"
         style = "bold" if i == len(rows) - 1 else None
         if not math.isfinite(rec.get("train_loss", 0.0)):
@@ -70,9 +86,10 @@ def epoch_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], total
     return table
 
 
-def plain_line(columns: Sequence[Column], record: dict[str, Any], total: int) -> str:
+def plain_line(columns: Sequence[Column], record: dict[str, Any], total: int,
+               ctx: Optional[dict[str, Any]] = None) -> str:
     parts = [f"epoch {record['epoch']}/{total}"]
-    parts += [f"{c.header} {c.cell(record)}" for c in columns[1:]]
+    parts += [f"{c.header} {c.cell(record, ctx)}" for c in columns[1:]]
     return "  ".join(parts)
 
 
@@ -91,11 +108,12 @@ class ProgressDisplay(Callback):
         self.milestones: list[dict[str, Any]] = []
         self.current: Optional[dict[str, Any]] = None
         self._live: Optional[Live] = None
-        self._last_plain = 0.0
+        self.ctx: dict[str, Any] = {}
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.total = info["epochs"]
-        self.interval = max(1, self.total // self.max_rows)
+        self.ctx = {"samples": info.get("samples", 0), "first_epoch": info.get("first_epoch", 1)}
+        self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)
         if self.quiet:
             return
         if self.use_live:
@@ -111,16 +129,16 @@ class ProgressDisplay(Callback):
         return rows
 
     def _render(self) -> Table:
-        return epoch_table(self.columns, self._rows(), self.total)
+        return epoch_table(self.columns, self._rows(), self.total, self.ctx)
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         self.current = record
         epoch = record["epoch"]
         finite = math.isfinite(record.get("train_loss", 0.0))
-        if epoch % self.interval == 0 or epoch == 1 or not finite:
+        if epoch % self.interval == 0 or epoch == self.ctx["first_epoch"] or not finite:
             self.milestones.append(record)
             if not self.quiet and not self.use_live:
-                self._print(plain_line(self.columns, record, self.total))
+                self._print(plain_line(self.columns, record, self.total, self.ctx))
 
     def on_train_end(self, status: str, records: list[dict[str, Any]]) -> None:
         if self.quiet:
@@ -130,7 +148,7 @@ class ProgressDisplay(Callback):
             self._live.stop()
             self._live = None
         elif self.current is not None and (not self.milestones or self.milestones[-1] is not self.current):
-            self._print(plain_line(self.columns, self.current, self.total))
+            self._print(plain_line(self.columns, self.current, self.total, self.ctx))
         if status != "ok":
             self._print(f"training {status} at epoch {self.current['epoch'] if self.current else 0}")
 
@@ -151,7 +169,7 @@ class Report:
 
     def render(self, console: Console) -> None:
         if console.is_terminal:
-            console.print(self.title, style="bold", markup=False)
+            console.print(self.title, style="bold", markup=False, highlight=False)
             table = Table(header_style="bold")
             for i, h in enumerate(self.headers):
                 table.add_column(h, justify="left" if i == 0 else "right")
@@ -202,3 +220,31 @@ def print_failures(outcomes: Sequence[Any], stream: Any = None) -> None:
     for o in outcomes:
         if not o.passed:
             print(f"losslab: expectation {o.describe()}", file=stream or sys.stderr, flush=True)
+
+
+def classify_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
+    """Summary, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+    cfg = result.config
+    restored = " (weights restored from it)" if result.restored_best else ""
+    title = (f"losslab classify: {result.status} — {cfg.data.dataset}, {cfg.model.name}, {cfg.loss.name}, "
+             f"{cfg.optim.name} lr {fmt(cfg.optim.lr, 'g')}: {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
+             f"on {result.device}")
+    summary_rows = [["accuracy", f"{result.accuracy:.4f}"], ["validation loss", fmt(result.valid_loss)],
+                    ["best epoch", f"{result.best_epoch}{restored}" if result.best_epoch else "—"]]
+    notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes)
+    if result.resumed_from is not None:
+        notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")
+    if result.status == "diverged":
+        notes.append(f"training diverged at epoch {result.diverged_epoch}: the loss became non-finite "
+                     "(try a smaller --lr or --clip-grad-norm).")
+    elif result.status == "interrupted":
+        notes.append(f"interrupted after {result.epochs_run} epochs: the numbers above are from that point.")
+    notes += [o.describe() for o in outcomes]
+    summary = Report(title, ["metric", "value"], summary_rows, [])
+    support = [sum(row) for row in result.confusion]
+    per_class = Report("per-class accuracy", ["class", "accuracy", "support"],
+                       [[c, fmt(result.per_class_accuracy[c], ".4f"), str(n)]
+                        for c, n in zip(result.classes, support)], [])
+    confusion = Report("confusion matrix (rows: true class, columns: predicted)", ["true \\ pred", *result.classes],
+                       [[c, *(str(v) for v in row)] for c, row in zip(result.classes, result.confusion)], notes)
+    return [summary, per_class, confusion]

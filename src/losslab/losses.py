@@ -1,7 +1,8 @@
 """Loss registry: name -> factory(LossConfig) returning a callable loss(pred, target) -> scalar.
 
-Every entry's meta says its `task` ("regression" or "classification"), so a command can refuse
+Every entry's meta says the `tasks` it serves ("regression", "classification"), so a command can refuse
 a loss that does not fit its target. `package.module:Name` loads a user's class or function.
+For classification, factories get the class weights too; `mse` is then taken on one-hot targets.
 """
 
 from __future__ import annotations
@@ -21,46 +22,87 @@ if TYPE_CHECKING:
 LOSSES: Registry[Callable[..., Any]] = Registry("loss", "--loss")
 
 
-@LOSSES.register("mse", "mean squared error (the least-squares loss)", task="regression")
-def _mse(cfg: "LossConfig") -> Any:
+@LOSSES.register("mse", "mean squared error (the least-squares loss; classify: softmax vs one-hot)",
+                 tasks=("regression", "classification"))
+def _mse(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
+    if classes:
+        return OneHotMSE(classes)
     return nn.MSELoss()
 
 
-@LOSSES.register("l1", "mean absolute error (robust to outliers; fits the median)", task="regression")
-def _l1(cfg: "LossConfig") -> Any:
+@LOSSES.register("l1", "mean absolute error (robust to outliers; fits the median)", tasks=("regression",))
+def _l1(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.L1Loss()
 
 
-@LOSSES.register("smooth-l1", "smooth L1: quadratic below --delta (as beta), linear above", task="regression")
-def _smooth_l1(cfg: "LossConfig") -> Any:
+@LOSSES.register("smooth-l1", "smooth L1: quadratic below --delta (as beta), linear above", tasks=("regression",))
+def _smooth_l1(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.SmoothL1Loss(beta=cfg.delta)
 
 
-@LOSSES.register("huber", "Huber loss with threshold --delta", task="regression")
-def _huber(cfg: "LossConfig") -> Any:
+@LOSSES.register("huber", "Huber loss with threshold --delta", tasks=("regression",))
+def _huber(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.HuberLoss(delta=cfg.delta)
 
 
-@LOSSES.register("cross-entropy", "softmax cross-entropy on logits and class indices", task="classification")
-def _cross_entropy(cfg: "LossConfig") -> Any:
+@LOSSES.register("cross-entropy", "softmax cross-entropy on logits and class indices (--label-smoothing)",
+                 tasks=("classification",))
+def _cross_entropy(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
-    return nn.CrossEntropyLoss()
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=getattr(cfg, "label_smoothing", 0.0))
 
 
-@LOSSES.register("nll", "negative log-likelihood on log-probabilities", task="classification")
-def _nll(cfg: "LossConfig") -> Any:
+@LOSSES.register("nll", "negative log-likelihood; the model then ends in log_softmax", tasks=("classification",),
+                 log_softmax=True)
+def _nll(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
-    return nn.NLLLoss()
+    return nn.NLLLoss(weight=weight)
+
+
+@LOSSES.register("focal", "focal loss -(1-p)^gamma log p (Lin et al. 2017; --gamma) for hard or rare classes",
+                 tasks=("classification",))
+def _focal(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+    return FocalLoss(getattr(cfg, "gamma", 2.0), weight)
+
+
+class FocalLoss:
+    """Mean of -w_y (1 - p_y)^gamma log p_y over the batch (weighted mean when class weights are given)."""
+
+    def __init__(self, gamma: float, weight: Any = None):
+        self.gamma = gamma
+        self.weight = weight
+
+    def __call__(self, logits: Any, target: Any) -> Any:
+        import torch.nn.functional as F
+
+        logp = F.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+        loss = -((1 - logp.exp()) ** self.gamma) * logp
+        if self.weight is None:
+            return loss.mean()
+        w = self.weight[target]
+        return (loss * w).sum() / w.sum()
+
+
+class OneHotMSE:
+    """MSE between softmax probabilities and one-hot targets."""
+
+    def __init__(self, classes: int):
+        self.classes = classes
+
+    def __call__(self, logits: Any, target: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.mse_loss(F.softmax(logits, dim=1), F.one_hot(target, self.classes).to(logits.dtype))
 
 
 def is_import_path(name: str) -> bool:
@@ -72,15 +114,15 @@ def check_task(name: str, task: str) -> None:
     if is_import_path(name):
         return
     entry = LOSSES.lookup(name)
-    if entry.meta["task"] != task:
-        fitting = [e.name for e in LOSSES if e.meta["task"] == task]
+    if task not in entry.meta["tasks"]:
+        fitting = [e.name for e in LOSSES if task in e.meta["tasks"]]
         if task == "regression":
             why = "regression fits a real-valued target, but it expects class labels"
         else:
             why = "classification predicts class labels, but it expects a real-valued target"
         raise ConfigError(
             "--loss",
-            f"{name!r} is a {entry.meta['task']} loss: {why}; choose from: {', '.join(fitting)} "
+            f"{name!r} is a {entry.meta['tasks'][0]} loss: {why}; choose from: {', '.join(fitting)} "
             "or an import path package.module:Name",
         )
 
@@ -111,7 +153,12 @@ def load_import_path(spec: str) -> Any:
     return obj
 
 
-def build_loss(cfg: "LossConfig") -> Any:
+def build_loss(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+    """The loss callable; `classes` > 0 builds the classification form (class `weight`s optional)."""
     if is_import_path(cfg.name):
         return load_import_path(cfg.name)
-    return LOSSES.lookup(cfg.name).factory(cfg)
+    return LOSSES.lookup(cfg.name).factory(cfg, weight, classes)
+
+
+def wants_log_softmax(name: str) -> bool:
+    return not is_import_path(name) and bool(LOSSES.lookup(name).meta.get("log_softmax"))

@@ -1,7 +1,6 @@
 """Optimizer registry: name -> factory(params, OptimConfig) building a torch.optim optimizer.
 
-Each entry's meta holds `default_lr` and the set of options it `accepts`; options left as
-None fall through to torch.optim's own defaults, so a run matches a hand-written loop exactly.
+Each entry's meta holds `default_lr` per task and the set of options it `accepts`; options left as None fall through to torch.optim's own defaults, so a run matches a hand-written loop exactly.
 """
 
 from __future__ import annotations
@@ -18,19 +17,23 @@ OPTIMIZERS: Registry[Callable[..., Any]] = Registry("optimizer", "--optim")
 _ADAM_LIKE = {"weight_decay", "betas", "eps"}
 
 
+def _lr(regression: float, classification: float) -> dict[str, float]:
+    return {"regression": regression, "classification": classification}
+
+
 def _kwargs(cfg: "OptimConfig", *names: str) -> dict[str, Any]:
     """The options the user set, among those this optimizer takes."""
     return {n: getattr(cfg, n) for n in names if getattr(cfg, n) is not None}
 
 
-@OPTIMIZERS.register("sgd", "plain stochastic gradient descent", default_lr=0.1, accepts={"momentum", "weight_decay"})
+@OPTIMIZERS.register("sgd", "plain stochastic gradient descent", default_lr=_lr(0.1, 0.05), accepts={"momentum", "weight_decay"})
 def _sgd(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
 
     return torch.optim.SGD(params, lr=cfg.lr, **_kwargs(cfg, "momentum", "weight_decay"))
 
 
-@OPTIMIZERS.register("momentum", "SGD with heavy-ball momentum (0.9 unless --momentum)", default_lr=0.05,
+@OPTIMIZERS.register("momentum", "SGD with heavy-ball momentum (0.9 unless --momentum)", default_lr=_lr(0.05, 0.01),
                      accepts={"momentum", "weight_decay"})
 def _momentum(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
@@ -39,7 +42,7 @@ def _momentum(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, **_kwargs(cfg, "weight_decay"))
 
 
-@OPTIMIZERS.register("nesterov", "SGD with Nesterov momentum (0.9 unless --momentum)", default_lr=0.05,
+@OPTIMIZERS.register("nesterov", "SGD with Nesterov momentum (0.9 unless --momentum)", default_lr=_lr(0.05, 0.01),
                      accepts={"momentum", "weight_decay"})
 def _nesterov(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
@@ -48,28 +51,28 @@ def _nesterov(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, nesterov=True, **_kwargs(cfg, "weight_decay"))
 
 
-@OPTIMIZERS.register("adam", "Adam (Kingma & Ba 2014)", default_lr=0.01, accepts=_ADAM_LIKE)
+@OPTIMIZERS.register("adam", "Adam (Kingma & Ba 2014)", default_lr=_lr(0.01, 0.001), accepts=_ADAM_LIKE)
 def _adam(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
 
     return torch.optim.Adam(params, lr=cfg.lr, **_kwargs(cfg, "betas", "eps", "weight_decay"))
 
 
-@OPTIMIZERS.register("adamw", "Adam with decoupled weight decay (default 0.01)", default_lr=0.01, accepts=_ADAM_LIKE)
+@OPTIMIZERS.register("adamw", "Adam with decoupled weight decay (default 0.01)", default_lr=_lr(0.01, 0.001), accepts=_ADAM_LIKE)
 def _adamw(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
 
     return torch.optim.AdamW(params, lr=cfg.lr, **_kwargs(cfg, "betas", "eps", "weight_decay"))
 
 
-@OPTIMIZERS.register("rmsprop", "RMSprop (alpha 0.99)", default_lr=0.01, accepts={"momentum", "weight_decay", "eps"})
+@OPTIMIZERS.register("rmsprop", "RMSprop (alpha 0.99)", default_lr=_lr(0.01, 0.001), accepts={"momentum", "weight_decay", "eps"})
 def _rmsprop(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
 
     return torch.optim.RMSprop(params, lr=cfg.lr, **_kwargs(cfg, "momentum", "eps", "weight_decay"))
 
 
-@OPTIMIZERS.register("adagrad", "Adagrad", default_lr=0.1, accepts={"weight_decay", "eps"})
+@OPTIMIZERS.register("adagrad", "Adagrad", default_lr=_lr(0.1, 0.01), accepts={"weight_decay", "eps"})
 def _adagrad(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
 
@@ -77,11 +80,16 @@ def _adagrad(params: Iterable[Any], cfg: "OptimConfig") -> Any:
 
 
 @OPTIMIZERS.register("lbfgs", "L-BFGS with strong-Wolfe line search, one closure-driven step per batch",
-                     default_lr=1.0, accepts=set(), needs_closure=True)
+                     default_lr=_lr(1.0, 1.0), accepts=set(), needs_closure=True)
 def _lbfgs(params: Iterable[Any], cfg: "OptimConfig") -> Any:
     import torch
 
     return torch.optim.LBFGS(params, lr=cfg.lr, line_search_fn="strong_wolfe")
+
+
+def default_lr(name: str, task: str) -> float:
+    """The learning rate an optimizer gets when --lr is not given, per task."""
+    return OPTIMIZERS.lookup(name).meta["default_lr"][task]
 
 
 def build_optimizer(params: Iterable[Any], cfg: "OptimConfig") -> Any:

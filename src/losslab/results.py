@@ -88,6 +88,35 @@ def regress_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None) 
     }
 
 
+def classify_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab classify`."""
+    last = result.records[-1] if result.records else {}
+    return {
+        "command": "classify",
+        "status": result.status,
+        "config": result.config.to_dict(),
+        "accuracy": result.accuracy,
+        "final_loss": result.valid_loss,
+        "valid_loss": result.valid_loss,
+        "train_loss": last.get("train_loss"),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "restored_best": result.restored_best,
+        "resumed_from": result.resumed_from,
+        "diverged_epoch": result.diverged_epoch,
+        "classes": result.classes,
+        "per_class_accuracy": result.per_class_accuracy,
+        "confusion_matrix": result.confusion,
+        "data": result.data_source,
+        "split": result.split,
+        "device": result.device,
+        "elapsed_s": result.elapsed_s,
+        "notes": result.notes,
+        "expectations": outcomes_document(outcomes or []),
+        "versions": result.versions,
+    }
+
+
 def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],
                     plots: Iterable[tuple[str, Callable[[Path], None]]] = ()) -> list[Path]:
     """result.json, history.csv and the given plots, each written atomically into `out_dir`."""

@@ -89,11 +89,13 @@ def fit(
     evaluate: Optional[Callable[[torch.nn.Module], dict[str, float]]] = None,
     track: Optional[Callable[[], dict[str, float]]] = None,
     callbacks: Sequence[Callback] = (),
+    first_epoch: int = 1,
 ) -> FitResult:
     """Train `model` on (x, y) for `epochs` epochs, full batch unless `batch_size` is smaller than the data.
 
     `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics);
     `track()` returns extra values to record (e.g. every parameter of a small model).
+    `first_epoch` > 1 continues a resumed run: epochs first_epoch..epochs are trained.
     """
     n = x.shape[0]
     full_batch = batch_size is None or batch_size >= n
@@ -127,10 +129,11 @@ def fit(
         return value
 
     for cb in callbacks:
-        cb.on_train_begin({"epochs": epochs, "samples": n, "batch_size": n if full_batch else batch_size})
+        cb.on_train_begin({"epochs": epochs, "first_epoch": first_epoch, "samples": n,
+                           "batch_size": n if full_batch else batch_size})
     start = time.perf_counter()
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             # forward backward update
             model.train()
             if full_batch:

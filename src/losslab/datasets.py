@@ -1,0 +1,238 @@
+"""Classification dataset registry: each dataset is decoded once into tensors, split, normalised with
+training-split statistics, and then batched by index from memory (no per-sample transform per epoch).
+
+`digits` ships inside scikit-learn and `blobs` is generated from the seed: both work offline.
+`mnist`, `fashion-mnist` and `cifar10` are read by torchvision's own dataset classes from `--data-dir`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from losslab.errors import ConfigError
+from losslab.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from losslab.config import ClassifyDataConfig
+
+DATASETS: Registry[Callable[..., "Raw"]] = Registry("dataset", "--dataset")
+
+
+def default_data_dir() -> str:
+    """$LOSSLAB_DATA, else ~/.cache/losslab/data: the torchvision root holding MNIST/, FashionMNIST/, ..."""
+    return os.environ.get("LOSSLAB_DATA") or str(Path.home() / ".cache" / "losslab" / "data")
+
+
+@dataclass
+class Raw:
+    """Decoded but unnormalised data; test split is None where the dataset has no official one."""
+
+    x_train: "torch.Tensor"  # (N, C, H, W) or (N, F)
+    y_train: "torch.Tensor"  # (N,) int64
+    x_test: Optional["torch.Tensor"]
+    y_test: Optional["torch.Tensor"]
+    classes: list[str]
+
+
+@dataclass
+class ClassificationData:
+    x_train: "torch.Tensor"
+    y_train: "torch.Tensor"
+    x_val: "torch.Tensor"
+    y_val: "torch.Tensor"
+    classes: list[str]
+    source: str
+    split: str  # how the validation set was made
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+# --- embedded datasets ---------------------------------------------------------------------------
+
+@DATASETS.register("digits", "8x8 handwritten digits shipped with scikit-learn (1,797 images, 10 classes)",
+                   default_model="mlp", default_epochs=30)
+def _digits(cfg: "ClassifyDataConfig") -> Raw:
+    import torch
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
+    y = torch.as_tensor(bunch.target, dtype=torch.int64)
+    return Raw(x, y, None, None, [str(c) for c in bunch.target_names])
+
+
+@DATASETS.register("blobs", "synthetic Gaussian clusters (--classes, --samples, --features, --class-sep, --imbalance)",
+                   default_model="mlp", default_epochs=50)
+def _blobs(cfg: "ClassifyDataConfig") -> Raw:
+    import torch
+
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    k = cfg.classes
+    ratio = cfg.imbalance or 1.0
+    # class c gets a share proportional to ratio^(-c/(k-1)): the largest class is `ratio` times the smallest
+    shares = [ratio ** (-c / (k - 1)) if k > 1 else 1.0 for c in range(k)]
+    counts = [max(1, round(cfg.samples * s / sum(shares))) for s in shares]
+    centers = torch.randn(k, cfg.features, generator=g) * cfg.class_sep
+    y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
+    x = centers[y] + torch.randn(len(y), cfg.features, generator=g)
+    return Raw(x, y, None, None, [f"c{c}" for c in range(k)])
+
+
+# --- torchvision datasets -----------------------------------------------------------------------
+
+_MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte"]
+_CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+
+
+def _missing(root: Path, folder: str, files: list[str], name: str) -> ConfigError:
+    where = root / folder
+    return ConfigError(
+        "--data-dir",
+        f"{name} files not found: expected {', '.join(files)} in {where}; run again with --download "
+        f"when online, or copy the files there (--data-dir, or $LOSSLAB_DATA, names the folder that holds {folder.split('/')[0]}/)",
+    )
+
+
+def _mnist_like(cls_name: str, folder: str, name: str, cfg: "ClassifyDataConfig") -> Raw:
+    import torch
+    from torchvision import datasets
+
+    root = Path(cfg.data_dir or default_data_dir())
+    cls = getattr(datasets, cls_name)
+    try:
+        train = cls(str(root), train=True, download=cfg.download)
+        test = cls(str(root), train=False, download=cfg.download)
+    except RuntimeError as exc:
+        if "not found" in str(exc).lower():
+            raise _missing(root, f"{folder}/raw", _MNIST_FILES, name) from None
+        raise ConfigError("--data-dir", f"{name} files in {root / folder / 'raw'} are corrupt: {exc}") from None
+    except Exception as exc:  # truncated idx files, wrong magic numbers, failed downloads
+        raise ConfigError("--data-dir", f"cannot read {name} from {root / folder / 'raw'}: {exc}") from None
+    x_train, x_test = train.data.unsqueeze(1).float(), test.data.unsqueeze(1).float()
+    y_train, y_test = train.targets.to(torch.int64), test.targets.to(torch.int64)
+    _check_labels(name, root / folder, [y_train, y_test], len(train.classes))
+    return Raw(x_train, y_train, x_test, y_test, [str(c) for c in train.classes])
+
+
+@DATASETS.register("mnist", "MNIST handwritten digits (torchvision; 28x28, 10 classes; official test split)",
+                   default_model="mlp", default_epochs=5)
+def _mnist(cfg: "ClassifyDataConfig") -> Raw:
+    return _mnist_like("MNIST", "MNIST", "MNIST", cfg)
+
+
+@DATASETS.register("fashion-mnist", "Fashion-MNIST clothing images (torchvision; 28x28, 10 classes)",
+                   default_model="mlp", default_epochs=10)
+def _fashion(cfg: "ClassifyDataConfig") -> Raw:
+    return _mnist_like("FashionMNIST", "FashionMNIST", "Fashion-MNIST", cfg)
+
+
+def _cifar10_class() -> Any:
+    from torchvision import datasets
+
+    class CIFAR10Files(datasets.CIFAR10):
+        """torchvision's CIFAR10 reader; presence of the batch files is checked instead of their MD5 sums,
+        so data re-packed in the same pickle format (or written by the tests) loads too."""
+
+        def _check_integrity(self) -> bool:
+            base = Path(self.root) / self.base_folder
+            return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            import pickle
+
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
+                self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+        def download(self) -> None:
+            if not self._check_integrity():
+                datasets.CIFAR10.download(self)  # md5-checked archive from the official mirror
+
+    return CIFAR10Files
+
+
+@DATASETS.register("cifar10", "CIFAR-10 colour images (torchvision; 3x32x32, 10 classes; official test split)",
+                   default_model="cnn", default_epochs=10)
+def _cifar10(cfg: "ClassifyDataConfig") -> Raw:
+    import torch
+
+    root = Path(cfg.data_dir or default_data_dir())
+    folder = root / "cifar-10-batches-py"
+    cls = _cifar10_class()
+    if not cfg.download and not all((folder / f).is_file() for f in _CIFAR_FILES):
+        raise _missing(root, "cifar-10-batches-py", _CIFAR_FILES, "CIFAR-10")
+    try:
+        train = cls(str(root), train=True, download=cfg.download)
+        test = cls(str(root), train=False, download=cfg.download)
+    except Exception as exc:  # unpickling errors, wrong array sizes, failed downloads
+        raise ConfigError("--data-dir", f"cannot read CIFAR-10 from {folder}: {type(exc).__name__}: {exc}") from None
+
+    def to_tensors(ds: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float()  # HWC uint8 -> CHW float, once
+        return x, torch.as_tensor(ds.targets, dtype=torch.int64)
+
+    (x_train, y_train), (x_test, y_test) = to_tensors(train), to_tensors(test)
+    _check_labels("CIFAR-10", folder, [y_train, y_test], len(train.classes))
+    return Raw(x_train, y_train, x_test, y_test, list(train.classes))
+
+
+def _check_labels(name: str, where: Path, labels: list["torch.Tensor"], k: int) -> None:
+    for y in labels:
+        if len(y) == 0 or int(y.min()) < 0 or int(y.max()) >= k:
+            raise ConfigError("--data-dir", f"{name} files in {where} are corrupt: labels outside 0..{k - 1}")
+
+
+# --- split, subset, normalise --------------------------------------------------------------------
+
+def load_classification(cfg: "ClassifyDataConfig") -> ClassificationData:
+    import torch
+
+    entry = DATASETS.lookup(cfg.dataset)
+    raw = entry.factory(cfg)
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    x, y = raw.x_train, raw.y_train
+    if raw.x_test is None:
+        if cfg.subset is not None:
+            keep = torch.randperm(len(y), generator=g)[: min(cfg.subset, len(y))]
+            x, y = x[keep], y[keep]
+        perm = torch.randperm(len(y), generator=g)
+        n_val = max(1, int(round(cfg.val_fraction * len(y))))
+        if n_val >= len(y):
+            raise ConfigError("--val-fraction", f"leaves no training data from {len(y)} samples")
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+        split = f"seeded {cfg.val_fraction:g} validation split (data seed {cfg.data_seed})"
+    else:
+        x_train, y_train, x_val, y_val = x, y, raw.x_test, raw.y_test
+        if cfg.subset is not None:
+            n_test = max(1, math.ceil(cfg.subset * len(y_val) / len(y_train)))
+            keep = torch.randperm(len(y_train), generator=g)[: min(cfg.subset, len(y_train))]
+            keep_val = torch.randperm(len(y_val), generator=g)[:n_test]
+            x_train, y_train, x_val, y_val = x_train[keep], y_train[keep], x_val[keep_val], y_val[keep_val]
+        split = "official test split"
+    mean, std = _stats(x_train)
+    x_train = ((x_train - mean) / std).contiguous()
+    x_val = ((x_val - mean) / std).contiguous()
+    source = f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape {tuple(x_train.shape[1:])}"
+    return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split)
+
+
+def _stats(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Per-channel (images) or per-feature (tables) mean and std of the training split."""
+    dims = [0, 2, 3] if x.ndim == 4 else [0]
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    return mean.squeeze(0), std.squeeze(0)
