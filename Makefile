@@ -22,6 +22,7 @@ bench: setup
 	$(PY) benchmarks/bench_help.py
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_process.py
+	$(PY) benchmarks/bench_classify.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
