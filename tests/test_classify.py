@@ -12,7 +12,8 @@ from torch import nn
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, ModelConfig, OptimConfig, TrainConfig
 from losslab.datasets import load_classification
 from losslab.errors import ConfigError
-from losslab.experiments import class_weights, classify
+from losslab.experiments import classify
+from losslab.problems import class_weights
 from losslab.losses import build_loss
 from losslab.models import build_classifier
 

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 from losslab.callbacks import Callback
 from losslab.config import RegressConfig
-from losslab.data import RegressionData, least_squares, read_csv, synthetic
+from losslab.data import RegressionData, read_csv, synthetic
 
 
 def versions() -> dict[str, str]:
@@ -65,79 +65,25 @@ def load_regression_data(cfg: RegressConfig) -> RegressionData:
 def regress(cfg: RegressConfig, data: Optional[RegressionData] = None,
             callbacks: Sequence[Callback] = ()) -> RegressResult:
     """Fit nn.Linear to the regression data with the configured loss and optimizer."""
-    import torch
-
-    from losslab.losses import build_loss
-    from losslab.models import MODELS
     from losslab.optimizers import build_optimizer
-    from losslab.training import fit, flat_list, resolve_device
+    from losslab.problems import RegressionProblem
 
     data = data if data is not None else load_regression_data(cfg)
-    device = resolve_device(cfg.train.device)
-    x = torch.from_numpy(data.x).to(device)
-    y = torch.from_numpy(data.y).to(device)
-
-    loss_fn = build_loss(cfg.loss)
-    torch.manual_seed(cfg.train.seed)  # initial weights
-    model = MODELS.lookup("linear").factory(data.features).to(device)
-    check_loss_output(loss_fn, model, x[:2], y[:2])
+    problem = RegressionProblem(cfg, data)
+    model = problem.new_model(cfg.train.seed)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
-    generator = torch.Generator().manual_seed(cfg.train.seed)  # mini-batch order
-
-    names = data.param_names
-    weight, bias = model.weight, model.bias
-
-    def track() -> dict[str, float]:
-        return dict(zip(names, flat_list(weight) + flat_list(bias)))
-
-    fitted = fit(model, loss_fn, optimizer, x, y, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                 clip_grad_norm=cfg.train.clip_grad_norm, generator=generator, track=track, callbacks=callbacks)
-
-    with torch.no_grad():
-        final_loss = float(loss_fn(model(x), y))
-        opt_w, opt_b = least_squares(data.x, data.y)
-        ls_model = MODELS.lookup("linear").factory(data.features).to(device)
-        ls_model.weight.copy_(torch.as_tensor(opt_w, dtype=torch.float32).reshape(1, -1))
-        ls_model.bias.fill_(opt_b)
-        optimum_loss = float(loss_fn(ls_model(x), y))
-
+    fitted = problem.train(model, optimizer, seed=cfg.train.seed, callbacks=callbacks)
+    final = problem.final(model)
     status = fitted.status
-    if status == "ok" and not math.isfinite(final_loss):
+    if status == "ok" and not math.isfinite(final["final_loss"]):
         status = "diverged"
-    true_params = None
-    if data.true_w is not None:
-        true_params = dict(zip(names, list(data.true_w) + [data.true_b]))
     return RegressResult(
-        config=cfg,
-        status=status,
-        records=fitted.records,
-        epochs_run=fitted.epochs_run,
-        final_loss=final_loss,
-        params=track(),
-        true_params=true_params,
-        optimum={"params": dict(zip(names, [float(v) for v in opt_w] + [opt_b])), "loss": optimum_loss},
-        elapsed_s=fitted.elapsed_s,
-        device=str(device),
-        data_source=data.source,
+        config=cfg, status=status, records=fitted.records, epochs_run=fitted.epochs_run,
+        final_loss=final["final_loss"], params=final["params"], true_params=problem.true_params,
+        optimum=problem.optimum, elapsed_s=fitted.elapsed_s, device=str(problem.device), data_source=data.source,
         diverged_epoch=fitted.diverged_epoch or (fitted.epochs_run if status == "diverged" else None),
         versions=versions(),
     )
-
-
-def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
-    """A loss must return a scalar tensor; say so before training rather than fail inside it."""
-    import torch
-
-    from losslab.errors import ConfigError
-
-    try:
-        with torch.no_grad():
-            out = loss_fn(model(x), y)
-    except Exception as exc:
-        raise ConfigError("--loss", f"calling the loss on a batch failed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 0:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError("--loss", f"must return a scalar tensor (got {shape})")
 
 
 # --- classify ------------------------------------------------------------------------------------
@@ -178,36 +124,6 @@ class ClassifyResult:
 def classify_metric_names(classes: Sequence[str]) -> list[str]:
     return (["accuracy", "valid_loss", "final_loss", "best_epoch", "epochs_run", "elapsed_s", "train_loss"]
             + [f"accuracy_{c}" for c in classes])
-
-
-def class_weights(spec: Optional[str], y: Any, classes: int) -> Any:
-    """None, 'balanced' (n / (classes · count_c), as scikit-learn computes it) or a comma list."""
-    import torch
-
-    from losslab.config import parse_floats
-    from losslab.errors import ConfigError
-
-    if spec is None:
-        return None
-    if spec == "balanced":
-        counts = torch.bincount(y, minlength=classes).double()
-        return (len(y) / (classes * counts.clamp_min(1))).float()
-    weights = parse_floats("--class-weights", spec) or ()
-    if len(weights) != classes:
-        raise ConfigError("--class-weights", f"gives {len(weights)} weights for {classes} classes")
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def evaluate_classifier(model: Any, loss_fn: Any, x: Any, y: Any, chunk: int = 4096) -> tuple[float, Any]:
-    """Mean loss and predicted classes over (x, y), in chunks to bound memory. Call under no_grad/eval."""
-    import torch
-
-    total, preds = 0.0, []
-    for i in range(0, len(y), chunk):
-        out = model(x[i:i + chunk])
-        total += float(loss_fn(out, y[i:i + chunk])) * len(out)
-        preds.append(out.argmax(dim=1))
-    return total / len(y), torch.cat(preds)
 
 
 def _checkpoint(cfg: Any, model: Any, optimizer: Any, data: Any, epoch: int, generator: Any) -> dict[str, Any]:
@@ -255,27 +171,15 @@ def classify(cfg: Any, data: Any = None, callbacks: Sequence[Callback] = ()) -> 
 
     from losslab.callbacks import BestEpoch
     from losslab.datasets import load_classification
-    from losslab.losses import build_loss, wants_log_softmax
-    from losslab.models import build_classifier
     from losslab.optimizers import build_optimizer
-    from losslab.training import fit, resolve_device
+    from losslab.problems import ClassificationProblem
 
     data = data if data is not None else load_classification(cfg.data)
-    device = resolve_device(cfg.train.device)
-    k = data.num_classes
+    problem = ClassificationProblem(cfg, data)
     ckpt = load_checkpoint(cfg.resume, cfg, data) if cfg.resume else None
-
-    torch.manual_seed(cfg.train.seed)  # initial weights
-    model = build_classifier(cfg.model.name, data.input_shape, k, cfg.model.hidden)
-    if wants_log_softmax(cfg.loss.name):
-        model = torch.nn.Sequential(*model, torch.nn.LogSoftmax(dim=1))
-    model = model.to(device)
-    weight = class_weights(cfg.loss.class_weights, data.y_train, k)
-    loss_fn = build_loss(cfg.loss, None if weight is None else weight.to(device), classes=k)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
-    check_loss_output(loss_fn, model, x_train[:2], y_train[:2])
+    model = problem.new_model(cfg.train.seed)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
+    generator = torch.Generator().manual_seed(cfg.train.seed)  # mini-batch order
     first_epoch, notes = 1, []
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
@@ -283,33 +187,19 @@ def classify(cfg: Any, data: Any = None, callbacks: Sequence[Callback] = ()) -> 
             optimizer.load_state_dict(ckpt["optimizer"])
         else:
             notes.append(f"optimizer state not restored: checkpoint used {ckpt['optim']}, this run {cfg.optim.name}")
-        first_epoch = ckpt["epoch"] + 1
-    generator = torch.Generator().manual_seed(cfg.train.seed)  # mini-batch order
-    if ckpt is not None:
         generator.set_state(ckpt["generator"])  # a resumed run sees the batches the whole run would have
-
-    def evaluate(m: Any) -> dict[str, float]:
-        loss, pred = evaluate_classifier(m, loss_fn, x_val, y_val)
-        return {"valid_loss": loss, "valid_acc": (pred == y_val).float().mean().item()}
+        first_epoch = ckpt["epoch"] + 1
 
     best = BestEpoch(model, cfg.patience)
-    fitted = fit(model, loss_fn, optimizer, x_train, y_train, epochs=cfg.train.epochs,
-                 batch_size=cfg.train.batch_size, clip_grad_norm=cfg.train.clip_grad_norm, generator=generator,
-                 evaluate=evaluate, callbacks=[best, *callbacks], first_epoch=first_epoch)
-
+    fitted = problem.train(model, optimizer, seed=cfg.train.seed, callbacks=[best, *callbacks], generator=generator,
+                           first_epoch=first_epoch)
     restored = False
     if cfg.patience is not None and best.best_state is not None and fitted.status != "interrupted":
         model.load_state_dict(best.best_state)  # early stopping keeps the best weights, not the last
         restored = best.best_epoch != (fitted.records[-1]["epoch"] if fitted.records else None)
-    model.eval()
-    with torch.no_grad():
-        valid_loss, pred = evaluate_classifier(model, loss_fn, x_val, y_val)
-    confusion = torch.bincount(y_val * k + pred, minlength=k * k).reshape(k, k).cpu()
-    support = confusion.sum(dim=1)
-    per_class = {c: (float(confusion[i, i]) / int(support[i]) if int(support[i]) else None)
-                 for i, c in enumerate(data.classes)}
+    final = problem.final(model)
     status = fitted.status
-    if status == "ok" and not math.isfinite(valid_loss):
+    if status == "ok" and not math.isfinite(final["final_loss"]):
         status = "diverged"
     if cfg.loss.name == "mse":
         notes.append("note: mse on one-hot targets gives weak gradients once a class probability saturates "
@@ -318,12 +208,12 @@ def classify(cfg: Any, data: Any = None, callbacks: Sequence[Callback] = ()) -> 
     last_epoch = fitted.records[-1]["epoch"] if fitted.records else first_epoch - 1
     if cfg.save is not None and status != "diverged":
         save_checkpoint(cfg.save, _checkpoint(cfg, model, optimizer, data, best.best_epoch if restored else last_epoch,
-                                                generator))
+                                              generator))
     return ClassifyResult(
         config=cfg, status=status, records=fitted.records, epochs_run=len(fitted.records),
-        best_epoch=best.best_epoch, accuracy=float(confusion.diag().sum()) / max(1, int(confusion.sum())),
-        valid_loss=valid_loss, per_class_accuracy=per_class, confusion=confusion.tolist(),
-        classes=list(data.classes), elapsed_s=fitted.elapsed_s, device=str(device), data_source=data.source,
-        split=data.split, restored_best=restored, resumed_from=ckpt["epoch"] if ckpt else None, notes=notes,
+        best_epoch=best.best_epoch, accuracy=final["accuracy"], valid_loss=final["final_loss"],
+        per_class_accuracy=final["per_class_accuracy"], confusion=final["confusion"], classes=list(data.classes),
+        elapsed_s=fitted.elapsed_s, device=str(problem.device), data_source=data.source, split=data.split,
+        restored_best=restored, resumed_from=ckpt["epoch"] if ckpt else None, notes=notes,
         diverged_epoch=fitted.diverged_epoch, versions=versions(),
     )
