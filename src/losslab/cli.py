@@ -16,7 +16,8 @@ UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageE
 
 from losslab.errors import ConfigError, ExitCode
 from losslab.options import (CLASSIFY_DATA, CLASSIFY_DEFAULTS, OPTIM, OUTPUT, REGRESS_DATA, REGRESS_DEFAULTS, TRAIN,
-                             classify_config, options, regress_config, unique)
+                             classify_config, gate_config, options, refuse_other_task, regress_config, task_of,
+                             unique)
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
@@ -91,6 +92,30 @@ def classify(kw: dict[str, Any]) -> int:
     from losslab.commands import run_classify
 
     return run_classify(classify_config(kw), json_out=kw["json_out"], quiet=kw["quiet"])
+
+
+@app.command("compare-optimizers", epilog=EXIT_CODES_HELP.replace(
+    "3 training diverged (non-finite loss)", "3 every run diverged"))
+@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy",
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss")
+def compare_optimizers(kw: dict[str, Any]) -> int:
+    """Train the same model from the same initial weights on the same data order with several optimizers over
+    several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
+    from losslab.commands import run_compare
+    from losslab.config import CompareConfig, log_grid, parse_grid, parse_lr_for
+
+    task = task_of(kw)
+    refuse_other_task(kw, task, {})
+    if task == "regression" and kw.get("target_accuracy") is not None:
+        raise ConfigError("--target-accuracy", "applies to --task classify only (regress uses --target-loss)")
+    run = regress_config(kw, with_gates=False) if task == "regression" else classify_config(kw, with_gates=False)
+    optims = tuple(o.strip() for o in kw["optims"].split(",") if o.strip())
+    target = kw.get("target_loss") if task == "regression" else kw.get("target_accuracy")
+    cfg = CompareConfig(run=run, optims=optims, lr=kw.get("lr"), lr_for=parse_lr_for(kw.get("lr_for")),
+                        seeds=kw["seeds"], tune=kw["tune"],
+                        tune_grid=parse_grid("--tune-grid", kw["tune_grid"]) if kw.get("tune_grid") else log_grid(1e-4, 1, 3),
+                        target=target, gates=gate_config({"expect": kw.get("expect")}), out=kw.get("out"))
+    return run_compare(cfg, json_out=kw["json_out"], quiet=kw["quiet"])
 
 
 def main() -> None:

@@ -106,3 +106,58 @@ def run_classify(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document, report=classify_report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
                   plots=[("curves.png", curves), ("confusion.png", confusion)])
+
+
+def build_problem(run_cfg: Any) -> tuple[Any, list[str]]:
+    """The prepared problem of a regress or classify config, and the names of its parameters (regress)."""
+    if isinstance(run_cfg, ClassifyConfig):
+        from losslab.datasets import load_classification
+        from losslab.problems import ClassificationProblem
+
+        return ClassificationProblem(run_cfg, load_classification(run_cfg.data)), []
+    from losslab.experiments import load_regression_data
+    from losslab.problems import RegressionProblem
+
+    data = load_regression_data(run_cfg)
+    return RegressionProblem(run_cfg, data), data.param_names
+
+
+def run_compare(cfg: Any, *, json_out: bool, quiet: bool) -> int:
+    from losslab.compare import compare_metric_names, compare_optimizers
+    from losslab.display import TrialsDisplay, compare_report, make_console
+    from losslab.results import compare_document, trial_records
+
+    check_out_dir(cfg.out)
+    problem, names = build_problem(cfg.run)
+    check_names(cfg.gates.expect, compare_metric_names(cfg, names))
+
+    console = make_console(stderr=json_out)
+    loss_key = "train_loss" if cfg.task == "regression" else "valid_loss"
+    display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key)
+    display.plan(list(cfg.optims), cfg.seeds)
+    with display:
+        result = compare_optimizers(cfg, problem, observer=display)
+
+    outcomes = evaluate(cfg.gates.expect, result.metrics()) if result.status != "interrupted" else []
+    document = compare_document(result, outcomes)
+    runs = [r for rs in result.runs.values() for r in rs]
+
+    def curves(path: Any) -> None:
+        from losslab.plots import median_curves
+
+        data = {s.name: [[rec[loss_key] for rec in r.records if loss_key in rec] for r in result.runs[s.name]]
+                for s in result.summaries}
+        median_curves(data, path, title=f"compare-optimizers: {cfg.task}, {cfg.seeds} seeds",
+                      ylabel="training loss" if loss_key == "train_loss" else "validation loss")
+
+    def tuning(path: Any) -> None:
+        from losslab.plots import loss_vs_lr
+
+        points = {n: [(row["lr"], row["final_loss"]) for row in rows] for n, rows in result.tuning["results"].items()}
+        loss_vs_lr(points, path, title=f"tuning on seed {result.tuning['seed']}", marks=result.tuning["chosen"])
+
+    plots = [("curves.png", curves)] + ([("tuning.png", tuning)] if result.tuning else [])
+    # one trial diverging is a result, not a failure: exit 3 only when every run diverged
+    return finish(document=document, report=compare_report(result, outcomes), records=trial_records(runs, "optimizer"),
+                  outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
+                  plots=plots)

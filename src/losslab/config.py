@@ -312,3 +312,98 @@ class ClassifyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def log_grid(low: float, high: float, per_decade: int) -> tuple[float, ...]:
+    """Log-spaced points from low to high inclusive, `per_decade` per factor of ten (rounded to 3 digits)."""
+    n = int(round(math.log10(high / low) * per_decade)) + 1
+    return tuple(float(f"{low * (high / low) ** (i / (n - 1)):.3g}") for i in range(n)) if n > 1 else (low,)
+
+
+def parse_grid(option: str, text: str) -> tuple[float, ...]:
+    """'MIN:MAX:PER_DECADE' (log-spaced) or a comma list of positive rates."""
+    if ":" in text:
+        parts = text.split(":")
+        try:
+            low, high, per = float(parts[0]), float(parts[1]), int(parts[2])
+        except (ValueError, IndexError):
+            raise ConfigError(option, f"expected MIN:MAX:PER_DECADE, e.g. 1e-4:1:3 (got {text!r})") from None
+        if len(parts) != 3 or not (0 < low < high) or per < 1 or not math.isfinite(high):
+            raise ConfigError(option, f"needs 0 < MIN < MAX and PER_DECADE >= 1 (got {text!r})")
+        return log_grid(low, high, per)
+    values = parse_floats(option, text) or ()
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(option, f"learning rates must be > 0 (got {text!r})")
+    return tuple(sorted(set(values)))
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Several optimizers on one problem (`run` holds the task's data, model, loss and training settings)."""
+
+    run: Any  # RegressConfig or ClassifyConfig
+    optims: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
+    lr: Optional[float] = None
+    lr_for: tuple[tuple[str, float], ...] = ()
+    seeds: int = 5
+    tune: bool = False
+    tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
+    target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
+    gates: GateConfig = field(default_factory=GateConfig)
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        from losslab.optimizers import OPTIMIZERS
+
+        if not self.optims:
+            raise ConfigError("--optims", "give at least one optimizer, e.g. sgd,adam")
+        for name in self.optims:
+            OPTIMIZERS.lookup(name).name  # unknown names list the choices
+        if len(set(self.optims)) != len(self.optims):
+            raise ConfigError("--optims", f"lists an optimizer twice: {','.join(self.optims)}")
+        check_positive("--lr", self.lr)
+        for name, value in self.lr_for:
+            if name not in self.optims:
+                raise ConfigError("--lr-for", f"{name!r} is not among --optims {','.join(self.optims)}")
+            check_positive("--lr-for", value)
+        if self.seeds < 1:
+            raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
+        check_finite("--target-loss", self.target)
+        if self.task == "classification" and self.target is not None and not 0 < self.target <= 1:
+            raise ConfigError("--target-accuracy", f"must be in (0, 1] (got {self.target:g})")
+
+    @property
+    def task(self) -> str:
+        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+
+    def lr_of(self, name: str) -> tuple[float, str]:
+        """The learning rate an optimizer gets before any tuning, and where it came from."""
+        from losslab.optimizers import default_lr
+
+        given = dict(self.lr_for)
+        if name in given:
+            return given[name], "--lr-for"
+        if self.lr is not None:
+            return self.lr, "--lr"
+        return default_lr(name, self.task), "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["task"] = self.task
+        return d
+
+
+def parse_lr_for(values: Optional[list[str]]) -> tuple[tuple[str, float], ...]:
+    """'adam=0.01' items, repeatable or comma-separated."""
+    pairs = []
+    for value in values or []:
+        for item in value.split(","):
+            name, sep, rate = item.partition("=")
+            try:
+                lr = float(rate)
+            except ValueError:
+                lr = math.nan
+            if not sep or not name.strip() or not math.isfinite(lr):
+                raise ConfigError("--lr-for", f"expected OPTIMIZER=RATE, e.g. adam=0.01 (got {item!r})")
+            pairs.append((name.strip(), lr))
+    return tuple(pairs)

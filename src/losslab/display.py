@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from losslab.callbacks import Callback
 
@@ -166,6 +167,7 @@ class Report:
     headers: list[str]
     rows: list[list[str]]
     notes: list[str]
+    best: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells to highlight
 
     def render(self, console: Console) -> None:
         if console.is_terminal:
@@ -173,8 +175,9 @@ class Report:
             table = Table(header_style="bold")
             for i, h in enumerate(self.headers):
                 table.add_column(h, justify="left" if i == 0 else "right")
-            for row in self.rows:
-                table.add_row(*row)
+            for i, row in enumerate(self.rows):
+                table.add_row(*(Text(c, style="bold green") if (i, j) in self.best else c
+                                for j, c in enumerate(row)))
             console.print(table)
             for note in self.notes:
                 console.print(note, markup=False)
@@ -248,3 +251,136 @@ def classify_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
     confusion = Report("confusion matrix (rows: true class, columns: predicted)", ["true \\ pred", *result.classes],
                        [[c, *(str(v) for v in row)] for c, row in zip(result.classes, result.confusion)], notes)
     return [summary, per_class, confusion]
+
+
+# --- many trials ---------------------------------------------------------------------------------
+
+class TrialsDisplay:
+    """One live row per group (optimizer or learning rate): trial k of N, epoch, current loss, best so far.
+    Off a terminal, one plain line per finished trial."""
+
+    def __init__(self, console: Console, *, quiet: bool = False, live: Optional[bool] = None,
+                 loss_key: str = "train_loss", label: str = "optimizer"):
+        self.console = console
+        self.quiet = quiet
+        self.use_live = console.is_terminal if live is None else live
+        self.loss_key = loss_key
+        self.label = label
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.counts: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+        self._live: Optional[Live] = None
+
+    def plan(self, groups: Sequence[str], per_group: int) -> None:
+        for g in groups:
+            self.rows.setdefault(g, {"epoch": 0, "loss": None, "best": None, "status": "waiting"})
+            self.totals[g] = per_group
+            self.counts[g] = 0
+
+    def __enter__(self) -> "TrialsDisplay":
+        if not self.quiet and self.use_live:
+            self._live = Live(get_renderable=self.table, console=self.console, refresh_per_second=10)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+
+    def table(self) -> Table:
+        table = Table(header_style="bold")
+        for h in (self.label, "trial", "epoch", "loss", "best so far", "status"):
+            table.add_column(h, justify="left" if h == self.label else "right")
+        for g, row in list(self.rows.items()):
+            table.add_row(g, f"{self.counts.get(g, 0)}/{self.totals.get(g, 0)}", str(row["epoch"]),
+                          fmt(row["loss"]), fmt(row["best"]), row["status"])
+        return table
+
+    # TrialObserver hooks
+    def on_trial_start(self, trial: Any, index: int, total: int) -> None:
+        row = self.rows.setdefault(trial.group, {"epoch": 0, "loss": None, "best": None, "status": ""})
+        self.totals.setdefault(trial.group, 1)
+        self.counts[trial.group] = self.counts.get(trial.group, 0) + 1
+        row.update(epoch=0, loss=None, status="running")
+
+    def on_epoch(self, trial: Any, record: dict[str, Any]) -> None:
+        row = self.rows[trial.group]
+        loss = record.get(self.loss_key)
+        row["epoch"], row["loss"] = record["epoch"], loss
+        if loss is not None and math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
+            row["best"] = loss
+
+    def on_trial_end(self, result: Any, index: int, total: int) -> None:
+        g = result.trial.group
+        self.rows[g]["status"] = result.status if result.status != "ok" else "done"
+        if self.quiet or self.use_live:
+            return
+        final = result.metrics.get("final_loss")
+        detail = f"  {result.error}" if result.error else ""
+        print(f"[{index + 1}/{total}] {self.label} {g}  seed {result.trial.seed}  {result.status}  "
+              f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}",
+              file=self.console.file, flush=True)
+
+
+def compare_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
+    cfg = result.config
+    regress = cfg.task == "regression"
+    param_names = [k for k in (result.summaries[0].extra if result.summaries else {}) if k not in
+                   ("optimum_distance", "accuracy")]
+    headers = ["rank", "optimizer", "lr", "final loss median", "IQR", "mean ± std", "best loss",
+               f"epochs to {'loss' if regress else 'acc'} {fmt(result.target, '.4g')}", "s/epoch", "diverged"]
+    headers += (param_names + ["|θ − θ*|"]) if regress else ["val acc"]
+    rows = []
+    for i, s in enumerate(result.summaries, start=1):
+        reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
+        row = [str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""), fmt(s.median),
+               f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", f"{fmt(s.mean, '.4g')} ± {fmt(s.std, '.2g')}", fmt(s.best),
+               reach, fmt(s.time_per_epoch * 1e3, '.3g') + "ms" if math.isfinite(s.time_per_epoch) else "—",
+               f"{s.diverged}" + (f" (+{s.errors} errors)" if s.errors else "")]
+        if regress:
+            row += [fmt(s.extra.get(p)) for p in param_names] + [fmt(s.extra.get("optimum_distance"), ".2e")]
+        else:
+            row += [fmt(s.extra.get("accuracy"), ".4f")]
+        rows.append(row)
+    task = "regression" if regress else f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})"
+    title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
+             f"{cfg.run.train.epochs} epochs, ranked by median final loss ({result.elapsed_s:.1f} s)")
+    notes = [f"data: {result.data_source}"]
+    if regress and result.reference:
+        ref = result.reference
+        notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
+                     + f", loss {ref['loss']:.6g}")
+    if len(result.summaries) > 1:
+        top, second = result.summaries[0], result.summaries[1]
+        if result.winner:
+            notes.append(f"winner: {result.winner} — lower final loss than {second.name} on {result.wins} of "
+                         f"{cfg.seeds} paired seeds")
+        elif math.isfinite(top.median):
+            notes.append(f"tie: {top.name} has the lowest median but beats {second.name} on only {result.wins} of "
+                         f"{cfg.seeds} paired seeds (a winner needs a majority)")
+        else:
+            notes.append("no winner: every run diverged or failed")
+    if result.tuning:
+        t = result.tuning
+        chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
+                           for k, v in t["chosen"].items())
+        notes.append(f"tuning budget: {t['budget']}; chosen: {chosen}")
+    for name, runs in result.runs.items():
+        for r in runs:
+            if r.status in ("error",):
+                notes.append(f"{name} seed {r.trial.seed}: {r.error}")
+    if result.status == "interrupted":
+        notes.append("interrupted: trials that did not finish rank last and are marked in the JSON.")
+    notes += [o.describe() for o in outcomes]
+    best: set[tuple[int, int]] = set()
+    columns = [(3, lambda s: s.median, min), (6, lambda s: s.best, min)]
+    columns.append((len(headers) - 1, (lambda s: s.extra.get("optimum_distance", math.inf)) if regress
+                    else (lambda s: s.extra.get("accuracy", -math.inf)), min if regress else max))
+    for col, value, pick in columns:
+        values = [value(s) for s in result.summaries]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        if finite:
+            best.update((i, col) for i, v in enumerate(values) if v == pick(finite))
+    return [Report(title, headers, rows, notes, best)]

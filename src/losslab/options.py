@@ -101,6 +101,20 @@ OPTS: dict[str, Opt] = {
                 "this file, atomically."),
     "resume": Opt(Optional[str], ("--resume",), "Continue training from a checkpoint written by --save "
                   "(--epochs is the total)."),
+    # many trials
+    "task": Opt(str, ("--task",), "regress (the regress data and options) or classify (the classify dataset, model "
+                "and loss options).", "regress"),
+    "optims": Opt(str, ("--optims",), "Comma list of optimizers to compare: " + ", ".join(OPTIMIZERS.names()) + ".",
+                  "sgd,momentum,adam,rmsprop"),
+    "lr_for": Opt(Optional[list[str]], ("--lr-for",), "Learning rate for one optimizer, e.g. adam=0.01 (repeatable or "
+                  "comma list); overrides --lr and the default."),
+    "seeds": Opt(int, ("--seeds",), "Number of seeds (--seed, --seed+1, ...); runs are paired by seed.", 5),
+    "tune": Opt(bool, ("--tune",), "Give every optimizer the same tuning budget: each rate of --tune-grid trained on "
+                "one tuning seed; the best by final (classify: validation) loss is rerun on the seeds.", False),
+    "tune_grid": Opt(Optional[str], ("--tune-grid",), "Tuning rates: MIN:MAX:PER_DECADE log-spaced or a comma list "
+                     "(default 1e-4:1:3, 13 rates)."),
+    "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "classify: validation accuracy whose first "
+                           "epoch is reported (default 0.9)."),
     # output and gates
     "json_out": Opt(bool, ("--json",), "Print one JSON document on stdout and nothing else there (progress goes to "
                     "stderr).", False),
@@ -109,7 +123,8 @@ OPTS: dict[str, Opt] = {
     "expect": Opt(Optional[list[str]], ("--expect",), "Check a result (repeatable): NAME=VALUE±TOL (or +-), "
                   "NAME>=X, NAME<=X, NAME=TEXT; exit 1 if one fails."),
     "target_loss": Opt(Optional[float], ("--target-loss",), "Exit 1 unless the final loss (classify: validation "
-                       "loss) is at most this."),
+                       "loss) is at most this. compare-optimizers: the loss whose first epoch is reported (default "
+                       "1.05 x the least-squares optimum's loss)."),
 }
 
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
@@ -175,6 +190,13 @@ def refuse_other_task(kw: dict[str, Any], task: str, defaults: dict[str, Any]) -
         if name in kw and kw[name] != defaults.get(name, OPTS[name].default):
             wanted = "classify" if task == "regression" else "regress"
             raise ConfigError(flag(name), f"applies to --task {wanted} only")
+
+
+def task_of(kw: dict[str, Any]) -> str:
+    task = kw.get("task", "regress")
+    if task not in ("regress", "classify"):
+        raise ConfigError("--task", f"unknown task {task!r}; choose from: regress, classify")
+    return "regression" if task == "regress" else "classification"
 
 
 def optim_config(kw: dict[str, Any], default_optim: str) -> Any:

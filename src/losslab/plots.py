@@ -82,3 +82,62 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], pa
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, title: str = "",
+                  ylabel: str = "loss") -> None:
+    """Per group, the median over seeds of a per-epoch curve with an interquartile band (log scale).
+    Runs that stopped early (divergence) count as +inf afterwards, so they pull the band up, not out."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for name, runs in curves.items():
+        runs = [list(r) for r in runs if len(r)]
+        if not runs:
+            continue
+        length = max(len(r) for r in runs)
+        grid = np.full((len(runs), length), np.inf)
+        for i, r in enumerate(runs):
+            grid[i, :len(r)] = [v if math.isfinite(v) else np.inf for v in r]
+        q1, med, q3 = np.percentile(grid, [25, 50, 75], axis=0)
+        epochs = np.arange(1, length + 1)
+        shown = np.isfinite(med) & (med > 0)
+        if shown.any():
+            (line,) = ax.plot(epochs[shown], med[shown], lw=1.6, label=name)
+            band = shown & np.isfinite(q3) & (q1 > 0)
+            ax.fill_between(epochs[band], q1[band], q3[band], color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{ylabel} (median, IQR band)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, title: str = "",
+               marks: Mapping[str, float] | None = None, ylabel: str = "final loss") -> None:
+    """Final loss against learning rate (log-log) per group; non-finite losses drawn as x at the top."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    finite_all = [v for pts in points.values() for _, v in pts if _positive(v)]
+    top = max(finite_all) * 3 if finite_all else 1.0
+    for name, pts in points.items():
+        ok = [(lr, v) for lr, v in pts if _positive(v)]
+        bad = [lr for lr, v in pts if not _positive(v)]
+        (line,) = ax.plot(*zip(*ok), marker="o", ms=4, lw=1.2, label=name) if ok else ax.plot([], [], label=name)
+        if bad:
+            ax.scatter(bad, [top] * len(bad), marker="x", color=line.get_color(), label=f"{name} diverged")
+        if marks and marks.get(name) is not None:
+            ax.axvline(marks[name], color=line.get_color(), ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -117,6 +117,64 @@ def classify_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None)
     }
 
 
+def trial_document(r: Any) -> dict[str, Any]:
+    doc = {"seed": r.trial.seed, "lr": r.trial.optim.lr, "status": r.status, "epochs_run": r.epochs_run,
+           "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
+    if r.error:
+        doc["error"] = r.error
+    return doc
+
+
+def compare_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab compare-optimizers`."""
+    from losslab.compare import epochs_to_target, run_best_loss
+
+    task = result.config.task
+    optimizers = {}
+    for s in result.summaries:
+        runs = []
+        for r in result.runs[s.name]:
+            doc = trial_document(r)
+            doc["best_loss"] = run_best_loss(r, task)
+            doc["epochs_to_target"] = epochs_to_target(r.records, task, result.target)
+            runs.append(doc)
+        optimizers[s.name] = {
+            "lr": s.lr, "lr_source": s.lr_source, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3,
+                                                                 "mean": s.mean, "std": s.std},
+            "best_loss": s.best, "epochs_to_target": s.epochs_to_target, "reached_target": s.reached,
+            "time_per_epoch_s": s.time_per_epoch, "diverged": s.diverged, "errors": s.errors, **s.extra,
+            "runs": runs,
+        }
+    return {
+        "command": "compare-optimizers",
+        "status": result.status,
+        "task": task,
+        "config": result.config.to_dict(),
+        "ranking": [s.name for s in result.summaries],
+        "winner": result.winner,
+        "tie": result.winner is None,
+        "paired_wins": result.wins,
+        "target": result.target,
+        "optimizers": optimizers,
+        "tuning": result.tuning,
+        "reference": result.reference,
+        "data": result.data_source,
+        "device": result.device,
+        "elapsed_s": result.elapsed_s,
+        "expectations": outcomes_document(outcomes or []),
+        "versions": result.versions,
+    }
+
+
+def trial_records(results: Iterable[Any], group_key: str) -> list[dict[str, Any]]:
+    """Per-epoch rows of many trials, prefixed with what tells them apart (e.g. optimizer, seed)."""
+    rows = []
+    for r in results:
+        for rec in r.records:
+            rows.append({group_key: r.trial.group, "seed": r.trial.seed, "lr": r.trial.optim.lr, **rec})
+    return rows
+
+
 def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],
                     plots: Iterable[tuple[str, Callable[[Path], None]]] = ()) -> list[Path]:
     """result.json, history.csv and the given plots, each written atomically into `out_dir`."""

@@ -1,0 +1,47 @@
+"""Whole-process wall time of `losslab compare-optimizers --quiet` (4 optimizers x 5 seeds, regress defaults,
+1000 epochs) against one `losslab regress --quiet` run (target <= 2x; <= 1.3x once trials are vectorized).
+
+Run: .venv/bin/python benchmarks/bench_compare.py [--repeats 3] [--extra-args "--no-vectorize"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--extra-args", default="", help="extra arguments for compare-optimizers")
+    args = ap.parse_args()
+    losslab = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+    one = [losslab, "regress", "--quiet", "--device", "cpu"]
+    many = [losslab, "compare-optimizers", "--quiet", "--device", "cpu", *shlex.split(args.extra_args)]
+    wall(one)  # warm the page cache
+    ones, manys = [], []
+    for _ in range(args.repeats):
+        ones.append(wall(one))
+        manys.append(wall(many))
+    ratio = min(manys) / min(ones)
+    print(f"losslab regress:            min {min(ones):.2f} s  median {statistics.median(ones):.2f} s")
+    print(f"losslab compare-optimizers: min {min(manys):.2f} s  median {statistics.median(manys):.2f} s  "
+          f"(20 trials x 1000 epochs {args.extra_args})")
+    print(f"ratio compare/regress: {ratio:.2f}  (target <= 2.0 now, <= 1.3 vectorized)  "
+          f"{'OK' if ratio <= 2.0 else 'MISSED'} / {'OK' if ratio <= 1.3 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

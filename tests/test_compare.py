@@ -1,0 +1,150 @@
+"""compare-optimizers: statistics, fairness, robustness to failing trials, tuning, CLI."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from losslab.compare import Summary, compare_optimizers, paired_wins, quantile, rank, summarise
+from losslab.config import CompareConfig, OptimConfig, RegressConfig, TrainConfig
+from losslab.data import synthetic
+from losslab.experiments import regress
+from losslab.problems import RegressionProblem
+from losslab.trials import Trial, TrialObserver, TrialResult, run_trials
+
+
+def _problem(epochs=100, **train):
+    cfg = RegressConfig(train=TrainConfig(epochs=epochs, device="cpu", **train))
+    return cfg, RegressionProblem(cfg, synthetic())
+
+
+def test_quantile_matches_numpy():
+    xs = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        assert quantile(xs, q) == pytest.approx(np.percentile(xs, q * 100))
+    assert quantile([1.0, math.inf, math.inf], 0.5) == math.inf
+
+
+def _summary(name, finals):
+    return Summary(name, 0.1, "default", finals, quantile(finals, 0.5), 0, 0, 0, 0, 0, None, 0, 0, 0, 0)
+
+
+def test_paired_wins_need_a_real_difference_and_a_majority():
+    a = _summary("a", [1.0, 1.0, 1.0, 2.0, 2.0])
+    b = _summary("b", [2.0, 2.0, 1.0 + 1e-9, 1.0, math.inf])
+    assert paired_wins(a, b) == 3  # seed 3 is float noise, not a win
+    assert paired_wins(b, a) == 1
+    assert [s.name for s in rank([_summary("x", [math.inf] * 3), _summary("y", [5.0] * 3)])] == ["y", "x"]
+
+
+def test_trials_of_a_seed_share_initial_weights_and_match_single_runs():
+    cfg, problem = _problem(epochs=50, batch_size=16)
+    trials = [Trial(name, OptimConfig(name).for_task("regression"), seed)
+              for seed in (0, 1) for name in ("sgd", "adam")]
+    results, interrupted = run_trials(problem, trials)
+    assert not interrupted and all(r.status == "ok" for r in results)
+    first = {(r.trial.group, r.trial.seed): r.records[0] for r in results}
+    # the loss at epoch 1 is computed from the initial weights (before any step) on the same first batch
+    assert first[("sgd", 0)]["train_loss"] != first[("sgd", 1)]["train_loss"]
+    for r in results:  # a trial is exactly the single run with the same seed and optimizer
+        single = regress(RegressConfig(optim=OptimConfig(r.trial.optim.name),
+                                       train=TrainConfig(epochs=50, batch_size=16, seed=r.trial.seed, device="cpu")))
+        assert single.params == r.metrics["params"]
+
+
+def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch):
+    from losslab import optimizers
+
+    cfg, problem = _problem(epochs=200)
+    entry = optimizers.OPTIMIZERS.lookup("rmsprop")
+    broken = type(entry)(entry.name, entry.description, lambda params, c: 1 / 0, entry.meta)
+    monkeypatch.setitem(optimizers.OPTIMIZERS._entries, "rmsprop", broken)
+    result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam", "rmsprop"), lr_for=(("sgd", 100.0),),
+                                              seeds=3), problem)
+    by = {s.name: s for s in result.summaries}
+    assert by["sgd"].diverged == 3 and by["rmsprop"].errors == 3 and by["adam"].diverged == 0
+    assert [s.name for s in result.summaries][0] == "adam" and result.winner == "adam"
+    assert result.status == "ok"
+    assert all("ZeroDivisionError" in r.error for r in result.runs["rmsprop"])
+
+
+def test_ctrl_c_keeps_finished_trials_and_marks_the_rest():
+    class StopAfter(TrialObserver):
+        def on_epoch(self, trial, record):
+            if trial.seed == 1 and record["epoch"] == 10:
+                raise KeyboardInterrupt
+
+    cfg, problem = _problem(epochs=50)
+    result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam"), seeds=3), problem, StopAfter())
+    statuses = [(r.trial.seed, r.status) for r in result.runs["sgd"]]
+    assert result.status == "interrupted"
+    assert statuses == [(0, "ok"), (1, "interrupted"), (2, "not run")]
+
+
+def test_tuning_picks_the_best_rate_of_the_same_budget():
+    cfg, problem = _problem(epochs=100)
+    grid = (0.001, 0.01, 0.1, 1.0)
+    result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam"), seeds=2, tune=True, tune_grid=grid),
+                                problem)
+    for name in ("sgd", "adam"):
+        rows = result.tuning["results"][name]
+        assert [r["lr"] for r in rows] == list(grid)
+        best = min(rows, key=lambda r: r["final_loss"])
+        assert result.tuning["chosen"][name] == best["lr"]
+        assert next(s for s in result.summaries if s.name == name).lr_source == "tuned"
+    assert result.tuning["seed"] not in (0, 1)
+
+
+def test_summary_counts_and_extras():
+    cfg, problem = _problem(epochs=300)
+    results, _ = run_trials(problem, [Trial("momentum", OptimConfig("momentum").for_task("regression"), s)
+                                      for s in range(3)])
+    s = summarise("momentum", 0.05, "default", results, "regression", 1.05 * problem.optimum["loss"])
+    assert s.reached == 3 and s.epochs_to_target is not None and s.diverged == 0
+    assert s.extra["w"] == pytest.approx(problem.optimum["params"]["w"], abs=1e-4)
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def test_cli_compare_json_and_gates(cli, tmp_path):
+    out = tmp_path / "o"
+    run = cli("compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "300", "--json", "--quiet",
+              "--lr-for", "adam=0.05", "--out", str(out), "--expect", "sgd.final_loss<=0.01", "--expect", "winner=adam")
+    assert run.exit_code == 1, run.stderr
+    doc = run.json()
+    assert doc["ranking"][0] in ("sgd", "adam") and set(doc["optimizers"]) == {"sgd", "adam"}
+    assert doc["optimizers"]["adam"]["lr"] == 0.05 and doc["optimizers"]["adam"]["lr_source"] == "--lr-for"
+    assert len(doc["optimizers"]["sgd"]["runs"]) == 2
+    assert [e["passed"] for e in doc["expectations"]] == [True, False]
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "history.csv", "result.json"]
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("optimizer,seed,lr,epoch,train_loss") and len(lines) == 1 + 2 * 2 * 300
+
+
+def test_cli_compare_classify_task(cli):
+    run = cli("compare-optimizers", "--task", "classify", "--subset", "300", "--epochs", "2", "--seeds", "2",
+              "--optims", "sgd,adam", "--json", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["task"] == "classification" and "accuracy" in doc["optimizers"]["adam"]
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--optims", "sgd,foo"], "--optim"),
+    (["--optims", ","], "--optims"),
+    (["--seeds", "0"], "--seeds"),
+    (["--lr-for", "adam"], "--lr-for"),
+    (["--lr-for", "adam=x"], "--lr-for"),
+    (["--lr-for", "nesterov=0.1"], "--lr-for"),
+    (["--dataset", "mnist"], "--dataset"),
+    (["--task", "cluster"], "--task"),
+    (["--tune-grid", "1:0.1:3"], "--tune-grid"),
+    (["--target-accuracy", "0.9"], "--target-accuracy"),
+    (["--expect", "nadam.final_loss<=1"], "--expect"),
+])
+def test_cli_compare_bad_input_exit_2(cli, args, option):
+    run = cli("compare-optimizers", *args)
+    assert run.exit_code == 2, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], run.stderr
