@@ -42,7 +42,7 @@ def test_trials_of_a_seed_share_initial_weights_and_match_single_runs():
     cfg, problem = _problem(epochs=50, batch_size=16)
     trials = [Trial(name, OptimConfig(name).for_task("regression"), seed)
               for seed in (0, 1) for name in ("sgd", "adam")]
-    results, interrupted = run_trials(problem, trials)
+    results, interrupted = run_trials(problem, trials, vectorize=False)
     assert not interrupted and all(r.status == "ok" for r in results)
     first = {(r.trial.group, r.trial.seed): r.records[0] for r in results}
     # the loss at epoch 1 is computed from the initial weights (before any step) on the same first batch
@@ -53,7 +53,8 @@ def test_trials_of_a_seed_share_initial_weights_and_match_single_runs():
         assert single.params == r.metrics["params"]
 
 
-def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch):
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch, vectorize):
     from losslab import optimizers
 
     cfg, problem = _problem(epochs=200)
@@ -61,7 +62,7 @@ def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch
     broken = type(entry)(entry.name, entry.description, lambda params, c: 1 / 0, entry.meta)
     monkeypatch.setitem(optimizers.OPTIMIZERS._entries, "rmsprop", broken)
     result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam", "rmsprop"), lr_for=(("sgd", 100.0),),
-                                              seeds=3), problem)
+                                              seeds=3, vectorize=vectorize), problem)
     by = {s.name: s for s in result.summaries}
     assert by["sgd"].diverged == 3 and by["rmsprop"].errors == 3 and by["adam"].diverged == 0
     assert [s.name for s in result.summaries][0] == "adam" and result.winner == "adam"
@@ -69,17 +70,24 @@ def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch
     assert all("ZeroDivisionError" in r.error for r in result.runs["rmsprop"])
 
 
-def test_ctrl_c_keeps_finished_trials_and_marks_the_rest():
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_ctrl_c_keeps_finished_trials_and_marks_the_rest(vectorize):
     class StopAfter(TrialObserver):
         def on_epoch(self, trial, record):
             if trial.seed == 1 and record["epoch"] == 10:
                 raise KeyboardInterrupt
 
     cfg, problem = _problem(epochs=50)
-    result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam"), seeds=3), problem, StopAfter())
-    statuses = [(r.trial.seed, r.status) for r in result.runs["sgd"]]
+    result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam"), seeds=3, vectorize=vectorize),
+                                problem, StopAfter())
+    sgd = [(r.trial.seed, r.status) for r in result.runs["sgd"]]
+    adam = [r.status for r in result.runs["adam"]]
     assert result.status == "interrupted"
-    assert statuses == [(0, "ok"), (1, "interrupted"), (2, "not run")]
+    if vectorize:  # the three sgd seeds train together: all stop at epoch 10, adam never starts
+        assert sgd == [(0, "interrupted"), (1, "interrupted"), (2, "interrupted")] and adam == ["not run"] * 3
+        assert [len(r.records) for r in result.runs["sgd"]] == [10, 10, 9]
+    else:
+        assert sgd == [(0, "ok"), (1, "interrupted"), (2, "not run")]
 
 
 def test_tuning_picks_the_best_rate_of_the_same_budget():

@@ -161,7 +161,7 @@ def compare_optimizers(cfg: CompareConfig, problem: Any, observer: Optional[Tria
         tune_seed = base + 1000  # distinct from the evaluation seeds
         trials = [Trial(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), tune_seed)
                   for name in cfg.optims for lr in cfg.tune_grid]
-        results, interrupted = run_trials(problem, trials, observer)
+        results, interrupted = run_trials(problem, trials, observer, vectorize=cfg.vectorize)
         tuning = {"seed": tune_seed, "grid": list(cfg.tune_grid), "epochs": cfg.run.train.epochs,
                   "budget": f"{len(cfg.tune_grid)} learning rates x {cfg.run.train.epochs} epochs on seed "
                             f"{tune_seed}, the same for every optimizer",
@@ -182,7 +182,7 @@ def compare_optimizers(cfg: CompareConfig, problem: Any, observer: Optional[Tria
         # seed-major order: all optimizers progress together, and machine noise hits them alike
         trials = [Trial(name, replace(cfg.run.optim, name=name, lr=lrs[name][0]), seed)
                   for seed in seeds for name in cfg.optims]
-        results, interrupted = run_trials(problem, trials, observer)
+        results, interrupted = run_trials(problem, trials, observer, vectorize=cfg.vectorize)
         for r in results:
             runs[r.trial.group].append(r)
     else:

@@ -349,6 +349,7 @@ class CompareConfig:
     tune: bool = False
     tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
     target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
+    vectorize: bool = True  # stack trials that differ only in learning rate and seed
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
 

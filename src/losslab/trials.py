@@ -31,8 +31,9 @@ class TrialResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     epochs_run: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # for stacked trials, this trial's share of the batch's time
     error: Optional[str] = None
+    batch: int = 1  # how many trials were trained together with this one (vectorized)
 
     @property
     def score(self) -> float:
@@ -64,13 +65,52 @@ class _Forward(Callback):
         self.observer.on_epoch(self.trial, record)
 
 
-def run_trials(problem: Any, trials: Sequence[Trial], observer: Optional[TrialObserver] = None
-               ) -> tuple[list[TrialResult], bool]:
-    """Run trials one after another in this process; returns the results (in trial order) and whether
-    the run was interrupted."""
+def vector_groups(trials: Sequence[Trial]) -> list[list[int]]:
+    """Indices of trials that differ only in learning rate and seed, in first-seen order."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in enumerate(trials):
+        key = (t.optim.name, t.optim.momentum, t.optim.weight_decay, t.optim.betas, t.optim.eps)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def run_trials(problem: Any, trials: Sequence[Trial], observer: Optional[TrialObserver] = None,
+               vectorize: bool = True) -> tuple[list[TrialResult], bool]:
+    """Run trials in this process, stacked where `vectorized` supports them, one after another otherwise.
+    Returns the results in trial order and whether Ctrl-C stopped the run."""
+    observer = observer or TrialObserver()
+    if not vectorize:
+        return run_sequential(problem, trials, observer)
+    from losslab.vectorized import run_vectorized, unsupported
+
+    results: list[Optional[TrialResult]] = [None] * len(trials)
+    interrupted = False
+    done = 0
+    for group in vector_groups(trials):
+        batch = [trials[i] for i in group]
+        if interrupted:
+            out = [TrialResult(t, "not run") for t in batch]
+        elif len(batch) > 1 and unsupported(problem, batch) is None:
+            starts = iter(range(done, done + len(batch)))
+            out, interrupted = run_vectorized(
+                problem, batch, on_start=lambda t: observer.on_trial_start(t, next(starts), len(trials)),
+                on_epoch=observer.on_epoch)
+            for j, r in enumerate(out):
+                observer.on_trial_end(r, done + j, len(trials))
+        else:
+            out, interrupted = run_sequential(problem, batch, observer, offset=done, total=len(trials))
+        for i, r in zip(group, out):
+            results[i] = r
+        done += len(batch)
+    return [r for r in results if r is not None], interrupted
+
+
+def run_sequential(problem: Any, trials: Sequence[Trial], observer: TrialObserver, offset: int = 0,
+                   total: Optional[int] = None) -> tuple[list[TrialResult], bool]:
+    """One trial after another in this process (no process start-up, model rebuild or import cost each)."""
     from losslab.optimizers import build_optimizer
 
-    observer = observer or TrialObserver()
+    total = total or len(trials)
     templates: dict[int, Any] = {}
     results: list[TrialResult] = []
     interrupted = False
@@ -78,7 +118,7 @@ def run_trials(problem: Any, trials: Sequence[Trial], observer: Optional[TrialOb
         if interrupted:
             results.append(TrialResult(trial, "not run"))
             continue
-        observer.on_trial_start(trial, index, len(trials))
+        observer.on_trial_start(trial, offset + index, total)
         start = time.perf_counter()
         try:
             if trial.seed not in templates:
@@ -98,5 +138,5 @@ def run_trials(problem: Any, trials: Sequence[Trial], observer: Optional[TrialOb
                                  error=f"{type(exc).__name__}: {exc}")
         interrupted = result.status == "interrupted"
         results.append(result)
-        observer.on_trial_end(result, index, len(trials))
+        observer.on_trial_end(result, offset + index, total)
     return results, interrupted

@@ -1,0 +1,350 @@
+"""K trials stacked on a leading dimension: one batched forward/backward and one batched optimizer update
+per step, instead of K runs one after another.
+
+Covers trials that share model, data and optimizer settings and differ only in learning rate and seed:
+models made of Linear / ReLU / Flatten / LogSoftmax layers (the regression model, logistic, mlp) and the
+optimizers sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad. Each batched update follows
+torch.optim's own single-tensor update (the hyper-parameters are read from a real torch.optim optimizer
+built for the trial, so defaults cannot drift); anything else runs sequentially (`unsupported` says why).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+BATCHED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+_LAYERS = (nn.Linear, nn.ReLU, nn.Flatten, nn.LogSoftmax)
+
+
+def _layers(model: nn.Module) -> Optional[list[nn.Module]]:
+    mods = list(model) if isinstance(model, nn.Sequential) else [model]
+    flat: list[nn.Module] = []
+    for m in mods:
+        if isinstance(m, nn.Sequential):
+            inner = _layers(m)
+            if inner is None:
+                return None
+            flat += inner
+        elif isinstance(m, _LAYERS) and (not isinstance(m, nn.Linear) or m.bias is not None):
+            flat.append(m)
+        else:
+            return None
+    return flat
+
+
+def hyperparameters(optim_cfg: Any) -> dict[str, Any]:
+    """The settings torch.optim itself would use for this config (its defaults included)."""
+    from losslab.optimizers import build_optimizer
+
+    opt = build_optimizer([nn.Parameter(torch.zeros(1))], optim_cfg)
+    group = dict(opt.param_groups[0])
+    group.pop("params")
+    group["decoupled"] = bool(group.get("decoupled_weight_decay", isinstance(opt, torch.optim.AdamW)))
+    return group
+
+
+def unsupported(problem: Any, trials: Sequence[Any]) -> Optional[str]:
+    """None when these trials can run stacked; otherwise the reason they run one after another."""
+    from losslab.losses import is_import_path
+
+    names = {t.optim.name for t in trials}
+    if len(names) != 1:
+        return "trials use different optimizers"
+    name = names.pop()
+    if name not in BATCHED_OPTIMIZERS:
+        return f"no batched update for {name}"
+    others = {(t.optim.momentum, t.optim.weight_decay, t.optim.betas, t.optim.eps) for t in trials}
+    if len(others) != 1:
+        return "trials differ in more than learning rate and seed"
+    if is_import_path(problem.cfg.loss.name):
+        return "custom losses run sequentially"
+    template = problem.new_model(0)
+    if _layers(template) is None:
+        return "the model has layers without a batched form (e.g. convolutions)"
+    try:
+        h = hyperparameters(trials[0].optim)
+        with torch.no_grad():  # the loss must work per trial under vmap
+            out = StackedModel([template, template])(problem.x[:2], True)
+            torch.func.vmap(problem.loss_fn, in_dims=(0, None))(out, problem.y[:2])
+    except Exception as exc:
+        return f"batched form failed: {type(exc).__name__}: {exc}"
+    if h.get("amsgrad") or h.get("centered") or h.get("maximize") or h.get("dampening", 0) or h.get("lr_decay", 0) \
+            or h.get("initial_accumulator_value", 0):
+        return "optimizer options without a batched form"
+    return None
+
+
+class StackedModel:
+    """Parameters of K copies of a Linear/ReLU/Flatten/LogSoftmax stack, each (K, ...), as autograd leaves."""
+
+    def __init__(self, templates: Sequence[nn.Module]):
+        self.k = len(templates)
+        self.layers = _layers(templates[0])
+        self.params: list[torch.Tensor] = []
+        per_model = [list(m.parameters()) for m in templates]
+        for i in range(len(per_model[0])):
+            stacked = torch.stack([ps[i].detach() for ps in per_model]).clone()
+            self.params.append(stacked.requires_grad_(True))
+
+    def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """x is (B, ...) for all trials (shared) or (K, B, ...); returns (K, B, outputs)."""
+        h, i = x, 0
+        for layer in self.layers:
+            if isinstance(layer, nn.Flatten):
+                h = h.flatten(start_dim=1 if shared else 2)
+            elif isinstance(layer, nn.Linear):
+                w, b = self.params[i], self.params[i + 1]
+                i += 2
+                if shared:
+                    h = h.expand(self.k, *h.shape)
+                    shared = False
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            elif isinstance(layer, nn.ReLU):
+                h = torch.relu(h)
+            else:  # LogSoftmax
+                h = torch.log_softmax(h, dim=-1)
+        if shared:
+            h = h.expand(self.k, *h.shape)
+        return h
+
+    def load_into(self, model: nn.Module, k: int) -> nn.Module:
+        with torch.no_grad():
+            for p, stacked in zip(model.parameters(), self.params):
+                p.copy_(stacked[k])
+        return model
+
+
+class BatchedOptimizer:
+    """torch.optim's single-tensor updates with a per-trial learning rate (a (K,) tensor)."""
+
+    def __init__(self, name: str, hyper: dict[str, Any], params: Sequence[torch.Tensor], lr: torch.Tensor):
+        self.name, self.h, self.params = name, hyper, list(params)
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
+        self.step_count = 0
+        self.lr = [lr.view(-1, *([1] * (p.ndim - 1))).to(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        update = getattr(self, f"_{self.name if self.name in ('adam', 'adamw', 'rmsprop', 'adagrad') else 'sgd'}")
+        for p, lr, state in zip(self.params, self.lr, self.state):
+            if p.grad is not None:
+                update(p, p.grad, lr, state)
+
+    def _sgd(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        wd, m = self.h.get("weight_decay", 0), self.h.get("momentum", 0)
+        d_p = g if wd == 0 else g.add(p, alpha=wd)
+        if m != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d_p.clone()
+            else:
+                buf.mul_(m).add_(d_p)
+            d_p = d_p.add(buf, alpha=m) if self.h.get("nesterov") else buf
+        p.addcmul_(d_p, lr, value=-1)
+
+    def _adam(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        beta1, beta2 = self.h["betas"]
+        wd, eps, step = self.h.get("weight_decay", 0), self.h["eps"], self.step_count
+        if not state:
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        if wd != 0:
+            if self.h["decoupled"]:
+                p.mul_(1 - lr * wd)
+            else:
+                g = g.add(p, alpha=wd)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(g, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        step_size = lr / (1 - beta1 ** step)
+        denom = (exp_avg_sq.sqrt() / ((1 - beta2 ** step) ** 0.5)).add_(eps)
+        p.addcmul_(exp_avg / denom, step_size, value=-1)
+
+    _adamw = _adam
+
+    def _rmsprop(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        alpha, eps = self.h["alpha"], self.h["eps"]
+        wd, m = self.h.get("weight_decay", 0), self.h.get("momentum", 0)
+        if not state:
+            state["square_avg"] = torch.zeros_like(p)
+            if m > 0:
+                state["momentum_buffer"] = torch.zeros_like(p)
+        if wd != 0:
+            g = g.add(p, alpha=wd)
+        square_avg = state["square_avg"]
+        square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        avg = square_avg.sqrt().add_(eps)
+        if m > 0:
+            buf = state["momentum_buffer"]
+            buf.mul_(m).addcdiv_(g, avg)
+            p.addcmul_(buf, lr, value=-1)
+        else:
+            p.addcmul_(g / avg, lr, value=-1)
+
+    def _adagrad(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        wd, eps = self.h.get("weight_decay", 0), self.h["eps"]
+        if not state:
+            state["sum"] = torch.zeros_like(p)
+        if wd != 0:
+            g = g.add(p, alpha=wd)
+        state["sum"].addcmul_(g, g, value=1)
+        std = state["sum"].sqrt().add_(eps)
+        p.addcmul_(g / std, lr, value=-1)
+
+
+def _per_trial_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(K,) global L2 norm of each trial's gradients."""
+    total = None
+    for p in params:
+        if p.grad is not None:
+            sq = p.grad.pow(2).flatten(start_dim=1).sum(dim=1)
+            total = sq if total is None else total + sq
+    return total.sqrt() if total is not None else torch.zeros(1)
+
+
+def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any], None],
+                   on_epoch: Callable[[Any, dict[str, Any]], None]) -> tuple[list[Any], bool]:
+    """Train `trials` stacked; returns TrialResults in the same order, and whether Ctrl-C stopped them."""
+    from losslab.trials import TrialResult
+
+    k = len(trials)
+    cfg = problem.train_cfg
+    device = problem.device
+    seeds = sorted({t.seed for t in trials})
+    templates = {s: problem.new_model(s) for s in seeds}
+    model = StackedModel([templates[t.seed] for t in trials])
+    lrs = torch.tensor([t.optim.lr for t in trials], dtype=torch.float64)
+    optimizer = BatchedOptimizer(trials[0].optim.name, hyperparameters(trials[0].optim), model.params, lrs)
+    loss_fn = problem.loss_fn
+    x, y = problem.x, problem.y
+    n = x.shape[0]
+    full_batch = cfg.batch_size is None or cfg.batch_size >= n
+    generators = {s: torch.Generator().manual_seed(s) for s in seeds}
+    trial_gen = [seeds.index(t.seed) for t in trials]
+    batched_loss = torch.func.vmap(loss_fn, in_dims=(0, None))
+    batched_loss_k = torch.func.vmap(loss_fn, in_dims=(0, 0))
+    evaluate = getattr(problem, "x_val", None) is not None  # classification: validate every epoch
+    names = getattr(problem, "names", None)
+    records: list[list[dict[str, Any]]] = [[] for _ in trials]
+    alive = [True] * k
+    diverged_at: list[Optional[int]] = [None] * k
+    frozen: dict[int, list[torch.Tensor]] = {}
+    status = ["ok"] * k
+    interrupted = False
+
+    def losses_of(xb: torch.Tensor, yb: torch.Tensor, shared: bool) -> torch.Tensor:
+        out = model(xb, shared)
+        return batched_loss(out, yb) if shared else batched_loss_k(out, yb)
+
+    def freeze(i: int, epoch: int) -> None:
+        alive[i] = False
+        diverged_at[i] = epoch
+        status[i] = "diverged"
+        frozen[i] = [p[i].detach().clone() for p in model.params]
+
+    for t in trials:
+        on_start(t)
+    start = time.perf_counter()
+    epoch = 0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            # forward backward update, all trials at once
+            if full_batch:
+                batches = [(x, y, True, n)]
+            else:
+                perms = [torch.randperm(n, generator=g).to(device) for g in generators.values()]
+                batches = []
+                for i in range(0, n, cfg.batch_size):
+                    if len(perms) == 1:
+                        idx = perms[0][i:i + cfg.batch_size]
+                        batches.append((x[idx], y[idx], True, len(idx)))
+                    else:
+                        idx = torch.stack([perms[g][i:i + cfg.batch_size] for g in trial_gen])
+                        batches.append((x[idx], y[idx], False, idx.shape[1]))
+            total = torch.zeros(k, dtype=torch.float64, device=device)
+            for xb, yb, shared, size in batches:
+                losses = losses_of(xb, yb, shared)
+                finite = torch.isfinite(losses)
+                if not bool(finite.all()):
+                    for i in torch.nonzero(~finite).flatten().tolist():
+                        if alive[i]:
+                            freeze(i, epoch)
+                optimizer.zero_grad()
+                losses.sum().backward()
+                if cfg.clip_grad_norm is not None:
+                    coef = (cfg.clip_grad_norm / (_per_trial_norm(model.params) + 1e-6)).clamp(max=1.0)
+                    for p in model.params:
+                        p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
+                optimizer.step()
+                total += losses.detach().double() * size
+            # record
+            train_loss = (total / n).tolist()
+            norms = _per_trial_norm(model.params).tolist()
+            tracked = None
+            if names is not None:
+                w, b = model.params[0].detach().reshape(k, -1).tolist(), model.params[1].detach().reshape(k, -1).tolist()
+                tracked = [dict(zip(names, wi + bi)) for wi, bi in zip(w, b)]
+            valid = None
+            if evaluate:
+                valid = _evaluate(problem, model, batched_loss)
+            elapsed = time.perf_counter() - start
+            for i, t in enumerate(trials):
+                if not alive[i] and diverged_at[i] != epoch:
+                    continue
+                rec: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss[i] if alive[i] else math.nan}
+                if tracked is not None:
+                    rec.update(tracked[i])
+                rec["grad_norm"] = norms[i]
+                rec["lr"] = t.optim.lr
+                if valid is not None and alive[i]:
+                    rec["valid_loss"], rec["valid_acc"] = valid[0][i], valid[1][i]
+                rec["elapsed_s"] = elapsed
+                records[i].append(rec)
+                on_epoch(t, rec)
+            # termination conditions
+            if not any(alive):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    elapsed = time.perf_counter() - start
+
+    results = []
+    for i, t in enumerate(trials):
+        trial_model = copy.deepcopy(templates[t.seed])
+        if i in frozen:
+            with torch.no_grad():
+                for p, v in zip(trial_model.parameters(), frozen[i]):
+                    p.copy_(v)
+        else:
+            model.load_into(trial_model, i)
+        st = "interrupted" if interrupted and status[i] == "ok" else status[i]
+        metrics = problem.final(trial_model) if st != "interrupted" else {}
+        if st == "ok" and not math.isfinite(metrics.get("final_loss", math.nan)):
+            st = "diverged"
+        results.append(TrialResult(t, st, records[i], metrics, len(records[i]), elapsed / k, batch=k))
+    return results, interrupted
+
+
+def _evaluate(problem: Any, model: StackedModel, batched_loss: Any, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-trial validation loss and accuracy, as problem.evaluate computes them for one model."""
+    with torch.no_grad():
+        n = len(problem.y_val)
+        total = torch.zeros(model.k, dtype=torch.float64)
+        correct = torch.zeros(model.k, dtype=torch.float64)
+        for i in range(0, n, chunk):
+            xb, yb = problem.x_val[i:i + chunk], problem.y_val[i:i + chunk]
+            out = model(xb, True)
+            total += batched_loss(out, yb).double().cpu() * len(yb)
+            correct += (out.argmax(dim=-1) == yb).sum(dim=1).double().cpu()
+    return (total / n).tolist(), (correct / n).tolist()

@@ -1,0 +1,111 @@
+"""Stacked trials against sequential torch.optim runs: same final parameters within 1e-5 relative."""
+
+import pytest
+import torch
+
+from losslab.config import (ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, RegressConfig,
+                            TrainConfig, ClassifyLossConfig)
+from losslab.data import synthetic
+from losslab.datasets import load_classification
+from losslab.problems import ClassificationProblem, RegressionProblem
+from losslab.trials import Trial, run_trials
+from losslab.vectorized import BATCHED_OPTIMIZERS, unsupported
+
+OPTIONS = {"momentum": {"weight_decay": 0.01}, "adam": {"weight_decay": 0.01}, "rmsprop": {"momentum": 0.5},
+           "sgd": {"momentum": 0.3}}
+LRS = {"sgd": (0.01, 0.1), "momentum": (0.01, 0.05), "nesterov": (0.01, 0.05), "adam": (0.003, 0.03),
+       "adamw": (0.003, 0.03), "rmsprop": (0.001, 0.01), "adagrad": (0.05, 0.3)}
+
+
+def _compare(problem, trials, rel=1e-5):
+    seq, _ = run_trials(problem, trials, vectorize=False)
+    vec, _ = run_trials(problem, trials, vectorize=True)
+    assert all(r.batch == 1 for r in seq) and all(r.batch == len(trials) for r in vec)
+    for s, v in zip(seq, vec):
+        assert s.status == v.status == "ok"
+        assert len(s.records) == len(v.records)
+        for key in ("final_loss",):
+            assert v.metrics[key] == pytest.approx(s.metrics[key], rel=rel, abs=1e-7)
+    return seq, vec
+
+
+def _trials(name, seeds=(0, 1)):
+    extra = OPTIONS.get(name, {})
+    return [Trial(f"{name}@{lr}", OptimConfig(name, lr=lr, **extra), seed) for lr in LRS[name] for seed in seeds]
+
+
+@pytest.mark.parametrize("name", BATCHED_OPTIMIZERS)
+def test_regression_trials_match_torch_optim(name):
+    cfg = RegressConfig(train=TrainConfig(epochs=200, device="cpu"))
+    problem = RegressionProblem(cfg, synthetic(samples=60, features=3, true_w=(1.0, -2.0, 0.5), seed=3))
+    seq, vec = _compare(problem, _trials(name))
+    for s, v in zip(seq, vec):
+        for p in s.metrics["params"]:
+            assert v.metrics["params"][p] == pytest.approx(s.metrics["params"][p], rel=1e-5, abs=1e-6)
+        assert v.records[-1]["grad_norm"] == pytest.approx(s.records[-1]["grad_norm"], rel=1e-3, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", BATCHED_OPTIMIZERS)
+@pytest.mark.parametrize("model", ["logistic", "mlp"])
+def test_classifier_trials_match_torch_optim(name, model):
+    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig(model, hidden=16),
+                         train=TrainConfig(epochs=3, batch_size=50, device="cpu"))
+    problem = ClassificationProblem(cfg, load_classification(cfg.data))
+    trials = _trials(name)
+    seq, vec = _compare(problem, trials, rel=1e-4)
+    for s, v in zip(seq, vec):
+        assert v.records[-1]["valid_loss"] == pytest.approx(s.records[-1]["valid_loss"], rel=1e-4)
+        assert v.records[-1]["valid_acc"] == pytest.approx(s.records[-1]["valid_acc"], abs=1e-6)
+
+
+def test_final_parameters_of_classifiers_match(monkeypatch):
+    """Compare the weights themselves, not only the losses, for an MLP with mini-batches and two seeds."""
+    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=8),
+                         loss=ClassifyLossConfig("nll"), train=TrainConfig(epochs=2, batch_size=40, device="cpu"))
+    problem = ClassificationProblem(cfg, load_classification(cfg.data))
+    captured = {}
+    original = problem.final
+
+    def capture(tag):
+        def final(model):
+            captured.setdefault(tag, []).append([p.detach().clone() for p in model.parameters()])
+            return original(model)
+        return final
+
+    trials = _trials("adam", seeds=(0, 5))
+    problem.final = capture("seq")
+    run_trials(problem, trials, vectorize=False)
+    problem.final = capture("vec")
+    run_trials(problem, trials, vectorize=True)
+    for ps, pv in zip(captured["seq"], captured["vec"]):
+        for a, b in zip(ps, pv):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_divergence_is_per_trial_and_clipping_is_per_trial():
+    cfg = RegressConfig(train=TrainConfig(epochs=100, device="cpu", clip_grad_norm=0.5))
+    problem = RegressionProblem(cfg, synthetic())
+    trials = [Trial(str(lr), OptimConfig("sgd", lr=lr), 0) for lr in (0.05, 0.5)]
+    _compare(problem, trials)
+    cfg = RegressConfig(train=TrainConfig(epochs=200, device="cpu"))
+    problem = RegressionProblem(cfg, synthetic())
+    trials = [Trial(str(lr), OptimConfig("sgd", lr=lr), 0) for lr in (0.1, 30.0)]
+    seq, _ = run_trials(problem, trials, vectorize=False)
+    vec, _ = run_trials(problem, trials, vectorize=True)
+    assert [r.status for r in vec] == [r.status for r in seq] == ["ok", "diverged"]
+    assert len(vec[1].records) == len(seq[1].records)  # stopped at the same epoch
+    assert vec[0].metrics["final_loss"] == pytest.approx(seq[0].metrics["final_loss"], rel=1e-5)
+
+
+def test_unsupported_cases_fall_back():
+    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=100), model=ModelConfig("cnn"),
+                         train=TrainConfig(epochs=1, device="cpu"))
+    problem = ClassificationProblem(cfg, load_classification(cfg.data))
+    trials = [Trial("a", OptimConfig("adam", lr=0.01), 0), Trial("b", OptimConfig("adam", lr=0.02), 0)]
+    assert "convolutions" in unsupported(problem, trials)
+    results, _ = run_trials(problem, trials)
+    assert [r.batch for r in results] == [1, 1] and all(r.status == "ok" for r in results)
+    reg = RegressionProblem(RegressConfig(train=TrainConfig(epochs=5, device="cpu")), synthetic())
+    assert "lbfgs" in unsupported(reg, [Trial("x", OptimConfig("lbfgs", lr=1.0), 0)] * 2)
+    assert "different optimizers" in unsupported(reg, [Trial("x", OptimConfig("sgd", lr=1.0), 0),
+                                                        Trial("y", OptimConfig("adam", lr=1.0), 0)])
