@@ -107,5 +107,20 @@ def test_unsupported_cases_fall_back():
     assert [r.batch for r in results] == [1, 1] and all(r.status == "ok" for r in results)
     reg = RegressionProblem(RegressConfig(train=TrainConfig(epochs=5, device="cpu")), synthetic())
     assert "lbfgs" in unsupported(reg, [Trial("x", OptimConfig("lbfgs", lr=1.0), 0)] * 2)
-    assert "different optimizers" in unsupported(reg, [Trial("x", OptimConfig("sgd", lr=1.0), 0),
-                                                        Trial("y", OptimConfig("adam", lr=1.0), 0)])
+    mixed = [Trial("x", OptimConfig("sgd", lr=0.1), 0), Trial("y", OptimConfig("lbfgs", lr=1.0), 0),
+             Trial("z", OptimConfig("adam", lr=0.01), 1)]
+    results, _ = run_trials(reg, mixed)
+    assert [r.batch for r in results] == [2, 1, 2]  # lbfgs runs on its own, the others stacked
+
+
+def test_mixed_optimizers_in_one_stack_match_sequential():
+    cfg = RegressConfig(train=TrainConfig(epochs=150, batch_size=32, device="cpu"))
+    problem = RegressionProblem(cfg, synthetic())
+    trials = [Trial(n, OptimConfig(n).for_task("regression"), seed)
+              for seed in (0, 1, 2) for n in ("sgd", "momentum", "adam", "rmsprop")]
+    assert unsupported(problem, trials) is None
+    seq, vec = _compare(problem, trials)
+    for s, v in zip(seq, vec):
+        assert v.trial == s.trial
+        for p in s.metrics["params"]:
+            assert v.metrics["params"][p] == pytest.approx(s.metrics["params"][p], rel=1e-5, abs=1e-6)

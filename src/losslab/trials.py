@@ -65,43 +65,36 @@ class _Forward(Callback):
         self.observer.on_epoch(self.trial, record)
 
 
-def vector_groups(trials: Sequence[Trial]) -> list[list[int]]:
-    """Indices of trials that differ only in learning rate and seed, in first-seen order."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, t in enumerate(trials):
-        key = (t.optim.name, t.optim.momentum, t.optim.weight_decay, t.optim.betas, t.optim.eps)
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
-
-
 def run_trials(problem: Any, trials: Sequence[Trial], observer: Optional[TrialObserver] = None,
                vectorize: bool = True) -> tuple[list[TrialResult], bool]:
-    """Run trials in this process, stacked where `vectorized` supports them, one after another otherwise.
-    Returns the results in trial order and whether Ctrl-C stopped the run."""
+    """Run trials in this process: stacked together where `vectorized` supports them (see
+    `vectorized.unsupported`), one after another otherwise. Returns the results in trial order and whether
+    Ctrl-C stopped the run."""
     observer = observer or TrialObserver()
-    if not vectorize:
+    if not vectorize or len(trials) < 2:
         return run_sequential(problem, trials, observer)
-    from losslab.vectorized import run_vectorized, unsupported
+    from losslab.vectorized import BATCHED_OPTIMIZERS, run_vectorized, unsupported
 
+    stacked = [i for i, t in enumerate(trials) if t.optim.name in BATCHED_OPTIMIZERS]
+    if len(stacked) < 2 or unsupported(problem, [trials[i] for i in stacked]) is not None:
+        return run_sequential(problem, trials, observer)
+    rest = [i for i in range(len(trials)) if i not in set(stacked)]
     results: list[Optional[TrialResult]] = [None] * len(trials)
-    interrupted = False
-    done = 0
-    for group in vector_groups(trials):
-        batch = [trials[i] for i in group]
+    starts = iter(range(len(trials)))
+    batch, interrupted = run_vectorized(
+        problem, [trials[i] for i in stacked],
+        on_start=lambda t: observer.on_trial_start(t, next(starts), len(trials)), on_epoch=observer.on_epoch)
+    for j, (i, r) in enumerate(zip(stacked, batch)):
+        results[i] = r
+        observer.on_trial_end(r, j, len(trials))
+    if rest:
         if interrupted:
-            out = [TrialResult(t, "not run") for t in batch]
-        elif len(batch) > 1 and unsupported(problem, batch) is None:
-            starts = iter(range(done, done + len(batch)))
-            out, interrupted = run_vectorized(
-                problem, batch, on_start=lambda t: observer.on_trial_start(t, next(starts), len(trials)),
-                on_epoch=observer.on_epoch)
-            for j, r in enumerate(out):
-                observer.on_trial_end(r, done + j, len(trials))
+            others = [TrialResult(trials[i], "not run") for i in rest]
         else:
-            out, interrupted = run_sequential(problem, batch, observer, offset=done, total=len(trials))
-        for i, r in zip(group, out):
+            others, interrupted = run_sequential(problem, [trials[i] for i in rest], observer, offset=len(stacked),
+                                                 total=len(trials))
+        for i, r in zip(rest, others):
             results[i] = r
-        done += len(batch)
     return [r for r in results if r is not None], interrupted
 
 

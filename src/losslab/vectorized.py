@@ -1,9 +1,10 @@
 """K trials stacked on a leading dimension: one batched forward/backward and one batched optimizer update
 per step, instead of K runs one after another.
 
-Covers trials that share model, data and optimizer settings and differ only in learning rate and seed:
-models made of Linear / ReLU / Flatten / LogSoftmax layers (the regression model, logistic, mlp) and the
-optimizers sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad. Each batched update follows
+Covers trials on the same model and data that differ in learning rate, seed and optimizer: models made of
+Linear / ReLU / Flatten / LogSoftmax layers (the regression model, logistic, mlp) and the optimizers sgd,
+momentum, nesterov, adam, adamw, rmsprop, adagrad. Trials sharing optimizer settings form a contiguous
+slice of the stack, updated by one batched optimizer through views. Each batched update follows
 torch.optim's own single-tensor update (the hyper-parameters are read from a real torch.optim optimizer
 built for the trial, so defaults cannot drift); anything else runs sequentially (`unsupported` says why).
 """
@@ -53,31 +54,35 @@ def unsupported(problem: Any, trials: Sequence[Any]) -> Optional[str]:
     """None when these trials can run stacked; otherwise the reason they run one after another."""
     from losslab.losses import is_import_path
 
-    names = {t.optim.name for t in trials}
-    if len(names) != 1:
-        return "trials use different optimizers"
-    name = names.pop()
-    if name not in BATCHED_OPTIMIZERS:
-        return f"no batched update for {name}"
-    others = {(t.optim.momentum, t.optim.weight_decay, t.optim.betas, t.optim.eps) for t in trials}
-    if len(others) != 1:
-        return "trials differ in more than learning rate and seed"
+    for name in sorted({t.optim.name for t in trials}):
+        if name not in BATCHED_OPTIMIZERS:
+            return f"no batched update for {name}"
     if is_import_path(problem.cfg.loss.name):
         return "custom losses run sequentially"
     template = problem.new_model(0)
     if _layers(template) is None:
         return "the model has layers without a batched form (e.g. convolutions)"
     try:
-        h = hyperparameters(trials[0].optim)
+        hypers = [hyperparameters(trials[i].optim) for i in (g[0] for g in optimizer_groups(trials))]
         with torch.no_grad():  # the loss must work per trial under vmap
             out = StackedModel([template, template])(problem.x[:2], True)
             torch.func.vmap(problem.loss_fn, in_dims=(0, None))(out, problem.y[:2])
     except Exception as exc:
         return f"batched form failed: {type(exc).__name__}: {exc}"
-    if h.get("amsgrad") or h.get("centered") or h.get("maximize") or h.get("dampening", 0) or h.get("lr_decay", 0) \
-            or h.get("initial_accumulator_value", 0):
-        return "optimizer options without a batched form"
+    for h in hypers:
+        if h.get("amsgrad") or h.get("centered") or h.get("maximize") or h.get("dampening", 0) \
+                or h.get("lr_decay", 0) or h.get("initial_accumulator_value", 0):
+            return "optimizer options without a batched form"
     return None
+
+
+def optimizer_groups(trials: Sequence[Any]) -> list[list[int]]:
+    """Indices of trials that share optimizer settings (all but learning rate), in first-seen order."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in enumerate(trials):
+        key = (t.optim.name, t.optim.momentum, t.optim.weight_decay, t.optim.betas, t.optim.eps)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 class StackedModel:
@@ -121,25 +126,26 @@ class StackedModel:
 
 
 class BatchedOptimizer:
-    """torch.optim's single-tensor updates with a per-trial learning rate (a (K,) tensor)."""
+    """torch.optim's single-tensor updates with a per-trial learning rate, on the slice [start, stop) of the
+    stacked parameters (in-place through views)."""
 
-    def __init__(self, name: str, hyper: dict[str, Any], params: Sequence[torch.Tensor], lr: torch.Tensor):
+    def __init__(self, name: str, hyper: dict[str, Any], params: Sequence[torch.Tensor], lr: torch.Tensor,
+                 start: int = 0, stop: Optional[int] = None):
         self.name, self.h, self.params = name, hyper, list(params)
+        self.start, self.stop = start, stop if stop is not None else params[0].shape[0]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         self.step_count = 0
         self.lr = [lr.view(-1, *([1] * (p.ndim - 1))).to(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        kind = name if name in ("adam", "adamw", "rmsprop", "adagrad") else "sgd"
+        self._update = getattr(self, f"_{kind}")
 
     @torch.no_grad()
     def step(self) -> None:
         self.step_count += 1
-        update = getattr(self, f"_{self.name if self.name in ('adam', 'adamw', 'rmsprop', 'adagrad') else 'sgd'}")
+        a, b = self.start, self.stop
         for p, lr, state in zip(self.params, self.lr, self.state):
             if p.grad is not None:
-                update(p, p.grad, lr, state)
+                self._update(p[a:b], p.grad[a:b], lr, state)
 
     def _sgd(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
         wd, m = self.h.get("weight_decay", 0), self.h.get("momentum", 0)
@@ -218,14 +224,22 @@ def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any]
     """Train `trials` stacked; returns TrialResults in the same order, and whether Ctrl-C stopped them."""
     from losslab.trials import TrialResult
 
+    order = [i for g in optimizer_groups(trials) for i in g]  # each optimizer's trials form one slice
+    given = list(trials)
+    trials = [given[i] for i in order]
     k = len(trials)
     cfg = problem.train_cfg
     device = problem.device
     seeds = sorted({t.seed for t in trials})
     templates = {s: problem.new_model(s) for s in seeds}
     model = StackedModel([templates[t.seed] for t in trials])
-    lrs = torch.tensor([t.optim.lr for t in trials], dtype=torch.float64)
-    optimizer = BatchedOptimizer(trials[0].optim.name, hyperparameters(trials[0].optim), model.params, lrs)
+    optimizers, start_i = [], 0
+    for group in optimizer_groups(trials):
+        stop_i = start_i + len(group)
+        lrs = torch.tensor([trials[i].optim.lr for i in group], dtype=torch.float64)
+        optimizers.append(BatchedOptimizer(trials[group[0]].optim.name, hyperparameters(trials[group[0]].optim),
+                                           model.params, lrs, start_i, stop_i))
+        start_i = stop_i
     loss_fn = problem.loss_fn
     x, y = problem.x, problem.y
     n = x.shape[0]
@@ -280,13 +294,15 @@ def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any]
                     for i in torch.nonzero(~finite).flatten().tolist():
                         if alive[i]:
                             freeze(i, epoch)
-                optimizer.zero_grad()
+                for p in model.params:
+                    p.grad = None
                 losses.sum().backward()
                 if cfg.clip_grad_norm is not None:
                     coef = (cfg.clip_grad_norm / (_per_trial_norm(model.params) + 1e-6)).clamp(max=1.0)
                     for p in model.params:
                         p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
-                optimizer.step()
+                for optimizer in optimizers:
+                    optimizer.step()
                 total += losses.detach().double() * size
             # record
             train_loss = (total / n).tolist()
@@ -333,7 +349,10 @@ def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any]
         if st == "ok" and not math.isfinite(metrics.get("final_loss", math.nan)):
             st = "diverged"
         results.append(TrialResult(t, st, records[i], metrics, len(records[i]), elapsed / k, batch=k))
-    return results, interrupted
+    back = [None] * k
+    for position, i in enumerate(order):
+        back[i] = results[position]
+    return back, interrupted
 
 
 def _evaluate(problem: Any, model: StackedModel, batched_loss: Any, chunk: int = 4096) -> tuple[list[float], list[float]]:
