@@ -23,6 +23,8 @@ bench: setup
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_process.py
 	$(PY) benchmarks/bench_classify.py
+	$(PY) benchmarks/bench_compare.py
+	$(PY) benchmarks/bench_vectorized.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,13 +1,18 @@
 """Trial compute time for 32 learning rates x 1000 epochs on the regress defaults (Adam), vectorized vs
-sequential, in one process (target >= 10x faster), and the largest per-trial difference in final weights.
+sequential, in one process (target >= 10x faster), the largest per-trial difference in final weights, and the
+whole-process wall time of `losslab lr-sweep --num 32` against one `losslab regress` run (target <= 1.5x).
 
-Run: .venv/bin/python benchmarks/bench_vectorized.py [--trials 32] [--epochs 1000] [--optim adam]
+Run: .venv/bin/python benchmarks/bench_vectorized.py [--trials 32] [--epochs 1000] [--optim adam] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from losslab.config import OptimConfig, RegressConfig, TrainConfig, log_grid
 from losslab.data import synthetic
@@ -20,6 +25,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=1000)
     ap.add_argument("--optim", default="adam")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     problem = RegressionProblem(RegressConfig(train=TrainConfig(epochs=args.epochs, device="cpu")), synthetic())
     lrs = [1e-4 * (1.0 / 1e-4) ** (i / (args.trials - 1)) for i in range(args.trials)]
@@ -42,6 +48,24 @@ def main() -> None:
     print(f"speed-up: {t_seq / t_vec:.1f}x  (target >= 10x)  {'OK' if t_seq / t_vec >= 10 else 'MISSED'}")
     print(f"largest relative difference in final weights: {worst:.2e}  (tests require <= 1e-5)")
     print(f"statuses agree: {[s.status for s in seq] == [v.status for v in vec]}")
+
+    losslab = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+    one = [losslab, "regress", "--quiet", "--device", "cpu"]
+    sweep = [losslab, "lr-sweep", "--num", "32", "--quiet", "--device", "cpu"]
+
+    def wall(cmd: list[str]) -> float:
+        start = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - start
+
+    wall(one)
+    ones, sweeps = [], []
+    for _ in range(args.repeats):
+        ones.append(wall(one))
+        sweeps.append(wall(sweep))
+    ratio = min(sweeps) / min(ones)
+    print(f"losslab regress: {min(ones):.2f} s   losslab lr-sweep --num 32: {min(sweeps):.2f} s (min of {args.repeats})")
+    print(f"ratio lr-sweep/regress: {ratio:.2f}  (target <= 1.5)  {'OK' if ratio <= 1.5 else 'MISSED'}")
 
 
 if __name__ == "__main__":

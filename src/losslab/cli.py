@@ -96,7 +96,7 @@ def classify(kw: dict[str, Any]) -> int:
 
 @app.command("compare-optimizers", epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy",
+@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
          *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss")
 def compare_optimizers(kw: dict[str, Any]) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
@@ -114,8 +114,30 @@ def compare_optimizers(kw: dict[str, Any]) -> int:
     cfg = CompareConfig(run=run, optims=optims, lr=kw.get("lr"), lr_for=parse_lr_for(kw.get("lr_for")),
                         seeds=kw["seeds"], tune=kw["tune"],
                         tune_grid=parse_grid("--tune-grid", kw["tune_grid"]) if kw.get("tune_grid") else log_grid(1e-4, 1, 3),
-                        target=target, gates=gate_config({"expect": kw.get("expect")}), out=kw.get("out"))
+                        target=target, vectorize=not kw["no_vectorize"], gates=gate_config({"expect": kw.get("expect")}),
+                        out=kw.get("out"))
     return run_compare(cfg, json_out=kw["json_out"], quiet=kw["quiet"])
+
+
+@app.command("lr-sweep", epilog=EXIT_CODES_HELP.replace(
+    "3 training diverged (non-finite loss)", "3 every run diverged"))
+@options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
+         *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss",
+         seeds=1)
+def lr_sweep(kw: dict[str, Any]) -> int:
+    """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),
+    or with --range-test the LR range test (Smith 2015, as fastai's and Lightning's lr_find) and its suggestions."""
+    from losslab.commands import run_sweep
+    from losslab.config import SweepConfig, parse_floats
+
+    task = task_of(kw)
+    refuse_other_task(kw, task, {})
+    run = regress_config(kw, with_gates=False) if task == "regression" else classify_config(kw, with_gates=False)
+    cfg = SweepConfig(run=run, range_test=kw["range_test"], min_lr=kw.get("min_lr"), max_lr=kw.get("max_lr"),
+                      num=kw["num"], lrs=parse_floats("--lrs", kw.get("lrs")), seeds=kw["seeds"], mode=kw["mode"],
+                      steps=kw["steps"], target=kw.get("target_loss"), vectorize=not kw["no_vectorize"],
+                      gates=gate_config({"expect": kw.get("expect")}), out=kw.get("out"))
+    return run_sweep(cfg, json_out=kw["json_out"], quiet=kw["quiet"])
 
 
 def main() -> None:

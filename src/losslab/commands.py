@@ -30,10 +30,11 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     from losslab.display import print_failures
     from losslab.results import dumps, write_run_files
 
+    if out is not None:  # files first: a closed pipe on stdout must not lose what the user asked to keep
+        write_run_files(out, document, records, plots)
     for part in report if isinstance(report, (list, tuple)) else [report]:
         part.render(console)
     if out is not None:
-        write_run_files(out, document, records, plots)
         print(f"results written to {out}/", file=console.file, flush=True)
     if json_out:
         sys.stdout.write(dumps(document))
@@ -161,3 +162,55 @@ def run_compare(cfg: Any, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document, report=compare_report(result, outcomes), records=trial_records(runs, "optimizer"),
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
                   plots=plots)
+
+
+def run_sweep(cfg: Any, *, json_out: bool, quiet: bool) -> int:
+    from losslab.display import TrialsDisplay, grid_report, make_console, range_report
+    from losslab.results import grid_document, range_document, range_records, trial_records
+    from losslab.sweep import grid_sweep, lr_label, range_test
+
+    check_out_dir(cfg.out)
+    problem, _ = build_problem(cfg.run)
+    names = ["suggested_lr", "largest_stable_lr", "best_final_loss"] if not cfg.range_test else \
+        ["suggested_lr", "valley_lr", "steepest_lr", "min_loss_10_lr", "state_unchanged"]
+    check_names(cfg.gates.expect, names)
+    console = make_console(stderr=json_out)
+
+    if cfg.range_test:
+        def progress(run: Any, done: int, total: int) -> None:
+            if not quiet:
+                print(f"[{done}/{total}] range test seed {run.seed}: {run.stopped} after {len(run.smoothed)} steps; "
+                      f"valley {run.suggestions['valley'] or float('nan'):.3g}", file=console.file, flush=True)
+
+        result: Any = range_test(cfg, problem, progress)
+        outcomes = evaluate(cfg.gates.expect, result.metrics()) if result.status != "interrupted" else []
+
+        def draw(path: Any) -> None:
+            from losslab.plots import range_test_plot
+
+            range_test_plot([(r.lrs, r.smoothed) for r in result.runs], path,
+                            {k: v["median"] for k, v in result.suggestions.items()},
+                            title=f"LR range test: {cfg.run.optim.name}, {len(result.runs)} seed(s)")
+
+        return finish(document=range_document(result, outcomes), report=range_report(result, outcomes),
+                      records=range_records(result), outcomes=outcomes, status=result.status, json_out=json_out,
+                      console=console, out=cfg.out, plots=[("range_test.png", draw)])
+
+    loss_key = "train_loss" if cfg.task == "regression" else "valid_loss"
+    display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key, label="lr")
+    display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
+    with display:
+        result = grid_sweep(cfg, problem, observer=display)
+    outcomes = evaluate(cfg.gates.expect, result.metrics()) if result.status != "interrupted" else []
+    runs = [r for rs in result.runs.values() for r in rs]
+
+    def sweep(path: Any) -> None:
+        from losslab.plots import sweep_plot
+
+        sweep_plot([(r.trial.optim.lr, r.score, r.status) for r in runs], path, result.suggested_lr,
+                   title=f"lr-sweep: {cfg.run.optim.name}, {cfg.run.train.epochs} epochs",
+                   ylabel="final loss" if cfg.task == "regression" else "final validation loss")
+
+    return finish(document=grid_document(result, outcomes), report=grid_report(result, outcomes),
+                  records=trial_records(runs, None), outcomes=outcomes, status=result.status, json_out=json_out,
+                  console=console, out=cfg.out, plots=[("sweep.png", sweep)])

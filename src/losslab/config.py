@@ -408,3 +408,63 @@ def parse_lr_for(values: Optional[list[str]]) -> tuple[tuple[str, float], ...]:
                 raise ConfigError("--lr-for", f"expected OPTIMIZER=RATE, e.g. adam=0.01 (got {item!r})")
             pairs.append((name.strip(), lr))
     return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """`lr-sweep`: a learning-rate grid of short runs, or (range_test) one run with a growing rate."""
+
+    run: Any  # RegressConfig or ClassifyConfig: task, data, model, loss, optimizer (its lr is swept)
+    range_test: bool = False
+    min_lr: Optional[float] = None  # grid: 1e-4; range test: 1e-7
+    max_lr: Optional[float] = None  # grid: 1; range test: 10
+    num: int = 13
+    lrs: Optional[tuple[float, ...]] = None
+    seeds: int = 1
+    mode: str = "exp"  # range test schedule: exp or linear
+    steps: int = 100
+    smoothing: float = 0.98
+    diverge_factor: float = 4.0  # range test stops when the smoothed loss exceeds this times the best
+    target: Optional[float] = None
+    vectorize: bool = True
+    gates: GateConfig = field(default_factory=GateConfig)
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        low = self.min_lr if self.min_lr is not None else (1e-7 if self.range_test else 1e-4)
+        high = self.max_lr if self.max_lr is not None else (10.0 if self.range_test else 1.0)
+        object.__setattr__(self, "min_lr", low)
+        object.__setattr__(self, "max_lr", high)
+        check_positive("--min-lr", low)
+        check_positive("--max-lr", high)
+        if low >= high:
+            raise ConfigError("--min-lr", f"must be below --max-lr (got {low:g} >= {high:g})")
+        if self.lrs is not None:
+            if self.range_test:
+                raise ConfigError("--lrs", "gives a grid; the range test takes --min-lr, --max-lr and --steps")
+            if len(self.lrs) < 2 or any(not math.isfinite(v) or v <= 0 for v in self.lrs):
+                raise ConfigError("--lrs", "needs at least two positive learning rates")
+        if self.num < 2:
+            raise ConfigError("--num", f"must be at least 2 (got {self.num})")
+        if self.steps < 10:
+            raise ConfigError("--steps", f"must be at least 10 (got {self.steps})")
+        if self.mode not in ("exp", "linear"):
+            raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
+        if self.seeds < 1:
+            raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
+        check_finite("--target-loss", self.target)
+
+    @property
+    def task(self) -> str:
+        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+
+    def grid(self) -> tuple[float, ...]:
+        if self.lrs is not None:
+            return tuple(sorted(set(self.lrs)))
+        low, high = float(self.min_lr), float(self.max_lr)
+        return tuple(low * (high / low) ** (i / (self.num - 1)) for i in range(self.num))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["task"] = self.task
+        return d

@@ -384,3 +384,54 @@ def compare_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
         if finite:
             best.update((i, col) for i, v in enumerate(values) if v == pick(finite))
     return [Report(title, headers, rows, notes, best)]
+
+
+def grid_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
+    cfg = result.config
+    regress = cfg.task == "regression"
+    headers = ["lr", "final loss median", "IQR", "best loss", f"epochs to {'loss' if regress else 'acc'} "
+               f"{fmt(result.target, '.4g')}", "diverged"] + ([] if regress else ["val acc"])
+    rows, best = [], set()
+    for i, s in enumerate(result.summaries):
+        reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
+        mark = " ← suggested" if s.lr == result.suggested_lr else ""
+        row = [f"{s.lr:.3g}{mark}", fmt(s.median), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best), reach,
+               f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
+        if not regress:
+            row.append(fmt(s.extra.get("accuracy"), ".4f"))
+        rows.append(row)
+        if s.lr == result.suggested_lr:
+            best.update({(i, 0), (i, 1)})
+    title = (f"losslab lr-sweep: {result.status} — {cfg.run.optim.name}, {len(result.summaries)} rates × "
+             f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
+             f"({'vectorized' if result.vectorized else 'sequential'})")
+    notes = [f"data: {result.data_source}",
+             f"suggested lr: {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 significant "
+             "digits go to the rate that reaches the target sooner)",
+             f"largest rate that did not diverge on any seed: {fmt(result.largest_stable_lr, '.3g')}"]
+    if result.status == "interrupted":
+        notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
+    notes += [o.describe() for o in outcomes]
+    return [Report(title, headers, rows, notes, best)]
+
+
+def range_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
+    cfg = result.config
+    rows = []
+    for i, name in enumerate(("valley", "steepest", "min_loss/10")):
+        s = result.suggestions[name]
+        spread = "—" if s["median"] is None else (f"{s['min']:.3g}–{s['max']:.3g}" if len(result.runs) > 1 else "")
+        label = name + (" (recommended)" if i == 0 and s["median"] is not None else "")
+        rows.append([label, fmt(s["median"], ".3g"), spread])
+    title = (f"losslab lr-sweep --range-test: {result.status} — {cfg.run.optim.name}, lr {cfg.min_lr:g} → "
+             f"{cfg.max_lr:g} ({cfg.mode}) over {cfg.steps} steps, {len(result.runs)} seed(s), "
+             f"{result.elapsed_s:.1f} s")
+    stops = ", ".join(f"seed {r.seed}: {r.stopped} after {len(r.smoothed)} steps" for r in result.runs)
+    notes = [f"data: {result.data_source}", f"stopped: {stops}",
+             f"suggested lr: {fmt(result.recommended, '.3g')}",
+             "model and optimizer state " + ("unchanged by the test (SHA-256 of parameters and optimizer state "
+                                             "identical before and after)" if result.state_unchanged else
+                                             "CHANGED by the test (hash mismatch)")]
+    notes += [o.describe() for o in outcomes]
+    return [Report(title, ["suggestion", "lr", "spread over seeds" if len(result.runs) > 1 else ""], rows, notes,
+                   {(0, 1)} if rows and rows[0][1] != "—" else set())]

@@ -113,6 +113,16 @@ OPTS: dict[str, Opt] = {
                 "one tuning seed; the best by final (classify: validation) loss is rerun on the seeds.", False),
     "tune_grid": Opt(Optional[str], ("--tune-grid",), "Tuning rates: MIN:MAX:PER_DECADE log-spaced or a comma list "
                      "(default 1e-4:1:3, 13 rates)."),
+    "range_test": Opt(bool, ("--range-test",), "Run the LR range test (one run, the rate growing each step) instead "
+                      "of a grid of short runs.", False),
+    "min_lr": Opt(Optional[float], ("--min-lr",), "Lowest rate (grid default 1e-4; range test 1e-7)."),
+    "max_lr": Opt(Optional[float], ("--max-lr",), "Highest rate (grid default 1; range test 10)."),
+    "num": Opt(int, ("--num",), "Grid: number of log-spaced rates from --min-lr to --max-lr.", 13),
+    "lrs": Opt(Optional[str], ("--lrs",), "Grid: explicit comma list of rates instead of --min-lr/--max-lr/--num."),
+    "mode": Opt(str, ("--mode",), "Range test schedule: exp (exponential growth) or linear.", "exp"),
+    "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.", 100),
+    "no_vectorize": Opt(bool, ("--no-vectorize",), "Run trials one after another instead of stacked in one batched "
+                        "computation (the default for supported models and optimizers).", False),
     "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "classify: validation accuracy whose first "
                            "epoch is reported (default 0.9)."),
     # output and gates

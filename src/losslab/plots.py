@@ -141,3 +141,50 @@ def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, 
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def sweep_plot(points: Sequence[tuple[float, float, str]], path: Path, suggested: float | None, title: str = "",
+               ylabel: str = "final loss") -> None:
+    """Final loss against learning rate (log x): one dot per seed, diverged runs as red x, suggestion marked."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ok = [(lr, v) for lr, v, status in points if status == "ok" and _positive(v)]
+    bad = [lr for lr, v, status in points if not (status == "ok" and _positive(v))]
+    top = max((v for _, v in ok), default=1.0) * 3
+    if ok:
+        ax.scatter(*zip(*ok), s=18, label="run (one per seed)")
+    if bad:
+        ax.scatter(bad, [top] * len(bad), marker="x", color="tab:red", label="diverged / failed")
+    if suggested is not None:
+        ax.axvline(suggested, color="tab:green", ls="--", lw=1.2, label=f"suggested {suggested:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], path: Path,
+                    marks: Mapping[str, float | None], title: str = "") -> None:
+    """Smoothed loss against learning rate (log x) per seed, each suggestion marked."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for i, (lrs, losses) in enumerate(curves):
+        ax.plot(lrs, losses, lw=1.4, alpha=0.9 if len(curves) == 1 else 0.6, label="smoothed loss" if i == 0 else None)
+    styles = {"valley": ("tab:green", "--"), "steepest": ("tab:orange", ":"), "min_loss/10": ("tab:purple", "-.")}
+    for name, lr in marks.items():
+        if lr is not None:
+            color, ls = styles.get(name, ("gray", ":"))
+            ax.axvline(lr, color=color, ls=ls, lw=1.2, label=f"{name} {lr:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("smoothed loss")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -38,13 +38,14 @@ class Problem:
         raise NotImplementedError
 
     def train(self, model: torch.nn.Module, optimizer: Any, *, seed: int, callbacks: Sequence[Callback] = (),
-              generator: Optional[torch.Generator] = None, first_epoch: int = 1) -> FitResult:
+              generator: Optional[torch.Generator] = None, first_epoch: int = 1, epochs: Optional[int] = None,
+              on_step: Optional[Callable[[float], bool]] = None) -> FitResult:
         has_eval = type(self).evaluate is not Problem.evaluate
-        return fit(model, self.loss_fn, optimizer, self.x, self.y, epochs=self.train_cfg.epochs,
+        return fit(model, self.loss_fn, optimizer, self.x, self.y, epochs=epochs or self.train_cfg.epochs,
                    batch_size=self.train_cfg.batch_size, clip_grad_norm=self.train_cfg.clip_grad_norm,
                    generator=generator or torch.Generator().manual_seed(seed),
                    evaluate=self.evaluate if has_eval else None, track=self.track(model),
-                   callbacks=callbacks, first_epoch=first_epoch)
+                   callbacks=callbacks, first_epoch=first_epoch, on_step=on_step)
 
 
 def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:

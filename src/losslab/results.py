@@ -166,13 +166,63 @@ def compare_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None) 
     }
 
 
-def trial_records(results: Iterable[Any], group_key: str) -> list[dict[str, Any]]:
-    """Per-epoch rows of many trials, prefixed with what tells them apart (e.g. optimizer, seed)."""
+def trial_records(results: Iterable[Any], group_key: Optional[str]) -> list[dict[str, Any]]:
+    """Per-epoch rows of many trials, prefixed with what tells them apart (e.g. optimizer, seed, lr)."""
     rows = []
     for r in results:
+        head = {group_key: r.trial.group} if group_key else {}
         for rec in r.records:
-            rows.append({group_key: r.trial.group, "seed": r.trial.seed, "lr": r.trial.optim.lr, **rec})
+            rows.append({**head, "seed": r.trial.seed, "lr": r.trial.optim.lr, **rec})
     return rows
+
+
+def grid_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab lr-sweep` (grid mode)."""
+    from losslab.compare import epochs_to_target, run_best_loss
+
+    task = result.config.task
+    rows = []
+    for s in result.summaries:
+        for r in result.runs[s.name]:
+            doc = trial_document(r)
+            doc["best_loss"] = run_best_loss(r, task)
+            doc["epochs_to_target"] = epochs_to_target(r.records, task, result.target)
+            rows.append(doc)
+    return {
+        "command": "lr-sweep", "mode": "grid", "status": result.status, "task": task,
+        "config": result.config.to_dict(),
+        "suggested_lr": result.suggested_lr, "largest_stable_lr": result.largest_stable_lr,
+        "target": result.target, "vectorized": result.vectorized,
+        "rates": [{"lr": s.lr, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3}, "best_loss": s.best,
+                   "epochs_to_target": s.epochs_to_target, "diverged": s.diverged, "errors": s.errors, **s.extra}
+                  for s in result.summaries],
+        "results": rows,
+        "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
+        "expectations": outcomes_document(outcomes or []), "versions": result.versions,
+    }
+
+
+def range_document(result: Any, outcomes: Optional[Iterable[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab lr-sweep --range-test`."""
+    return {
+        "command": "lr-sweep", "mode": "range-test", "status": result.status, "task": result.config.task,
+        "config": result.config.to_dict(),
+        "suggested_lr": result.recommended,
+        "suggestions": result.suggestions,
+        "curve": result.median_curve,
+        "runs": [{"seed": r.seed, "stopped": r.stopped, "suggestions": r.suggestions, "lr": r.lrs, "loss": r.losses,
+                  "smoothed_loss": r.smoothed} for r in result.runs],
+        "state_check": {"unchanged": result.state_unchanged,
+                        "sha256_before": [r.hash_before for r in result.runs],
+                        "sha256_after": [r.hash_after for r in result.runs]},
+        "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
+        "expectations": outcomes_document(outcomes or []), "versions": result.versions,
+    }
+
+
+def range_records(result: Any) -> list[dict[str, Any]]:
+    return [{"seed": r.seed, "step": i + 1, "lr": lr, "loss": loss, "smoothed_loss": sm}
+            for r in result.runs for i, (lr, loss, sm) in enumerate(zip(r.lrs, r.losses, r.smoothed))]
 
 
 def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],

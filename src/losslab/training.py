@@ -90,12 +90,14 @@ def fit(
     track: Optional[Callable[[], dict[str, float]]] = None,
     callbacks: Sequence[Callback] = (),
     first_epoch: int = 1,
+    on_step: Optional[Callable[[float], bool]] = None,
 ) -> FitResult:
     """Train `model` on (x, y) for `epochs` epochs, full batch unless `batch_size` is smaller than the data.
 
     `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics);
     `track()` returns extra values to record (e.g. every parameter of a small model).
     `first_epoch` > 1 continues a resumed run: epochs first_epoch..epochs are trained.
+    `on_step(batch_loss)` runs after every optimizer step (e.g. the LR range test's schedule); True stops.
     """
     n = x.shape[0]
     full_batch = batch_size is None or batch_size >= n
@@ -136,18 +138,22 @@ def fit(
         for epoch in range(first_epoch, epochs + 1):
             # forward backward update
             model.train()
+            stop_now = False
             if full_batch:
                 train_loss = step(x, y)
+                stop_now = on_step is not None and on_step(train_loss)
             else:
                 perm = torch.randperm(n, generator=generator).to(x.device)
-                total = 0.0
+                total, seen = 0.0, 0
                 for i in range(0, n, batch_size):
                     idx = perm[i:i + batch_size]
                     batch_loss = step(x[idx], y[idx])
                     total += batch_loss * idx.shape[0]
-                    if not math.isfinite(batch_loss):
+                    seen += idx.shape[0]
+                    stop_now = on_step is not None and on_step(batch_loss)
+                    if not math.isfinite(batch_loss) or stop_now:
                         break
-                train_loss = total / n
+                train_loss = total / seen
             # record
             record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if track is not None:
@@ -163,7 +169,7 @@ def fit(
             record["elapsed_s"] = time.perf_counter() - start
             result.records.append(record)
             result.epochs_run = epoch
-            stop = False
+            stop = stop_now
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(record)) or stop
             # termination conditions

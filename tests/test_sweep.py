@@ -1,0 +1,150 @@
+"""lr-sweep: grid suggestions, the LR range test against a hand-written one, suggestion rules, CLI."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import tutorial_tensors
+from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
+from losslab.data import synthetic
+from losslab.problems import RegressionProblem
+from losslab.sweep import (grid_sweep, min_loss_tenth, range_test, range_test_run, schedule, smooth, state_hash,
+                           steepest, valley)
+
+
+def _problem(epochs=300, optim="sgd"):
+    cfg = RegressConfig(optim=OptimConfig(optim), train=TrainConfig(epochs=epochs, device="cpu"))
+    return cfg, RegressionProblem(cfg, synthetic())
+
+
+def test_schedules_hit_both_ends():
+    exp = schedule(1e-7, 10, 100, "exp")
+    assert exp[0] == pytest.approx(1e-7) and exp[-1] == pytest.approx(10) and len(exp) == 100
+    assert exp[50] / exp[49] == pytest.approx(exp[1] / exp[0])  # constant ratio
+    lin = schedule(0.1, 1.0, 10, "linear")
+    assert lin[1] - lin[0] == pytest.approx(0.1) and lin[-1] == pytest.approx(1.0)
+
+
+def test_smoothing_is_a_bias_corrected_ema():
+    assert smooth([3.0] * 5) == pytest.approx([3.0] * 5)  # bias correction: no drift towards 0 at the start
+    raw = [4.0, 2.0, 1.0]
+    avg, expected = 0.0, []
+    for i, v in enumerate(raw):
+        avg = 0.9 * avg + 0.1 * v
+        expected.append(avg / (1 - 0.9 ** (i + 1)))
+    assert smooth(raw, 0.9) == pytest.approx(expected)
+
+
+def test_suggestion_rules_on_known_curves():
+    lrs = [10 ** (-6 + 6 * i / 59) for i in range(60)]
+    # a sigmoid-shaped drop centred at lr = 1e-3, then a blow-up
+    losses = [1 + 2 / (1 + math.exp(3 * (math.log10(lr) + 3))) for lr in lrs[:50]] + [1.2 + i for i in range(10)]
+    s = steepest(lrs, losses)
+    assert math.log10(lrs[s]) == pytest.approx(-3, abs=0.15)
+    v = valley(losses)
+    assert 10 < v < 50 and losses[v] < losses[0]  # inside the falling part, before the minimum
+    assert min_loss_tenth(lrs, losses) == pytest.approx(lrs[losses.index(min(losses))] / 10)
+    # fastai's arithmetic: run ends at 5 with length 6, start = 5 - 6 = -1, third = 2, index -1 + 2 + 1 = 2
+    assert valley([5.0, 4.0, 3.0, 2.0, 1.0, 0.5]) == 2
+
+
+def test_range_test_matches_a_hand_written_one_and_restores_state():
+    cfg, problem = _problem()
+    sweep = SweepConfig(run=cfg, range_test=True, steps=60)
+    run = range_test_run(problem, sweep, seed=0)
+    # hand-written: same initial weights, full batch, rate set before each step
+    x, y = tutorial_tensors()
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-7)
+    losses = []
+    for lr in schedule(1e-7, 10, 60, "exp"):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = nn.MSELoss()(model(x), y)
+        if not math.isfinite(loss.item()):
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert run.losses == losses[:len(run.losses)]
+    assert run.stopped == "diverged"  # SGD blows up at large rates
+    assert run.hash_before == run.hash_after
+
+
+def test_state_hash_sees_any_change():
+    model = nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    h0 = state_hash(model, opt)
+    assert state_hash(model, opt) == h0
+    opt.param_groups[0]["lr"] = 0.2
+    assert state_hash(model, opt) != h0
+    opt.param_groups[0]["lr"] = 0.1
+    with torch.no_grad():
+        model.bias.add_(1e-6)
+    assert state_hash(model, opt) != h0
+
+
+def test_range_test_seeds_report_spread_and_recommendation():
+    cfg, problem = _problem()
+    result = range_test(SweepConfig(run=cfg, range_test=True, steps=50, seeds=3), problem)
+    assert len(result.runs) == 3 and result.state_unchanged
+    v = result.suggestions["valley"]
+    assert v["min"] <= v["median"] <= v["max"] and result.recommended == v["median"]
+    assert len(result.median_curve["lr"]) == len(result.median_curve["smoothed_loss"])
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_grid_suggests_the_lowest_median_and_the_largest_stable_rate(vectorize):
+    cfg, problem = _problem(epochs=200)
+    sweep = SweepConfig(run=cfg, lrs=(0.001, 0.01, 0.1, 0.5, 5.0), seeds=2, vectorize=vectorize)
+    result = grid_sweep(sweep, problem)
+    by_lr = {s.lr: s for s in result.summaries}
+    assert by_lr[5.0].diverged == 2 and result.largest_stable_lr == 0.5
+    finite = {lr: s.median for lr, s in by_lr.items() if math.isfinite(s.median)}
+    best = min(float(f"{v:.4g}") for v in finite.values())
+    assert float(f"{finite[result.suggested_lr]:.4g}") == best
+    assert result.vectorized == vectorize
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def test_cli_grid_json_and_gates(cli, tmp_path):
+    run = cli("lr-sweep", "--num", "5", "--epochs", "200", "--json", "--quiet", "--out", str(tmp_path / "o"),
+              "--expect", "suggested_lr>=0.001", "--expect", "largest_stable_lr<=1e-9")
+    assert run.exit_code == 1, run.stderr
+    doc = run.json()
+    assert doc["mode"] == "grid" and len(doc["rates"]) == 5 and len(doc["results"]) == 5
+    assert [e["passed"] for e in doc["expectations"]] == [True, False]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["history.csv", "result.json", "sweep.png"]
+
+
+def test_cli_range_test_json(cli, tmp_path):
+    run = cli("lr-sweep", "--range-test", "--steps", "40", "--json", "--quiet", "--out", str(tmp_path / "o"))
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["mode"] == "range-test" and doc["state_check"]["unchanged"] is True
+    assert list(doc["suggestions"]) == ["valley", "steepest", "min_loss/10"]
+    assert doc["suggested_lr"] == doc["suggestions"]["valley"]["median"]
+    assert (tmp_path / "o" / "range_test.png").is_file()
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--min-lr", "1", "--max-lr", "0.1"], "--min-lr"),
+    (["--min-lr", "-1"], "--min-lr"),
+    (["--max-lr", "0"], "--max-lr"),
+    (["--num", "1"], "--num"),
+    (["--range-test", "--steps", "5"], "--steps"),
+    (["--lrs", "0.1"], "--lrs"),
+    (["--lrs", "0.1,-2"], "--lrs"),
+    (["--range-test", "--mode", "cosine"], "--mode"),
+    (["--expect", "best_lr>=1"], "--expect"),
+])
+def test_cli_sweep_bad_ranges_exit_2(cli, args, option):
+    run = cli("lr-sweep", *args)
+    assert run.exit_code == 2, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], run.stderr
