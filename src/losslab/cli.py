@@ -49,6 +49,20 @@ class _Group(TyperGroup):
             code = ExitCode.INTERRUPTED
         return self._exit(code, standalone_mode)
 
+    def get_help_option(self, ctx: Any) -> Any:
+        """The group's --help flag is unset (None) when a subcommand's help is asked for, and typer coerces that
+        None through pydantic, whose import costs ~0.13 s of `losslab regress --help`. A flag needs no coercion."""
+        option = super().get_help_option(ctx)
+        try:
+            from typer._coercion import PassThroughRuntimeParam
+
+            if option is not None and getattr(option, "_runtime_param", "absent") is None:
+                option._runtime_param = PassThroughRuntimeParam(
+                    annotation=bool, parameter_info=option.type_descriptor.parameter_info)
+        except (ImportError, AttributeError, TypeError):  # other typer versions: keep their behaviour
+            pass
+        return option
+
     @staticmethod
     def _exit(code: int, standalone_mode: bool) -> int:
         if standalone_mode:
