@@ -8,18 +8,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-
-def wall(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+from _common import losslab_bin, wall  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -27,7 +18,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--extra-args", default="", help="extra arguments for compare-optimizers")
     args = ap.parse_args()
-    losslab = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+    losslab = losslab_bin()
     one = [losslab, "regress", "--quiet", "--device", "cpu"]
     many = [losslab, "compare-optimizers", "--quiet", "--device", "cpu", *shlex.split(args.extra_args)]
     wall(one)  # warm the page cache

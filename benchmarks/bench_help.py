@@ -11,7 +11,9 @@ import json
 import statistics
 import subprocess
 import sys
-import time
+
+from _common import wall  # benchmarks/ is on sys.path when run as a script
+
 
 HEAVY = ("torch", "torchvision", "matplotlib")
 PROBE = (
@@ -23,12 +25,6 @@ PROBE = (
     "    pass\n"
     "sys.stderr.write(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n"
 )
-
-
-def wall(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -8,13 +8,10 @@ Run: .venv/bin/python benchmarks/bench_vectorized.py [--trials 32] [--epochs 100
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from losslab.config import OptimConfig, RegressConfig, TrainConfig, log_grid
+from _common import losslab_bin, wall  # benchmarks/ is on sys.path when run as a script
+from losslab.config import OptimConfig, RegressConfig, TrainConfig
 from losslab.data import synthetic
 from losslab.problems import RegressionProblem
 from losslab.trials import Trial, run_trials
@@ -49,14 +46,10 @@ def main() -> None:
     print(f"largest relative difference in final weights: {worst:.2e}  (tests require <= 1e-5)")
     print(f"statuses agree: {[s.status for s in seq] == [v.status for v in vec]}")
 
-    losslab = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+    losslab = losslab_bin()
     one = [losslab, "regress", "--quiet", "--device", "cpu"]
     sweep = [losslab, "lr-sweep", "--num", "32", "--quiet", "--device", "cpu"]
 
-    def wall(cmd: list[str]) -> float:
-        start = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        return time.perf_counter() - start
 
     wall(one)
     ones, sweeps = [], []

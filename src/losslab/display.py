@@ -195,6 +195,16 @@ class Report:
         return "\n".join(lines)
 
 
+def status_notes(result: Any) -> list[str]:
+    """What a single run's report says when it did not finish cleanly."""
+    if result.status == "diverged":
+        return [f"training diverged at epoch {result.diverged_epoch}: the loss became non-finite "
+                "(try a smaller --lr or --clip-grad-norm)."]
+    if result.status == "interrupted":
+        return [f"interrupted after {result.epochs_run} epochs: the numbers above are from that point."]
+    return []
+
+
 def regress_report(result: Any, outcomes: Sequence[Any] = ()) -> Report:
     cfg = result.config
     rows = []
@@ -210,11 +220,7 @@ def regress_report(result: Any, outcomes: Sequence[Any] = ()) -> Report:
     notes = [f"data: {result.data_source}"]
     if cfg.loss.name != "mse":
         notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for comparison.")
-    if result.status == "diverged":
-        notes.append(f"training diverged at epoch {result.diverged_epoch}: the loss became non-finite "
-                     "(try a smaller --lr or --clip-grad-norm).")
-    elif result.status == "interrupted":
-        notes.append(f"interrupted after {result.epochs_run} epochs: the numbers above are from that point.")
+    notes += status_notes(result)
     notes += [o.describe() for o in outcomes]
     return Report(title, ["param", "learned", "true", "least-squares", "|learned − optimum|"], rows, notes)
 
@@ -237,11 +243,7 @@ def classify_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
     notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes)
     if result.resumed_from is not None:
         notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")
-    if result.status == "diverged":
-        notes.append(f"training diverged at epoch {result.diverged_epoch}: the loss became non-finite "
-                     "(try a smaller --lr or --clip-grad-norm).")
-    elif result.status == "interrupted":
-        notes.append(f"interrupted after {result.epochs_run} epochs: the numbers above are from that point.")
+    notes += status_notes(result)
     notes += [o.describe() for o in outcomes]
     summary = Report(title, ["metric", "value"], summary_rows, [])
     support = [sum(row) for row in result.confusion]

@@ -21,19 +21,28 @@ def loss_curve(records: Sequence[Mapping[str, Any]], path: Path, title: str = "t
         ax.plot(*zip(*pts), lw=1.6, label="train loss")
     if reference is not None and _positive(reference):
         ax.axhline(reference, color="tab:green", ls="--", lw=1, label=f"{reference_label} ({reference:.4g})")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _finish(fig, ax, path, xlabel="epoch", ylabel="loss", title=title)
 
 
 def _positive(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _finish(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str = "", logx: bool = False,
+            logy: bool = True, legend_size: Any = None) -> None:
+    """Axis labels, scales, grid and legend, then save as PNG and free the figure."""
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
 
 
 def classification_curves(records: Sequence[Mapping[str, Any]], path: Path, title: str = "",
@@ -106,15 +115,7 @@ def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, t
             (line,) = ax.plot(epochs[shown], med[shown], lw=1.6, label=name)
             band = shown & np.isfinite(q3) & (q1 > 0)
             ax.fill_between(epochs[band], q1[band], q3[band], color=line.get_color(), alpha=0.2, lw=0)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"{ylabel} (median, IQR band)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _finish(fig, ax, path, xlabel="epoch", ylabel=f"{ylabel} (median, IQR band)", title=title)
 
 
 def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, title: str = "",
@@ -131,16 +132,7 @@ def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, 
             ax.scatter(bad, [top] * len(bad), marker="x", color=line.get_color(), label=f"{name} diverged")
         if marks and marks.get(name) is not None:
             ax.axvline(marks[name], color=line.get_color(), ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _finish(fig, ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True, legend_size=8)
 
 
 def sweep_plot(points: Sequence[tuple[float, float, str]], path: Path, suggested: float | None, title: str = "",
@@ -156,16 +148,7 @@ def sweep_plot(points: Sequence[tuple[float, float, str]], path: Path, suggested
         ax.scatter(bad, [top] * len(bad), marker="x", color="tab:red", label="diverged / failed")
     if suggested is not None:
         ax.axvline(suggested, color="tab:green", ls="--", lw=1.2, label=f"suggested {suggested:.3g}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _finish(fig, ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True)
 
 
 def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], path: Path,
@@ -179,12 +162,4 @@ def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], p
         if lr is not None:
             color, ls = styles.get(name, ("gray", ":"))
             ax.axvline(lr, color=color, ls=ls, lw=1.2, label=f"{name} {lr:.3g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("smoothed loss")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _finish(fig, ax, path, xlabel="learning rate", ylabel="smoothed loss", title=title, logx=True, logy=False)

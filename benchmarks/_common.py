@@ -1,0 +1,21 @@
+"""Helpers shared by the benchmark scripts: timing whole commands and finding the installed `losslab`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def losslab_bin() -> str:
+    """The `losslab` console script installed beside this Python."""
+    return shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+
+
+def wall(cmd: list[str], check: bool = True) -> float:
+    """Wall seconds of one run of `cmd`, output discarded."""
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=check)
+    return time.perf_counter() - start
