@@ -19,3 +19,14 @@ def wall(cmd: list[str], check: bool = True) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=check)
     return time.perf_counter() - start
+
+
+def ratio_to_regress(cmd: list[str], repeats: int) -> tuple[float, list[float], list[float]]:
+    """min wall of `cmd` over min wall of `losslab regress --quiet`, interleaved `repeats` times."""
+    one = [losslab_bin(), "regress", "--quiet", "--device", "cpu"]
+    wall(one)  # warm the page cache
+    ones, many = [], []
+    for _ in range(repeats):
+        ones.append(wall(one))
+        many.append(wall(cmd))
+    return min(many) / min(ones), ones, many

@@ -10,7 +10,7 @@ import argparse
 import shlex
 import statistics
 
-from _common import losslab_bin, wall  # benchmarks/ is on sys.path when run as a script
+from _common import losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -18,15 +18,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--extra-args", default="", help="extra arguments for compare-optimizers")
     args = ap.parse_args()
-    losslab = losslab_bin()
-    one = [losslab, "regress", "--quiet", "--device", "cpu"]
-    many = [losslab, "compare-optimizers", "--quiet", "--device", "cpu", *shlex.split(args.extra_args)]
-    wall(one)  # warm the page cache
-    ones, manys = [], []
-    for _ in range(args.repeats):
-        ones.append(wall(one))
-        manys.append(wall(many))
-    ratio = min(manys) / min(ones)
+    many = [losslab_bin(), "compare-optimizers", "--quiet", "--device", "cpu", *shlex.split(args.extra_args)]
+    ratio, ones, manys = ratio_to_regress(many, args.repeats)
     print(f"losslab regress:            min {min(ones):.2f} s  median {statistics.median(ones):.2f} s")
     print(f"losslab compare-optimizers: min {min(manys):.2f} s  median {statistics.median(manys):.2f} s  "
           f"(20 trials x 1000 epochs {args.extra_args})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import losslab_bin, wall  # benchmarks/ is on sys.path when run as a script
+from _common import losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path when run as a script
 from losslab.config import OptimConfig, RegressConfig, TrainConfig
 from losslab.data import synthetic
 from losslab.problems import RegressionProblem
@@ -46,17 +46,8 @@ def main() -> None:
     print(f"largest relative difference in final weights: {worst:.2e}  (tests require <= 1e-5)")
     print(f"statuses agree: {[s.status for s in seq] == [v.status for v in vec]}")
 
-    losslab = losslab_bin()
-    one = [losslab, "regress", "--quiet", "--device", "cpu"]
-    sweep = [losslab, "lr-sweep", "--num", "32", "--quiet", "--device", "cpu"]
-
-
-    wall(one)
-    ones, sweeps = [], []
-    for _ in range(args.repeats):
-        ones.append(wall(one))
-        sweeps.append(wall(sweep))
-    ratio = min(sweeps) / min(ones)
+    sweep = [losslab_bin(), "lr-sweep", "--num", "32", "--quiet", "--device", "cpu"]
+    ratio, ones, sweeps = ratio_to_regress(sweep, args.repeats)
     print(f"losslab regress: {min(ones):.2f} s   losslab lr-sweep --num 32: {min(sweeps):.2f} s (min of {args.repeats})")
     print(f"ratio lr-sweep/regress: {ratio:.2f}  (target <= 1.5)  {'OK' if ratio <= 1.5 else 'MISSED'}")
 

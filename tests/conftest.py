@@ -32,6 +32,13 @@ class Run:
     def json(self) -> dict[str, Any]:
         return json.loads(self.stdout)
 
+    def assert_usage_error(self, option: str) -> None:
+        """Bad input: exit 2, one line on stderr naming the option, no traceback, nothing on stdout."""
+        assert self.exit_code == 2, (self.stdout, self.stderr)
+        lines = self.stderr.strip().splitlines()
+        assert len(lines) == 1 and option in lines[0], self.stderr
+        assert "Traceback" not in self.stderr and self.stdout == ""
+
 
 @pytest.fixture
 def cli():

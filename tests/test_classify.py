@@ -214,7 +214,4 @@ def test_cli_classify_blobs_mlp_matches_scikit_learns_logistic_regression(cli):
     (["--expect", "acc>=0.9"], "--expect"),
 ])
 def test_cli_classify_bad_input_is_one_line_exit_2(cli, args, option):
-    run = cli("classify", *args)
-    assert run.exit_code == 2, (run.stdout, run.stderr)
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and option in lines[0], run.stderr
+    cli("classify", *args).assert_usage_error(option)

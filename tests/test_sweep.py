@@ -144,7 +144,4 @@ def test_cli_range_test_json(cli, tmp_path):
     (["--expect", "best_lr>=1"], "--expect"),
 ])
 def test_cli_sweep_bad_ranges_exit_2(cli, args, option):
-    run = cli("lr-sweep", *args)
-    assert run.exit_code == 2, (run.stdout, run.stderr)
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and option in lines[0], run.stderr
+    cli("lr-sweep", *args).assert_usage_error(option)
