@@ -118,3 +118,19 @@ print(sorted(m for m in ("torch", "torchvision", "matplotlib") if m in sys.modul
 def test_heavy_imports_stay_lazy(args, allowed):
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.stderr.strip().splitlines()[-1] == repr(allowed)
+
+
+def test_ctrl_c_in_compare_keeps_finished_trials(tmp_path):
+    out = tmp_path / "cmp"
+    proc = subprocess.Popen([BIN, "compare-optimizers", "--no-vectorize", "--epochs", "3000", "--seeds", "50",
+                             "--out", str(out), "--json", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    line = proc.stderr.readline()  # the first finished trial
+    assert line.startswith("[1/200]"), line
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    doc = json.loads(stdout)
+    statuses = [run["status"] for o in doc["optimizers"].values() for run in o["runs"]]
+    assert doc["status"] == "interrupted" and "ok" in statuses and "not run" in statuses
+    assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
