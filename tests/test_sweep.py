@@ -142,6 +142,7 @@ def test_cli_range_test_json(cli, tmp_path):
     (["--lrs", "0.1,-2"], "--lrs"),
     (["--range-test", "--mode", "cosine"], "--mode"),
     (["--expect", "best_lr>=1"], "--expect"),
+    (["--lr", "0.1"], "--lr"),
 ])
 def test_cli_sweep_bad_ranges_exit_2(cli, args, option):
     cli("lr-sweep", *args).assert_usage_error(option)

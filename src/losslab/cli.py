@@ -146,6 +146,8 @@ def lr_sweep(kw: dict[str, Any]) -> int:
 
     task = task_of(kw)
     refuse_other_task(kw, task, {})
+    if kw.get("lr") is not None:
+        raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
     run = regress_config(kw, with_gates=False) if task == "regression" else classify_config(kw, with_gates=False)
     cfg = SweepConfig(run=run, range_test=kw["range_test"], min_lr=kw.get("min_lr"), max_lr=kw.get("max_lr"),
                       num=kw["num"], lrs=parse_floats("--lrs", kw.get("lrs")), seeds=kw["seeds"], mode=kw["mode"],

@@ -286,7 +286,7 @@ def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any]
                     else:
                         idx = torch.stack([perms[g][i:i + cfg.batch_size] for g in trial_gen])
                         batches.append((x[idx], y[idx], False, idx.shape[1]))
-            total = torch.zeros(k, dtype=torch.float64, device=device)
+            total = torch.zeros(k, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
             for xb, yb, shared, size in batches:
                 losses = losses_of(xb, yb, shared)
                 finite = torch.isfinite(losses)
@@ -303,7 +303,7 @@ def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any]
                         p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
                 for optimizer in optimizers:
                     optimizer.step()
-                total += losses.detach().double() * size
+                total += losses.detach().to(total.dtype) * size
             # record
             train_loss = (total / n).tolist()
             norms = _per_trial_norm(model.params).tolist()
