@@ -58,10 +58,12 @@ def test_classifier_trials_match_torch_optim(name, model):
         assert v.records[-1]["valid_acc"] == pytest.approx(s.records[-1]["valid_acc"], abs=1e-6)
 
 
-def test_final_parameters_of_classifiers_match(monkeypatch):
-    """Compare the weights themselves, not only the losses, for an MLP with mini-batches and two seeds."""
-    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=8),
-                         loss=ClassifyLossConfig("nll"), train=TrainConfig(epochs=2, batch_size=40, device="cpu"))
+@pytest.mark.parametrize("name", BATCHED_OPTIMIZERS)
+@pytest.mark.parametrize("model, loss", [("logistic", "cross-entropy"), ("mlp", "nll")])
+def test_final_parameters_of_classifiers_match(name, model, loss):
+    """Compare the weights themselves, not only the losses, with mini-batches and two seeds."""
+    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig(model, hidden=8),
+                         loss=ClassifyLossConfig(loss), train=TrainConfig(epochs=2, batch_size=40, device="cpu"))
     problem = ClassificationProblem(cfg, load_classification(cfg.data))
     captured = {}
     original = problem.final
@@ -72,14 +74,18 @@ def test_final_parameters_of_classifiers_match(monkeypatch):
             return original(model)
         return final
 
-    trials = _trials("adam", seeds=(0, 5))
+    trials = _trials(name, seeds=(0, 5))
     problem.final = capture("seq")
     run_trials(problem, trials, vectorize=False)
     problem.final = capture("vec")
     run_trials(problem, trials, vectorize=True)
+    # Adagrad's first step is lr * g / (|g| + 1e-10): where a pixel's gradient is at float-noise level (~1e-9),
+    # the last-bit differences between batched and unbatched matmuls can flip its sign. Those weights move by
+    # ~1e-5..1e-4 either way; every other optimizer's eps (1e-8) damps this and agrees to 1e-5 relative.
+    atol = 1e-4 if name == "adagrad" else 1e-6
     for ps, pv in zip(captured["seq"], captured["vec"]):
         for a, b in zip(ps, pv):
-            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=atol)
 
 
 def test_divergence_is_per_trial_and_clipping_is_per_trial():
