@@ -185,5 +185,8 @@ def fit(
     result.elapsed_s = time.perf_counter() - start
     model.eval()
     for cb in callbacks:
-        cb.on_train_end(result.status, result.records)
+        try:
+            cb.on_train_end(result.status, result.records)
+        except KeyboardInterrupt:  # Ctrl-C while the display closes still ends the run cleanly
+            result.status = "interrupted"
     return result

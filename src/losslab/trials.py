@@ -86,7 +86,7 @@ def run_trials(problem: Any, trials: Sequence[Trial], observer: Optional[TrialOb
         on_start=lambda t: observer.on_trial_start(t, next(starts), len(trials)), on_epoch=observer.on_epoch)
     for j, (i, r) in enumerate(zip(stacked, batch)):
         results[i] = r
-        observer.on_trial_end(r, j, len(trials))
+        interrupted = _notify_end(observer, r, j, len(trials)) or interrupted
     if rest:
         if interrupted:
             others = [TrialResult(trials[i], "not run") for i in rest]
@@ -111,9 +111,9 @@ def run_sequential(problem: Any, trials: Sequence[Trial], observer: TrialObserve
         if interrupted:
             results.append(TrialResult(trial, "not run"))
             continue
-        observer.on_trial_start(trial, offset + index, total)
         start = time.perf_counter()
         try:
+            observer.on_trial_start(trial, offset + index, total)
             if trial.seed not in templates:
                 templates[trial.seed] = problem.new_model(trial.seed)
             model = copy.deepcopy(templates[trial.seed])  # same initial weights for every trial of this seed
@@ -131,5 +131,15 @@ def run_sequential(problem: Any, trials: Sequence[Trial], observer: TrialObserve
                                  error=f"{type(exc).__name__}: {exc}")
         interrupted = result.status == "interrupted"
         results.append(result)
-        observer.on_trial_end(result, offset + index, total)
+        interrupted = _notify_end(observer, result, offset + index, total) or interrupted
     return results, interrupted
+
+
+def _notify_end(observer: TrialObserver, result: TrialResult, index: int, total: int) -> bool:
+    """Tell the observer a trial ended; True when Ctrl-C arrived meanwhile (a Ctrl-C between trials
+    must stop the run as cleanly as one during a trial)."""
+    try:
+        observer.on_trial_end(result, index, total)
+    except KeyboardInterrupt:
+        return True
+    return False

@@ -345,7 +345,10 @@ def run_vectorized(problem: Any, trials: Sequence[Any], on_start: Callable[[Any]
         else:
             model.load_into(trial_model, i)
         st = "interrupted" if interrupted and status[i] == "ok" else status[i]
-        metrics = problem.final(trial_model) if st != "interrupted" else {}
+        try:
+            metrics = problem.final(trial_model) if st != "interrupted" else {}
+        except KeyboardInterrupt:
+            interrupted, st, metrics = True, "interrupted", {}
         if st == "ok" and not math.isfinite(metrics.get("final_loss", math.nan)):
             st = "diverged"
         results.append(TrialResult(t, st, records[i], metrics, len(records[i]), elapsed / k, batch=k))
