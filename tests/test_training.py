@@ -192,3 +192,20 @@ def test_l1_loss_moves_towards_the_median_fit():
     assert result.params["b"] == pytest.approx(3.0, abs=0.05)
     assert abs(result.optimum["params"]["b"] - 3.0) > 10  # least squares is dragged by the outlier
     assert np.isfinite(result.final_loss)
+
+
+def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    from losslab.errors import ConfigError
+    from losslab.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match="cuda"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="mps"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto").type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
