@@ -46,3 +46,21 @@ def test_report_shows_learned_true_and_optimum():
     assert true == "2"
     assert abs(float(learned) - float(optimum)) < 1e-4
     assert "lbfgs" in text and "ok" in text
+
+
+def test_slow_epochs_show_batch_progress_off_a_terminal_and_in_the_live_caption():
+    from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig
+    from losslab.display import classify_columns
+    from losslab.experiments import classify
+
+    console = _plain_console()
+    display = ProgressDisplay(console, classify_columns())
+    display.plain_every = 0.0  # every batch counts as slow here
+    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=8),
+                         train=TrainConfig(epochs=2, batch_size=40, device="cpu"))
+    classify(cfg, callbacks=[display])
+    lines = console.file.getvalue().splitlines()
+    assert "epoch 1/2  batch 1/4  loss" in lines[0]  # 160 training samples / 40 = 4 batches
+    assert not any("batch 4/4" in line for line in lines)  # the epoch line replaces the last batch
+    display.batch = (2, 4, 0.5)
+    assert display._render().caption == "epoch 3: batch 2/4, loss 0.5"

@@ -15,6 +15,9 @@ class Callback:
     def on_train_begin(self, info: dict[str, Any]) -> None:
         """Called once before the first epoch with {'epochs': total, ...}."""
 
+    def on_batch_end(self, batch: int, batches: int, loss: float) -> None:
+        """Called after each mini-batch step (batch of batches); fit skips callbacks that do not override it."""
+
     def on_epoch_end(self, record: dict[str, Any]) -> Optional[bool]:
         """Called after every epoch; return True to stop training early."""
         return None

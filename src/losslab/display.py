@@ -110,6 +110,9 @@ class ProgressDisplay(Callback):
         self.current: Optional[dict[str, Any]] = None
         self._live: Optional[Live] = None
         self.ctx: dict[str, Any] = {}
+        self.batch: Optional[tuple[int, int, float]] = None  # progress inside the running epoch
+        self.plain_every = 10.0  # seconds between in-epoch lines off a terminal (slow epochs only)
+        self._last_line = time.perf_counter()
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.total = info["epochs"]
@@ -130,10 +133,28 @@ class ProgressDisplay(Callback):
         return rows
 
     def _render(self) -> Table:
-        return epoch_table(self.columns, self._rows(), self.total, self.ctx)
+        table = epoch_table(self.columns, self._rows(), self.total, self.ctx)
+        if self.batch is not None:
+            b, batches, loss = self.batch
+            table.caption = f"epoch {self._running_epoch()}: batch {b}/{batches}, loss {fmt(loss, '.4g')}"
+        return table
+
+    def _running_epoch(self) -> int:
+        return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
+
+    def on_batch_end(self, batch: int, batches: int, loss: float) -> None:
+        self.batch = (batch, batches, loss) if batch < batches else None
+        if self.quiet or self.use_live or self.batch is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_line >= self.plain_every:  # a slow epoch still shows life in CI logs
+            self._last_line = now
+            self._print(f"epoch {self._running_epoch()}/{self.total}  batch {batch}/{batches}  loss {fmt(loss, '.4g')}")
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         self.current = record
+        self.batch = None
+        self._last_line = time.perf_counter()
         epoch = record["epoch"]
         finite = math.isfinite(record.get("train_loss", 0.0))
         if epoch % self.interval == 0 or epoch == self.ctx["first_epoch"] or not finite:

@@ -130,6 +130,8 @@ def fit(
         optimizer.step()
         return value
 
+    batch_listeners = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    batches = 1 if full_batch else math.ceil(n / batch_size)
     for cb in callbacks:
         cb.on_train_begin({"epochs": epochs, "first_epoch": first_epoch, "samples": n,
                            "batch_size": n if full_batch else batch_size})
@@ -151,6 +153,8 @@ def fit(
                     total += batch_loss * idx.shape[0]
                     seen += idx.shape[0]
                     stop_now = on_step is not None and on_step(batch_loss)
+                    for cb in batch_listeners:
+                        cb.on_batch_end(i // batch_size + 1, batches, batch_loss)
                     if not math.isfinite(batch_loss) or stop_now:
                         break
                 train_loss = total / seen
