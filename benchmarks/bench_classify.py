@@ -84,7 +84,7 @@ def losslab_epoch(data, batch: int = 64) -> float:
     perm = torch.randperm(len(data.y_train), generator=gen)
     for i in range(0, len(perm), batch):
         idx = perm[i:i + batch]
-        xb, yb = data.x_train[idx], data.y_train[idx]
+        _xb, _yb = data.x_train[idx], data.y_train[idx]
     return time.perf_counter() - start
 
 

@@ -4,14 +4,13 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from losslab.compare import Summary, compare_optimizers, paired_wins, quantile, rank, summarise
 from losslab.config import CompareConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.data import synthetic
 from losslab.experiments import regress
 from losslab.problems import RegressionProblem
-from losslab.trials import Trial, TrialObserver, TrialResult, run_trials
+from losslab.trials import Trial, TrialObserver, run_trials
 
 
 def _problem(epochs=100, **train):

@@ -176,7 +176,6 @@ class RangeRun:
 
 def range_test_run(problem: Any, cfg: SweepConfig, seed: int) -> RangeRun:
     """One LR range test through the shared loop; the model and optimizer are restored afterwards."""
-    import torch
 
     from losslab.optimizers import build_optimizer
 
