@@ -419,8 +419,9 @@ def compare_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
         (lambda s: s.extra.get("accuracy", -math.inf))
     ranking_best = _best_cells(result.summaries, [(3, lambda s: s.median, min), (6, lambda s: s.best, min)])
     detail_best = _best_cells(result.summaries, [(last, score, min if regress else max)])
-    if result.config.seeds and any(r.batch > 1 for runs in result.runs.values() for r in runs):
-        notes.append("trials ran stacked in one batched computation: ms/epoch is each run's share of it")
+    stacked = [name for name, runs in result.runs.items() if any(r.batch > 1 for r in runs)]
+    if stacked:
+        notes.append(f"stacked in one batched computation: {', '.join(stacked)} (ms/epoch is each run's share of it)")
     return [Report(title, ranking_headers, ranking, [], ranking_best),
             Report("convergence and result per optimizer (medians over seeds)", detail_headers, detail, notes,
                    detail_best)]
