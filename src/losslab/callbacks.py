@@ -35,10 +35,6 @@ class History(Callback):
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         self.records.append(record)
 
-    @property
-    def last(self) -> Optional[dict[str, Any]]:
-        return self.records[-1] if self.records else None
-
 
 class BestEpoch(Callback):
     """Marks each record's `valid_loss_best`, keeps a copy of the best weights, and stops training

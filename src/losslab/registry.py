@@ -50,9 +50,6 @@ class Registry(Generic[F]):
     def names(self) -> list[str]:
         return list(self._entries)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
     def __iter__(self) -> Iterator[Entry[F]]:
         return iter(self._entries.values())
 

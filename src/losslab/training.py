@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from losslab.callbacks import Callback
+from losslab.errors import ConfigError
 
 # Gradient norms of models up to this many parameters are summed in Python: for tiny models
 # that is cheaper than dispatching torch ops, and the loop's overhead must stay near zero.
@@ -40,14 +41,10 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from losslab.errors import ConfigError
-
         raise ConfigError("--device", "cuda was asked for but torch.cuda.is_available() is False here")
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            from losslab.errors import ConfigError
-
             raise ConfigError("--device", "mps was asked for but torch.backends.mps.is_available() is False here")
     return torch.device(name)
 
