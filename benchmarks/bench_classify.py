@@ -24,10 +24,10 @@ from torch import nn
 
 from losslab.callbacks import History
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, TrainConfig
-from losslab.datasets import load_classification
+from losslab.components.datasets import load_classification
 from losslab.display import ProgressDisplay, classify_columns, make_console
 from losslab.experiments import classify
-from losslab.fakedata import write_cifar10
+from losslab.components.fakedata import write_cifar10
 
 
 def hand_written(data, epochs: int, batch: int = 64) -> float:
@@ -66,7 +66,7 @@ def ours(data, epochs: int) -> float:
 def dataloader_epoch(root: Path, batch: int = 64) -> float:
     from torchvision import datasets, transforms
 
-    from losslab.datasets import _cifar10_class
+    from losslab.components.datasets import _cifar10_class
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))])
     ds = _cifar10_class()(str(root), train=True, transform=tf)

@@ -12,8 +12,8 @@ import time
 
 from _common import losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path when run as a script
 from losslab.config import OptimConfig, RegressConfig, TrainConfig
-from losslab.data import synthetic
-from losslab.problems import RegressionProblem
+from losslab.components.regression_data import synthetic
+from losslab.engine.problems import RegressionProblem
 from losslab.trials import Trial, run_trials
 
 

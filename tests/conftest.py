@@ -48,3 +48,23 @@ def cli():
         return Run(runner.invoke(app, list(args)))
 
     return invoke
+
+
+def regress_run(cfg: Any, data: Any = None, consumers: Any = ()) -> Any:
+    """`losslab regress`'s run on `cfg` (and optional data), its events going to `consumers`."""
+    from losslab.commands import regress
+    from losslab.engine.events import Dispatcher
+    from losslab.engine.problems import RegressionProblem
+
+    cfg = cfg.resolved()
+    return regress.run(cfg, Dispatcher(consumers), RegressionProblem(cfg, data))
+
+
+def classify_run(cfg: Any, data: Any = None, consumers: Any = ()) -> Any:
+    """`losslab classify`'s run on `cfg` (and optional prepared data), its events going to `consumers`."""
+    from losslab.commands import classify
+    from losslab.engine.events import Dispatcher
+    from losslab.engine.problems import ClassificationProblem
+
+    cfg = cfg.resolved()
+    return classify.run(cfg, Dispatcher(consumers), ClassificationProblem(cfg, data))

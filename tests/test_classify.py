@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, ModelConfig, OptimConfig, TrainConfig
-from losslab.datasets import load_classification
+from losslab.components.datasets import load_classification
 from losslab.errors import ConfigError
-from losslab.experiments import classify
-from losslab.problems import class_weights
-from losslab.losses import build_loss
-from losslab.models import build_classifier
+from conftest import classify_run as classify
+from losslab.engine.problems import class_weights
+from losslab.components.losses import build_loss
+from losslab.components.models import build_classifier
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (1, 8, 8), (1, 3, 3)])
@@ -159,13 +159,13 @@ def test_nll_with_log_softmax_model_follows_cross_entropy_and_mse_is_explained()
 
 
 def test_cnn_trains_on_cifar_format_files(tmp_path):
-    from losslab.fakedata import write_cifar10
+    from losslab.components.fakedata import write_cifar10
 
     write_cifar10(tmp_path, per_batch=20, test=20)
     cfg = ClassifyConfig(data=ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path)),
                          train=TrainConfig(epochs=2, batch_size=50, device="cpu"))
     result = classify(cfg)
-    assert cfg.model.name == "cnn" and result.status == "ok" and len(result.confusion) == 10
+    assert result.config.model.name == "cnn" and result.status == "ok" and len(result.confusion) == 10
 
 
 # --- CLI ---------------------------------------------------------------------------------------------

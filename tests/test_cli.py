@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from losslab.cli import app
-from losslab.data import least_squares, synthetic
-from losslab.losses import LOSSES
-from losslab.optimizers import OPTIMIZERS
+from losslab.components.regression_data import least_squares, synthetic
+from losslab.components.losses import LOSSES
+from losslab.components.optimizers import OPTIMIZERS
 
 
 def test_json_document_is_the_only_thing_on_stdout(cli):

@@ -5,12 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from losslab.compare import Summary, compare_optimizers, paired_wins, quantile, rank, summarise
+from conftest import regress_run as regress
+from losslab.commands.compare_optimizers import compare as compare_optimizers
 from losslab.config import CompareConfig, OptimConfig, RegressConfig, TrainConfig
-from losslab.data import synthetic
-from losslab.experiments import regress
-from losslab.problems import RegressionProblem
-from losslab.trials import Trial, TrialObserver, run_trials
+from losslab.components.regression_data import synthetic
+from losslab.engine.problems import RegressionProblem
+from losslab.engine.events import Consumer
+from losslab.engine.runs import RunSpec as Trial
+from losslab.engine.trials import run_trials
+from losslab.stats import Summary, paired_wins, quantile, rank, summarise
 
 
 def _problem(epochs=100, **train):
@@ -43,18 +46,18 @@ def test_trials_of_a_seed_share_initial_weights_and_match_single_runs():
               for seed in (0, 1) for name in ("sgd", "adam")]
     results, interrupted = run_trials(problem, trials, vectorize=False)
     assert not interrupted and all(r.status == "ok" for r in results)
-    first = {(r.trial.group, r.trial.seed): r.records[0] for r in results}
+    first = {(r.spec.group, r.spec.seed): r.records[0] for r in results}
     # the loss at epoch 1 is computed from the initial weights (before any step) on the same first batch
     assert first[("sgd", 0)]["train_loss"] != first[("sgd", 1)]["train_loss"]
     for r in results:  # a trial is exactly the single run with the same seed and optimizer
-        single = regress(RegressConfig(optim=OptimConfig(r.trial.optim.name),
-                                       train=TrainConfig(epochs=50, batch_size=16, seed=r.trial.seed, device="cpu")))
+        single = regress(RegressConfig(optim=OptimConfig(r.spec.optim.name),
+                                       train=TrainConfig(epochs=50, batch_size=16, seed=r.spec.seed, device="cpu")))
         assert single.params == r.metrics["params"]
 
 
 @pytest.mark.parametrize("vectorize", [False, True])
 def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch, vectorize):
-    from losslab import optimizers
+    from losslab.components import optimizers
 
     cfg, problem = _problem(epochs=200)
     entry = optimizers.OPTIMIZERS.lookup("rmsprop")
@@ -71,15 +74,15 @@ def test_one_optimizer_diverging_or_raising_does_not_stop_the_others(monkeypatch
 
 @pytest.mark.parametrize("vectorize", [False, True])
 def test_ctrl_c_keeps_finished_trials_and_marks_the_rest(vectorize):
-    class StopAfter(TrialObserver):
-        def on_epoch(self, trial, record):
-            if trial.seed == 1 and record["epoch"] == 10:
+    class StopAfter(Consumer):
+        def on_epoch_end(self, run, record):
+            if run.seed == 1 and record["epoch"] == 10:
                 raise KeyboardInterrupt
 
     cfg, problem = _problem(epochs=50)
     result = compare_optimizers(CompareConfig(run=cfg, optims=("sgd", "adam"), seeds=3, vectorize=vectorize),
                                 problem, StopAfter())
-    sgd = [(r.trial.seed, r.status) for r in result.runs["sgd"]]
+    sgd = [(r.spec.seed, r.status) for r in result.runs["sgd"]]
     adam = [r.status for r in result.runs["adam"]]
     assert result.status == "interrupted"
     if vectorize:  # all six trials train stacked: every one stops at epoch 10 with what it recorded

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from losslab.data import least_squares, param_names, read_csv, synthetic
+from losslab.components.regression_data import least_squares, param_names, read_csv, synthetic
 from losslab.errors import ConfigError
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from losslab.config import ClassifyDataConfig
-from losslab.datasets import load_classification
+from losslab.components.datasets import load_classification
 from losslab.errors import ConfigError
-from losslab.fakedata import write_cifar10, write_mnist
+from losslab.components.fakedata import write_cifar10, write_mnist
 
 
 def test_digits_is_scikit_learns_set_split_and_normalised():
@@ -64,7 +64,7 @@ def test_cifar10_pixels_keep_their_layout(tmp_path):
     folder = write_cifar10(tmp_path, per_batch=4, test=4)
     with open(folder / "data_batch_1", "rb") as fh:
         entry = pickle.load(fh)
-    from losslab.datasets import DATASETS
+    from losslab.components.datasets import DATASETS
 
     raw = DATASETS.lookup("cifar10").factory(ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path)))
     expected = torch.from_numpy(entry["data"][0].reshape(3, 32, 32)).float()
@@ -94,4 +94,4 @@ def test_corrupt_files_are_reported(tmp_path):
 
 def test_data_dir_defaults_to_env(monkeypatch, tmp_path):
     monkeypatch.setenv("LOSSLAB_DATA", str(tmp_path))
-    assert ClassifyDataConfig(dataset="mnist").data_dir == str(tmp_path)
+    assert ClassifyDataConfig(dataset="mnist").resolved().data_dir == str(tmp_path)

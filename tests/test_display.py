@@ -3,8 +3,9 @@ import io
 from rich.console import Console
 
 from losslab.config import OptimConfig, RegressConfig, TrainConfig
-from losslab.display import Column, ProgressDisplay, epoch_columns, regress_report
-from losslab.experiments import regress
+from conftest import classify_run, regress_run as regress
+from losslab.commands.regress import report as regress_report
+from losslab.outputs.display import Column, ProgressDisplay, epoch_columns
 
 
 def _plain_console():
@@ -15,7 +16,7 @@ def test_plain_progress_prints_about_ten_lines_whatever_the_epoch_count():
     console = _plain_console()
     display = ProgressDisplay(console, epoch_columns([Column("w", "w"), Column("b", "b")]))
     result = regress(RegressConfig(optim=OptimConfig("adam", lr=0.01), train=TrainConfig(epochs=1000, device="cpu")),
-                     callbacks=[display])
+                     consumers=[display])
     lines = console.file.getvalue().splitlines()
     assert 5 <= len(lines) <= 12
     assert lines[0].startswith("epoch 1/1000") and lines[-1].startswith("epoch 1000/1000")
@@ -26,14 +27,14 @@ def test_plain_progress_prints_about_ten_lines_whatever_the_epoch_count():
 def test_quiet_prints_nothing():
     console = _plain_console()
     regress(RegressConfig(train=TrainConfig(epochs=50, device="cpu")),
-            callbacks=[ProgressDisplay(console, epoch_columns([]), quiet=True)])
+            consumers=[ProgressDisplay(console, epoch_columns([]), quiet=True)])
     assert console.file.getvalue() == ""
 
 
 def test_live_table_renders_milestones_and_current_row():
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     display = ProgressDisplay(console, epoch_columns([Column("w", "w")]), live=True)
-    regress(RegressConfig(train=TrainConfig(epochs=200, device="cpu")), callbacks=[display])
+    regress(RegressConfig(train=TrainConfig(epochs=200, device="cpu")), consumers=[display])
     text = console.file.getvalue()
     assert "200/200" in text and "grad norm" in text
 
@@ -50,15 +51,14 @@ def test_report_shows_learned_true_and_optimum():
 
 def test_slow_epochs_show_batch_progress_off_a_terminal_and_in_the_live_caption():
     from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig
-    from losslab.display import classify_columns
-    from losslab.experiments import classify
+    from losslab.outputs.display import classify_columns
 
     console = _plain_console()
     display = ProgressDisplay(console, classify_columns())
     display.plain_every = 0.0  # every batch counts as slow here
     cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=8),
                          train=TrainConfig(epochs=2, batch_size=40, device="cpu"))
-    classify(cfg, callbacks=[display])
+    classify_run(cfg, consumers=[display])
     lines = console.file.getvalue().splitlines()
     assert "epoch 1/2  batch 1/4  loss" in lines[0]  # 160 training samples / 40 = 4 batches
     assert not any("batch 4/4" in line for line in lines)  # the epoch line replaces the last batch

@@ -3,8 +3,8 @@ import torch
 
 from losslab.config import LossConfig, OptimConfig
 from losslab.errors import ConfigError
-from losslab.losses import LOSSES, build_loss, check_task
-from losslab.optimizers import OPTIMIZERS, build_optimizer
+from losslab.components.losses import LOSSES, build_loss, check_task
+from losslab.components.optimizers import OPTIMIZERS, build_optimizer
 
 EXPECTED_CLASSES = {
     "sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD, "adam": torch.optim.Adam,

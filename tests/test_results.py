@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from losslab.results import atomic_write, dumps, history_csv, write_text
+from losslab.outputs.files import atomic_write, dumps, history_csv, write_text
 
 
 def test_json_has_no_nan():

@@ -8,10 +8,10 @@ from torch import nn
 
 from conftest import tutorial_tensors
 from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
-from losslab.data import synthetic
-from losslab.problems import RegressionProblem
-from losslab.sweep import (grid_sweep, min_loss_tenth, range_test, range_test_run, schedule, smooth, state_hash,
-                           steepest, valley)
+from losslab.components.regression_data import synthetic
+from losslab.engine.problems import RegressionProblem
+from losslab.commands.lr_sweep import grid_sweep, min_loss_tenth, range_test, smooth, steepest, valley
+from losslab.engine.range_test import range_test_run, schedule, state_hash
 
 
 def _problem(epochs=300, optim="sgd"):

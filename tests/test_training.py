@@ -7,12 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tutorial_tensors
-from losslab.callbacks import Callback, History
+from conftest import regress_run as regress, tutorial_tensors
+from losslab.engine.events import Consumer, Dispatcher, Recorder
 from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
-from losslab.data import least_squares, synthetic
-from losslab.experiments import regress
-from losslab.training import fit, grad_norm
+from losslab.components.regression_data import least_squares, synthetic
+from losslab.engine.loop import fit, grad_norm
 
 
 def _model(seed=0, features=1):
@@ -113,14 +112,14 @@ def test_records_have_loss_params_grad_norm_lr():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     seen = []
 
-    class Spy(Callback):
-        def on_epoch_end(self, record):
+    class Spy(Consumer):
+        def on_epoch_end(self, run, record):
             seen.append(dict(record))
 
     def track():
         return {"w": model.weight.item(), "b": model.bias.item()}
 
-    result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, track=track, callbacks=[Spy()])
+    result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, track=track, events=Spy())
     assert [r["epoch"] for r in seen] == [1, 2, 3] == [r["epoch"] for r in result.records]
     assert set(seen[0]) == {"epoch", "train_loss", "w", "b", "grad_norm", "lr", "elapsed_s"}
     assert seen[-1]["w"] == model.weight.item() and seen[0]["lr"] == 0.1
@@ -145,26 +144,26 @@ def test_divergence_stops_at_once_and_is_reported():
 
 
 def test_ctrl_c_stops_cleanly_with_what_was_recorded():
-    class Interrupt(Callback):
-        def on_epoch_end(self, record):
+    class Interrupt(Consumer):
+        def on_epoch_end(self, run, record):
             if record["epoch"] == 7:
                 raise KeyboardInterrupt
 
-    history = History()
-    result = regress(RegressConfig(train=TrainConfig(epochs=100, device="cpu")), callbacks=[history, Interrupt()])
+    history = Recorder()
+    result = regress(RegressConfig(train=TrainConfig(epochs=100, device="cpu")), consumers=[history, Interrupt()])
     assert result.status == "interrupted" and result.epochs_run == 7
-    assert [r["epoch"] for r in history.records] == list(range(1, 8))
+    assert [r["epoch"] for r in history.records["sgd-lr0.1-seed0"]] == list(range(1, 8))
 
 
 def test_callback_can_stop_early():
-    class StopAt(Callback):
-        def on_epoch_end(self, record):
+    class StopAt(Consumer):
+        def on_epoch_end(self, run, record):
             return record["epoch"] == 4
 
     x, y = tutorial_tensors()
     model = _model()
     result = fit(model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), x, y, epochs=50,
-                 callbacks=[StopAt()])
+                 events=Dispatcher([StopAt()]))
     assert result.status == "ok" and result.stopped_early and result.epochs_run == 4
 
 
@@ -196,7 +195,7 @@ def test_l1_loss_moves_towards_the_median_fit():
 
 def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
     from losslab.errors import ConfigError
-    from losslab.training import resolve_device
+    from losslab.engine.loop import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

@@ -5,11 +5,12 @@ import torch
 
 from losslab.config import (ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, RegressConfig,
                             TrainConfig, ClassifyLossConfig)
-from losslab.data import synthetic
-from losslab.datasets import load_classification
-from losslab.problems import ClassificationProblem, RegressionProblem
-from losslab.trials import Trial, run_trials
-from losslab.vectorized import BATCHED_OPTIMIZERS, unsupported
+from losslab.components.regression_data import synthetic
+from losslab.components.datasets import load_classification
+from losslab.engine.problems import ClassificationProblem, RegressionProblem
+from losslab.engine.runs import RunSpec as Trial
+from losslab.engine.stacked import stackable_optimizers, unsupported
+from losslab.engine.trials import run_trials
 
 OPTIONS = {"momentum": {"weight_decay": 0.01}, "adam": {"weight_decay": 0.01}, "rmsprop": {"momentum": 0.5},
            "sgd": {"momentum": 0.3}}
@@ -20,7 +21,7 @@ LRS = {"sgd": (0.01, 0.1), "momentum": (0.01, 0.05), "nesterov": (0.01, 0.05), "
 def _compare(problem, trials, rel=1e-5):
     seq, _ = run_trials(problem, trials, vectorize=False)
     vec, _ = run_trials(problem, trials, vectorize=True)
-    assert all(r.batch == 1 for r in seq) and all(r.batch == len(trials) for r in vec)
+    assert all(r.stacked_with == 1 for r in seq) and all(r.stacked_with == len(trials) for r in vec)
     for s, v in zip(seq, vec):
         assert s.status == v.status == "ok"
         assert len(s.records) == len(v.records)
@@ -34,7 +35,7 @@ def _trials(name, seeds=(0, 1)):
     return [Trial(f"{name}@{lr}", OptimConfig(name, lr=lr, **extra), seed) for lr in LRS[name] for seed in seeds]
 
 
-@pytest.mark.parametrize("name", BATCHED_OPTIMIZERS)
+@pytest.mark.parametrize("name", stackable_optimizers())
 def test_regression_trials_match_torch_optim(name):
     cfg = RegressConfig(train=TrainConfig(epochs=200, device="cpu"))
     problem = RegressionProblem(cfg, synthetic(samples=60, features=3, true_w=(1.0, -2.0, 0.5), seed=3))
@@ -45,7 +46,7 @@ def test_regression_trials_match_torch_optim(name):
         assert v.records[-1]["grad_norm"] == pytest.approx(s.records[-1]["grad_norm"], rel=1e-3, abs=1e-6)
 
 
-@pytest.mark.parametrize("name", BATCHED_OPTIMIZERS)
+@pytest.mark.parametrize("name", stackable_optimizers())
 @pytest.mark.parametrize("model", ["logistic", "mlp"])
 def test_classifier_trials_match_torch_optim(name, model):
     cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig(model, hidden=16),
@@ -58,7 +59,7 @@ def test_classifier_trials_match_torch_optim(name, model):
         assert v.records[-1]["valid_acc"] == pytest.approx(s.records[-1]["valid_acc"], abs=1e-6)
 
 
-@pytest.mark.parametrize("name", BATCHED_OPTIMIZERS)
+@pytest.mark.parametrize("name", stackable_optimizers())
 @pytest.mark.parametrize("model, loss", [("logistic", "cross-entropy"), ("mlp", "nll")])
 def test_final_parameters_of_classifiers_match(name, model, loss):
     """Compare the weights themselves, not only the losses, with mini-batches and two seeds."""
@@ -66,18 +67,18 @@ def test_final_parameters_of_classifiers_match(name, model, loss):
                          loss=ClassifyLossConfig(loss), train=TrainConfig(epochs=2, batch_size=40, device="cpu"))
     problem = ClassificationProblem(cfg, load_classification(cfg.data))
     captured = {}
-    original = problem.final
+    original = problem.final_metrics
 
     def capture(tag):
-        def final(model):
+        def final(model, loss_fn=None):
             captured.setdefault(tag, []).append([p.detach().clone() for p in model.parameters()])
-            return original(model)
+            return original(model, loss_fn)
         return final
 
     trials = _trials(name, seeds=(0, 5))
-    problem.final = capture("seq")
+    problem.final_metrics = capture("seq")
     run_trials(problem, trials, vectorize=False)
-    problem.final = capture("vec")
+    problem.final_metrics = capture("vec")
     run_trials(problem, trials, vectorize=True)
     # Adagrad's first step is lr * g / (|g| + 1e-10): where a pixel's gradient is at float-noise level (~1e-9),
     # the last-bit differences between batched and unbatched matmuls can flip its sign. Those weights move by
@@ -110,13 +111,13 @@ def test_unsupported_cases_fall_back():
     trials = [Trial("a", OptimConfig("adam", lr=0.01), 0), Trial("b", OptimConfig("adam", lr=0.02), 0)]
     assert "convolutions" in unsupported(problem, trials)
     results, _ = run_trials(problem, trials)
-    assert [r.batch for r in results] == [1, 1] and all(r.status == "ok" for r in results)
+    assert [r.stacked_with for r in results] == [1, 1] and all(r.status == "ok" for r in results)
     reg = RegressionProblem(RegressConfig(train=TrainConfig(epochs=5, device="cpu")), synthetic())
     assert "lbfgs" in unsupported(reg, [Trial("x", OptimConfig("lbfgs", lr=1.0), 0)] * 2)
     mixed = [Trial("x", OptimConfig("sgd", lr=0.1), 0), Trial("y", OptimConfig("lbfgs", lr=1.0), 0),
              Trial("z", OptimConfig("adam", lr=0.01), 1)]
     results, _ = run_trials(reg, mixed)
-    assert [r.batch for r in results] == [2, 1, 2]  # lbfgs runs on its own, the others stacked
+    assert [r.stacked_with for r in results] == [2, 1, 2]  # lbfgs runs on its own, the others stacked
 
 
 def test_mixed_optimizers_in_one_stack_match_sequential():
@@ -127,6 +128,6 @@ def test_mixed_optimizers_in_one_stack_match_sequential():
     assert unsupported(problem, trials) is None
     seq, vec = _compare(problem, trials)
     for s, v in zip(seq, vec):
-        assert v.trial == s.trial
+        assert v.spec == s.spec
         for p in s.metrics["params"]:
             assert v.metrics["params"][p] == pytest.approx(s.metrics["params"][p], rel=1e-5, abs=1e-6)

@@ -1,15 +1,31 @@
-"""Frozen, validated run configurations: built once at the CLI edge, passed down unchanged, written into every result."""
+"""Frozen, validated run configurations: built once at the CLI edge, passed down unchanged, written into every result.
+
+`__post_init__` validates and never changes a field; defaults that depend on other fields (the optimizer's rate
+for the task, the dataset's epochs and model, the sweep's range) are filled in by `resolved()`, which returns a
+new config and is idempotent. Every command runs on a resolved config. Sits above the component registries
+(it checks names against them) and below the engine.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+from losslab.components.datasets import DATASETS, default_data_dir
+from losslab.components.losses import check_task
+from losslab.components.models import MODELS
+from losslab.components.optimizers import OPTIMIZERS, default_lr
 from losslab.errors import ConfigError
+from losslab.expect import parse_expectation
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# The defaults that differ between the two tasks, in one place: the dataclasses below and the CLI both read them.
+REGRESS_DEFAULTS: dict[str, Any] = {"optim": "sgd", "loss": "mse", "epochs": 1000, "samples": 100}
+CLASSIFY_DEFAULTS: dict[str, Any] = {"optim": "adam", "loss": "cross-entropy", "batch_size": 64, "samples": 600,
+                                     "features": 2}
 
 
 def check_finite(option: str, value: Optional[float]) -> None:
@@ -46,7 +62,7 @@ def parse_floats(option: str, text: Optional[str]) -> Optional[tuple[float, ...]
 class OptimConfig:
     """Optimizer choice and hyper-parameters; None means the optimizer's own default."""
 
-    name: str = "sgd"
+    name: str = REGRESS_DEFAULTS["optim"]
     lr: Optional[float] = None
     momentum: Optional[float] = None
     weight_decay: Optional[float] = None
@@ -54,8 +70,6 @@ class OptimConfig:
     eps: Optional[float] = None
 
     def __post_init__(self) -> None:
-        from losslab.optimizers import OPTIMIZERS
-
         entry = OPTIMIZERS.lookup(self.name)
         check_positive("--lr", self.lr)
         check_non_negative("--momentum", self.momentum)
@@ -84,8 +98,6 @@ class OptimConfig:
         """The same config with `lr` resolved to the optimizer's default for this task when unset."""
         if self.lr is not None:
             return self
-        from losslab.optimizers import default_lr
-
         return replace(self, lr=default_lr(self.name, task))
 
 
@@ -93,7 +105,7 @@ class OptimConfig:
 class LossConfig:
     """Loss function by registry name or import path 'package.module:Name'."""
 
-    name: str = "mse"
+    name: str = REGRESS_DEFAULTS["loss"]
     delta: float = 1.0
 
     def __post_init__(self) -> None:
@@ -104,7 +116,7 @@ class LossConfig:
 class TrainConfig:
     """Loop settings shared by every command."""
 
-    epochs: Optional[int] = 1000  # None: the command's default (classify: per dataset)
+    epochs: Optional[int] = REGRESS_DEFAULTS["epochs"]  # None: the command's default (classify: per dataset)
     batch_size: Optional[int] = None  # None: full batch
     clip_grad_norm: Optional[float] = None
     seed: int = 0
@@ -126,7 +138,7 @@ class TrainConfig:
 class RegressDataConfig:
     """Synthetic y = x·w + b + noise·ε (NumPy-seeded), or a user's CSV when `csv` is set."""
 
-    samples: int = 100
+    samples: int = REGRESS_DEFAULTS["samples"]
     features: int = 1
     true_w: tuple[float, ...] = (2.0,)
     true_b: float = 3.0
@@ -139,9 +151,7 @@ class RegressDataConfig:
             raise ConfigError("--samples", f"must be at least 2 (got {self.samples})")
         if self.features < 1:
             raise ConfigError("--features", f"must be a positive integer (got {self.features})")
-        if len(self.true_w) == 1 and self.features > 1:
-            object.__setattr__(self, "true_w", self.true_w * self.features)
-        if len(self.true_w) != self.features:
+        if len(self.true_w) not in (1, self.features):
             raise ConfigError(
                 "--true-w", f"gives {len(self.true_w)} weights but --features is {self.features}"
             )
@@ -159,8 +169,6 @@ class GateConfig:
     target_loss: Optional[float] = None
 
     def __post_init__(self) -> None:
-        from losslab.expect import parse_expectation
-
         for spec in self.expect:
             parse_expectation(spec)
         check_finite("--target-loss", self.target_loss)
@@ -176,10 +184,14 @@ class RegressConfig:
     out: Optional[str] = None
 
     def __post_init__(self) -> None:
-        from losslab.losses import check_task
-
         check_task(self.loss.name, "regression")
-        object.__setattr__(self, "optim", self.optim.for_task("regression"))
+
+    def resolved(self) -> "RegressConfig":
+        """One weight per feature, and the optimizer's default rate for regression when --lr is unset."""
+        data = self.data
+        if len(data.true_w) != data.features:
+            data = replace(data, true_w=data.true_w * data.features)
+        return replace(self, data=data, optim=self.optim.for_task("regression"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,17 +223,13 @@ class ClassifyDataConfig:
     val_fraction: float = 0.2  # only where the dataset has no official test split
     data_seed: int = 42  # blobs generation, subset and validation split
     classes: int = 3  # blobs
-    samples: int = 600  # blobs
-    features: int = 2  # blobs
+    samples: int = CLASSIFY_DEFAULTS["samples"]  # blobs
+    features: int = CLASSIFY_DEFAULTS["features"]  # blobs
     class_sep: float = 3.0  # blobs: scale of the cluster centres against unit noise
     imbalance: Optional[float] = None  # blobs: largest / smallest class size
 
     def __post_init__(self) -> None:
-        from losslab.datasets import DATASETS, default_data_dir
-
         DATASETS.lookup(self.dataset)
-        if self.data_dir is None:
-            object.__setattr__(self, "data_dir", default_data_dir())
         if self.subset is not None and self.subset < 1:
             raise ConfigError("--subset", f"must be a positive number of samples (got {self.subset})")
         check_finite("--val-fraction", self.val_fraction)
@@ -240,6 +248,10 @@ class ClassifyDataConfig:
         if self.imbalance is not None and self.imbalance < 1:
             raise ConfigError("--imbalance", f"is the largest/smallest class ratio, must be >= 1 (got {self.imbalance:g})")
 
+    def resolved(self) -> "ClassifyDataConfig":
+        """The data folder: as given, else $LOSSLAB_DATA or ~/.cache/losslab/data."""
+        return self if self.data_dir is not None else replace(self, data_dir=default_data_dir())
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -247,8 +259,6 @@ class ModelConfig:
     hidden: int = 128
 
     def __post_init__(self) -> None:
-        from losslab.models import MODELS
-
         if self.name is not None:
             MODELS.lookup(self.name)
         if self.hidden < 1:
@@ -257,7 +267,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ClassifyLossConfig(LossConfig):
-    name: str = "cross-entropy"
+    name: str = CLASSIFY_DEFAULTS["loss"]
     label_smoothing: float = 0.0
     class_weights: Optional[str] = None  # "balanced" or a comma list
     gamma: float = 2.0
@@ -282,8 +292,9 @@ class ClassifyConfig:
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: ClassifyLossConfig = field(default_factory=ClassifyLossConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adam"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=None, batch_size=64))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name=CLASSIFY_DEFAULTS["optim"]))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=None,
+                                                                   batch_size=CLASSIFY_DEFAULTS["batch_size"]))
     gates: GateConfig = field(default_factory=GateConfig)
     patience: Optional[int] = None
     save: Optional[str] = None
@@ -291,16 +302,7 @@ class ClassifyConfig:
     out: Optional[str] = None
 
     def __post_init__(self) -> None:
-        from losslab.datasets import DATASETS
-        from losslab.losses import check_task
-
         check_task(self.loss.name, "classification")
-        entry = DATASETS.lookup(self.data.dataset)
-        if self.train.epochs is None:
-            object.__setattr__(self, "train", replace(self.train, epochs=entry.meta["default_epochs"]))
-        if self.model.name is None:
-            object.__setattr__(self, "model", replace(self.model, name=entry.meta["default_model"]))
-        object.__setattr__(self, "optim", self.optim.for_task("classification"))
         if self.patience is not None and self.patience < 1:
             raise ConfigError("--patience", f"must be a positive number of epochs (got {self.patience})")
         if self.resume is not None and not Path(self.resume).is_file():
@@ -310,8 +312,22 @@ class ClassifyConfig:
             if not parent.is_dir():
                 raise ConfigError("--save", f"folder {parent} does not exist")
 
+    def resolved(self) -> "ClassifyConfig":
+        """The dataset's default epochs and model, its data folder, and the optimizer's default rate for
+        classification, where the user gave none."""
+        entry = DATASETS.lookup(self.data.dataset)
+        train, model, data = self.train, self.model, self.data.resolved()
+        if train.epochs is None:
+            train = replace(train, epochs=entry.meta["default_epochs"])
+        if model.name is None:
+            model = replace(model, name=entry.meta["default_model"])
+        return replace(self, train=train, model=model, data=data, optim=self.optim.for_task("classification"))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+RunConfig = Union[RegressConfig, ClassifyConfig]  # the one-run settings a many-run command repeats
 
 
 def log_grid(low: float, high: float, per_decade: int) -> tuple[float, ...]:
@@ -341,7 +357,7 @@ def parse_grid(option: str, text: str) -> tuple[float, ...]:
 class CompareConfig:
     """Several optimizers on one problem (`run` holds the task's data, model, loss and training settings)."""
 
-    run: Any  # RegressConfig or ClassifyConfig
+    run: RunConfig
     optims: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
     lr: Optional[float] = None
     lr_for: tuple[tuple[str, float], ...] = ()
@@ -354,8 +370,6 @@ class CompareConfig:
     out: Optional[str] = None
 
     def __post_init__(self) -> None:
-        from losslab.optimizers import OPTIMIZERS
-
         if not self.optims:
             raise ConfigError("--optims", "give at least one optimizer, e.g. sgd,adam")
         for name in self.optims:
@@ -377,10 +391,11 @@ class CompareConfig:
     def task(self) -> str:
         return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
 
+    def resolved(self) -> "CompareConfig":
+        return replace(self, run=self.run.resolved())
+
     def lr_of(self, name: str) -> tuple[float, str]:
         """The learning rate an optimizer gets before any tuning, and where it came from."""
-        from losslab.optimizers import default_lr
-
         given = dict(self.lr_for)
         if name in given:
             return given[name], "--lr-for"
@@ -414,7 +429,7 @@ def parse_lr_for(values: Optional[list[str]]) -> tuple[tuple[str, float], ...]:
 class SweepConfig:
     """`lr-sweep`: a learning-rate grid of short runs, or (range_test) one run with a growing rate."""
 
-    run: Any  # RegressConfig or ClassifyConfig: task, data, model, loss, optimizer (its lr is swept)
+    run: RunConfig  # task, data, model, loss, optimizer (its lr is swept)
     range_test: bool = False
     min_lr: Optional[float] = None  # grid: 1e-4; range test: 1e-7
     max_lr: Optional[float] = None  # grid: 1; range test: 10
@@ -431,10 +446,7 @@ class SweepConfig:
     out: Optional[str] = None
 
     def __post_init__(self) -> None:
-        low = self.min_lr if self.min_lr is not None else (1e-7 if self.range_test else 1e-4)
-        high = self.max_lr if self.max_lr is not None else (10.0 if self.range_test else 1.0)
-        object.__setattr__(self, "min_lr", low)
-        object.__setattr__(self, "max_lr", high)
+        low, high = self.lr_range
         check_positive("--min-lr", low)
         check_positive("--max-lr", high)
         if low >= high:
@@ -455,13 +467,24 @@ class SweepConfig:
         check_finite("--target-loss", self.target)
 
     @property
+    def lr_range(self) -> tuple[float, float]:
+        """(min, max) rate: as given, else 1e-4..1 for a grid and 1e-7..10 for the range test."""
+        low = self.min_lr if self.min_lr is not None else (1e-7 if self.range_test else 1e-4)
+        high = self.max_lr if self.max_lr is not None else (10.0 if self.range_test else 1.0)
+        return float(low), float(high)
+
+    def resolved(self) -> "SweepConfig":
+        low, high = self.lr_range
+        return replace(self, run=self.run.resolved(), min_lr=low, max_lr=high)
+
+    @property
     def task(self) -> str:
         return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
 
     def grid(self) -> tuple[float, ...]:
         if self.lrs is not None:
             return tuple(sorted(set(self.lrs)))
-        low, high = float(self.min_lr), float(self.max_lr)
+        low, high = self.lr_range
         return tuple(low * (high / low) ** (i / (self.num - 1)) for i in range(self.num))
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,20 +11,18 @@ import importlib
 import inspect
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from losslab.errors import ConfigError
-from losslab.registry import Registry
+from losslab.components.registry import Registry
 
-if TYPE_CHECKING:
-    from losslab.config import LossConfig
 
 LOSSES: Registry[Callable[..., Any]] = Registry("loss", "--loss")
 
 
 @LOSSES.register("mse", "mean squared error (the least-squares loss; classify: softmax vs one-hot)",
                  tasks=("regression", "classification"))
-def _mse(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _mse(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     if classes:
@@ -33,21 +31,21 @@ def _mse(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
 
 
 @LOSSES.register("l1", "mean absolute error (robust to outliers; fits the median)", tasks=("regression",))
-def _l1(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _l1(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.L1Loss()
 
 
 @LOSSES.register("smooth-l1", "smooth L1: quadratic below --delta (as beta), linear above", tasks=("regression",))
-def _smooth_l1(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _smooth_l1(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.SmoothL1Loss(beta=cfg.delta)
 
 
 @LOSSES.register("huber", "Huber loss with threshold --delta", tasks=("regression",))
-def _huber(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _huber(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.HuberLoss(delta=cfg.delta)
@@ -55,7 +53,7 @@ def _huber(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
 
 @LOSSES.register("cross-entropy", "softmax cross-entropy on logits and class indices (--label-smoothing)",
                  tasks=("classification",))
-def _cross_entropy(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _cross_entropy(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=getattr(cfg, "label_smoothing", 0.0))
@@ -63,7 +61,7 @@ def _cross_entropy(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> A
 
 @LOSSES.register("nll", "negative log-likelihood; the model then ends in log_softmax", tasks=("classification",),
                  log_softmax=True)
-def _nll(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _nll(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
     return nn.NLLLoss(weight=weight)
@@ -71,7 +69,7 @@ def _nll(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
 
 @LOSSES.register("focal", "focal loss -(1-p)^gamma log p (Lin et al. 2017; --gamma) for hard or rare classes",
                  tasks=("classification",))
-def _focal(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def _focal(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     return FocalLoss(getattr(cfg, "gamma", 2.0), weight)
 
 
@@ -153,7 +151,7 @@ def load_import_path(spec: str) -> Any:
     return obj
 
 
-def build_loss(cfg: "LossConfig", weight: Any = None, classes: int = 0) -> Any:
+def build_loss(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     """The loss callable; `classes` > 0 builds the classification form (class `weight`s optional)."""
     if is_import_path(cfg.name):
         return load_import_path(cfg.name)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from losslab.errors import ConfigError
-from losslab.registry import Registry
+from losslab.components.registry import Registry
 
 if TYPE_CHECKING:
     import torch
 
-    from losslab.config import ClassifyDataConfig
 
 DATASETS: Registry[Callable[..., "Raw"]] = Registry("dataset", "--dataset")
 
@@ -63,7 +62,7 @@ class ClassificationData:
 
 @DATASETS.register("digits", "8x8 handwritten digits shipped with scikit-learn (1,797 images, 10 classes)",
                    default_model="mlp", default_epochs=30)
-def _digits(cfg: "ClassifyDataConfig") -> Raw:
+def _digits(cfg: Any) -> Raw:
     import torch
     from sklearn.datasets import load_digits
 
@@ -75,7 +74,7 @@ def _digits(cfg: "ClassifyDataConfig") -> Raw:
 
 @DATASETS.register("blobs", "synthetic Gaussian clusters (--classes, --samples, --features, --class-sep, --imbalance)",
                    default_model="mlp", default_epochs=50)
-def _blobs(cfg: "ClassifyDataConfig") -> Raw:
+def _blobs(cfg: Any) -> Raw:
     import torch
 
     g = torch.Generator().manual_seed(cfg.data_seed)
@@ -106,7 +105,7 @@ def _missing(root: Path, folder: str, files: list[str], name: str) -> ConfigErro
     )
 
 
-def _mnist_like(cls_name: str, folder: str, name: str, cfg: "ClassifyDataConfig") -> Raw:
+def _mnist_like(cls_name: str, folder: str, name: str, cfg: Any) -> Raw:
     import torch
     from torchvision import datasets
 
@@ -129,13 +128,13 @@ def _mnist_like(cls_name: str, folder: str, name: str, cfg: "ClassifyDataConfig"
 
 @DATASETS.register("mnist", "MNIST handwritten digits (torchvision; 28x28, 10 classes; official test split)",
                    default_model="mlp", default_epochs=5)
-def _mnist(cfg: "ClassifyDataConfig") -> Raw:
+def _mnist(cfg: Any) -> Raw:
     return _mnist_like("MNIST", "MNIST", "MNIST", cfg)
 
 
 @DATASETS.register("fashion-mnist", "Fashion-MNIST clothing images (torchvision; 28x28, 10 classes)",
                    default_model="mlp", default_epochs=10)
-def _fashion(cfg: "ClassifyDataConfig") -> Raw:
+def _fashion(cfg: Any) -> Raw:
     return _mnist_like("FashionMNIST", "FashionMNIST", "Fashion-MNIST", cfg)
 
 
@@ -166,7 +165,7 @@ def _cifar10_class() -> Any:
 
 @DATASETS.register("cifar10", "CIFAR-10 colour images (torchvision; 3x32x32, 10 classes; official test split)",
                    default_model="cnn", default_epochs=10)
-def _cifar10(cfg: "ClassifyDataConfig") -> Raw:
+def _cifar10(cfg: Any) -> Raw:
     import torch
 
     root = Path(cfg.data_dir or default_data_dir())
@@ -197,7 +196,7 @@ def _check_labels(name: str, where: Path, labels: list["torch.Tensor"], k: int) 
 
 # --- split, subset, normalise --------------------------------------------------------------------
 
-def load_classification(cfg: "ClassifyDataConfig") -> ClassificationData:
+def load_classification(cfg: Any) -> ClassificationData:
     import torch
 
     entry = DATASETS.lookup(cfg.dataset)

@@ -1,7 +1,7 @@
-"""Every CLI option, declared once, and the builders that turn parsed options into frozen configs.
+"""Every CLI option, declared once; commands pick them by name and receive the parsed values as `Given`.
 
-Commands pick options by name (`@options("lr", "epochs", ..., epochs=1000)`), so `regress`, `classify`,
-`compare-optimizers` and `lr-sweep` cannot drift apart. No torch here: `--help` must stay fast.
+Commands pick options by name (`@options("lr", "epochs", ..., epochs=1000)`), so every command's options
+cannot drift apart. No torch here: `--help` must stay fast.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from losslab.datasets import DATASETS
-from losslab.errors import ConfigError
-from losslab.losses import LOSSES
-from losslab.models import MODELS
-from losslab.optimizers import OPTIMIZERS
+
+from losslab.components.datasets import DATASETS
+from losslab.components.losses import LOSSES
+from losslab.components.models import MODELS
+from losslab.components.optimizers import OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,6 @@ CLASSIFY_DATA = ("dataset", "data_dir", "download", "subset", "val_fraction", "d
                  "class_weights", "gamma")
 OUTPUT = ("json_out", "out", "quiet", "expect", "target_loss")
 
-REGRESS_DEFAULTS = {"optim": "sgd", "loss": "mse", "epochs": 1000, "samples": 100}
-CLASSIFY_DEFAULTS = {"optim": "adam", "loss": "cross-entropy", "batch_size": 64, "samples": 600, "features": 2}
-
-
 def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for group in groups:
@@ -157,10 +153,35 @@ def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def options(*names: str, **defaults: Any) -> Callable[[Callable[[dict[str, Any]], int]], Callable[..., int]]:
-    """Give a command `def cmd(kw: dict) -> int` the named options, with per-command defaults, as its signature."""
+class Given:
+    """The options a command was called with, by attribute (`given.lr`); an option the command does not take
+    reads as its declared default. `set(name)` tells whether the value differs from the command's default."""
 
-    def decorate(func: Callable[[dict[str, Any]], int]) -> Callable[..., int]:
+    def __init__(self, values: dict[str, Any], defaults: dict[str, Any]):
+        self._values, self._defaults = values, defaults
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._values:
+            return self._values[name]
+        if name not in OPTS:
+            raise AttributeError(f"no option {name!r}")
+        return OPTS[name].default
+
+    def taken(self, name: str) -> bool:
+        """Whether this command declares the option at all."""
+        return name in self._values
+
+    def set(self, name: str) -> bool:
+        return name in self._values and self._values[name] != self._defaults.get(name, OPTS[name].default)
+
+
+def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
+    """Give a command `def cmd(given: Given) -> int` the named options, with per-command defaults, as its
+    signature."""
+
+    def decorate(func: Callable[[Given], int]) -> Callable[..., int]:
         params, annotations = [], {}
         for name in names:
             opt = OPTS[name]
@@ -170,9 +191,11 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[dict[str, Any]]
                                             annotation=annotation))
             annotations[name] = annotation
 
+        chosen = {name: defaults.get(name, OPTS[name].default) for name in names}
+
         @functools.wraps(func)
-        def command(**kw: Any) -> int:
-            return func(kw)
+        def command(**values: Any) -> int:
+            return func(Given(values, chosen))
 
         command.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
         command.__annotations__ = {**annotations, "return": int}
@@ -182,82 +205,7 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[dict[str, Any]]
     return decorate
 
 
-def _given(kw: dict[str, Any], name: str, default: Any) -> Any:
-    value = kw.get(name)
-    return default if value is None else value
 
 
 def flag(name: str) -> str:
     return OPTS[name].flags[0]
-
-
-def refuse_other_task(kw: dict[str, Any], task: str, defaults: dict[str, Any]) -> None:
-    """With --task regress, classification-only options must stay unset, and the reverse."""
-    shared = set(REGRESS_DATA) & set(CLASSIFY_DATA)
-    other = (set(CLASSIFY_DATA) - shared - {"patience", "save", "resume"} if task == "regression"
-             else set(REGRESS_DATA) - shared)
-    for name in sorted(other):
-        if name in kw and kw[name] != defaults.get(name, OPTS[name].default):
-            wanted = "classify" if task == "regression" else "regress"
-            raise ConfigError(flag(name), f"applies to --task {wanted} only")
-
-
-def task_of(kw: dict[str, Any]) -> str:
-    task = kw.get("task", "regress")
-    if task not in ("regress", "classify"):
-        raise ConfigError("--task", f"unknown task {task!r}; choose from: regress, classify")
-    return "regression" if task == "regress" else "classification"
-
-
-def optim_config(kw: dict[str, Any], default_optim: str) -> Any:
-    from losslab.config import OptimConfig, parse_floats
-
-    return OptimConfig(name=_given(kw, "optim", default_optim), lr=kw.get("lr"), momentum=kw.get("momentum"),
-                       weight_decay=kw.get("weight_decay"), betas=parse_floats("--betas", kw.get("betas")),
-                       eps=kw.get("eps"))
-
-
-def gate_config(kw: dict[str, Any]) -> Any:
-    from losslab.config import GateConfig
-
-    return GateConfig(expect=tuple(kw.get("expect") or ()), target_loss=kw.get("target_loss"))
-
-
-def regress_config(kw: dict[str, Any], *, with_gates: bool = True) -> Any:
-    from losslab.config import LossConfig, RegressConfig, RegressDataConfig, TrainConfig, parse_floats
-
-    true_w = parse_floats("--true-w", kw.get("true_w", "2")) or (2.0,)
-    return RegressConfig(
-        data=RegressDataConfig(samples=_given(kw, "samples", 100), features=_given(kw, "features", len(true_w)),
-                               true_w=true_w, true_b=kw.get("true_b", 3.0), noise=kw.get("noise", 0.1),
-                               data_seed=kw.get("data_seed", 42), csv=kw.get("data")),
-        loss=LossConfig(name=_given(kw, "loss", "mse"), delta=kw.get("delta", 1.0)),
-        optim=optim_config(kw, "sgd"),
-        train=TrainConfig(epochs=_given(kw, "epochs", 1000), batch_size=kw.get("batch_size"),
-                          clip_grad_norm=kw.get("clip_grad_norm"), seed=kw.get("seed", 0),
-                          device=kw.get("device", "auto")),
-        gates=gate_config(kw) if with_gates else gate_config({}),
-        out=kw.get("out"),
-    )
-
-
-def classify_config(kw: dict[str, Any], *, with_gates: bool = True) -> Any:
-    from losslab.config import (ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, ModelConfig, TrainConfig)
-
-    return ClassifyConfig(
-        data=ClassifyDataConfig(dataset=kw.get("dataset", "digits"), data_dir=kw.get("data_dir"),
-                                download=kw.get("download", False), subset=kw.get("subset"),
-                                val_fraction=kw.get("val_fraction", 0.2), data_seed=kw.get("data_seed", 42),
-                                classes=kw.get("classes", 3), samples=_given(kw, "samples", 600),
-                                features=_given(kw, "features", 2), class_sep=kw.get("class_sep", 3.0),
-                                imbalance=kw.get("imbalance")),
-        model=ModelConfig(name=kw.get("model"), hidden=kw.get("hidden", 128)),
-        loss=ClassifyLossConfig(name=_given(kw, "loss", "cross-entropy"), label_smoothing=kw.get("label_smoothing", 0.0),
-                                class_weights=kw.get("class_weights"), gamma=kw.get("gamma", 2.0)),
-        optim=optim_config(kw, "adam"),
-        train=TrainConfig(epochs=kw.get("epochs"), batch_size=_given(kw, "batch_size", 64),
-                          clip_grad_norm=kw.get("clip_grad_norm"), seed=kw.get("seed", 0),
-                          device=kw.get("device", "auto")),
-        gates=gate_config(kw) if with_gates else gate_config({}),
-        patience=kw.get("patience"), save=kw.get("save"), resume=kw.get("resume"), out=kw.get("out"),
-    )

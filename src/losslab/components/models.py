@@ -10,7 +10,7 @@ import math
 from typing import Any, Callable
 
 from losslab.errors import ConfigError
-from losslab.registry import Registry
+from losslab.components.registry import Registry
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", "--model")
 

@@ -1,26 +1,53 @@
 """A training problem, prepared once and shared by every run on it: data tensors on the device, a model
-factory, the loss, per-epoch evaluation and final metrics. Single runs, trials and sweeps all train through
-`Problem.train`, which calls the one `fit` loop."""
+factory, the losses runs may use, per-epoch evaluation and final metrics. Single runs, trials, stacked trials
+and the range test all train on a `Problem` through the run path (`engine.runs`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Union
 
 import torch
 
-from losslab.callbacks import Callback
-from losslab.training import FitResult, fit, flat_list, resolve_device
+from losslab.components.datasets import ClassificationData, load_classification
+from losslab.components.losses import build_loss, wants_log_softmax
+from losslab.components.models import MODELS, build_classifier
+from losslab.components.regression_data import RegressionData, least_squares, read_csv, synthetic
+from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, parse_floats
+from losslab.engine.loop import flat_list, resolve_device
+from losslab.errors import ConfigError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Problem:
-    """Base: subclasses set x, y, loss_fn, task and implement new_model / final."""
+    """Base: the data (`x`, `y`), the configured loss, and what every run on this data shares."""
 
     task: str
+    has_validation: bool = False
     x: torch.Tensor
     y: torch.Tensor
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    train_cfg: Any
+    device: torch.device
+    train_cfg: TrainConfig
+    loss_cfg: LossConfig
+    loss_fn: LossFn
+    data: Any
+
+    def __init__(self) -> None:
+        self._losses: dict[LossConfig, LossFn] = {}
+
+    def loss_for(self, cfg: Optional[LossConfig]) -> LossFn:
+        """The loss a run trains with: the problem's own, or another one a run spec names (built once)."""
+        if cfg is None or cfg == self.loss_cfg:
+            return self.loss_fn
+        if cfg not in self._losses:
+            fn = self._build_loss(cfg)
+            check_loss_output(fn, self.new_model(0), self.x[:2], self.y[:2])
+            self._losses[cfg] = fn
+        return self._losses[cfg]
+
+    def _build_loss(self, cfg: LossConfig) -> LossFn:
+        raise NotImplementedError
 
     def new_model(self, seed: int) -> torch.nn.Module:
         raise NotImplementedError
@@ -29,29 +56,17 @@ class Problem:
         """Values recorded every epoch besides loss, grad norm and lr (e.g. the parameters of a small model)."""
         return None
 
-    def evaluate(self, model: torch.nn.Module) -> Optional[dict[str, float]]:
-        """Validation metrics each epoch (called in eval mode under no_grad); None when there is no validation."""
-        return None
+    def evaluate(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, float]:
+        """Validation metrics each epoch (called in eval mode under no_grad); only where `has_validation`."""
+        return {}
 
-    def final(self, model: torch.nn.Module) -> dict[str, Any]:
+    def final_metrics(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, Any]:
         """Metrics of the trained model; always has `final_loss`."""
         raise NotImplementedError
-
-    def train(self, model: torch.nn.Module, optimizer: Any, *, seed: int, callbacks: Sequence[Callback] = (),
-              generator: Optional[torch.Generator] = None, first_epoch: int = 1, epochs: Optional[int] = None,
-              on_step: Optional[Callable[[float], bool]] = None) -> FitResult:
-        has_eval = type(self).evaluate is not Problem.evaluate
-        return fit(model, self.loss_fn, optimizer, self.x, self.y, epochs=epochs or self.train_cfg.epochs,
-                   batch_size=self.train_cfg.batch_size, clip_grad_norm=self.train_cfg.clip_grad_norm,
-                   generator=generator or torch.Generator().manual_seed(seed),
-                   evaluate=self.evaluate if has_eval else None, track=self.track(model),
-                   callbacks=callbacks, first_epoch=first_epoch, on_step=on_step)
 
 
 def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
     """A loss must return a scalar tensor; say so before training rather than fail inside it."""
-    from losslab.errors import ConfigError
-
     try:
         with torch.no_grad():
             out = loss_fn(model(x), y)
@@ -62,14 +77,21 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
         raise ConfigError("--loss", f"must return a scalar tensor (got {shape})")
 
 
+def load_regression_data(cfg: RegressConfig) -> RegressionData:
+    d = cfg.data
+    if d.csv is not None:
+        return read_csv(d.csv)
+    weights = d.true_w * d.features if len(d.true_w) == 1 else d.true_w
+    return synthetic(d.samples, d.features, weights, d.true_b, d.noise, d.data_seed)
+
+
 class RegressionProblem(Problem):
     task = "regression"
 
-    def __init__(self, cfg: Any, data: Any):
-        from losslab.data import least_squares
-        from losslab.losses import build_loss
-
-        self.cfg, self.data, self.train_cfg = cfg, data, cfg.train
+    def __init__(self, cfg: RegressConfig, data: Optional[RegressionData] = None):
+        super().__init__()
+        data = data if data is not None else load_regression_data(cfg)
+        self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
         self.x = torch.from_numpy(data.x).to(self.device)
         self.y = torch.from_numpy(data.y).to(self.device)
@@ -86,9 +108,10 @@ class RegressionProblem(Problem):
         self.true_params = (dict(zip(self.names, list(data.true_w) + [data.true_b]))
                             if data.true_w is not None else None)
 
-    def _linear(self) -> torch.nn.Module:
-        from losslab.models import MODELS
+    def _build_loss(self, cfg: LossConfig) -> LossFn:
+        return build_loss(cfg)
 
+    def _linear(self) -> torch.nn.Module:
         return MODELS.lookup("linear").factory(self.data.features).to(self.device)
 
     def new_model(self, seed: int) -> torch.nn.Module:
@@ -102,9 +125,9 @@ class RegressionProblem(Problem):
         names, weight, bias = self.names, model.weight, model.bias
         return lambda: dict(zip(names, flat_list(weight) + flat_list(bias)))
 
-    def final(self, model: torch.nn.Module) -> dict[str, Any]:
+    def final_metrics(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, Any]:
         with torch.no_grad():
-            final_loss = float(self.loss_fn(model(self.x), self.y))
+            final_loss = float((loss_fn or self.loss_fn)(model(self.x), self.y))
         params = self.params(model)
         distance = math.sqrt(sum((params[n] - self.optimum["params"][n]) ** 2 for n in self.names))
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
@@ -122,9 +145,6 @@ def evaluate_classifier(model: Any, loss_fn: Any, x: Any, y: Any, chunk: int = 4
 
 def class_weights(spec: Optional[str], y: Any, classes: int) -> Any:
     """None, 'balanced' (n / (classes · count_c), as scikit-learn computes it) or a comma list."""
-    from losslab.config import parse_floats
-    from losslab.errors import ConfigError
-
     if spec is None:
         return None
     if spec == "balanced":
@@ -138,37 +158,38 @@ def class_weights(spec: Optional[str], y: Any, classes: int) -> Any:
 
 class ClassificationProblem(Problem):
     task = "classification"
+    has_validation = True
 
-    def __init__(self, cfg: Any, data: Any):
-        from losslab.losses import build_loss
-
-        self.cfg, self.data, self.train_cfg = cfg, data, cfg.train
+    def __init__(self, cfg: ClassifyConfig, data: Optional[ClassificationData] = None):
+        super().__init__()
+        data = data if data is not None else load_classification(cfg.data)
+        self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
         self.k = data.num_classes
-        weight = class_weights(cfg.loss.class_weights, data.y_train, self.k)
-        self.loss_fn = build_loss(cfg.loss, None if weight is None else weight.to(self.device), classes=self.k)
         self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
         self.x_val, self.y_val = data.x_val.to(self.device), data.y_val.to(self.device)
+        self.loss_fn = self._build_loss(cfg.loss)
         check_loss_output(self.loss_fn, self.new_model(0), self.x[:2], self.y[:2])
 
-    def new_model(self, seed: int) -> torch.nn.Module:
-        from losslab.losses import wants_log_softmax
-        from losslab.models import build_classifier
+    def _build_loss(self, cfg: LossConfig) -> LossFn:
+        weight = class_weights(getattr(cfg, "class_weights", None), self.data.y_train, self.k)
+        return build_loss(cfg, None if weight is None else weight.to(self.device), classes=self.k)
 
+    def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
         model = build_classifier(self.cfg.model.name, self.data.input_shape, self.k, self.cfg.model.hidden)
         if wants_log_softmax(self.cfg.loss.name):
             model = torch.nn.Sequential(*model, torch.nn.LogSoftmax(dim=1))
         return model.to(self.device)
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        loss, pred = evaluate_classifier(model, self.loss_fn, self.x_val, self.y_val)
+    def evaluate(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, float]:
+        loss, pred = evaluate_classifier(model, loss_fn or self.loss_fn, self.x_val, self.y_val)
         return {"valid_loss": loss, "valid_acc": (pred == self.y_val).float().mean().item()}
 
-    def final(self, model: torch.nn.Module) -> dict[str, Any]:
+    def final_metrics(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, Any]:
         model.eval()
         with torch.no_grad():
-            valid_loss, pred = evaluate_classifier(model, self.loss_fn, self.x_val, self.y_val)
+            valid_loss, pred = evaluate_classifier(model, loss_fn or self.loss_fn, self.x_val, self.y_val)
         k = self.k
         confusion = torch.bincount(self.y_val * k + pred, minlength=k * k).reshape(k, k).cpu()
         support = confusion.sum(dim=1)
@@ -176,3 +197,13 @@ class ClassificationProblem(Problem):
                      for i, c in enumerate(self.data.classes)}
         return {"final_loss": valid_loss, "accuracy": float(confusion.diag().sum()) / max(1, int(confusion.sum())),
                 "per_class_accuracy": per_class, "confusion": confusion.tolist()}
+
+
+AnyProblem = Union[RegressionProblem, ClassificationProblem]
+
+
+def build_problem(cfg: Union[RegressConfig, ClassifyConfig]) -> AnyProblem:
+    """The prepared problem of a (resolved) regress or classify config."""
+    if isinstance(cfg, ClassifyConfig):
+        return ClassificationProblem(cfg)
+    return RegressionProblem(cfg)

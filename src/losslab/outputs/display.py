@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from losslab.callbacks import Callback
+from losslab.engine.events import Consumer, RunInfo
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -94,7 +94,7 @@ def plain_line(columns: Sequence[Column], record: dict[str, Any], total: int,
     return "  ".join(parts)
 
 
-class ProgressDisplay(Callback):
+class ProgressDisplay(Consumer):
     """Live table (at most ~10 refreshes a second) on a terminal; one plain line per interval otherwise."""
 
     def __init__(self, console: Console, columns: Sequence[Column], *, quiet: bool = False,
@@ -114,9 +114,10 @@ class ProgressDisplay(Callback):
         self.plain_every = 10.0  # seconds between in-epoch lines off a terminal (slow epochs only)
         self._last_line = time.perf_counter()
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.total = info["epochs"]
-        self.ctx = {"samples": info.get("samples", 0), "first_epoch": info.get("first_epoch", 1)}
+    def on_run_begin(self, run: RunInfo) -> None:
+        self.total = run.epochs
+        self.ctx = {"samples": run.samples, "first_epoch": run.first_epoch}
+        self.milestones, self.current, self.batch = [], None, None
         self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)
         if self.quiet:
             return
@@ -142,7 +143,7 @@ class ProgressDisplay(Callback):
     def _running_epoch(self) -> int:
         return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
 
-    def on_batch_end(self, batch: int, batches: int, loss: float) -> None:
+    def on_batch_end(self, run: RunInfo, batch: int, batches: int, loss: float) -> None:
         self.batch = (batch, batches, loss) if batch < batches else None
         if self.quiet or self.use_live or self.batch is None:
             return
@@ -151,7 +152,7 @@ class ProgressDisplay(Callback):
             self._last_line = now
             self._print(f"epoch {self._running_epoch()}/{self.total}  batch {batch}/{batches}  loss {fmt(loss, '.4g')}")
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
         self.current = record
         self.batch = None
         self._last_line = time.perf_counter()
@@ -162,7 +163,8 @@ class ProgressDisplay(Callback):
             if not self.quiet and not self.use_live:
                 self._print(plain_line(self.columns, record, self.total, self.ctx))
 
-    def on_train_end(self, status: str, records: list[dict[str, Any]]) -> None:
+    def on_run_end(self, run: RunInfo, result: Any) -> None:
+        status = result.status
         if self.quiet:
             return
         if self._live is not None:
@@ -226,24 +228,6 @@ def status_notes(result: Any) -> list[str]:
     return []
 
 
-def regress_report(result: Any, outcomes: Sequence[Any] = ()) -> Report:
-    cfg = result.config
-    rows = []
-    for name, value in result.params.items():
-        true = result.true_params.get(name) if result.true_params else None
-        opt = result.optimum["params"][name]
-        rows.append([name, fmt(value), fmt(true), fmt(opt), fmt(abs(value - opt), ".2e")])
-    rows.append(["loss", fmt(result.final_loss), "—", fmt(result.optimum["loss"]),
-                 fmt(abs(result.final_loss - result.optimum["loss"]), ".2e")])
-    lr = fmt(cfg.optim.lr, "g")
-    title = (f"losslab regress: {result.status} — {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
-             f"({cfg.optim.name}, lr {lr}, {cfg.loss.name} loss, {result.device})")
-    notes = [f"data: {result.data_source}"]
-    if cfg.loss.name != "mse":
-        notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for comparison.")
-    notes += status_notes(result)
-    notes += [o.describe() for o in outcomes]
-    return Report(title, ["param", "learned", "true", "least-squares", "|learned − optimum|"], rows, notes)
 
 
 def print_failures(outcomes: Sequence[Any], stream: Any = None) -> None:
@@ -252,35 +236,13 @@ def print_failures(outcomes: Sequence[Any], stream: Any = None) -> None:
             print(f"losslab: expectation {o.describe()}", file=stream or sys.stderr, flush=True)
 
 
-def classify_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
-    """Summary, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
-    cfg = result.config
-    restored = " (weights restored from it)" if result.restored_best else ""
-    title = (f"losslab classify: {result.status} — {cfg.data.dataset}, {cfg.model.name}, {cfg.loss.name}, "
-             f"{cfg.optim.name} lr {fmt(cfg.optim.lr, 'g')}: {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
-             f"on {result.device}")
-    summary_rows = [["accuracy", f"{result.accuracy:.4f}"], ["validation loss", fmt(result.valid_loss)],
-                    ["best epoch", f"{result.best_epoch}{restored}" if result.best_epoch else "—"]]
-    notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes)
-    if result.resumed_from is not None:
-        notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")
-    notes += status_notes(result)
-    notes += [o.describe() for o in outcomes]
-    summary = Report(title, ["metric", "value"], summary_rows, [])
-    support = [sum(row) for row in result.confusion]
-    per_class = Report("per-class accuracy", ["class", "accuracy", "support"],
-                       [[c, fmt(result.per_class_accuracy[c], ".4f"), str(n)]
-                        for c, n in zip(result.classes, support)], [])
-    confusion = Report("confusion matrix (rows: true class, columns: predicted)", ["true \\ pred", *result.classes],
-                       [[c, *(str(v) for v in row)] for c, row in zip(result.classes, result.confusion)], notes)
-    return [summary, per_class, confusion]
 
 
 # --- many trials ---------------------------------------------------------------------------------
 
-class TrialsDisplay:
-    """One live row per group (optimizer or learning rate): trial k of N, epoch, current loss, best so far.
-    Off a terminal, one plain line per finished trial."""
+class TrialsDisplay(Consumer):
+    """One live row per group (optimizer, loss or learning rate): run k of N, epoch, current loss, best so far.
+    Off a terminal, one plain line per finished run."""
 
     def __init__(self, console: Console, *, quiet: bool = False, live: Optional[bool] = None,
                  loss_key: str = "train_loss", label: str = "optimizer"):
@@ -321,33 +283,32 @@ class TrialsDisplay:
                           fmt(row["loss"]), fmt(row["best"]), row["status"])
         return table
 
-    # TrialObserver hooks
-    def on_trial_start(self, trial: Any, index: int, total: int) -> None:
-        row = self.rows.setdefault(trial.group, {"epoch": 0, "loss": None, "best": None, "status": ""})
-        self.totals.setdefault(trial.group, 1)
-        self.counts[trial.group] = self.counts.get(trial.group, 0) + 1
+    def on_run_begin(self, run: RunInfo) -> None:
+        row = self.rows.setdefault(run.group, {"epoch": 0, "loss": None, "best": None, "status": ""})
+        self.totals.setdefault(run.group, 1)
+        self.counts[run.group] = self.counts.get(run.group, 0) + 1
         row.update(epoch=0, loss=None, status="running")
 
-    def on_epoch(self, trial: Any, record: dict[str, Any]) -> None:
-        row = self.rows[trial.group]
+    def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
+        row = self.rows[run.group]
         loss = record.get(self.loss_key)
         row["epoch"], row["loss"] = record["epoch"], loss
         if loss is not None and math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
             row["best"] = loss
 
-    def on_trial_end(self, result: Any, index: int, total: int) -> None:
-        g = result.trial.group
+    def on_run_end(self, run: RunInfo, result: Any) -> None:
+        g = run.group
         self.rows[g]["status"] = result.status if result.status != "ok" else "done"
         if self.quiet or self.use_live:
             return
         final = result.metrics.get("final_loss")
         detail = f"  {result.error}" if result.error else ""
-        print(f"[{index + 1}/{total}] {self.label} {g}  seed {result.trial.seed}  {result.status}  "
+        print(f"[{run.index + 1}/{run.total}] {self.label} {g}  seed {run.seed}  {result.status}  "
               f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}",
               file=self.console.file, flush=True)
 
 
-def _best_cells(summaries: Sequence[Any], columns: Sequence[tuple[int, Any, Any]]) -> set[tuple[int, int]]:
+def best_cells(summaries: Sequence[Any], columns: Sequence[tuple[int, Any, Any]]) -> set[tuple[int, int]]:
     """(row, column) of the best finite value in each given column; ties are all marked."""
     best: set[tuple[int, int]] = set()
     for col, value, pick in columns:
@@ -356,123 +317,3 @@ def _best_cells(summaries: Sequence[Any], columns: Sequence[tuple[int, Any, Any]
         if finite:
             best.update((i, col) for i, v in enumerate(values) if v == pick(finite))
     return best
-
-
-def compare_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
-    """Two tables so each fits a terminal: the ranking by final loss, then speed and what was learned."""
-    cfg = result.config
-    regress = cfg.task == "regression"
-    param_names = [k for k in (result.summaries[0].extra if result.summaries else {}) if k not in
-                   ("optimum_distance", "accuracy")]
-    if len(param_names) > 3:
-        param_names = []  # many weights: the distance from the optimum says it in one number
-    ranking_headers = ["#", "optimizer", "lr", "final loss median", "IQR", "mean ± std", "best loss", "diverged"]
-    ranking = []
-    for i, s in enumerate(result.summaries, start=1):
-        ranking.append([str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
-                        fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
-                        f"{fmt(s.mean, '.4g')} ± {fmt(s.std, '.2g')}", fmt(s.best, ".5g"),
-                        f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
-    target = f"epochs to {'loss' if regress else 'acc'} {fmt(result.target, '.4g')}"
-    detail_headers = ["optimizer", target, "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
-    detail = []
-    for s in result.summaries:
-        reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
-        row = [s.name, reach, fmt(s.time_per_epoch * 1e3, ".3g") if math.isfinite(s.time_per_epoch) else "—"]
-        if regress:
-            row += [fmt(s.extra.get(p)) for p in param_names] + [fmt(s.extra.get("optimum_distance"), ".2e")]
-        else:
-            row += [fmt(s.extra.get("accuracy"), ".4f")]
-        detail.append(row)
-    task = "regression" if regress else f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})"
-    title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
-             f"{cfg.run.train.epochs} epochs, ranked by median final loss ({result.elapsed_s:.1f} s)")
-    notes = [f"data: {result.data_source}"]
-    if regress and result.reference:
-        ref = result.reference
-        notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
-                     + f", loss {ref['loss']:.6g}")
-    if len(result.summaries) > 1:
-        top, second = result.summaries[0], result.summaries[1]
-        if result.winner:
-            notes.append(f"winner: {result.winner} — lower final loss than {second.name} on {result.wins} of "
-                         f"{cfg.seeds} paired seeds")
-        elif math.isfinite(top.median):
-            notes.append(f"tie: {top.name} has the lowest median but beats {second.name} on only {result.wins} of "
-                         f"{cfg.seeds} paired seeds (a winner needs a majority)")
-        else:
-            notes.append("no winner: every run diverged or failed")
-    if result.tuning:
-        t = result.tuning
-        chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
-                           for k, v in t["chosen"].items())
-        notes.append(f"tuning budget: {t['budget']}; chosen: {chosen}")
-    for name, runs in result.runs.items():
-        for r in runs:
-            if r.status in ("error",):
-                notes.append(f"{name} seed {r.trial.seed}: {r.error}")
-    if result.status == "interrupted":
-        notes.append("interrupted: trials that did not finish rank last and are marked in the JSON.")
-    notes += [o.describe() for o in outcomes]
-    last = len(detail_headers) - 1
-    score = (lambda s: s.extra.get("optimum_distance", math.inf)) if regress else \
-        (lambda s: s.extra.get("accuracy", -math.inf))
-    ranking_best = _best_cells(result.summaries, [(3, lambda s: s.median, min), (6, lambda s: s.best, min)])
-    detail_best = _best_cells(result.summaries, [(last, score, min if regress else max)])
-    stacked = [name for name, runs in result.runs.items() if any(r.batch > 1 for r in runs)]
-    if stacked:
-        notes.append(f"stacked in one batched computation: {', '.join(stacked)} (ms/epoch is each run's share of it)")
-    return [Report(title, ranking_headers, ranking, [], ranking_best),
-            Report("convergence and result per optimizer (medians over seeds)", detail_headers, detail, notes,
-                   detail_best)]
-
-
-def grid_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
-    cfg = result.config
-    regress = cfg.task == "regression"
-    headers = ["lr", "final loss median", "IQR", "best loss", f"epochs to {'loss' if regress else 'acc'} "
-               f"{fmt(result.target, '.4g')}", "diverged"] + ([] if regress else ["val acc"])
-    rows, best = [], set()
-    for i, s in enumerate(result.summaries):
-        reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
-        mark = " ← suggested" if s.lr == result.suggested_lr else ""
-        row = [f"{s.lr:.3g}{mark}", fmt(s.median), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best), reach,
-               f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
-        if not regress:
-            row.append(fmt(s.extra.get("accuracy"), ".4f"))
-        rows.append(row)
-        if s.lr == result.suggested_lr:
-            best.update({(i, 0), (i, 1)})
-    title = (f"losslab lr-sweep: {result.status} — {cfg.run.optim.name}, {len(result.summaries)} rates × "
-             f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
-             f"({'vectorized' if result.vectorized else 'sequential'})")
-    notes = [f"data: {result.data_source}",
-             f"suggested lr: {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 significant "
-             "digits go to the rate that reaches the target sooner)",
-             f"largest rate that did not diverge on any seed: {fmt(result.largest_stable_lr, '.3g')}"]
-    if result.status == "interrupted":
-        notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
-    notes += [o.describe() for o in outcomes]
-    return [Report(title, headers, rows, notes, best)]
-
-
-def range_report(result: Any, outcomes: Sequence[Any] = ()) -> list[Report]:
-    cfg = result.config
-    rows = []
-    for i, name in enumerate(("valley", "steepest", "min_loss/10")):
-        s = result.suggestions[name]
-        spread = "—" if s["median"] is None else (f"{s['min']:.3g}–{s['max']:.3g}" if len(result.runs) > 1 else "")
-        label = name + (" (recommended)" if i == 0 and s["median"] is not None else "")
-        rows.append([label, fmt(s["median"], ".3g"), spread])
-    title = (f"losslab lr-sweep --range-test: {result.status} — {cfg.run.optim.name}, lr {cfg.min_lr:g} → "
-             f"{cfg.max_lr:g} ({cfg.mode}) over {cfg.steps} steps, {len(result.runs)} seed(s), "
-             f"{result.elapsed_s:.1f} s")
-    stops = ", ".join(f"seed {r.seed}: {r.stopped} after {len(r.smoothed)} steps" for r in result.runs)
-    notes = [f"data: {result.data_source}", f"stopped: {stops}",
-             f"suggested lr: {fmt(result.recommended, '.3g')}",
-             "model and optimizer state " + ("unchanged by the test (SHA-256 of parameters and optimizer state "
-                                             "identical before and after)" if result.state_unchanged else
-                                             "CHANGED by the test (hash mismatch)")]
-    notes += [o.describe() for o in outcomes]
-    return [Report(title, ["suggestion", "lr", "spread over seeds" if len(result.runs) > 1 else ""], rows, notes,
-                   {(0, 1)} if rows and rows[0][1] != "—" else set())]

@@ -1,6 +1,6 @@
-"""The one training loop (`fit`) shared by every command.
+"""The one training loop (`fit`) shared by every command, and the record and status helpers both engines use.
 
-It knows nothing about printing: each epoch becomes a flat record handed to callbacks.
+It knows nothing about printing: each epoch becomes a flat record handed to the event consumers.
 A non-finite loss stops it at once (status "diverged"); Ctrl-C stops it cleanly ("interrupted").
 """
 
@@ -9,16 +9,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
-from losslab.callbacks import Callback
+from losslab.engine.events import Consumer, RunInfo, wants_batches
 from losslab.errors import ConfigError
 
 # Gradient norms of models up to this many parameters are summed in Python: for tiny models
 # that is cheaper than dispatching torch ops, and the loop's overhead must stay near zero.
 _SMALL_MODEL = 256
+
+_NO_EVENTS = Consumer()
 
 
 @dataclass
@@ -29,6 +31,25 @@ class FitResult:
     elapsed_s: float = 0.0
     diverged_epoch: Optional[int] = None
     stopped_early: bool = False
+
+
+def epoch_record(epoch: int, train_loss: float, tracked: Optional[Mapping[str, float]], grad_norm: float,
+                 lr: float) -> dict[str, Any]:
+    """The start of every epoch record, in the order every output shows it; validation metrics and
+    `elapsed_s` follow."""
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+    if tracked:
+        record.update(tracked)
+    record["grad_norm"] = grad_norm
+    record["lr"] = lr
+    return record
+
+
+def settle_status(status: str, metrics: Mapping[str, Any]) -> str:
+    """A run that finished "ok" but whose final loss is not finite diverged (e.g. on its last step)."""
+    if status == "ok" and not math.isfinite(metrics.get("final_loss", math.nan)):
+        return "diverged"
+    return status
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,7 +106,8 @@ def fit(
     generator: Optional[torch.Generator] = None,
     evaluate: Optional[Callable[[torch.nn.Module], dict[str, float]]] = None,
     track: Optional[Callable[[], dict[str, float]]] = None,
-    callbacks: Sequence[Callback] = (),
+    events: Consumer = _NO_EVENTS,
+    run: Optional[RunInfo] = None,
     first_epoch: int = 1,
     on_step: Optional[Callable[[float], bool]] = None,
 ) -> FitResult:
@@ -93,9 +115,11 @@ def fit(
 
     `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics);
     `track()` returns extra values to record (e.g. every parameter of a small model).
+    `events` gets `on_batch_end` and `on_epoch_end` for `run`; run begin and end are the run path's to emit.
     `first_epoch` > 1 continues a resumed run: epochs first_epoch..epochs are trained.
     `on_step(batch_loss)` runs after every optimizer step (e.g. the LR range test's schedule); True stops.
     """
+    run = run or RunInfo("fit")
     n = x.shape[0]
     full_batch = batch_size is None or batch_size >= n
     params = [p for p in model.parameters() if p.requires_grad]
@@ -127,11 +151,8 @@ def fit(
         optimizer.step()
         return value
 
-    batch_listeners = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    batch_events = wants_batches(events)
     batches = 1 if full_batch else math.ceil(n / batch_size)
-    for cb in callbacks:
-        cb.on_train_begin({"epochs": epochs, "first_epoch": first_epoch, "samples": n,
-                           "batch_size": n if full_batch else batch_size})
     start = time.perf_counter()
     try:
         for epoch in range(first_epoch, epochs + 1):
@@ -150,17 +171,14 @@ def fit(
                     total += batch_loss * idx.shape[0]
                     seen += idx.shape[0]
                     stop_now = on_step is not None and on_step(batch_loss)
-                    for cb in batch_listeners:
-                        cb.on_batch_end(i // batch_size + 1, batches, batch_loss)
+                    if batch_events:
+                        events.on_batch_end(run, i // batch_size + 1, batches, batch_loss)
                     if not math.isfinite(batch_loss) or stop_now:
                         break
                 train_loss = total / seen
             # record
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-            if track is not None:
-                record.update(track())
-            record["grad_norm"] = grad_norm(params, small)
-            record["lr"] = optimizer.param_groups[0]["lr"]
+            record = epoch_record(epoch, train_loss, track() if track is not None else None,
+                                  grad_norm(params, small), optimizer.param_groups[0]["lr"])
             diverged = not math.isfinite(train_loss)
             # evaluate
             if evaluate is not None and not diverged:
@@ -170,9 +188,7 @@ def fit(
             record["elapsed_s"] = time.perf_counter() - start
             result.records.append(record)
             result.epochs_run = epoch
-            stop = stop_now
-            for cb in callbacks:
-                stop = bool(cb.on_epoch_end(record)) or stop
+            stop = bool(events.on_epoch_end(run, record)) or stop_now
             # termination conditions
             if diverged:
                 result.status = "diverged"
@@ -185,9 +201,4 @@ def fit(
         result.status = "interrupted"
     result.elapsed_s = time.perf_counter() - start
     model.eval()
-    for cb in callbacks:
-        try:
-            cb.on_train_end(result.status, result.records)
-        except KeyboardInterrupt:  # Ctrl-C while the display closes still ends the run cleanly
-            result.status = "interrupted"
     return result

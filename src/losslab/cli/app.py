@@ -1,4 +1,4 @@
-"""Typer commands: parse options, build a config, call an experiment, hand the result to display and results.
+"""The Typer app: each command reads options -> config (`cli.configs`) -> its module in `losslab.commands`.
 
 No torch at module level: `losslab --help` must stay fast.
 """
@@ -14,10 +14,10 @@ from typer.core import TyperGroup
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
+from losslab.cli.configs import classify_config, compare_config, regress_config, sweep_config
+from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
+from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab.errors import ConfigError, ExitCode
-from losslab.options import (CLASSIFY_DATA, CLASSIFY_DEFAULTS, OPTIM, OUTPUT, REGRESS_DATA, REGRESS_DEFAULTS, TRAIN,
-                             classify_config, gate_config, options, refuse_other_task, regress_config, task_of,
-                             unique)
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
@@ -90,47 +90,34 @@ def _root() -> None:
 
 @app.command(epilog=EXIT_CODES_HELP)
 @options(*unique(OPTIM, REGRESS_DATA, TRAIN, OUTPUT), **REGRESS_DEFAULTS)
-def regress(kw: dict[str, Any]) -> int:
+def regress(given: Given) -> int:
     """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
     and the exact least-squares optimum."""
-    from losslab.commands import run_regress
+    from losslab.commands import regress as command
 
-    return run_regress(regress_config(kw), json_out=kw["json_out"], quiet=kw["quiet"])
+    return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 @options(*unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT), **CLASSIFY_DEFAULTS)
-def classify(kw: dict[str, Any]) -> int:
+def classify(given: Given) -> int:
     """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
     with per-epoch validation, per-class accuracy and a confusion matrix."""
-    from losslab.commands import run_classify
+    from losslab.commands import classify as command
 
-    return run_classify(classify_config(kw), json_out=kw["json_out"], quiet=kw["quiet"])
+    return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command("compare-optimizers", epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
          *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss")
-def compare_optimizers(kw: dict[str, Any]) -> int:
+def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
-    from losslab.commands import run_compare
-    from losslab.config import CompareConfig, log_grid, parse_grid, parse_lr_for
+    from losslab.commands import compare_optimizers as command
 
-    task = task_of(kw)
-    refuse_other_task(kw, task, {})
-    if task == "regression" and kw.get("target_accuracy") is not None:
-        raise ConfigError("--target-accuracy", "applies to --task classify only (regress uses --target-loss)")
-    run = regress_config(kw, with_gates=False) if task == "regression" else classify_config(kw, with_gates=False)
-    optims = tuple(o.strip() for o in kw["optims"].split(",") if o.strip())
-    target = kw.get("target_loss") if task == "regression" else kw.get("target_accuracy")
-    cfg = CompareConfig(run=run, optims=optims, lr=kw.get("lr"), lr_for=parse_lr_for(kw.get("lr_for")),
-                        seeds=kw["seeds"], tune=kw["tune"],
-                        tune_grid=parse_grid("--tune-grid", kw["tune_grid"]) if kw.get("tune_grid") else log_grid(1e-4, 1, 3),
-                        target=target, vectorize=not kw["no_vectorize"], gates=gate_config({"expect": kw.get("expect")}),
-                        out=kw.get("out"))
-    return run_compare(cfg, json_out=kw["json_out"], quiet=kw["quiet"])
+    return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command("lr-sweep", epilog=EXIT_CODES_HELP.replace(
@@ -138,22 +125,12 @@ def compare_optimizers(kw: dict[str, Any]) -> int:
 @options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
          *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss",
          seeds=1)
-def lr_sweep(kw: dict[str, Any]) -> int:
+def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),
     or with --range-test the LR range test (Smith 2015, as fastai's and Lightning's lr_find) and its suggestions."""
-    from losslab.commands import run_sweep
-    from losslab.config import SweepConfig, parse_floats
+    from losslab.commands import lr_sweep as command
 
-    task = task_of(kw)
-    refuse_other_task(kw, task, {})
-    if kw.get("lr") is not None:
-        raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
-    run = regress_config(kw, with_gates=False) if task == "regression" else classify_config(kw, with_gates=False)
-    cfg = SweepConfig(run=run, range_test=kw["range_test"], min_lr=kw.get("min_lr"), max_lr=kw.get("max_lr"),
-                      num=kw["num"], lrs=parse_floats("--lrs", kw.get("lrs")), seeds=kw["seeds"], mode=kw["mode"],
-                      steps=kw["steps"], target=kw.get("target_loss"), vectorize=not kw["no_vectorize"],
-                      gates=gate_config({"expect": kw.get("expect")}), out=kw.get("out"))
-    return run_sweep(cfg, json_out=kw["json_out"], quiet=kw["quiet"])
+    return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 def main() -> None:

@@ -1,0 +1,112 @@
+"""Config assembly: parsed options (`Given`) -> one frozen, resolved config per command.
+
+An option left unset passes nothing, so the config dataclasses' own defaults apply (one source of defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, Given, flag
+from losslab.config import (CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
+                            LossConfig, ModelConfig, OptimConfig, RegressConfig, RegressDataConfig, SweepConfig,
+                            TrainConfig, log_grid, parse_floats, parse_grid, parse_lr_for)
+from losslab.errors import ConfigError
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    """The given values only: None (an unset option) leaves the dataclass default."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def task_of(given: Given) -> str:
+    task = given.task
+    if task not in ("regress", "classify"):
+        raise ConfigError("--task", f"unknown task {task!r}; choose from: regress, classify")
+    return "regression" if task == "regress" else "classification"
+
+
+def refuse_other_task(given: Given, task: str) -> None:
+    """With --task regress, classification-only options must stay unset, and the reverse."""
+    shared = set(REGRESS_DATA) & set(CLASSIFY_DATA)
+    other = (set(CLASSIFY_DATA) - shared - {"patience", "save", "resume"} if task == "regression"
+             else set(REGRESS_DATA) - shared)
+    for name in sorted(other):
+        if given.set(name):
+            wanted = "classify" if task == "regression" else "regress"
+            raise ConfigError(flag(name), f"applies to --task {wanted} only")
+
+
+def optim_config(given: Given, default_name: str) -> OptimConfig:
+    return OptimConfig(**_set(name=given.optim or default_name, lr=given.lr, momentum=given.momentum,
+                              weight_decay=given.weight_decay, betas=parse_floats("--betas", given.betas),
+                              eps=given.eps))
+
+
+def gate_config(given: Given, with_target_loss: bool = True) -> GateConfig:
+    return GateConfig(expect=tuple(given.expect or ()),
+                      target_loss=given.target_loss if with_target_loss else None)
+
+
+def train_config(given: Given, **defaults: Any) -> TrainConfig:
+    values = {**defaults, **_set(epochs=given.epochs, batch_size=given.batch_size,
+                                 clip_grad_norm=given.clip_grad_norm, seed=given.seed, device=given.device)}
+    return TrainConfig(**values)
+
+
+def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
+    true_w = parse_floats("--true-w", given.true_w) or (2.0,)
+    data = RegressDataConfig(**_set(samples=given.samples, features=given.features or len(true_w), true_w=true_w,
+                                    true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
+                                    csv=given.data))
+    return RegressConfig(data=data, loss=LossConfig(**_set(name=given.loss, delta=given.delta)),
+                         optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
+                         gates=gate_config(given) if with_gates else GateConfig(),
+                         out=given.out).resolved()
+
+
+def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
+    data = ClassifyDataConfig(**_set(dataset=given.dataset, data_dir=given.data_dir, download=given.download,
+                                     subset=given.subset, val_fraction=given.val_fraction,
+                                     data_seed=given.data_seed, classes=given.classes, samples=given.samples,
+                                     features=given.features, class_sep=given.class_sep,
+                                     imbalance=given.imbalance))
+    loss = ClassifyLossConfig(**_set(name=given.loss, label_smoothing=given.label_smoothing,
+                                     class_weights=given.class_weights, gamma=given.gamma))
+    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=given.model, hidden=given.hidden)), loss=loss,
+                          optim=optim_config(given, CLASSIFY_DEFAULTS["optim"]),
+                          train=train_config(given, epochs=None, batch_size=CLASSIFY_DEFAULTS["batch_size"]),
+                          gates=gate_config(given) if with_gates else GateConfig(),
+                          patience=given.patience, save=given.save, resume=given.resume, out=given.out).resolved()
+
+
+def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
+    """The one-run settings a many-run command repeats, for its --task; options of the other task refused."""
+    task = task_of(given)
+    refuse_other_task(given, task)
+    return regress_config(given, with_gates=False) if task == "regression" else classify_config(given, with_gates=False)
+
+
+def compare_config(given: Given) -> CompareConfig:
+    run = run_config(given)
+    task = "classification" if isinstance(run, ClassifyConfig) else "regression"
+    if task == "regression" and given.target_accuracy is not None:
+        raise ConfigError("--target-accuracy", "applies to --task classify only (regress uses --target-loss)")
+    optims = tuple(o.strip() for o in given.optims.split(",") if o.strip())
+    target = given.target_loss if task == "regression" else given.target_accuracy
+    return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
+                         tune=given.tune,
+                         tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
+                         target=target, vectorize=not given.no_vectorize,
+                         gates=gate_config(given, with_target_loss=False), out=given.out).resolved()
+
+
+def sweep_config(given: Given) -> SweepConfig:
+    run = run_config(given)
+    if given.lr is not None:
+        raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
+    return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
+                       num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
+                       steps=given.steps, target=given.target_loss, vectorize=not given.no_vectorize,
+                       gates=gate_config(given, with_target_loss=False), out=given.out).resolved()
+

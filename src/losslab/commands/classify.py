@@ -1,0 +1,254 @@
+"""`losslab classify`: train a classifier with per-epoch validation, early stopping and checkpoints; report
+accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from losslab.commands.common import Plot, check_gates, finish
+from losslab.config import ClassifyConfig, check_out_dir
+from losslab.engine.events import BestEpoch, Consumer, Dispatcher
+from losslab.engine.problems import ClassificationProblem
+from losslab.engine.runs import RunSpec, execute, run_info
+from losslab.errors import ConfigError
+from losslab.expect import Outcome, check_names
+from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs.display import ProgressDisplay, Report, classify_columns, fmt, make_console, status_notes
+from losslab.outputs.files import atomic_write, outcomes_document, versions
+
+COMMAND = "classify"
+
+
+@dataclass
+class ClassifyResult:
+    config: ClassifyConfig
+    status: str
+    records: list[dict[str, Any]]
+    epochs_run: int
+    best_epoch: Optional[int]
+    accuracy: float
+    valid_loss: float
+    per_class_accuracy: dict[str, Optional[float]]
+    confusion: list[list[int]]
+    classes: list[str]
+    elapsed_s: float
+    device: str
+    data_source: str
+    split: str
+    restored_best: bool = False
+    resumed_from: Optional[int] = None
+    notes: list[str] = field(default_factory=list)
+    diverged_epoch: Optional[int] = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        last = self.records[-1] if self.records else {}
+        return metrics(self.accuracy, self.valid_loss, self.best_epoch, self.epochs_run, self.elapsed_s,
+                       last.get("train_loss"), self.per_class_accuracy)
+
+
+def metrics(accuracy: float, valid_loss: float, best_epoch: Optional[int], epochs_run: int, elapsed_s: float,
+            train_loss: Optional[float], per_class_accuracy: dict[str, Optional[float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"accuracy": accuracy, "valid_loss": valid_loss, "final_loss": valid_loss,
+                           "best_epoch": best_epoch, "epochs_run": epochs_run, "elapsed_s": elapsed_s,
+                           "train_loss": train_loss}
+    for name, acc in per_class_accuracy.items():
+        out[f"accuracy_{name}"] = acc
+    return out
+
+
+def metric_names(problem: ClassificationProblem) -> list[str]:
+    """The names `metrics` reports for this problem, known before training."""
+    return list(metrics(math.nan, math.nan, None, 0, 0.0, None, {c: None for c in problem.data.classes}))
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+def checkpoint(cfg: ClassifyConfig, model: Any, optimizer: Any, data: Any, epoch: int, generator: Any) -> dict[str, Any]:
+    from losslab import __version__
+
+    return {"format": "losslab-checkpoint-1", "losslab": __version__, "epoch": epoch,
+            "model": cfg.model.name, "hidden": cfg.model.hidden, "input_shape": list(data.input_shape),
+            "classes": list(data.classes), "dataset": cfg.data.dataset, "optim": cfg.optim.name,
+            "config": cfg.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state()}
+
+
+def save_checkpoint(path: str, content: dict[str, Any]) -> None:
+    import torch
+
+    atomic_write(Path(path), lambda tmp: torch.save(content, tmp))
+
+
+def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]:
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError("--resume", f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "losslab-checkpoint-1":
+        raise ConfigError("--resume", f"{path} is not a losslab checkpoint")
+    for key, ours in (("model", cfg.model.name), ("hidden", cfg.model.hidden),
+                      ("input_shape", list(data.input_shape)), ("classes", list(data.classes))):
+        if ckpt[key] != ours and not (key == "hidden" and cfg.model.name in ("logistic", "cnn")):
+            raise ConfigError("--resume", f"checkpoint {key} is {ckpt[key]} but this run has {ours}")
+    if ckpt["epoch"] >= cfg.train.epochs:
+        raise ConfigError("--resume", f"checkpoint is already at epoch {ckpt['epoch']}; "
+                          f"--epochs {cfg.train.epochs} leaves nothing to train (--epochs is the total)")
+    return ckpt
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
+        problem: Optional[ClassificationProblem] = None) -> ClassifyResult:
+    """Train a classifier with per-epoch validation; report accuracy, per-class accuracy and the confusion matrix."""
+    import torch
+
+    from losslab.components.optimizers import build_optimizer
+
+    cfg = cfg.resolved()
+    problem = problem or ClassificationProblem(cfg)
+    data = problem.data
+    ckpt = load_checkpoint(cfg.resume, cfg, data) if cfg.resume else None
+    spec = RunSpec("run", cfg.optim, cfg.train.seed)
+    model = problem.new_model(cfg.train.seed)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    generator = torch.Generator().manual_seed(cfg.train.seed)  # mini-batch order
+    first_epoch, notes = 1, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["state_dict"])
+        if ckpt["optim"] == cfg.optim.name:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        else:
+            notes.append(f"optimizer state not restored: checkpoint used {ckpt['optim']}, this run {cfg.optim.name}")
+        generator.set_state(ckpt["generator"])  # a resumed run sees the batches the whole run would have
+        first_epoch = ckpt["epoch"] + 1
+
+    best = BestEpoch(model, cfg.patience)
+    restored = False
+
+    def restore_best(fitted: Any) -> None:
+        nonlocal restored
+        if cfg.patience is not None and best.best_state is not None and fitted.status != "interrupted":
+            model.load_state_dict(best.best_state)  # early stopping keeps the best weights, not the last
+            restored = best.best_epoch != (fitted.records[-1]["epoch"] if fitted.records else None)
+
+    # the best epoch is marked before any display or sink sees the record
+    events = (events if isinstance(events, Dispatcher) else Dispatcher([events])).preceded_by(best)
+    info = run_info(problem, spec, COMMAND, first_epoch=first_epoch)
+    result = execute(problem, spec, events, info=info, model=model, optimizer=optimizer, generator=generator,
+                     first_epoch=first_epoch, after_fit=restore_best, raise_errors=True,
+                     partial_metrics=True)
+    final = result.metrics
+    status = result.status
+    if cfg.loss.name == "mse":
+        notes.append("note: mse on one-hot targets gives weak gradients once a class probability saturates "
+                     "(its gradient vanishes with the softmax); cross-entropy's gradient stays p - y, "
+                     "which is why it is the usual choice.")
+    last_epoch = result.records[-1]["epoch"] if result.records else first_epoch - 1
+    if cfg.save is not None and status != "diverged":
+        save_checkpoint(cfg.save, checkpoint(cfg, model, optimizer, data, best.best_epoch if restored else last_epoch,
+                                             generator))
+    return ClassifyResult(
+        config=cfg, status=status, records=result.records, epochs_run=len(result.records),
+        best_epoch=best.best_epoch, accuracy=final.get("accuracy", math.nan),
+        valid_loss=final.get("final_loss", math.nan), per_class_accuracy=final.get("per_class_accuracy", {}),
+        confusion=final.get("confusion", []), classes=list(data.classes), elapsed_s=result.elapsed_s,
+        device=str(problem.device), data_source=data.source, split=data.split, restored_best=restored,
+        resumed_from=ckpt["epoch"] if ckpt else None, notes=notes, diverged_epoch=result.diverged_epoch,
+        versions=versions(),
+    )
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+def document(result: ClassifyResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab classify`."""
+    last = result.records[-1] if result.records else {}
+    return {
+        "command": "classify",
+        "status": result.status,
+        "config": result.config.to_dict(),
+        "accuracy": result.accuracy,
+        "final_loss": result.valid_loss,
+        "valid_loss": result.valid_loss,
+        "train_loss": last.get("train_loss"),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "restored_best": result.restored_best,
+        "resumed_from": result.resumed_from,
+        "diverged_epoch": result.diverged_epoch,
+        "classes": result.classes,
+        "per_class_accuracy": result.per_class_accuracy,
+        "confusion_matrix": result.confusion,
+        "data": result.data_source,
+        "split": result.split,
+        "device": result.device,
+        "elapsed_s": result.elapsed_s,
+        "notes": result.notes,
+        "expectations": outcomes_document(outcomes or []),
+        "versions": result.versions,
+    }
+
+
+def report(result: ClassifyResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
+    """Summary, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+    cfg = result.config
+    restored = " (weights restored from it)" if result.restored_best else ""
+    title = (f"losslab classify: {result.status} — {cfg.data.dataset}, {cfg.model.name}, {cfg.loss.name}, "
+             f"{cfg.optim.name} lr {fmt(cfg.optim.lr, 'g')}: {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
+             f"on {result.device}")
+    summary_rows = [["accuracy", f"{result.accuracy:.4f}"], ["validation loss", fmt(result.valid_loss)],
+                    ["best epoch", f"{result.best_epoch}{restored}" if result.best_epoch else "—"]]
+    notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes)
+    if result.resumed_from is not None:
+        notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")
+    notes += status_notes(result)
+    notes += [o.describe() for o in outcomes]
+    summary = Report(title, ["metric", "value"], summary_rows, [])
+    support = [sum(row) for row in result.confusion]
+    per_class = Report("per-class accuracy", ["class", "accuracy", "support"],
+                       [[c, fmt(result.per_class_accuracy.get(c), ".4f"), str(n)]
+                        for c, n in zip(result.classes, support)], [])
+    confusion = Report("confusion matrix (rows: true class, columns: predicted)", ["true \\ pred", *result.classes],
+                       [[c, *(str(v) for v in row)] for c, row in zip(result.classes, result.confusion)], notes)
+    return [summary, per_class, confusion]
+
+
+def plots(result: ClassifyResult) -> list[Plot]:
+    cfg = result.config
+
+    def curves(path: Any) -> None:
+        from losslab.outputs.plots import classification_curves
+
+        classification_curves(result.records, path, title=f"classify: {cfg.data.dataset}, {cfg.model.name}, "
+                              f"{cfg.optim.name} lr {cfg.optim.lr:g}", best_epoch=result.best_epoch)
+
+    def confusion(path: Any) -> None:
+        from losslab.outputs.plots import confusion_matrix
+
+        confusion_matrix(result.confusion, result.classes, path, title=f"{cfg.data.dataset}: accuracy "
+                         f"{result.accuracy:.4f}")
+
+    return [("curves.png", curves), ("confusion.png", confusion)]
+
+
+def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
+    cfg = cfg.resolved()
+    check_out_dir(cfg.out)
+    problem = ClassificationProblem(cfg)
+    check_names(cfg.gates.expect, metric_names(problem))
+
+    console = make_console(stderr=json_out)
+    progress = ProgressDisplay(console, classify_columns(), quiet=quiet, max_rows=20)
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
+    result = run(cfg, events, problem)
+    outcomes = check_gates(cfg.gates, result.status, result.metrics())
+    return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
+                  outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
+                  plots=plots(result))

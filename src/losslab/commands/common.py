@@ -1,0 +1,77 @@
+"""The tail every command shares: gates, result files, report, JSON and the exit code, in that order."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from losslab.config import GateConfig
+from losslab.errors import ExitCode
+from losslab.expect import Outcome, evaluate
+from losslab.outputs.display import print_failures
+from losslab.outputs.files import dumps, write_run_files
+
+Plot = tuple[str, Callable[[Any], None]]
+
+
+def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
+    if status == "interrupted":
+        return ExitCode.INTERRUPTED
+    if status == "diverged":
+        return ExitCode.DIVERGED
+    if any(not o.passed for o in outcomes):
+        return ExitCode.EXPECTATION_FAILED
+    return ExitCode.OK
+
+
+def check_gates(gates: GateConfig, status: str, metrics: Mapping[str, Any], loss_key: str = "final_loss") -> list[Outcome]:
+    """`--expect` and `--target-loss` outcomes; none for an interrupted run (its numbers are partial)."""
+    if status == "interrupted":
+        return []
+    return evaluate(gates.expect, metrics, gates.target_loss, loss_key)
+
+
+def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
+           status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = ()) -> int:
+    """Report, JSON, result files and exit code: the common tail of every command."""
+    if out is not None:  # files first: a closed pipe on stdout must not lose what the user asked to keep
+        write_run_files(out, document, records, plots)
+    for part in report if isinstance(report, (list, tuple)) else [report]:
+        part.render(console)
+    if out is not None:
+        print(f"results written to {out}/", file=console.file, flush=True)
+    if json_out:
+        sys.stdout.write(dumps(document))
+        sys.stdout.flush()
+    print_failures(outcomes)
+    return int(exit_code(status, outcomes))
+
+
+# --- many-run commands ---------------------------------------------------------------------------
+
+def default_target(problem: Any) -> float:
+    """Regression: 1.05x the least-squares optimum's loss; classification: 0.9 validation accuracy."""
+    return 1.05 * problem.optimum["loss"] if problem.task == "regression" else 0.9  # type: ignore[union-attr]
+
+
+def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
+    """One run of a many-run command in its JSON document: identity, status, final metrics, convergence."""
+    from losslab.stats import best_loss, epochs_to_target
+
+    doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, "status": r.status, "epochs_run": r.epochs_run,
+           "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
+    if r.error:
+        doc["error"] = r.error
+    doc["best_loss"] = best_loss(r.records, task)
+    doc["epochs_to_target"] = epochs_to_target(r.records, task, target)
+    return doc
+
+
+def run_records(results: Sequence[Any], group_key: Optional[str]) -> list[dict[str, Any]]:
+    """Per-epoch rows of many runs for history.csv, prefixed with what tells them apart (group, seed, lr)."""
+    rows = []
+    for r in results:
+        head = {group_key: r.spec.group} if group_key else {}
+        for rec in r.records:
+            rows.append({**head, "seed": r.spec.seed, "lr": r.spec.optim.lr, **rec})
+    return rows

@@ -1,0 +1,265 @@
+"""`losslab compare-optimizers`: the same model, initial weights and data order trained by several optimizers
+over several seeds, summarised robustly (median, IQR) and ranked with a paired-seed test for the winner."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Sequence
+
+from losslab.commands.common import Plot, check_gates, default_target, finish, run_document, run_records
+from losslab.config import CompareConfig, check_out_dir
+from losslab.engine.events import Consumer
+from losslab.engine.problems import AnyProblem, build_problem
+from losslab.engine.runs import RunResult, RunSpec
+from losslab.engine.trials import run_trials
+from losslab.expect import Outcome, check_names
+from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
+from losslab.outputs.files import outcomes_document, versions
+from losslab.stats import Summary, extra_keys, loss_key, paired_wins, rank, summarise
+
+COMMAND = "compare-optimizers"
+
+
+@dataclass
+class CompareResult:
+    config: CompareConfig
+    status: str
+    summaries: list[Summary]  # ranked
+    runs: dict[str, list[RunResult]]
+    winner: Optional[str]
+    wins: Optional[int]
+    target: Optional[float]
+    tuning: Optional[dict[str, Any]]
+    reference: dict[str, Any]  # regress: the least-squares optimum
+    elapsed_s: float
+    device: str
+    data_source: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        return metrics(self.winner, self.summaries)
+
+
+def metrics(winner: Optional[str], summaries: Sequence[Summary]) -> dict[str, Any]:
+    out: dict[str, Any] = {"winner": winner or "tie"}
+    for s in summaries:
+        out.update(s.metrics())
+    return out
+
+
+def metric_names(cfg: CompareConfig, problem: AnyProblem) -> list[str]:
+    """The names `metrics` reports for this comparison, known before training."""
+    keys = extra_keys(cfg.task, getattr(problem, "names", []) if cfg.task == "regression" else [])
+    return list(metrics(None, [Summary.placeholder(name, keys) for name in cfg.optims]))
+
+
+def settle(interrupted: bool, runs: Sequence[RunResult]) -> str:
+    """interrupted, diverged (every run diverged or failed) or ok: one diverging run is a result, not a failure."""
+    if interrupted:
+        return "interrupted"
+    if runs and all(r.status in ("diverged", "error") for r in runs):
+        return "diverged"
+    return "ok"
+
+
+def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer()) -> CompareResult:
+    """Tune (optionally), then train every optimizer on every evaluation seed and rank them."""
+    started = time.perf_counter()
+    cfg = cfg.resolved()
+    task = cfg.task
+    base = cfg.run.train.seed
+    seeds = [base + i for i in range(cfg.seeds)]
+    lrs = {name: cfg.lr_of(name) for name in cfg.optims}
+    tuning = None
+    interrupted = False
+    if cfg.tune:
+        tune_seed = base + 1000  # distinct from the evaluation seeds
+        specs = [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), tune_seed)
+                 for name in cfg.optims for lr in cfg.tune_grid]
+        results, interrupted = run_trials(problem, specs, events, command=COMMAND, vectorize=cfg.vectorize)
+        tuning = {"seed": tune_seed, "grid": list(cfg.tune_grid), "epochs": cfg.run.train.epochs,
+                  "budget": f"{len(cfg.tune_grid)} learning rates x {cfg.run.train.epochs} epochs on seed "
+                            f"{tune_seed}, the same for every optimizer",
+                  "results": {}, "chosen": {}}
+        for name in cfg.optims:
+            mine = [r for r in results if r.spec.optim.name == name]
+            tuning["results"][name] = [{"lr": r.spec.optim.lr, "final_loss": r.score, "status": r.status}
+                                       for r in mine]
+            finished = [r for r in mine if math.isfinite(r.score)]
+            if finished:
+                best = min(finished, key=lambda r: r.score)
+                lrs[name] = (best.spec.optim.lr, "tuned")
+                tuning["chosen"][name] = best.spec.optim.lr
+            else:
+                tuning["chosen"][name] = None  # every rate diverged: keep the default and say so
+    # seed-major order: all optimizers progress together, and machine noise hits them alike
+    specs = [RunSpec(name, replace(cfg.run.optim, name=name, lr=lrs[name][0]), seed)
+             for seed in seeds for name in cfg.optims]
+    if not interrupted:
+        results, interrupted = run_trials(problem, specs, events, command=COMMAND, vectorize=cfg.vectorize)
+    else:
+        results = [RunResult(s, "not run") for s in specs]
+    runs: dict[str, list[RunResult]] = {name: [] for name in cfg.optims}
+    for r in results:
+        runs[r.spec.group].append(r)
+
+    target = cfg.target if cfg.target is not None else default_target(problem)
+    summaries = rank([summarise(n, lrs[n][0], lrs[n][1], runs[n], task, target) for n in cfg.optims])
+    winner, wins = None, None
+    if len(summaries) == 1:
+        winner = summaries[0].name if math.isfinite(summaries[0].median) else None
+    elif math.isfinite(summaries[0].median):
+        wins = paired_wins(summaries[0], summaries[1])
+        if wins > cfg.seeds / 2:
+            winner = summaries[0].name
+    reference = problem.optimum if task == "regression" else {}  # type: ignore[union-attr]
+    return CompareResult(cfg, settle(interrupted, results), summaries, runs, winner, wins, target, tuning, reference,
+                         time.perf_counter() - started, str(problem.device), problem.data.source, versions())
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+def document(result: CompareResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab compare-optimizers`."""
+    task = result.config.task
+    optimizers = {}
+    for s in result.summaries:
+        optimizers[s.name] = {
+            "lr": s.lr, "lr_source": s.lr_source, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3,
+                                                                 "mean": s.mean, "std": s.std},
+            "best_loss": s.best, "epochs_to_target": s.epochs_to_target, "reached_target": s.reached,
+            "time_per_epoch_s": s.time_per_epoch, "diverged": s.diverged, "errors": s.errors, **s.extra,
+            "runs": [run_document(r, task, result.target) for r in result.runs[s.name]],
+        }
+    return {
+        "command": "compare-optimizers",
+        "status": result.status,
+        "task": task,
+        "config": result.config.to_dict(),
+        "ranking": [s.name for s in result.summaries],
+        "winner": result.winner,
+        "tie": result.winner is None,
+        "paired_wins": result.wins,
+        "target": result.target,
+        "optimizers": optimizers,
+        "tuning": result.tuning,
+        "reference": result.reference,
+        "data": result.data_source,
+        "device": result.device,
+        "elapsed_s": result.elapsed_s,
+        "expectations": outcomes_document(outcomes or []),
+        "versions": result.versions,
+    }
+
+
+def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
+    """Two tables so each fits a terminal: the ranking by final loss, then speed and what was learned."""
+    cfg = result.config
+    regress = cfg.task == "regression"
+    param_names = [k for k in (result.summaries[0].extra if result.summaries else {}) if k not in
+                   ("optimum_distance", "accuracy")]
+    if len(param_names) > 3:
+        param_names = []  # many weights: the distance from the optimum says it in one number
+    ranking_headers = ["#", "optimizer", "lr", "final loss median", "IQR", "mean ± std", "best loss", "diverged"]
+    ranking = []
+    for i, s in enumerate(result.summaries, start=1):
+        ranking.append([str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
+                        fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
+                        f"{fmt(s.mean, '.4g')} ± {fmt(s.std, '.2g')}", fmt(s.best, ".5g"),
+                        f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
+    target = f"epochs to {'loss' if regress else 'acc'} {fmt(result.target, '.4g')}"
+    detail_headers = ["optimizer", target, "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
+    detail = []
+    for s in result.summaries:
+        reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
+        row = [s.name, reach, fmt(s.time_per_epoch * 1e3, ".3g") if math.isfinite(s.time_per_epoch) else "—"]
+        if regress:
+            row += [fmt(s.extra.get(p)) for p in param_names] + [fmt(s.extra.get("optimum_distance"), ".2e")]
+        else:
+            row += [fmt(s.extra.get("accuracy"), ".4f")]
+        detail.append(row)
+    task = "regression" if regress else f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})"
+    title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
+             f"{cfg.run.train.epochs} epochs, ranked by median final loss ({result.elapsed_s:.1f} s)")
+    notes = [f"data: {result.data_source}"]
+    if regress and result.reference:
+        ref = result.reference
+        notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
+                     + f", loss {ref['loss']:.6g}")
+    if len(result.summaries) > 1:
+        top, second = result.summaries[0], result.summaries[1]
+        if result.winner:
+            notes.append(f"winner: {result.winner} — lower final loss than {second.name} on {result.wins} of "
+                         f"{cfg.seeds} paired seeds")
+        elif math.isfinite(top.median):
+            notes.append(f"tie: {top.name} has the lowest median but beats {second.name} on only {result.wins} of "
+                         f"{cfg.seeds} paired seeds (a winner needs a majority)")
+        else:
+            notes.append("no winner: every run diverged or failed")
+    if result.tuning:
+        t = result.tuning
+        chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
+                           for k, v in t["chosen"].items())
+        notes.append(f"tuning budget: {t['budget']}; chosen: {chosen}")
+    for name, runs in result.runs.items():
+        for r in runs:
+            if r.status in ("error",):
+                notes.append(f"{name} seed {r.spec.seed}: {r.error}")
+    if result.status == "interrupted":
+        notes.append("interrupted: trials that did not finish rank last and are marked in the JSON.")
+    notes += [o.describe() for o in outcomes]
+    last = len(detail_headers) - 1
+    score = (lambda s: s.extra.get("optimum_distance", math.inf)) if regress else \
+        (lambda s: s.extra.get("accuracy", -math.inf))
+    ranking_best = best_cells(result.summaries, [(3, lambda s: s.median, min), (6, lambda s: s.best, min)])
+    detail_best = best_cells(result.summaries, [(last, score, min if regress else max)])
+    stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
+    if stacked:
+        notes.append(f"stacked in one batched computation: {', '.join(stacked)} (ms/epoch is each run's share of it)")
+    return [Report(title, ranking_headers, ranking, [], ranking_best),
+            Report("convergence and result per optimizer (medians over seeds)", detail_headers, detail, notes,
+                   detail_best)]
+
+
+def plots(result: CompareResult) -> list[Plot]:
+    cfg = result.config
+    key = loss_key(cfg.task)
+
+    def curves(path: Any) -> None:
+        from losslab.outputs.plots import median_curves
+
+        data = {s.name: [[rec[key] for rec in r.records if key in rec] for r in result.runs[s.name]]
+                for s in result.summaries}
+        median_curves(data, path, title=f"compare-optimizers: {cfg.task}, {cfg.seeds} seeds",
+                      ylabel="training loss" if key == "train_loss" else "validation loss")
+
+    def tuning(path: Any) -> None:
+        from losslab.outputs.plots import loss_vs_lr
+
+        assert result.tuning is not None
+        points = {n: [(row["lr"], row["final_loss"]) for row in rows] for n, rows in result.tuning["results"].items()}
+        loss_vs_lr(points, path, title=f"tuning on seed {result.tuning['seed']}", marks=result.tuning["chosen"])
+
+    return [("curves.png", curves)] + ([("tuning.png", tuning)] if result.tuning else [])
+
+
+def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
+    cfg = cfg.resolved()
+    check_out_dir(cfg.out)
+    problem = build_problem(cfg.run)
+    check_names(cfg.gates.expect, metric_names(cfg, problem))
+
+    console = make_console(stderr=json_out)
+    display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task))
+    display.plan(list(cfg.optims), cfg.seeds)
+    with display:
+        result = compare(cfg, problem, dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [display]))
+    outcomes = check_gates(cfg.gates, result.status, result.metrics())
+    runs = [r for rs in result.runs.values() for r in rs]
+    # one run diverging is a result, not a failure: exit 3 only when every run diverged
+    return finish(document=document(result, outcomes), report=report(result, outcomes),
+                  records=run_records(runs, "optimizer"), outcomes=outcomes, status=result.status,
+                  json_out=json_out, console=console, out=cfg.out, plots=plots(result))

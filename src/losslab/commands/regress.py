@@ -1,0 +1,142 @@
+"""`losslab regress`: fit nn.Linear to regression data and compare the learned w, b with the truth and the exact
+least-squares optimum."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from losslab.commands.common import Plot, check_gates, finish
+from losslab.config import RegressConfig, check_out_dir
+from losslab.engine.events import Consumer
+from losslab.engine.problems import RegressionProblem
+from losslab.engine.runs import RunSpec, execute, run_info
+from losslab.expect import Outcome, check_names
+from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs.display import (Column, ProgressDisplay, Report, epoch_columns, fmt, make_console,
+                                     status_notes)
+from losslab.outputs.files import outcomes_document, versions
+
+COMMAND = "regress"
+
+
+@dataclass
+class RegressResult:
+    config: RegressConfig
+    status: str
+    records: list[dict[str, Any]]
+    epochs_run: int
+    final_loss: float
+    params: dict[str, float]
+    true_params: Optional[dict[str, float]]
+    optimum: dict[str, Any]  # {"params": {...}, "loss": float}
+    elapsed_s: float
+    device: str
+    data_source: str
+    diverged_epoch: Optional[int] = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat names that `--expect` can test."""
+        return metrics(self.params, self.optimum, self.final_loss, self.epochs_run, self.elapsed_s)
+
+
+def metrics(params: dict[str, float], optimum: dict[str, Any], final_loss: float, epochs_run: int,
+            elapsed_s: float) -> dict[str, Any]:
+    out: dict[str, Any] = dict(params)
+    out.update(final_loss=final_loss, epochs_run=epochs_run, elapsed_s=elapsed_s, optimum_loss=optimum["loss"])
+    for name, value in params.items():
+        out[f"{name}_error"] = abs(value - optimum["params"][name])
+    return out
+
+
+def metric_names(problem: RegressionProblem) -> list[str]:
+    """The names `metrics` reports for this problem, known before training."""
+    return list(metrics({n: math.nan for n in problem.names}, problem.optimum, math.nan, 0, 0.0))
+
+
+def run(cfg: RegressConfig, events: Consumer = Consumer(), problem: Optional[RegressionProblem] = None) -> RegressResult:
+    """Fit nn.Linear to the regression data with the configured loss and optimizer."""
+    cfg = cfg.resolved()
+    problem = problem or RegressionProblem(cfg)
+    spec = RunSpec("run", cfg.optim, cfg.train.seed)
+    result = execute(problem, spec, events, info=run_info(problem, spec, COMMAND), raise_errors=True,
+                     partial_metrics=True)
+    final = result.metrics
+    return RegressResult(
+        config=cfg, status=result.status, records=result.records, epochs_run=result.epochs_run,
+        final_loss=final.get("final_loss", math.nan), params=final.get("params", {}),
+        true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
+        device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
+        versions=versions(),
+    )
+
+
+def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
+    """The `--json` / result.json document of `losslab regress`."""
+    return {
+        "command": "regress",
+        "status": result.status,
+        "config": result.config.to_dict(),
+        "final_loss": result.final_loss,
+        "epochs_run": result.epochs_run,
+        "diverged_epoch": result.diverged_epoch,
+        "params": result.params,
+        "true_params": result.true_params,
+        "optimum": result.optimum,
+        "data": result.data_source,
+        "device": result.device,
+        "elapsed_s": result.elapsed_s,
+        "expectations": outcomes_document(outcomes or []),
+        "versions": result.versions,
+    }
+
+
+def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
+    cfg = result.config
+    rows = []
+    for name, value in result.params.items():
+        true = result.true_params.get(name) if result.true_params else None
+        opt = result.optimum["params"][name]
+        rows.append([name, fmt(value), fmt(true), fmt(opt), fmt(abs(value - opt), ".2e")])
+    rows.append(["loss", fmt(result.final_loss), "—", fmt(result.optimum["loss"]),
+                 fmt(abs(result.final_loss - result.optimum["loss"]), ".2e")])
+    lr = fmt(cfg.optim.lr, "g")
+    title = (f"losslab regress: {result.status} — {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
+             f"({cfg.optim.name}, lr {lr}, {cfg.loss.name} loss, {result.device})")
+    notes = [f"data: {result.data_source}"]
+    if cfg.loss.name != "mse":
+        notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for comparison.")
+    notes += status_notes(result)
+    notes += [o.describe() for o in outcomes]
+    return Report(title, ["param", "learned", "true", "least-squares", "|learned − optimum|"], rows, notes)
+
+
+def plots(result: RegressResult) -> list[Plot]:
+    cfg = result.config
+
+    def draw(path: Any) -> None:
+        from losslab.outputs.plots import loss_curve
+
+        loss_curve(result.records, path, title=f"regress: {cfg.optim.name}, lr {cfg.optim.lr:g}, {cfg.loss.name}",
+                   reference=result.optimum["loss"])
+
+    return [("loss.png", draw)]
+
+
+def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
+    cfg = cfg.resolved()
+    # validate everything that can be checked before training
+    check_out_dir(cfg.out)
+    problem = RegressionProblem(cfg)
+    check_names(cfg.gates.expect, metric_names(problem))
+
+    console = make_console(stderr=json_out)
+    progress = ProgressDisplay(console, epoch_columns([Column(n, n) for n in problem.names]), quiet=quiet)
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
+    result = run(cfg, events, problem)
+    outcomes = check_gates(cfg.gates, result.status, result.metrics())
+    return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
+                  outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
+                  plots=plots(result))

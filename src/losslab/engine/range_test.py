@@ -1,0 +1,107 @@
+"""The LR range test's mechanics (Smith 2015; fastai's and Lightning's lr_find): one run through the shared run
+path with the rate growing every step, stopped when the smoothed loss explodes, with the model and optimizer
+restored afterwards and their state hashed before and after. Suggestions from the curve are the command's
+(pure functions in `commands.lr_sweep`)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from losslab.components.optimizers import build_optimizer
+from losslab.config import SweepConfig
+from losslab.engine.events import Consumer
+from losslab.engine.problems import Problem
+from losslab.engine.runs import RunSpec, execute, run_info
+
+
+def schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> list[float]:
+    """The learning rate of each step: exponential (log-linear) or linear from min_lr to max_lr."""
+    if mode == "linear":
+        return [min_lr + (max_lr - min_lr) * i / (steps - 1) for i in range(steps)]
+    return [min_lr * (max_lr / min_lr) ** (i / (steps - 1)) for i in range(steps)]
+
+
+def state_hash(model: Any, optimizer: Any) -> str:
+    """SHA-256 of every parameter and buffer and of the optimizer's state and hyper-parameters."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    buf = io.BytesIO()
+    torch.save(optimizer.state_dict(), buf)
+    h.update(buf.getvalue())
+    return h.hexdigest()
+
+
+@dataclass
+class RangeCurve:
+    seed: int
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    stopped: str  # "diverged" (smoothed loss passed the threshold), "non-finite loss", "completed", "interrupted"
+    hash_before: str
+    hash_after: str
+
+    @property
+    def usable(self) -> int:
+        """Points a suggestion may use: those after the loss exploded say nothing about where to train."""
+        return len(self.smoothed) - 1 if self.stopped == "diverged" else len(self.smoothed)
+
+
+def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consumer = Consumer(), *,
+                   index: int = 0, total: int = 1) -> RangeCurve:
+    """One LR range test through the run path; the model and optimizer are restored afterwards."""
+    low, high = cfg.lr_range
+    lrs = schedule(low, high, cfg.steps, cfg.mode)
+    spec = RunSpec("range test", replace(cfg.run.optim, lr=lrs[0]), seed)
+    model = problem.new_model(seed)
+    optimizer = build_optimizer(model.parameters(), spec.optim)
+    before = state_hash(model, optimizer)
+    saved_model, saved_optim = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    losses: list[float] = []
+    smoothed: list[float] = []
+    state = {"avg": 0.0, "best": math.inf, "stopped": "completed"}
+
+    def on_step(loss: float) -> bool:
+        i = len(losses)
+        losses.append(loss)
+        if not math.isfinite(loss):
+            state["stopped"] = "non-finite loss"
+            return True
+        state["avg"] = cfg.smoothing * state["avg"] + (1 - cfg.smoothing) * loss
+        value = state["avg"] / (1 - cfg.smoothing ** (i + 1))
+        smoothed.append(value)
+        state["best"] = min(state["best"], value)
+        if i > 0 and value > cfg.diverge_factor * state["best"]:
+            state["stopped"] = "diverged"
+            return True
+        if i + 1 >= len(lrs):
+            return True
+        for group in optimizer.param_groups:
+            group["lr"] = lrs[i + 1]
+        return False
+
+    n = problem.x.shape[0]
+    batch = problem.train_cfg.batch_size
+    per_epoch = 1 if batch is None or batch >= n else math.ceil(n / batch)
+    epochs = math.ceil(cfg.steps / per_epoch) + 1
+    info = run_info(problem, spec, "lr-sweep", index=index, total=total, epochs=epochs)
+    try:
+        result = execute(problem, spec, events, info=info, model=model, optimizer=optimizer, epochs=epochs,
+                         on_step=on_step, with_metrics=False, raise_errors=True)
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optim)
+    if result.status == "interrupted":
+        state["stopped"] = "interrupted"
+    kept = len(smoothed)
+    return RangeCurve(seed, lrs[:kept], losses[:kept], smoothed, state["stopped"], before,
+                      state_hash(model, optimizer))

@@ -1,0 +1,122 @@
+"""The one run path: a `RunSpec` (optimizer, loss, seed; room for an LR schedule) goes to `execute`, which builds
+the model and optimizer, emits the run's events, trains with `fit`, takes the final metrics and settles the
+status. Single runs, sequential trials and the range test all go through it; the stacked engine builds the
+same `RunResult`s with the same record and status helpers."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from losslab.components.optimizers import build_optimizer
+from losslab.config import LossConfig, OptimConfig
+from losslab.engine.events import Consumer, RunInfo
+from losslab.engine.loop import FitResult, fit, settle_status
+from losslab.engine.problems import Problem
+
+_NO_EVENTS = Consumer()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: what it is compared under (`group`), its optimizer and loss, and the seed of its initial weights
+    and batch order. `loss` None trains with the problem's own loss."""
+
+    group: str
+    optim: OptimConfig
+    seed: int
+    loss: Optional[LossConfig] = None
+
+    def key(self, loss_name: Optional[str] = None) -> tuple[tuple[str, Any], ...]:
+        loss = self.loss.name if self.loss is not None else loss_name
+        parts: list[tuple[str, Any]] = [("optimizer", self.optim.name)]
+        if self.loss is not None and loss is not None:
+            parts.append(("loss", loss))
+        return (*parts, ("lr", float(self.optim.lr or 0.0)), ("seed", self.seed))
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    status: str  # ok, diverged, error, interrupted, not run
+    records: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    epochs_run: int = 0
+    elapsed_s: float = 0.0  # for stacked runs, this run's share of the batch's time
+    error: Optional[str] = None
+    stacked_with: int = 1  # how many runs were trained together with this one in one batched computation
+    diverged_epoch: Optional[int] = None
+    stopped_early: bool = False
+
+    @property
+    def score(self) -> float:
+        """Final loss; +inf for anything that did not finish cleanly, so failures rank last, never drop out."""
+        loss = self.metrics.get("final_loss")
+        if self.status != "ok" or loss is None or not math.isfinite(loss):
+            return math.inf
+        return float(loss)
+
+
+def run_info(problem: Problem, spec: RunSpec, command: str, *, index: int = 0, total: int = 1,
+             epochs: Optional[int] = None, first_epoch: int = 1, stacked_with: int = 1) -> RunInfo:
+    n = problem.x.shape[0]
+    batch = problem.train_cfg.batch_size
+    return RunInfo(command=command, group=spec.group, seed=spec.seed, key=spec.key(problem.loss_cfg.name),
+                   index=index, total=total, epochs=epochs or problem.train_cfg.epochs, first_epoch=first_epoch,
+                   samples=n, batch_size=n if batch is None or batch >= n else batch, stacked_with=stacked_with)
+
+
+def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, info: Optional[RunInfo] = None,
+            model: Optional[torch.nn.Module] = None, optimizer: Any = None,
+            generator: Optional[torch.Generator] = None, first_epoch: int = 1, epochs: Optional[int] = None,
+            on_step: Optional[Callable[[float], bool]] = None,
+            after_fit: Optional[Callable[[FitResult], None]] = None, with_metrics: bool = True,
+            raise_errors: bool = False, partial_metrics: bool = False) -> RunResult:
+    """Build (unless given), announce, train, measure and settle one run.
+
+    `model`/`optimizer`/`generator` let a caller continue a checkpoint or share initial weights;
+    `after_fit` runs before the final metrics (e.g. restoring the best weights of early stopping);
+    `partial_metrics` measures an interrupted run too (a single run reports where Ctrl-C stopped it).
+    A run that raises is reported as status "error" with its message (one trial failing must not stop the
+    others), unless `raise_errors` (a single-run command's failure is its own error); Ctrl-C as "interrupted".
+    """
+    info = info or run_info(problem, spec, "run", epochs=epochs, first_epoch=first_epoch)
+    start = time.perf_counter()
+    result = RunResult(spec, "error")
+    try:
+        events.on_run_begin(info)
+        model = model if model is not None else problem.new_model(spec.seed)
+        optimizer = optimizer if optimizer is not None else build_optimizer(model.parameters(), spec.optim)
+        loss_fn = problem.loss_for(spec.loss)
+        evaluate = (lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None
+        fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs,
+                     batch_size=problem.train_cfg.batch_size, clip_grad_norm=problem.train_cfg.clip_grad_norm,
+                     generator=generator or torch.Generator().manual_seed(spec.seed), evaluate=evaluate,
+                     track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step)
+        result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
+                           elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
+                           stopped_early=fitted.stopped_early)
+        if after_fit is not None:
+            after_fit(fitted)
+        if with_metrics and (fitted.status != "interrupted" or partial_metrics):
+            result.metrics = problem.final_metrics(model, loss_fn)
+            result.status = settle_status(fitted.status, result.metrics)
+            if result.status == "diverged" and result.diverged_epoch is None:
+                result.diverged_epoch = fitted.epochs_run
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        result.elapsed_s = result.elapsed_s or time.perf_counter() - start
+    except Exception as exc:
+        if raise_errors:
+            raise
+        result = RunResult(spec, "error", result.records, elapsed_s=time.perf_counter() - start,
+                           error=f"{type(exc).__name__}: {exc}")
+    try:
+        events.on_run_end(info, result)
+    except KeyboardInterrupt:  # Ctrl-C while a display closes still ends the run cleanly
+        result.status = "interrupted"
+    return result

@@ -1,0 +1,96 @@
+"""Machine-readable results: JSON documents (NaN as null), history CSV, atomic file writes and the versions
+every result records. Commands build their documents; this module writes them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from losslab.expect import Outcome
+
+
+def versions() -> dict[str, str]:
+    """What produced a result: Python, torch and losslab versions."""
+    import torch
+
+    from losslab import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "losslab": __version__}
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: non-finite floats become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    return json.dumps(clean(document), indent=2, allow_nan=False) + "\n"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def history_csv(records: Iterable[Mapping[str, Any]]) -> str:
+    records = list(records)
+    columns: list[str] = []
+    for rec in records:
+        columns.extend(k for k in rec if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in rec.items()})
+    return buf.getvalue()
+
+
+def outcomes_document(outcomes: Iterable[Outcome]) -> list[dict[str, Any]]:
+    return [{"spec": o.spec, "name": o.name, "passed": o.passed, "actual": o.actual} for o in outcomes]
+
+
+def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],
+                    plots: Iterable[tuple[str, Callable[[Path], None]]] = ()) -> list[Path]:
+    """result.json, history.csv and the given plots, each written atomically into `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    write_text(out / "history.csv", history_csv(records))
+    written.append(out / "history.csv")
+    for name, draw in plots:
+        atomic_write(out / name, draw)
+        written.append(out / name)
+    # result.json last: its presence says the other files are complete
+    write_text(out / "result.json", dumps(document))
+    written.append(out / "result.json")
+    return written

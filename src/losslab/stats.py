@@ -1,0 +1,142 @@
+"""Statistics over many runs: quantiles, epochs to a target, a robust summary per entry, ranking and paired wins.
+
+Pure Python on plain numbers and on run results (anything with `score`, `status`, `records`, `metrics`,
+`epochs_run` and `elapsed_s`); imports nothing from losslab.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default); infinities sort last."""
+    xs = sorted(values)
+    if not xs:
+        return math.nan
+    pos = (len(xs) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    if lo == hi or xs[lo] == xs[hi]:
+        return xs[lo]
+    if math.isinf(xs[hi]):
+        return math.inf
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def loss_key(task: str) -> str:
+    """The per-epoch loss that runs of a task are compared on: training loss (regression) or validation loss."""
+    return "train_loss" if task == "regression" else "valid_loss"
+
+
+def epochs_to_target(records: Sequence[dict[str, Any]], task: str, target: Optional[float]) -> Optional[int]:
+    """First epoch whose training loss is at most the target (regression) or whose validation accuracy is at
+    least it (classification)."""
+    if target is None:
+        return None
+    for r in records:
+        if task == "regression" and r.get("train_loss", math.inf) <= target:
+            return r["epoch"]
+        if task == "classification" and r.get("valid_acc", -1.0) >= target:
+            return r["epoch"]
+    return None
+
+
+def best_loss(records: Sequence[dict[str, Any]], task: str) -> float:
+    """The lowest finite loss of a run's records (+inf when none is finite)."""
+    key = loss_key(task)
+    losses = [r[key] for r in records if key in r and math.isfinite(r[key])]
+    return min(losses) if losses else math.inf
+
+
+def extra_keys(task: str, param_names: Sequence[str]) -> list[str]:
+    """What a summary carries besides losses: the learned parameters and their distance from the optimum
+    (regression), or the validation accuracy (classification)."""
+    return [*param_names, "optimum_distance"] if task == "regression" else ["accuracy"]
+
+
+@dataclass
+class Summary:
+    name: str
+    lr: float
+    lr_source: str
+    finals: list[float]  # per seed, +inf when the run did not finish cleanly
+    median: float
+    q1: float
+    q3: float
+    mean: float
+    std: float
+    best: float  # median over seeds of each run's best loss
+    epochs_to_target: Optional[float]  # median over the runs that reached it
+    reached: int
+    time_per_epoch: float
+    diverged: int
+    errors: int
+    extra: dict[str, Any] = field(default_factory=dict)  # regress: params, distance; classify: accuracy
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat `name.metric` values that `--expect` can test."""
+        out = {f"{self.name}.final_loss": self.median, f"{self.name}.best_loss": self.best, f"{self.name}.lr": self.lr,
+               f"{self.name}.epochs_to_target": self.epochs_to_target, f"{self.name}.diverged": self.diverged}
+        out.update({f"{self.name}.{k}": v for k, v in self.extra.items()})
+        return out
+
+    @classmethod
+    def placeholder(cls, name: str, keys: Sequence[str]) -> "Summary":
+        """A summary with no numbers yet: its metric names are those a real one reports."""
+        return cls(name, math.nan, "", [], math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, None, 0,
+                   math.nan, 0, 0, {k: None for k in keys})
+
+
+def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str, target: Optional[float]) -> Summary:
+    finals = [r.score for r in runs]
+    finite = [f for f in finals if math.isfinite(f)]
+    reach = [e for e in (epochs_to_target(r.records, task, target) for r in runs) if e is not None]
+    per_epoch = [r.elapsed_s / r.epochs_run for r in runs if r.epochs_run]
+    extra: dict[str, Any] = {}
+    ok = [r for r in runs if r.status == "ok"]
+    if ok:
+        params = list(ok[0].metrics.get("params", {}))
+        for key in extra_keys(task, params):
+            if key in params:
+                extra[key] = statistics.median(r.metrics["params"][key] for r in ok)
+            else:
+                extra[key] = statistics.median(r.metrics[key] for r in ok)
+    return Summary(
+        name=name, lr=lr, lr_source=source, finals=finals, median=quantile(finals, 0.5), q1=quantile(finals, 0.25),
+        q3=quantile(finals, 0.75), mean=statistics.fmean(finite) if finite else math.inf,
+        std=statistics.stdev(finite) if len(finite) > 1 else 0.0,
+        best=quantile([best_loss(r.records, task) for r in runs], 0.5),
+        epochs_to_target=statistics.median(reach) if reach else None, reached=len(reach),
+        time_per_epoch=statistics.median(per_epoch) if per_epoch else math.nan,
+        diverged=sum(r.status == "diverged" for r in runs), errors=sum(r.status == "error" for r in runs),
+        extra=extra,
+    )
+
+
+def rank(summaries: Sequence[Summary]) -> list[Summary]:
+    """By median final loss to 4 significant digits (closer is float noise), then by median epochs to the
+    target, then mean; failures (+inf) last."""
+    def key(s: Summary) -> tuple[float, float, float, str]:
+        median = float(f"{s.median:.4g}") if math.isfinite(s.median) else math.inf
+        reach = s.epochs_to_target if s.epochs_to_target is not None else math.inf
+        return (median, reach, s.mean, s.name)
+
+    return sorted(summaries, key=key)
+
+
+# A paired win needs a real difference: two runs that both reached the optimum differ only by float noise.
+WIN_MARGIN = 1e-4
+
+
+def paired_wins(a: Summary, b: Summary, margin: float = WIN_MARGIN) -> int:
+    """Seeds on which `a` ended lower than `b` by more than `margin` relative (runs are paired by seed)."""
+    return sum(x < y and (math.isinf(y) or y - x > margin * abs(y)) for x, y in zip(a.finals, b.finals))
+
+
+def geometric_median(values: Sequence[float]) -> float:
+    """Median of positive rates on a log scale (the median of log10 values, mapped back)."""
+    logs = sorted(math.log10(v) for v in values)
+    return 10 ** statistics.median(logs)
