@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losslab.callbacks import History
-from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, TrainConfig
+from losslab.commands import classify
 from losslab.components.datasets import load_classification
-from losslab.display import ProgressDisplay, classify_columns, make_console
-from losslab.experiments import classify
 from losslab.components.fakedata import write_cifar10
+from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, TrainConfig
+from losslab.engine.events import Dispatcher
+from losslab.engine.problems import ClassificationProblem
+from losslab.outputs.display import ProgressDisplay, classify_columns, make_console
 
 
 def hand_written(data, epochs: int, batch: int = 64) -> float:
@@ -58,8 +59,9 @@ def hand_written(data, epochs: int, batch: int = 64) -> float:
 def ours(data, epochs: int) -> float:
     cfg = ClassifyConfig(data=ClassifyDataConfig("digits"), model=ModelConfig("mlp", 128), optim=OptimConfig("adam"),
                          train=TrainConfig(epochs=epochs, batch_size=64, device="cpu"))
+    cfg = cfg.resolved()
     display = ProgressDisplay(make_console(), classify_columns(), quiet=True)
-    result = classify(cfg, data=data, callbacks=[History(), display])
+    result = classify.run(cfg, Dispatcher([display]), ClassificationProblem(cfg, data))
     return result.elapsed_s
 
 

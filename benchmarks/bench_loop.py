@@ -45,15 +45,15 @@ def hand_written(epochs: int, seed: int = 0) -> tuple[float, list[float]]:
 
 
 def losslab_fit(epochs: int, seed: int = 0) -> tuple[float, list[float]]:
-    """losslab's loop as `losslab regress --quiet` runs it: History and the (quiet) display attached."""
-    from losslab.callbacks import History
+    """losslab's loop as `losslab regress --quiet` runs it: the (quiet) display and registered consumers attached."""
+    from losslab.commands import regress
     from losslab.config import OptimConfig, RegressConfig, TrainConfig
-    from losslab.display import ProgressDisplay, epoch_columns, make_console
-    from losslab.experiments import regress
+    from losslab.outputs import OutputContext, dispatcher
+    from losslab.outputs.display import ProgressDisplay, epoch_columns, make_console
 
     cfg = RegressConfig(optim=OptimConfig(name="adam", lr=0.01), train=TrainConfig(epochs=epochs, seed=seed, device="cpu"))
     display = ProgressDisplay(make_console(), epoch_columns([]), quiet=True)
-    result = regress(cfg, callbacks=[History(), display])
+    result = regress.run(cfg, dispatcher(OutputContext("regress", cfg, quiet=True), [display]))
     train_s = result.records[-1]["elapsed_s"]
     return train_s, [result.params["w"], result.params["b"]]
 

@@ -14,7 +14,8 @@ from _common import losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path 
 from losslab.config import OptimConfig, RegressConfig, TrainConfig
 from losslab.components.regression_data import synthetic
 from losslab.engine.problems import RegressionProblem
-from losslab.trials import Trial, run_trials
+from losslab.engine.runs import RunSpec
+from losslab.engine.trials import run_trials
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     problem = RegressionProblem(RegressConfig(train=TrainConfig(epochs=args.epochs, device="cpu")), synthetic())
     lrs = [1e-4 * (1.0 / 1e-4) ** (i / (args.trials - 1)) for i in range(args.trials)]
-    trials = [Trial(f"{lr:.3g}", OptimConfig(args.optim, lr=lr), 0) for lr in lrs]
+    trials = [RunSpec(f"{lr:.3g}", OptimConfig(args.optim, lr=lr), 0) for lr in lrs]
     run_trials(problem, trials[:2], vectorize=False)  # warm up: first optimizer construction
     run_trials(problem, trials[:2], vectorize=True)
     start = time.perf_counter()

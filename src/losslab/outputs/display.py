@@ -6,21 +6,39 @@ Everything here consumes per-epoch records and result objects; nothing here trai
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from losslab.engine.events import Consumer, RunInfo
 
+if TYPE_CHECKING:  # rich is imported where a terminal needs it: off a terminal output is plain text
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
 
-def make_console(stderr: bool = False) -> Console:
-    """Rich honours NO_COLOR and emits no ANSI codes when the stream is not a terminal."""
+
+class PlainConsole:
+    """What output off a terminal needs of a console: its stream, and that it is not a terminal."""
+
+    is_terminal = False
+
+    def __init__(self, file: Any):
+        self.file = file
+
+
+def make_console(stderr: bool = False) -> "Console | PlainConsole":
+    """A Rich console on a terminal (it honours NO_COLOR); plain text elsewhere, without importing Rich."""
+    stream = sys.stderr if stderr else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    if not (isatty and isatty()) and not os.environ.get("FORCE_COLOR") and not os.environ.get("TTY_COMPATIBLE"):
+        return PlainConsole(stream)
+    from rich.console import Console
+
     return Console(stderr=stderr, highlight=False)
 
 
@@ -72,8 +90,10 @@ def classify_columns() -> list[Column]:
 
 
 def epoch_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], total: int,
-                ctx: Optional[dict[str, Any]] = None) -> Table:
+                ctx: Optional[dict[str, Any]] = None) -> "Table":
     """A pure function of the rows: the Live block only swaps it in."""
+    from rich.table import Table
+
     table = Table(title=None, header_style="bold", show_edge=True)
     for c in columns:
         table.add_column(c.header, justify="right")
@@ -97,7 +117,7 @@ def plain_line(columns: Sequence[Column], record: dict[str, Any], total: int,
 class ProgressDisplay(Consumer):
     """Live table (at most ~10 refreshes a second) on a terminal; one plain line per interval otherwise."""
 
-    def __init__(self, console: Console, columns: Sequence[Column], *, quiet: bool = False,
+    def __init__(self, console: "Console | PlainConsole", columns: Sequence[Column], *, quiet: bool = False,
                  live: Optional[bool] = None, max_rows: int = 10):
         self.console = console
         self.columns = list(columns)
@@ -108,7 +128,7 @@ class ProgressDisplay(Consumer):
         self.interval = 1
         self.milestones: list[dict[str, Any]] = []
         self.current: Optional[dict[str, Any]] = None
-        self._live: Optional[Live] = None
+        self._live: Optional["Live"] = None
         self.ctx: dict[str, Any] = {}
         self.batch: Optional[tuple[int, int, float]] = None  # progress inside the running epoch
         self.plain_every = 10.0  # seconds between in-epoch lines off a terminal (slow epochs only)
@@ -122,6 +142,8 @@ class ProgressDisplay(Consumer):
         if self.quiet:
             return
         if self.use_live:
+            from rich.live import Live
+
             self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=10,
                               transient=False, auto_refresh=True)
             self._live.start()
@@ -133,7 +155,7 @@ class ProgressDisplay(Consumer):
             rows.append(cur)
         return rows
 
-    def _render(self) -> Table:
+    def _render(self) -> "Table":
         table = epoch_table(self.columns, self._rows(), self.total, self.ctx)
         if self.batch is not None:
             b, batches, loss = self.batch
@@ -192,9 +214,12 @@ class Report:
     notes: list[str]
     best: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells to highlight
 
-    def render(self, console: Console) -> None:
+    def render(self, console: "Console | PlainConsole") -> None:
         if console.is_terminal:
             console.print(self.title, style="bold", markup=False, highlight=False)
+            from rich.table import Table
+            from rich.text import Text
+
             table = Table(header_style="bold")
             for i, h in enumerate(self.headers):
                 table.add_column(h, justify="left" if i == 0 else "right")
@@ -244,7 +269,7 @@ class TrialsDisplay(Consumer):
     """One live row per group (optimizer, loss or learning rate): run k of N, epoch, current loss, best so far.
     Off a terminal, one plain line per finished run."""
 
-    def __init__(self, console: Console, *, quiet: bool = False, live: Optional[bool] = None,
+    def __init__(self, console: "Console | PlainConsole", *, quiet: bool = False, live: Optional[bool] = None,
                  loss_key: str = "train_loss", label: str = "optimizer"):
         self.console = console
         self.quiet = quiet
@@ -254,7 +279,7 @@ class TrialsDisplay(Consumer):
         self.rows: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}
         self.totals: dict[str, int] = {}
-        self._live: Optional[Live] = None
+        self._live: Optional["Live"] = None
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
         for g in groups:
@@ -264,6 +289,8 @@ class TrialsDisplay(Consumer):
 
     def __enter__(self) -> "TrialsDisplay":
         if not self.quiet and self.use_live:
+            from rich.live import Live
+
             self._live = Live(get_renderable=self.table, console=self.console, refresh_per_second=10)
             self._live.start()
         return self
@@ -274,7 +301,9 @@ class TrialsDisplay(Consumer):
             self._live.stop()
             self._live = None
 
-    def table(self) -> Table:
+    def table(self) -> "Table":
+        from rich.table import Table
+
         table = Table(header_style="bold")
         for h in (self.label, "trial", "epoch", "loss", "best so far", "status"):
             table.add_column(h, justify="left" if h == self.label else "right")

@@ -9,7 +9,7 @@ import sys
 from typing import Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -25,11 +25,33 @@ EXIT_CODES_HELP = (
 )
 
 
-class _Group(TyperGroup):
+class _FlagHelp:
+    """The --help flag is unset (None) unless given, and typer coerces that None through pydantic, whose import
+    costs ~0.13 s of `losslab regress --help` and ~70 ms of every run. A flag needs no coercion."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        try:
+            from typer._coercion import PassThroughRuntimeParam
+
+            if option is not None and getattr(option, "_runtime_param", "absent") is None:
+                option._runtime_param = PassThroughRuntimeParam(
+                    annotation=bool, parameter_info=option.type_descriptor.parameter_info)
+        except (ImportError, AttributeError, TypeError):  # other typer versions: keep their behaviour
+            pass
+        return option
+
+
+class _Command(_FlagHelp, TyperCommand):
+    """A losslab command: its --help flag skips pydantic (see _FlagHelp)."""
+
+
+class _Group(_FlagHelp, TyperGroup):
     """Turns every usage error into one line on stderr and exit 2; maps Ctrl-C to 130."""
 
     def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        _skip_pydantic_coercion(self)
         try:
             rv = super().main(args=args, prog_name=prog_name or "losslab", complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -49,25 +71,60 @@ class _Group(TyperGroup):
             code = ExitCode.INTERRUPTED
         return self._exit(code, standalone_mode)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        """The group's --help flag is unset (None) when a subcommand's help is asked for, and typer coerces that
-        None through pydantic, whose import costs ~0.13 s of `losslab regress --help`. A flag needs no coercion."""
-        option = super().get_help_option(ctx)
-        try:
-            from typer._coercion import PassThroughRuntimeParam
-
-            if option is not None and getattr(option, "_runtime_param", "absent") is None:
-                option._runtime_param = PassThroughRuntimeParam(
-                    annotation=bool, parameter_info=option.type_descriptor.parameter_info)
-        except (ImportError, AttributeError, TypeError):  # other typer versions: keep their behaviour
-            pass
-        return option
-
     @staticmethod
     def _exit(code: int, standalone_mode: bool) -> int:
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """int, float, str or bool for those annotations (Optional too), list for list[str]; None for anything else."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if annotation in (int, float, str, bool):
+        return annotation
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
+        return _scalar_type(args[0])
+    if typing.get_origin(annotation) is list and args == [str]:
+        return list
+    return None
+
+
+_INVALID = {int: "Input should be a valid integer, unable to parse string as an integer",
+            float: "Input should be a valid number, unable to parse string as a number"}
+
+
+def _skip_pydantic_coercion(group: Any) -> None:
+    """Typer converts every option through a pydantic TypeAdapter, whose import costs ~70 ms of every run
+    (2-3% of `losslab regress`). Every losslab option is an int, float, str, bool or repeated str: convert
+    those directly, with typer's own messages; other typer versions keep their behaviour."""
+    try:
+        from typer._coercion import PassThroughRuntimeParam
+    except ImportError:
+        return
+
+    class Direct(PassThroughRuntimeParam):  # type: ignore[misc]
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = _scalar_type(self.annotation)
+            if kind is list:
+                return [str(v) for v in value]
+            if kind is bool or isinstance(value, kind):
+                return value
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                raise typer.BadParameter(_INVALID.get(kind, f"not a valid {kind.__name__}"), ctx=ctx,
+                                         param=param) from None
+
+    for command in getattr(group, "commands", {}).values():
+        for param in command.params:
+            descriptor = getattr(param, "type_descriptor", None)
+            if descriptor is None or getattr(param, "_runtime_param", "absent") is not None:
+                continue
+            if descriptor.file_annotation is None and _scalar_type(descriptor.annotation) is not None:
+                param._runtime_param = Direct(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
 
 
 app = typer.Typer(
@@ -88,7 +145,7 @@ def _root() -> None:
     """Experiments on PyTorch training."""
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 @options(*unique(OPTIM, REGRESS_DATA, TRAIN, OUTPUT), **REGRESS_DEFAULTS)
 def regress(given: Given) -> int:
     """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
@@ -98,7 +155,7 @@ def regress(given: Given) -> int:
     return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 @options(*unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT), **CLASSIFY_DEFAULTS)
 def classify(given: Given) -> int:
     """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
@@ -108,7 +165,7 @@ def classify(given: Given) -> int:
     return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@app.command("compare-optimizers", epilog=EXIT_CODES_HELP.replace(
+@app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
          *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss")
@@ -120,7 +177,7 @@ def compare_optimizers(given: Given) -> int:
     return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@app.command("lr-sweep", epilog=EXIT_CODES_HELP.replace(
+@app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
          *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss",

@@ -1,0 +1,119 @@
+"""The package's shape is a contract: every import points down the layers, and there are no import cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "losslab"
+
+# lowest first; a module may import its own layer or any layer below it, never one above
+LAYERS = [
+    {"losslab", "losslab.errors", "losslab.stats", "losslab.expect"},
+    {"losslab.components"},
+    {"losslab.config"},
+    {"losslab.engine"},
+    {"losslab.outputs"},
+    {"losslab.commands"},
+    {"losslab.cli"},
+    {"losslab.__main__"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer(module: str) -> int:
+    for rank, names in enumerate(LAYERS):
+        if module in names or any(module.startswith(n + ".") for n in names if n != "losslab"):
+            return rank
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in ROOT.rglob("*.py")}
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """Every losslab module this file imports, at top level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name.startswith("losslab"):
+                while name not in known and "." in name:
+                    name = name.rsplit(".", 1)[0]
+                found.add(name)
+    return found
+
+
+GRAPH = {name: imports(path, set(modules())) - {name} for name, path in modules().items()}
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_imports_point_down_the_layers(module):
+    up = [dep for dep in GRAPH[module] if layer(dep) > layer(module)]
+    assert not up, f"{module} (layer {layer(module)}) imports modules above it: {up}"
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as a path (first == last), or [] when the graph has none."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for name in sorted(graph):
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return []
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(GRAPH)
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_checks_see_a_cycle_and_an_upward_import(tmp_path):
+    """The walker must find what it claims to find: imports inside functions, and a planted cycle."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("def f():\n    from losslab.commands.regress import run\n")
+    b.write_text("import losslab.config\nfrom losslab.engine import runs\n")
+    known = set(modules())
+    assert imports(a, known) == {"losslab.commands.regress"}
+    assert imports(b, known) == {"losslab.config", "losslab.engine", "losslab.engine.runs"}
+    assert layer("losslab.commands.regress") > layer("losslab.engine.runs")
+    assert find_cycle({"x": {"y"}, "y": {"z"}, "z": {"x"}}) == ["x", "y", "z", "x"]
+    assert find_cycle({"x": {"y"}, "y": set()}) == []
+
+
+def test_every_cli_command_has_one_command_module():
+    from losslab.cli import app
+
+    names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    files = {p.stem.replace("_", "-") for p in (ROOT / "commands").glob("*.py") if p.stem not in ("__init__", "common")}
+    assert names == files

@@ -1,0 +1,93 @@
+"""One event protocol: a consumer registered once sees every command's runs, stacked trials and the range test."""
+
+from __future__ import annotations
+
+import pytest
+
+from losslab.engine.events import Consumer, Dispatcher, RunInfo
+from losslab.outputs import CONSUMERS
+
+
+class Spy(Consumer):
+    """Test-only sink: what a TensorBoard writer or any other output would receive."""
+
+    instances: list["Spy"] = []
+
+    def __init__(self, ctx):
+        self.command = ctx.command
+        self.begun: list[RunInfo] = []
+        self.records: dict[str, list[dict]] = {}
+        self.ended: dict[str, str] = {}
+        Spy.instances.append(self)
+
+    def on_run_begin(self, run):
+        self.begun.append(run)
+
+    def on_epoch_end(self, run, record):
+        self.records.setdefault(run.label, []).append(dict(record))
+
+    def on_run_end(self, run, result):
+        self.ended[run.label] = result.status
+
+
+@pytest.fixture
+def spy():
+    Spy.instances = []
+    CONSUMERS.register("test-spy", "records every event (tests only)")(Spy)
+    yield Spy.instances
+    CONSUMERS.unregister("test-spy")
+
+
+def test_regress_and_classify_runs_reach_a_registered_consumer(cli, spy):
+    assert cli("regress", "--epochs", "7", "--quiet", "--device", "cpu").exit_code == 0
+    assert cli("classify", "--epochs", "2", "--subset", "200", "--quiet", "--device", "cpu").exit_code == 0
+    regress, classify = spy
+    assert regress.command == "regress" and classify.command == "classify"
+    [(label, records)] = regress.records.items()
+    assert label == "sgd-lr0.1-seed0" and [r["epoch"] for r in records] == list(range(1, 8))
+    assert {"train_loss", "w", "b", "grad_norm", "lr"} <= set(records[0]) and regress.ended[label] == "ok"
+    [records] = classify.records.values()
+    assert len(records) == 2 and "valid_acc" in records[-1] and "valid_loss_best" in records[-1]
+
+
+@pytest.mark.parametrize("vectorize", [[], ["--no-vectorize"]])
+def test_every_trial_of_compare_reaches_it_stacked_or_not(cli, spy, vectorize):
+    run = cli("compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "5", "--quiet",
+              "--device", "cpu", *vectorize)
+    assert run.exit_code == 0, run.stderr
+    [compare] = spy
+    assert sorted(compare.records) == ["adam-lr0.01-seed0", "adam-lr0.01-seed1", "sgd-lr0.1-seed0",
+                                       "sgd-lr0.1-seed1"]
+    assert all(len(r) == 5 for r in compare.records.values()) and set(compare.ended.values()) == {"ok"}
+    stacked = {run.stacked_with for run in compare.begun}
+    assert stacked == ({4} if not vectorize else {1})
+    assert sorted(run.index for run in compare.begun) == [0, 1, 2, 3] and {r.total for r in compare.begun} == {4}
+
+
+def test_lr_sweep_grid_and_range_test_reach_it(cli, spy):
+    assert cli("lr-sweep", "--lrs", "0.01,0.1", "--epochs", "4", "--quiet", "--device", "cpu").exit_code == 0
+    assert cli("lr-sweep", "--range-test", "--steps", "30", "--quiet", "--device", "cpu").exit_code == 0
+    grid, range_test = spy
+    assert sorted(grid.records) == ["sgd-lr0.01-seed0", "sgd-lr0.1-seed0"]
+    assert all(len(r) == 4 for r in grid.records.values())
+    [records] = range_test.records.values()
+    lrs = [r["lr"] for r in records]
+    assert len(records) >= 10 and lrs == sorted(lrs) and lrs[0] < lrs[-1]  # one step per epoch, rate growing
+
+
+def test_dispatcher_asks_every_consumer_and_stops_when_one_asks():
+    calls = []
+
+    class A(Consumer):
+        def on_epoch_end(self, run, record):
+            calls.append("a")
+            return True
+
+    class B(Consumer):
+        def on_epoch_end(self, run, record):
+            calls.append("b")
+
+    assert Dispatcher([A(), B()]).on_epoch_end(RunInfo("x"), {}) is True
+    assert calls == ["a", "b"]
+    assert Dispatcher([B()]).on_epoch_end(RunInfo("x"), {}) is False
+    assert RunInfo("x", key=(("optimizer", "adam"), ("lr", 0.01), ("seed", 3))).label == "adam-lr0.01-seed3"
