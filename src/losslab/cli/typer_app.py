@@ -17,6 +17,7 @@ UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageE
 from losslab.cli.configs import classify_config, compare_config, regress_config, sweep_config
 from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
+from losslab.engine import interrupt
 from losslab.errors import ConfigError, ExitCode
 
 EXIT_CODES_HELP = (
@@ -53,8 +54,9 @@ class _Group(_FlagHelp, TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         _skip_pydantic_coercion(self)
         try:
-            rv = super().main(args=args, prog_name=prog_name or "losslab", complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            with interrupt.graceful():
+                rv = super().main(args=args, prog_name=prog_name or "losslab", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
         except UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `losslab`: show the help

@@ -12,6 +12,7 @@ from losslab.commands.common import Plot, check_gates, finish
 from losslab.config import ClassifyConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.problems import ClassificationProblem
+from losslab.engine.loop import batch_generator
 from losslab.engine.runs import RunSpec, execute, run_info
 from losslab.errors import ConfigError
 from losslab.expect import Outcome, check_names
@@ -107,8 +108,6 @@ def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]
 def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
         problem: Optional[ClassificationProblem] = None) -> ClassifyResult:
     """Train a classifier with per-epoch validation; report accuracy, per-class accuracy and the confusion matrix."""
-    import torch
-
     from losslab.components.optimizers import build_optimizer
 
     cfg = cfg.resolved()
@@ -118,7 +117,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     spec = RunSpec("run", cfg.optim, cfg.train.seed)
     model = problem.new_model(cfg.train.seed)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
-    generator = torch.Generator().manual_seed(cfg.train.seed)  # mini-batch order
+    generator = batch_generator(cfg.train.seed)  # kept here: a checkpoint saves its state
     first_epoch, notes = 1, []
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])

@@ -9,7 +9,8 @@ from losslab.config import GateConfig
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
 from losslab.outputs.display import print_failures
-from losslab.outputs.files import dumps, write_run_files
+from losslab.engine import interrupt
+from losslab.outputs.files import dumps, write_data_files, write_plots
 
 Plot = tuple[str, Callable[[Any], None]]
 
@@ -33,17 +34,32 @@ def check_gates(gates: GateConfig, status: str, metrics: Mapping[str, Any], loss
 
 def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
            status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = ()) -> int:
-    """Report, JSON, result files and exit code: the common tail of every command."""
+    """Result files, report, JSON and exit code: the common tail of every command.
+
+    The machine-readable results come first (history.csv and result.json, then the JSON document on stdout,
+    which a second Ctrl-C cannot cut in half); a Ctrl-C after training skips what is left (plots, report)
+    and exits 130 without losing them; a second Ctrl-C stops whatever is being drawn."""
     if out is not None:  # files first: a closed pipe on stdout must not lose what the user asked to keep
-        write_run_files(out, document, records, plots)
-    for part in report if isinstance(report, (list, tuple)) else [report]:
-        part.render(console)
+        with interrupt.critical():
+            write_data_files(out, document, records)
+    if json_out:
+        text = dumps(document)
+        with interrupt.critical():
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    # a Ctrl-C during training was answered by status "interrupted" and the report shows where it stopped;
+    # one after training skips what is left
+    late = lambda: interrupt.requested() and status != "interrupted"  # noqa: E731
+    if out is not None:
+        write_plots(out, plots, keep_going=lambda: not late())
+    if not late():
+        for part in report if isinstance(report, (list, tuple)) else [report]:
+            part.render(console)
     if out is not None:
         print(f"results written to {out}/", file=console.file, flush=True)
-    if json_out:
-        sys.stdout.write(dumps(document))
-        sys.stdout.flush()
     print_failures(outcomes)
+    if interrupt.requested():
+        return int(ExitCode.INTERRUPTED)
     return int(exit_code(status, outcomes))
 
 

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 from losslab.commands.common import Plot, check_gates, default_target, finish, run_document, run_records
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
-from losslab.engine.problems import AnyProblem, build_problem
+from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import run_trials
 from losslab.expect import Outcome, check_names
@@ -52,7 +52,7 @@ def metrics(winner: Optional[str], summaries: Sequence[Summary]) -> dict[str, An
 
 def metric_names(cfg: CompareConfig, problem: AnyProblem) -> list[str]:
     """The names `metrics` reports for this comparison, known before training."""
-    keys = extra_keys(cfg.task, getattr(problem, "names", []) if cfg.task == "regression" else [])
+    keys = extra_keys(cfg.task, problem.names if isinstance(problem, RegressionProblem) else [])
     return list(metrics(None, [Summary.placeholder(name, keys) for name in cfg.optims]))
 
 

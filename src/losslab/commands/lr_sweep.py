@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 from losslab.commands.common import Plot, check_gates, default_target, finish, run_document, run_records
 from losslab.config import SweepConfig, check_out_dir
+from losslab.engine import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, build_problem
 from losslab.engine.range_test import RangeCurve, range_test_run, schedule
@@ -201,7 +202,7 @@ def range_test(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         for i, seed in enumerate(seeds):
             run = analyse(range_test_run(problem, cfg, seed, events, index=i, total=len(seeds)))
             runs.append(run)
-            if run.stopped == "interrupted":
+            if run.stopped == "interrupted" or interrupt.requested():
                 status = "interrupted"
                 break
             if on_seed is not None:

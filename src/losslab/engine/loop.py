@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
+from losslab.engine import interrupt
 from losslab.engine.events import Consumer, RunInfo, wants_batches
 from losslab.errors import ConfigError
 
@@ -43,6 +44,11 @@ def epoch_record(epoch: int, train_loss: float, tracked: Optional[Mapping[str, f
     record["grad_norm"] = grad_norm
     record["lr"] = lr
     return record
+
+
+def batch_generator(seed: int) -> torch.Generator:
+    """The generator whose draws give a run's mini-batch order: seeded by the run's seed, like its weights."""
+    return torch.Generator().manual_seed(seed)
 
 
 def settle_status(status: str, metrics: Mapping[str, Any]) -> str:
@@ -162,6 +168,7 @@ def fit(
             if full_batch:
                 train_loss = step(x, y)
                 stop_now = on_step is not None and on_step(train_loss)
+                interrupt.check()
             else:
                 perm = torch.randperm(n, generator=generator).to(x.device)
                 total, seen = 0.0, 0
@@ -173,6 +180,7 @@ def fit(
                     stop_now = on_step is not None and on_step(batch_loss)
                     if batch_events:
                         events.on_batch_end(run, i // batch_size + 1, batches, batch_loss)
+                    interrupt.check()
                     if not math.isfinite(batch_loss) or stop_now:
                         break
                 train_loss = total / seen

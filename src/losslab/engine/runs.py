@@ -14,8 +14,9 @@ import torch
 
 from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
+from losslab.engine import interrupt
 from losslab.engine.events import Consumer, RunInfo
-from losslab.engine.loop import FitResult, fit, settle_status
+from losslab.engine.loop import FitResult, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
 
 _NO_EVENTS = Consumer()
@@ -88,6 +89,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     start = time.perf_counter()
     result = RunResult(spec, "error")
     try:
+        interrupt.check()
         events.on_run_begin(info)
         model = model if model is not None else problem.new_model(spec.seed)
         optimizer = optimizer if optimizer is not None else build_optimizer(model.parameters(), spec.optim)
@@ -95,7 +97,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         evaluate = (lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None
         fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs,
                      batch_size=problem.train_cfg.batch_size, clip_grad_norm=problem.train_cfg.clip_grad_norm,
-                     generator=generator or torch.Generator().manual_seed(spec.seed), evaluate=evaluate,
+                     generator=generator or batch_generator(spec.seed), evaluate=evaluate,
                      track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step)
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
                            elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,

@@ -23,9 +23,10 @@ from torch import nn
 
 from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
+from losslab.engine import interrupt
 from losslab.engine.events import Consumer
-from losslab.engine.loop import epoch_record, settle_status
-from losslab.engine.problems import Problem
+from losslab.engine.loop import batch_generator, epoch_record, settle_status
+from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, run_info
 
 _LAYERS = (nn.Linear, nn.ReLU, nn.Flatten, nn.LogSoftmax)
@@ -161,8 +162,13 @@ class BatchedOptimizer:
         self.start, self.stop = start, stop if stop is not None else params[0].shape[0]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         self.step_count = 0
+        self.lr_values = lr
         self.lr = [lr.view(-1, *([1] * (p.ndim - 1))).to(p) for p in self.params]
         self._update = getattr(self, f"_{kind}")
+
+    def rates(self) -> list[float]:
+        """The learning rate each run of this slice trains with now (what a record's `lr` shows)."""
+        return self.lr_values.tolist()
 
     @torch.no_grad()
     def step(self) -> None:
@@ -268,9 +274,9 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     x, y = problem.x, problem.y
     n = x.shape[0]
     full_batch = cfg.batch_size is None or cfg.batch_size >= n
-    generators = {s: torch.Generator().manual_seed(s) for s in seeds}
+    generators = {s: batch_generator(s) for s in seeds}
     spec_gen = [seeds.index(t.seed) for t in specs]
-    names = getattr(problem, "names", None) if problem.task == "regression" else None
+    names = problem.names if isinstance(problem, RegressionProblem) else None
     infos = [run_info(problem, t, command, index=order[i], total=total or k, stacked_with=k)
              for i, t in enumerate(specs)]
     records: list[list[dict[str, Any]]] = [[] for _ in specs]
@@ -329,6 +335,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 for optimizer in optimizers:
                     optimizer.step()
                 total_loss += losses.detach().to(total_loss.dtype) * size
+                interrupt.check()
             # record
             train_loss = (total_loss / n).tolist()
             norms = _per_trial_norm(model.params).tolist()
@@ -337,13 +344,13 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 w, b = model.params[0].detach().reshape(k, -1).tolist(), model.params[1].detach().reshape(k, -1).tolist()
                 tracked = [dict(zip(names, wi + bi)) for wi, bi in zip(w, b)]
             valid = _evaluate(problem, model, segments) if problem.has_validation else None
+            rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
             elapsed = time.perf_counter() - start
             for i, t in enumerate(specs):
                 if not alive[i] and diverged_at[i] != epoch:
                     continue
                 rec = epoch_record(epoch, train_loss[i] if alive[i] else math.nan,
-                                   tracked[i] if tracked is not None else None, norms[i],
-                                   t.optim.lr)
+                                   tracked[i] if tracked is not None else None, norms[i], rates[i])
                 if valid is not None and alive[i]:
                     rec["valid_loss"], rec["valid_acc"] = valid[0][i], valid[1][i]
                 rec["elapsed_s"] = elapsed

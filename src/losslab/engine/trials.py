@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional, Sequence
 
+from losslab.engine import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.problems import Problem
 from losslab.engine.runs import RunResult, RunSpec, execute, run_info
@@ -51,6 +52,7 @@ def run_sequential(problem: Problem, specs: Sequence[RunSpec], events: Consumer 
     results: list[RunResult] = []
     interrupted = False
     for index, spec in enumerate(specs):
+        interrupted = interrupted or interrupt.requested()
         if interrupted:
             results.append(RunResult(spec, "not run"))
             continue

@@ -79,18 +79,29 @@ def outcomes_document(outcomes: Iterable[Outcome]) -> list[dict[str, Any]]:
     return [{"spec": o.spec, "name": o.name, "passed": o.passed, "actual": o.actual} for o in outcomes]
 
 
-def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],
-                    plots: Iterable[tuple[str, Callable[[Path], None]]] = ()) -> list[Path]:
-    """result.json, history.csv and the given plots, each written atomically into `out_dir`."""
+def write_data_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]]) -> list[Path]:
+    """history.csv and result.json, each written atomically into `out_dir`: the machine-readable results come
+    first, before anything slow (plots) that a Ctrl-C may cut short."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
     write_text(out / "history.csv", history_csv(records))
-    written.append(out / "history.csv")
-    for name, draw in plots:
-        atomic_write(out / name, draw)
-        written.append(out / name)
-    # result.json last: its presence says the other files are complete
     write_text(out / "result.json", dumps(document))
-    written.append(out / "result.json")
+    return [out / "history.csv", out / "result.json"]
+
+
+def write_plots(out_dir: str, plots: Iterable[tuple[str, Callable[[Path], None]]],
+                keep_going: Callable[[], bool] = lambda: True) -> list[Path]:
+    """Each plot written atomically into `out_dir` while `keep_going()` says so."""
+    written = []
+    for name, draw in plots:
+        if not keep_going():
+            break
+        atomic_write(Path(out_dir) / name, draw)
+        written.append(Path(out_dir) / name)
     return written
+
+
+def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],
+                    plots: Iterable[tuple[str, Callable[[Path], None]]] = ()) -> list[Path]:
+    """history.csv, result.json, then the given plots."""
+    return write_data_files(out_dir, document, records) + write_plots(out_dir, plots)
