@@ -197,19 +197,49 @@ class RegressConfig:
         return asdict(self)
 
 
-def check_out_dir(path: Optional[str]) -> None:
-    """Fail early (before training) when `--out` cannot be written."""
-    if path is None:
-        return
+def _probe_folder(option: str, folder: Path, shown: str) -> None:
+    """Create a file in `folder` and remove it: the one test of writability that cannot lie."""
     import tempfile
 
-    p = Path(path)
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".losslab-probe-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".losslab-probe-"):
             pass
     except OSError as exc:
-        raise ConfigError("--out", f"cannot write to {path}: {exc.strerror or exc}") from None
+        raise ConfigError(option, f"cannot write to {shown}: {exc.strerror or exc}") from None
+
+
+def check_out_dir(path: Optional[str], files: tuple[str, ...] = ()) -> None:
+    """Fail early (before training) when `--out` cannot take every file the run will write there."""
+    if path is None:
+        return
+    if not path.strip():
+        raise ConfigError("--out", "is empty; give a folder name (use . for the current folder)")
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError("--out", f"{path} exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot create folder {path}: {exc.strerror or exc}") from None
+    for name in files:
+        if (p / name).is_dir():
+            raise ConfigError("--out", f"{p / name} is a folder; the run writes a file there")
+    _probe_folder("--out", p, path)
+
+
+def check_file_target(option: str, path: Optional[str]) -> None:
+    """Fail early when a file option (e.g. --save) names a folder, or a place that cannot be written."""
+    if path is None:
+        return
+    if not path.strip():
+        raise ConfigError(option, "is empty; give a file name")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(option, f"{path} is a folder; give a file name")
+    parent = p.resolve().parent
+    if not parent.is_dir():
+        raise ConfigError(option, f"folder {parent} does not exist")
+    _probe_folder(option, parent, str(parent))
 
 
 @dataclass(frozen=True)
@@ -307,10 +337,7 @@ class ClassifyConfig:
             raise ConfigError("--patience", f"must be a positive number of epochs (got {self.patience})")
         if self.resume is not None and not Path(self.resume).is_file():
             raise ConfigError("--resume", f"no such checkpoint file: {self.resume}")
-        if self.save is not None:
-            parent = Path(self.save).resolve().parent
-            if not parent.is_dir():
-                raise ConfigError("--save", f"folder {parent} does not exist")
+        check_file_target("--save", self.save)
 
     def resolved(self) -> "ClassifyConfig":
         """The dataset's default epochs and model, its data folder, and the optimizer's default rate for

@@ -10,7 +10,13 @@ class ExitCode(IntEnum):
     EXPECTATION_FAILED = 1
     USAGE = 2
     DIVERGED = 3
+    FAILED = 4  # an internal error, or every run of a many-run command raised
     INTERRUPTED = 130
+    BROKEN_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as the shell reports it
+
+
+class OutputClosed(Exception):
+    """The reader closed stdout (a BrokenPipeError, re-raised as this so that click does not turn it into exit 1)."""
 
 
 class ConfigError(ValueError):

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from losslab.errors import OutputClosed
+
 
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
@@ -195,7 +197,10 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
 
         @functools.wraps(func)
         def command(**values: Any) -> int:
-            return func(Given(values, chosen))
+            try:
+                return func(Given(values, chosen))
+            except BrokenPipeError:
+                raise OutputClosed() from None
 
         command.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
         command.__annotations__ = {**annotations, "return": int}

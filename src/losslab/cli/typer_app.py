@@ -5,6 +5,7 @@ No torch at module level: `losslab --help` must stay fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Optional
 
@@ -18,12 +19,39 @@ from losslab.cli.configs import classify_config, compare_config, regress_config,
 from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab.engine import interrupt
-from losslab.errors import ConfigError, ExitCode
+from losslab.errors import ConfigError, ExitCode, OutputClosed
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
-    "3 training diverged (non-finite loss); 130 interrupted (Ctrl-C)."
+    "3 training diverged (non-finite loss); 4 internal error or every run failed; 130 interrupted (Ctrl-C)."
 )
+
+_ASCII = {"—": "-", "–": "-", "±": "+-", "·": "*", "×": "x", "θ": "theta", "←": "<-", "→": "->", "…": "...",
+          "│": "|", "─": "-", "≤": "<=", "≥": ">=", "−": "-"}
+
+
+def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """An encoder error handler: characters the stream cannot encode become their ASCII spelling."""
+    text = exc.object[exc.start:exc.end]  # type: ignore[attr-defined]
+    return "".join(_ASCII.get(c, "?") for c in text), exc.end  # type: ignore[attr-defined]
+
+
+def _degrade_streams() -> None:
+    """A CI runner with an ASCII locale (PYTHONIOENCODING=ascii) gets ASCII output instead of a crash."""
+    import codecs
+
+    codecs.register_error("losslab-ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (stream.encoding or "").lower().replace("-", "") not in ("utf8", "utf16"):
+            try:
+                reconfigure(errors="losslab-ascii")
+            except (ValueError, OSError):
+                pass
+
+
+def _debug() -> bool:
+    return os.environ.get("LOSSLAB_DEBUG", "") not in ("", "0")
 
 
 class _FlagHelp:
@@ -53,6 +81,10 @@ class _Group(_FlagHelp, TyperGroup):
     def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         _skip_pydantic_coercion(self)
+        _degrade_streams()
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or _debug()
+        args = [a for a in args if a != "--debug"]
         try:
             with interrupt.graceful():
                 rv = super().main(args=args, prog_name=prog_name or "losslab", complete_var=complete_var,
@@ -71,13 +103,45 @@ class _Group(_FlagHelp, TyperGroup):
         except (typer.Abort, KeyboardInterrupt):
             print("losslab: interrupted", file=sys.stderr)
             code = ExitCode.INTERRUPTED
+        except (BrokenPipeError, OutputClosed):
+            # the reader closed stdout (`losslab ... | head -1`): stop quietly, as shell tools do
+            _silence_stdout()
+            code = ExitCode.BROKEN_PIPE
+        except MemoryError:
+            print("losslab: error: out of memory: the run needs more memory than this machine has "
+                  "(use fewer --samples, --features, --hidden, --seeds, a smaller --batch-size or --subset)",
+                  file=sys.stderr)
+            code = ExitCode.FAILED
+        except Exception as exc:  # the last line of defence: one line, the traceback only on request
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(f"losslab: internal error: {type(exc).__name__}: {first} (run again with --debug or "
+                  "LOSSLAB_DEBUG=1 for the traceback)", file=sys.stderr)
+            code = ExitCode.FAILED
         return self._exit(code, standalone_mode)
 
     @staticmethod
     def _exit(code: int, standalone_mode: bool) -> int:
         if standalone_mode:
+            try:
+                sys.stdout.flush()
+            except (BrokenPipeError, ValueError):
+                _silence_stdout()
+                code = ExitCode.BROKEN_PIPE if code == ExitCode.OK else code
             sys.exit(int(code))
         return int(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _scalar_type(annotation: Any) -> Any:
@@ -153,8 +217,10 @@ def regress(given: Given) -> int:
     """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
     and the exact least-squares optimum."""
     from losslab.commands import regress as command
+    from losslab.commands.common import keep_stdout_for_json
 
-    return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
+    with keep_stdout_for_json(given.json_out):
+        return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES_HELP)
@@ -163,8 +229,10 @@ def classify(given: Given) -> int:
     """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
     with per-epoch validation, per-class accuracy and a confusion matrix."""
     from losslab.commands import classify as command
+    from losslab.commands.common import keep_stdout_for_json
 
-    return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
+    with keep_stdout_for_json(given.json_out):
+        return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
@@ -175,8 +243,10 @@ def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
     from losslab.commands import compare_optimizers as command
+    from losslab.commands.common import keep_stdout_for_json
 
-    return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
+    with keep_stdout_for_json(given.json_out):
+        return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
@@ -188,8 +258,10 @@ def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),
     or with --range-test the LR range test (Smith 2015, as fastai's and Lightning's lr_find) and its suggestions."""
     from losslab.commands import lr_sweep as command
+    from losslab.commands.common import keep_stdout_for_json
 
-    return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
+    with keep_stdout_for_json(given.json_out):
+        return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import Plot, check_gates, finish
+from losslab.commands.common import DATA_FILES, Plot, check_gates, finish
 from losslab.config import ClassifyConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.problems import ClassificationProblem
@@ -21,6 +21,7 @@ from losslab.outputs.display import ProgressDisplay, Report, classify_columns, f
 from losslab.outputs.files import atomic_write, outcomes_document, versions
 
 COMMAND = "classify"
+PLOTS = ("curves.png", "confusion.png")
 
 
 @dataclass
@@ -234,12 +235,12 @@ def plots(result: ClassifyResult) -> list[Plot]:
         confusion_matrix(result.confusion, result.classes, path, title=f"{cfg.data.dataset}: accuracy "
                          f"{result.accuracy:.4f}")
 
-    return [("curves.png", curves), ("confusion.png", confusion)]
+    return list(zip(PLOTS, [curves, confusion]))
 
 
 def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out)
+    check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem = ClassificationProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem))
 

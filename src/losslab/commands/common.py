@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from losslab.config import GateConfig
 from losslab.errors import ExitCode
@@ -13,6 +14,7 @@ from losslab.engine import interrupt
 from losslab.outputs.files import dumps, write_data_files, write_plots
 
 Plot = tuple[str, Callable[[Any], None]]
+DATA_FILES = ("result.json", "history.csv")  # what every command writes into --out besides its plots
 
 
 def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
@@ -32,6 +34,25 @@ def check_gates(gates: GateConfig, status: str, metrics: Mapping[str, Any], loss
     return evaluate(gates.expect, metrics, gates.target_loss, loss_key)
 
 
+_json_stream: Optional[Any] = None  # the real stdout while a --json command runs (see keep_stdout_for_json)
+
+
+@contextlib.contextmanager
+def keep_stdout_for_json(json_out: bool) -> Iterator[None]:
+    """With --json, stdout carries the JSON document alone: anything else printed there while the command
+    runs (a user's loss that prints, a library's message) goes to stderr."""
+    global _json_stream
+    if not json_out:
+        yield
+        return
+    _json_stream = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stream = None
+
+
 def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
            status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = ()) -> int:
     """Result files, report, JSON and exit code: the common tail of every command.
@@ -45,8 +66,9 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     if json_out:
         text = dumps(document)
         with interrupt.critical():
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            stream = _json_stream or sys.stdout
+            stream.write(text)
+            stream.flush()
     # a Ctrl-C during training was answered by status "interrupted" and the report shows where it stopped;
     # one after training skips what is left
     late = lambda: interrupt.requested() and status != "interrupted"  # noqa: E731

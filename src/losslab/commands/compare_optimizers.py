@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import Plot, check_gates, default_target, finish, run_document, run_records
+from losslab.commands.common import DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -21,6 +21,7 @@ from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, extra_keys, loss_key, paired_wins, rank, summarise
 
 COMMAND = "compare-optimizers"
+PLOTS = ("curves.png", "tuning.png")  # tuning.png with --tune only
 
 
 @dataclass
@@ -243,12 +244,12 @@ def plots(result: CompareResult) -> list[Plot]:
         points = {n: [(row["lr"], row["final_loss"]) for row in rows] for n, rows in result.tuning["results"].items()}
         loss_vs_lr(points, path, title=f"tuning on seed {result.tuning['seed']}", marks=result.tuning["chosen"])
 
-    return [("curves.png", curves)] + ([("tuning.png", tuning)] if result.tuning else [])
+    return list(zip(PLOTS, [curves, tuning] if result.tuning else [curves]))
 
 
 def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out)
+    check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg, problem))
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import Plot, check_gates, default_target, finish, run_document, run_records
+from losslab.commands.common import DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records
 from losslab.config import SweepConfig, check_out_dir
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
@@ -28,6 +28,7 @@ from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, geometric_median, loss_key, rank, summarise
 
 COMMAND = "lr-sweep"
+GRID_PLOTS, RANGE_PLOTS = ("sweep.png",), ("range_test.png",)
 SUGGESTERS = ("valley", "steepest", "min_loss/10")  # in the order they are recommended
 
 
@@ -332,7 +333,7 @@ def grid_plots(result: GridResult) -> list[Plot]:
                    title=f"lr-sweep: {cfg.run.optim.name}, {cfg.run.train.epochs} epochs",
                    ylabel="final loss" if cfg.task == "regression" else "final validation loss")
 
-    return [("sweep.png", sweep)]
+    return list(zip(GRID_PLOTS, [sweep]))
 
 
 def range_plots(result: RangeResult) -> list[Plot]:
@@ -345,7 +346,7 @@ def range_plots(result: RangeResult) -> list[Plot]:
                         {k: v["median"] for k, v in result.suggestions.items()},
                         title=f"LR range test: {cfg.run.optim.name}, {len(result.runs)} seed(s)")
 
-    return [("range_test.png", draw)]
+    return list(zip(RANGE_PLOTS, [draw]))
 
 
 def metric_names(cfg: SweepConfig) -> list[str]:
@@ -357,7 +358,7 @@ def metric_names(cfg: SweepConfig) -> list[str]:
 
 def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out)
+    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS))
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg))
     console = make_console(stderr=json_out)

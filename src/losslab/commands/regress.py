@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import Plot, check_gates, finish
+from losslab.commands.common import DATA_FILES, Plot, check_gates, finish
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
@@ -19,6 +19,7 @@ from losslab.outputs.display import (Column, ProgressDisplay, Report, epoch_colu
 from losslab.outputs.files import outcomes_document, versions
 
 COMMAND = "regress"
+PLOTS = ("loss.png",)
 
 
 @dataclass
@@ -122,13 +123,13 @@ def plots(result: RegressResult) -> list[Plot]:
         loss_curve(result.records, path, title=f"regress: {cfg.optim.name}, lr {cfg.optim.lr:g}, {cfg.loss.name}",
                    reference=result.optimum["loss"])
 
-    return [("loss.png", draw)]
+    return list(zip(PLOTS, [draw]))
 
 
 def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     # validate everything that can be checked before training
-    check_out_dir(cfg.out)
+    check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem = RegressionProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem))
 

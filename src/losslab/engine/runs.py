@@ -112,6 +112,8 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.elapsed_s = result.elapsed_s or time.perf_counter() - start
+    except BrokenPipeError:  # the reader closed stdout: the command stops, not just this run
+        raise
     except Exception as exc:
         if raise_errors:
             raise

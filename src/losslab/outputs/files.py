@@ -46,6 +46,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # the mode any new file gets, not mkstemp's private 0600
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -56,6 +57,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: Path, text: str) -> None:
