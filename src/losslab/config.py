@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from losslab.components.datasets import DATASETS, default_data_dir
-from losslab.components.losses import check_task
+from losslab.components.losses import check_task, is_import_path
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS, default_lr
 from losslab.errors import ConfigError
@@ -43,6 +43,14 @@ def check_non_negative(option: str, value: Optional[float]) -> None:
     check_finite(option, value)
     if value is not None and value < 0:
         raise ConfigError(option, f"must be >= 0 (got {value:g})")
+
+
+def check_target(task: str, target: Optional[float]) -> None:
+    """A regression target is a loss (--target-loss); a classification target an accuracy (--target-accuracy)."""
+    option = "--target-loss" if task == "regression" else "--target-accuracy"
+    check_finite(option, target)
+    if task == "classification" and target is not None and not 0 < target <= 1:
+        raise ConfigError(option, f"must be in (0, 1] (got {target:g})")
 
 
 def parse_floats(option: str, text: Optional[str]) -> Optional[tuple[float, ...]]:
@@ -315,6 +323,9 @@ class ClassifyLossConfig(LossConfig):
                 raise ConfigError("--class-weights", "weights must be >= 0 with at least one > 0")
         if self.class_weights is not None and self.name == "mse":
             raise ConfigError("--class-weights", "does not apply to --loss mse")
+        if self.class_weights is not None and is_import_path(self.name):
+            raise ConfigError("--class-weights", "does not apply to an import-path loss (it is built with no "
+                              "arguments); weight the classes inside it")
 
 
 @dataclass(frozen=True)
@@ -410,9 +421,7 @@ class CompareConfig:
             check_positive("--lr-for", value)
         if self.seeds < 1:
             raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
-        check_finite("--target-loss", self.target)
-        if self.task == "classification" and self.target is not None and not 0 < self.target <= 1:
-            raise ConfigError("--target-accuracy", f"must be in (0, 1] (got {self.target:g})")
+        check_target(self.task, self.target)
 
     @property
     def task(self) -> str:
@@ -448,6 +457,8 @@ def parse_lr_for(values: Optional[list[str]]) -> tuple[tuple[str, float], ...]:
                 lr = math.nan
             if not sep or not name.strip() or not math.isfinite(lr):
                 raise ConfigError("--lr-for", f"expected OPTIMIZER=RATE, e.g. adam=0.01 (got {item!r})")
+            if any(name.strip() == seen for seen, _ in pairs):
+                raise ConfigError("--lr-for", f"gives {name.strip()!r} twice; give each optimizer one rate")
             pairs.append((name.strip(), lr))
     return tuple(pairs)
 
@@ -491,7 +502,7 @@ class SweepConfig:
             raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
         if self.seeds < 1:
             raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
-        check_finite("--target-loss", self.target)
+        check_target(self.task, self.target)
 
     @property
     def lr_range(self) -> tuple[float, float]:

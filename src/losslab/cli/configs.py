@@ -65,7 +65,14 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
                          out=given.out).resolved()
 
 
+BLOBS_ONLY = ("classes", "class_sep", "imbalance", "samples", "features")
+
+
 def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
+    if given.dataset != "blobs":
+        for name in BLOBS_ONLY:
+            if given.set(name):
+                raise ConfigError(flag(name), f"applies to --dataset blobs only (this run uses {given.dataset})")
     data = ClassifyDataConfig(**_set(dataset=given.dataset, data_dir=given.data_dir, download=given.download,
                                      subset=given.subset, val_fraction=given.val_fraction,
                                      data_seed=given.data_seed, classes=given.classes, samples=given.samples,
@@ -87,13 +94,28 @@ def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
     return regress_config(given, with_gates=False) if task == "regression" else classify_config(given, with_gates=False)
 
 
+def _target(given: Given, task: str) -> Any:
+    """The threshold whose first epoch is reported: a loss for regression, a validation accuracy for
+    classification (--target-loss there is a gate on the loss, not this threshold)."""
+    if task == "regression" and given.target_accuracy is not None:
+        raise ConfigError("--target-accuracy", "applies to --task classify only (regress uses --target-loss)")
+    return given.target_loss if task == "regression" else given.target_accuracy
+
+
 def compare_config(given: Given) -> CompareConfig:
     run = run_config(given)
     task = "classification" if isinstance(run, ClassifyConfig) else "regression"
-    if task == "regression" and given.target_accuracy is not None:
-        raise ConfigError("--target-accuracy", "applies to --task classify only (regress uses --target-loss)")
+    if given.tune and given.lr is not None:
+        raise ConfigError("--lr", "does not apply with --tune: tuning chooses each optimizer's rate")
+    if given.tune and given.lr_for:
+        raise ConfigError("--lr-for", "does not apply with --tune: tuning chooses each optimizer's rate")
+    if given.tune_grid is not None and not given.tune:
+        raise ConfigError("--tune-grid", "applies with --tune only")
+    if task == "classification" and given.target_loss is not None:
+        raise ConfigError("--target-loss", "compare-optimizers --task classify reports epochs to "
+                          "--target-accuracy; it has no loss target")
     optims = tuple(o.strip() for o in given.optims.split(",") if o.strip())
-    target = given.target_loss if task == "regression" else given.target_accuracy
+    target = _target(given, task)
     return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
                          tune=given.tune,
                          tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
@@ -103,10 +125,17 @@ def compare_config(given: Given) -> CompareConfig:
 
 def sweep_config(given: Given) -> SweepConfig:
     run = run_config(given)
+    task = "classification" if isinstance(run, ClassifyConfig) else "regression"
     if given.lr is not None:
         raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
+    grid_only = ("num", "epochs", "no_vectorize", "target_loss", "target_accuracy")
+    range_only = ("mode", "steps")
+    for name in grid_only if given.range_test else range_only:
+        if given.set(name):
+            kind = "a grid (without --range-test)" if given.range_test else "--range-test"
+            raise ConfigError(flag(name), f"applies to {kind} only")
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
                        num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
-                       steps=given.steps, target=given.target_loss, vectorize=not given.no_vectorize,
-                       gates=gate_config(given, with_target_loss=False), out=given.out).resolved()
+                       steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize,
+                       gates=gate_config(given), out=given.out).resolved()
 

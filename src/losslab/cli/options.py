@@ -125,7 +125,7 @@ OPTS: dict[str, Opt] = {
     "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.", 100),
     "no_vectorize": Opt(bool, ("--no-vectorize",), "Run trials one after another instead of stacked in one batched "
                         "computation (the default for supported models and optimizers).", False),
-    "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "classify: validation accuracy whose first "
+    "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "--task classify: validation accuracy whose first "
                            "epoch is reported (default 0.9)."),
     # output and gates
     "json_out": Opt(bool, ("--json",), "Print one JSON document on stdout and nothing else there (progress goes to "

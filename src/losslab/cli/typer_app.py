@@ -252,6 +252,7 @@ def compare_optimizers(given: Given) -> int:
 @app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
+         "target_accuracy",
          *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect", "target_loss",
          seeds=1)
 def lr_sweep(given: Given) -> int:

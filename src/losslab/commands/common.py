@@ -22,6 +22,8 @@ def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
         return ExitCode.INTERRUPTED
     if status == "diverged":
         return ExitCode.DIVERGED
+    if status == "failed":
+        return ExitCode.FAILED
     if any(not o.passed for o in outcomes):
         return ExitCode.EXPECTATION_FAILED
     return ExitCode.OK
@@ -90,6 +92,31 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
 def default_target(problem: Any) -> float:
     """Regression: 1.05x the least-squares optimum's loss; classification: 0.9 validation accuracy."""
     return 1.05 * problem.optimum["loss"] if problem.task == "regression" else 0.9  # type: ignore[union-attr]
+
+
+def settle(interrupted: bool, runs: Sequence[Any]) -> str:
+    """A many-run command's status: interrupted; failed (every run raised); diverged (every run diverged or
+    raised, at least one diverged); else ok — one run diverging or failing is a result, not a failure."""
+    if interrupted:
+        return "interrupted"
+    if runs and all(r.status == "error" for r in runs):
+        return "failed"
+    if runs and all(r.status in ("diverged", "error") for r in runs):
+        return "diverged"
+    return "ok"
+
+
+def unfinished_note(status: str, runs: Sequence[Any]) -> str:
+    """Why no run finished, in words that keep interrupted, diverged and failed apart."""
+    if status == "interrupted":
+        return "interrupted before any entry finished all its runs"
+    diverged = sum(r.status == "diverged" for r in runs)
+    failed = sum(r.status == "error" for r in runs)
+    if failed and not diverged:
+        return f"every run failed with an error ({failed})"
+    if diverged and not failed:
+        return f"every run diverged ({diverged})"
+    return f"no run finished: {diverged} diverged, {failed} failed with an error"
 
 
 def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:

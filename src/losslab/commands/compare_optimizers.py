@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records
+from losslab.commands.common import (DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records,
+                                     settle, unfinished_note)
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -55,15 +56,6 @@ def metric_names(cfg: CompareConfig, problem: AnyProblem) -> list[str]:
     """The names `metrics` reports for this comparison, known before training."""
     keys = extra_keys(cfg.task, problem.names if isinstance(problem, RegressionProblem) else [])
     return list(metrics(None, [Summary.placeholder(name, keys) for name in cfg.optims]))
-
-
-def settle(interrupted: bool, runs: Sequence[RunResult]) -> str:
-    """interrupted, diverged (every run diverged or failed) or ok: one diverging run is a result, not a failure."""
-    if interrupted:
-        return "interrupted"
-    if runs and all(r.status in ("diverged", "error") for r in runs):
-        return "diverged"
-    return "ok"
 
 
 def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer()) -> CompareResult:
@@ -199,7 +191,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
             notes.append(f"tie: {top.name} has the lowest median but beats {second.name} on only {result.wins} of "
                          f"{cfg.seeds} paired seeds (a winner needs a majority)")
         else:
-            notes.append("no winner: every run diverged or failed")
+            notes.append("no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs]))
     if result.tuning:
         t = result.tuning
         chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"

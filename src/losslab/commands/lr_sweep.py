@@ -58,6 +58,14 @@ def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Opti
     return {"suggested_lr": suggested, "largest_stable_lr": stable, "best_final_loss": best}
 
 
+def improved(run: RunResult, task: str) -> bool:
+    """A run is stable when it ends no higher than its first epoch: a finite loss that exploded is not."""
+    start = run.records[0].get(loss_key(task)) if run.records else None
+    end = run.metrics.get("final_loss") if run.status == "ok" else None
+    return start is not None and end is not None and math.isfinite(start) and end <= start
+
+
+
 def lr_label(lr: float) -> str:
     return f"{lr:.3g}"
 
@@ -78,8 +86,12 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
     finished = [s for s in summaries if math.isfinite(s.median)]
     suggested = rank(finished)[0].lr if finished else None
-    stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)]
-    status = "interrupted" if interrupted else ("diverged" if not finished else "ok")
+    stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)
+              and all(improved(r, task) for r in runs[s.name])]
+    if interrupted or finished:
+        status = "interrupted" if interrupted else "ok"
+    else:
+        status = "failed" if all(r.status == "error" for r in results) else "diverged"
     return GridResult(cfg, status, summaries, runs, suggested, max(stable) if stable else None, target,
                       any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
                       problem.data.source, versions())
@@ -293,7 +305,8 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
     notes = [f"data: {result.data_source}",
              f"suggested lr: {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 significant "
              "digits go to the rate that reaches the target sooner)",
-             f"largest rate that did not diverge on any seed: {fmt(result.largest_stable_lr, '.3g')}"]
+             f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
+             f"{fmt(result.largest_stable_lr, '.3g')}"]
     if result.status == "interrupted":
         notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
     notes += [o.describe() for o in outcomes]
@@ -382,7 +395,7 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
     display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
     with display:
         grid = grid_sweep(cfg, problem, dispatcher(ctx, [display]))
-    outcomes = check_gates(cfg.gates, grid.status, grid.metrics())
+    outcomes = check_gates(cfg.gates, grid.status, grid.metrics(), loss_key="best_final_loss")
     runs = [r for rs in grid.runs.values() for r in rs]
     return finish(document=grid_document(grid, outcomes), report=grid_report(grid, outcomes),
                   records=run_records(runs, None), outcomes=outcomes, status=grid.status, json_out=json_out,

@@ -210,6 +210,9 @@ def load_classification(cfg: Any) -> ClassificationData:
         perm = torch.randperm(len(y), generator=g)
         n_val = max(1, int(round(cfg.val_fraction * len(y))))
         if n_val >= len(y):
+            if cfg.subset is not None:
+                raise ConfigError("--subset", f"{cfg.subset} sample(s) leave nothing to train on after the "
+                                  f"{cfg.val_fraction:g} validation split; use at least {n_val + 1}")
             raise ConfigError("--val-fraction", f"leaves no training data from {len(y)} samples")
         val_idx, train_idx = perm[:n_val], perm[n_val:]
         x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn

@@ -11,7 +11,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping
 
 from losslab.expect import Outcome
 
