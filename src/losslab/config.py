@@ -17,7 +17,7 @@ from losslab.components.datasets import DATASETS, default_data_dir
 from losslab.components.losses import check_task, is_import_path
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS, default_lr
-from losslab.errors import ConfigError
+from losslab.errors import FLOAT32_MAX, ConfigError
 from losslab.expect import parse_expectation
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -29,8 +29,11 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {"optim": "adam", "loss": "cross-entropy", "
 
 
 def check_finite(option: str, value: Optional[float]) -> None:
+    """Finite, and within float32's range: every such number becomes a float32 tensor or hyper-parameter."""
     if value is not None and not math.isfinite(value):
         raise ConfigError(option, f"must be a finite number (got {value})")
+    if value is not None and abs(value) > FLOAT32_MAX:
+        raise ConfigError(option, f"{value:g} is beyond the float32 range (about ±3.4e38) that training uses")
 
 
 def check_positive(option: str, value: Optional[float]) -> None:
@@ -43,6 +46,27 @@ def check_non_negative(option: str, value: Optional[float]) -> None:
     check_finite(option, value)
     if value is not None and value < 0:
         raise ConfigError(option, f"must be >= 0 (got {value:g})")
+
+
+RECORD_BYTES = 600  # one epoch's record as Python objects, with room for tracked parameters
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory (24 GiB when the OS will not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 24 << 30
+
+
+def check_memory(option: str, needed: float, what: str) -> None:
+    """Refuse, before allocating anything, a run whose estimated memory exceeds half of this machine's."""
+    limit = memory_bytes() / 2
+    if needed > limit:
+        raise ConfigError(option, f"{what} needs about {needed / 2**30:,.1f} GiB, more than half of this "
+                          f"machine's {2 * limit / 2**30:,.0f} GiB; use a smaller value")
 
 
 def check_target(task: str, target: Optional[float]) -> None:
@@ -138,6 +162,8 @@ class TrainConfig:
         check_positive("--clip-grad-norm", self.clip_grad_norm)
         if self.seed < 0:
             raise ConfigError("--seed", f"must be >= 0 (got {self.seed})")
+        if self.epochs is not None:
+            check_memory("--epochs", self.epochs * RECORD_BYTES, f"recording {self.epochs:,} epochs")
         if self.device not in DEVICES:
             raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
 
@@ -159,11 +185,15 @@ class RegressDataConfig:
             raise ConfigError("--samples", f"must be at least 2 (got {self.samples})")
         if self.features < 1:
             raise ConfigError("--features", f"must be a positive integer (got {self.features})")
+        check_memory("--samples" if self.samples >= self.features else "--features",
+                     3 * 8 * self.samples * self.features, f"{self.samples:,} samples x {self.features:,} features")
         if len(self.true_w) not in (1, self.features):
             raise ConfigError(
                 "--true-w", f"gives {len(self.true_w)} weights but --features is {self.features}"
             )
         check_finite("--true-b", self.true_b)
+        for w in self.true_w:
+            check_finite("--true-w", w)
         check_non_negative("--noise", self.noise)
         if self.data_seed < 0:
             raise ConfigError("--data-seed", f"must be >= 0 (got {self.data_seed})")
@@ -281,6 +311,9 @@ class ClassifyDataConfig:
             raise ConfigError("--samples", f"must be at least 2 per class (got {self.samples} for {self.classes} classes)")
         if self.features < 1:
             raise ConfigError("--features", f"must be a positive integer (got {self.features})")
+        if self.dataset == "blobs":
+            check_memory("--samples" if self.samples >= self.features else "--features",
+                         3 * 4 * self.samples * self.features, f"{self.samples:,} samples x {self.features:,} features")
         check_positive("--class-sep", self.class_sep)
         check_finite("--imbalance", self.imbalance)
         if self.imbalance is not None and self.imbalance < 1:
@@ -301,6 +334,8 @@ class ModelConfig:
             MODELS.lookup(self.name)
         if self.hidden < 1:
             raise ConfigError("--hidden", f"must be a positive integer (got {self.hidden})")
+        # at least (inputs + classes) x hidden weights, each with a gradient and two optimizer states
+        check_memory("--hidden", 16 * 64 * self.hidden, f"an mlp with {self.hidden:,} hidden units")
 
 
 @dataclass(frozen=True)
@@ -421,6 +456,8 @@ class CompareConfig:
             check_positive("--lr-for", value)
         if self.seeds < 1:
             raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
+        runs = self.seeds * len(self.optims) * (1 + (len(self.tune_grid) if self.tune else 0))
+        check_memory("--seeds", runs * (self.run.train.epochs or 100) * RECORD_BYTES, f"{runs:,} runs' records")
         check_target(self.task, self.target)
 
     @property
@@ -498,6 +535,10 @@ class SweepConfig:
             raise ConfigError("--num", f"must be at least 2 (got {self.num})")
         if self.steps < 10:
             raise ConfigError("--steps", f"must be at least 10 (got {self.steps})")
+        check_memory("--steps", self.steps * self.seeds * 4 * 32, f"a range test of {self.steps:,} steps")
+        if not self.range_test:
+            check_memory("--seeds", self.seeds * self.num * (self.run.train.epochs or 100) * RECORD_BYTES,
+                         f"{self.seeds * self.num:,} runs' records")
         if self.mode not in ("exp", "linear"):
             raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
         if self.seeds < 1:

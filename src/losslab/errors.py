@@ -5,6 +5,9 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: numbers that become tensors or rates must fit
+
+
 class ExitCode(IntEnum):
     OK = 0
     EXPECTATION_FAILED = 1
@@ -13,6 +16,10 @@ class ExitCode(IntEnum):
     FAILED = 4  # an internal error, or every run of a many-run command raised
     INTERRUPTED = 130
     BROKEN_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as the shell reports it
+
+
+class RunFailed(Exception):
+    """A single run raised during training (e.g. a user's loss that fails after some epochs): one line, exit 4."""
 
 
 class OutputClosed(Exception):

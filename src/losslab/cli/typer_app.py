@@ -19,7 +19,7 @@ from losslab.cli.configs import classify_config, compare_config, regress_config,
 from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab.engine import interrupt
-from losslab.errors import ConfigError, ExitCode, OutputClosed
+from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
@@ -100,6 +100,9 @@ class _Group(_FlagHelp, TyperGroup):
         except ConfigError as exc:
             print(f"losslab: error: {exc}", file=sys.stderr)
             code = ExitCode.USAGE
+        except RunFailed as exc:
+            print(f"losslab: error: {exc}", file=sys.stderr)
+            code = ExitCode.FAILED
         except (typer.Abort, KeyboardInterrupt):
             print("losslab: interrupted", file=sys.stderr)
             code = ExitCode.INTERRUPTED

@@ -123,7 +123,10 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         if ckpt["optim"] == cfg.optim.name:
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
             optimizer.load_state_dict(ckpt["optimizer"])
+            for group, settings in zip(optimizer.param_groups, fresh):
+                group.update(settings)  # this run's --lr, --momentum, ...: the options given are honoured
         else:
             notes.append(f"optimizer state not restored: checkpoint used {ckpt['optim']}, this run {cfg.optim.name}")
         generator.set_state(ckpt["generator"])  # a resumed run sees the batches the whole run would have

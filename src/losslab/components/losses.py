@@ -134,13 +134,19 @@ def load_import_path(spec: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:
+        raise ConfigError("--loss", f"importing module {module_name!r} called sys.exit({exc.code!r})") from None
+    except KeyboardInterrupt:
+        raise ConfigError("--loss", f"importing module {module_name!r} raised KeyboardInterrupt") from None
     except Exception as exc:
-        raise ConfigError("--loss", f"cannot import module {module_name!r}: {exc}") from None
+        raise ConfigError("--loss", f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ConfigError("--loss", f"module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    if inspect.isclass(obj) and _is_autograd_function(obj):
+        return obj.apply  # a torch.autograd.Function is called through apply, with its own backward
     if inspect.isclass(obj):
         try:
             obj = obj()
@@ -149,6 +155,12 @@ def load_import_path(spec: str) -> Any:
     if not callable(obj):
         raise ConfigError("--loss", f"{spec} is not callable")
     return obj
+
+
+def _is_autograd_function(cls: type) -> bool:
+    import torch
+
+    return issubclass(cls, torch.autograd.Function)
 
 
 def build_loss(cfg: Any, weight: Any = None, classes: int = 0) -> Any:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from losslab.errors import ConfigError
+from losslab.errors import FLOAT32_MAX, ConfigError
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def read_csv(path: str) -> RegressionData:
     if not p.is_file():
         raise ConfigError("--data", f"no such file: {path}")
     try:
-        with p.open(newline="") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is not part of the first cell
             rows = [row for row in csv.reader(fh) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError("--data", f"cannot read {path}: {exc}") from None
@@ -85,6 +85,9 @@ def read_csv(path: str) -> RegressionData:
                 raise ConfigError("--data", f"{path} line {lineno}, column {col}: {cell!r} is not a number") from None
             if not math.isfinite(v):
                 raise ConfigError("--data", f"{path} line {lineno}, column {col}: {cell.strip()} is not finite")
+            if abs(v) > FLOAT32_MAX:
+                raise ConfigError("--data", f"{path} line {lineno}, column {col}: {cell.strip()} is beyond the "
+                                  "float32 range (about ±3.4e38) that training uses")
             parsed.append(v)
         values.append(parsed)
     if len(values) < 2:

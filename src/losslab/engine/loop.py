@@ -26,12 +26,13 @@ _NO_EVENTS = Consumer()
 
 @dataclass
 class FitResult:
-    status: str  # "ok", "diverged", "interrupted"
+    status: str  # "ok", "diverged", "interrupted", "error" (the step raised; `error` says what)
     records: list[dict[str, Any]] = field(default_factory=list)
     epochs_run: int = 0
     elapsed_s: float = 0.0
     diverged_epoch: Optional[int] = None
     stopped_early: bool = False
+    error: Optional[str] = None
 
 
 def epoch_record(epoch: int, train_loss: float, tracked: Optional[Mapping[str, float]], grad_norm: float,
@@ -207,6 +208,12 @@ def fit(
                 break
     except KeyboardInterrupt:
         result.status = "interrupted"
+    except (BrokenPipeError, MemoryError):
+        raise  # not this run's fault: the command stops
+    except Exception as exc:  # e.g. a user's loss that fails after some epochs: a status, records kept
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result.status = "error"
+        result.error = f"training failed at epoch {len(result.records) + first_epoch}: {type(exc).__name__}: {first}"
     result.elapsed_s = time.perf_counter() - start
     model.eval()
     return result

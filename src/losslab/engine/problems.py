@@ -42,7 +42,8 @@ class Problem:
             return self.loss_fn
         if cfg not in self._losses:
             fn = self._build_loss(cfg)
-            check_loss_output(fn, self.new_model(0), self.x[:2], self.y[:2])
+            rows = probe_rows(self.x, self.train_cfg.batch_size)
+            check_loss_output(fn, self.new_model(0), self.x[:rows], self.y[:rows])
             self._losses[cfg] = fn
         return self._losses[cfg]
 
@@ -66,15 +67,33 @@ class Problem:
 
 
 def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
-    """A loss must return a scalar tensor; say so before training rather than fail inside it."""
+    """Before training, on a batch as large as training uses (up to 2,048 rows): the loss returns a scalar
+    tensor connected to the prediction's graph, and its backward runs. Say what is wrong rather than fail
+    inside the loop."""
     try:
-        with torch.no_grad():
-            out = loss_fn(model(x), y)
+        out = loss_fn(model(x), y)
     except Exception as exc:
-        raise ConfigError("--loss", f"calling the loss on a batch failed: {type(exc).__name__}: {exc}") from None
+        raise ConfigError("--loss", f"calling the loss on a batch of {len(x)} failed: {type(exc).__name__}: "
+                          f"{exc}") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 0:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError("--loss", f"must return a scalar tensor (got {shape})")
+    if not out.requires_grad:
+        raise ConfigError("--loss", "returns a value not connected to the prediction's graph (a constant, a "
+                          "detached tensor or a number): training would have no gradient")
+    try:
+        out.backward()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError("--loss", f"its backward fails: {type(exc).__name__}: {first}") from None
+    finally:
+        model.zero_grad(set_to_none=True)
+
+
+def probe_rows(problem_x: Any, batch_size: Optional[int]) -> int:
+    """How many rows the loss check uses: one training batch, at least 2, at most 2,048."""
+    n = len(problem_x)
+    return max(2, min(n, batch_size or n, 2048))
 
 
 def load_regression_data(cfg: RegressConfig) -> RegressionData:
@@ -98,7 +117,8 @@ class RegressionProblem(Problem):
         self.loss_fn = build_loss(cfg.loss)
         self.names = data.param_names
         probe = self._linear()
-        check_loss_output(self.loss_fn, probe, self.x[:2], self.y[:2])
+        rows = probe_rows(self.x, cfg.train.batch_size)
+        check_loss_output(self.loss_fn, probe, self.x[:rows], self.y[:rows])
         opt_w, opt_b = least_squares(data.x, data.y)
         with torch.no_grad():
             probe.weight.copy_(torch.as_tensor(opt_w, dtype=torch.float32).reshape(1, -1))
@@ -169,7 +189,8 @@ class ClassificationProblem(Problem):
         self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
         self.x_val, self.y_val = data.x_val.to(self.device), data.y_val.to(self.device)
         self.loss_fn = self._build_loss(cfg.loss)
-        check_loss_output(self.loss_fn, self.new_model(0), self.x[:2], self.y[:2])
+        rows = probe_rows(self.x, cfg.train.batch_size)
+        check_loss_output(self.loss_fn, self.new_model(0), self.x[:rows], self.y[:rows])
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
         weight = class_weights(getattr(cfg, "class_weights", None), self.data.y_train, self.k)

@@ -12,12 +12,14 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from losslab.components.losses import is_import_path
 from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer, RunInfo
 from losslab.engine.loop import FitResult, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
+from losslab.errors import RunFailed
 
 _NO_EVENTS = Consumer()
 
@@ -101,10 +103,14 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
                      track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step)
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
                            elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
-                           stopped_early=fitted.stopped_early)
+                           stopped_early=fitted.stopped_early, error=fitted.error)
+        if fitted.status == "error" and raise_errors:
+            loss = (spec.loss or problem.loss_cfg).name
+            blame = f" (--loss {loss})" if is_import_path(loss) else ""
+            raise RunFailed(f"{fitted.error}{blame}")
         if after_fit is not None:
             after_fit(fitted)
-        if with_metrics and (fitted.status != "interrupted" or partial_metrics):
+        if with_metrics and fitted.status != "error" and (fitted.status != "interrupted" or partial_metrics):
             result.metrics = problem.final_metrics(model, loss_fn)
             result.status = settle_status(fitted.status, result.metrics)
             if result.status == "diverged" and result.diverged_epoch is None:
@@ -112,7 +118,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.elapsed_s = result.elapsed_s or time.perf_counter() - start
-    except BrokenPipeError:  # the reader closed stdout: the command stops, not just this run
+    except (BrokenPipeError, RunFailed):  # the reader closed stdout, or a single run failed: the command stops
         raise
     except Exception as exc:
         if raise_errors:

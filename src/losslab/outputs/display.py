@@ -322,6 +322,8 @@ class TrialsDisplay(Consumer):
         row = self.rows[run.group]
         loss = record.get(self.loss_key)
         row["epoch"], row["loss"] = record["epoch"], loss
+        if not math.isfinite(record.get("train_loss", 0.0)):
+            row["status"] = "diverged"  # stacked runs end together: say it now, not at the end
         if loss is not None and math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
             row["best"] = loss
 
