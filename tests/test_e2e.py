@@ -134,3 +134,24 @@ def test_ctrl_c_in_compare_keeps_finished_trials(tmp_path):
     statuses = [run["status"] for o in doc["optimizers"].values() for run in o["runs"]]
     assert doc["status"] == "interrupted" and "ok" in statuses and "not run" in statuses
     assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("args", [
+    ["lr-sweep", "--range-test", "--steps", "1000000", "--seeds", "3"],
+    ["lr-sweep", "--lrs", "0.01,0.1", "--epochs", "1000000", "--no-vectorize"],
+    ["lr-sweep", "--lrs", "0.01,0.1", "--epochs", "1000000"],
+    ["classify", "--epochs", "100000", "--dataset", "blobs"],
+])
+def test_ctrl_c_ends_every_command_with_130_and_status_interrupted(tmp_path, args):
+    out = tmp_path / "o"
+    proc = subprocess.Popen([BIN, *args, "--out", str(out), "--json", "--device", "cpu"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(4)  # imports done, training under way (the outcome is the same if it is not)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    doc = json.loads(stdout)
+    assert doc["status"] == "interrupted"
+    assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
+    if "--range-test" in args:
+        assert len(doc["runs"]) == 1  # the next seed did not start

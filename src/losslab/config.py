@@ -537,8 +537,9 @@ class SweepConfig:
             raise ConfigError("--steps", f"must be at least 10 (got {self.steps})")
         check_memory("--steps", self.steps * self.seeds * 4 * 32, f"a range test of {self.steps:,} steps")
         if not self.range_test:
-            check_memory("--seeds", self.seeds * self.num * (self.run.train.epochs or 100) * RECORD_BYTES,
-                         f"{self.seeds * self.num:,} runs' records")
+            rates = len(set(self.lrs)) if self.lrs else self.num
+            check_memory("--seeds", self.seeds * rates * (self.run.train.epochs or 100) * RECORD_BYTES,
+                         f"{self.seeds * rates:,} runs' records")
         if self.mode not in ("exp", "linear"):
             raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
         if self.seeds < 1:

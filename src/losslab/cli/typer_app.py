@@ -98,7 +98,8 @@ class _Group(_FlagHelp, TyperGroup):
             print(f"{where}: error: {exc.format_message()}", file=sys.stderr)
             code = ExitCode.USAGE
         except ConfigError as exc:
-            print(f"losslab: error: {exc}", file=sys.stderr)
+            print("losslab: error: " + " ".join(line.strip() for line in str(exc).splitlines() if line.strip()),
+                  file=sys.stderr)
             code = ExitCode.USAGE
         except RunFailed as exc:
             print(f"losslab: error: {exc}", file=sys.stderr)

@@ -91,7 +91,10 @@ def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError("--resume", f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+        raise ConfigError("--resume", f"cannot read checkpoint {path} as plain data (weights_only): "
+                          f"{type(exc).__name__}: {why}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "losslab-checkpoint-1":
         raise ConfigError("--resume", f"{path} is not a losslab checkpoint")
     for key, ours in (("model", cfg.model.name), ("hidden", cfg.model.hidden),

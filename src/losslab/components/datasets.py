@@ -120,6 +120,15 @@ def _mnist_like(cls_name: str, folder: str, name: str, cfg: Any) -> Raw:
         raise ConfigError("--data-dir", f"{name} files in {root / folder / 'raw'} are corrupt: {exc}") from None
     except Exception as exc:  # truncated idx files, wrong magic numbers, failed downloads
         raise ConfigError("--data-dir", f"cannot read {name} from {root / folder / 'raw'}: {exc}") from None
+    raw_dir = root / folder / "raw"
+    for split, ds, images, labels in (("train", train, _MNIST_FILES[0], _MNIST_FILES[1]),
+                                      ("test", test, _MNIST_FILES[2], _MNIST_FILES[3])):
+        if len(ds.data) != len(ds.targets):
+            raise ConfigError("--data-dir", f"{name} {split} files disagree: {raw_dir / images} holds "
+                              f"{len(ds.data)} images but {raw_dir / labels} {len(ds.targets)} labels")
+        if tuple(ds.data.shape[1:]) != (28, 28):
+            raise ConfigError("--data-dir", f"{raw_dir / images}: images are {tuple(ds.data.shape[1:])}, "
+                              f"{name} images are 28x28")
     x_train, x_test = train.data.unsqueeze(1).float(), test.data.unsqueeze(1).float()
     y_train, y_test = train.targets.to(torch.int64), test.targets.to(torch.int64)
     _check_labels(name, root / folder, [y_train, y_test], len(train.classes))
@@ -138,22 +147,86 @@ def _fashion(cfg: Any) -> Raw:
     return _mnist_like("FashionMNIST", "FashionMNIST", "Fashion-MNIST", cfg)
 
 
+class CorruptFile(Exception):
+    """A dataset file that is not what its format says (its name is in the message)."""
+
+
+def safe_unpickle(path: Path) -> Any:
+    """Read a CIFAR batch as data, not code: only builtin containers, strings, bytes, numbers and numpy arrays
+    may appear. A pickle naming any other callable (os.system, a __reduce__ payload) is refused unexecuted."""
+    import pickle
+
+    allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"), ("builtins", "bytearray")}
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) not in allowed:
+                raise CorruptFile(f"{path}: the pickle names {module}.{name}, which a data file never contains "
+                                  "(refused, not executed)")
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as fh:
+            return Restricted(fh, encoding="latin1").load()
+    except CorruptFile:
+        raise
+    except Exception as exc:
+        raise CorruptFile(f"{path}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from None
+
+
 def _cifar10_class() -> Any:
+    import numpy as np
     from torchvision import datasets
 
     class CIFAR10Files(datasets.CIFAR10):
-        """torchvision's CIFAR10 reader; presence of the batch files is checked instead of their MD5 sums,
-        so data re-packed in the same pickle format (or written by the tests) loads too."""
+        """torchvision's CIFAR10 dataset; presence of the batch files is checked instead of their MD5 sums, so
+        data re-packed in the same pickle format (or written by the tests) loads too, and every pickle is read
+        by `safe_unpickle` and checked (data and labels of equal length, integer labels) before use."""
+
+        def __init__(self, root: str, train: bool = True, transform: Any = None, download: bool = False):
+            datasets.VisionDataset.__init__(self, root, transform=transform)
+            self.train = train
+            if download:
+                self.download()
+            if not self._check_integrity():
+                raise RuntimeError("Dataset not found. You can use download=True to download it")
+            data, targets = [], []
+            for name, _ in self.train_list if train else self.test_list:
+                path = Path(self.root) / self.base_folder / name
+                entry = safe_unpickle(path)
+                if not isinstance(entry, dict) or "data" not in entry or not ("labels" in entry or "fine_labels" in entry):
+                    raise CorruptFile(f"{path}: expected a dict with 'data' and 'labels'")
+                x = entry["data"]
+                labels = entry.get("labels", entry.get("fine_labels"))
+                if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+                    raise CorruptFile(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got "
+                                      f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+                if not isinstance(labels, (list, np.ndarray)) or not all(
+                        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+                    raise CorruptFile(f"{path}: 'labels' must be a list of integers")
+                if len(labels) != len(x):
+                    raise CorruptFile(f"{path}: {len(x)} images but {len(labels)} labels")
+                data.append(x)
+                targets.extend(int(v) for v in labels)
+            self.data = np.vstack(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+            self.targets = targets
+            self._load_meta()
 
         def _check_integrity(self) -> bool:
             base = Path(self.root) / self.base_folder
             return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
 
         def _load_meta(self) -> None:
-            import pickle
-
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
-                self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            meta = safe_unpickle(path)
+            names = meta.get(self.meta["key"]) if isinstance(meta, dict) else None
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                raise CorruptFile(f"{path}: expected '{self.meta['key']}', a list of class names")
+            if len(set(names)) != len(names):
+                raise CorruptFile(f"{path}: class names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+            self.classes = names
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
         def download(self) -> None:
@@ -176,7 +249,9 @@ def _cifar10(cfg: Any) -> Raw:
     try:
         train = cls(str(root), train=True, download=cfg.download)
         test = cls(str(root), train=False, download=cfg.download)
-    except Exception as exc:  # unpickling errors, wrong array sizes, failed downloads
+    except CorruptFile as exc:
+        raise ConfigError("--data-dir", f"corrupt CIFAR-10 file: {exc}") from None
+    except Exception as exc:  # failed downloads and anything else torchvision raises
         raise ConfigError("--data-dir", f"cannot read CIFAR-10 from {folder}: {type(exc).__name__}: {exc}") from None
 
     def to_tensors(ds: Any) -> tuple["torch.Tensor", "torch.Tensor"]:

@@ -1,0 +1,277 @@
+"""Bad input on every command: one line naming the option or file, exit 2, no traceback, nothing on stdout —
+in process for the whole matrix, and through the installed `losslab` for the cases that need a real process
+(closed pipe, ASCII locale, crafted pickles, file modes, the last line of defence)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BIN = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
+
+HUGE = "1000000000000"
+MATRIX = [
+    # regress
+    (["regress", "--lr", "1e39"], "--lr"),
+    (["regress", "--weight-decay", "1e300"], "--weight-decay"),
+    (["regress", "--true-w", "1e39"], "--true-w"),
+    (["regress", "--samples", HUGE], "--samples"),
+    (["regress", "--features", HUGE], "--features"),
+    (["regress", "--epochs", HUGE], "--epochs"),
+    (["regress", "--out", ""], "--out"),
+    # classify
+    (["classify", "--classes", "4"], "--classes"),
+    (["classify", "--imbalance", "3"], "--imbalance"),
+    (["classify", "--dataset", "blobs", "--samples", HUGE], "--samples"),
+    (["classify", "--hidden", HUGE], "--hidden"),
+    (["classify", "--subset", "1"], "--subset"),
+    (["classify", "--target-loss", "nan"], "--target-loss"),
+    (["classify", "--loss", "mse", "--class-weights", "balanced"], "--class-weights"),
+    (["classify", "--save", "/"], "--save"),
+    (["classify", "--resume", "/no/such.pt"], "--resume"),
+    (["classify", "--dataset", "mnist", "--data-dir", "/no/such/folder"], "--data-dir"),
+    # compare-optimizers
+    (["compare-optimizers", "--tune", "--lr", "0.1"], "--lr"),
+    (["compare-optimizers", "--tune-grid", "0.1,1"], "--tune-grid"),
+    (["compare-optimizers", "--lr-for", "adam=0.1", "--lr-for", "adam=0.2"], "--lr-for"),
+    (["compare-optimizers", "--task", "classify", "--target-accuracy", "nan"], "--target-accuracy"),
+    (["compare-optimizers", "--task", "classify", "--target-loss", "0.5"], "--target-loss"),
+    (["compare-optimizers", "--target-accuracy", "0.9"], "--target-accuracy"),
+    (["compare-optimizers", "--seeds", HUGE], "--seeds"),
+    (["compare-optimizers", "--optims", "sgd,sgd"], "--optims"),
+    (["compare-optimizers", "--task", "classify", "--classes", "4"], "--classes"),
+    (["compare-optimizers", "--true-b", "1e39"], "--true-b"),
+    # lr-sweep
+    (["lr-sweep", "--range-test", "--num", "5"], "--num"),
+    (["lr-sweep", "--range-test", "--epochs", "5"], "--epochs"),
+    (["lr-sweep", "--range-test", "--target-loss", "1"], "--target-loss"),
+    (["lr-sweep", "--mode", "linear"], "--mode"),
+    (["lr-sweep", "--steps", "50"], "--steps"),
+    (["lr-sweep", "--range-test", "--steps", HUGE], "--steps"),
+    (["lr-sweep", "--lr", "0.1"], "--lr"),
+    (["lr-sweep", "--max-lr", "1e39"], "--max-lr"),
+    (["lr-sweep", "--task", "classify", "--target-accuracy", "2"], "--target-accuracy"),
+]
+
+
+@pytest.mark.parametrize("args, option", MATRIX, ids=[" ".join(a) for a, _ in MATRIX])
+def test_bad_input_matrix(cli, args, option):
+    cli(*args).assert_usage_error(option)
+
+
+def run(*args, env=None, **kw):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=120, **kw)
+
+
+def assert_one_line(proc, code, needle):
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("command", [["regress"], ["classify"], ["compare-optimizers"], ["lr-sweep"]])
+def test_json_stdout_stays_empty_on_bad_input_in_a_real_process(command):
+    proc = run(*command, "--seed", "-1", "--json")
+    assert_one_line(proc, 2, "--seed")
+    assert proc.stdout == ""
+
+
+def test_a_closed_stdout_is_a_quiet_exit_141():
+    proc = subprocess.run(f"'{BIN}' regress --epochs 3000 --device cpu | head -1", shell=True, capture_output=True,
+                          text=True, env=ENV, executable="/bin/bash", timeout=120)
+    assert proc.stdout.startswith("epoch 1/3000") and proc.stderr == ""
+    status = subprocess.run(f"'{BIN}' regress --epochs 3000 --device cpu | head -1 >/dev/null; "
+                            "echo ${PIPESTATUS[0]}", shell=True, capture_output=True, text=True, env=ENV,
+                            executable="/bin/bash", timeout=120)
+    assert status.stdout.strip() == "141"
+
+
+def test_an_ascii_locale_gets_ascii_output():
+    proc = run("regress", "--epochs", "5", "--device", "cpu", env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii() and "loss" in proc.stdout and " - " in proc.stdout  # "—" spelled "-"
+
+
+def test_result_files_get_the_umask_mode(tmp_path):
+    proc = subprocess.run(f"umask 022; '{BIN}' regress --epochs 5 --quiet --device cpu --out '{tmp_path / 'o'}'",
+                          shell=True, capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("result.json", "history.csv", "loss.png"):
+        assert (tmp_path / "o" / name).stat().st_mode & 0o777 == 0o644, name
+    assert not list((tmp_path / "o").glob(".*"))  # no temporary files left behind
+
+
+def test_paths_are_checked_before_training(tmp_path):
+    (tmp_path / "o" / "result.json").mkdir(parents=True)
+    proc = run("regress", "--out", str(tmp_path / "o"), "--device", "cpu")
+    assert_one_line(proc, 2, "--out")
+    assert "epoch" not in proc.stdout  # refused before the first epoch
+    proc = run("classify", "--save", str(tmp_path), "--epochs", "1")
+    assert_one_line(proc, 2, "--save")
+
+
+def test_a_users_loss_that_prints_keeps_json_clean(tmp_path):
+    (tmp_path / "noisy.py").write_text("import torch\nprint('imported')\n"
+                                       "def loss(p, t):\n    print('called')\n    return ((p - t) ** 2).mean()\n")
+    proc = run("regress", "--loss", "noisy:loss", "--epochs", "3", "--json", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok" and "called" in proc.stderr
+
+
+LOSSES = """
+import sys, torch
+calls = [0]
+def late(p, t):
+    calls[0] += 1
+    if calls[0] > 20:
+        raise RuntimeError("fails after a while")
+    return ((p - t) ** 2).mean()
+def constant(p, t):
+    return torch.tensor(1.0)
+def detached(p, t):
+    return ((p - t) ** 2).mean().detach()
+def vector(p, t):
+    return (p - t) ** 2
+class NeedsArgs:
+    def __init__(self, scale):
+        self.scale = scale
+not_callable = 3
+class WrongShape(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, t):
+        ctx.save_for_backward(p, t)
+        return ((p - t) ** 2).mean()
+    @staticmethod
+    def backward(ctx, g):
+        p, t = ctx.saved_tensors
+        return (2 * (p - t) / p.numel())[:1] * g, None
+class WrongCount(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, t):
+        ctx.save_for_backward(p, t)
+        return ((p - t) ** 2).mean()
+    @staticmethod
+    def backward(ctx, g):
+        p, t = ctx.saved_tensors
+        return (2 * (p - t) / p.numel() * g,)
+"""
+
+
+@pytest.mark.parametrize("name, code, needle", [
+    ("losses:constant", 2, "not connected"),
+    ("losses:detached", 2, "not connected"),
+    ("losses:vector", 2, "scalar"),
+    ("losses:NeedsArgs", 2, "no arguments"),
+    ("losses:not_callable", 2, "not callable"),
+    ("losses:WrongShape", 2, "backward"),
+    ("losses:WrongCount", 2, "backward"),
+    ("exits:f", 2, "sys.exit"),
+    ("interrupts:f", 2, "KeyboardInterrupt"),
+    ("losses:late", 4, "epoch"),
+])
+def test_every_failure_of_a_users_loss_is_one_line(tmp_path, name, code, needle):
+    (tmp_path / "losses.py").write_text(LOSSES)
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(5)\n")
+    (tmp_path / "interrupts.py").write_text("raise KeyboardInterrupt\n")
+    proc = run("regress", "--loss", name, "--epochs", "50", "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert_one_line(proc, code, needle)
+    assert "--loss" in proc.stderr
+
+
+def test_the_last_line_of_defence_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    probe = ("import sys\nfrom losslab.commands import regress\n"
+             "def boom(*a, **k):\n    raise ZeroDivisionError('planted')\n"
+             "regress.main = boom\nfrom losslab.cli import main\nsys.argv = ['losslab'] + sys.argv[1:]\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "regress"], capture_output=True, text=True, env=ENV,
+                          timeout=120)
+    assert_one_line(proc, 4, "internal error: ZeroDivisionError: planted")
+    proc = subprocess.run([sys.executable, "-c", probe, "regress", "--debug"], capture_output=True, text=True,
+                          env=ENV, timeout=120)
+    assert proc.returncode == 4 and "Traceback" in proc.stderr
+
+
+# --- dataset files are data, not code ------------------------------------------------------------------
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_cifar_pickle_is_refused_and_never_executed(tmp_path):
+    from losslab.components.fakedata import write_cifar10
+
+    folder = write_cifar10(tmp_path, per_batch=4, test=4)
+    marker = tmp_path / "pwned"
+    with open(folder / "data_batch_1", "wb") as fh:
+        pickle.dump({"data": Payload(marker), "labels": [0]}, fh)
+    proc = run("classify", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1")
+    assert_one_line(proc, 2, "data_batch_1")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("corrupt, needle", [
+    (lambda d: d.update(labels=d["labels"][:-1]), "labels"),
+    (lambda d: d.update(labels=[str(v) for v in d["labels"]]), "integers"),
+    (lambda d: d.update(labels=[float(v) for v in d["labels"]]), "integers"),
+    (lambda d: d.update(data=d["data"].astype(np.float32)), "uint8"),
+])
+def test_corrupt_cifar_batches_are_refused_with_the_file_named(cli, tmp_path, corrupt, needle):
+    from losslab.components.fakedata import write_cifar10
+
+    folder = write_cifar10(tmp_path, per_batch=4, test=4)
+    with open(folder / "data_batch_2", "rb") as fh:
+        entry = pickle.load(fh)
+    corrupt(entry)
+    with open(folder / "data_batch_2", "wb") as fh:
+        pickle.dump(entry, fh)
+    run_ = cli("classify", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1")
+    run_.assert_usage_error("--data-dir")
+    assert "data_batch_2" in run_.stderr and needle in run_.stderr
+
+
+def test_duplicate_cifar_class_names_are_refused(cli, tmp_path):
+    from losslab.components.fakedata import write_cifar10
+
+    folder = write_cifar10(tmp_path, per_batch=4, test=4)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": ["cat"] * 10}, fh)
+    run_ = cli("classify", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1")
+    run_.assert_usage_error("--data-dir")
+    assert "repeat" in run_.stderr
+
+
+def test_mnist_images_and_labels_of_different_counts_or_sizes_are_refused(cli, tmp_path):
+    from losslab.components.fakedata import write_idx, write_mnist
+
+    raw = write_mnist(tmp_path, train=20, test=10)
+    write_idx(raw / "train-labels-idx1-ubyte", np.zeros(25, dtype=np.uint8))
+    run_ = cli("classify", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1")
+    run_.assert_usage_error("--data-dir")
+    assert "20 images but" in run_.stderr and "25 labels" in run_.stderr
+    raw = write_mnist(tmp_path / "b", train=20, test=10)
+    write_idx(raw / "t10k-images-idx3-ubyte", np.zeros((10, 10, 10), dtype=np.uint8))
+    run_ = cli("classify", "--dataset", "mnist", "--data-dir", str(tmp_path / "b"), "--epochs", "1")
+    run_.assert_usage_error("--data-dir")
+    assert "28x28" in run_.stderr
+
+
+def test_checkpoints_load_with_weights_only(tmp_path, cli):
+    marker = tmp_path / "pwned"
+    import torch
+
+    torch.save({"format": "losslab-checkpoint-1", "x": Payload(marker)}, tmp_path / "evil.pt")
+    run_ = cli("classify", "--resume", str(tmp_path / "evil.pt"), "--epochs", "2")
+    run_.assert_usage_error("--resume")
+    assert not marker.exists()
