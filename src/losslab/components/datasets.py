@@ -250,7 +250,7 @@ def _cifar10(cfg: Any) -> Raw:
         train = cls(str(root), train=True, download=cfg.download)
         test = cls(str(root), train=False, download=cfg.download)
     except CorruptFile as exc:
-        raise ConfigError("--data-dir", f"corrupt CIFAR-10 file: {exc}") from None
+        raise ConfigError("--data-dir", f"cannot read CIFAR-10 (corrupt file): {exc}") from None
     except Exception as exc:  # failed downloads and anything else torchvision raises
         raise ConfigError("--data-dir", f"cannot read CIFAR-10 from {folder}: {type(exc).__name__}: {exc}") from None
 
