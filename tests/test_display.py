@@ -64,3 +64,27 @@ def test_slow_epochs_show_batch_progress_off_a_terminal_and_in_the_live_caption(
     assert not any("batch 4/4" in line for line in lines)  # the epoch line replaces the last batch
     display.batch = (2, 4, 0.5)
     assert display._render().caption == "epoch 3: batch 2/4, loss 0.5"
+
+
+def test_many_run_reports_fit_an_80_column_terminal():
+    import re
+
+    from losslab.commands import compare_optimizers, lr_sweep
+    from losslab.config import ClassifyConfig, ClassifyDataConfig, CompareConfig, SweepConfig
+    from losslab.engine.problems import build_problem
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    cfg = CompareConfig(run=RegressConfig(train=TrainConfig(epochs=50, device="cpu")), seeds=2, tune=True,
+                        tune_grid=(0.01, 0.1)).resolved()
+    reports = compare_optimizers.report(compare_optimizers.compare(cfg, build_problem(cfg.run)))
+    cfg = CompareConfig(run=ClassifyConfig(data=ClassifyDataConfig(subset=200), train=TrainConfig(
+        epochs=1, batch_size=64, device="cpu")), seeds=2).resolved()
+    reports += compare_optimizers.report(compare_optimizers.compare(cfg, build_problem(cfg.run)))
+    cfg = SweepConfig(run=RegressConfig(train=TrainConfig(epochs=50, device="cpu")), num=6, seeds=2).resolved()
+    reports += lr_sweep.grid_report(lr_sweep.grid_sweep(cfg, build_problem(cfg.run)))
+    for report in reports:
+        report.render(console)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", console.file.getvalue())
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "0.01 (tuned)" in text or "0.1 (tuned)" in text  # the cells are whole, not cut

@@ -156,15 +156,14 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
                    ("optimum_distance", "accuracy")]
     if len(param_names) > 3:
         param_names = []  # many weights: the distance from the optimum says it in one number
-    ranking_headers = ["#", "optimizer", "lr", "final loss median", "IQR", "mean ± std", "best loss", "diverged"]
+    # sized for an 80-column terminal; the mean and standard deviation are in the JSON
+    ranking_headers = ["#", "optimizer", "lr", "median loss", "IQR", "best loss", "diverged"]
     ranking = []
     for i, s in enumerate(result.summaries, start=1):
         ranking.append([str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
-                        fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
-                        f"{fmt(s.mean, '.4g')} ± {fmt(s.std, '.2g')}", fmt(s.best, ".5g"),
+                        fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
                         f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
-    target = f"epochs to {'loss' if regress else 'acc'} {fmt(result.target, '.4g')}"
-    detail_headers = ["optimizer", target, "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
+    detail_headers = ["optimizer", "to target", "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
     detail = []
     for s in result.summaries:
         reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
@@ -177,7 +176,10 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     task = "regression" if regress else f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})"
     title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
              f"{cfg.run.train.epochs} epochs, ranked by median final loss ({result.elapsed_s:.1f} s)")
-    notes = [f"data: {result.data_source}"]
+    notes = [f"data: {result.data_source}",
+             f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
+             f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
+             "(runs that reached it)"]
     if regress and result.reference:
         ref = result.reference
         notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
@@ -207,7 +209,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     last = len(detail_headers) - 1
     score = (lambda s: s.extra.get("optimum_distance", math.inf)) if regress else \
         (lambda s: s.extra.get("accuracy", -math.inf))
-    ranking_best = best_cells(result.summaries, [(3, lambda s: s.median, min), (6, lambda s: s.best, min)])
+    ranking_best = best_cells(result.summaries, [(3, lambda s: s.median, min), (5, lambda s: s.best, min)])
     detail_best = best_cells(result.summaries, [(last, score, min if regress else max)])
     stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
     if stacked:

@@ -286,13 +286,13 @@ def range_records(result: RangeResult) -> list[dict[str, Any]]:
 def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     cfg = result.config
     regress = cfg.task == "regression"
-    headers = ["lr", "final loss median", "IQR", "best loss", f"epochs to {'loss' if regress else 'acc'} "
-               f"{fmt(result.target, '.4g')}", "diverged"] + ([] if regress else ["val acc"])
+    # short headers so the table fits 80 columns; the notes say what they mean
+    headers = ["lr", "median loss", "IQR", "best loss", "to target", "diverged"] + ([] if regress else ["val acc"])
     rows, best = [], set()
     for i, s in enumerate(result.summaries):
         reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
-        mark = " ← suggested" if s.lr == result.suggested_lr else ""
-        row = [f"{s.lr:.3g}{mark}", fmt(s.median), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best), reach,
+        mark = " ←" if s.lr == result.suggested_lr else ""
+        row = [f"{s.lr:.3g}{mark}", fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"), reach,
                f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
         if not regress:
             row.append(fmt(s.extra.get("accuracy"), ".4f"))
@@ -303,7 +303,10 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
              f"({'vectorized' if result.vectorized else 'sequential'})")
     notes = [f"data: {result.data_source}",
-             f"suggested lr: {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 significant "
+             f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
+             f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
+             "(runs that reached it)",
+             f"suggested lr (←): {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 significant "
              "digits go to the rate that reaches the target sooner)",
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
              f"{fmt(result.largest_stable_lr, '.3g')}"]

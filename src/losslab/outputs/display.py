@@ -220,9 +220,11 @@ class Report:
             from rich.table import Table
             from rich.text import Text
 
-            table = Table(header_style="bold")
+            # light rules and no_wrap numbers: the tables stay readable in an 80-column terminal
+            table = Table(header_style="bold underline", box=None, pad_edge=False)
             for i, h in enumerate(self.headers):
-                table.add_column(h, justify="left" if i == 0 else "right")
+                widest = max((len(row[i]) for row in self.rows), default=0)
+                table.add_column(h, justify="left" if i == 0 else "right", min_width=widest)  # headers wrap, numbers do not
             for i, row in enumerate(self.rows):
                 table.add_row(*(Text(c, style="bold green") if (i, j) in self.best else c
                                 for j, c in enumerate(row)))
