@@ -215,3 +215,13 @@ def test_cli_classify_blobs_mlp_matches_scikit_learns_logistic_regression(cli):
 ])
 def test_cli_classify_bad_input_is_one_line_exit_2(cli, args, option):
     cli("classify", *args).assert_usage_error(option)
+
+
+def test_resume_honours_the_options_given(tmp_path):
+    """A resumed run trains at the --lr it was given, not the checkpoint's: the record's lr shows it."""
+    ckpt = tmp_path / "ck.pt"
+    classify(_cfg(train=TrainConfig(epochs=2, batch_size=32, device="cpu"), save=str(ckpt)))
+    resumed = classify(_cfg(optim=OptimConfig("adam", lr=0.05), train=TrainConfig(epochs=4, batch_size=32,
+                                                                                 device="cpu"), resume=str(ckpt)))
+    assert [r["lr"] for r in resumed.records] == [0.05, 0.05]
+    assert resumed.resumed_from == 2

@@ -155,3 +155,20 @@ def test_ctrl_c_ends_every_command_with_130_and_status_interrupted(tmp_path, arg
     assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
     if "--range-test" in args:
         assert len(doc["runs"]) == 1  # the next seed did not start
+
+
+def test_two_quick_ctrl_c_never_leave_half_a_json_document(tmp_path):
+    out = tmp_path / "o"
+    proc = subprocess.Popen([BIN, "regress", "--epochs", "1000000", "--out", str(out), "--json", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stderr.readline().startswith("epoch 1/")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    if stdout:  # the document is whole or absent, never cut
+        assert json.loads(stdout)["status"] == "interrupted"
+    if (out / "result.json").exists():
+        assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
+    assert not list(out.glob(".*")) if out.exists() else True  # no temporary files left
