@@ -139,6 +139,7 @@ class LossConfig:
 
     name: str = REGRESS_DEFAULTS["loss"]
     delta: float = 1.0
+    check: bool = True  # an import-path loss has its gradient checked before training (--no-check-loss skips)
 
     def __post_init__(self) -> None:
         check_positive("--delta", self.delta)
@@ -566,6 +567,66 @@ class SweepConfig:
             return tuple(sorted(set(self.lrs)))
         low, high = self.lr_range
         return tuple(low * (high / low) ** (i / (self.num - 1)) for i in range(self.num))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["task"] = self.task
+        return d
+
+
+LOSS_RANKINGS = {"regression": ("truth_distance", "heldout_mse"),
+                 "classification": ("macro_f1", "accuracy", "minority_recall", "nll", "ece")}
+
+
+@dataclass(frozen=True)
+class CompareLossesConfig:
+    """Several losses on one problem: same initial weights, batch order and optimizer; ranked by a measure
+    that does not depend on the loss being trained."""
+
+    run: RunConfig
+    losses: tuple[str, ...] = ("mse", "l1", "huber", "smooth-l1")
+    seeds: int = 5
+    outliers: float = 0.1  # regression: fraction of training targets shifted
+    outlier_shift: float = 20.0
+    rank_by: Optional[str] = None  # None: truth_distance (heldout_mse when the truth is unknown) or macro_f1
+    vectorize: bool = True
+    gates: GateConfig = field(default_factory=GateConfig)
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not self.losses:
+            raise ConfigError("--losses", "give at least one loss, e.g. mse,l1")
+        if len(set(self.losses)) != len(self.losses):
+            raise ConfigError("--losses", f"lists a loss twice: {','.join(self.losses)}")
+        for name in self.losses:
+            try:
+                check_task(name, self.task)
+            except ConfigError as exc:
+                raise ConfigError("--losses", exc.message) from None
+        if self.seeds < 1:
+            raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
+        check_finite("--outliers", self.outliers)
+        if not 0 <= self.outliers < 0.5:
+            raise ConfigError("--outliers", f"is the fraction of targets shifted, in [0, 0.5) (got {self.outliers:g})")
+        check_finite("--outlier-shift", self.outlier_shift)
+        if self.rank_by is not None and self.rank_by not in LOSS_RANKINGS[self.task]:
+            raise ConfigError("--rank-by", f"unknown measure {self.rank_by!r} for {self.task}; choose from: "
+                              f"{', '.join(LOSS_RANKINGS[self.task])}")
+        runs = self.seeds * len(self.losses)
+        check_memory("--seeds", runs * (self.run.train.epochs or 100) * RECORD_BYTES, f"{runs:,} runs' records")
+
+    @property
+    def task(self) -> str:
+        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+
+    def loss_config(self, name: str) -> LossConfig:
+        """The run's loss settings (--delta, --gamma) under another loss name."""
+        if isinstance(self.run, ClassifyConfig):
+            return ClassifyLossConfig(name=name, gamma=self.run.loss.gamma, check=self.run.loss.check)
+        return LossConfig(name=name, delta=self.run.loss.delta, check=self.run.loss.check)
+
+    def resolved(self) -> "CompareLossesConfig":
+        return replace(self, run=self.run.resolved())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, Given, flag
-from losslab.config import (CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
+from losslab.config import (CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, ClassifyConfig, CompareLossesConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
                             LossConfig, ModelConfig, OptimConfig, RegressConfig, RegressDataConfig, SweepConfig,
                             TrainConfig, log_grid, parse_floats, parse_grid, parse_lr_for)
 from losslab.errors import ConfigError
@@ -59,13 +59,14 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
     data = RegressDataConfig(**_set(samples=given.samples, features=given.features or len(true_w), true_w=true_w,
                                     true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
                                     csv=given.data))
-    return RegressConfig(data=data, loss=LossConfig(**_set(name=given.loss, delta=given.delta)),
+    return RegressConfig(data=data, loss=LossConfig(**_set(name=given.loss, delta=given.delta),
+                                                    check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
                          out=given.out).resolved()
 
 
-BLOBS_ONLY = ("classes", "class_sep", "imbalance", "samples", "features")
+BLOBS_ONLY = ("classes", "class_sep", "samples", "features")
 
 
 def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
@@ -79,7 +80,8 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                                      features=given.features, class_sep=given.class_sep,
                                      imbalance=given.imbalance))
     loss = ClassifyLossConfig(**_set(name=given.loss, label_smoothing=given.label_smoothing,
-                                     class_weights=given.class_weights, gamma=given.gamma))
+                                     class_weights=given.class_weights, gamma=given.gamma),
+                              check=not given.no_check_loss)
     return ClassifyConfig(data=data, model=ModelConfig(**_set(name=given.model, hidden=given.hidden)), loss=loss,
                           optim=optim_config(given, CLASSIFY_DEFAULTS["optim"]),
                           train=train_config(given, epochs=None, batch_size=CLASSIFY_DEFAULTS["batch_size"]),
@@ -121,6 +123,25 @@ def compare_config(given: Given) -> CompareConfig:
                          tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
                          target=target, vectorize=not given.no_vectorize,
                          gates=gate_config(given, with_target_loss=False), out=given.out).resolved()
+
+
+DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1", "classification": "cross-entropy,mse,focal,weighted-cross-entropy"}
+
+
+def compare_losses_config(given: Given) -> CompareLossesConfig:
+    task = task_of(given)
+    if given.loss is not None:
+        raise ConfigError("--loss", "compare-losses trains every loss of --losses")
+    if task == "classification":
+        for name in ("outliers", "outlier_shift"):
+            if given.set(name):
+                raise ConfigError(flag(name), "applies to --task regress only")
+    run = run_config(given)
+    losses = tuple(n.strip() for n in (given.losses or DEFAULT_LOSSES[task]).split(",") if n.strip())
+    return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
+                               outlier_shift=given.outlier_shift, rank_by=given.rank_by,
+                               vectorize=not given.no_vectorize, gates=gate_config(given, with_target_loss=False),
+                               out=given.out).resolved()
 
 
 def sweep_config(given: Given) -> SweepConfig:

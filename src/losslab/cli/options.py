@@ -55,6 +55,8 @@ OPTS: dict[str, Opt] = {
     "eps": Opt(Optional[float], ("--eps",), "Denominator epsilon (adam, adamw, rmsprop, adagrad)."),
     # loss
     "loss": Opt(Optional[str], ("--loss",), _loss_help()),
+    "no_check_loss": Opt(bool, ("--no-check-loss",), "Train an import-path loss without first checking its "
+                         "gradient against finite differences (see losslab check-loss).", False),
     "delta": Opt(float, ("--delta",), "Threshold of huber (delta) and smooth-l1 (beta).", 1.0),
     "label_smoothing": Opt(float, ("--label-smoothing",), "Label smoothing of cross-entropy.", 0.0),
     "class_weights": Opt(Optional[str], ("--class-weights",),
@@ -92,7 +94,9 @@ OPTS: dict[str, Opt] = {
                         "test split.", 0.2),
     "classes": Opt(int, ("--classes",), "blobs: number of classes.", 3),
     "class_sep": Opt(float, ("--class-sep",), "blobs: spread of the cluster centres (noise has unit variance).", 3.0),
-    "imbalance": Opt(Optional[float], ("--imbalance",), "blobs: ratio of the largest to the smallest class."),
+    "imbalance": Opt(Optional[float], ("--imbalance",), "blobs: ratio of the largest to the smallest class; other "
+                      "datasets: keep 1/R of the training samples of the upper half of the classes (validation "
+                      "keeps its natural balance)."),
     "model": Opt(Optional[str], ("--model",), "Classifier (default per dataset: " + ", ".join(
         f"{e.name} {e.meta['default_model']}" for e in DATASETS) + "): " + "; ".join(
         f"{e.name}: {e.description}" for e in MODELS if e.meta["task"] == "classification") + "."),
@@ -127,6 +131,15 @@ OPTS: dict[str, Opt] = {
                         "computation (the default for supported models and optimizers).", False),
     "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "--task classify: validation accuracy whose first "
                            "epoch is reported (default 0.9)."),
+    # compare-losses
+    "losses": Opt(Optional[str], ("--losses",), "Comma list of losses to compare (default regress: "
+                  "mse,l1,huber,smooth-l1; classify: cross-entropy,mse,focal,weighted-cross-entropy), registered "
+                  "names or import paths."),
+    "outliers": Opt(float, ("--outliers",), "regress: fraction of training targets shifted by --outlier-shift "
+                    "(rows chosen from --data-seed).", 0.1),
+    "outlier_shift": Opt(float, ("--outlier-shift",), "regress: how far outlier targets are shifted.", 20.0),
+    "rank_by": Opt(Optional[str], ("--rank-by",), "Ranking measure (regress: truth_distance, or heldout_mse when "
+                   "the truth is unknown; classify: macro_f1, accuracy, minority_recall, nll, ece)."),
     # output and gates
     "json_out": Opt(bool, ("--json",), "Print one JSON document on stdout and nothing else there (progress goes to "
                     "stderr).", False),
@@ -141,9 +154,9 @@ OPTS: dict[str, Opt] = {
 
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "seed", "device")
-REGRESS_DATA = ("loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed", "data")
+REGRESS_DATA = ("loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed", "data")
 CLASSIFY_DATA = ("dataset", "data_dir", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
-                 "features", "class_sep", "imbalance", "model", "hidden", "loss", "label_smoothing",
+                 "features", "class_sep", "imbalance", "model", "hidden", "loss", "no_check_loss", "label_smoothing",
                  "class_weights", "gamma")
 OUTPUT = ("json_out", "out", "quiet", "expect", "target_loss")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -15,7 +15,8 @@ from typer.core import TyperCommand, TyperGroup
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
-from losslab.cli.configs import classify_config, compare_config, regress_config, sweep_config
+from losslab.cli.configs import (classify_config, compare_config, compare_losses_config, regress_config,
+                                 sweep_config)
 from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab.engine import interrupt
@@ -251,6 +252,43 @@ def compare_optimizers(given: Given) -> int:
 
     with keep_stdout_for_json(given.json_out):
         return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
+
+
+@app.command("compare-losses", cls=_Command, epilog=EXIT_CODES_HELP.replace(
+    "3 training diverged (non-finite loss)", "3 every run diverged"))
+@options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", *OPTIM,
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "expect")
+def compare_losses(given: Given) -> int:
+    """What each loss does to a fit: the same model, initial weights and data order trained with several losses
+    over several seeds (regress: with seeded outliers), ranked by a measure independent of the loss trained."""
+    from losslab.commands import compare_losses as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    with keep_stdout_for_json(given.json_out):
+        return command.main(compare_losses_config(given), json_out=given.json_out, quiet=given.quiet)
+
+
+@app.command("check-loss", cls=_Command, epilog="Exit codes: 0 every check passed; 1 a check failed; 2 bad usage.")
+def check_loss(
+    loss: Annotated[str, typer.Argument(help="The loss as an import path package.module:Name: a class (built with "
+                                             "no arguments), a function, or a torch.autograd.Function subclass.")],
+    task: Annotated[str, typer.Option("--task", help="regress (prediction and target (8, 1)) or classify (logits "
+                                                     "(8, 4), integer targets (8,)).")] = "regress",
+    second_order: Annotated[bool, typer.Option("--second-order", help="Also check second derivatives "
+                                                                      "(gradgradcheck).")] = False,
+    points: Annotated[int, typer.Option("--points", help="Random points the gradient is checked at.")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """Check a custom loss before training with it: callable on the task's shapes, a scalar tensor connected to
+    the prediction's graph, finite, and a gradient that matches finite differences (torch.autograd.gradcheck)."""
+    from losslab.commands import check_loss as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    if task not in ("regress", "classify"):
+        raise ConfigError("--task", f"unknown task {task!r}; choose from: regress, classify")
+    cfg = command.CheckLossConfig(loss, "regression" if task == "regress" else "classification", second_order, points)
+    with keep_stdout_for_json(json_out):
+        return command.main(cfg, json_out=json_out)
 
 
 @app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(

@@ -300,11 +300,34 @@ def load_classification(cfg: Any) -> ClassificationData:
             keep_val = torch.randperm(len(y_val), generator=g)[:n_test]
             x_train, y_train, x_val, y_val = x_train[keep], y_train[keep], x_val[keep_val], y_val[keep_val]
         split = "official test split"
+    if cfg.imbalance is not None and cfg.dataset != "blobs":
+        x_train, y_train, note = make_imbalanced(x_train, y_train, len(raw.classes), cfg.imbalance, g)
+        split += note
     mean, std = _stats(x_train)
     x_train = ((x_train - mean) / std).contiguous()
     x_val = ((x_val - mean) / std).contiguous()
     source = f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape {tuple(x_train.shape[1:])}"
     return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split)
+
+
+def minority_classes(classes: int) -> list[int]:
+    """The classes `--imbalance` makes rare outside blobs: the upper half of the class indices."""
+    return list(range(classes - classes // 2, classes)) if classes > 1 else []
+
+
+def make_imbalanced(x: Any, y: Any, classes: int, ratio: float, g: Any) -> tuple[Any, Any, str]:
+    """Keep a seeded 1/ratio of the training samples of the minority classes (validation keeps its natural
+    balance, so every metric is measured on the same split)."""
+    import torch
+
+    keep = torch.ones(len(y), dtype=torch.bool)
+    for c in minority_classes(classes):
+        rows = torch.nonzero(y == c).flatten()
+        rows = rows[torch.randperm(len(rows), generator=g)]
+        drop = rows[max(1, int(round(len(rows) / ratio))):]
+        keep[drop] = False
+    return x[keep], y[keep], (f"; training split imbalanced: classes {minority_classes(classes)} kept at "
+                              f"1/{ratio:g} (validation keeps its natural balance)")
 
 
 def _stats(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:

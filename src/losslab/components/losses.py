@@ -59,6 +59,14 @@ def _cross_entropy(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=getattr(cfg, "label_smoothing", 0.0))
 
 
+@LOSSES.register("weighted-cross-entropy", "cross-entropy with balanced class weights n / (classes x count), "
+                 "as scikit-learn's class_weight='balanced'", tasks=("classification",), balanced_weights=True)
+def _weighted_cross_entropy(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
+    from torch import nn
+
+    return nn.CrossEntropyLoss(weight=weight)
+
+
 @LOSSES.register("nll", "negative log-likelihood; the model then ends in log_softmax", tasks=("classification",),
                  log_softmax=True)
 def _nll(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
@@ -168,6 +176,10 @@ def build_loss(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     if is_import_path(cfg.name):
         return load_import_path(cfg.name)
     return LOSSES.lookup(cfg.name).factory(cfg, weight, classes)
+
+
+def wants_balanced_weights(name: str) -> bool:
+    return not is_import_path(name) and bool(LOSSES.lookup(name).meta.get("balanced_weights"))
 
 
 def wants_log_softmax(name: str) -> bool:

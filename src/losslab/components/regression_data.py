@@ -105,6 +105,18 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def with_outliers(data: RegressionData, fraction: float, shift: float, seed: int) -> tuple[RegressionData, np.ndarray]:
+    """A copy whose targets at round(fraction · n) rows, chosen reproducibly from `seed`, are shifted by `shift`;
+    also returns those rows' indices."""
+    n = len(data.y)
+    k = int(round(fraction * n))
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False)) if k else np.zeros(0, dtype=int)
+    y = data.y.copy()
+    y[rows, 0] += np.float32(shift)
+    source = data.source + (f"; {k} outliers (targets shifted by {shift:+g}, rows chosen by seed {seed})" if k else "")
+    return RegressionData(data.x, y, data.true_w, data.true_b, source), rows
+
+
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     """Exact minimiser of mean squared error over (w, b), in float64: argmin ||[x 1]·θ − y||²."""
     design = np.hstack([x.astype(np.float64), np.ones((x.shape[0], 1))])

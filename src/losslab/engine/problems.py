@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from losslab.components.datasets import ClassificationData, load_classification
-from losslab.components.losses import build_loss, wants_log_softmax
+from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
 from losslab.components.models import MODELS, build_classifier
 from losslab.components.regression_data import RegressionData, least_squares, read_csv, synthetic
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, parse_floats
@@ -71,7 +71,8 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
     tensor connected to the prediction's graph, and its backward runs. Say what is wrong rather than fail
     inside the loop."""
     try:
-        out = loss_fn(model(x), y)
+        with torch.enable_grad():  # the check may be asked for under no_grad (e.g. by the stacked engine's probe)
+            out = loss_fn(model(x), y)
     except Exception as exc:
         raise ConfigError("--loss", f"calling the loss on a batch of {len(x)} failed: {type(exc).__name__}: "
                           f"{exc}") from None
@@ -96,6 +97,20 @@ def probe_rows(problem_x: Any, batch_size: Optional[int]) -> int:
     return max(2, min(n, batch_size or n, 2048))
 
 
+def checked_loss(cfg: LossConfig, fn: LossFn, task: str) -> LossFn:
+    """An import-path loss gets the quick form of `losslab check-loss` before any epoch (unless --no-check-loss)."""
+    if not is_import_path(cfg.name) or not cfg.check:
+        return fn
+    from losslab.engine.loss_check import check_loss
+
+    report = check_loss(fn, cfg.name, task, quick=True)
+    failed = next((c for c in report.checks if not c.passed), None)
+    if failed is not None:
+        raise ConfigError("--loss", f"{cfg.name} fails the {failed.name} check: {failed.detail} (details: losslab "
+                          f"check-loss {cfg.name}; --no-check-loss trains anyway)")
+    return fn
+
+
 def load_regression_data(cfg: RegressConfig) -> RegressionData:
     d = cfg.data
     if d.csv is not None:
@@ -114,7 +129,7 @@ class RegressionProblem(Problem):
         self.device = resolve_device(cfg.train.device)
         self.x = torch.from_numpy(data.x).to(self.device)
         self.y = torch.from_numpy(data.y).to(self.device)
-        self.loss_fn = build_loss(cfg.loss)
+        self.loss_fn = self._build_loss(cfg.loss)
         self.names = data.param_names
         probe = self._linear()
         rows = probe_rows(self.x, cfg.train.batch_size)
@@ -129,7 +144,7 @@ class RegressionProblem(Problem):
                             if data.true_w is not None else None)
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
-        return build_loss(cfg)
+        return checked_loss(cfg, build_loss(cfg), self.task)
 
     def _linear(self) -> torch.nn.Module:
         return MODELS.lookup("linear").factory(self.data.features).to(self.device)
@@ -193,8 +208,10 @@ class ClassificationProblem(Problem):
         check_loss_output(self.loss_fn, self.new_model(0), self.x[:rows], self.y[:rows])
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
-        weight = class_weights(getattr(cfg, "class_weights", None), self.data.y_train, self.k)
-        return build_loss(cfg, None if weight is None else weight.to(self.device), classes=self.k)
+        spec = "balanced" if wants_balanced_weights(cfg.name) else getattr(cfg, "class_weights", None)
+        weight = class_weights(spec, self.data.y_train, self.k)
+        return checked_loss(cfg, build_loss(cfg, None if weight is None else weight.to(self.device), classes=self.k),
+                            self.task)
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
@@ -217,7 +234,24 @@ class ClassificationProblem(Problem):
         per_class = {c: (float(confusion[i, i]) / int(support[i]) if int(support[i]) else None)
                      for i, c in enumerate(self.data.classes)}
         return {"final_loss": valid_loss, "accuracy": float(confusion.diag().sum()) / max(1, int(confusion.sum())),
-                "per_class_accuracy": per_class, "confusion": confusion.tolist()}
+                "per_class_accuracy": per_class, "confusion": confusion.tolist(), **self.calibration(model)}
+
+    def calibration(self, model: torch.nn.Module, bins: int = 15) -> dict[str, float]:
+        """Loss-independent quality of the predicted probabilities on the validation split: cross-entropy
+        (NLL) and expected calibration error (`bins` equal-width confidence bins, as Guo et al. 2017)."""
+        with torch.no_grad():
+            logits = torch.cat([model(self.x_val[i:i + 4096]) for i in range(0, len(self.y_val), 4096)])
+            logp = torch.log_softmax(logits.double(), dim=1)  # also right for models ending in log-softmax
+            nll = float(torch.nn.functional.nll_loss(logp, self.y_val))
+            conf, pred = logp.exp().max(dim=1)
+            correct = (pred == self.y_val).double()
+            edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=conf.device)
+            ece = 0.0
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                inside = (conf > lo) & (conf <= hi)
+                if inside.any():
+                    ece += float(inside.double().mean() * (conf[inside].mean() - correct[inside].mean()).abs())
+        return {"nll": nll, "ece": ece}
 
 
 AnyProblem = Union[RegressionProblem, ClassificationProblem]

@@ -163,3 +163,24 @@ def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], p
             color, ls = styles.get(name, ("gray", ":"))
             ax.axvline(lr, color=color, ls=ls, lw=1.2, label=f"{name} {lr:.3g}")
     _finish(fig, ax, path, xlabel="learning rate", ylabel="smoothed loss", title=title, logx=True, logy=False)
+
+
+def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any, Any]], truth: Any, path: Path,
+                    title: str = "") -> None:
+    """The training data (outliers marked) with each loss's fitted line and the true line."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    mask = np.zeros(len(x), dtype=bool)
+    if outliers is not None and len(outliers):
+        mask[np.asarray(outliers)] = True
+    ax.scatter(x[~mask], y[~mask], s=10, color="gray", alpha=0.6, label="data")
+    if mask.any():
+        ax.scatter(x[mask], y[mask], s=18, color="tab:red", marker="x", label="outliers")
+    grid = np.linspace(float(np.min(x)), float(np.max(x)), 50)
+    if truth:
+        ax.plot(grid, truth["w"] * grid + truth["b"], color="black", ls="--", lw=1.2, label="truth")
+    for name, (w, b) in lines.items():
+        if w is not None and b is not None and math.isfinite(w) and math.isfinite(b):
+            ax.plot(grid, w * grid + b, lw=1.6, label=f"{name}: w={w:.3g}, b={b:.3g}")
+    _finish(fig, ax, path, xlabel="x", ylabel="y", title=title, logy=False, legend_size=8)

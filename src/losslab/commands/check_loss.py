@@ -1,0 +1,61 @@
+"""`losslab check-loss package.module:Name`: check a custom loss before anyone trains with it — callable on the
+task's shapes, a scalar connected to the graph, finite, and a gradient that matches finite differences."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from losslab.components.losses import load_import_path
+from losslab.errors import ConfigError, ExitCode
+from losslab.outputs.display import Report, fmt, make_console
+from losslab.outputs.files import versions
+
+COMMAND = "check-loss"
+
+
+@dataclass(frozen=True)
+class CheckLossConfig:
+    loss: str
+    task: str = "regression"
+    second_order: bool = False
+    points: int = 3
+
+    def __post_init__(self) -> None:
+        if ":" not in self.loss:
+            raise ConfigError("LOSS", f"expected an import path package.module:Name (got {self.loss!r})")
+        if self.task not in ("regression", "classification"):
+            raise ConfigError("--task", f"unknown task {self.task!r}; choose from: regress, classify")
+        if self.points < 1:
+            raise ConfigError("--points", f"must be at least 1 (got {self.points})")
+
+
+def document(cfg: CheckLossConfig, result: Any) -> dict[str, Any]:
+    return {"command": COMMAND, "status": "passed" if result.passed else "failed", "config": asdict(cfg),
+            "loss": result.loss, "task": result.task, "checks": [asdict(c) for c in result.checks],
+            "max_abs_error": result.max_abs_error, "max_rel_error": result.max_rel_error, "versions": versions()}
+
+
+def report(result: Any) -> Report:
+    rows = [[c.name, "ok" if c.passed else "FAILED", c.detail] for c in result.checks]
+    title = f"losslab check-loss: {'passed' if result.passed else 'FAILED'} — {result.loss} ({result.task})"
+    notes = [f"max |analytic − numeric| {fmt(result.max_abs_error, '.2e')}, max relative "
+             f"{fmt(result.max_rel_error, '.2e')} (float64, central differences, eps 1e-6)"] \
+        if result.max_abs_error is not None else []
+    return Report(title, ["check", "result", "detail"], rows, notes)
+
+
+def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
+    from losslab.commands.common import _json_stream
+    from losslab.engine.loss_check import check_loss
+
+    fn = load_import_path(cfg.loss)
+    result = check_loss(fn, cfg.loss, cfg.task, points=cfg.points, second_order=cfg.second_order)
+    console = make_console(stderr=json_out)
+    report(result).render(console)
+    if json_out:
+        from losslab.outputs.files import dumps
+
+        stream = _json_stream
+        (stream or __import__("sys").stdout).write(dumps(document(cfg, result)))
+    return int(ExitCode.OK if result.passed else ExitCode.EXPECTATION_FAILED)

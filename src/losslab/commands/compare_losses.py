@@ -1,0 +1,311 @@
+"""`losslab compare-losses`: what each loss does to a fit. The same model, initial weights, batch order and
+optimizer trained with several losses over several seeds (stacked where possible), ranked by a measure that
+does not depend on the loss being trained: distance from the clean truth or held-out error (regression, with
+seeded outliers), macro-F1 and friends on one validation split (classification)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from losslab.commands.common import DATA_FILES, Plot, check_gates, finish, run_records, settle, unfinished_note
+from losslab.components.datasets import load_classification, minority_classes
+from losslab.components.regression_data import RegressionData, read_csv, synthetic, with_outliers
+from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
+from losslab.engine.events import Consumer
+from losslab.engine.problems import AnyProblem, ClassificationProblem, RegressionProblem
+from losslab.engine.runs import RunResult, RunSpec
+from losslab.engine.trials import run_trials
+from losslab.expect import Outcome, check_names
+from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
+from losslab.outputs.files import outcomes_document, versions
+from losslab.stats import WIN_MARGIN, Summary, loss_key, quantile
+
+COMMAND = "compare-losses"
+PLOTS = ("fits.png", "curves.png")  # fits.png for one-feature regression only
+HIGHER_IS_BETTER = {"macro_f1", "accuracy", "minority_recall"}
+
+
+@dataclass
+class LossSummary:
+    name: str
+    values: list[float]  # the ranking measure per seed (worst possible when the run did not finish)
+    median: float
+    q1: float
+    q3: float
+    measures: dict[str, Optional[float]]  # medians over finished runs of every measure
+    diverged: int
+    errors: int
+
+
+@dataclass
+class CompareLossesResult:
+    config: CompareLossesConfig
+    status: str
+    rank_by: str
+    summaries: list[LossSummary]  # ranked, best first
+    runs: dict[str, list[RunResult]]
+    measures: dict[str, list[dict[str, float]]]  # per loss, per seed
+    winner: Optional[str]
+    wins: Optional[int]
+    reference: dict[str, Any]  # regression: truth, least squares of the (contaminated) training data, outliers
+    elapsed_s: float
+    device: str
+    data_source: str
+    versions: dict[str, str] = field(default_factory=dict)
+    split: str = ""  # classification: how the validation split was made (and any imbalance)
+
+    def metrics(self) -> dict[str, Any]:
+        return metrics(self.winner, self.summaries)
+
+
+def metrics(winner: Optional[str], summaries: Sequence[LossSummary]) -> dict[str, Any]:
+    out: dict[str, Any] = {"winner": winner or "tie"}
+    for s in summaries:
+        out.update({f"{s.name}.{k}": v for k, v in s.measures.items()})
+        out[f"{s.name}.diverged"] = s.diverged
+    return out
+
+
+def measure_names(task: str, params: Sequence[str], truth: bool) -> list[str]:
+    if task == "classification":
+        return ["accuracy", "macro_f1", "minority_recall", "nll", "ece"]
+    names = list(params) + (["truth_distance"] + [f"{p}_error" for p in params] if truth else []) + ["heldout_mse"]
+    return names + ["final_loss"]
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def regression_data(run: RegressConfig, cfg: CompareLossesConfig) -> tuple[RegressionData, RegressionData, Any]:
+    """(training data with outliers, clean held-out data, outlier rows). Synthetic data: a fresh clean draw
+    (data seed + 1) is held out; a CSV: a seeded fifth of its rows."""
+    d = run.data
+    if d.csv is None:
+        clean = synthetic(d.samples, d.features, d.true_w, d.true_b, d.noise, d.data_seed)
+        heldout = synthetic(d.samples, d.features, d.true_w, d.true_b, d.noise, d.data_seed + 1)
+    else:
+        full = read_csv(d.csv)
+        order = np.random.default_rng(d.data_seed).permutation(len(full.y))
+        cut = max(1, len(order) // 5)
+        if len(order) - cut < 2:
+            from losslab.errors import ConfigError
+
+            raise ConfigError("--data", f"{d.csv} has too few rows to hold a fifth out")
+        pick = lambda rows, tag: RegressionData(full.x[rows], full.y[rows], None, None, f"{full.source} ({tag})")  # noqa: E731
+        clean, heldout = pick(order[cut:], f"{len(order) - cut} training rows"), pick(order[:cut], f"{cut} held out")
+    train, rows = with_outliers(clean, cfg.outliers, cfg.outlier_shift, d.data_seed)
+    return train, heldout, rows
+
+
+def regression_measures(problem: RegressionProblem, heldout: RegressionData, r: RunResult) -> dict[str, float]:
+    params = r.metrics["params"]
+    w = np.array([params[n] for n in problem.names[:-1]], dtype=np.float64)
+    pred = heldout.x.astype(np.float64) @ w + params["b"]
+    out = dict(params)
+    if problem.true_params is not None:
+        out["truth_distance"] = math.sqrt(sum((params[n] - problem.true_params[n]) ** 2 for n in problem.names))
+        out.update({f"{n}_error": abs(params[n] - problem.true_params[n]) for n in problem.names})
+    out["heldout_mse"] = float(np.mean((pred - heldout.y[:, 0].astype(np.float64)) ** 2))
+    out["final_loss"] = r.metrics["final_loss"]
+    return out
+
+
+def classification_measures(problem: ClassificationProblem, r: RunResult) -> dict[str, float]:
+    confusion = np.array(r.metrics["confusion"], dtype=np.float64)
+    support, predicted, hits = confusion.sum(axis=1), confusion.sum(axis=0), np.diag(confusion)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(hits),
+                   where=(precision + recall) > 0)
+    minority = minority_classes(problem.k)
+    return {"accuracy": r.metrics["accuracy"], "macro_f1": float(f1.mean()),
+            "minority_recall": float(recall[minority].mean()) if minority else float(recall.mean()),
+            "nll": r.metrics["nll"], "ece": r.metrics["ece"]}
+
+
+# --- the comparison --------------------------------------------------------------------------------
+
+def prepare(cfg: CompareLossesConfig) -> tuple[AnyProblem, Optional[RegressionData], Any]:
+    if isinstance(cfg.run, RegressConfig):
+        train, heldout, rows = regression_data(cfg.run, cfg)
+        return RegressionProblem(cfg.run, train), heldout, rows
+    return ClassificationProblem(cfg.run, load_classification(cfg.run.data)), None, None
+
+
+def summarise_measure(name: str, runs: Sequence[RunResult], measures: Sequence[Optional[dict[str, float]]],
+                      rank_by: str) -> LossSummary:
+    worst = -math.inf if rank_by in HIGHER_IS_BETTER else math.inf
+    values = [m[rank_by] if m is not None and math.isfinite(m[rank_by]) else worst for m in measures]
+    finished = [m for m in measures if m is not None]
+    keys = list(finished[0]) if finished else []
+    medians = {k: statistics.median(m[k] for m in finished) for k in keys}
+    return LossSummary(name, values, quantile(values, 0.5), quantile(values, 0.25), quantile(values, 0.75), medians,
+                       sum(r.status == "diverged" for r in runs), sum(r.status == "error" for r in runs))
+
+
+def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[RegressionData] = None,
+            outlier_rows: Any = None, events: Consumer = Consumer()) -> CompareLossesResult:
+    started = time.perf_counter()
+    task = cfg.task
+    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None
+    rank_by = cfg.rank_by or ("macro_f1" if task == "classification" else
+                              "truth_distance" if truth else "heldout_mse")
+    seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
+    specs = [RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name)) for seed in seeds for name in cfg.losses]
+    results, interrupted = run_trials(problem, specs, events, command=COMMAND, vectorize=cfg.vectorize)
+    runs: dict[str, list[RunResult]] = {name: [] for name in cfg.losses}
+    measures: dict[str, list[Optional[dict[str, float]]]] = {name: [] for name in cfg.losses}
+    for r in results:
+        runs[r.spec.group].append(r)
+        if r.status != "ok":
+            measures[r.spec.group].append(None)
+        elif isinstance(problem, RegressionProblem):
+            assert heldout is not None
+            measures[r.spec.group].append(regression_measures(problem, heldout, r))
+        else:
+            measures[r.spec.group].append(classification_measures(problem, r))
+    sign = -1.0 if rank_by in HIGHER_IS_BETTER else 1.0
+    summaries = sorted((summarise_measure(n, runs[n], measures[n], rank_by) for n in cfg.losses),
+                       key=lambda s: (float(f"{sign * s.median:.4g}") if math.isfinite(s.median) else math.inf, s.name))
+    winner, wins = None, None
+    if summaries and math.isfinite(summaries[0].median):
+        if len(summaries) == 1:
+            winner = summaries[0].name
+        else:
+            a, b = summaries[0].values, summaries[1].values
+            wins = sum(sign * x < sign * y and (math.isinf(y) or abs(y - x) > WIN_MARGIN * abs(y)) for x, y in zip(a, b))
+            winner = summaries[0].name if wins > cfg.seeds / 2 else None
+    reference: dict[str, Any] = {}
+    if isinstance(problem, RegressionProblem):
+        reference = {"truth": problem.true_params, "least_squares": problem.optimum["params"],
+                     "outliers": int(len(outlier_rows)) if outlier_rows is not None else 0,
+                     "outlier_shift": cfg.outlier_shift}
+    return CompareLossesResult(cfg, settle(interrupted, results), rank_by, summaries, runs,
+                               {k: [m or {} for m in v] for k, v in measures.items()}, winner, wins, reference,
+                               time.perf_counter() - started, str(problem.device), problem.data.source, versions(),
+                               problem.data.split if isinstance(problem, ClassificationProblem) else "")
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+def metric_names(cfg: CompareLossesConfig, problem: AnyProblem) -> list[str]:
+    params = problem.names if isinstance(problem, RegressionProblem) else []
+    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None
+    keys = measure_names(cfg.task, params, truth)
+    placeholders = [LossSummary(n, [], math.nan, math.nan, math.nan, {k: None for k in keys}, 0, 0)
+                    for n in cfg.losses]
+    return list(metrics(None, placeholders))
+
+
+def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
+    losses = {}
+    for s in result.summaries:
+        losses[s.name] = {
+            "rank_measure": {"name": result.rank_by, "median": s.median, "q1": s.q1, "q3": s.q3},
+            **s.measures, "diverged": s.diverged, "errors": s.errors,
+            "runs": [{"seed": r.spec.seed, "status": r.status, "epochs_run": r.epochs_run, "elapsed_s": r.elapsed_s,
+                      **({"error": r.error} if r.error else {}), **m}
+                     for r, m in zip(result.runs[s.name], result.measures[s.name])],
+        }
+    return {"command": COMMAND, "status": result.status, "task": result.config.task,
+            "config": result.config.to_dict(), "rank_by": result.rank_by,
+            "ranking": [s.name for s in result.summaries], "winner": result.winner, "tie": result.winner is None,
+            "paired_wins": result.wins, "losses": losses, "reference": result.reference, "data": result.data_source,
+            "device": result.device, "elapsed_s": result.elapsed_s,
+            "expectations": outcomes_document(outcomes or []), "versions": result.versions}
+
+
+def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
+    cfg = result.config
+    regress = cfg.task == "regression"
+    if regress:
+        params = [k for k in (result.summaries[0].measures if result.summaries else {})
+                  if not k.endswith("_error") and k not in ("truth_distance", "heldout_mse", "final_loss")][:3]
+        cols = params + [c for c in ("truth_distance", "heldout_mse") if any(c in s.measures for s in result.summaries)]
+    else:
+        cols = ["accuracy", "macro_f1", "minority_recall", "nll", "ece"]
+    short = {"truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE", "macro_f1": "macro-F1",
+             "minority_recall": "minority recall"}
+    headers = ["#", "loss", *[short.get(c, c) for c in cols], "diverged"]
+    rows = []
+    for i, s in enumerate(result.summaries, start=1):
+        rows.append([str(i), s.name, *[fmt(s.measures.get(c), ".4g") for c in cols],
+                     f"{s.diverged}/{len(s.values)}" + (f" +{s.errors} errors" if s.errors else "")])
+    pick = {c: (max if c in HIGHER_IS_BETTER else min) for c in cols}
+    best = best_cells(result.summaries, [(2 + j, (lambda s, c=c: s.measures.get(c)), pick[c])
+                                         for j, c in enumerate(cols)])
+    title = (f"losslab compare-losses: {result.status} — {cfg.task}, {cfg.run.optim.name} lr {cfg.run.optim.lr:g}, "
+             f"{cfg.seeds} seeds × {cfg.run.train.epochs} epochs, ranked by median {result.rank_by} "
+             f"({result.elapsed_s:.1f} s)")
+    notes = [f"data: {result.data_source}" + (f"; validation: {result.split}" if result.split else "")]
+    ref = result.reference
+    if regress and ref:
+        if ref.get("truth"):
+            notes.append("truth: " + ", ".join(f"{k}={v:g}" for k, v in ref["truth"].items()))
+        notes.append("least squares of the training data (outliers included): "
+                     + ", ".join(f"{k}={v:.4g}" for k, v in ref["least_squares"].items()))
+        notes.append("held-out MSE: on clean data the fit never saw")
+    if len(result.summaries) > 1:
+        top, second = result.summaries[0], result.summaries[1]
+        if result.winner:
+            notes.append(f"winner: {result.winner} — better {result.rank_by} than {second.name} on {result.wins} of "
+                         f"{cfg.seeds} paired seeds")
+        elif math.isfinite(top.median):
+            notes.append(f"tie: {top.name} has the best median {result.rank_by} but beats {second.name} on only "
+                         f"{result.wins} of {cfg.seeds} paired seeds (a winner needs a majority)")
+        else:
+            notes.append("no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs]))
+    for name, runs in result.runs.items():
+        notes += [f"{name} seed {r.spec.seed}: {r.error}" for r in runs if r.status == "error"]
+    stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
+    if stacked:
+        notes.append(f"stacked in one batched computation: {', '.join(stacked)}")
+    notes += [o.describe() for o in outcomes]
+    return [Report(title, headers, rows, notes, best)]
+
+
+def plots(result: CompareLossesResult, problem: AnyProblem, outlier_rows: Any) -> list[Plot]:
+    cfg = result.config
+    key = loss_key(cfg.task)
+
+    def fits(path: Any) -> None:
+        from losslab.outputs.plots import regression_fits
+
+        lines = {s.name: (s.measures.get("w"), s.measures.get("b")) for s in result.summaries}
+        regression_fits(problem.data.x[:, 0], problem.data.y[:, 0], outlier_rows, lines, result.reference.get("truth"),
+                        path, title=f"compare-losses: median fit over {cfg.seeds} seeds")
+
+    def curves(path: Any) -> None:
+        from losslab.outputs.plots import median_curves
+
+        data = {s.name: [[rec[key] for rec in r.records if key in rec] for r in result.runs[s.name]]
+                for s in result.summaries}
+        median_curves(data, path, title=f"compare-losses: each loss's own {key.replace('_', ' ')} (not comparable "
+                      "across losses)", ylabel=key.replace("_", " "))
+
+    one_feature = isinstance(problem, RegressionProblem) and problem.data.features == 1
+    return list(zip(PLOTS, [fits, curves])) if one_feature else [(PLOTS[1], curves)]
+
+
+def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
+    cfg = cfg.resolved()
+    check_out_dir(cfg.out, DATA_FILES + PLOTS)
+    problem, heldout, rows = prepare(cfg)
+    check_names(cfg.gates.expect, metric_names(cfg, problem))
+    console = make_console(stderr=json_out)
+    display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="loss")
+    display.plan(list(cfg.losses), cfg.seeds)
+    with display:
+        result = compare(cfg, problem, heldout, rows, dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out),
+                                                                 [display]))
+    outcomes = check_gates(cfg.gates, result.status, result.metrics())
+    runs = [r for rs in result.runs.values() for r in rs]
+    return finish(document=document(result, outcomes), report=report(result, outcomes),
+                  records=run_records(runs, "loss"), outcomes=outcomes, status=result.status, json_out=json_out,
+                  console=console, out=cfg.out, plots=plots(result, problem, rows))
