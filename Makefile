@@ -24,6 +24,7 @@ bench: setup
 	$(PY) benchmarks/bench_process.py
 	$(PY) benchmarks/bench_classify.py
 	$(PY) benchmarks/bench_compare.py
+	$(PY) benchmarks/bench_compare_losses.py
 	$(PY) benchmarks/bench_vectorized.py
 
 clean:

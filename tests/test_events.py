@@ -91,3 +91,10 @@ def test_dispatcher_asks_every_consumer_and_stops_when_one_asks():
     assert calls == ["a", "b"]
     assert Dispatcher([B()]).on_epoch_end(RunInfo("x"), {}) is False
     assert RunInfo("x", key=(("optimizer", "adam"), ("lr", 0.01), ("seed", 3))).label == "adam-lr0.01-seed3"
+
+
+def test_compare_losses_runs_reach_it_with_their_loss_in_the_label(cli, spy):
+    assert cli("compare-losses", "--losses", "mse,l1", "--seeds", "1", "--epochs", "3", "--quiet").exit_code == 0
+    [consumer] = spy
+    assert consumer.command == "compare-losses"
+    assert sorted(consumer.records) == ["sgd-l1-lr0.1-seed0", "sgd-mse-lr0.1-seed0"]
