@@ -135,6 +135,11 @@ def late(p, t):
     if calls[0] > 300:
         raise RuntimeError("fails after a while")
     return ((p - t) ** 2).mean()
+nan_calls = [0]
+def nan_later(p, t):
+    nan_calls[0] += 1
+    loss = ((p - t) ** 2).mean()
+    return loss * float("nan") if nan_calls[0] > 300 else loss
 def constant(p, t):
     return torch.tensor(1.0)
 def detached(p, t):
@@ -275,3 +280,10 @@ def test_checkpoints_load_with_weights_only(tmp_path, cli):
     run_ = cli("classify", "--resume", str(tmp_path / "evil.pt"), "--epochs", "2")
     run_.assert_usage_error("--resume")
     assert not marker.exists()
+
+
+def test_a_users_loss_that_becomes_nan_is_reported_as_diverged_with_exit_3(tmp_path):
+    (tmp_path / "losses.py").write_text(LOSSES)
+    proc = run("regress", "--loss", "losses:nan_later", "--epochs", "500", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert "training diverged at epoch" in proc.stdout and proc.stderr == ""
