@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -117,6 +118,20 @@ def unfinished_note(status: str, runs: Sequence[Any]) -> str:
     if diverged and not failed:
         return f"every run diverged ({diverged})"
     return f"no run finished: {diverged} diverged, {failed} failed with an error"
+
+
+def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
+    """The paired-seed verdict of a ranked comparison (`summaries`, `winner`, `wins`, `status`, `runs`):
+    winner, tie, or why nothing finished. `better`/`best` say what was compared ("lower final loss")."""
+    if len(result.summaries) < 2:
+        return []
+    top, second = result.summaries[0], result.summaries[1]
+    if result.winner:
+        return [f"winner: {result.winner} — {better} than {second.name} on {result.wins} of {seeds} paired seeds"]
+    if math.isfinite(top.median):
+        return [f"tie: {top.name} has {best} but beats {second.name} on only {result.wins} of {seeds} paired seeds "
+                "(a winner needs a majority)"]
+    return ["no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs])]
 
 
 def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:

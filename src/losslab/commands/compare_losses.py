@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from losslab.commands.common import DATA_FILES, Plot, check_gates, finish, run_records, settle, unfinished_note
+from losslab.commands.common import DATA_FILES, Plot, check_gates, finish, run_records, settle, verdict
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, read_csv, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
@@ -25,7 +25,7 @@ from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import WIN_MARGIN, Summary, loss_key, quantile
+from losslab.stats import WIN_MARGIN, loss_key, quantile
 
 COMMAND = "compare-losses"
 PLOTS = ("fits.png", "curves.png")  # fits.png for one-feature regression only
@@ -251,16 +251,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
         notes.append("least squares of the training data (outliers included): "
                      + ", ".join(f"{k}={v:.4g}" for k, v in ref["least_squares"].items()))
         notes.append("held-out MSE: on clean data the fit never saw")
-    if len(result.summaries) > 1:
-        top, second = result.summaries[0], result.summaries[1]
-        if result.winner:
-            notes.append(f"winner: {result.winner} — better {result.rank_by} than {second.name} on {result.wins} of "
-                         f"{cfg.seeds} paired seeds")
-        elif math.isfinite(top.median):
-            notes.append(f"tie: {top.name} has the best median {result.rank_by} but beats {second.name} on only "
-                         f"{result.wins} of {cfg.seeds} paired seeds (a winner needs a majority)")
-        else:
-            notes.append("no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs]))
+    notes += verdict(result, cfg.seeds, f"better {result.rank_by}", f"the best median {result.rank_by}")
     for name, runs in result.runs.items():
         notes += [f"{name} seed {r.spec.seed}: {r.error}" for r in runs if r.status == "error"]
     stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records,
-                                     settle, unfinished_note)
+                                     settle, verdict)
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -184,16 +184,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         ref = result.reference
         notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
                      + f", loss {ref['loss']:.6g}")
-    if len(result.summaries) > 1:
-        top, second = result.summaries[0], result.summaries[1]
-        if result.winner:
-            notes.append(f"winner: {result.winner} — lower final loss than {second.name} on {result.wins} of "
-                         f"{cfg.seeds} paired seeds")
-        elif math.isfinite(top.median):
-            notes.append(f"tie: {top.name} has the lowest median but beats {second.name} on only {result.wins} of "
-                         f"{cfg.seeds} paired seeds (a winner needs a majority)")
-        else:
-            notes.append("no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs]))
+    notes += verdict(result, cfg.seeds, "lower final loss", "the lowest median")
     if result.tuning:
         t = result.tuning
         chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
