@@ -46,16 +46,18 @@ def report(result: Any) -> Report:
 
 
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
-    from losslab.commands.common import _json_stream
+    from losslab.commands.common import json_stream
     from losslab.engine.loss_check import check_loss
+    from losslab.engine.interrupt import critical
+    from losslab.outputs.files import dumps
 
     fn = load_import_path(cfg.loss)
     result = check_loss(fn, cfg.loss, cfg.task, points=cfg.points, second_order=cfg.second_order)
     console = make_console(stderr=json_out)
     report(result).render(console)
     if json_out:
-        from losslab.outputs.files import dumps
-
-        stream = _json_stream
-        (stream or __import__("sys").stdout).write(dumps(document(cfg, result)))
+        text = dumps(document(cfg, result))
+        with critical():
+            json_stream().write(text)
+            json_stream().flush()
     return int(ExitCode.OK if result.passed else ExitCode.EXPECTATION_FAILED)

@@ -56,6 +56,11 @@ def keep_stdout_for_json(json_out: bool) -> Iterator[None]:
         _json_stream = None
 
 
+def json_stream() -> Any:
+    """Where a command writes its JSON document: the real stdout, even while stdout is redirected to stderr."""
+    return _json_stream or sys.stdout
+
+
 def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
            status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = ()) -> int:
     """Result files, report, JSON and exit code: the common tail of every command.
@@ -69,7 +74,7 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     if json_out:
         text = dumps(document)
         with interrupt.critical():
-            stream = _json_stream or sys.stdout
+            stream = json_stream()
             stream.write(text)
             stream.flush()
     # a Ctrl-C during training was answered by status "interrupted" and the report shows where it stopped;
