@@ -172,3 +172,22 @@ def test_two_quick_ctrl_c_never_leave_half_a_json_document(tmp_path):
     if (out / "result.json").exists():
         assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
     assert not list(out.glob(".*")) if out.exists() else True  # no temporary files left
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_while_writing_files_keeps_the_data_files_whole(tmp_path, presses):
+    out = tmp_path / "o"
+    proc = subprocess.Popen([BIN, "classify", "--epochs", "2", "--subset", "300", "--out", str(out), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 60
+    while not (out / "result.json").exists() and time.time() < deadline:
+        time.sleep(0.005)
+    for _ in range(presses):  # the plots (matplotlib) are being drawn now
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130)  # 0 only if the plots were already done when the press arrived
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["status"] == "ok" and doc["epochs_run"] == 2  # training had finished: its numbers stand
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    assert not list(out.glob(".*"))  # no half-written temporary files

@@ -88,6 +88,9 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     if out is not None:
         print(f"results written to {out}/", file=console.file, flush=True)
     print_failures(outcomes)
+    if late():
+        kept = f"; {out}/result.json and history.csv are complete" if out is not None else ""
+        print(f"losslab: interrupted after training: the rest of the output was skipped{kept}", file=sys.stderr)
     if interrupt.requested():
         return int(ExitCode.INTERRUPTED)
     return int(exit_code(status, outcomes))
