@@ -60,6 +60,13 @@ MATRIX = [
     (["lr-sweep", "--lr", "0.1"], "--lr"),
     (["lr-sweep", "--max-lr", "1e39"], "--max-lr"),
     (["lr-sweep", "--task", "classify", "--target-accuracy", "2"], "--target-accuracy"),
+    # compare-losses and check-loss
+    (["compare-losses", "--outlier-shift", "1e39"], "--outlier-shift"),
+    (["compare-losses", "--outliers", "nan"], "--outliers"),
+    (["compare-losses", "--task", "classify", "--losses", "l1"], "--losses"),
+    (["compare-losses", "--seeds", HUGE], "--seeds"),
+    (["check-loss", "torch.nn:MSELoss", "--points", "0"], "--points"),
+    (["check-loss", "no_such_module_xyz:f"], "--loss"),
 ]
 
 
