@@ -17,6 +17,7 @@ from losslab.components.datasets import DATASETS, default_data_dir
 from losslab.components.losses import check_task, is_import_path
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS, default_lr
+from losslab.components.schedules import SCHEDULES
 from losslab.errors import FLOAT32_MAX, ConfigError
 from losslab.expect import parse_expectation
 
@@ -146,6 +147,51 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """A learning-rate schedule from torch.optim.lr_scheduler (see components/schedules.py) and linear warm-up."""
+
+    name: str = "none"
+    warmup: int = 0  # epochs of linear warm-up, stepped per batch
+    step_size: Optional[int] = None
+    milestones: Optional[tuple[int, ...]] = None
+    lr_gamma: float = 0.1
+    eta_min: float = 0.0
+    peak_lr: Optional[float] = None
+    lr_patience: int = 10
+    lr_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        entry = SCHEDULES.lookup(self.name)
+        accepts = entry.meta["accepts"]
+        defaults = {"step_size": None, "milestones": None, "lr_gamma": 0.1, "eta_min": 0.0, "peak_lr": None,
+                    "lr_patience": 10, "lr_factor": 0.1}
+        for key, default in defaults.items():
+            if getattr(self, key) != default and key not in accepts:
+                users = [e.name for e in SCHEDULES if key in e.meta["accepts"]]
+                raise ConfigError("--" + key.replace("_", "-"), f"does not apply to --schedule {self.name} "
+                                  f"(applies to: {', '.join(users)})")
+        if self.warmup < 0:
+            raise ConfigError("--warmup", f"must be >= 0 epochs (got {self.warmup})")
+        if self.warmup and self.name == "onecycle":
+            raise ConfigError("--warmup", "does not apply to --schedule onecycle (it warms up by itself)")
+        if self.step_size is not None and self.step_size < 1:
+            raise ConfigError("--step-size", f"must be a positive number of epochs (got {self.step_size})")
+        if self.milestones is not None and (not self.milestones or any(m < 1 for m in self.milestones)
+                                            or list(self.milestones) != sorted(set(self.milestones))):
+            raise ConfigError("--milestones", f"must be increasing positive epochs, e.g. 10,20 (got {self.milestones})")
+        if self.name == "multistep" and self.milestones is None:
+            raise ConfigError("--milestones", "--schedule multistep needs --milestones, e.g. 10,20")
+        check_positive("--lr-gamma", self.lr_gamma)
+        check_non_negative("--eta-min", self.eta_min)
+        check_positive("--peak-lr", self.peak_lr)
+        check_positive("--lr-factor", self.lr_factor)
+        if self.lr_factor >= 1:
+            raise ConfigError("--lr-factor", f"must be < 1 (got {self.lr_factor:g})")
+        if self.lr_patience < 0:
+            raise ConfigError("--lr-patience", f"must be >= 0 (got {self.lr_patience})")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Loop settings shared by every command."""
 
@@ -154,8 +200,12 @@ class TrainConfig:
     clip_grad_norm: Optional[float] = None
     seed: int = 0
     device: str = "auto"
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self) -> None:
+        if self.epochs is not None and self.schedule.warmup >= self.epochs:
+            raise ConfigError("--warmup", f"{self.schedule.warmup} warm-up epochs leave nothing of --epochs "
+                              f"{self.epochs}")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError("--epochs", f"must be a positive integer (got {self.epochs})")
         if self.batch_size is not None and self.batch_size <= 0:
@@ -385,6 +435,9 @@ class ClassifyConfig:
         if self.resume is not None and not Path(self.resume).is_file():
             raise ConfigError("--resume", f"no such checkpoint file: {self.resume}")
         check_file_target("--save", self.save)
+        if self.resume is not None and (self.train.schedule.name != "none" or self.train.schedule.warmup):
+            raise ConfigError("--schedule", "a resumed run cannot continue a schedule yet: train without "
+                              "--resume, or without --schedule/--warmup")
 
     def resolved(self) -> "ClassifyConfig":
         """The dataset's default epochs and model, its data folder, and the optimizer's default rate for

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, Given, flag
+from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Given, flag
 from losslab.config import (CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, ClassifyConfig, CompareLossesConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
-                            LossConfig, ModelConfig, OptimConfig, RegressConfig, RegressDataConfig, SweepConfig,
+                            LossConfig, ModelConfig, OptimConfig, RegressConfig, ScheduleConfig, RegressDataConfig, SweepConfig,
                             TrainConfig, log_grid, parse_floats, parse_grid, parse_lr_for)
 from losslab.errors import ConfigError
 
@@ -48,10 +48,22 @@ def gate_config(given: Given, with_target_loss: bool = True) -> GateConfig:
                       target_loss=given.target_loss if with_target_loss else None)
 
 
+def schedule_config(given: Given) -> ScheduleConfig:
+    milestones = None
+    if given.milestones is not None:
+        try:
+            milestones = tuple(int(m) for m in given.milestones.split(","))
+        except ValueError:
+            raise ConfigError("--milestones", f"expected comma-separated epochs, e.g. 10,20 (got {given.milestones!r})") from None
+    return ScheduleConfig(**_set(name=given.schedule, warmup=given.warmup, step_size=given.step_size,
+                                 milestones=milestones, lr_gamma=given.lr_gamma, eta_min=given.eta_min,
+                                 peak_lr=given.peak_lr, lr_patience=given.lr_patience, lr_factor=given.lr_factor))
+
+
 def train_config(given: Given, **defaults: Any) -> TrainConfig:
     values = {**defaults, **_set(epochs=given.epochs, batch_size=given.batch_size,
                                  clip_grad_norm=given.clip_grad_norm, seed=given.seed, device=given.device)}
-    return TrainConfig(**values)
+    return TrainConfig(**values, schedule=schedule_config(given))
 
 
 def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
@@ -149,7 +161,7 @@ def sweep_config(given: Given) -> SweepConfig:
     task = "classification" if isinstance(run, ClassifyConfig) else "regression"
     if given.lr is not None:
         raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
-    grid_only = ("num", "epochs", "no_vectorize", "target_loss", "target_accuracy")
+    grid_only = ("num", "epochs", "no_vectorize", "target_loss", "target_accuracy", *SCHEDULE)
     range_only = ("mode", "steps")
     for name in grid_only if given.range_test else range_only:
         if given.set(name):

@@ -20,6 +20,7 @@ from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS
+from losslab.components.schedules import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,16 @@ OPTS: dict[str, Opt] = {
     "batch_size": Opt(Optional[int], ("--batch-size",), "Mini-batch size (regress: full batch; classify: 64); "
                       "batches are shuffled with a generator seeded by --seed."),
     "clip_grad_norm": Opt(Optional[float], ("--clip-grad-norm",), "Clip the global gradient norm to this value."),
+    "schedule": Opt(str, ("--schedule",), f"Learning-rate schedule (torch.optim.lr_scheduler): {SCHEDULES.help()}.",
+                    "none"),
+    "warmup": Opt(int, ("--warmup",), "Epochs of linear warm-up before the schedule, stepped per batch.", 0),
+    "step_size": Opt(Optional[int], ("--step-size",), "step: epochs between decays (default 10)."),
+    "milestones": Opt(Optional[str], ("--milestones",), "multistep: comma list of epochs, e.g. 10,20."),
+    "lr_gamma": Opt(float, ("--lr-gamma",), "step, multistep, exponential: the decay factor.", 0.1),
+    "eta_min": Opt(float, ("--eta-min",), "cosine: the lowest rate (eta_min).", 0.0),
+    "peak_lr": Opt(Optional[float], ("--peak-lr",), "onecycle: the highest rate (max_lr; default 10 x --lr)."),
+    "lr_patience": Opt(int, ("--lr-patience",), "plateau: epochs without a lower loss before the rate drops.", 10),
+    "lr_factor": Opt(float, ("--lr-factor",), "plateau: the factor the rate is multiplied by.", 0.1),
     "seed": Opt(int, ("--seed",), "Seed for initial weights and batch order: the same command twice gives "
                 "identical numbers.", 0),
     "device": Opt(str, ("--device",), "auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", "auto"),
@@ -153,7 +164,9 @@ OPTS: dict[str, Opt] = {
 }
 
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
-TRAIN = ("epochs", "batch_size", "clip_grad_norm", "seed", "device")
+SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
+            "lr_factor")
+TRAIN = ("epochs", "batch_size", "clip_grad_norm", *SCHEDULE, "seed", "device")
 REGRESS_DATA = ("loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed", "data")
 CLASSIFY_DATA = ("dataset", "data_dir", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
                  "features", "class_sep", "imbalance", "model", "hidden", "loss", "no_check_loss", "label_smoothing",

@@ -117,6 +117,7 @@ def fit(
     run: Optional[RunInfo] = None,
     first_epoch: int = 1,
     on_step: Optional[Callable[[float], bool]] = None,
+    schedule: Any = None,
 ) -> FitResult:
     """Train `model` on (x, y) for `epochs` epochs, full batch unless `batch_size` is smaller than the data.
 
@@ -125,6 +126,7 @@ def fit(
     `events` gets `on_batch_end` and `on_epoch_end` for `run`; run begin and end are the run path's to emit.
     `first_epoch` > 1 continues a resumed run: epochs first_epoch..epochs are trained.
     `on_step(batch_loss)` runs after every optimizer step (e.g. the LR range test's schedule); True stops.
+    `schedule` (engine.schedules.LRSchedule) is stepped after each batch and after each epoch's record.
     """
     run = run or RunInfo("fit")
     n = x.shape[0]
@@ -168,6 +170,8 @@ def fit(
             stop_now = False
             if full_batch:
                 train_loss = step(x, y)
+                if schedule is not None:
+                    schedule.after_batch()
                 stop_now = on_step is not None and on_step(train_loss)
                 interrupt.check()
             else:
@@ -176,6 +180,8 @@ def fit(
                 for i in range(0, n, batch_size):
                     idx = perm[i:i + batch_size]
                     batch_loss = step(x[idx], y[idx])
+                    if schedule is not None:
+                        schedule.after_batch()
                     total += batch_loss * idx.shape[0]
                     seen += idx.shape[0]
                     stop_now = on_step is not None and on_step(batch_loss)
@@ -197,6 +203,8 @@ def fit(
             record["elapsed_s"] = time.perf_counter() - start
             result.records.append(record)
             result.epochs_run = epoch
+            if schedule is not None and not diverged:
+                schedule.after_epoch(record.get("valid_loss", train_loss))
             stop = bool(events.on_epoch_end(run, record)) or stop_now
             # termination conditions
             if diverged:

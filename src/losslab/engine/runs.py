@@ -19,6 +19,7 @@ from losslab.engine import interrupt
 from losslab.engine.events import Consumer, RunInfo
 from losslab.engine.loop import FitResult, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
+from losslab.engine.schedules import build_schedule
 from losslab.errors import RunFailed
 
 _NO_EVENTS = Consumer()
@@ -96,11 +97,16 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         model = model if model is not None else problem.new_model(spec.seed)
         optimizer = optimizer if optimizer is not None else build_optimizer(model.parameters(), spec.optim)
         loss_fn = problem.loss_for(spec.loss)
+        n, batch = problem.x.shape[0], problem.train_cfg.batch_size
+        batches = 1 if batch is None or batch >= n else -(-n // batch)
+        schedule = None if on_step is not None else build_schedule(  # the range test sets rates itself
+            optimizer, problem.train_cfg.schedule, info.epochs, batches)
         evaluate = (lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None
         fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs,
                      batch_size=problem.train_cfg.batch_size, clip_grad_norm=problem.train_cfg.clip_grad_norm,
                      generator=generator or batch_generator(spec.seed), evaluate=evaluate,
-                     track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step)
+                     track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step,
+                     schedule=schedule)
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
                            elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
                            stopped_early=fitted.stopped_early, error=fitted.error)

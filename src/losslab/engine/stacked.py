@@ -170,6 +170,11 @@ class BatchedOptimizer:
         """The learning rate each run of this slice trains with now (what a record's `lr` shows)."""
         return self.lr_values.tolist()
 
+    def set_rates(self, rates: Sequence[float]) -> None:
+        """New per-run rates (a schedule's step); torch.optim reads the group's lr each step, so do we."""
+        self.lr_values = torch.tensor(list(rates), dtype=torch.float64)
+        self.lr = [self.lr_values.view(-1, *([1] * (p.ndim - 1))).to(p) for p in self.params]
+
     @torch.no_grad()
     def step(self) -> None:
         self.step_count += 1
@@ -280,6 +285,9 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     infos = [run_info(problem, t, command, index=order[i], total=total or k, stacked_with=k)
              for i, t in enumerate(specs)]
     records: list[list[dict[str, Any]]] = [[] for _ in specs]
+    schedules = _carrier_schedules(problem, specs, len(batch_starts(n, cfg.batch_size)))
+    if schedules:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial rate)
+        _apply_rates(optimizers, schedules)
     alive = [True] * k
     diverged_at: list[Optional[int]] = [None] * k
     frozen: dict[int, list[torch.Tensor]] = {}
@@ -334,6 +342,11 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                         p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
                 for optimizer in optimizers:
                     optimizer.step()
+                if schedules:
+                    for carrier, schedule in schedules:
+                        carrier.step()  # a no-op step keeps torch's optimizer-then-scheduler order
+                        schedule.after_batch()
+                    _apply_rates(optimizers, schedules)
                 total_loss += losses.detach().to(total_loss.dtype) * size
                 interrupt.check()
             # record
@@ -356,6 +369,11 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 rec["elapsed_s"] = elapsed
                 records[i].append(rec)
                 events.on_epoch_end(infos[i], rec)
+            if schedules:
+                for i, (carrier, schedule) in enumerate(schedules):
+                    if alive[i]:
+                        schedule.after_epoch(valid[0][i] if valid is not None else train_loss[i])
+                _apply_rates(optimizers, schedules)
             # termination conditions
             if not any(alive):
                 break
@@ -389,6 +407,31 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     for position, i in enumerate(order):
         back[i] = results[position]
     return back, interrupted
+
+
+def batch_starts(n: int, batch_size: Optional[int]) -> range:
+    return range(0, n, batch_size) if batch_size is not None and batch_size < n else range(0, 1)
+
+
+def _carrier_schedules(problem: Problem, specs: Sequence[RunSpec], batches: int) -> list[tuple[Any, Any]]:
+    """One torch optimizer on a single dummy parameter per run, with the run's rate and torch's own scheduler:
+    stepping it gives exactly the rates torch.optim.lr_scheduler would give the run."""
+    from losslab.engine.schedules import build_schedule
+
+    cfg = problem.train_cfg
+    if cfg.schedule.name == "none" and not cfg.schedule.warmup:
+        return []
+    out = []
+    for spec in specs:
+        carrier = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=spec.optim.lr)
+        out.append((carrier, build_schedule(carrier, cfg.schedule, cfg.epochs, batches)))
+    return out
+
+
+def _apply_rates(optimizers: Sequence[BatchedOptimizer], schedules: Sequence[tuple[Any, Any]]) -> None:
+    rates = [carrier.param_groups[0]["lr"] for carrier, _ in schedules]
+    for optimizer in optimizers:
+        optimizer.set_rates(rates[optimizer.start:optimizer.stop])
 
 
 def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, int, Any, Any]],

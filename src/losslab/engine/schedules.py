@@ -1,0 +1,55 @@
+"""One run's learning-rate schedule, stepped the way torch.optim.lr_scheduler means it to be: per batch for
+one-cycle and linear warm-up, per epoch for the others (plateau with the epoch's loss). `fit` drives it on the
+run's real optimizer; the stacked engine drives one on a one-parameter carrier optimizer per run and copies
+the rate, so both engines follow torch's own schedulers."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from losslab.components.schedules import SCHEDULES
+
+
+class LRSchedule:
+    def __init__(self, optimizer: Any, cfg: Any, epochs: int, batches: int):
+        from torch.optim import lr_scheduler
+
+        entry = SCHEDULES.lookup(cfg.name)
+        self.optimizer = optimizer
+        self.per_batch = bool(entry.meta.get("per_batch"))
+        self.needs_metric = bool(entry.meta.get("needs_metric"))
+        self.warmup_steps = cfg.warmup * batches
+        self.warmup = (lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (self.warmup_steps + 1), end_factor=1.0,
+                                             total_iters=self.warmup_steps) if self.warmup_steps else None)
+        self.main = entry.factory(optimizer, cfg, epochs, batches)
+        self.batches_done = 0
+
+    def in_warmup(self) -> bool:
+        return self.batches_done < self.warmup_steps
+
+    def after_batch(self) -> None:
+        """After each optimizer step."""
+        warming = self.in_warmup()
+        self.batches_done += 1
+        if warming and self.warmup is not None:
+            self.warmup.step()
+        elif self.per_batch and self.main is not None:
+            self.main.step()
+
+    def after_epoch(self, metric: Optional[float]) -> None:
+        """After each epoch's record (the epoch's loss for plateau); nothing during warm-up."""
+        if self.main is None or self.per_batch or self.in_warmup():
+            return
+        if self.needs_metric:
+            self.main.step(metric)
+        else:
+            self.main.step()
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def build_schedule(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Optional[LRSchedule]:
+    if cfg is None or (cfg.name == "none" and not cfg.warmup):
+        return None
+    return LRSchedule(optimizer, cfg, epochs, batches)

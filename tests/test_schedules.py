@@ -1,0 +1,115 @@
+"""LR schedules: losslab's runs against hand-written torch.optim + torch.optim.lr_scheduler loops, and the
+stacked engine against sequential runs (rates within 1e-6 relative, weights within 1e-5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import regress_run, tutorial_tensors
+from losslab.components.regression_data import synthetic
+from losslab.config import (ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, RegressConfig,
+                            ScheduleConfig, TrainConfig)
+from losslab.engine.problems import ClassificationProblem, RegressionProblem
+from losslab.engine.runs import RunSpec
+from losslab.engine.trials import run_trials
+from losslab.errors import ConfigError
+
+
+def test_full_batch_step_schedule_is_bit_identical_to_the_hand_written_loop():
+    x, y = tutorial_tensors()
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    rates = []
+    for _ in range(100):
+        loss = nn.MSELoss()(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rates.append(opt.param_groups[0]["lr"])
+        sched.step()
+    cfg = RegressConfig(optim=OptimConfig("adam", lr=0.05), train=TrainConfig(
+        epochs=100, device="cpu", schedule=ScheduleConfig("step", step_size=20, lr_gamma=0.5)))
+    result = regress_run(cfg)
+    assert [r["lr"] for r in result.records] == rates
+    assert result.params == {"w": model.weight.item(), "b": model.bias.item()}
+
+
+def test_onecycle_with_mini_batches_steps_per_batch_like_torch():
+    x, y = tutorial_tensors()
+    torch.manual_seed(3)
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=10 * 4, cycle_momentum=False)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        perm = torch.randperm(100, generator=gen)
+        for i in range(0, 100, 32):
+            idx = perm[i:i + 32]
+            loss = nn.MSELoss()(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    cfg = RegressConfig(optim=OptimConfig("sgd", lr=0.01), train=TrainConfig(
+        epochs=10, batch_size=32, seed=3, device="cpu", schedule=ScheduleConfig("onecycle", peak_lr=0.2)))
+    assert regress_run(cfg).params == {"w": model.weight.item(), "b": model.bias.item()}
+
+
+SCHEDULES = [ScheduleConfig("step", step_size=7, lr_gamma=0.5), ScheduleConfig("multistep", milestones=(5, 12)),
+             ScheduleConfig("exponential", lr_gamma=0.9), ScheduleConfig("cosine", eta_min=1e-4),
+             ScheduleConfig("onecycle"), ScheduleConfig("plateau", lr_patience=1, lr_factor=0.5),
+             ScheduleConfig("cosine", warmup=3), ScheduleConfig("none", warmup=2)]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: f"{s.name}-warmup{s.warmup}")
+def test_stacked_runs_follow_the_same_schedules_as_sequential_torch_runs(schedule):
+    cfg = RegressConfig(train=TrainConfig(epochs=40, batch_size=32, device="cpu", schedule=schedule))
+    problem = RegressionProblem(cfg, synthetic())
+    specs = [RunSpec(f"{n}{lr}", OptimConfig(n, lr=lr), seed) for n in ("sgd", "adam") for lr in (0.01, 0.05)
+             for seed in (0, 1)]
+    seq, _ = run_trials(problem, specs, vectorize=False)
+    vec, _ = run_trials(problem, specs, vectorize=True)
+    assert all(r.stacked_with == len(specs) for r in vec)
+    assert any(len({r["lr"] for r in s.records}) > 1 for s in seq)  # the schedule did change the rates
+    for s, v in zip(seq, vec):
+        assert [r["lr"] for r in v.records] == pytest.approx([r["lr"] for r in s.records], rel=1e-6)
+        for name, value in s.metrics["params"].items():
+            assert v.metrics["params"][name] == pytest.approx(value, rel=1e-5, abs=1e-6)
+
+
+def test_plateau_watches_the_validation_loss_in_both_engines():
+    cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=8),
+                         train=TrainConfig(epochs=8, batch_size=40, device="cpu",
+                                           schedule=ScheduleConfig("plateau", lr_patience=0, lr_factor=0.5))).resolved()
+    problem = ClassificationProblem(cfg)
+    specs = [RunSpec(str(lr), OptimConfig("adam", lr=lr), 0) for lr in (0.05, 0.2)]
+    seq, _ = run_trials(problem, specs, vectorize=False)
+    vec, _ = run_trials(problem, specs, vectorize=True)
+    for s, v in zip(seq, vec):
+        assert [r["lr"] for r in v.records] == pytest.approx([r["lr"] for r in s.records], rel=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, option", [
+    (dict(name="cosine", step_size=3), "--step-size"), (dict(name="multistep"), "--milestones"),
+    (dict(name="multistep", milestones=(5, 3)), "--milestones"), (dict(name="onecycle", warmup=2), "--warmup"),
+    (dict(name="plateau", lr_factor=1.5), "--lr-factor"), (dict(name="spiral"), "--schedule"),
+    (dict(name="none", warmup=-1), "--warmup"),
+])
+def test_bad_schedule_options_name_the_option(kwargs, option):
+    with pytest.raises(ConfigError) as err:
+        ScheduleConfig(**kwargs)
+    assert err.value.option == option
+
+
+def test_cli_schedule_options(cli):
+    run = cli("regress", "--schedule", "exponential", "--lr-gamma", "0.99", "--epochs", "50", "--json", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["config"]["train"]["schedule"]["name"] == "exponential"
+    cli("regress", "--warmup", "10", "--epochs", "5").assert_usage_error("--warmup")
+    cli("lr-sweep", "--range-test", "--schedule", "step").assert_usage_error("--schedule")
+    cli("regress", "--milestones", "a,b", "--schedule", "multistep").assert_usage_error("--milestones")
