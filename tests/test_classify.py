@@ -181,7 +181,8 @@ def test_cli_classify_json_gates_and_files(cli, tmp_path):
     assert [e["passed"] for e in doc["expectations"]] == [True, False]
     assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "curves.png", "history.csv", "result.json"]
     header = (out / "history.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,grad_norm,lr,valid_loss,valid_acc,elapsed_s,valid_loss_best"
+    assert header == ("epoch,train_loss,grad_norm,grad_norm/1.weight,grad_norm/1.bias,grad_norm/3.weight,"
+                      "grad_norm/3.bias,lr,valid_loss,valid_acc,elapsed_s,valid_loss_best")
     assert json.loads((out / "result.json").read_text())["accuracy"] == doc["accuracy"]
 
 

@@ -35,16 +35,37 @@ class FitResult:
     error: Optional[str] = None
 
 
+# Per-layer gradient norms are recorded for models with at most this many parameter tensors (history.csv stays
+# readable); the global norm always is.
+MAX_LAYER_NORMS = 32
+
+
 def epoch_record(epoch: int, train_loss: float, tracked: Optional[Mapping[str, float]], grad_norm: float,
-                 lr: float) -> dict[str, Any]:
+                 lr: float, layer_norms: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
     """The start of every epoch record, in the order every output shows it; validation metrics and
-    `elapsed_s` follow."""
+    `elapsed_s` follow. `layer_norms` are keyed `grad_norm/<parameter name>` (e.g. `grad_norm/0.weight`)."""
     record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
     if tracked:
         record.update(tracked)
     record["grad_norm"] = grad_norm
+    if layer_norms:
+        record.update(layer_norms)
     record["lr"] = lr
     return record
+
+
+def layer_grad_norms(named: Sequence[tuple[str, torch.Tensor]], small: bool) -> tuple[float, dict[str, float]]:
+    """The global L2 norm of the gradients (as clip_grad_norm_ computes it) and, for models with at most
+    MAX_LAYER_NORMS parameter tensors, each tensor's own norm — from one pass over the last step's gradients."""
+    keyed = [("grad_norm/" + name, p.grad) for name, p in named if p.grad is not None]
+    if small:  # tiny models: Python arithmetic beats a torch dispatch per tensor
+        squares = [sum(v * v for v in flat_list(g)) for _, g in keyed]
+    else:
+        squares = torch.stack([torch.linalg.vector_norm(g) for _, g in keyed]).pow(2).tolist() if keyed else []
+    total = math.sqrt(sum(squares))
+    if len(named) > MAX_LAYER_NORMS:
+        return total, {}
+    return total, {key: math.sqrt(v) for (key, _), v in zip(keyed, squares)}
 
 
 def batch_generator(seed: int) -> torch.Generator:
@@ -131,7 +152,8 @@ def fit(
     run = run or RunInfo("fit")
     n = x.shape[0]
     full_batch = batch_size is None or batch_size >= n
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     small = sum(p.numel() for p in params) <= _SMALL_MODEL
     needs_closure = isinstance(optimizer, torch.optim.LBFGS)
     result = FitResult(status="ok")
@@ -192,8 +214,9 @@ def fit(
                         break
                 train_loss = total / seen
             # record
-            record = epoch_record(epoch, train_loss, track() if track is not None else None,
-                                  grad_norm(params, small), optimizer.param_groups[0]["lr"])
+            total_norm, layer_norms = layer_grad_norms(named, small)
+            record = epoch_record(epoch, train_loss, track() if track is not None else None, total_norm,
+                                  optimizer.param_groups[0]["lr"], layer_norms)
             diverged = not math.isfinite(train_loss)
             # evaluate
             if evaluate is not None and not diverged:

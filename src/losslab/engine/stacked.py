@@ -25,7 +25,7 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
-from losslab.engine.loop import batch_generator, epoch_record, settle_status
+from losslab.engine.loop import MAX_LAYER_NORMS, batch_generator, epoch_record, settle_status
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, run_info
 
@@ -285,6 +285,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     infos = [run_info(problem, t, command, index=order[i], total=total or k, stacked_with=k)
              for i, t in enumerate(specs)]
     records: list[list[dict[str, Any]]] = [[] for _ in specs]
+    layer_names = [name for name, _ in templates[seeds[0]].named_parameters()]
     schedules = _carrier_schedules(problem, specs, len(batch_starts(n, cfg.batch_size)))
     if schedules:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial rate)
         _apply_rates(optimizers, schedules)
@@ -352,6 +353,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             # record
             train_loss = (total_loss / n).tolist()
             norms = _per_trial_norm(model.params).tolist()
+            layers = _per_trial_layer_norms(model.params, layer_names)
             tracked = None
             if names is not None:
                 w, b = model.params[0].detach().reshape(k, -1).tolist(), model.params[1].detach().reshape(k, -1).tolist()
@@ -363,7 +365,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 if not alive[i] and diverged_at[i] != epoch:
                     continue
                 rec = epoch_record(epoch, train_loss[i] if alive[i] else math.nan,
-                                   tracked[i] if tracked is not None else None, norms[i], rates[i])
+                                   tracked[i] if tracked is not None else None, norms[i], rates[i],
+                                   {name: values[i] for name, values in layers.items()})
                 if valid is not None and alive[i]:
                     rec["valid_loss"], rec["valid_acc"] = valid[0][i], valid[1][i]
                 rec["elapsed_s"] = elapsed
@@ -407,6 +410,17 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     for position, i in enumerate(order):
         back[i] = results[position]
     return back, interrupted
+
+
+def _per_trial_layer_norms(params: Sequence[torch.Tensor], names: Sequence[str]) -> dict[str, list[float]]:
+    """Per layer, each run's gradient norm (for models with at most MAX_LAYER_NORMS parameter tensors)."""
+    if len(params) > MAX_LAYER_NORMS:
+        return {}
+    grads = [(name, p.grad) for name, p in zip(names, params) if p.grad is not None]
+    if not grads:
+        return {}
+    values = torch.stack([g.pow(2).flatten(start_dim=1).sum(dim=1) for _, g in grads]).sqrt().tolist()
+    return {f"grad_norm/{name}": row for (name, _), row in zip(grads, values)}
 
 
 def batch_starts(n: int, batch_size: Optional[int]) -> range:
