@@ -11,7 +11,7 @@ from conftest import regress_run as regress, tutorial_tensors
 from losslab.engine.events import Consumer, Dispatcher, Recorder
 from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.components.regression_data import least_squares, synthetic
-from losslab.engine.loop import fit, grad_norm
+from losslab.engine.loop import fit, layer_grad_norms
 
 
 def _model(seed=0, features=1):
@@ -157,10 +157,12 @@ def test_layer_norms_are_recorded_for_small_tensor_counts_only_and_match_in_both
 def test_grad_norm_matches_torch_for_small_and_large_models():
     for model in (nn.Linear(3, 1), nn.Linear(50, 20)):
         model(torch.randn(4, model.in_features)).pow(2).sum().backward()
-        params = list(model.parameters())
-        expected = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in params])).item()
-        assert grad_norm(params, small=True) == pytest.approx(expected, rel=1e-5)
-        assert grad_norm(params, small=False) == pytest.approx(expected, rel=1e-5)
+        named = list(model.named_parameters())
+        expected = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for _, p in named])).item()
+        for small in (True, False):
+            total, layers = layer_grad_norms(named, small=small)
+            assert total == pytest.approx(expected, rel=1e-5)
+            assert layers["grad_norm/weight"] == pytest.approx(model.weight.grad.norm().item(), rel=1e-5)
 
 
 def test_divergence_stops_at_once_and_is_reported():

@@ -106,21 +106,6 @@ def flat_list(t: torch.Tensor) -> list[float]:
     return values if isinstance(values, list) else [values]
 
 
-def grad_norm(params: Sequence[torch.Tensor], small: bool) -> float:
-    """Global L2 norm of the gradients (as clip_grad_norm_ computes it)."""
-    if small:
-        total = 0.0
-        for p in params:
-            if p.grad is not None:
-                for v in flat_list(p.grad):
-                    total += v * v
-        return math.sqrt(total)
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
-
-
 def fit(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
