@@ -18,6 +18,12 @@ class ExitCode(IntEnum):
     BROKEN_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as the shell reports it
 
 
+def describe(exc: BaseException) -> str:
+    """An exception in one line: its type and the first non-blank line of its message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 class RunFailed(Exception):
     """A single run raised during training (e.g. a user's loss that fails after some epochs): one line, exit 4."""
 

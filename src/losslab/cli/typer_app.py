@@ -20,7 +20,7 @@ from losslab.cli.configs import (classify_config, compare_config, compare_losses
 from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab.engine import interrupt
-from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed
+from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed, describe
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
@@ -122,8 +122,7 @@ class _Group(_FlagHelp, TyperGroup):
                 import traceback
 
                 traceback.print_exc()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            print(f"losslab: internal error: {type(exc).__name__}: {first} (run again with --debug or "
+            print(f"losslab: internal error: {describe(exc)} (run again with --debug or "
                   "LOSSLAB_DEBUG=1 for the traceback)", file=sys.stderr)
             code = ExitCode.FAILED
         return self._exit(code, standalone_mode)

@@ -15,7 +15,7 @@ import torch
 
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer, RunInfo, wants_batches
-from losslab.errors import ConfigError
+from losslab.errors import ConfigError, describe
 
 # Gradient norms of models up to this many parameters are summed in Python: for tiny models
 # that is cheaper than dispatching torch ops, and the loop's overhead must stay near zero.
@@ -227,9 +227,8 @@ def fit(
     except (BrokenPipeError, MemoryError):
         raise  # not this run's fault: the command stops
     except Exception as exc:  # e.g. a user's loss that fails after some epochs: a status, records kept
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         result.status = "error"
-        result.error = f"training failed at epoch {len(result.records) + first_epoch}: {type(exc).__name__}: {first}"
+        result.error = f"training failed at epoch {len(result.records) + first_epoch}: {describe(exc)}"
     result.elapsed_s = time.perf_counter() - start
     model.eval()
     return result

@@ -9,6 +9,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from losslab.errors import describe
+
 
 @dataclass
 class Check:
@@ -47,11 +49,6 @@ def sample_inputs(task: str, seed: int, rows: int = 8, classes: int = 4) -> tupl
     return logits.requires_grad_(True), torch.randint(0, classes, (rows,), generator=g)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
 def finite_difference_errors(fn: Callable[..., Any], pred: torch.Tensor, target: torch.Tensor,
                              eps: float = 1e-6) -> tuple[float, float, Optional[str]]:
     """Largest absolute and relative error of the analytic gradient against central differences, and the
@@ -84,7 +81,7 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
         out = fn(pred, target)
     except Exception as exc:
         report.add("callable", False, f"calling it with (prediction {tuple(pred.shape)}, target "
-                   f"{tuple(target.shape)}) raised {_first_line(exc)}")
+                   f"{tuple(target.shape)}) raised {describe(exc)}")
         return report
     report.add("callable", True, f"(prediction {tuple(pred.shape)}, target {tuple(target.shape)})")
     if not isinstance(out, torch.Tensor) or out.ndim != 0:
@@ -102,7 +99,7 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
     try:
         (grad,) = torch.autograd.grad(out, pred)
     except Exception as exc:
-        report.add("backward", False, _first_line(exc))
+        report.add("backward", False, describe(exc))
         return report
     if not report.add("backward", grad.shape == pred.shape, f"gradient of shape {tuple(grad.shape)}"):
         return report
@@ -113,7 +110,7 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
             torch.autograd.gradcheck(lambda q: fn(q, t), (p,), eps=1e-6, atol=1e-5, rtol=1e-3)
             ok = True
         except Exception as exc:  # GradcheckError, or a backward that raises on these inputs
-            ok, why = False, _first_line(exc)
+            ok, why = False, describe(exc)
         a, r, where = finite_difference_errors(fn, p, t)
         worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
         if not ok:
@@ -129,5 +126,5 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
             torch.autograd.gradgradcheck(lambda q: fn(q, t), (p,), eps=1e-6, atol=1e-5, rtol=1e-3)
             report.add("gradgradcheck", True, "second derivatives match finite differences")
         except Exception as exc:
-            report.add("gradgradcheck", False, _first_line(exc))
+            report.add("gradgradcheck", False, describe(exc))
     return report

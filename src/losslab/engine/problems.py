@@ -15,7 +15,7 @@ from losslab.components.models import MODELS, build_classifier
 from losslab.components.regression_data import RegressionData, least_squares, read_csv, synthetic
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, parse_floats
 from losslab.engine.loop import flat_list, resolve_device
-from losslab.errors import ConfigError
+from losslab.errors import ConfigError, describe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -85,8 +85,7 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
     try:
         out.backward()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConfigError("--loss", f"its backward fails: {type(exc).__name__}: {first}") from None
+        raise ConfigError("--loss", f"its backward fails: {describe(exc)}") from None
     finally:
         model.zero_grad(set_to_none=True)
 
