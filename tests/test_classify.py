@@ -20,7 +20,7 @@ from losslab.components.models import build_classifier
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (1, 8, 8), (1, 3, 3)])
 def test_cnn_fits_every_image_shape(shape):
-    model = build_classifier("cnn", shape, 10, hidden=0)
+    model = build_classifier(ModelConfig(name="cnn"), shape, 10)
     assert model(torch.zeros(2, *shape)).shape == (2, 10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
@@ -28,18 +28,18 @@ def test_cnn_fits_every_image_shape(shape):
 
 
 def test_tutorial_cnn_on_cifar_has_the_classic_layout():
-    model = build_classifier("cnn", (3, 32, 32), 10, hidden=0)
+    model = build_classifier(ModelConfig(name="cnn"), (3, 32, 32), 10)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(64 * 4 * 4, 64), (64, 10)]
 
 
 def test_cnn_refuses_tabular_input_and_mlp_logistic_shapes():
     with pytest.raises(ConfigError, match="needs image input"):
-        build_classifier("cnn", (2,), 3, hidden=8)
-    assert build_classifier("mlp", (1, 8, 8), 10, hidden=16)(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
-    assert build_classifier("logistic", (5,), 3, hidden=0)(torch.zeros(4, 5)).shape == (4, 3)
+        build_classifier(ModelConfig(name="cnn"), (2,), 3)
+    assert build_classifier(ModelConfig(name="mlp", hidden=16), (1, 8, 8), 10)(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+    assert build_classifier(ModelConfig(name="logistic"), (5,), 3)(torch.zeros(4, 5)).shape == (4, 3)
     with pytest.raises(ConfigError, match="not a classifier"):
-        build_classifier("linear", (5,), 3, hidden=0)
+        build_classifier(ModelConfig(name="linear"), (5,), 3)
 
 
 def test_focal_loss_with_gamma_zero_is_cross_entropy():
@@ -182,7 +182,8 @@ def test_cli_classify_json_gates_and_files(cli, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "curves.png", "history.csv", "result.json"]
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header == ("epoch,train_loss,grad_norm,grad_norm/1.weight,grad_norm/1.bias,grad_norm/3.weight,"
-                      "grad_norm/3.bias,lr,valid_loss,valid_acc,elapsed_s,valid_loss_best")
+                      "grad_norm/3.bias,update_ratio/1.weight,update_ratio/1.bias,update_ratio/3.weight,"
+                      "update_ratio/3.bias,lr,valid_loss,valid_acc,elapsed_s,valid_loss_best")
     assert json.loads((out / "result.json").read_text())["accuracy"] == doc["accuracy"]
 
 

@@ -64,7 +64,8 @@ def test_out_writes_result_history_and_plot(cli, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "loss.png", "result.json"]
     assert json.loads((out / "result.json").read_text()) == run.json()
     lines = (out / "history.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_loss,w,b,grad_norm,grad_norm/weight,grad_norm/bias,lr,elapsed_s" and len(lines) == 51
+    assert lines[0] == ("epoch,train_loss,w,b,grad_norm,grad_norm/weight,grad_norm/bias,update_ratio/weight,"
+                        "update_ratio/bias,lr,elapsed_s") and len(lines) == 51
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -122,7 +122,7 @@ def test_records_have_loss_params_grad_norm_lr():
     result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, track=track, events=Spy())
     assert [r["epoch"] for r in seen] == [1, 2, 3] == [r["epoch"] for r in result.records]
     assert set(seen[0]) == {"epoch", "train_loss", "w", "b", "grad_norm", "grad_norm/weight", "grad_norm/bias",
-                            "lr", "elapsed_s"}
+                            "update_ratio/weight", "update_ratio/bias", "lr", "elapsed_s"}
     assert seen[-1]["w"] == model.weight.item() and seen[0]["lr"] == 0.1
     assert seen[0]["elapsed_s"] <= seen[-1]["elapsed_s"]
     # the last step's gradients, per layer, as torch computes them
@@ -131,7 +131,7 @@ def test_records_have_loss_params_grad_norm_lr():
     assert seen[-1]["grad_norm"] == pytest.approx(math.hypot(seen[-1]["grad_norm/weight"], seen[-1]["grad_norm/bias"]))
 
 
-def test_layer_norms_are_recorded_for_small_tensor_counts_only_and_match_in_both_engines():
+def test_layer_norms_are_recorded_for_every_model_and_match_in_both_engines():
     from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig
     from losslab.engine.loop import layer_grad_norms
     from losslab.engine.problems import ClassificationProblem
@@ -141,7 +141,7 @@ def test_layer_norms_are_recorded_for_small_tensor_counts_only_and_match_in_both
     deep = nn.Sequential(*[nn.Linear(2, 2) for _ in range(20)])  # 40 parameter tensors
     deep(torch.randn(3, 2)).sum().backward()
     total, layers = layer_grad_norms(list(deep.named_parameters()), small=False)
-    assert layers == {} and total > 0
+    assert len(layers) == 40 and total == pytest.approx(math.hypot(*layers.values()))
     cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=8),
                          train=TrainConfig(epochs=2, batch_size=40, device="cpu")).resolved()
     problem = ClassificationProblem(cfg)
@@ -149,6 +149,7 @@ def test_layer_norms_are_recorded_for_small_tensor_counts_only_and_match_in_both
     seq, _ = run_trials(problem, specs, vectorize=False)
     vec, _ = run_trials(problem, specs, vectorize=True)
     keys = ["grad_norm/1.weight", "grad_norm/1.bias", "grad_norm/3.weight", "grad_norm/3.bias"]
+    keys += [k.replace("grad_norm", "update_ratio") for k in keys]
     for s, v in zip(seq, vec):
         for key in keys:
             assert v.records[-1][key] == pytest.approx(s.records[-1][key], rel=1e-4)

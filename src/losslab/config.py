@@ -198,6 +198,7 @@ class TrainConfig:
     epochs: Optional[int] = REGRESS_DEFAULTS["epochs"]  # None: the command's default (classify: per dataset)
     batch_size: Optional[int] = None  # None: full batch
     clip_grad_norm: Optional[float] = None
+    clip_grad_value: Optional[float] = None
     seed: int = 0
     device: str = "auto"
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -211,6 +212,7 @@ class TrainConfig:
         if self.batch_size is not None and self.batch_size <= 0:
             raise ConfigError("--batch-size", f"must be a positive integer (got {self.batch_size})")
         check_positive("--clip-grad-norm", self.clip_grad_norm)
+        check_positive("--clip-grad-value", self.clip_grad_value)
         if self.seed < 0:
             raise ConfigError("--seed", f"must be >= 0 (got {self.seed})")
         if self.epochs is not None:
@@ -379,14 +381,51 @@ class ClassifyDataConfig:
 class ModelConfig:
     name: Optional[str] = None  # None: the dataset's default
     hidden: int = 128
+    depth: int = 1  # hidden layers of the mlp
+    activation: Optional[str] = None  # None: the model's own (mlp relu, cnn none)
+    init: str = "default"
+    dropout: float = 0.0
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
+        from losslab.components.models import ACTIVATIONS, INITS
+
         if self.name is not None:
             MODELS.lookup(self.name)
         if self.hidden < 1:
             raise ConfigError("--hidden", f"must be a positive integer (got {self.hidden})")
-        # at least (inputs + classes) x hidden weights, each with a gradient and two optimizer states
-        check_memory("--hidden", 16 * 64 * self.hidden, f"an mlp with {self.hidden:,} hidden units")
+        if not 1 <= self.depth <= 1000:
+            raise ConfigError("--depth", f"must be an integer from 1 to 1000 (got {self.depth})")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise ConfigError("--activation", f"unknown activation {self.activation!r}; choose from: "
+                              f"{', '.join(ACTIVATIONS)}")
+        if self.init not in INITS:
+            raise ConfigError("--init", f"unknown initialisation {self.init!r}; choose from: {', '.join(INITS)}")
+        check_finite("--dropout", self.dropout)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("--dropout", f"must be in [0, 1) (got {self.dropout:g})")
+        # at least (inputs + classes) x hidden weights (and hidden² per extra layer), each with a gradient and
+        # two optimizer states
+        check_memory("--hidden", 16 * (64 * self.hidden + (self.depth - 1) * self.hidden ** 2),
+                     f"an mlp with {self.depth} hidden layers of {self.hidden:,} units")
+        if self.name is not None:
+            self._check_applies()
+
+    def _check_applies(self) -> None:
+        """Refuse an architecture option the chosen model does not have, rather than ignore it."""
+        given = {"depth": self.depth != 1, "activation": self.activation is not None, "init": self.init != "default",
+                 "dropout": self.dropout != 0, "batch_norm": self.batch_norm}
+        takes = MODELS.lookup(self.name).meta.get("options", ())
+        for option, is_given in given.items():
+            if is_given and option not in takes:
+                users = [e.name for e in MODELS if option in e.meta.get("options", ())]
+                raise ConfigError("--" + option.replace("_", "-"), f"does not apply to --model {self.name} "
+                                  f"(models that take it: {', '.join(users)})")
+
+    def architecture(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded into this model (initialisation does not matter)."""
+        return {"depth": self.depth, "activation": self.activation, "dropout": self.dropout,
+                "batch_norm": self.batch_norm}
 
 
 @dataclass(frozen=True)

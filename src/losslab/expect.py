@@ -1,4 +1,7 @@
-"""CI gates: parse `--expect` specs (w=2±0.05, w=2+-0.05, accuracy>=0.95, winner=adam) and check them."""
+"""CI gates: parse `--expect` specs (w=2±0.05, w=2+-0.05, accuracy>=0.95, winner=adam) and check them.
+
+A list-valued result (the diagnosis codes) is tested for membership: `diagnosis=overfitting` passes when the
+code was found, `diagnosis!=vanishing-gradients` when it was not, `diagnosis=none` when nothing was found."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 from losslab.errors import ConfigError
 
-_SPEC = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|=)\s*(\S.*?)\s*$")
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=)\s*(\S.*?)\s*$")
 _TOLERANCE = re.compile(r"^(.+?)\s*(?:±|\+-|\+/-)\s*(.+)$")
 
 
@@ -17,11 +20,16 @@ _TOLERANCE = re.compile(r"^(.+?)\s*(?:±|\+-|\+/-)\s*(.+)$")
 class Expectation:
     spec: str
     name: str
-    op: str  # "approx", ">=", "<=", "=="
+    op: str  # "approx", ">=", "<=", "==", "!="
     value: Union[float, str]
     tol: float = 0.0
 
     def check(self, actual: Any) -> bool:
+        if isinstance(actual, (list, tuple)):  # membership: diagnosis=overfitting, diagnosis!=diverged
+            present = not actual if self.value == "none" else str(self.value) in [str(a) for a in actual]
+            return present if self.op in ("==", "approx") else not present if self.op == "!=" else False
+        if self.op == "!=":
+            return str(actual) != str(self.value)
         if self.op == "==" and isinstance(self.value, str):
             return str(actual) == self.value
         if actual is None or isinstance(actual, str):
@@ -44,7 +52,10 @@ class Outcome:
     actual: Any
 
     def describe(self) -> str:
-        shown = f"{self.actual:.6g}" if isinstance(self.actual, float) else str(self.actual)
+        if isinstance(self.actual, (list, tuple)):
+            shown = ", ".join(map(str, self.actual)) or "none"
+        else:
+            shown = f"{self.actual:.6g}" if isinstance(self.actual, float) else str(self.actual)
         return f"{'passed' if self.passed else 'FAILED'}: {self.spec} (got {shown})"
 
 
@@ -62,9 +73,12 @@ def parse_expectation(spec: str) -> Expectation:
     m = _SPEC.match(spec)
     if not m:
         raise ConfigError(
-            "--expect", f"cannot parse {spec!r}; use NAME=VALUE±TOL, NAME=VALUE+-TOL, NAME>=X or NAME<=X"
+            "--expect", f"cannot parse {spec!r}; use NAME=VALUE±TOL, NAME=VALUE+-TOL, NAME>=X, NAME<=X, NAME=TEXT "
+            "or NAME!=TEXT"
         )
     name, op, rhs = m.groups()
+    if op == "!=":
+        return Expectation(spec, name, "!=", rhs)
     if op in (">=", "<="):
         return Expectation(spec, name, op, _number(rhs, spec))
     tol = _TOLERANCE.match(rhs)
@@ -79,13 +93,19 @@ def parse_expectation(spec: str) -> Expectation:
         return Expectation(spec, name, "==", rhs)
 
 
-def check_names(specs: Iterable[str], available: Iterable[str]) -> None:
-    """Fail before training when an expectation names something the run will not report."""
+def check_names(specs: Iterable[str], available: Iterable[str],
+                choices: Optional[Mapping[str, Iterable[str]]] = None) -> None:
+    """Fail before training when an expectation names something the run will not report, or a value that
+    `choices[name]` does not allow (a misspelt diagnosis code would pass `!=` for ever)."""
     names = list(available)
     for spec in specs:
         exp = parse_expectation(spec)
         if exp.name not in names:
             raise ConfigError("--expect", f"unknown name {exp.name!r} in {spec!r}; available: {', '.join(names)}")
+        allowed = list((choices or {}).get(exp.name, ()))
+        if allowed and str(exp.value) not in allowed:
+            raise ConfigError("--expect", f"unknown value {exp.value!r} for {exp.name} in {spec!r}; choose from: "
+                              f"{', '.join(allowed)}")
 
 
 def evaluate(specs: Iterable[str], metrics: Mapping[str, Any], target_loss: Optional[float] = None,

@@ -62,7 +62,8 @@ def schedule_config(given: Given) -> ScheduleConfig:
 
 def train_config(given: Given, **defaults: Any) -> TrainConfig:
     values = {**defaults, **_set(epochs=given.epochs, batch_size=given.batch_size,
-                                 clip_grad_norm=given.clip_grad_norm, seed=given.seed, device=given.device)}
+                                 clip_grad_norm=given.clip_grad_norm, clip_grad_value=given.clip_grad_value,
+                                 seed=given.seed, device=given.device)}
     return TrainConfig(**values, schedule=schedule_config(given))
 
 
@@ -94,7 +95,9 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
     loss = ClassifyLossConfig(**_set(name=given.loss, label_smoothing=given.label_smoothing,
                                      class_weights=given.class_weights, gamma=given.gamma),
                               check=not given.no_check_loss)
-    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=given.model, hidden=given.hidden)), loss=loss,
+    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=given.model, hidden=given.hidden, depth=given.depth,
+                                                             activation=given.activation, init=given.init,
+                                                             dropout=given.dropout, batch_norm=given.batch_norm)), loss=loss,
                           optim=optim_config(given, CLASSIFY_DEFAULTS["optim"]),
                           train=train_config(given, epochs=None, batch_size=CLASSIFY_DEFAULTS["batch_size"]),
                           gates=gate_config(given) if with_gates else GateConfig(),

@@ -68,7 +68,10 @@ OPTS: dict[str, Opt] = {
                   + ", ".join(f"{e.name} {e.meta['default_epochs']}" for e in DATASETS) + ")."),
     "batch_size": Opt(Optional[int], ("--batch-size",), "Mini-batch size (regress: full batch; classify: 64); "
                       "batches are shuffled with a generator seeded by --seed."),
-    "clip_grad_norm": Opt(Optional[float], ("--clip-grad-norm",), "Clip the global gradient norm to this value."),
+    "clip_grad_norm": Opt(Optional[float], ("--clip-grad-norm",), "Clip the global gradient norm to this value "
+                          "(clip_grad_norm_); the report says on how many steps it was active."),
+    "clip_grad_value": Opt(Optional[float], ("--clip-grad-value",), "Clip every gradient element to "
+                           "[-VALUE, VALUE] (clip_grad_value_); may be combined with --clip-grad-norm."),
     "schedule": Opt(str, ("--schedule",), f"Learning-rate schedule (torch.optim.lr_scheduler): {SCHEDULES.help()}.",
                     "none"),
     "warmup": Opt(int, ("--warmup",), "Epochs of linear warm-up before the schedule, stepped per batch.", 0),
@@ -112,6 +115,13 @@ OPTS: dict[str, Opt] = {
         f"{e.name} {e.meta['default_model']}" for e in DATASETS) + "): " + "; ".join(
         f"{e.name}: {e.description}" for e in MODELS if e.meta["task"] == "classification") + "."),
     "hidden": Opt(int, ("--hidden",), "Hidden units of the mlp.", 128),
+    "depth": Opt(int, ("--depth",), "Hidden layers of the mlp.", 1),
+    "activation": Opt(Optional[str], ("--activation",), "Activation: relu, tanh, sigmoid, gelu or none (default: "
+                      "mlp relu; cnn none, as in the tutorial CNN)."),
+    "init": Opt(str, ("--init",), "Weight initialisation: default (PyTorch's), xavier (Glorot uniform) or kaiming "
+                "(He normal), for the activation in use; biases zero.", "default"),
+    "dropout": Opt(float, ("--dropout",), "mlp: dropout probability after each hidden activation.", 0.0),
+    "batch_norm": Opt(bool, ("--batch-norm",), "mlp: BatchNorm1d after each hidden Linear.", False),
     "patience": Opt(Optional[int], ("--patience",), "Stop after this many epochs without a lower validation loss, "
                     "and restore the best weights."),
     "save": Opt(Optional[str], ("--save",), "Write a checkpoint (weights, optimizer state, config, class names) to "
@@ -166,10 +176,11 @@ OPTS: dict[str, Opt] = {
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
-TRAIN = ("epochs", "batch_size", "clip_grad_norm", *SCHEDULE, "seed", "device")
+TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device")
 REGRESS_DATA = ("loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed", "data")
 CLASSIFY_DATA = ("dataset", "data_dir", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
-                 "features", "class_sep", "imbalance", "model", "hidden", "loss", "no_check_loss", "label_smoothing",
+                 "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
+                 "batch_norm", "loss", "no_check_loss", "label_smoothing",
                  "class_weights", "gamma")
 OUTPUT = ("json_out", "out", "quiet", "expect", "target_loss")
 

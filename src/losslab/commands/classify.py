@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import DATA_FILES, Plot, check_gates, finish
-from losslab.config import ClassifyConfig, check_out_dir
+from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, check_gates, clipping_note,
+                                     diagnosis_notes, finish, layers_document)
+from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.problems import ClassificationProblem
 from losslab.engine.loop import batch_generator
@@ -45,18 +46,20 @@ class ClassifyResult:
     notes: list[str] = field(default_factory=list)
     diverged_epoch: Optional[int] = None
     versions: dict[str, str] = field(default_factory=dict)
+    diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
 
     def metrics(self) -> dict[str, Any]:
         last = self.records[-1] if self.records else {}
         return metrics(self.accuracy, self.valid_loss, self.best_epoch, self.epochs_run, self.elapsed_s,
-                       last.get("train_loss"), self.per_class_accuracy)
+                       last.get("train_loss"), self.per_class_accuracy, [f.code for f in self.diagnosis])
 
 
 def metrics(accuracy: float, valid_loss: float, best_epoch: Optional[int], epochs_run: int, elapsed_s: float,
-            train_loss: Optional[float], per_class_accuracy: dict[str, Optional[float]]) -> dict[str, Any]:
+            train_loss: Optional[float], per_class_accuracy: dict[str, Optional[float]],
+            diagnosis: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"accuracy": accuracy, "valid_loss": valid_loss, "final_loss": valid_loss,
                            "best_epoch": best_epoch, "epochs_run": epochs_run, "elapsed_s": elapsed_s,
-                           "train_loss": train_loss}
+                           "train_loss": train_loss, "diagnosis": diagnosis}
     for name, acc in per_class_accuracy.items():
         out[f"accuracy_{name}"] = acc
     return out
@@ -64,7 +67,7 @@ def metrics(accuracy: float, valid_loss: float, best_epoch: Optional[int], epoch
 
 def metric_names(problem: ClassificationProblem) -> list[str]:
     """The names `metrics` reports for this problem, known before training."""
-    return list(metrics(math.nan, math.nan, None, 0, 0.0, None, {c: None for c in problem.data.classes}))
+    return list(metrics(math.nan, math.nan, None, 0, 0.0, None, {c: None for c in problem.data.classes}, []))
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -73,7 +76,8 @@ def checkpoint(cfg: ClassifyConfig, model: Any, optimizer: Any, data: Any, epoch
     from losslab import __version__
 
     return {"format": "losslab-checkpoint-1", "losslab": __version__, "epoch": epoch,
-            "model": cfg.model.name, "hidden": cfg.model.hidden, "input_shape": list(data.input_shape),
+            "model": cfg.model.name, "hidden": cfg.model.hidden, "architecture": cfg.model.architecture(),
+            "input_shape": list(data.input_shape),
             "classes": list(data.classes), "dataset": cfg.data.dataset, "optim": cfg.optim.name,
             "config": cfg.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state()}
@@ -97,7 +101,9 @@ def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]
                           f"{type(exc).__name__}: {why}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "losslab-checkpoint-1":
         raise ConfigError("--resume", f"{path} is not a losslab checkpoint")
+    ckpt.setdefault("architecture", ModelConfig().architecture())  # checkpoints from before --depth etc.
     for key, ours in (("model", cfg.model.name), ("hidden", cfg.model.hidden),
+                      ("architecture", cfg.model.architecture()),
                       ("input_shape", list(data.input_shape)), ("classes", list(data.classes))):
         if ckpt[key] != ours and not (key == "hidden" and cfg.model.name in ("logistic", "cnn")):
             raise ConfigError("--resume", f"checkpoint {key} is {ckpt[key]} but this run has {ours}")
@@ -167,7 +173,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
         confusion=final.get("confusion", []), classes=list(data.classes), elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=data.source, split=data.split, restored_best=restored,
         resumed_from=ckpt["epoch"] if ckpt else None, notes=notes, diverged_epoch=result.diverged_epoch,
-        versions=versions(),
+        versions=versions(), diagnosis=result.diagnosis,
     )
 
 
@@ -197,6 +203,8 @@ def document(result: ClassifyResult, outcomes: Optional[Sequence[Outcome]] = Non
         "device": result.device,
         "elapsed_s": result.elapsed_s,
         "notes": result.notes,
+        "diagnosis": [f.to_dict() for f in result.diagnosis],
+        "layers": layers_document(result.records),
         "expectations": outcomes_document(outcomes or []),
         "versions": result.versions,
     }
@@ -215,6 +223,8 @@ def report(result: ClassifyResult, outcomes: Sequence[Outcome] = ()) -> list[Rep
     if result.resumed_from is not None:
         notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")
     notes += status_notes(result)
+    notes += clipping_note(result.records, cfg.train)
+    notes += diagnosis_notes(result.diagnosis)
     notes += [o.describe() for o in outcomes]
     summary = Report(title, ["metric", "value"], summary_rows, [])
     support = [sum(row) for row in result.confusion]
@@ -248,7 +258,7 @@ def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem = ClassificationProblem(cfg)
-    check_names(cfg.gates.expect, metric_names(problem))
+    check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 
     console = make_console(stderr=json_out)
     progress = ProgressDisplay(console, classify_columns(), quiet=quiet, max_rows=20)

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from losslab.config import GateConfig
+from losslab.engine.diagnosis import CODES
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
 from losslab.outputs.display import print_failures
@@ -16,6 +17,7 @@ from losslab.outputs.files import dumps, write_data_files, write_plots
 
 Plot = tuple[str, Callable[[Any], None]]
 DATA_FILES = ("result.json", "history.csv")  # what every command writes into --out besides its plots
+DIAGNOSIS_CHOICES = {"diagnosis": (*CODES, "none")}  # what `--expect diagnosis=...` / `!=` may name
 
 
 def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
@@ -150,6 +152,7 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
            "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
     if r.error:
         doc["error"] = r.error
+    doc["diagnosis"] = [f.code for f in getattr(r, "diagnosis", [])]
     doc["best_loss"] = best_loss(r.records, task)
     doc["epochs_to_target"] = epochs_to_target(r.records, task, target)
     return doc
@@ -163,3 +166,65 @@ def run_records(results: Sequence[Any], group_key: Optional[str]) -> list[dict[s
         for rec in r.records:
             rows.append({**head, "seed": r.spec.seed, "lr": r.spec.optim.lr, **rec})
     return rows
+
+
+# --- diagnosis -----------------------------------------------------------------------------------
+
+def diagnosis_notes(findings: Sequence[Any]) -> list[str]:
+    """The report's last lines: each finding with its suggestion, or that none was found."""
+    if not findings:
+        return ["diagnosis: nothing wrong found"]
+    return ["diagnosis:"] + [f"  {f.line()}" for f in findings]
+
+
+def layers_document(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each parameter tensor's gradient norm and update ratio at the last epoch (every model, however deep:
+    history.csv has per-layer columns only for models with at most 32 tensors)."""
+    last = records[-1] if records else {}
+    return [{"name": key[len("grad_norm/"):], "grad_norm": value,
+             "update_ratio": last.get("update_ratio/" + key[len("grad_norm/"):])}
+            for key, value in last.items() if key.startswith("grad_norm/")]
+
+
+def clipping_note(records: Sequence[Mapping[str, Any]], train: Any) -> list[str]:
+    """How often gradient clipping changed the gradients (only when it was on)."""
+    shares = [r["clipped"] for r in records if "clipped" in r]
+    if not shares:
+        return []
+    options = [f"--clip-grad-norm {train.clip_grad_norm:g}"] if train.clip_grad_norm is not None else []
+    options += [f"--clip-grad-value {train.clip_grad_value:g}"] if train.clip_grad_value is not None else []
+    share = sum(shares) / len(shares)
+    return [f"gradient clipping ({' and '.join(options)}) was active on {share:.0%} of the steps"]
+
+
+def run_label(spec: Any, loss_name: Optional[str] = None) -> str:
+    from losslab.engine.events import RunInfo
+
+    return RunInfo("run", key=spec.key(loss_name)).label
+
+
+def pooled_diagnosis(runs: Sequence[Any], loss_name: Optional[str] = None) -> list[dict[str, Any]]:
+    """A many-run command's diagnosis: one entry per finding code, naming every run it was found in and giving
+    the first such run's message and evidence."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        for f in getattr(r, "diagnosis", []):
+            entry = pooled.setdefault(f.code, {**f.to_dict(), "runs": []})
+            entry["runs"].append(run_label(r.spec, loss_name))
+    return list(pooled.values())
+
+
+def all_runs(runs: Mapping[str, Sequence[Any]]) -> list[Any]:
+    return [r for rs in runs.values() for r in rs]
+
+
+def pooled_notes(pooled: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not pooled:
+        return ["diagnosis: nothing wrong found in any run"]
+    lines = ["diagnosis:"]
+    for entry in pooled:
+        runs = entry["runs"]
+        which = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        lines.append(f"  {entry['code']} in {len(runs)} run{'s' if len(runs) > 1 else ''} ({which}): "
+                     f"{entry['message']}" + (f" — {entry['suggestion']}" if entry["suggestion"] else ""))
+    return lines

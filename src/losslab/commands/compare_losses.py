@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from losslab.commands.common import DATA_FILES, Plot, check_gates, finish, run_records, settle, verdict
+from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, finish,
+                                     pooled_diagnosis, pooled_notes, run_records, settle, verdict)
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, read_csv, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
@@ -62,11 +63,14 @@ class CompareLossesResult:
     split: str = ""  # classification: how the validation split was made (and any imbalance)
 
     def metrics(self) -> dict[str, Any]:
-        return metrics(self.winner, self.summaries)
+        return metrics(self.winner, self.summaries, [d["code"] for d in self.diagnosis()])
+
+    def diagnosis(self) -> list[dict[str, Any]]:
+        return pooled_diagnosis(all_runs(self.runs))
 
 
-def metrics(winner: Optional[str], summaries: Sequence[LossSummary]) -> dict[str, Any]:
-    out: dict[str, Any] = {"winner": winner or "tie"}
+def metrics(winner: Optional[str], summaries: Sequence[LossSummary], diagnosis: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"winner": winner or "tie", "diagnosis": diagnosis}
     for s in summaries:
         out.update({f"{s.name}.{k}": v for k, v in s.measures.items()})
         out[f"{s.name}.diverged"] = s.diverged
@@ -200,7 +204,7 @@ def metric_names(cfg: CompareLossesConfig, problem: AnyProblem) -> list[str]:
     keys = measure_names(cfg.task, params, truth)
     placeholders = [LossSummary(n, [], math.nan, math.nan, math.nan, {k: None for k in keys}, 0, 0)
                     for n in cfg.losses]
-    return list(metrics(None, placeholders))
+    return list(metrics(None, placeholders, []))
 
 
 def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
@@ -210,13 +214,14 @@ def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] 
             "rank_measure": {"name": result.rank_by, "median": s.median, "q1": s.q1, "q3": s.q3},
             **s.measures, "diverged": s.diverged, "errors": s.errors,
             "runs": [{"seed": r.spec.seed, "status": r.status, "epochs_run": r.epochs_run, "elapsed_s": r.elapsed_s,
-                      **({"error": r.error} if r.error else {}), **m}
+                      **({"error": r.error} if r.error else {}), "diagnosis": [f.code for f in r.diagnosis], **m}
                      for r, m in zip(result.runs[s.name], result.measures[s.name])],
         }
     return {"command": COMMAND, "status": result.status, "task": result.config.task,
             "config": result.config.to_dict(), "rank_by": result.rank_by,
             "ranking": [s.name for s in result.summaries], "winner": result.winner, "tie": result.winner is None,
-            "paired_wins": result.wins, "losses": losses, "reference": result.reference, "data": result.data_source,
+            "paired_wins": result.wins, "losses": losses, "reference": result.reference,
+            "diagnosis": result.diagnosis(), "data": result.data_source,
             "device": result.device, "elapsed_s": result.elapsed_s,
             "expectations": outcomes_document(outcomes or []), "versions": result.versions}
 
@@ -257,6 +262,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
     if stacked:
         notes.append(f"stacked in one batched computation: {', '.join(stacked)}")
+    notes += pooled_notes(result.diagnosis())
     notes += [o.describe() for o in outcomes]
     return [Report(title, headers, rows, notes, best)]
 
@@ -288,7 +294,7 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem, heldout, rows = prepare(cfg)
-    check_names(cfg.gates.expect, metric_names(cfg, problem))
+    check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="loss")
     display.plan(list(cfg.losses), cfg.seeds)

@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import (DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records,
-                                     settle, verdict)
+from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
+                                     finish, pooled_diagnosis, pooled_notes, run_document, run_records, settle,
+                                     verdict)
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -42,11 +43,11 @@ class CompareResult:
     versions: dict[str, str] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
-        return metrics(self.winner, self.summaries)
+        return metrics(self.winner, self.summaries, [d["code"] for d in pooled_diagnosis(all_runs(self.runs))])
 
 
-def metrics(winner: Optional[str], summaries: Sequence[Summary]) -> dict[str, Any]:
-    out: dict[str, Any] = {"winner": winner or "tie"}
+def metrics(winner: Optional[str], summaries: Sequence[Summary], diagnosis: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"winner": winner or "tie", "diagnosis": diagnosis}
     for s in summaries:
         out.update(s.metrics())
     return out
@@ -55,7 +56,7 @@ def metrics(winner: Optional[str], summaries: Sequence[Summary]) -> dict[str, An
 def metric_names(cfg: CompareConfig, problem: AnyProblem) -> list[str]:
     """The names `metrics` reports for this comparison, known before training."""
     keys = extra_keys(cfg.task, problem.names if isinstance(problem, RegressionProblem) else [])
-    return list(metrics(None, [Summary.placeholder(name, keys) for name in cfg.optims]))
+    return list(metrics(None, [Summary.placeholder(name, keys) for name in cfg.optims], []))
 
 
 def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer()) -> CompareResult:
@@ -140,6 +141,7 @@ def document(result: CompareResult, outcomes: Optional[Sequence[Outcome]] = None
         "optimizers": optimizers,
         "tuning": result.tuning,
         "reference": result.reference,
+        "diagnosis": pooled_diagnosis(all_runs(result.runs)),
         "data": result.data_source,
         "device": result.device,
         "elapsed_s": result.elapsed_s,
@@ -196,6 +198,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
                 notes.append(f"{name} seed {r.spec.seed}: {r.error}")
     if result.status == "interrupted":
         notes.append("interrupted: trials that did not finish rank last and are marked in the JSON.")
+    notes += pooled_notes(pooled_diagnosis(all_runs(result.runs)))
     notes += [o.describe() for o in outcomes]
     last = len(detail_headers) - 1
     score = (lambda s: s.extra.get("optimum_distance", math.inf)) if regress else \
@@ -236,7 +239,7 @@ def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem = build_problem(cfg.run)
-    check_names(cfg.gates.expect, metric_names(cfg, problem))
+    check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
 
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task))

@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import DATA_FILES, Plot, check_gates, default_target, finish, run_document, run_records
+from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
+                                     finish, pooled_diagnosis, pooled_notes, run_document, run_records)
 from losslab.config import SweepConfig, check_out_dir
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, build_problem
 from losslab.engine.range_test import RangeCurve, range_test_run, schedule
-from losslab.engine.runs import RunResult, RunSpec
+from losslab.engine.runs import RunResult, RunSpec, diagnose_run
 from losslab.engine.trials import run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
@@ -51,11 +52,16 @@ class GridResult:
 
     def metrics(self) -> dict[str, Any]:
         best = next((s for s in self.summaries if s.lr == self.suggested_lr), None)
-        return grid_metrics(self.suggested_lr, self.largest_stable_lr, best.median if best else None)
+        return grid_metrics(self.suggested_lr, self.largest_stable_lr, best.median if best else None,
+                            [d["code"] for d in self.diagnosis()])
+
+    def diagnosis(self) -> list[dict[str, Any]]:
+        return pooled_diagnosis(all_runs(self.runs))
 
 
-def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Optional[float]) -> dict[str, Any]:
-    return {"suggested_lr": suggested, "largest_stable_lr": stable, "best_final_loss": best}
+def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Optional[float],
+                 diagnosis: list[str]) -> dict[str, Any]:
+    return {"suggested_lr": suggested, "largest_stable_lr": stable, "best_final_loss": best, "diagnosis": diagnosis}
 
 
 def improved(run: RunResult, task: str) -> bool:
@@ -88,11 +94,15 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     suggested = rank(finished)[0].lr if finished else None
     stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)
               and all(improved(r, task) for r in runs[s.name])]
+    largest_stable = max(stable) if stable else None
+    for r in results:  # a diverged rate's suggestion: the grid's own largest stable rate
+        if r.status == "diverged" and largest_stable is not None:
+            r.diagnosis = diagnose_run(problem, r, stable_lr=largest_stable)
     if interrupted or finished:
         status = "interrupted" if interrupted else "ok"
     else:
         status = "failed" if all(r.status == "error" for r in results) else "diverged"
-    return GridResult(cfg, status, summaries, runs, suggested, max(stable) if stable else None, target,
+    return GridResult(cfg, status, summaries, runs, suggested, largest_stable, target,
                       any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
                       problem.data.source, versions())
 
@@ -255,6 +265,7 @@ def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = No
                    "epochs_to_target": s.epochs_to_target, "diverged": s.diverged, "errors": s.errors, **s.extra}
                   for s in result.summaries],
         "results": rows,
+        "diagnosis": result.diagnosis(),
         "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []), "versions": result.versions,
     }
@@ -312,6 +323,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"{fmt(result.largest_stable_lr, '.3g')}"]
     if result.status == "interrupted":
         notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
+    notes += pooled_notes(result.diagnosis())
     notes += [o.describe() for o in outcomes]
     return [Report(title, headers, rows, notes, best)]
 
@@ -369,14 +381,14 @@ def metric_names(cfg: SweepConfig) -> list[str]:
     """The names the sweep's `metrics` report, known before training."""
     if cfg.range_test:
         return list(range_metrics(None, True, {name: None for name in SUGGESTERS}))
-    return list(grid_metrics(None, None, None))
+    return list(grid_metrics(None, None, None, []))
 
 
 def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS))
     problem = build_problem(cfg.run)
-    check_names(cfg.gates.expect, metric_names(cfg))
+    check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)
     ctx = OutputContext(COMMAND, cfg, json_out, quiet, cfg.out)
 

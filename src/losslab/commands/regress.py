@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import DATA_FILES, Plot, check_gates, finish
+from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, check_gates, clipping_note,
+                                     diagnosis_notes, finish, layers_document)
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
@@ -37,16 +38,19 @@ class RegressResult:
     data_source: str
     diverged_epoch: Optional[int] = None
     versions: dict[str, str] = field(default_factory=dict)
+    diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
 
     def metrics(self) -> dict[str, Any]:
         """Flat names that `--expect` can test."""
-        return metrics(self.params, self.optimum, self.final_loss, self.epochs_run, self.elapsed_s)
+        return metrics(self.params, self.optimum, self.final_loss, self.epochs_run, self.elapsed_s,
+                       [f.code for f in self.diagnosis])
 
 
 def metrics(params: dict[str, float], optimum: dict[str, Any], final_loss: float, epochs_run: int,
-            elapsed_s: float) -> dict[str, Any]:
+            elapsed_s: float, diagnosis: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(params)
-    out.update(final_loss=final_loss, epochs_run=epochs_run, elapsed_s=elapsed_s, optimum_loss=optimum["loss"])
+    out.update(final_loss=final_loss, epochs_run=epochs_run, elapsed_s=elapsed_s, optimum_loss=optimum["loss"],
+               diagnosis=diagnosis)
     for name, value in params.items():
         out[f"{name}_error"] = abs(value - optimum["params"][name])
     return out
@@ -54,7 +58,7 @@ def metrics(params: dict[str, float], optimum: dict[str, Any], final_loss: float
 
 def metric_names(problem: RegressionProblem) -> list[str]:
     """The names `metrics` reports for this problem, known before training."""
-    return list(metrics({n: math.nan for n in problem.names}, problem.optimum, math.nan, 0, 0.0))
+    return list(metrics({n: math.nan for n in problem.names}, problem.optimum, math.nan, 0, 0.0, []))
 
 
 def run(cfg: RegressConfig, events: Consumer = Consumer(), problem: Optional[RegressionProblem] = None) -> RegressResult:
@@ -70,7 +74,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(), problem: Optional[Reg
         final_loss=final.get("final_loss", math.nan), params=final.get("params", {}),
         true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
-        versions=versions(),
+        versions=versions(), diagnosis=result.diagnosis,
     )
 
 
@@ -89,6 +93,8 @@ def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None
         "data": result.data_source,
         "device": result.device,
         "elapsed_s": result.elapsed_s,
+        "diagnosis": [f.to_dict() for f in result.diagnosis],
+        "layers": layers_document(result.records),
         "expectations": outcomes_document(outcomes or []),
         "versions": result.versions,
     }
@@ -110,6 +116,8 @@ def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
     if cfg.loss.name != "mse":
         notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for comparison.")
     notes += status_notes(result)
+    notes += clipping_note(result.records, cfg.train)
+    notes += diagnosis_notes(result.diagnosis)
     notes += [o.describe() for o in outcomes]
     return Report(title, ["param", "learned", "true", "least-squares", "|learned − optimum|"], rows, notes)
 
@@ -131,7 +139,7 @@ def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     # validate everything that can be checked before training
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
     problem = RegressionProblem(cfg)
-    check_names(cfg.gates.expect, metric_names(problem))
+    check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 
     console = make_console(stderr=json_out)
     progress = ProgressDisplay(console, epoch_columns([Column(n, n) for n in problem.names]), quiet=quiet)

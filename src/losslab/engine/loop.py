@@ -35,37 +35,103 @@ class FitResult:
     error: Optional[str] = None
 
 
-# Per-layer gradient norms are recorded for models with at most this many parameter tensors (history.csv stays
-# readable); the global norm always is.
+# history.csv keeps per-layer columns for models with at most this many parameter tensors (it stays readable);
+# the records themselves, and so JSON and the diagnosis, have them for every model.
 MAX_LAYER_NORMS = 32
 
 
 def epoch_record(epoch: int, train_loss: float, tracked: Optional[Mapping[str, float]], grad_norm: float,
-                 lr: float, layer_norms: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
+                 lr: float, layer_norms: Optional[Mapping[str, float]] = None,
+                 ratios: Optional[Mapping[str, float]] = None,
+                 clipped: Optional[float] = None) -> dict[str, Any]:
     """The start of every epoch record, in the order every output shows it; validation metrics and
-    `elapsed_s` follow. `layer_norms` are keyed `grad_norm/<parameter name>` (e.g. `grad_norm/0.weight`)."""
+    `elapsed_s` follow. `layer_norms` are keyed `grad_norm/<parameter name>` (e.g. `grad_norm/0.weight`),
+    `ratios` `update_ratio/<parameter name>` (|Δp| / |p| of the epoch's last step); `clipped` is the
+    fraction of the epoch's steps on which gradient clipping changed the gradients (only when clipping is on)."""
     record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
     if tracked:
         record.update(tracked)
     record["grad_norm"] = grad_norm
     if layer_norms:
         record.update(layer_norms)
+    if ratios:
+        record.update(ratios)
+    if clipped is not None:
+        record["clipped"] = clipped
     record["lr"] = lr
     return record
 
 
 def layer_grad_norms(named: Sequence[tuple[str, torch.Tensor]], small: bool) -> tuple[float, dict[str, float]]:
-    """The global L2 norm of the gradients (as clip_grad_norm_ computes it) and, for models with at most
-    MAX_LAYER_NORMS parameter tensors, each tensor's own norm — from one pass over the last step's gradients."""
+    """The global L2 norm of the gradients (as clip_grad_norm_ computes it) and each parameter tensor's own
+    norm, from one pass over the last step's gradients."""
     keyed = [("grad_norm/" + name, p.grad) for name, p in named if p.grad is not None]
     if small:  # tiny models: Python arithmetic beats a torch dispatch per tensor
-        squares = [sum(v * v for v in flat_list(g)) for _, g in keyed]
+        norms = [math.hypot(*flat_list(g)) for _, g in keyed]
     else:
-        squares = torch.stack([torch.linalg.vector_norm(g) for _, g in keyed]).pow(2).tolist() if keyed else []
-    total = math.sqrt(sum(squares))
-    if len(named) > MAX_LAYER_NORMS:
-        return total, {}
-    return total, {key: math.sqrt(v) for (key, _), v in zip(keyed, squares)}
+        norms = torch.stack([torch.linalg.vector_norm(g) for _, g in keyed]).tolist() if keyed else []
+    return math.hypot(*norms), {key: v for (key, _), v in zip(keyed, norms)}
+
+
+def snapshot(params: Sequence[torch.Tensor], small: bool) -> list[Any]:
+    """The parameters' values before a step, to measure the step's size (`update_ratios`)."""
+    if small:
+        return [flat_list(p) for p in params]
+    return [p.detach().clone() for p in params]
+
+
+def update_ratios(named: Sequence[tuple[str, torch.Tensor]], before: Sequence[Any],
+                  small: bool) -> tuple[dict[str, float], list[Any]]:
+    """|p_after - p_before| / |p_before| for each parameter tensor: how big the step was for that layer
+    (about 1e-3 is the classic healthy figure; far below, the layer barely learns; near 1, it is overwritten).
+    Also returns the values after the step (the next full-batch step's `before`)."""
+    out = {}
+    if small:
+        after = [flat_list(p) for _, p in named]
+        for (name, _), new, old in zip(named, after, before):
+            step, size = math.dist(new, old), math.hypot(*old)
+            out["update_ratio/" + name] = step / size if size > 0 else math.inf if step > 0 else 0.0
+        return out, after
+    after = [p.detach().clone() for _, p in named]
+    steps = torch.stack([torch.linalg.vector_norm(new - old) for new, old in zip(after, before)])
+    sizes = torch.stack([torch.linalg.vector_norm(old) for old in before])
+    for (name, _), step, size in zip(named, steps.tolist(), sizes.tolist()):
+        out["update_ratio/" + name] = step / size if size > 0 else math.inf if step > 0 else 0.0
+    return out, after
+
+
+class Clipper:
+    """Gradient clipping by value (clip_grad_value_) and/or by global norm (clip_grad_norm_), counting the
+    steps on which it changed the gradients."""
+
+    def __init__(self, params: Sequence[torch.Tensor], norm: Optional[float], value: Optional[float]):
+        self.params, self.norm, self.value = list(params), norm, value
+        self.steps = self.active = 0
+
+    @property
+    def on(self) -> bool:
+        return self.norm is not None or self.value is not None
+
+    def __call__(self) -> None:
+        if not self.on:
+            return
+        active = False
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.value is not None and grads:
+            active = bool(torch.stack([g.abs().max() for g in grads]).max() > self.value)
+            torch.nn.utils.clip_grad_value_(self.params, self.value)
+        if self.norm is not None:
+            active = bool(torch.nn.utils.clip_grad_norm_(self.params, self.norm) > self.norm) or active
+        self.steps += 1
+        self.active += active
+
+    def epoch_fraction(self) -> Optional[float]:
+        """The fraction of steps since the last call on which clipping was active (None when clipping is off)."""
+        if not self.on:
+            return None
+        fraction = self.active / self.steps if self.steps else 0.0
+        self.steps = self.active = 0
+        return fraction
 
 
 def batch_generator(seed: int) -> torch.Generator:
@@ -116,6 +182,7 @@ def fit(
     epochs: int,
     batch_size: Optional[int] = None,
     clip_grad_norm: Optional[float] = None,
+    clip_grad_value: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
     evaluate: Optional[Callable[[torch.nn.Module], dict[str, float]]] = None,
     track: Optional[Callable[[], dict[str, float]]] = None,
@@ -141,20 +208,33 @@ def fit(
     params = [p for _, p in named]
     small = sum(p.numel() for p in params) <= _SMALL_MODEL
     needs_closure = isinstance(optimizer, torch.optim.LBFGS)
+    clip = Clipper(params, clip_grad_norm, clip_grad_value)
     result = FitResult(status="ok")
+    ratios: dict[str, float] = {}
+    previous: Optional[list[Any]] = None  # full batch: the values after the last step are the next one's start
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
-        """One optimizer step on one batch; returns the batch loss before the step (NaN stops the run)."""
+    def measured(take_step: Callable[[], Any]) -> Any:
+        """Run `take_step` and measure each layer's update for the record."""
+        nonlocal ratios, previous
+        before = previous if previous is not None else snapshot(params, small)
+        out = take_step()
+        ratios, after = update_ratios(named, before, small)
+        previous = after if full_batch else None
+        return out
+
+    def step(xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
+        """One optimizer step on one batch; returns the batch loss before the step (NaN stops the run).
+        On the epoch's `last` step the size of the update is measured for the record."""
         if needs_closure:
             def closure() -> torch.Tensor:
                 optimizer.zero_grad()
                 loss = loss_fn(model(xb), yb)
                 loss.backward()
-                if clip_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+                clip()
                 return loss
 
-            return optimizer.step(closure).detach().item()
+            loss = measured(lambda: optimizer.step(closure)) if last else optimizer.step(closure)
+            return loss.detach().item()
         # forward, loss, zero_grad, backward, step: the textbook order
         loss = loss_fn(model(xb), yb)
         value = loss.item()
@@ -162,9 +242,11 @@ def fit(
             return value  # do not step on a non-finite loss
         optimizer.zero_grad()
         loss.backward()
-        if clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-        optimizer.step()
+        clip()
+        if last:
+            measured(optimizer.step)
+        else:
+            optimizer.step()
         return value
 
     batch_events = wants_batches(events)
@@ -176,7 +258,7 @@ def fit(
             model.train()
             stop_now = False
             if full_batch:
-                train_loss = step(x, y)
+                train_loss = step(x, y, last=True)
                 if schedule is not None:
                     schedule.after_batch()
                 stop_now = on_step is not None and on_step(train_loss)
@@ -186,7 +268,7 @@ def fit(
                 total, seen = 0.0, 0
                 for i in range(0, n, batch_size):
                     idx = perm[i:i + batch_size]
-                    batch_loss = step(x[idx], y[idx])
+                    batch_loss = step(x[idx], y[idx], last=i + batch_size >= n)
                     if schedule is not None:
                         schedule.after_batch()
                     total += batch_loss * idx.shape[0]
@@ -201,7 +283,8 @@ def fit(
             # record
             total_norm, layer_norms = layer_grad_norms(named, small)
             record = epoch_record(epoch, train_loss, track() if track is not None else None, total_norm,
-                                  optimizer.param_groups[0]["lr"], layer_norms)
+                                  optimizer.param_groups[0]["lr"], layer_norms, ratios, clip.epoch_fraction())
+            ratios = {}
             diverged = not math.isfinite(train_loss)
             # evaluate
             if evaluate is not None and not diverged:

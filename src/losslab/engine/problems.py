@@ -214,7 +214,7 @@ class ClassificationProblem(Problem):
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
-        model = build_classifier(self.cfg.model.name, self.data.input_shape, self.k, self.cfg.model.hidden)
+        model = build_classifier(self.cfg.model, self.data.input_shape, self.k)
         if wants_log_softmax(self.cfg.loss.name):
             model = torch.nn.Sequential(*model, torch.nn.LogSoftmax(dim=1))
         return model.to(self.device)

@@ -16,6 +16,7 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
 from losslab.engine import interrupt
+from losslab.engine.diagnosis import Context, Finding, diagnose
 from losslab.engine.events import Consumer, RunInfo
 from losslab.engine.loop import FitResult, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
@@ -55,6 +56,7 @@ class RunResult:
     stacked_with: int = 1  # how many runs were trained together with this one in one batched computation
     diverged_epoch: Optional[int] = None
     stopped_early: bool = False
+    diagnosis: list[Finding] = field(default_factory=list)  # what went wrong, in words (engine.diagnosis)
 
     @property
     def score(self) -> float:
@@ -72,6 +74,25 @@ def run_info(problem: Problem, spec: RunSpec, command: str, *, index: int = 0, t
     return RunInfo(command=command, group=spec.group, seed=spec.seed, key=spec.key(problem.loss_cfg.name),
                    index=index, total=total, epochs=epochs or problem.train_cfg.epochs, first_epoch=first_epoch,
                    samples=n, batch_size=n if batch is None or batch >= n else batch, stacked_with=stacked_with)
+
+
+def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float] = None) -> list[Finding]:
+    """The diagnosis of one finished run, with what the problem knows: the least-squares optimum where it is
+    the optimum of the run's loss (MSE, no weight decay), early stopping, clipping."""
+    loss = (result.spec.loss or problem.loss_cfg).name
+    optimum = getattr(problem, "optimum", None)
+    exact = optimum is not None and loss == "mse" and not result.spec.optim.weight_decay
+    train = problem.train_cfg
+    clip = " and ".join(f"--{name.replace('_', '-')} {value:g}" for name, value in
+                        (("clip_grad_norm", train.clip_grad_norm), ("clip_grad_value", train.clip_grad_value))
+                        if value is not None) or None
+    context = Context(status=result.status, diverged_epoch=result.diverged_epoch, task=problem.task,
+                      lr=result.spec.optim.lr, stable_lr=stable_lr,
+                      optimum_loss=optimum["loss"] if exact else None,
+                      optimum_params=optimum["params"] if exact else None,
+                      params=result.metrics.get("params") if exact else None,
+                      patience=getattr(problem.cfg, "patience", None), clip_option=clip)
+    return diagnose(result.records, context)
 
 
 def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, info: Optional[RunInfo] = None,
@@ -104,6 +125,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         evaluate = (lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None
         fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs,
                      batch_size=problem.train_cfg.batch_size, clip_grad_norm=problem.train_cfg.clip_grad_norm,
+                     clip_grad_value=problem.train_cfg.clip_grad_value,
                      generator=generator or batch_generator(spec.seed), evaluate=evaluate,
                      track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step,
                      schedule=schedule)
@@ -121,6 +143,8 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             result.status = settle_status(fitted.status, result.metrics)
             if result.status == "diverged" and result.diverged_epoch is None:
                 result.diverged_epoch = fitted.epochs_run
+        if on_step is None:  # the range test's loss rises by design: nothing to diagnose
+            result.diagnosis = diagnose_run(problem, result)
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.elapsed_s = result.elapsed_s or time.perf_counter() - start

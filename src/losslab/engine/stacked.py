@@ -3,7 +3,8 @@ update per step, instead of K runs one after another. It emits the same events a
 `RunResult`s (same record and status helpers) as the sequential path.
 
 Covers runs on the same model and data that differ in learning rate, seed, optimizer and loss: models made of
-Linear / ReLU / Flatten / LogSoftmax layers (the regression model, logistic, mlp) and every optimizer whose
+Linear, Flatten, LogSoftmax and elementwise activation layers (the regression model, logistic, mlp without
+dropout or batch norm) and every optimizer whose
 registry entry names a `stacked` update. Runs sharing optimizer settings form a contiguous slice of the stack,
 updated by one batched optimizer through views; runs sharing a loss form contiguous segments, each lossed
 under vmap. Each batched update follows torch.optim's own single-tensor update (the hyper-parameters are read
@@ -25,11 +26,11 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
-from losslab.engine.loop import MAX_LAYER_NORMS, batch_generator, epoch_record, settle_status
+from losslab.engine.loop import batch_generator, epoch_record, settle_status
 from losslab.engine.problems import Problem, RegressionProblem
-from losslab.engine.runs import RunResult, RunSpec, run_info
+from losslab.engine.runs import RunResult, RunSpec, diagnose_run, run_info
 
-_LAYERS = (nn.Linear, nn.ReLU, nn.Flatten, nn.LogSoftmax)
+_LAYERS = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten, nn.LogSoftmax)
 
 
 def _layers(model: nn.Module) -> Optional[list[nn.Module]]:
@@ -113,7 +114,7 @@ def loss_segments(problem: Problem, specs: Sequence[RunSpec]) -> list[tuple[int,
 
 
 class StackedModel:
-    """Parameters of K copies of a Linear/ReLU/Flatten/LogSoftmax stack, each (K, ...), as autograd leaves."""
+    """Parameters of K copies of a Linear/activation/Flatten/LogSoftmax stack, each (K, ...), as autograd leaves."""
 
     def __init__(self, templates: Sequence[nn.Module]):
         self.k = len(templates)
@@ -137,10 +138,10 @@ class StackedModel:
                     h = h.expand(self.k, *h.shape)
                     shared = False
                 h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            elif isinstance(layer, nn.ReLU):
-                h = torch.relu(h)
-            else:  # LogSoftmax
+            elif isinstance(layer, nn.LogSoftmax):
                 h = torch.log_softmax(h, dim=-1)
+            else:  # an elementwise activation module: the same function on every run's slice
+                h = layer(h)
         if shared:
             h = h.expand(self.k, *h.shape)
         return h
@@ -327,7 +328,9 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                         idx = torch.stack([perms[g][i:i + cfg.batch_size] for g in spec_gen])
                         batches.append((x[idx], y[idx], False, idx.shape[1]))
             total_loss = torch.zeros(k, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
-            for xb, yb, shared, size in batches:
+            clipped = torch.zeros(k, dtype=torch.float64)
+            before: list[torch.Tensor] = []
+            for b, (xb, yb, shared, size) in enumerate(batches):
                 losses = losses_of(xb, yb, shared)
                 finite = torch.isfinite(losses)
                 if not bool(finite.all()):
@@ -337,10 +340,9 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 for p in model.params:
                     p.grad = None
                 losses.sum().backward()
-                if cfg.clip_grad_norm is not None:
-                    coef = (cfg.clip_grad_norm / (_per_trial_norm(model.params) + 1e-6)).clamp(max=1.0)
-                    for p in model.params:
-                        p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
+                clipped += _clip(model.params, cfg.clip_grad_norm, cfg.clip_grad_value)
+                if b == len(batches) - 1:
+                    before = [p.detach().clone() for p in model.params]
                 for optimizer in optimizers:
                     optimizer.step()
                 if schedules:
@@ -354,6 +356,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             train_loss = (total_loss / n).tolist()
             norms = _per_trial_norm(model.params).tolist()
             layers = _per_trial_layer_norms(model.params, layer_names)
+            ratios = _per_trial_update_ratios(model.params, before, layer_names)
+            clip_fraction = (clipped / len(batches)).tolist() if cfg.clip_grad_norm or cfg.clip_grad_value else None
             tracked = None
             if names is not None:
                 w, b = model.params[0].detach().reshape(k, -1).tolist(), model.params[1].detach().reshape(k, -1).tolist()
@@ -366,7 +370,9 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                     continue
                 rec = epoch_record(epoch, train_loss[i] if alive[i] else math.nan,
                                    tracked[i] if tracked is not None else None, norms[i], rates[i],
-                                   {name: values[i] for name, values in layers.items()})
+                                   {name: values[i] for name, values in layers.items()},
+                                   {name: values[i] for name, values in ratios.items()},
+                                   clip_fraction[i] if clip_fraction is not None else None)
                 if valid is not None and alive[i]:
                     rec["valid_loss"], rec["valid_acc"] = valid[0][i], valid[1][i]
                 rec["elapsed_s"] = elapsed
@@ -399,8 +405,10 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         except KeyboardInterrupt:
             interrupted, st, metrics = True, "interrupted", {}
         st = settle_status(st, metrics) if st == "ok" else st
-        results.append(RunResult(t, st, records[i], metrics, len(records[i]), elapsed / k, stacked_with=k,
-                                 diverged_epoch=diverged_at[i]))
+        result = RunResult(t, st, records[i], metrics, len(records[i]), elapsed / k, stacked_with=k,
+                           diverged_epoch=diverged_at[i])
+        result.diagnosis = diagnose_run(problem, result)
+        results.append(result)
     for info, result in zip(infos, results):
         try:
             events.on_run_end(info, result)
@@ -412,10 +420,37 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     return back, interrupted
 
 
-def _per_trial_layer_norms(params: Sequence[torch.Tensor], names: Sequence[str]) -> dict[str, list[float]]:
-    """Per layer, each run's gradient norm (for models with at most MAX_LAYER_NORMS parameter tensors)."""
-    if len(params) > MAX_LAYER_NORMS:
+def _clip(params: Sequence[torch.Tensor], norm: Optional[float], value: Optional[float]) -> torch.Tensor:
+    """Each run's gradients clipped as clip_grad_value_ then clip_grad_norm_ would clip them alone; (K,) 1.0
+    where clipping changed the run's gradients."""
+    k = params[0].shape[0]
+    active = torch.zeros(k, dtype=torch.bool)
+    if value is not None:
+        for p in params:
+            active |= (p.grad.abs().flatten(start_dim=1) > value).any(dim=1).cpu()
+            p.grad.clamp_(-value, value)
+    if norm is not None:
+        total = _per_trial_norm(params)
+        active |= (total > norm).cpu()
+        coef = (norm / (total + 1e-6)).clamp(max=1.0)
+        for p in params:
+            p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
+    return active.double()
+
+
+def _per_trial_update_ratios(params: Sequence[torch.Tensor], before: Sequence[torch.Tensor],
+                             names: Sequence[str]) -> dict[str, list[float]]:
+    """Per layer, each run's |Δp| / |p| over the epoch's last step."""
+    if not before:
         return {}
+    steps = torch.stack([(p.detach() - old).pow(2).flatten(start_dim=1).sum(dim=1) for p, old in zip(params, before)])
+    sizes = torch.stack([old.pow(2).flatten(start_dim=1).sum(dim=1) for old in before])
+    ratio = torch.where(sizes > 0, (steps / sizes).sqrt(), torch.where(steps > 0, math.inf, 0.0)).tolist()
+    return {f"update_ratio/{name}": row for name, row in zip(names, ratio)}
+
+
+def _per_trial_layer_norms(params: Sequence[torch.Tensor], names: Sequence[str]) -> dict[str, list[float]]:
+    """Per layer, each run's gradient norm."""
     grads = [(name, p.grad) for name, p in zip(names, params) if p.grad is not None]
     if not grads:
         return {}

@@ -69,24 +69,38 @@ class Column:
             return f"{epochs_done * ctx.get('samples', 0) / t:,.0f}" if t > 0 else "—"
         if self.key == "elapsed_s":
             return f"{t:.2f}s"
+        if self.key in ("layer_min", "layer_max"):
+            return layer_extreme(record, smallest=self.key == "layer_min")
         text = fmt(record.get(self.key), self.spec)
         if record.get(f"{self.key}_best"):
             text += "*"  # best so far (skorch marks it the same way)
         return text
 
 
+def layer_extreme(record: dict[str, Any], smallest: bool) -> str:
+    """The smallest (or largest) per-layer gradient norm of a record, with the layer's name."""
+    layers = [(v, k[len("grad_norm/"):]) for k, v in record.items() if k.startswith("grad_norm/")]
+    if not layers:
+        return "—"
+    value, name = min(layers) if smallest else max(layers)
+    return f"{value:.2g} {name}"
+
+
+LAYER_COLUMNS = (Column("layer_min", "min layer grad"), Column("layer_max", "max layer grad"))
+
+
 def epoch_columns(extra: Sequence[Column]) -> list[Column]:
-    """epoch, loss, <extra>, grad norm, lr, elapsed, it/s."""
+    """epoch, loss, <extra>, grad norm, smallest and largest layer norm, lr, elapsed, it/s."""
     return [Column("epoch", "epoch", "d"), Column("train_loss", "loss"), *extra,
-            Column("grad_norm", "grad norm", ".3g"), Column("lr", "lr", ".3g"),
+            Column("grad_norm", "grad norm", ".3g"), *LAYER_COLUMNS, Column("lr", "lr", ".3g"),
             Column("elapsed_s", "elapsed"), Column("it_s", "it/s")]
 
 
 def classify_columns() -> list[Column]:
-    """epoch, train loss, val loss (* best), val acc, lr, elapsed, samples/s."""
+    """epoch, train loss, val loss (* best), val acc, smallest and largest layer norm, lr, elapsed, samples/s."""
     return [Column("epoch", "epoch", "d"), Column("train_loss", "train loss"), Column("valid_loss", "val loss"),
-            Column("valid_acc", "val acc", ".4f"), Column("lr", "lr", ".3g"), Column("elapsed_s", "elapsed"),
-            Column("samples_s", "samples/s")]
+            Column("valid_acc", "val acc", ".4f"), *LAYER_COLUMNS, Column("lr", "lr", ".3g"),
+            Column("elapsed_s", "elapsed"), Column("samples_s", "samples/s")]
 
 
 def epoch_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], total: int,

@@ -69,13 +69,26 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+PER_LAYER = ("grad_norm/", "update_ratio/")  # record keys with one column per parameter tensor
+
+
 def history_csv(records: Iterable[Mapping[str, Any]]) -> str:
+    """One row per record. Per-layer columns only for models with at most MAX_LAYER_NORMS parameter tensors;
+    deeper models' per-layer figures are in result.json's `layers`."""
+    from losslab.engine.loop import MAX_LAYER_NORMS
+
     records = list(records)
     columns: list[str] = []
+    seen: set[str] = set()
     for rec in records:
-        columns.extend(k for k in rec if k not in columns)
+        for k in rec:
+            if k not in seen:
+                seen.add(k)
+                columns.append(k)
+    if sum(k.startswith(PER_LAYER[0]) for k in columns) > MAX_LAYER_NORMS:
+        columns = [k for k in columns if not k.startswith(PER_LAYER)]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for rec in records:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in rec.items()})

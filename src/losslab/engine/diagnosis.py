@@ -1,0 +1,279 @@
+"""What went wrong in a run, in words: rules over its epoch records, each finding with its evidence and a
+suggestion. Pure Python over the records every engine writes; no torch.
+
+Each rule is one function `(records, context) -> Finding | None`, registered in RULES in the order the
+report lists them. A healthy run gets no finding at all.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+Record = Mapping[str, Any]
+
+# thresholds, named so the README and the tests can quote them
+WINDOW = 20  # the last epochs the trend rules (oscillating, plateau) look at
+MIN_EPOCHS = 8  # fewer epochs than this: too short to speak of a trend
+OSCILLATION_SIGN_CHANGES = 0.5  # more than half of the window's successive differences change sign...
+OSCILLATION_ABOVE = 0.1  # ...by more than 10% of the loss left above the optimum (which must be > 10% of it);
+OSCILLATION_AMPLITUDE = 0.01
+# without a known optimum, by more than 10% of the loss and 1% of what the run has learned (first - best loss)
+PLATEAU_IMPROVEMENT = 1e-3  # the window improved the best loss by less than 0.1%...
+PLATEAU_SPREAD = 0.01  # ...stayed within 1% of its mean...
+PLATEAU_FAR = 0.1  # ...while 10% above the least-squares optimum's loss (classification: learned < 10% of the first loss)
+VANISHING_RATIO = 1e-4  # the first layer's gradient norm below 1e-4 of the last layer's...
+VANISHING_SHARE = 0.5  # ...on more than half of the epochs
+EXPLODING_GROWTH = 10.0  # the gradient norm growing >= 10x per epoch, two epochs in a row
+CLIPPING_SHARE = 0.5  # or clipping active on more than half of all steps
+OVERFITTING_EPOCHS = 5  # validation loss rising for this many epochs after its best while training loss falls
+OVERFITTING_RISE = 0.02  # and ending at least 2% above its best
+SLOW_DISTANCE = 0.01  # regression: parameters still more than 1% (relative) from the least-squares optimum
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    suggestion: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "evidence": self.evidence,
+                "suggestion": self.suggestion}
+
+    def line(self) -> str:
+        return f"{self.code}: {self.message}" + (f" — {self.suggestion}" if self.suggestion else "")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules know besides the records."""
+
+    status: str = "ok"
+    diverged_epoch: Optional[int] = None
+    task: str = "regression"
+    lr: Optional[float] = None
+    stable_lr: Optional[float] = None  # the largest rate of a grid that did not diverge
+    optimum_loss: Optional[float] = None  # regression with MSE: the least-squares optimum's loss
+    optimum_params: Optional[Mapping[str, float]] = None
+    params: Optional[Mapping[str, float]] = None
+    patience: Optional[int] = None  # --patience already stops and restores the best weights
+    clip_option: Optional[str] = None  # "--clip-grad-norm 1" when clipping was on
+
+
+Rule = Callable[[Sequence[Record], Context], Optional[Finding]]
+RULES: dict[str, Rule] = {}
+
+
+def rule(code: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        RULES[code] = fn
+        return fn
+    return register
+
+
+CODES = ("diverged", "oscillating", "plateau", "vanishing-gradients", "exploding-gradients", "overfitting",
+         "slow-convergence")
+
+
+def diagnose(records: Sequence[Record], context: Context) -> list[Finding]:
+    """Every rule's finding for one run, in the order of CODES."""
+    if context.status in ("interrupted", "error"):
+        return []  # a partial run: its trend says nothing
+    return [f for f in (RULES[code](records, context) for code in CODES) if f is not None]
+
+
+def _losses(records: Sequence[Record]) -> list[float]:
+    return [r["train_loss"] for r in records if isinstance(r.get("train_loss"), float) and math.isfinite(r["train_loss"])]
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+@rule("diverged")
+def _diverged(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    if ctx.status == "ok":
+        return _diverging(records, ctx)
+    if ctx.status != "diverged":
+        return None
+    finite = [r for r in records if math.isfinite(r.get("train_loss", math.nan))]
+    before = finite[-1] if finite else {}
+    epoch = ctx.diverged_epoch or (records[-1]["epoch"] if records else None)
+    lr = before.get("lr", ctx.lr)
+    evidence = {"epoch": epoch, "lr": lr, "grad_norm": before.get("grad_norm"), "last_finite_epoch": before.get("epoch")}
+    last = (f" after epoch {before['epoch']} (lr {_g(lr)}, gradient norm {_g(before['grad_norm'])})"
+            if before and lr is not None else "")
+    return Finding("diverged", f"the loss became NaN or infinite at epoch {epoch}{last}", evidence,
+                   _lower_rate(ctx, lr))
+
+
+def _lower_rate(ctx: Context, lr: Optional[float]) -> str:
+    if ctx.stable_lr is not None:
+        return f"the largest rate of this grid that did not diverge is {_g(ctx.stable_lr)}"
+    if lr:
+        return f"lower the learning rate (try --lr {_g(lr / 10)}) or clip gradients (--clip-grad-norm)"
+    return "lower the learning rate or clip gradients (--clip-grad-norm)"
+
+
+def _diverging(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    """A run that ended before its loss overflowed, but with the loss growing epoch after epoch above where
+    it started."""
+    losses = _losses(records)
+    if len(losses) < MIN_EPOCHS or len(losses) != len(records):
+        return None
+    window = losses[-min(WINDOW, len(losses)):]
+    rises = sum(b > a for a, b in zip(window, window[1:]))
+    if rises < 0.8 * (len(window) - 1) or window[-1] <= 2 * window[0] or window[-1] <= losses[0]:
+        return None
+    a, b = records[-len(window)]["epoch"], records[-1]["epoch"]
+    evidence = {"epochs": [a, b], "losses": [window[0], window[-1]], "first_loss": losses[0], "lr": records[-1].get("lr")}
+    return Finding("diverged", f"the loss is growing: from {_g(window[0])} at epoch {a} to {_g(window[-1])} at epoch "
+                   f"{b}, above the {_g(losses[0])} it started at; more epochs would overflow it", evidence,
+                   _lower_rate(ctx, records[-1].get("lr", ctx.lr)))
+
+
+@rule("oscillating")
+def _oscillating(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    losses = _losses(records)
+    if ctx.status != "ok" or len(losses) < MIN_EPOCHS:
+        return None
+    window = losses[-min(WINDOW, len(losses)):]
+    diffs = [b - a for a, b in zip(window, window[1:])]
+    changes = sum((a > 0) != (b > 0) for a, b in zip(diffs, diffs[1:]) if a != 0 and b != 0)
+    share = changes / max(1, len(diffs) - 1)
+    amplitude = statistics.median(abs(d) for d in diffs)
+    level = statistics.median(window)
+    if ctx.optimum_loss is not None:  # the swings must be large against what is left to learn
+        above = level - ctx.optimum_loss
+        large = above > OSCILLATION_ABOVE * ctx.optimum_loss + 1e-12 and amplitude > 0.1 * above
+    else:  # and against what the run has learned, so that mini-batch noise near zero loss is not a finding
+        learned = losses[0] - min(losses)
+        large = amplitude > OSCILLATION_AMPLITUDE * learned and amplitude > 0.1 * level
+    if share <= OSCILLATION_SIGN_CHANGES or not large:
+        return None
+    a, b = records[-len(window)]["epoch"], records[-1]["epoch"]
+    evidence = {"epochs": [a, b], "sign_changes": round(share, 3), "median_step": amplitude, "median_loss": level}
+    lr = records[-1].get("lr", ctx.lr)
+    return Finding("oscillating", f"the training loss went up and down on {share:.0%} of epochs {a}-{b}, by "
+                   f"{_g(amplitude)} per epoch (median) around {_g(level)}", evidence,
+                   f"the learning rate is too large: try --lr {_g(lr / 3)}" if lr else "lower the learning rate")
+
+
+@rule("plateau")
+def _plateau(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    losses = _losses(records)
+    if ctx.status != "ok" or len(losses) < MIN_EPOCHS:
+        return None
+    n = min(WINDOW, len(losses) // 2)
+    window = losses[-n:]
+    best_before, best_in = min(losses[:-n]), min(window)
+    flat = max(window) - min(window) <= PLATEAU_SPREAD * abs(statistics.fmean(window))
+    if not flat or best_before - best_in > PLATEAU_IMPROVEMENT * abs(best_before):
+        return None  # still moving
+    final = losses[-1]
+    if ctx.optimum_loss is not None:
+        far = final > (1 + PLATEAU_FAR) * ctx.optimum_loss + 1e-12
+        where = f"{_g(final)} against the least-squares optimum's {_g(ctx.optimum_loss)}"
+    else:
+        far = final > (1 - PLATEAU_FAR) * losses[0]
+        where = f"{_g(final)}, against {_g(losses[0])} after the first epoch"
+    if not far:
+        return None
+    evidence = {"epochs": n, "best_before": best_before, "best_in_window": best_in, "final_loss": final,
+                "optimum_loss": ctx.optimum_loss, "first_loss": losses[0]}
+    return Finding("plateau", f"the loss has not improved over the last {n} epochs while far from the optimum: "
+                   f"it is {where}", evidence, "raise the learning rate, change optimizer (adam), or check the model "
+                   "and data (see vanishing-gradients)")
+
+
+def _weights(record: Record) -> list[str]:
+    """Per-layer gradient keys of the weight tensors, first to last (biases left out)."""
+    return [k for k in record if k.startswith("grad_norm/") and not k.endswith("bias")]
+
+
+@rule("vanishing-gradients")
+def _vanishing(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    usable = [r for r in records if len(_weights(r)) >= 2]
+    if not usable:
+        return None
+    keys = _weights(usable[0])
+    first, last = keys[0], keys[-1]
+    ratios = [r[first] / r[last] if r.get(last) else math.inf for r in usable if first in r and last in r]
+    below = sum(ratio < VANISHING_RATIO for ratio in ratios)
+    if not ratios or below <= VANISHING_SHARE * len(ratios):
+        return None
+    median = statistics.median(ratios)
+    name = lambda key: key[len("grad_norm/"):]  # noqa: E731
+    evidence = {"first_layer": name(first), "last_layer": name(last), "median_ratio": median,
+                "epochs_below": below, "epochs": len(ratios), "threshold": VANISHING_RATIO}
+    return Finding("vanishing-gradients", f"the first layer's gradient ({name(first)}) was below "
+                   f"{VANISHING_RATIO:g} of the last layer's ({name(last)}) on {below} of {len(ratios)} epochs "
+                   f"(median ratio {median:.2e})", evidence,
+                   "use --activation relu with --init kaiming, add --batch-norm, or fewer layers (--depth)")
+
+
+@rule("exploding-gradients")
+def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    norms = [(r["epoch"], r["grad_norm"]) for r in records if math.isfinite(r.get("grad_norm", math.nan))]
+    for (_, a), (_, b), (e, c) in zip(norms, norms[1:], norms[2:]):
+        if a > 0 and b >= EXPLODING_GROWTH * a and c >= EXPLODING_GROWTH * b:
+            evidence = {"epoch": e, "grad_norms": [a, b, c], "growth": [b / a, c / b]}
+            return Finding("exploding-gradients", f"the gradient norm grew from {_g(a)} to {_g(c)} in two epochs "
+                           f"(to epoch {e}), at least {EXPLODING_GROWTH:g}x per epoch", evidence,
+                           "lower the learning rate or clip gradients (--clip-grad-norm)")
+    clipped = [r["clipped"] for r in records if "clipped" in r]
+    if clipped and statistics.fmean(clipped) > CLIPPING_SHARE:
+        share = statistics.fmean(clipped)
+        evidence = {"clipped_share": share, "option": ctx.clip_option}
+        return Finding("exploding-gradients", f"gradient clipping ({ctx.clip_option}) was active on {share:.0%} of "
+                       "the steps: the raw gradients are persistently larger than the limit", evidence,
+                       "lower the learning rate, or raise the clipping limit if it was set too low")
+    return None
+
+
+@rule("overfitting")
+def _overfitting(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    valid = [(i, r["valid_loss"]) for i, r in enumerate(records) if math.isfinite(r.get("valid_loss", math.nan))]
+    if ctx.patience is not None or len(valid) < MIN_EPOCHS:
+        return None
+    best_i, best = min(valid, key=lambda iv: iv[1])
+    last_i, last = valid[-1]
+    after = last_i - best_i
+    train_then, train_now = records[best_i]["train_loss"], records[last_i]["train_loss"]
+    if after < OVERFITTING_EPOCHS or last < best * (1 + OVERFITTING_RISE) or not train_now < train_then:
+        return None
+    best_epoch, last_epoch = records[best_i]["epoch"], records[last_i]["epoch"]
+    evidence = {"best_epoch": best_epoch, "best_valid_loss": best, "final_valid_loss": last,
+                "train_loss_at_best": train_then, "final_train_loss": train_now}
+    return Finding("overfitting", f"the validation loss rose from {_g(best)} (epoch {best_epoch}) to {_g(last)} "
+                   f"(epoch {last_epoch}) while the training loss fell from {_g(train_then)} to {_g(train_now)}",
+                   evidence, f"stop at the best epoch with --patience {OVERFITTING_EPOCHS} (restores its weights), "
+                   "or regularise (--weight-decay, --dropout, more data)")
+
+
+@rule("slow-convergence")
+def _slow(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    if ctx.status != "ok" or ctx.optimum_params is None or not ctx.params:
+        return None
+    if any(RULES[code](records, ctx) is not None for code in ("diverged", "oscillating", "plateau")):
+        return None  # not slow: growing, swinging or stuck, and said so
+    names = list(ctx.optimum_params)
+    if any(n not in ctx.params or not math.isfinite(ctx.params[n]) for n in names):
+        return None
+    gap = math.dist([ctx.params[n] for n in names], [ctx.optimum_params[n] for n in names])
+    scale = max(math.hypot(*ctx.optimum_params.values()), 1e-12)
+    if gap <= SLOW_DISTANCE * scale:
+        return None
+    evidence = {"distance": gap, "relative_distance": gap / scale, "epochs": len(records),
+                "final_loss": records[-1]["train_loss"] if records else None, "optimum_loss": ctx.optimum_loss}
+    return Finding("slow-convergence", f"after {len(records)} epochs the parameters are still {gap / scale:.1%} "
+                   "from the least-squares optimum", evidence,
+                   "train longer (--epochs), raise the learning rate, or use adam")
+
+
+def codes(findings: Sequence[Finding]) -> list[str]:
+    return [f.code for f in findings]
