@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, ModelConfig, OptimConfig, TrainConfig
 from losslab.components.datasets import load_classification
@@ -86,20 +87,20 @@ def test_classify_matches_a_hand_written_loop_bit_for_bit():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     opt = torch.optim.Adam(model.parameters(), lr=0.001)
-    gen = torch.Generator().manual_seed(0)
+    # the textbook loop: a DataLoader shuffling with a generator seeded like the weights
+    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=32, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
     epoch_losses = []
     for _ in range(4):
         model.train()
-        perm = torch.randperm(len(data.y_train), generator=gen)
         total = 0.0
-        for i in range(0, len(perm), 32):
-            idx = perm[i:i + 32]
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-        epoch_losses.append(total / len(perm))
+            total += loss.item() * len(yb)
+        epoch_losses.append(total / len(data.y_train))
     model.eval()
     with torch.no_grad():
         acc = (model(data.x_val).argmax(1) == data.y_val).float().mean().item()

@@ -72,3 +72,18 @@ def test_read_csv_errors_name_the_problem(tmp_path, content, message):
 def test_read_csv_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         read_csv(str(tmp_path / "absent.csv"))
+
+
+@pytest.mark.parametrize("n, batch", [(100, 10), (103, 16), (1438, 64)])
+def test_the_in_memory_batch_order_is_the_textbook_dataloaders(n, batch):
+    """`DataLoader(..., shuffle=True, generator=torch.Generator().manual_seed(seed))`, epoch after epoch."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from losslab.engine.loop import epoch_order
+
+    loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=batch, shuffle=True,
+                        generator=torch.Generator().manual_seed(5))
+    ours = torch.Generator().manual_seed(5)
+    for _ in range(4):
+        assert torch.equal(torch.cat([b for (b,) in loader]), epoch_order(n, ours))

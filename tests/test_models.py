@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import classify_run, regress_run, tutorial_tensors
 from losslab.components.models import build_classifier
@@ -112,14 +113,12 @@ def test_clip_grad_value_matches_torch_and_counts_active_steps():
     torch.manual_seed(0)
     ref = nn.Linear(1, 1)
     opt = torch.optim.SGD(ref.parameters(), lr=0.1)
-    g = torch.Generator().manual_seed(0)
+    loader = DataLoader(TensorDataset(x, y), batch_size=10, shuffle=True, generator=torch.Generator().manual_seed(0))
     active = []
     for _ in range(20):
-        perm = torch.randperm(100, generator=g)
         epoch_active = 0
-        for i in range(0, 100, 10):
-            idx = perm[i:i + 10]
-            loss = nn.MSELoss()(ref(x[idx]), y[idx])
+        for xb, yb in loader:
+            loss = nn.MSELoss()(ref(xb), yb)
             opt.zero_grad()
             loss.backward()
             epoch_active += max(p.grad.abs().max().item() for p in ref.parameters()) > 0.5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import regress_run, tutorial_tensors
 from losslab.components.regression_data import synthetic
@@ -44,12 +45,10 @@ def test_onecycle_with_mini_batches_steps_per_batch_like_torch():
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=10 * 4, cycle_momentum=False)
-    gen = torch.Generator().manual_seed(3)
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(3))
     for _ in range(10):
-        perm = torch.randperm(100, generator=gen)
-        for i in range(0, 100, 32):
-            idx = perm[i:i + 32]
-            loss = nn.MSELoss()(model(x[idx]), y[idx])
+        for xb, yb in loader:
+            loss = nn.MSELoss()(model(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import regress_run as regress, tutorial_tensors
 from losslab.engine.events import Consumer, Dispatcher, Recorder
@@ -40,12 +41,10 @@ def test_minibatch_sgd_matches_hand_written_shuffled_loop():
     x, y = tutorial_tensors()
     ref = _model(seed=3)
     opt = torch.optim.SGD(ref.parameters(), lr=0.05)
-    gen = torch.Generator().manual_seed(3)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3))
     for _ in range(20):
-        perm = torch.randperm(100, generator=gen)
-        for i in range(0, 100, 16):
-            idx = perm[i:i + 16]
-            loss = nn.MSELoss()(ref(x[idx]), y[idx])
+        for xb, yb in loader:
+            loss = nn.MSELoss()(ref(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -139,6 +139,18 @@ def batch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def epoch_order(n: int, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's sample order, exactly as the textbook loop
+    `DataLoader(data, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))` draws it: the
+    iterator first takes a base seed from the generator (for worker seeding), then RandomSampler draws
+    randperm(n) and, on reaching its end, one more randperm(n) for the (empty) remainder.
+    tests/test_data.py checks this against a real DataLoader over several epochs."""
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+    order = torch.randperm(n, generator=generator)
+    torch.randperm(n, generator=generator)
+    return order
+
+
 def settle_status(status: str, metrics: Mapping[str, Any]) -> str:
     """A run that finished "ok" but whose final loss is not finite diverged (e.g. on its last step)."""
     if status == "ok" and not math.isfinite(metrics.get("final_loss", math.nan)):
@@ -264,7 +276,7 @@ def fit(
                 stop_now = on_step is not None and on_step(train_loss)
                 interrupt.check()
             else:
-                perm = torch.randperm(n, generator=generator).to(x.device)
+                perm = epoch_order(n, generator).to(x.device)
                 total, seen = 0.0, 0
                 for i in range(0, n, batch_size):
                     idx = perm[i:i + batch_size]

@@ -26,7 +26,7 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
-from losslab.engine.loop import batch_generator, epoch_record, settle_status
+from losslab.engine.loop import batch_generator, epoch_order, epoch_record, settle_status
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run, run_info
 
@@ -318,7 +318,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             if full_batch:
                 batches = [(x, y, True, n)]
             else:
-                perms = [torch.randperm(n, generator=g).to(device) for g in generators.values()]
+                perms = [epoch_order(n, g).to(device) for g in generators.values()]
                 batches = []
                 for i in range(0, n, cfg.batch_size):
                     if len(perms) == 1:
