@@ -127,11 +127,12 @@ class OptimConfig:
                     option, f"does not apply to --optim {self.name} (applies to: {', '.join(users)})"
                 )
 
-    def for_task(self, task: str) -> "OptimConfig":
-        """The same config with `lr` resolved to the optimizer's default for this task when unset."""
+    def for_task(self, task: str, dataset_rates: Optional[dict[str, float]] = None) -> "OptimConfig":
+        """The same config with `lr` resolved when unset: the dataset's own default for this optimizer where it
+        has one (digits: adam 0.01), else the optimizer's default for this task."""
         if self.lr is not None:
             return self
-        return replace(self, lr=default_lr(self.name, task))
+        return replace(self, lr=(dataset_rates or {}).get(self.name, default_lr(self.name, task)))
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,9 @@ class TrainConfig:
             raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
 
 
+REGRESSION_DATASETS = ("synthetic", "diabetes")
+
+
 @dataclass(frozen=True)
 class RegressDataConfig:
     """Synthetic y = x·w + b + noise·ε (NumPy-seeded), or a user's CSV when `csv` is set."""
@@ -232,8 +236,17 @@ class RegressDataConfig:
     noise: float = 0.1
     data_seed: int = 42
     csv: Optional[str] = None
+    dataset: str = "synthetic"  # or "diabetes" (scikit-learn's, bundled); ignored with csv
+    target: Optional[str] = None  # csv: the target column's name (default: the last column)
+    columns: Optional[tuple[str, ...]] = None  # csv: the feature columns' names (default: every other column)
 
     def __post_init__(self) -> None:
+        if self.dataset not in REGRESSION_DATASETS:
+            raise ConfigError("--dataset", f"unknown regression dataset {self.dataset!r}; choose from: "
+                              f"{', '.join(REGRESSION_DATASETS)} (or --data FILE.csv)")
+        if self.csv is None and (self.target is not None or self.columns is not None):
+            raise ConfigError("--target" if self.target is not None else "--features",
+                              "names a column of --data FILE.csv; give the file")
         if self.samples < 2:
             raise ConfigError("--samples", f"must be at least 2 (got {self.samples})")
         if self.features < 1:
@@ -348,9 +361,37 @@ class ClassifyDataConfig:
     features: int = CLASSIFY_DEFAULTS["features"]  # blobs
     class_sep: float = 3.0  # blobs: scale of the cluster centres against unit noise
     imbalance: Optional[float] = None  # blobs: largest / smallest class size
+    csv: Optional[str] = None  # dataset "csv": a user's table
+    target: Optional[str] = None  # csv: the label column's name (default: the last column)
+    columns: Optional[tuple[str, ...]] = None  # csv: the feature columns' names (default: every other column)
+    val_dir: Optional[str] = None  # imagefolder: a separate validation folder
+    image_size: Optional[tuple[int, int]] = None  # imagefolder: (height, width); None: the first image's
+    grayscale: bool = False  # imagefolder
+    memory_budget: int = 2 * 2**30  # bytes of decoded tensors above which data is streamed
+    workers: int = 2  # DataLoader worker processes for decoding images
 
     def __post_init__(self) -> None:
         DATASETS.lookup(self.dataset)
+        folder = DATASETS.lookup(self.dataset).meta.get("folder", False)
+        for option, given in (("--val-dir", self.val_dir is not None), ("--image-size", self.image_size is not None),
+                              ("--grayscale", self.grayscale), ("--memory-budget", self.memory_budget != 2 * 2**30),
+                              ("--workers", self.workers != 2)):
+            if given and not folder:
+                raise ConfigError(option, f"applies to --dataset imagefolder only (this run uses {self.dataset})")
+        if folder and self.imbalance is not None:
+            raise ConfigError("--imbalance", "is not available for --dataset imagefolder (drop files instead)")
+        if self.image_size is not None and not all(1 <= v <= 4096 for v in self.image_size):
+            raise ConfigError("--image-size", f"needs sizes from 1 to 4096 pixels (got {self.image_size})")
+        if self.memory_budget <= 0:
+            raise ConfigError("--memory-budget", f"must be positive (got {self.memory_budget})")
+        if not 0 <= self.workers <= 64:
+            raise ConfigError("--workers", f"must be from 0 to 64 (got {self.workers})")
+        if (self.dataset == "csv") != (self.csv is not None):
+            raise ConfigError("--data" if self.csv is None else "--dataset",
+                              "--dataset csv reads the file given by --data FILE.csv")
+        if self.csv is None and (self.target is not None or self.columns is not None):
+            raise ConfigError("--target" if self.target is not None else "--features",
+                              "names a column of --data FILE.csv; give the file")
         if self.subset is not None and self.subset < 1:
             raise ConfigError("--subset", f"must be a positive number of samples (got {self.subset})")
         check_finite("--val-fraction", self.val_fraction)
@@ -487,7 +528,8 @@ class ClassifyConfig:
             train = replace(train, epochs=entry.meta["default_epochs"])
         if model.name is None:
             model = replace(model, name=entry.meta["default_model"])
-        return replace(self, train=train, model=model, data=data, optim=self.optim.for_task("classification"))
+        return replace(self, train=train, model=model, data=data,
+                       optim=self.optim.for_task("classification", entry.meta.get("default_lr")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -567,6 +609,10 @@ class CompareConfig:
             return given[name], "--lr-for"
         if self.lr is not None:
             return self.lr, "--lr"
+        if isinstance(self.run, ClassifyConfig):
+            rates = DATASETS.lookup(self.run.data.dataset).meta.get("default_lr") or {}
+            if name in rates:
+                return rates[name], f"{self.run.data.dataset} default"
         return default_lr(name, self.task), "default"
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,13 +5,15 @@ An option left unset passes nothing, so the config dataclasses' own defaults app
 
 from __future__ import annotations
 
-from typing import Any, Union
+import re
+from typing import Any, Optional, Union
 
 from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Given, flag
 from losslab.config import (CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, ClassifyConfig, CompareLossesConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
                             LossConfig, ModelConfig, OptimConfig, RegressConfig, ScheduleConfig, RegressDataConfig, SweepConfig,
                             TrainConfig, log_grid, parse_floats, parse_grid, parse_lr_for)
 from losslab.errors import ConfigError
+from losslab.components.tables import expand
 
 
 def _set(**values: Any) -> dict[str, Any]:
@@ -67,31 +69,90 @@ def train_config(given: Given, **defaults: Any) -> TrainConfig:
     return TrainConfig(**values, schedule=schedule_config(given))
 
 
+def features_option(given: Given) -> tuple[Optional[int], Optional[tuple[str, ...]]]:
+    """--features: a number of synthetic features, or with --data a comma list of column names."""
+    if given.features is None:
+        return None, None
+    text = str(given.features).strip()
+    if given.data is not None:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        if not names:
+            raise ConfigError("--features", "expected a comma list of column names of --data")
+        return None, names
+    try:
+        return int(text), None
+    except ValueError:
+        raise ConfigError("--features", f"expected a number of features (column names need --data FILE.csv); "
+                          f"got {text!r}") from None
+
+
+def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """--image-size H or H,W."""
+    if text is None:
+        return None
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise ConfigError("--image-size", f"expected H or H,W in pixels (got {text!r})") from None
+    if len(parts) not in (1, 2):
+        raise ConfigError("--image-size", f"expected H or H,W in pixels (got {text!r})")
+    return (parts[0], parts[-1])
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_bytes(option: str, text: Optional[str]) -> Optional[int]:
+    """A size such as 2GiB, 500MB or 1000000 (bytes)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise ConfigError(option, f"expected a size such as 2GiB, 500MB or a number of bytes (got {text!r})")
+    value = float(m.group(1)) * _UNITS[unit]
+    if not 0 < value < 2**62:
+        raise ConfigError(option, f"must be a positive size (got {text!r})")
+    return int(value)
+
+
 def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
     true_w = parse_floats("--true-w", given.true_w) or (2.0,)
-    data = RegressDataConfig(**_set(samples=given.samples, features=given.features or len(true_w), true_w=true_w,
+    count, columns = features_option(given)
+    if given.data is not None and given.dataset not in (None, "synthetic"):
+        raise ConfigError("--dataset", f"--data reads your file; --dataset {given.dataset} would be ignored")
+    data = RegressDataConfig(**_set(samples=given.samples, features=count or len(true_w), true_w=true_w,
                                     true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
-                                    csv=given.data))
+                                    csv=expand(given.data), dataset=given.dataset, target=given.target,
+                                    columns=columns))
     return RegressConfig(data=data, loss=LossConfig(**_set(name=given.loss, delta=given.delta),
                                                     check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
-                         out=given.out).resolved()
+                         out=expand(given.out)).resolved()
 
 
 BLOBS_ONLY = ("classes", "class_sep", "samples", "features")
 
 
 def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
-    if given.dataset != "blobs":
+    dataset = given.dataset or ("csv" if given.data is not None else "digits")
+    if given.data is not None and dataset != "csv":
+        raise ConfigError("--dataset", f"--data reads your file; --dataset {dataset} would be ignored")
+    count, columns = features_option(given)
+    if dataset != "blobs":
         for name in BLOBS_ONLY:
-            if given.set(name):
-                raise ConfigError(flag(name), f"applies to --dataset blobs only (this run uses {given.dataset})")
-    data = ClassifyDataConfig(**_set(dataset=given.dataset, data_dir=given.data_dir, download=given.download,
+            if given.set(name) and not (name == "features" and columns is not None):
+                raise ConfigError(flag(name), f"applies to --dataset blobs only (this run uses {dataset})")
+    data = ClassifyDataConfig(**_set(dataset=dataset, data_dir=expand(given.data_dir), download=given.download,
                                      subset=given.subset, val_fraction=given.val_fraction,
                                      data_seed=given.data_seed, classes=given.classes, samples=given.samples,
-                                     features=given.features, class_sep=given.class_sep,
-                                     imbalance=given.imbalance))
+                                     features=count, class_sep=given.class_sep,
+                                     imbalance=given.imbalance, csv=expand(given.data), target=given.target,
+                                     columns=columns, val_dir=expand(given.val_dir),
+                                     image_size=parse_size(given.image_size), grayscale=given.grayscale or None,
+                                     memory_budget=parse_bytes("--memory-budget", given.memory_budget),
+                                     workers=given.workers))
     loss = ClassifyLossConfig(**_set(name=given.loss, label_smoothing=given.label_smoothing,
                                      class_weights=given.class_weights, gamma=given.gamma),
                               check=not given.no_check_loss)
@@ -101,7 +162,8 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                           optim=optim_config(given, CLASSIFY_DEFAULTS["optim"]),
                           train=train_config(given, epochs=None, batch_size=CLASSIFY_DEFAULTS["batch_size"]),
                           gates=gate_config(given) if with_gates else GateConfig(),
-                          patience=given.patience, save=given.save, resume=given.resume, out=given.out).resolved()
+                          patience=given.patience, save=expand(given.save), resume=expand(given.resume),
+                          out=expand(given.out)).resolved()
 
 
 def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
@@ -137,7 +199,7 @@ def compare_config(given: Given) -> CompareConfig:
                          tune=given.tune,
                          tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
                          target=target, vectorize=not given.no_vectorize,
-                         gates=gate_config(given, with_target_loss=False), out=given.out).resolved()
+                         gates=gate_config(given, with_target_loss=False), out=expand(given.out)).resolved()
 
 
 DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1", "classification": "cross-entropy,mse,focal,weighted-cross-entropy"}
@@ -156,7 +218,7 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by,
                                vectorize=not given.no_vectorize, gates=gate_config(given, with_target_loss=False),
-                               out=given.out).resolved()
+                               out=expand(given.out)).resolved()
 
 
 def sweep_config(given: Given) -> SweepConfig:
@@ -173,5 +235,5 @@ def sweep_config(given: Given) -> SweepConfig:
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
                        num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
                        steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize,
-                       gates=gate_config(given), out=given.out).resolved()
+                       gates=gate_config(given), out=expand(given.out)).resolved()
 

@@ -87,19 +87,34 @@ OPTS: dict[str, Opt] = {
     "device": Opt(str, ("--device",), "auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", "auto"),
     # regression data
     "samples": Opt(Optional[int], ("--samples",), "Number of samples (regress synthetic data 100; blobs 600)."),
-    "features": Opt(Optional[int], ("--features",), "Number of features (regress: as many as --true-w gives; blobs 2)."),
+    "features": Opt(Optional[str], ("--features",), "Number of features of synthetic data (regress: as many as "
+                    "--true-w gives; blobs 2); with --data, a comma list of feature column names (default: every "
+                    "column but the target)."),
+    "target": Opt(Optional[str], ("--target",), "With --data: the name of the target (regress) or label (classify) "
+                  "column (default: the last column)."),
     "true_w": Opt(str, ("--true-w",), "Synthetic regression data: true weight(s), comma list; one value is used for "
                   "every feature.", "2"),
     "true_b": Opt(float, ("--true-b",), "Synthetic regression data: true bias.", 3.0),
     "noise": Opt(float, ("--noise",), "Synthetic regression data: noise standard deviation.", 0.1),
     "data_seed": Opt(int, ("--data-seed",), "Seed of the synthetic data (numpy.random.seed for regress), of --subset "
                      "and of the validation split.", 42),
-    "data": Opt(Optional[str], ("--data",), "Regress on a CSV file instead: feature columns then a target column, "
-                "header optional."),
+    "data": Opt(Optional[str], ("--data",), "A CSV file (comma, semicolon or tab separated; header optional): "
+                "feature columns and a target (regress) or label (classify: strings or integers) column; see "
+                "--target and --features."),
     # classification data and model
-    "dataset": Opt(str, ("--dataset",), f"Dataset: {DATASETS.help()}.", "digits"),
+    "dataset": Opt(Optional[str], ("--dataset",), "Dataset. regress: synthetic (default; the tutorial's y = 2x + 3 + "
+                   f"noise), diabetes (scikit-learn's, bundled). classify (default digits): {DATASETS.help()}."),
     "data_dir": Opt(Optional[str], ("--data-dir",), "torchvision root holding MNIST/, FashionMNIST/, "
                     "cifar-10-batches-py/ (default $LOSSLAB_DATA or ~/.cache/losslab/data)."),
+    "val_dir": Opt(Optional[str], ("--val-dir",), "imagefolder: a validation folder with the same class "
+                   "subfolders (default: a seeded --val-fraction of --data-dir)."),
+    "image_size": Opt(Optional[str], ("--image-size",), "imagefolder: resize every image to H or H,W pixels "
+                      "(default: the first image's size)."),
+    "grayscale": Opt(bool, ("--grayscale",), "imagefolder: convert images to one channel (default: RGB).", False),
+    "memory_budget": Opt(str, ("--memory-budget",), "Decode data into memory up to this size (e.g. 2GiB, 500MB); "
+                         "larger image folders are streamed through a DataLoader.", "2GiB"),
+    "workers": Opt(int, ("--workers",), "DataLoader worker processes decoding images (persistent; 0: in this "
+                   "process).", 2),
     "download": Opt(bool, ("--download",), "Download mnist/fashion-mnist/cifar10 into --data-dir when missing "
                     "(needs internet).", False),
     "subset": Opt(Optional[int], ("--subset",), "Use only this many training samples (and a proportional part of an "
@@ -177,8 +192,9 @@ OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device")
-REGRESS_DATA = ("loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed", "data")
-CLASSIFY_DATA = ("dataset", "data_dir", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
+REGRESS_DATA = ("dataset", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed",
+                "data", "target")
+CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget", "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
                  "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
                  "batch_norm", "loss", "no_check_loss", "label_smoothing",
                  "class_weights", "gamma")

@@ -228,7 +228,8 @@ def regress(given: Given) -> int:
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES_HELP)
-@options(*unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT), **CLASSIFY_DEFAULTS)
+@options(*unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT),
+         **{k: v for k, v in CLASSIFY_DEFAULTS.items() if k != "features"})  # --features: blobs 2, or --data columns
 def classify(given: Given) -> int:
     """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
     with per-epoch validation, per-class accuracy and a confusion matrix."""

@@ -16,10 +16,10 @@ import numpy as np
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, finish,
                                      pooled_diagnosis, pooled_notes, run_records, settle, verdict)
 from losslab.components.datasets import load_classification, minority_classes
-from losslab.components.regression_data import RegressionData, read_csv, synthetic, with_outliers
+from losslab.components.regression_data import RegressionData, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
-from losslab.engine.problems import AnyProblem, ClassificationProblem, RegressionProblem
+from losslab.engine.problems import AnyProblem, ClassificationProblem, RegressionProblem, load_regression_data
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import run_trials
 from losslab.expect import Outcome, check_names
@@ -90,18 +90,19 @@ def regression_data(run: RegressConfig, cfg: CompareLossesConfig) -> tuple[Regre
     """(training data with outliers, clean held-out data, outlier rows). Synthetic data: a fresh clean draw
     (data seed + 1) is held out; a CSV: a seeded fifth of its rows."""
     d = run.data
-    if d.csv is None:
+    if d.csv is None and d.dataset == "synthetic":
         clean = synthetic(d.samples, d.features, d.true_w, d.true_b, d.noise, d.data_seed)
         heldout = synthetic(d.samples, d.features, d.true_w, d.true_b, d.noise, d.data_seed + 1)
     else:
-        full = read_csv(d.csv)
+        full = load_regression_data(run)
         order = np.random.default_rng(d.data_seed).permutation(len(full.y))
         cut = max(1, len(order) // 5)
         if len(order) - cut < 2:
             from losslab.errors import ConfigError
 
             raise ConfigError("--data", f"{d.csv} has too few rows to hold a fifth out")
-        pick = lambda rows, tag: RegressionData(full.x[rows], full.y[rows], None, None, f"{full.source} ({tag})")  # noqa: E731
+        pick = lambda rows, tag: RegressionData(full.x[rows], full.y[rows], None, None, f"{full.source} ({tag})",  # noqa: E731
+                                                full.feature_names)
         clean, heldout = pick(order[cut:], f"{len(order) - cut} training rows"), pick(order[:cut], f"{cut} held out")
     train, rows = with_outliers(clean, cfg.outliers, cfg.outlier_shift, d.data_seed)
     return train, heldout, rows

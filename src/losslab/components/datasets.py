@@ -41,17 +41,24 @@ class Raw:
 
 @dataclass
 class ClassificationData:
-    x_train: "torch.Tensor"
+    x_train: Optional["torch.Tensor"]  # None when streamed: `train_set` then yields the samples
     y_train: "torch.Tensor"
-    x_val: "torch.Tensor"
+    x_val: Optional["torch.Tensor"]
     y_val: "torch.Tensor"
     classes: list[str]
     source: str
     split: str  # how the validation set was made
+    train_set: Any = None  # a torch Dataset of normalised samples, when too large to decode at once
+    val_set: Any = None
+    shape: Optional[tuple[int, ...]] = None  # one sample's shape, when streamed
+
+    @property
+    def streamed(self) -> bool:
+        return self.x_train is None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.shape) if self.x_train is None else tuple(self.x_train.shape[1:])
 
     @property
     def num_classes(self) -> int:
@@ -61,7 +68,8 @@ class ClassificationData:
 # --- embedded datasets ---------------------------------------------------------------------------
 
 @DATASETS.register("digits", "8x8 handwritten digits shipped with scikit-learn (1,797 images, 10 classes)",
-                   default_model="mlp", default_epochs=30)
+                   default_model="mlp", default_epochs=30, normalise="feature",
+                   default_lr={"adam": 0.01, "adamw": 0.01})
 def _digits(cfg: Any) -> Raw:
     import torch
     from sklearn.datasets import load_digits
@@ -87,6 +95,61 @@ def _blobs(cfg: Any) -> Raw:
     y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
     x = centers[y] + torch.randn(len(y), cfg.features, generator=g)
     return Raw(x, y, None, None, [f"c{c}" for c in range(k)])
+
+
+def _sklearn_table(loader: str) -> Callable[[Any], Raw]:
+    def load(cfg: Any) -> Raw:
+        import sklearn.datasets
+        import torch
+
+        bunch = getattr(sklearn.datasets, loader)()
+        x = torch.as_tensor(bunch.data, dtype=torch.float32)
+        y = torch.as_tensor(bunch.target, dtype=torch.int64)
+        return Raw(x, y, None, None, [str(c) for c in bunch.target_names])
+    return load
+
+
+for _name, _loader, _about in (
+        ("iris", "load_iris", "iris flowers shipped with scikit-learn (150 samples, 4 features, 3 species)"),
+        ("wine", "load_wine", "wine cultivars shipped with scikit-learn (178 samples, 13 features, 3 classes)"),
+        ("breast-cancer", "load_breast_cancer", "breast tumours shipped with scikit-learn (569 samples, 30 features, "
+         "malignant/benign)")):
+    DATASETS.register(_name, _about, default_model="mlp", default_epochs=100,
+                      default_lr={"adam": 0.01, "adamw": 0.01})(_sklearn_table(_loader))
+
+
+@DATASETS.register("csv", "your table: --data FILE.csv with a label column (--target NAME, default the last) and "
+                   "numeric feature columns (--features a,b,c, default all others)", default_model="mlp",
+                   default_epochs=100, default_lr={"adam": 0.01, "adamw": 0.01})
+def _csv(cfg: Any) -> Raw:
+    import torch
+
+    from losslab.components.tables import is_number, read_table
+
+    table = read_table(cfg.csv, "--data")
+    if table.width < 2 and cfg.columns is None:
+        raise ConfigError("--data", f"{cfg.csv} has one column; need feature column(s) and a label column")
+    t = table.column(cfg.target, "--target") if cfg.target is not None else table.width - 1
+    cols = ([table.column(n, "--features") for n in cfg.columns] if cfg.columns is not None
+            else [c for c in range(table.width) if c != t])
+    if t in cols:
+        raise ConfigError("--features", f"column {table.name(t)!r} is the label; it cannot also be a feature")
+    x = torch.tensor(table.numbers(cols, "--data"), dtype=torch.float32)
+    labels = [row[t].strip() for row in table.rows]
+    if any(not label for label in labels):
+        line = table.first_line + labels.index("")
+        raise ConfigError("--data", f"{cfg.csv} line {line}: the label ({table.name(t)}) is empty")
+    numeric = all(is_number(label) for label in labels)
+    classes = sorted(set(labels), key=float) if numeric else sorted(set(labels))
+    if len(classes) < 2:
+        raise ConfigError("--target", f"column {table.name(t)!r} of {cfg.csv} has one class only ({classes[0]!r}); "
+                          "a classifier needs at least two")
+    if len(classes) > max(2, len(labels) // 2):
+        raise ConfigError("--target", f"column {table.name(t)!r} of {cfg.csv} has {len(classes)} distinct values in "
+                          f"{len(labels)} rows: it looks like a number to regress, not a label (use losslab regress)")
+    index = {c: i for i, c in enumerate(classes)}
+    y = torch.tensor([index[label] for label in labels], dtype=torch.int64)
+    return Raw(x, y, None, None, classes)
 
 
 # --- torchvision datasets -----------------------------------------------------------------------
@@ -271,10 +334,70 @@ def _check_labels(name: str, where: Path, labels: list["torch.Tensor"], k: int) 
 
 # --- split, subset, normalise --------------------------------------------------------------------
 
+@DATASETS.register("imagefolder", "your images: --data-dir DIR with one subfolder per class (torchvision "
+                   "ImageFolder; --image-size, --grayscale, --val-dir)", default_model="cnn", default_epochs=10,
+                   folder=True)
+def _imagefolder(cfg: Any) -> Raw:
+    raise AssertionError("read by load_image_folder")
+
+
+def load_image_folder(cfg: Any) -> ClassificationData:
+    """An image folder, split (--val-dir or a seeded --val-fraction), decoded into memory when its tensors fit
+    --memory-budget, else left as datasets to stream."""
+    import torch
+
+    from losslab.components.images import Images, Split, channel_stats, check_folder, decode, guarded
+
+    if cfg.data_dir is None:
+        raise ConfigError("--data-dir", "--dataset imagefolder reads the folder given by --data-dir DIR")
+    classes = check_folder(cfg.data_dir, "--data-dir")
+    images = Images(cfg.data_dir, cfg.image_size, cfg.grayscale)
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    if cfg.val_dir is not None:
+        check_folder(cfg.val_dir, "--val-dir")
+        val_images = Images(cfg.val_dir, images.size, cfg.grayscale, classes)
+        train_idx = list(range(len(images)))
+        val = Split(val_images, list(range(len(val_images))))
+        split = f"--val-dir {cfg.val_dir}"
+    else:
+        perm = torch.randperm(len(images), generator=g).tolist()
+        n_val = max(1, int(round(cfg.val_fraction * len(images))))
+        if n_val >= len(images):
+            raise ConfigError("--val-fraction", f"leaves no training images from {len(images)}")
+        train_idx, val = sorted(perm[n_val:]), Split(images, sorted(perm[:n_val]))
+        split = f"seeded {cfg.val_fraction:g} validation split (data seed {cfg.data_seed})"
+    if cfg.subset is not None:
+        keep = torch.randperm(len(train_idx), generator=g)[: min(cfg.subset, len(train_idx))].sort().values.tolist()
+        train_idx = [train_idx[i] for i in keep]
+    train = Split(images, train_idx)
+    shape = images.shape
+    decoded_bytes = 4 * (len(train) + len(val)) * shape[0] * shape[1] * shape[2]
+    source = (f"imagefolder {cfg.data_dir}: {len(train)} train / {len(val)} validation images, shape {shape}, "
+              f"classes {', '.join(classes)}")
+    workers = cfg.workers
+    if decoded_bytes <= cfg.memory_budget:
+        x_train, y_train = decode(train, workers)
+        mean, std = channel_stats((x_train[i:i + 256], None) for i in range(0, len(x_train), 256))
+        x_val, y_val = decode(val, workers)
+        return ClassificationData(((x_train - mean) / std).contiguous(), y_train, ((x_val - mean) / std).contiguous(),
+                                  y_val, classes, source + "; decoded into memory", split)
+    # streamed: statistics from one ordered pass (the same chunks as the in-memory path), then normalising
+    # datasets read batch by batch
+    loader = torch.utils.data.DataLoader(train, batch_size=256, shuffle=False, num_workers=workers)
+    mean, std = channel_stats(guarded(loader))
+    for part in {id(train.images): train.images, id(val.images): val.images}.values():
+        part.mean, part.std = mean, std
+    return ClassificationData(None, train.labels(), None, val.labels(), classes,
+                              source + f"; streamed ({decoded_bytes / 2**30:.2f} GiB decoded > --memory-budget)",
+                              split, train_set=train, val_set=val, shape=shape)
+
+
 def load_classification(cfg: Any) -> ClassificationData:
     import torch
 
     entry = DATASETS.lookup(cfg.dataset)
+    if entry.meta.get("folder"):
+        return load_image_folder(cfg)
     raw = entry.factory(cfg)
     g = torch.Generator().manual_seed(cfg.data_seed)
     x, y = raw.x_train, raw.y_train
@@ -303,7 +426,7 @@ def load_classification(cfg: Any) -> ClassificationData:
     if cfg.imbalance is not None and cfg.dataset != "blobs":
         x_train, y_train, note = make_imbalanced(x_train, y_train, len(raw.classes), cfg.imbalance, g)
         split += note
-    mean, std = _stats(x_train)
+    mean, std = _stats(x_train, per_feature=entry.meta.get("normalise") == "feature")
     x_train = ((x_train - mean) / std).contiguous()
     x_val = ((x_val - mean) / std).contiguous()
     source = f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape {tuple(x_train.shape[1:])}"
@@ -330,9 +453,14 @@ def make_imbalanced(x: Any, y: Any, classes: int, ratio: float, g: Any) -> tuple
                               f"1/{ratio:g} (validation keeps its natural balance)")
 
 
-def _stats(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Per-channel (images) or per-feature (tables) mean and std of the training split."""
-    dims = [0, 2, 3] if x.ndim == 4 else [0]
+def _stats(x: "torch.Tensor", per_feature: bool = False) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Mean and std of the training split: per channel for images (as torchvision's Normalize), per feature
+    for tables and for datasets registered with normalise="feature" (every pixel of digits, as scikit-learn's
+    StandardScaler). A constant feature keeps std 1 (StandardScaler's rule), so it stays 0 after centring."""
+    import torch
+
+    dims = [0, 2, 3] if x.ndim == 4 and not per_feature else [0]
     mean = x.mean(dim=dims, keepdim=True)
-    std = x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    std = x.std(dim=dims, keepdim=True)
+    std = torch.where(std < 1e-6, torch.ones_like(std), std)
     return mean.squeeze(0), std.squeeze(0)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import math
+import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
-from losslab.errors import FLOAT32_MAX, ConfigError
+from losslab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -20,6 +18,7 @@ class RegressionData:
     true_w: Optional[tuple[float, ...]]  # None for user data
     true_b: Optional[float]
     source: str
+    feature_names: Optional[tuple[str, ...]] = None  # a table's header, a bundled dataset's names
 
     @property
     def features(self) -> int:
@@ -27,11 +26,15 @@ class RegressionData:
 
     @property
     def param_names(self) -> list[str]:
-        return param_names(self.features)
+        return param_names(self.features, self.feature_names)
 
 
-def param_names(features: int) -> list[str]:
-    """`w` and `b` for one feature, `w1..wn` and `b` for several."""
+def param_names(features: int, names: Optional[Sequence[str]] = None) -> list[str]:
+    """`w` and `b` for one feature, `w1..wn` and `b` for several; `w_<name>` for named features."""
+    if names is not None:
+        ws = ["w_" + re.sub(r"\W", "_", n.strip()) for n in names]
+        if len(set(ws)) == len(ws):
+            return ws + ["b"]
     ws = ["w"] if features == 1 else [f"w{i}" for i in range(1, features + 1)]
     return ws + ["b"]
 
@@ -52,57 +55,43 @@ def synthetic(samples: int = 100, features: int = 1, true_w: tuple[float, ...] =
     return RegressionData(x.astype(np.float32), y.astype(np.float32), tuple(true_w), float(true_b), source)
 
 
-def read_csv(path: str) -> RegressionData:
-    """Feature columns then a target column; a header row is optional (detected as non-numeric)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError("--data", f"no such file: {path}")
-    try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is not part of the first cell
-            rows = [row for row in csv.reader(fh) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError("--data", f"cannot read {path}: {exc}") from None
-    if not rows:
-        raise ConfigError("--data", f"{path} is empty")
-    first = 0
-    if not all(_is_number(cell) for cell in rows[0]):
-        first = 1  # header row
-    body = rows[first:]
-    if not body:
-        raise ConfigError("--data", f"{path} has a header but no data rows")
-    width = len(rows[0])
-    if width < 2:
+def read_csv(path: str, target: Optional[str] = None, features: Optional[Sequence[str]] = None) -> RegressionData:
+    """A table's feature columns and target column: by default the last column is the target and every other
+    column a feature; `target` and `features` pick columns by header name. Delimiter, byte-order mark,
+    quoting, line endings and header row are handled by components.tables."""
+    from losslab.components.tables import read_table
+
+    table = read_table(path, "--data")
+    if table.width < 2 and features is None:
         raise ConfigError("--data", f"{path} has one column; need feature column(s) then a target column")
-    values = []
-    for lineno, row in enumerate(body, start=first + 1):
-        if len(row) != width:
-            raise ConfigError("--data", f"{path} line {lineno}: {len(row)} cells, expected {width}")
-        parsed = []
-        for col, cell in enumerate(row, start=1):
-            try:
-                v = float(cell)
-            except ValueError:
-                raise ConfigError("--data", f"{path} line {lineno}, column {col}: {cell!r} is not a number") from None
-            if not math.isfinite(v):
-                raise ConfigError("--data", f"{path} line {lineno}, column {col}: {cell.strip()} is not finite")
-            if abs(v) > FLOAT32_MAX:
-                raise ConfigError("--data", f"{path} line {lineno}, column {col}: {cell.strip()} is beyond the "
-                                  "float32 range (about ±3.4e38) that training uses")
-            parsed.append(v)
-        values.append(parsed)
-    if len(values) < 2:
-        raise ConfigError("--data", f"{path} has {len(values)} data row; need at least 2")
-    arr = np.asarray(values, dtype=np.float64)
-    return RegressionData(arr[:, :-1].astype(np.float32), arr[:, -1:].astype(np.float32), None, None,
-                          f"{path}: {len(values)} rows, {width - 1} feature(s)")
+    t = table.column(target, "--target") if target is not None else table.width - 1
+    cols = ([table.column(name, "--features") for name in features] if features is not None
+            else [c for c in range(table.width) if c != t])
+    if t in cols:
+        raise ConfigError("--features", f"column {table.name(t)!r} is the target; it cannot also be a feature")
+    if not cols:
+        raise ConfigError("--features", "no feature columns")
+    x = np.asarray(table.numbers(cols, "--data"), dtype=np.float64)
+    y = np.asarray(table.numbers([t], "--data"), dtype=np.float64)
+    if len(y) < 2:
+        raise ConfigError("--data", f"{path} has {len(y)} data row; need at least 2")
+    names = tuple(table.name(c) for c in cols) if table.header is not None else None
+    what = f"target {table.name(t)!r}, " if table.header is not None else ""
+    return RegressionData(x.astype(np.float32), y.astype(np.float32), None, None,
+                          f"{path}: {len(y)} rows, {what}{len(cols)} feature(s)", names)
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+def diabetes() -> RegressionData:
+    """scikit-learn's diabetes data (442 patients, 10 features, shipped inside the package), each feature
+    standardised to mean 0 and standard deviation 1; the target (disease progression after a year) as is."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    x = np.asarray(bunch.data, dtype=np.float64)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    y = np.asarray(bunch.target, dtype=np.float64).reshape(-1, 1)
+    return RegressionData(x.astype(np.float32), y.astype(np.float32), None, None,
+                          "diabetes (scikit-learn): 442 samples, 10 standardised features", tuple(bunch.feature_names))
 
 
 def with_outliers(data: RegressionData, fraction: float, shift: float, seed: int) -> tuple[RegressionData, np.ndarray]:
@@ -114,7 +103,7 @@ def with_outliers(data: RegressionData, fraction: float, shift: float, seed: int
     y = data.y.copy()
     y[rows, 0] += np.float32(shift)
     source = data.source + (f"; {k} outliers (targets shifted by {shift:+g}, rows chosen by seed {seed})" if k else "")
-    return RegressionData(data.x, y, data.true_w, data.true_b, source), rows
+    return RegressionData(data.x, y, data.true_w, data.true_b, source, data.feature_names), rows
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import torch
 
 from losslab.engine import interrupt
+from losslab.engine.batches import InMemory
 from losslab.engine.events import Consumer, RunInfo, wants_batches
 from losslab.errors import ConfigError, describe
 
@@ -139,18 +140,6 @@ def batch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def epoch_order(n: int, generator: torch.Generator) -> torch.Tensor:
-    """One epoch's sample order, exactly as the textbook loop
-    `DataLoader(data, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))` draws it: the
-    iterator first takes a base seed from the generator (for worker seeding), then RandomSampler draws
-    randperm(n) and, on reaching its end, one more randperm(n) for the (empty) remainder.
-    tests/test_data.py checks this against a real DataLoader over several epochs."""
-    torch.empty((), dtype=torch.int64).random_(generator=generator)
-    order = torch.randperm(n, generator=generator)
-    torch.randperm(n, generator=generator)
-    return order
-
-
 def settle_status(status: str, metrics: Mapping[str, Any]) -> str:
     """A run that finished "ok" but whose final loss is not finite diverged (e.g. on its last step)."""
     if status == "ok" and not math.isfinite(metrics.get("final_loss", math.nan)):
@@ -203,6 +192,7 @@ def fit(
     first_epoch: int = 1,
     on_step: Optional[Callable[[float], bool]] = None,
     schedule: Any = None,
+    source: Any = None,
 ) -> FitResult:
     """Train `model` on (x, y) for `epochs` epochs, full batch unless `batch_size` is smaller than the data.
 
@@ -212,9 +202,11 @@ def fit(
     `first_epoch` > 1 continues a resumed run: epochs first_epoch..epochs are trained.
     `on_step(batch_loss)` runs after every optimizer step (e.g. the LR range test's schedule); True stops.
     `schedule` (engine.schedules.LRSchedule) is stepped after each batch and after each epoch's record.
+    `source` (engine.batches.InMemory or Streamed) gives the mini-batches; by default the tensors (x, y).
     """
     run = run or RunInfo("fit")
-    n = x.shape[0]
+    source = source if source is not None else InMemory(x, y)
+    n = len(source)
     full_batch = batch_size is None or batch_size >= n
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -262,7 +254,7 @@ def fit(
         return value
 
     batch_events = wants_batches(events)
-    batches = 1 if full_batch else math.ceil(n / batch_size)
+    batches = 1 if full_batch else math.ceil(n / (batch_size or n))
     start = time.perf_counter()
     try:
         for epoch in range(first_epoch, epochs + 1):
@@ -270,24 +262,23 @@ def fit(
             model.train()
             stop_now = False
             if full_batch:
-                train_loss = step(x, y, last=True)
+                train_loss = step(*source.full(), last=True)
                 if schedule is not None:
                     schedule.after_batch()
                 stop_now = on_step is not None and on_step(train_loss)
                 interrupt.check()
             else:
-                perm = epoch_order(n, generator).to(x.device)
+                size = batch_size or n
                 total, seen = 0.0, 0
-                for i in range(0, n, batch_size):
-                    idx = perm[i:i + batch_size]
-                    batch_loss = step(x[idx], y[idx], last=i + batch_size >= n)
+                for b, (xb, yb) in enumerate(source.epoch(size, generator)):
+                    batch_loss = step(xb, yb, last=(b + 1) * size >= n)
                     if schedule is not None:
                         schedule.after_batch()
-                    total += batch_loss * idx.shape[0]
-                    seen += idx.shape[0]
+                    total += batch_loss * yb.shape[0]
+                    seen += yb.shape[0]
                     stop_now = on_step is not None and on_step(batch_loss)
                     if batch_events:
-                        events.on_batch_end(run, i // batch_size + 1, batches, batch_loss)
+                        events.on_batch_end(run, b + 1, batches, batch_loss)
                     interrupt.check()
                     if not math.isfinite(batch_loss) or stop_now:
                         break

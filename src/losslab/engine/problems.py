@@ -12,8 +12,9 @@ import torch
 from losslab.components.datasets import ClassificationData, load_classification
 from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
 from losslab.components.models import MODELS, build_classifier
-from losslab.components.regression_data import RegressionData, least_squares, read_csv, synthetic
+from losslab.components.regression_data import RegressionData, diabetes, least_squares, read_csv, synthetic
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, parse_floats
+from losslab.engine.batches import InMemory, Streamed
 from losslab.engine.loop import flat_list, resolve_device
 from losslab.errors import ConfigError, describe
 
@@ -25,8 +26,9 @@ class Problem:
 
     task: str
     has_validation: bool = False
-    x: torch.Tensor
-    y: torch.Tensor
+    x: Optional[torch.Tensor]  # None when the data is streamed
+    y: Optional[torch.Tensor]
+    source: Any  # engine.batches.InMemory or Streamed: where the training batches come from
     device: torch.device
     train_cfg: TrainConfig
     loss_cfg: LossConfig
@@ -42,10 +44,14 @@ class Problem:
             return self.loss_fn
         if cfg not in self._losses:
             fn = self._build_loss(cfg)
-            rows = probe_rows(self.x, self.train_cfg.batch_size)
-            check_loss_output(fn, self.new_model(0), self.x[:rows], self.y[:rows])
+            check_loss_output(fn, self.new_model(0), *self.source.head(probe_rows(self.n, self.train_cfg.batch_size)))
             self._losses[cfg] = fn
         return self._losses[cfg]
+
+    @property
+    def n(self) -> int:
+        """Training samples."""
+        return len(self.source)
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
         raise NotImplementedError
@@ -90,9 +96,8 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
         model.zero_grad(set_to_none=True)
 
 
-def probe_rows(problem_x: Any, batch_size: Optional[int]) -> int:
+def probe_rows(n: int, batch_size: Optional[int]) -> int:
     """How many rows the loss check uses: one training batch, at least 2, at most 2,048."""
-    n = len(problem_x)
     return max(2, min(n, batch_size or n, 2048))
 
 
@@ -113,7 +118,9 @@ def checked_loss(cfg: LossConfig, fn: LossFn, task: str) -> LossFn:
 def load_regression_data(cfg: RegressConfig) -> RegressionData:
     d = cfg.data
     if d.csv is not None:
-        return read_csv(d.csv)
+        return read_csv(d.csv, d.target, d.columns)
+    if d.dataset == "diabetes":
+        return diabetes()
     weights = d.true_w * d.features if len(d.true_w) == 1 else d.true_w
     return synthetic(d.samples, d.features, weights, d.true_b, d.noise, d.data_seed)
 
@@ -128,11 +135,11 @@ class RegressionProblem(Problem):
         self.device = resolve_device(cfg.train.device)
         self.x = torch.from_numpy(data.x).to(self.device)
         self.y = torch.from_numpy(data.y).to(self.device)
+        self.source = InMemory(self.x, self.y)
         self.loss_fn = self._build_loss(cfg.loss)
         self.names = data.param_names
         probe = self._linear()
-        rows = probe_rows(self.x, cfg.train.batch_size)
-        check_loss_output(self.loss_fn, probe, self.x[:rows], self.y[:rows])
+        check_loss_output(self.loss_fn, probe, *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
         opt_w, opt_b = least_squares(data.x, data.y)
         with torch.no_grad():
             probe.weight.copy_(torch.as_tensor(opt_w, dtype=torch.float32).reshape(1, -1))
@@ -167,14 +174,16 @@ class RegressionProblem(Problem):
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
 
 
-def evaluate_classifier(model: Any, loss_fn: Any, x: Any, y: Any, chunk: int = 4096) -> tuple[float, Any]:
-    """Mean loss and predicted classes over (x, y), in chunks to bound memory. Call under no_grad/eval."""
-    total, preds = 0.0, []
-    for i in range(0, len(y), chunk):
-        out = model(x[i:i + chunk])
-        total += float(loss_fn(out, y[i:i + chunk])) * len(out)
+def evaluate_classifier(model: Any, loss_fn: Any, chunks: Any) -> tuple[float, Any]:
+    """Mean loss and predicted classes over the (x, y) chunks of a split (in memory or streamed), in order.
+    Call under no_grad/eval."""
+    total, seen, preds = 0.0, 0, []
+    for xb, yb in chunks:
+        out = model(xb)
+        total += float(loss_fn(out, yb)) * len(out)
+        seen += len(out)
         preds.append(out.argmax(dim=1))
-    return total / len(y), torch.cat(preds)
+    return total / seen, torch.cat(preds)
 
 
 def class_weights(spec: Optional[str], y: Any, classes: int) -> Any:
@@ -200,11 +209,19 @@ class ClassificationProblem(Problem):
         self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
         self.k = data.num_classes
-        self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
-        self.x_val, self.y_val = data.x_val.to(self.device), data.y_val.to(self.device)
+        self.y_val = data.y_val.to(self.device)
+        if data.streamed:  # decoded batch by batch by DataLoader workers
+            workers = cfg.data.workers
+            batch = cfg.train.batch_size or 64
+            self.x = self.y = self.x_val = None
+            self.source = Streamed(data.train_set, batch, workers, self.device, data.y_train)
+            self.valid = Streamed(data.val_set, batch, workers, self.device, data.y_val)
+        else:
+            self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
+            self.x_val = data.x_val.to(self.device)
+            self.source, self.valid = InMemory(self.x, self.y), InMemory(self.x_val, self.y_val)
         self.loss_fn = self._build_loss(cfg.loss)
-        rows = probe_rows(self.x, cfg.train.batch_size)
-        check_loss_output(self.loss_fn, self.new_model(0), self.x[:rows], self.y[:rows])
+        check_loss_output(self.loss_fn, self.new_model(0), *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
         spec = "balanced" if wants_balanced_weights(cfg.name) else getattr(cfg, "class_weights", None)
@@ -220,13 +237,13 @@ class ClassificationProblem(Problem):
         return model.to(self.device)
 
     def evaluate(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, float]:
-        loss, pred = evaluate_classifier(model, loss_fn or self.loss_fn, self.x_val, self.y_val)
+        loss, pred = evaluate_classifier(model, loss_fn or self.loss_fn, self.valid.chunks())
         return {"valid_loss": loss, "valid_acc": (pred == self.y_val).float().mean().item()}
 
     def final_metrics(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, Any]:
         model.eval()
         with torch.no_grad():
-            valid_loss, pred = evaluate_classifier(model, loss_fn or self.loss_fn, self.x_val, self.y_val)
+            valid_loss, pred = evaluate_classifier(model, loss_fn or self.loss_fn, self.valid.chunks())
         k = self.k
         confusion = torch.bincount(self.y_val * k + pred, minlength=k * k).reshape(k, k).cpu()
         support = confusion.sum(dim=1)
@@ -239,7 +256,7 @@ class ClassificationProblem(Problem):
         """Loss-independent quality of the predicted probabilities on the validation split: cross-entropy
         (NLL) and expected calibration error (`bins` equal-width confidence bins, as Guo et al. 2017)."""
         with torch.no_grad():
-            logits = torch.cat([model(self.x_val[i:i + 4096]) for i in range(0, len(self.y_val), 4096)])
+            logits = torch.cat([model(xb) for xb, _ in self.valid.chunks()])
             logp = torch.log_softmax(logits.double(), dim=1)  # also right for models ending in log-softmax
             nll = float(torch.nn.functional.nll_loss(logp, self.y_val))
             conf, pred = logp.exp().max(dim=1)

@@ -89,7 +89,7 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
             group["lr"] = lrs[i + 1]
         return False
 
-    n = problem.x.shape[0]
+    n = problem.n
     batch = problem.train_cfg.batch_size
     per_epoch = 1 if batch is None or batch >= n else math.ceil(n / batch)
     epochs = math.ceil(cfg.steps / per_epoch) + 1

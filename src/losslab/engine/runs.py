@@ -69,7 +69,7 @@ class RunResult:
 
 def run_info(problem: Problem, spec: RunSpec, command: str, *, index: int = 0, total: int = 1,
              epochs: Optional[int] = None, first_epoch: int = 1, stacked_with: int = 1) -> RunInfo:
-    n = problem.x.shape[0]
+    n = problem.n
     batch = problem.train_cfg.batch_size
     return RunInfo(command=command, group=spec.group, seed=spec.seed, key=spec.key(problem.loss_cfg.name),
                    index=index, total=total, epochs=epochs or problem.train_cfg.epochs, first_epoch=first_epoch,
@@ -118,12 +118,12 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         model = model if model is not None else problem.new_model(spec.seed)
         optimizer = optimizer if optimizer is not None else build_optimizer(model.parameters(), spec.optim)
         loss_fn = problem.loss_for(spec.loss)
-        n, batch = problem.x.shape[0], problem.train_cfg.batch_size
+        n, batch = problem.n, problem.train_cfg.batch_size
         batches = 1 if batch is None or batch >= n else -(-n // batch)
         schedule = None if on_step is not None else build_schedule(  # the range test sets rates itself
             optimizer, problem.train_cfg.schedule, info.epochs, batches)
         evaluate = (lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None
-        fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs,
+        fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, source=problem.source, epochs=info.epochs,
                      batch_size=problem.train_cfg.batch_size, clip_grad_norm=problem.train_cfg.clip_grad_norm,
                      clip_grad_value=problem.train_cfg.clip_grad_value,
                      generator=generator or batch_generator(spec.seed), evaluate=evaluate,

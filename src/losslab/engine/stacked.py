@@ -26,7 +26,8 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
-from losslab.engine.loop import batch_generator, epoch_order, epoch_record, settle_status
+from losslab.engine.batches import epoch_order
+from losslab.engine.loop import batch_generator, epoch_record, settle_status
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run, run_info
 
@@ -74,6 +75,8 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     losses = {s.loss or problem.loss_cfg for s in specs}
     if any(is_import_path(cfg.name) for cfg in losses):
         return "custom losses run sequentially"
+    if problem.source.streamed:
+        return "the data is streamed batch by batch"
     template = problem.new_model(0)
     if _layers(template) is None:
         return "the model has layers without a batched form (e.g. convolutions)"
