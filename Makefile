@@ -31,6 +31,7 @@ bench: setup
 	$(PY) benchmarks/bench_compare.py
 	$(PY) benchmarks/bench_compare_losses.py
 	$(PY) benchmarks/bench_vectorized.py
+	$(PY) benchmarks/bench_imagefolder.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

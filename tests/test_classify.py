@@ -76,7 +76,7 @@ def test_balanced_class_weights_match_scikit_learn():
 
 def _cfg(**kw):
     base = dict(data=ClassifyDataConfig(dataset="digits", subset=400), model=ModelConfig("mlp", hidden=32),
-                optim=OptimConfig("adam"), train=TrainConfig(epochs=4, batch_size=32, device="cpu"))
+                optim=OptimConfig("adam", lr=0.001), train=TrainConfig(epochs=4, batch_size=32, device="cpu"))
     base.update(kw)
     return ClassifyConfig(**base)
 

@@ -77,6 +77,10 @@ def test_csv_data_and_many_features(cli, tmp_path):
     path.write_text("a,b,y\n" + "\n".join(f"{r[0]},{r[1]},{t}" for r, t in zip(x, y)))
     doc = cli("regress", "--data", str(path), "--optim", "lbfgs", "--epochs", "10", "--json", "--quiet").json()
     assert doc["true_params"] is None
+    # a header names the weights after its columns
+    assert doc["params"]["w_a"] == pytest.approx(1.0, abs=1e-4) and doc["params"]["w_b"] == pytest.approx(-3.0, abs=1e-4)
+    path.write_text("\n".join(f"{r[0]},{r[1]},{t}" for r, t in zip(x, y)))  # no header: w1, w2
+    doc = cli("regress", "--data", str(path), "--optim", "lbfgs", "--epochs", "10", "--json", "--quiet").json()
     assert doc["params"]["w1"] == pytest.approx(1.0, abs=1e-4) and doc["params"]["w2"] == pytest.approx(-3.0, abs=1e-4)
     doc = cli("regress", "--true-w", "1,2,3", "--epochs", "5", "--json", "--quiet").json()
     assert set(doc["params"]) == {"w1", "w2", "w3", "b"} and doc["config"]["data"]["features"] == 3

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from losslab.commands import compare_losses
-from losslab.config import ClassifyConfig, ClassifyDataConfig, CompareLossesConfig, RegressConfig, TrainConfig
+from losslab.config import ClassifyConfig, ClassifyDataConfig, CompareLossesConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.engine.loss_check import check_loss
 
 
@@ -50,8 +50,10 @@ def test_outliers_are_reproducible_and_stacked_runs_match_sequential():
 
 
 def test_class_weights_help_the_rare_classes_of_an_imbalanced_set():
-    cfg = CompareLossesConfig(run=ClassifyConfig(data=ClassifyDataConfig(imbalance=10.0), train=TrainConfig(
-        epochs=10, batch_size=64, device="cpu")), losses=("cross-entropy", "weighted-cross-entropy"),
+    # at a small rate and few epochs the rare classes are learned late, which is where weighting shows
+    cfg = CompareLossesConfig(run=ClassifyConfig(data=ClassifyDataConfig(imbalance=10.0), optim=OptimConfig(
+        "adam", lr=0.001), train=TrainConfig(epochs=10, batch_size=64, device="cpu")),
+        losses=("cross-entropy", "weighted-cross-entropy"),
         seeds=2).resolved()
     problem, _, _ = compare_losses.prepare(cfg)
     counts = torch.bincount(problem.data.y_train, minlength=10)

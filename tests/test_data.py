@@ -80,7 +80,7 @@ def test_the_in_memory_batch_order_is_the_textbook_dataloaders(n, batch):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from losslab.engine.loop import epoch_order
+    from losslab.engine.batches import epoch_order
 
     loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=batch, shuffle=True,
                         generator=torch.Generator().manual_seed(5))

@@ -286,6 +286,7 @@ class RegressConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
 
     def __post_init__(self) -> None:
         check_task(self.loss.name, "regression")
@@ -312,23 +313,24 @@ def _probe_folder(option: str, folder: Path, shown: str) -> None:
         raise ConfigError(option, f"cannot write to {shown}: {exc.strerror or exc}") from None
 
 
-def check_out_dir(path: Optional[str], files: tuple[str, ...] = ()) -> None:
-    """Fail early (before training) when `--out` cannot take every file the run will write there."""
+def check_out_dir(path: Optional[str], files: tuple[str, ...] = (), option: str = "--out") -> None:
+    """Fail early (before training) when `--out` (or `--tensorboard`) cannot take every file the run will write
+    there."""
     if path is None:
         return
     if not path.strip():
-        raise ConfigError("--out", "is empty; give a folder name (use . for the current folder)")
+        raise ConfigError(option, "is empty; give a folder name (use . for the current folder)")
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
-        raise ConfigError("--out", f"{path} exists and is not a folder")
+        raise ConfigError(option, f"{path} exists and is not a folder")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError("--out", f"cannot create folder {path}: {exc.strerror or exc}") from None
+        raise ConfigError(option, f"cannot create folder {path}: {exc.strerror or exc}") from None
     for name in files:
         if (p / name).is_dir():
-            raise ConfigError("--out", f"{p / name} is a folder; the run writes a file there")
-    _probe_folder("--out", p, path)
+            raise ConfigError(option, f"{p / name} is a folder; the run writes a file there")
+    _probe_folder(option, p, path)
 
 
 def check_file_target(option: str, path: Optional[str]) -> None:
@@ -507,6 +509,7 @@ class ClassifyConfig:
     save: Optional[str] = None
     resume: Optional[str] = None
     out: Optional[str] = None
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
 
     def __post_init__(self) -> None:
         check_task(self.loss.name, "classification")
@@ -576,6 +579,7 @@ class CompareConfig:
     vectorize: bool = True  # stack trials that differ only in learning rate and seed
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
 
     def __post_init__(self) -> None:
         if not self.optims:
@@ -658,6 +662,7 @@ class SweepConfig:
     vectorize: bool = True
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
 
     def __post_init__(self) -> None:
         low, high = self.lr_range
@@ -730,6 +735,7 @@ class CompareLossesConfig:
     vectorize: bool = True
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
 
     def __post_init__(self) -> None:
         if not self.losses:

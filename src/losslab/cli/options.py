@@ -181,6 +181,8 @@ OPTS: dict[str, Opt] = {
                     "stderr).", False),
     "out": Opt(Optional[str], ("--out",), "Folder for result.json, history.csv and plots (written atomically)."),
     "quiet": Opt(bool, ("--quiet", "-q"), "Print only the final report.", False),
+    "tensorboard": Opt(Optional[str], ("--tensorboard",), "Write TensorBoard event files into this folder as the "
+                       "run goes, one run directory per run (view with: tensorboard --logdir DIR)."),
     "expect": Opt(Optional[list[str]], ("--expect",), "Check a result (repeatable): NAME=VALUE±TOL (or +-), "
                   "NAME>=X, NAME<=X, NAME=TEXT; exit 1 if one fails."),
     "target_loss": Opt(Optional[float], ("--target-loss",), "Exit 1 unless the final loss (classify: validation "
@@ -198,7 +200,7 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
                  "batch_norm", "loss", "no_check_loss", "label_smoothing",
                  "class_weights", "gamma")
-OUTPUT = ("json_out", "out", "quiet", "expect", "target_loss")
+OUTPUT = ("json_out", "out", "quiet", "tensorboard", "expect", "target_loss")
 
 def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
     seen: dict[str, None] = {}

@@ -257,6 +257,7 @@ def plots(result: ClassifyResult) -> list[Plot]:
 def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
+    check_out_dir(cfg.tensorboard, option="--tensorboard")
     problem = ClassificationProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 

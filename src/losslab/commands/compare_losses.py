@@ -294,6 +294,7 @@ def plots(result: CompareLossesResult, problem: AnyProblem, outlier_rows: Any) -
 def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
+    check_out_dir(cfg.tensorboard, option="--tensorboard")
     problem, heldout, rows = prepare(cfg)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)

@@ -238,6 +238,7 @@ def plots(result: CompareResult) -> list[Plot]:
 def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
+    check_out_dir(cfg.tensorboard, option="--tensorboard")
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
 

@@ -461,6 +461,6 @@ def _stats(x: "torch.Tensor", per_feature: bool = False) -> tuple["torch.Tensor"
 
     dims = [0, 2, 3] if x.ndim == 4 and not per_feature else [0]
     mean = x.mean(dim=dims, keepdim=True)
-    std = x.std(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, correction=0 if per_feature else 1)  # StandardScaler: population std
     std = torch.where(std < 1e-6, torch.ones_like(std), std)
     return mean.squeeze(0), std.squeeze(0)

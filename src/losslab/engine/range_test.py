@@ -70,9 +70,12 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
     smoothed: list[float] = []
     state = {"avg": 0.0, "best": math.inf, "stopped": "completed"}
 
+    used: list[float] = []
+
     def on_step(loss: float) -> bool:
         i = len(losses)
         losses.append(loss)
+        used.append(lrs[i])
         if not math.isfinite(loss):
             state["stopped"] = "non-finite loss"
             return True
@@ -96,7 +99,7 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
     info = run_info(problem, spec, "lr-sweep", index=index, total=total, epochs=epochs)
     try:
         result = execute(problem, spec, events, info=info, model=model, optimizer=optimizer, epochs=epochs,
-                         on_step=on_step, with_metrics=False, raise_errors=True)
+                         on_step=on_step, with_metrics=False, raise_errors=True, steps={"lr": used, "loss": losses})
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optim)

@@ -57,6 +57,7 @@ class RunResult:
     diverged_epoch: Optional[int] = None
     stopped_early: bool = False
     diagnosis: list[Finding] = field(default_factory=list)  # what went wrong, in words (engine.diagnosis)
+    steps: Optional[dict[str, list[float]]] = None  # per-step series of a run that has them (the range test)
 
     @property
     def score(self) -> float:
@@ -100,7 +101,8 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             generator: Optional[torch.Generator] = None, first_epoch: int = 1, epochs: Optional[int] = None,
             on_step: Optional[Callable[[float], bool]] = None,
             after_fit: Optional[Callable[[FitResult], None]] = None, with_metrics: bool = True,
-            raise_errors: bool = False, partial_metrics: bool = False) -> RunResult:
+            raise_errors: bool = False, partial_metrics: bool = False,
+            steps: Optional[dict[str, list[float]]] = None) -> RunResult:
     """Build (unless given), announce, train, measure and settle one run.
 
     `model`/`optimizer`/`generator` let a caller continue a checkpoint or share initial weights;
@@ -155,6 +157,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             raise
         result = RunResult(spec, "error", result.records, elapsed_s=time.perf_counter() - start,
                            error=f"{type(exc).__name__}: {exc}")
+    result.steps = steps
     try:
         events.on_run_end(info, result)
     except KeyboardInterrupt:  # Ctrl-C while a display closes still ends the run cleanly

@@ -6,30 +6,7 @@ to stay out, e.g. a file sink when its option is unset). A new sink is one `Cons
 `CONSUMERS.register(...)` line, and every command then feeds it.
 """
 
-from __future__ import annotations
+from losslab.outputs.sinks import CONSUMERS, OutputContext, dispatcher
+from losslab.outputs import tensorboard as _tensorboard  # noqa: F401  (registers the --tensorboard consumer)
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
-
-from losslab.components.registry import Registry
-from losslab.engine.events import Consumer, Dispatcher
-
-
-@dataclass(frozen=True)
-class OutputContext:
-    """What a consumer factory may look at: the command, its resolved config and the output options."""
-
-    command: str
-    config: Any
-    json_out: bool = False
-    quiet: bool = False
-    out: Optional[str] = None
-
-
-CONSUMERS: Registry[Callable[[OutputContext], Optional[Consumer]]] = Registry("output consumer", "")
-
-
-def dispatcher(ctx: OutputContext, own: Sequence[Consumer] = ()) -> Dispatcher:
-    """The command's own consumers followed by every registered one that wants this run."""
-    extra = [c for c in (entry.factory(ctx) for entry in CONSUMERS) if c is not None]
-    return Dispatcher([*own, *extra])
+__all__ = ["CONSUMERS", "OutputContext", "dispatcher"]

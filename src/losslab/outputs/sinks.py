@@ -1,0 +1,32 @@
+"""The registry of extra event consumers (`CONSUMERS`), what their factories see (`OutputContext`), and the
+dispatcher every command builds (`dispatcher`). A leaf module: consumers register here without importing the
+`outputs` package that re-exports it."""
+
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from losslab.components.registry import Registry
+from losslab.engine.events import Consumer, Dispatcher
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What a consumer factory may look at: the command, its resolved config and the output options."""
+
+    command: str
+    config: Any
+    json_out: bool = False
+    quiet: bool = False
+    out: Optional[str] = None
+
+
+CONSUMERS: Registry[Callable[[OutputContext], Optional[Consumer]]] = Registry("output consumer", "")
+
+
+def dispatcher(ctx: OutputContext, own: Sequence[Consumer] = ()) -> Dispatcher:
+    """The command's own consumers followed by every registered one that wants this run."""
+    extra = [c for c in (entry.factory(ctx) for entry in CONSUMERS) if c is not None]
+    return Dispatcher([*own, *extra])

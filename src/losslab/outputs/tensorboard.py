@@ -1,0 +1,106 @@
+"""`--tensorboard DIR`: TensorBoard event files written as the runs go, a consumer of the same training events as
+the live display (`torch.utils.tensorboard.SummaryWriter`, which needs the `tensorboard` package only).
+
+One run directory per run or trial, named by command and run label (`DIR/compare-optimizers/adam-lr0.01-seed0`);
+scalars grouped by tag (`loss/train`, `loss/valid`, `accuracy/valid`, `lr`, `grad_norm`, `grad_norm/<layer>`,
+`update_ratio/<layer>`, `param/<name>` of small models); for trials of a many-run command, `add_hparams` with
+the trial's settings and final metrics in the same run directory; for the LR range test, loss and rate against
+the step. Each run's file is flushed and closed when the run ends, whatever its status.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from losslab.engine.events import Consumer, RunInfo
+from losslab.outputs.sinks import CONSUMERS, OutputContext
+
+TAGS = {"train_loss": "loss/train", "valid_loss": "loss/valid", "valid_acc": "accuracy/valid", "lr": "lr",
+        "grad_norm": "grad_norm", "clipped": "clipped"}
+SKIP = {"epoch", "elapsed_s"}
+
+
+def tag(key: str, regression: bool) -> Optional[str]:
+    """The TensorBoard tag of a record key, or None for keys that are not curves; a regression record's other
+    keys are the model's parameters (w, b, w_<column>)."""
+    if key in TAGS:
+        return TAGS[key]
+    if key in SKIP or key.endswith("_best"):
+        return None
+    if key.startswith(("grad_norm/", "update_ratio/")):
+        return key
+    return f"param/{key}" if regression else key
+
+
+class TensorBoardWriter(Consumer):
+    def __init__(self, root: str, command: str, many: bool, regression: bool):
+        self.root, self.command, self.many, self.regression = Path(root), command, many, regression
+        self.writers: dict[tuple[Any, ...], Any] = {}
+
+    def directory(self, run: RunInfo) -> Path:
+        return self.root / self.command / run.label
+
+    def _writer(self, run: RunInfo) -> Any:
+        key = (run.key, run.index)
+        if key not in self.writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writers[key] = SummaryWriter(log_dir=str(self.directory(run)))
+        return self.writers[key]
+
+    def on_run_begin(self, run: RunInfo) -> None:
+        self._writer(run)
+
+    def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> Optional[bool]:
+        writer = self._writer(run)
+        for key, value in record.items():
+            name = tag(key, self.regression)
+            if name is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                writer.add_scalar(name, value, record["epoch"])
+        return None
+
+    def on_run_end(self, run: RunInfo, result: Any) -> None:
+        writer = self._writer(run)
+        steps = getattr(result, "steps", None)
+        if steps:  # the LR range test: loss and rate against the step
+            for i, (lr, loss) in enumerate(zip(steps["lr"], steps["loss"])):
+                writer.add_scalar("range_test/loss", loss, i)
+                writer.add_scalar("range_test/lr", lr, i)
+        elif self.many and getattr(result, "status", None) != "not run":
+            hparams = {name: value for name, value in run.key}
+            hparams["status"] = result.status
+            metrics = {f"hparam/{k}": float(v) for k, v in result.metrics.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+            # the hparams summary goes into this run's own event file (SummaryWriter.add_hparams would open a
+            # new timestamped run directory for it)
+            from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+            file_writer = writer._get_file_writer()
+            for summary in hparams_summary(hparams, metrics):
+                file_writer.add_summary(summary)
+            for name, value in metrics.items():
+                writer.add_scalar(name, value)
+        writer.flush()
+        writer.close()
+        self.writers.pop((run.key, run.index), None)
+
+    def close(self) -> None:
+        """Anything still open (Ctrl-C between events) is flushed."""
+        for writer in self.writers.values():
+            writer.flush()
+            writer.close()
+        self.writers.clear()
+
+
+def _factory(ctx: OutputContext) -> Optional[Consumer]:
+    root = getattr(ctx.config, "tensorboard", None)
+    if root is None:
+        return None
+    run = getattr(ctx.config, "run", ctx.config)  # a many-run command's one-run settings
+    return TensorBoardWriter(root, ctx.command, many=ctx.command not in ("regress", "classify"),
+                             regression=type(run).__name__ == "RegressConfig")
+
+
+CONSUMERS.register("tensorboard", "TensorBoard event files (--tensorboard DIR)")(_factory)
