@@ -10,7 +10,7 @@ from conftest import tutorial_tensors
 from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
 from losslab.components.regression_data import synthetic
 from losslab.engine.problems import RegressionProblem
-from losslab.commands.lr_sweep import grid_sweep, min_loss_tenth, range_test, smooth, steepest, valley
+from losslab.commands.lr_sweep import grid_sweep, lightning, min_loss_tenth, range_test, smooth, steepest, valley
 from losslab.engine.range_test import range_test_run, schedule, state_hash
 
 
@@ -127,7 +127,7 @@ def test_cli_range_test_json(cli, tmp_path):
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert doc["mode"] == "range-test" and doc["state_check"]["unchanged"] is True
-    assert list(doc["suggestions"]) == ["valley", "steepest", "min_loss/10"]
+    assert list(doc["suggestions"]) == ["valley", "steepest", "min_loss/10", "lightning"]
     assert doc["suggested_lr"] == doc["suggestions"]["valley"]["median"]
     assert (tmp_path / "o" / "range_test.png").is_file()
 
@@ -146,3 +146,20 @@ def test_cli_range_test_json(cli, tmp_path):
 ])
 def test_cli_sweep_bad_ranges_exit_2(cli, args, option):
     cli("lr-sweep", *args).assert_usage_error(option)
+
+
+def test_the_lightning_suggester_is_lightning_2_6_s_rule():
+    """Lightning 2.6.6's suggestion(): torch.gradient of the smoothed loss with the linear rates as spacing, on
+    float32 tensors, first 10 and last point skipped, non-finite losses dropped — computed here with numpy's
+    gradient (the same second-order rule) in float32 as the reference."""
+    import numpy as np
+
+    lrs = [1e-7 * (1e8 ** (i / 99)) for i in range(100)]
+    losses = [2.0 - 1.5 / (1 + math.exp(-(math.log10(lr) + 2) * 3)) + 0.01 * math.sin(i) for i, lr in
+              enumerate(lrs)]
+    losses[50] = math.nan
+    kept = [i for i in range(10, 99) if math.isfinite(losses[i])]
+    g = np.gradient(np.array([losses[i] for i in kept], dtype=np.float32),
+                    np.array([lrs[i] for i in kept], dtype=np.float32))
+    assert lightning(lrs, losses) == kept[int(np.argmin(g))]
+    assert lightning(lrs[:5], losses[:5]) is None  # too few points once the skips are applied

@@ -30,7 +30,13 @@ from losslab.stats import Summary, geometric_median, loss_key, rank, summarise
 
 COMMAND = "lr-sweep"
 GRID_PLOTS, RANGE_PLOTS = ("sweep.png",), ("range_test.png",)
-SUGGESTERS = ("valley", "steepest", "min_loss/10")  # in the order they are recommended
+# in the order they are recommended; each is named by its rule (README "LR range test"):
+#   valley      fastai's valley: a little past a third of the longest decreasing stretch of the smoothed loss
+#   steepest    the steepest descent of the smoothed loss against log10(lr) (Lightning 1.x's rule)
+#   min_loss/10 the rate at the lowest smoothed loss, divided by ten
+#   lightning   Lightning 2.x's rule: the steepest descent against the linear rate (torch.gradient with the rates
+#               as spacing), skipping the first 10 and the last point — shown for users coming from Lightning
+SUGGESTERS = ("valley", "steepest", "min_loss/10", "lightning")
 
 
 # --- grid ------------------------------------------------------------------------------------------
@@ -134,6 +140,24 @@ def steepest(lrs: Sequence[float], losses: Sequence[float], skip_begin: int = 10
     return lo + min(range(len(slopes)), key=slopes.__getitem__)
 
 
+def lightning(lrs: Sequence[float], losses: Sequence[float], skip_begin: int = 10, skip_end: int = 1) -> Optional[int]:
+    """Index Lightning 2.x's `lr_find().suggestion()` picks (lightning/pytorch/tuner/lr_finder.py, 2.6.6): the
+    most negative `torch.gradient` of the smoothed loss with the rates themselves as spacing, on float32 tensors
+    as Lightning builds them (at tiny rates the loss differences round away, which is why its pick sits where
+    the loss falls fastest per unit of rate), after dropping the first `skip_begin` and last `skip_end` points
+    and non-finite losses."""
+    import torch
+
+    kept = [(i, lr, loss) for i, (lr, loss) in enumerate(zip(lrs, losses))
+            if skip_begin <= i < len(losses) - skip_end and math.isfinite(loss)]
+    if len(kept) < 2:
+        return None
+    loss_t = torch.tensor([k[2] for k in kept])  # float32, as torch.tensor(list) gives in Lightning
+    lr_t = torch.tensor([k[1] for k in kept])
+    gradients = torch.gradient(loss_t, spacing=[lr_t])[0]
+    return kept[int(torch.argmin(gradients))][0]
+
+
 def valley(losses: Sequence[float], min_drop: float = 1e-3) -> Optional[int]:
     """fastai's 'valley': the longest run of steps along which the loss keeps falling (a longest decreasing
     subsequence), then a point a little past a third of the way along it — low enough to be safe, inside the
@@ -165,9 +189,9 @@ def min_loss_tenth(lrs: Sequence[float], losses: Sequence[float]) -> Optional[fl
 
 def suggestions(lrs: Sequence[float], smoothed: Sequence[float]) -> dict[str, Optional[float]]:
     """Recommended first: valley, then steepest descent, then min-loss/10."""
-    v, s = valley(smoothed), steepest(lrs, smoothed)
+    v, s, pl = valley(smoothed), steepest(lrs, smoothed), lightning(lrs, smoothed)
     return {"valley": lrs[v] if v is not None else None, "steepest": lrs[s] if s is not None else None,
-            "min_loss/10": min_loss_tenth(lrs, smoothed)}
+            "min_loss/10": min_loss_tenth(lrs, smoothed), "lightning": lrs[pl] if pl is not None else None}
 
 
 @dataclass
