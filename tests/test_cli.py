@@ -145,3 +145,20 @@ def test_every_command_option_is_documented():
     command = typer.main.get_command(app).commands["regress"]
     for param in command.params:
         assert param.help, f"{param.name} has no help"
+
+
+def test_version_completion_and_python_dash_m():
+    import os
+    import subprocess
+    import sys
+
+    from losslab import __version__
+
+    exe = os.path.join(os.path.dirname(sys.executable), "losslab")
+    assert subprocess.run([exe, "--version"], capture_output=True, text=True).stdout == f"losslab {__version__}\n"
+    mod = subprocess.run([sys.executable, "-m", "losslab", "--version"], capture_output=True, text=True)
+    assert mod.stdout == f"losslab {__version__}\n" and mod.returncode == 0
+    script = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True)
+    assert "_losslab_completion" in script.stdout
+    env = {**os.environ, "COMP_WORDS": "losslab regress --opt", "COMP_CWORD": "2", "_LOSSLAB_COMPLETE": "complete_bash"}
+    assert subprocess.run([exe], capture_output=True, text=True, env=env).stdout.split() == ["--optim"]
