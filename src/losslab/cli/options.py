@@ -181,6 +181,11 @@ OPTS: dict[str, Opt] = {
                     "stderr).", False),
     "out": Opt(Optional[str], ("--out",), "Folder for result.json, history.csv and plots (written atomically)."),
     "quiet": Opt(bool, ("--quiet", "-q"), "Print only the final report.", False),
+    "config": Opt(Optional[str], ("--config",), "Read this command's options from a TOML file (a [command] table, "
+                  "e.g. [regress], or top-level keys named like the options: lr = 0.01, batch-size = 32); options "
+                  "on the command line override the file."),
+    "print_config": Opt(bool, ("--print-config",), "Print the options this run would use as TOML that --config "
+                        "accepts, and exit without training.", False),
     "tensorboard": Opt(Optional[str], ("--tensorboard",), "Write TensorBoard event files into this folder as the "
                        "run goes, one run directory per run (view with: tensorboard --logdir DIR)."),
     "expect": Opt(Optional[list[str]], ("--expect",), "Check a result (repeatable): NAME=VALUE±TOL (or +-), "
@@ -200,7 +205,7 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
                  "batch_norm", "loss", "no_check_loss", "label_smoothing",
                  "class_weights", "gamma")
-OUTPUT = ("json_out", "out", "quiet", "tensorboard", "expect", "target_loss")
+OUTPUT = ("json_out", "out", "quiet", "tensorboard", "expect", "target_loss", "config", "print_config")
 
 def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
@@ -252,7 +257,18 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
 
         @functools.wraps(func)
         def command(**values: Any) -> int:
+            from losslab.cli import experiment
+
             try:
+                name = func.__name__.replace("_", "-")
+                values = experiment.merged(values, names, OPTS, name, chosen)  # --config under the command line
+                if values.pop("print_config", False):
+                    print(experiment.dumps(values, OPTS, name), end="")
+                    return 0
+                values.pop("config", None)
+                from losslab import invocation
+
+                invocation.record(name, {experiment.key_of(OPTS, k): v for k, v in values.items() if v is not None})
                 return func(Given(values, chosen))
             except BrokenPipeError:
                 raise OutputClosed() from None

@@ -5,6 +5,7 @@ No torch at module level: `losslab --help` must stay fast.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Annotated, Any, Optional
@@ -253,7 +254,7 @@ def classify(given: Given) -> int:
 @app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "expect", "target_loss")
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "config", "print_config", "expect", "target_loss")
 def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
@@ -267,7 +268,7 @@ def compare_optimizers(given: Given) -> int:
 @app.command("compare-losses", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", *OPTIM,
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "expect")
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "config", "print_config", "expect")
 def compare_losses(given: Given) -> int:
     """What each loss does to a fit: the same model, initial weights and data order trained with several losses
     over several seeds (regress: with seeded outliers), ranked by a measure independent of the loss trained."""
@@ -301,11 +302,27 @@ def check_loss(
         return command.main(cfg, json_out=json_out)
 
 
+@app.command("replay", cls=_Command, epilog="Exit codes: 0 identical; 1 a number differs; 2 bad usage; "
+             "4 the rerun failed.")
+def replay(
+    result: Annotated[str, typer.Argument(help="A result.json written by any losslab command (--out DIR).")],
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance for numbers (e.g. 1e-5 for a run on "
+                                                      "another device); default 0: bit-identical.")] = 0.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """Rerun the experiment a result.json records and compare every number of the two results (not times)."""
+    from losslab.commands import replay as command
+
+    if not math.isfinite(rtol) or rtol < 0:
+        raise ConfigError("--rtol", f"must be a finite number >= 0 (got {rtol})")
+    return command.main(command.ReplayConfig(result, rtol), json_out=json_out)
+
+
 @app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
          "target_accuracy",
-         *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "expect", "target_loss",
+         *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "config", "print_config", "expect", "target_loss",
          seeds=1)
 def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),

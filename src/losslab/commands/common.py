@@ -7,6 +7,7 @@ import math
 import sys
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
+from losslab import invocation
 from losslab.config import GateConfig
 from losslab.engine.diagnosis import CODES
 from losslab.errors import ExitCode
@@ -70,6 +71,9 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     The machine-readable results come first (history.csv and result.json, then the JSON document on stdout,
     which a second Ctrl-C cannot cut in half); a Ctrl-C after training skips what is left (plots, report)
     and exits 130 without losing them; a second Ctrl-C stops whatever is being drawn."""
+    called = invocation.current()
+    if called is not None and called["command"] == document.get("command"):
+        document = {**document, "invocation": called}  # what `losslab replay` reruns
     if out is not None:  # files first: a closed pipe on stdout must not lose what the user asked to keep
         with interrupt.critical():
             write_data_files(out, document, records)

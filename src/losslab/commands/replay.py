@@ -1,0 +1,147 @@
+"""`losslab replay RESULT.json`: rerun the experiment a result.json records (its `invocation`: command and every
+option) and compare every number the two results hold — final metrics, parameters, per-run results — but not
+times. Identical: exit 0 and one line. Different: exit 1 with the first differing key and both values.
+
+The rerun is a fresh `python -m losslab` process (its own RNG and thread state, as the original had), with
+the recorded options written to a temporary --config file; options that only say where output goes (--out,
+--tensorboard, --save, --json, --quiet) are left out, so the original's files are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from losslab.errors import ConfigError, RunFailed
+
+COMMAND = "replay"
+OUTPUT_ONLY = ("out", "tensorboard", "save", "json", "quiet", "print-config", "config")  # option keys as in files
+SKIP_KEYS = ("elapsed_s", "time_per_epoch_s", "versions", "invocation", "device", "expectations", "out",
+             "tensorboard", "save")  # times, where output went, and what the gates said (rerun without them)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    path: str
+    rtol: float = 0.0
+
+
+@dataclass
+class Difference:
+    key: str
+    recorded: Any
+    replayed: Any
+
+
+def load(path: str) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("RESULT", f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError("RESULT", f"{path} is not a readable result.json: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("invocation"), dict):
+        raise ConfigError("RESULT", f"{path} has no 'invocation' (written by losslab before replay existed, or "
+                          "not a losslab result.json); rerun the command to record one")
+    return doc
+
+
+def leaves(doc: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every number, string, boolean and null, skipping times and versions."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in SKIP_KEYS:
+                continue
+            yield from leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, doc
+
+
+def same(a: Any, b: Any, rtol: float) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return a == b
+    if a == b:
+        return True
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    return abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
+def compare(recorded: dict[str, Any], replayed: dict[str, Any], rtol: float) -> tuple[int, Optional[Difference]]:
+    a, b = dict(leaves(recorded)), dict(leaves(replayed))
+    for key in list(a) + [k for k in b if k not in a]:
+        if key not in a or key not in b:
+            return len(a), Difference(key, a.get(key, "(absent)"), b.get(key, "(absent)"))
+        if not same(a[key], b[key], rtol):
+            return len(a), Difference(key, a[key], b[key])
+    return len(a), None
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def rerun(doc: dict[str, Any]) -> dict[str, Any]:
+    """The replayed command's JSON document, from a fresh process."""
+    called = doc["invocation"]
+    command, options = called["command"], called["options"]
+    keys = {k: v for k, v in options.items() if k not in OUTPUT_ONLY and v is not None}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "replay.toml"
+        lines = [f"[{command}]"] + [f"{key} = {_toml(value)}" for key, value in keys.items()]
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+        proc = subprocess.run([sys.executable, "-m", "losslab", command, "--config", str(config), "--json",
+                               "--quiet"], capture_output=True, text=True, env=env)
+    if proc.returncode == 2:
+        raise ConfigError("RESULT", "the recorded options are refused by this losslab: "
+                          + (proc.stderr.strip().splitlines() or ["(no message)"])[-1])
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RunFailed(f"the replayed run produced no result (exit {proc.returncode}): {tail}") from None
+
+
+def main(cfg: ReplayConfig, *, json_out: bool) -> int:
+    from losslab import __version__
+
+    doc = load(cfg.path)
+    recorded_version = (doc.get("versions") or {}).get("losslab")
+    warning = None
+    if recorded_version and recorded_version != __version__:
+        warning = (f"{cfg.path} was written by losslab {recorded_version}; replaying with losslab {__version__} "
+                   "(numbers may differ between versions)")
+        print(f"losslab: warning: {warning}", file=sys.stderr)
+    replayed = rerun(doc)
+    compared, diff = compare(doc, replayed, cfg.rtol)
+    if json_out:
+        out = {"command": COMMAND, "replayed": doc["invocation"]["command"], "identical": diff is None,
+               "compared": compared, "rtol": cfg.rtol, "warning": warning,
+               "first_difference": None if diff is None else {"key": diff.key, "recorded": diff.recorded,
+                                                              "replayed": diff.replayed}}
+        print(json.dumps(out, indent=2))
+    elif diff is None:
+        tol = f" within rtol {cfg.rtol:g}" if cfg.rtol else ""
+        print(f"replay: identical — {compared} values of {cfg.path} reproduced{tol} by losslab "
+              f"{doc['invocation']['command']}")
+    else:
+        print(f"replay: differs at {diff.key}: recorded {diff.recorded!r}, replayed {diff.replayed!r}")
+    return 0 if diff is None else 1
