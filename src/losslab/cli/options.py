@@ -257,18 +257,18 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
 
         @functools.wraps(func)
         def command(**values: Any) -> int:
-            from losslab.cli import experiment
+            from losslab.cli.experiment import dumps, key_of, merged
 
             try:
                 name = func.__name__.replace("_", "-")
-                values = experiment.merged(values, names, OPTS, name, chosen)  # --config under the command line
+                values = merged(values, names, OPTS, name, chosen)  # --config under the command line
                 if values.pop("print_config", False):
-                    print(experiment.dumps(values, OPTS, name), end="")
+                    print(dumps(values, OPTS, name), end="")
                     return 0
                 values.pop("config", None)
                 from losslab import invocation
 
-                invocation.record(name, {experiment.key_of(OPTS, k): v for k, v in values.items() if v is not None})
+                invocation.record(name, {key_of(OPTS, k): v for k, v in values.items() if v is not None})
                 return func(Given(values, chosen))
             except BrokenPipeError:
                 raise OutputClosed() from None
