@@ -287,6 +287,7 @@ class RegressConfig:
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
+    plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
 
     def __post_init__(self) -> None:
         check_task(self.loss.name, "regression")
@@ -510,6 +511,7 @@ class ClassifyConfig:
     resume: Optional[str] = None
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
+    plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
 
     def __post_init__(self) -> None:
         check_task(self.loss.name, "classification")
@@ -580,6 +582,7 @@ class CompareConfig:
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
+    plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
 
     def __post_init__(self) -> None:
         if not self.optims:
@@ -663,6 +666,7 @@ class SweepConfig:
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
+    plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
 
     def __post_init__(self) -> None:
         low, high = self.lr_range
@@ -736,6 +740,7 @@ class CompareLossesConfig:
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
+    plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
 
     def __post_init__(self) -> None:
         if not self.losses:

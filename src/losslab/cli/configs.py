@@ -129,7 +129,7 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
                                                     check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
-                         out=expand(given.out), tensorboard=expand(given.tensorboard)).resolved()
+                         out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
 BLOBS_ONLY = ("classes", "class_sep", "samples", "features")
@@ -163,7 +163,7 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                           train=train_config(given, epochs=None, batch_size=CLASSIFY_DEFAULTS["batch_size"]),
                           gates=gate_config(given) if with_gates else GateConfig(),
                           patience=given.patience, save=expand(given.save), resume=expand(given.resume),
-                          out=expand(given.out), tensorboard=expand(given.tensorboard)).resolved()
+                          out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
 def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
@@ -199,7 +199,7 @@ def compare_config(given: Given) -> CompareConfig:
                          tune=given.tune,
                          tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
                          target=target, vectorize=not given.no_vectorize,
-                         gates=gate_config(given, with_target_loss=False), out=expand(given.out), tensorboard=expand(given.tensorboard)).resolved()
+                         gates=gate_config(given, with_target_loss=False), out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
 DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1", "classification": "cross-entropy,mse,focal,weighted-cross-entropy"}
@@ -218,7 +218,7 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by,
                                vectorize=not given.no_vectorize, gates=gate_config(given, with_target_loss=False),
-                               out=expand(given.out), tensorboard=expand(given.tensorboard)).resolved()
+                               out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
 def sweep_config(given: Given) -> SweepConfig:
@@ -235,5 +235,5 @@ def sweep_config(given: Given) -> SweepConfig:
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
                        num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
                        steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize,
-                       gates=gate_config(given), out=expand(given.out), tensorboard=expand(given.tensorboard)).resolved()
+                       gates=gate_config(given), out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 

@@ -181,6 +181,8 @@ OPTS: dict[str, Opt] = {
                     "stderr).", False),
     "out": Opt(Optional[str], ("--out",), "Folder for result.json, history.csv and plots (written atomically)."),
     "quiet": Opt(bool, ("--quiet", "-q"), "Print only the final report.", False),
+    "plot": Opt(Optional[bool], ("--plot/--no-plot",), "Draw the loss curves under the final report (default: in "
+                "a terminal, not when piped or with --json/--quiet)."),
     "config": Opt(Optional[str], ("--config",), "Read this command's options from a TOML file (a [command] table, "
                   "e.g. [regress], or top-level keys named like the options: lr = 0.01, batch-size = 32); options "
                   "on the command line override the file."),
@@ -205,7 +207,7 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
                  "batch_norm", "loss", "no_check_loss", "label_smoothing",
                  "class_weights", "gamma")
-OUTPUT = ("json_out", "out", "quiet", "tensorboard", "expect", "target_loss", "config", "print_config")
+OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "expect", "target_loss", "config", "print_config")
 
 def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
     seen: dict[str, None] = {}

@@ -254,7 +254,7 @@ def classify(given: Given) -> int:
 @app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "config", "print_config", "expect", "target_loss")
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect", "target_loss")
 def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
@@ -268,7 +268,7 @@ def compare_optimizers(given: Given) -> int:
 @app.command("compare-losses", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", *OPTIM,
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "config", "print_config", "expect")
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
 def compare_losses(given: Given) -> int:
     """What each loss does to a fit: the same model, initial weights and data order trained with several losses
     over several seeds (regress: with seeded outliers), ranked by a measure independent of the loss trained."""
@@ -322,7 +322,7 @@ def replay(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
 @options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
          "target_accuracy",
-         *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "tensorboard", "config", "print_config", "expect", "target_loss",
+         *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect", "target_loss",
          seeds=1)
 def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),

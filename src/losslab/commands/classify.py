@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, check_gates, clipping_note,
-                                     diagnosis_notes, finish, layers_document)
+                                     diagnosis_notes, finish, layers_document, wants_curves)
 from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.problems import ClassificationProblem
@@ -254,6 +254,14 @@ def plots(result: ClassifyResult) -> list[Plot]:
     return list(zip(PLOTS, [curves, confusion]))
 
 
+def terminal_curves(result: ClassifyResult) -> str:
+    from losslab.outputs.terminal_plot import curves
+
+    epochs = [float(r["epoch"]) for r in result.records]
+    return curves([("train", epochs, [r["train_loss"] for r in result.records]),
+                   ("valid", epochs, [r.get("valid_loss") for r in result.records])], title="loss", xlabel="epoch")
+
+
 def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
@@ -268,4 +276,5 @@ def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
-                  plots=plots(result))
+                  plots=plots(result),
+                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -64,8 +64,16 @@ def json_stream() -> Any:
     return _json_stream or sys.stdout
 
 
+def wants_curves(plot: Optional[bool], console: Any, json_out: bool, quiet: bool) -> bool:
+    """--plot/--no-plot, or by default: in a terminal, without --json and --quiet."""
+    if plot is not None:
+        return plot
+    return bool(getattr(console, "is_terminal", False)) and not json_out and not quiet
+
+
 def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
-           status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = ()) -> int:
+           status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = (),
+           curves: Optional[Callable[[], str]] = None) -> int:
     """Result files, report, JSON and exit code: the common tail of every command.
 
     The machine-readable results come first (history.csv and result.json, then the JSON document on stdout,
@@ -91,6 +99,9 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
     if not late():
         for part in report if isinstance(report, (list, tuple)) else [report]:
             part.render(console)
+        text = curves() if curves is not None else ""
+        if text:
+            print(text, file=console.file, flush=True)
     if out is not None:
         print(f"results written to {out}/", file=console.file, flush=True)
     print_failures(outcomes)

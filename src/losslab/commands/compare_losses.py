@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, finish,
-                                     pooled_diagnosis, pooled_notes, run_records, settle, verdict)
+                                     pooled_diagnosis, pooled_notes, run_records, settle, verdict, wants_curves)
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
@@ -291,6 +291,15 @@ def plots(result: CompareLossesResult, problem: AnyProblem, outlier_rows: Any) -
     return list(zip(PLOTS, [fits, curves])) if one_feature else [(PLOTS[1], curves)]
 
 
+def terminal_curves(result: CompareLossesResult) -> str:
+    """One median training-loss curve per loss (each in its own units)."""
+    from losslab.outputs.terminal_plot import curves, median_by_epoch
+
+    series = [(s.name, *median_by_epoch([r.records for r in result.runs[s.name]], "train_loss"))
+              for s in result.summaries]
+    return curves(series, title="median training loss over seeds (each loss in its own units)", xlabel="epoch")
+
+
 def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
@@ -307,4 +316,5 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     runs = [r for rs in result.runs.values() for r in rs]
     return finish(document=document(result, outcomes), report=report(result, outcomes),
                   records=run_records(runs, "loss"), outcomes=outcomes, status=result.status, json_out=json_out,
-                  console=console, out=cfg.out, plots=plots(result, problem, rows))
+                  console=console, out=cfg.out, plots=plots(result, problem, rows),
+                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)

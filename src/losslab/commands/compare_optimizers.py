@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
                                      finish, pooled_diagnosis, pooled_notes, run_document, run_records, settle,
-                                     verdict)
+                                     verdict, wants_curves)
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -235,6 +235,15 @@ def plots(result: CompareResult) -> list[Plot]:
     return list(zip(PLOTS, [curves, tuning] if result.tuning else [curves]))
 
 
+def terminal_curves(result: CompareResult) -> str:
+    """One median curve per optimizer (training loss; classification: validation loss)."""
+    from losslab.outputs.terminal_plot import curves, median_by_epoch
+
+    key = "train_loss" if result.config.task == "regression" else "valid_loss"
+    series = [(s.name, *median_by_epoch([r.records for r in result.runs[s.name]], key)) for s in result.summaries]
+    return curves(series, title=f"median {key.replace('_', ' ')} over seeds", xlabel="epoch")
+
+
 def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
@@ -252,4 +261,5 @@ def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     # one run diverging is a result, not a failure: exit 3 only when every run diverged
     return finish(document=document(result, outcomes), report=report(result, outcomes),
                   records=run_records(runs, "optimizer"), outcomes=outcomes, status=result.status,
-                  json_out=json_out, console=console, out=cfg.out, plots=plots(result))
+                  json_out=json_out, console=console, out=cfg.out, plots=plots(result),
+                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
-                                     finish, pooled_diagnosis, pooled_notes, run_document, run_records)
+                                     finish, pooled_diagnosis, pooled_notes, run_document, run_records, wants_curves)
 from losslab.config import SweepConfig, check_out_dir
 from losslab.engine import interrupt
 from losslab.engine.events import Consumer
@@ -401,6 +401,24 @@ def range_plots(result: RangeResult) -> list[Plot]:
     return list(zip(RANGE_PLOTS, [draw]))
 
 
+def grid_curves(result: GridResult) -> str:
+    from losslab.outputs.terminal_plot import curves
+
+    finished = [s for s in result.summaries if math.isfinite(s.median)]
+    mark = (result.suggested_lr, f"suggested {result.suggested_lr:.3g}") if result.suggested_lr else None
+    return curves([("median final loss", [s.lr for s in finished], [s.median for s in finished])],
+                  title="final loss against the learning rate", xlabel="learning rate", logx=True, mark=mark)
+
+
+def range_curves(result: RangeResult) -> str:
+    from losslab.outputs.terminal_plot import curves
+
+    curve = result.median_curve
+    mark = (result.recommended, f"suggested {result.recommended:.3g}") if result.recommended else None
+    return curves([("smoothed loss", curve["lr"], curve["smoothed_loss"])], title="LR range test",
+                  xlabel="learning rate", logx=True, mark=mark)
+
+
 def metric_names(cfg: SweepConfig) -> list[str]:
     """The names the sweep's `metrics` report, known before training."""
     if cfg.range_test:
@@ -429,7 +447,8 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
         outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
         return finish(document=range_document(rt, outcomes), report=range_report(rt, outcomes),
                       records=range_records(rt), outcomes=outcomes, status=rt.status, json_out=json_out,
-                      console=console, out=cfg.out, plots=range_plots(rt))
+                      console=console, out=cfg.out, plots=range_plots(rt),
+                      curves=(lambda: range_curves(rt)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
 
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
     display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
@@ -439,4 +458,5 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
     runs = [r for rs in grid.runs.values() for r in rs]
     return finish(document=grid_document(grid, outcomes), report=grid_report(grid, outcomes),
                   records=run_records(runs, None), outcomes=outcomes, status=grid.status, json_out=json_out,
-                  console=console, out=cfg.out, plots=grid_plots(grid))
+                  console=console, out=cfg.out, plots=grid_plots(grid),
+                  curves=(lambda: grid_curves(grid)) if wants_curves(cfg.plot, console, json_out, quiet) else None)

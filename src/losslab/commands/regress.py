@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, check_gates, clipping_note,
-                                     diagnosis_notes, finish, layers_document)
+                                     diagnosis_notes, finish, layers_document, wants_curves)
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
@@ -134,6 +134,14 @@ def plots(result: RegressResult) -> list[Plot]:
     return list(zip(PLOTS, [draw]))
 
 
+def terminal_curves(result: RegressResult) -> str:
+    from losslab.outputs.terminal_plot import curves
+
+    epochs = [float(r["epoch"]) for r in result.records]
+    return curves([("train", epochs, [r["train_loss"] for r in result.records])], title="training loss",
+                  xlabel="epoch")
+
+
 def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     # validate everything that can be checked before training
@@ -149,4 +157,5 @@ def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
-                  plots=plots(result))
+                  plots=plots(result),
+                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -1,0 +1,71 @@
+"""Curves drawn in the terminal under the final report, with plotext (braille line plots): the same records
+the PNG plots draw, as plain text — no ANSI codes, so NO_COLOR and pipes are honoured — 78 columns wide."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional, Sequence
+
+Series = tuple[str, Sequence[float], Sequence[float]]  # label, x, y
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+WIDTH, HEIGHT = 78, 16
+
+
+def _finite(series: Sequence[Series], logx: bool) -> list[Series]:
+    out = []
+    for label, xs, ys in series:
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None and x is not None and math.isfinite(y)
+               and math.isfinite(x) and (x > 0 or not logx)]
+        if pts:
+            out.append((label, [p[0] for p in pts], [p[1] for p in pts]))
+    return out
+
+
+def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = False,
+           mark: Optional[tuple[float, str]] = None, width: int = WIDTH, height: int = HEIGHT) -> str:
+    """The series as one plot; y log-scaled when the values are positive and span more than two decades;
+    `mark` (x, label) draws a vertical line (e.g. the suggested rate)."""
+    import plotext as plt
+
+    series = _finite(series, logx)
+    if not series:
+        return ""
+    ys = [y for _, _, s in series for y in s]
+    logy = min(ys) > 0 and max(ys) / min(ys) > 100
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    for label, xs, s in series:
+        plt.plot(list(xs), list(s), label=label, marker="braille")
+    if mark is not None and math.isfinite(mark[0]) and (mark[0] > 0 or not logx):
+        plt.vertical_line(mark[0])
+        title = f"{title} (| {mark[1]})"
+    if logx:
+        plt.xscale("log")
+        xs = [x for _, s_x, _ in series for x in s_x]
+        lo, hi = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
+        step = max(1, (hi - lo) // 6)
+        ticks = [10.0 ** e for e in range(lo, hi + 1, step)]
+        plt.xticks(ticks, [f"{t:g}" for t in ticks])
+    if logy:
+        plt.yscale("log")
+    plt.title(title + (" (log scale)" if logy else ""))
+    plt.xlabel(xlabel)
+    text = _ANSI.sub("", plt.build())
+    plt.clear_figure()
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+
+
+def median_by_epoch(runs: Sequence[Sequence[dict]], key: str) -> tuple[list[float], list[float]]:
+    """Per epoch, the median of `key` over the runs that recorded it (one curve per compared entry)."""
+    import statistics
+
+    by_epoch: dict[int, list[float]] = {}
+    for records in runs:
+        for r in records:
+            v = r.get(key)
+            if isinstance(v, float) and math.isfinite(v):
+                by_epoch.setdefault(r["epoch"], []).append(v)
+    epochs = sorted(by_epoch)
+    return [float(e) for e in epochs], [statistics.median(by_epoch[e]) for e in epochs]

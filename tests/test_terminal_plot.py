@@ -1,0 +1,42 @@
+"""Curves in the terminal: plotext line plots of the same records as the PNGs, plain text, 80 columns."""
+
+import json
+import re
+
+import pytest
+
+ANSI = re.compile(r"\x1b\[")
+
+
+def test_plot_on_demand_draws_the_recorded_curve_in_plain_text(cli, tmp_path):
+    run = cli("regress", "--epochs", "200", "--plot", "--quiet", "--out", str(tmp_path / "o"))
+    assert run.exit_code == 0, run.stderr
+    assert "training loss (log scale)" in run.stdout and "epoch" in run.stdout
+    assert not ANSI.search(run.stdout)
+    plot_lines = [line for line in run.stdout.splitlines() if any(c in line for c in "┤│┬┌└")]
+    assert len(plot_lines) >= 10 and max(len(line) for line in plot_lines) <= 80
+    first = float((tmp_path / "o" / "history.csv").read_text().splitlines()[1].split(",")[1])
+    top_tick = re.search(r"^\s*([0-9.]+)┤", run.stdout, re.M).group(1)  # the y axis starts at the first loss
+    assert float(top_tick) == pytest.approx(first, abs=1e-3)
+
+
+def test_off_a_terminal_and_with_json_there_is_no_plot_unless_asked(cli):
+    assert "┤" not in cli("regress", "--epochs", "20").stdout  # CliRunner is not a terminal
+    assert "┤" not in cli("regress", "--epochs", "20", "--no-plot").stdout
+    run = cli("regress", "--epochs", "20", "--json", "--plot")
+    assert json.loads(run.stdout)["command"] == "regress"  # stdout stays the JSON document
+    assert "┤" in run.stderr
+
+
+@pytest.mark.parametrize("args, title", [
+    (["classify", "--dataset", "blobs", "--epochs", "5"], "loss"),
+    (["compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "30"], "median train loss over seeds"),
+    (["compare-losses", "--losses", "mse,l1", "--seeds", "2", "--epochs", "30"], "median training loss"),
+    (["lr-sweep", "--lrs", "0.01,0.1,0.5", "--epochs", "30"], "final loss against the learning rate (| suggested"),
+    (["lr-sweep", "--range-test", "--steps", "40"], "LR range test (| suggested"),
+])
+def test_every_command_draws_its_curves(cli, args, title):
+    run = cli(*args, "--plot", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    assert title in run.stdout and not ANSI.search(run.stdout)
+    assert max(len(line) for line in run.stdout.splitlines() if "┤" in line or "┬" in line) <= 80
