@@ -67,6 +67,10 @@ MATRIX = [
     (["lr-sweep", "--task", "classify", "--grayscale"], "--grayscale"),
     (["compare-optimizers", "--task", "classify", "--dataset", "diabetes"], "--dataset"),
     (["compare-losses", "--tensorboard", "/dev/null"], "--tensorboard"),
+    (["regress", "--config", "/no/such.toml"], "--config"),
+    (["lr-sweep", "--config", "/no/such.toml"], "--config"),
+    (["replay", "/no/such.json"], "RESULT"),
+    (["replay", "/no/such.json", "--rtol", "nan"], "--rtol"),
     # compare-optimizers
     (["compare-optimizers", "--tune", "--lr", "0.1"], "--lr"),
     (["compare-optimizers", "--tune-grid", "0.1,1"], "--tune-grid"),
