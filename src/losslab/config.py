@@ -222,6 +222,28 @@ class TrainConfig:
             raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
 
 
+EXECUTORS = ("local", "process")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where a many-run command's trials train (engine.executors)."""
+
+    name: str = "local"
+    jobs: Optional[int] = None  # process: worker processes (default: the number of cores)
+    retries: int = 1  # process: resubmissions of a unit whose worker process died
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ConfigError("--executor", f"unknown executor {self.name!r}; choose from: {', '.join(EXECUTORS)}")
+        if self.jobs is not None and not 1 <= self.jobs <= 256:
+            raise ConfigError("--jobs", f"must be from 1 to 256 (got {self.jobs})")
+        if self.jobs is not None and self.name == "local":
+            raise ConfigError("--jobs", "applies to --executor process")
+        if not 0 <= self.retries <= 10:
+            raise ConfigError("--retries", f"must be from 0 to 10 (got {self.retries})")
+
+
 REGRESSION_DATASETS = ("synthetic", "diabetes")
 
 
@@ -579,6 +601,7 @@ class CompareConfig:
     tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
     target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
     vectorize: bool = True  # stack trials that differ only in learning rate and seed
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
@@ -663,6 +686,7 @@ class SweepConfig:
     diverge_factor: float = 4.0  # range test stops when the smoothed loss exceeds this times the best
     target: Optional[float] = None
     vectorize: bool = True
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
@@ -737,6 +761,7 @@ class CompareLossesConfig:
     outlier_shift: float = 20.0
     rank_by: Optional[str] = None  # None: truth_distance (heldout_mse when the truth is unknown) or macro_f1
     vectorize: bool = True
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files

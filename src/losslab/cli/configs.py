@@ -9,7 +9,7 @@ import re
 from typing import Any, Optional, Union
 
 from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Given, flag
-from losslab.config import (CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, ClassifyConfig, CompareLossesConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
+from losslab.config import (CLASSIFY_DEFAULTS, ExecutorConfig, REGRESS_DEFAULTS, ClassifyConfig, CompareLossesConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
                             LossConfig, ModelConfig, OptimConfig, RegressConfig, ScheduleConfig, RegressDataConfig, SweepConfig,
                             TrainConfig, log_grid, parse_floats, parse_grid, parse_lr_for)
 from losslab.errors import ConfigError
@@ -116,6 +116,10 @@ def parse_bytes(option: str, text: Optional[str]) -> Optional[int]:
     return int(value)
 
 
+def executor_config(given: Given) -> ExecutorConfig:
+    return ExecutorConfig(**_set(name=given.executor, jobs=given.jobs, retries=given.retries))
+
+
 def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
     true_w = parse_floats("--true-w", given.true_w) or (2.0,)
     count, columns = features_option(given)
@@ -198,7 +202,7 @@ def compare_config(given: Given) -> CompareConfig:
     return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
                          tune=given.tune,
                          tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
-                         target=target, vectorize=not given.no_vectorize,
+                         target=target, vectorize=not given.no_vectorize, executor=executor_config(given),
                          gates=gate_config(given, with_target_loss=False), out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
@@ -217,7 +221,7 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     losses = tuple(n.strip() for n in (given.losses or DEFAULT_LOSSES[task]).split(",") if n.strip())
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by,
-                               vectorize=not given.no_vectorize, gates=gate_config(given, with_target_loss=False),
+                               vectorize=not given.no_vectorize, executor=executor_config(given), gates=gate_config(given, with_target_loss=False),
                                out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
@@ -234,6 +238,6 @@ def sweep_config(given: Given) -> SweepConfig:
             raise ConfigError(flag(name), f"applies to {kind} only")
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
                        num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
-                       steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize,
+                       steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize, executor=executor_config(given),
                        gates=gate_config(given), out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 

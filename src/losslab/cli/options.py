@@ -163,6 +163,12 @@ OPTS: dict[str, Opt] = {
     "lrs": Opt(Optional[str], ("--lrs",), "Grid: explicit comma list of rates instead of --min-lr/--max-lr/--num."),
     "mode": Opt(str, ("--mode",), "Range test schedule: exp (exponential growth) or linear.", "exp"),
     "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.", 100),
+    "executor": Opt(str, ("--executor",), "Where trials train: local (this process, stacked where possible) or "
+                    "process (a pool of --jobs worker processes, each pinned to its share of the cores); the "
+                    "numbers are the same.", "local"),
+    "jobs": Opt(Optional[int], ("--jobs",), "--executor process: worker processes (default: the number of cores)."),
+    "retries": Opt(int, ("--retries",), "--executor process: resubmit a trial whose worker process died (killed, out "
+                   "of memory) this many times before reporting it failed.", 1),
     "no_vectorize": Opt(bool, ("--no-vectorize",), "Run trials one after another instead of stacked in one batched "
                         "computation (the default for supported models and optimizers).", False),
     "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "--task classify: validation accuracy whose first "

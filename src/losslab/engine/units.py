@@ -1,0 +1,41 @@
+"""The units trials train in: `plan` splits a command's specs into one stacked group (where
+`stacked.unsupported` allows) and single trials; `run_unit` trains one unit. Every executor (engine.trials for
+this process, engine.executors for worker processes) runs these same units, so the numbers do not depend on
+where they ran."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from losslab.engine.events import Consumer
+from losslab.engine.problems import Problem
+from losslab.engine.runs import RunResult, RunSpec, execute, run_info
+
+_NO_EVENTS = Consumer()
+
+
+def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> list[list[int]]:
+    """Units of spec indices: the stackable specs as one group (when at least two can stack), then each other
+    spec alone."""
+    from losslab.engine import stacked
+
+    stackable = [i for i, s in enumerate(specs) if stacked.can_stack(s)] if vectorize and len(specs) > 1 else []
+    if len(stackable) < 2 or stacked.unsupported(problem, [specs[i] for i in stackable]) is not None:
+        stackable = []
+    rest = [[i] for i in range(len(specs)) if i not in set(stackable)]
+    return ([stackable] if stackable else []) + rest
+
+
+def run_unit(problem: Problem, indices: Sequence[int], specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *,
+             command: str = "trials", total: Optional[int] = None) -> list[RunResult]:
+    """One unit: a stacked group in one batched computation, or one trial through the run path."""
+    from losslab.engine import stacked
+
+    total = total or len(specs)
+    if len(indices) > 1:
+        results, _ = stacked.run_stacked(problem, [specs[i] for i in indices], events, command=command, total=total)
+        return results
+    (i,) = indices
+    spec = specs[i]
+    model = problem.new_model(spec.seed)  # the seed's initial weights, and the global RNG seeded for the run
+    return [execute(problem, spec, events, info=run_info(problem, spec, command, index=i, total=total), model=model)]

@@ -1,0 +1,85 @@
+"""--executor process: the same units as local, on worker processes; identical numbers; a worker that dies is
+retried; a failing trial does not stop the others."""
+
+import json
+
+import pytest
+
+from losslab.commands.replay import compare
+
+
+def same_numbers(a, b):
+    for doc in (a, b):
+        doc["config"].pop("executor", None)
+    compared, diff = compare(a, b, rtol=0.0)
+    assert diff is None, diff
+    return compared
+
+
+@pytest.mark.parametrize("args", [
+    # not stackable (dropout): one unit per trial, spread over the workers
+    ["compare-optimizers", "--task", "classify", "--dataset", "blobs", "--dropout", "0.2", "--optims", "sgd,adam",
+     "--seeds", "2", "--epochs", "5"],
+    # stackable: one stacked unit, trained the same way in a worker
+    ["lr-sweep", "--lrs", "0.01,0.1,0.3", "--seeds", "2", "--epochs", "50"],
+])
+def test_process_executor_gives_identical_results(cli, args):
+    local = cli(*args, "--json")
+    pooled = cli(*args, "--json", "--executor", "process", "--jobs", "2")
+    assert local.exit_code == pooled.exit_code == 0, pooled.stderr
+    assert same_numbers(local.json(), pooled.json()) > 40
+
+
+DYING = '''
+import multiprocessing, os, pathlib
+import torch
+
+MARKER = pathlib.Path(os.environ["LOSSLAB_TEST_MARKER"])
+
+
+def dying(pred, target):
+    """Kills the worker process the first time it runs in one (the parent's checks run it in the main process)."""
+    if multiprocessing.current_process().name != "MainProcess" and not MARKER.exists():
+        MARKER.write_text("died once")
+        os._exit(9)
+    return torch.nn.functional.mse_loss(pred, target)
+
+
+def failing(pred, target):
+    if multiprocessing.current_process().name != "MainProcess":
+        raise ValueError("this loss fails in workers")
+    return torch.nn.functional.mse_loss(pred, target)
+'''
+
+
+def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, tmp_path, monkeypatch):
+    (tmp_path / "dyingloss.py").write_text(DYING)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("LOSSLAB_TEST_MARKER", str(tmp_path / "marker"))
+    common = ["compare-losses", "--losses", "mse,dyingloss:dying", "--seeds", "1", "--epochs", "20", "--json",
+              "--executor", "process", "--jobs", "2", "--no-check-loss"]
+    run = cli(*common)
+    assert run.exit_code == 0, run.stderr
+    assert (tmp_path / "marker").exists()  # a worker did die
+    doc = run.json()
+    assert all(r["status"] == "ok" for entry in doc["losses"].values() for r in entry["runs"])
+    (tmp_path / "marker").unlink()
+    run = cli(*common, "--retries", "0")
+    doc = run.json()
+    dead = doc["losses"]["dyingloss:dying"]["runs"][0]
+    assert dead["status"] == "error" and "worker process" in dead["error"]
+    assert doc["losses"]["mse"]["runs"][0]["status"] == "ok"
+    failing = cli("compare-losses", "--losses", "mse,dyingloss:failing", "--seeds", "1", "--epochs", "20", "--json",
+                  "--executor", "process", "--jobs", "2", "--no-check-loss").json()
+    bad = failing["losses"]["dyingloss:failing"]["runs"][0]
+    assert bad["status"] == "error" and "this loss fails in workers" in bad["error"]
+    assert failing["losses"]["mse"]["runs"][0]["status"] == "ok"
+
+
+def test_executor_options_are_checked(cli):
+    cli("compare-optimizers", "--executor", "cluster").assert_usage_error("--executor")
+    cli("compare-optimizers", "--executor", "process", "--jobs", "0").assert_usage_error("--jobs")
+    cli("lr-sweep", "--jobs", "2").assert_usage_error("--jobs")
+    cli("compare-losses", "--retries", "-1").assert_usage_error("--retries")
