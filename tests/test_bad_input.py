@@ -71,6 +71,12 @@ MATRIX = [
     (["lr-sweep", "--config", "/no/such.toml"], "--config"),
     (["replay", "/no/such.json"], "RESULT"),
     (["replay", "/no/such.json", "--rtol", "nan"], "--rtol"),
+    (["compare-optimizers", "--executor", "cluster"], "--executor"),
+    (["lr-sweep", "--jobs", "3"], "--jobs"),
+    (["compare-losses", "--executor", "process", "--jobs", "0"], "--jobs"),
+    (["compare-optimizers", "--ray-address", "auto"], "--ray-address"),
+    (["lr-sweep", "--executor", "ray", "--cpus-per-trial", "-1"], "--cpus-per-trial"),
+    (["compare-losses", "--retries", "11"], "--retries"),
     # compare-optimizers
     (["compare-optimizers", "--tune", "--lr", "0.1"], "--lr"),
     (["compare-optimizers", "--tune-grid", "0.1,1"], "--tune-grid"),

@@ -2,6 +2,7 @@
 retried; a failing trial does not stop the others."""
 
 import json
+import os
 
 import pytest
 
@@ -31,22 +32,29 @@ def test_process_executor_gives_identical_results(cli, args):
 
 
 DYING = '''
-import multiprocessing, os, pathlib
+import os, pathlib
 import torch
 
+# read when the module is imported in the losslab process; a Ray worker gets the values with the loss (by value)
 MARKER = pathlib.Path(os.environ["LOSSLAB_TEST_MARKER"])
+PARENT = int(os.environ["LOSSLAB_TEST_PARENT"])
+
+
+def in_worker():
+    """Whether this is a worker (pool process or Ray worker), not the losslab process the test runs."""
+    return os.getpid() != PARENT
 
 
 def dying(pred, target):
     """Kills the worker process the first time it runs in one (the parent's checks run it in the main process)."""
-    if multiprocessing.current_process().name != "MainProcess" and not MARKER.exists():
+    if in_worker() and not MARKER.exists():
         MARKER.write_text("died once")
         os._exit(9)
     return torch.nn.functional.mse_loss(pred, target)
 
 
 def failing(pred, target):
-    if multiprocessing.current_process().name != "MainProcess":
+    if in_worker():
         raise ValueError("this loss fails in workers")
     return torch.nn.functional.mse_loss(pred, target)
 '''
@@ -58,6 +66,7 @@ def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, tmp_path,
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setenv("LOSSLAB_TEST_MARKER", str(tmp_path / "marker"))
+    monkeypatch.setenv("LOSSLAB_TEST_PARENT", str(os.getpid()))
     common = ["compare-losses", "--losses", "mse,dyingloss:dying", "--seeds", "1", "--epochs", "20", "--json",
               "--executor", "process", "--jobs", "2", "--no-check-loss"]
     run = cli(*common)

@@ -222,7 +222,7 @@ class TrainConfig:
             raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
 
 
-EXECUTORS = ("local", "process")
+EXECUTORS = ("local", "process", "ray")
 
 
 @dataclass(frozen=True)
@@ -231,11 +231,24 @@ class ExecutorConfig:
 
     name: str = "local"
     jobs: Optional[int] = None  # process: worker processes (default: the number of cores)
-    retries: int = 1  # process: resubmissions of a unit whose worker process died
+    retries: int = 1  # resubmissions of a unit whose worker process died
+    ray_address: Optional[str] = None  # ray: None starts a local runtime; "auto" or host:port joins a cluster
+    cpus_per_trial: float = 1.0  # ray: CPUs each task asks for
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
             raise ConfigError("--executor", f"unknown executor {self.name!r}; choose from: {', '.join(EXECUTORS)}")
+        if self.name == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise ConfigError("--executor", "ray needs Ray installed: pip install 'losslab[ray]'")
+        if self.name != "ray" and (self.ray_address is not None or self.cpus_per_trial != 1.0):
+            raise ConfigError("--ray-address" if self.ray_address is not None else "--cpus-per-trial",
+                              "applies to --executor ray")
+        check_finite("--cpus-per-trial", self.cpus_per_trial)
+        if not 0 < self.cpus_per_trial <= 1024:
+            raise ConfigError("--cpus-per-trial", f"must be a positive number of CPUs (got {self.cpus_per_trial:g})")
         if self.jobs is not None and not 1 <= self.jobs <= 256:
             raise ConfigError("--jobs", f"must be from 1 to 256 (got {self.jobs})")
         if self.jobs is not None and self.name == "local":

@@ -117,7 +117,8 @@ def parse_bytes(option: str, text: Optional[str]) -> Optional[int]:
 
 
 def executor_config(given: Given) -> ExecutorConfig:
-    return ExecutorConfig(**_set(name=given.executor, jobs=given.jobs, retries=given.retries))
+    return ExecutorConfig(**_set(name=given.executor, jobs=given.jobs, retries=given.retries,
+                                 ray_address=given.ray_address, cpus_per_trial=given.cpus_per_trial))
 
 
 def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:

@@ -163,9 +163,14 @@ OPTS: dict[str, Opt] = {
     "lrs": Opt(Optional[str], ("--lrs",), "Grid: explicit comma list of rates instead of --min-lr/--max-lr/--num."),
     "mode": Opt(str, ("--mode",), "Range test schedule: exp (exponential growth) or linear.", "exp"),
     "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.", 100),
-    "executor": Opt(str, ("--executor",), "Where trials train: local (this process, stacked where possible) or "
-                    "process (a pool of --jobs worker processes, each pinned to its share of the cores); the "
-                    "numbers are the same.", "local"),
+    "executor": Opt(str, ("--executor",), "Where trials train: local (this process, stacked where possible), "
+                    "process (a pool of --jobs worker processes, each pinned to its share of the cores) or ray "
+                    "(Ray tasks on a local runtime or a cluster; pip install 'losslab[ray]'); the numbers are the "
+                    "same.", "local"),
+    "ray_address": Opt(Optional[str], ("--ray-address",), "--executor ray: join this cluster (auto: the one `ray "
+                       "start` made on this machine; or host:port); default: start a local Ray runtime."),
+    "cpus_per_trial": Opt(float, ("--cpus-per-trial",), "--executor ray: CPUs each trial asks for (and its "
+                          "torch thread count).", 1.0),
     "jobs": Opt(Optional[int], ("--jobs",), "--executor process: worker processes (default: the number of cores)."),
     "retries": Opt(int, ("--retries",), "--executor process: resubmit a trial whose worker process died (killed, out "
                    "of memory) this many times before reporting it failed.", 1),

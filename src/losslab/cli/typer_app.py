@@ -253,7 +253,7 @@ def classify(given: Given) -> int:
 
 @app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize", "executor", "jobs", "retries",
+@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize", "executor", "jobs", "retries", "ray_address", "cpus_per_trial",
          *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect", "target_loss")
 def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
@@ -267,7 +267,7 @@ def compare_optimizers(given: Given) -> int:
 
 @app.command("compare-losses", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", "executor", "jobs", "retries", *OPTIM,
+@options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", "executor", "jobs", "retries", "ray_address", "cpus_per_trial", *OPTIM,
          *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
 def compare_losses(given: Given) -> int:
     """What each loss does to a fit: the same model, initial weights and data order trained with several losses
@@ -320,7 +320,7 @@ def replay(
 
 @app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize", "executor", "jobs", "retries",
+@options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize", "executor", "jobs", "retries", "ray_address", "cpus_per_trial",
          "target_accuracy",
          *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect", "target_loss",
          seeds=1)

@@ -54,6 +54,17 @@ def replay_events(problem: Any, results: Sequence[RunResult], indices: Sequence[
         events.on_run_end(info, result)
 
 
+def prepare(problem: Any, specs: Sequence[RunSpec]) -> None:
+    """Build every loss the specs name in this process before the problem is shipped: workers then need no
+    import of a user's loss module (on a cluster it may not exist), and each loss is checked once. A loss that
+    fails to build fails its trials in the workers, as it would locally."""
+    for spec in specs:
+        try:
+            problem.loss_for(spec.loss)
+        except Exception:
+            pass
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -68,6 +79,7 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
                           "local; its DataLoader workers already use the cores")
     jobs = max(1, min(jobs or cores(), len(units)))
     threads = max(1, cores() // jobs)
+    prepare(problem, specs)
     payload = pickle.dumps(problem)
     total = len(specs)
     specs = list(specs)
@@ -110,3 +122,113 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
                                            "included")
     out = [r if r is not None else RunResult(specs[i], "not run") for i, r in enumerate(results)]
     return out, interrupted
+
+
+# --- Ray -----------------------------------------------------------------------------------------
+
+_cached: dict[str, Any] = {}  # a Ray worker's problems, by payload digest (workers are reused across tasks)
+
+
+def _ray_unit(payload: bytes, digest: str, indices: list[int], specs: list[RunSpec], command: str, total: int,
+              threads: int) -> list[RunResult]:
+    """One unit as a Ray task: the problem unpickled once per worker process, the thread count set per task."""
+    import torch
+
+    from losslab.engine.units import run_unit
+
+    torch.set_num_threads(threads)  # Ray reuses worker processes; torch keeps the count it first used
+    if digest not in _cached:
+        _cached.clear()
+        _cached[digest] = pickle.loads(payload)  # cloudpickle's output loads with pickle
+    return run_unit(_cached[digest], indices, specs, Consumer(), command=command, total=total)
+
+
+def ray_payload(problem: Any, specs: Sequence[RunSpec]) -> bytes:
+    """The problem for Ray workers, with cloudpickle: a user's loss from a module that is not installed (a file in
+    the current folder, `--loss mylosses:huber`) travels by value, so it works on every node of a cluster."""
+    import sys
+
+    from ray import cloudpickle
+
+    names = {problem.loss_cfg.name, *(s.loss.name for s in specs if s.loss is not None)}
+    for name in names:
+        module = sys.modules.get(name.split(":")[0]) if ":" in name else None
+        where = getattr(module, "__file__", "") or ""
+        if module is not None and "site-packages" not in where and "dist-packages" not in where:
+            cloudpickle.register_pickle_by_value(module)
+    return cloudpickle.dumps(problem)
+
+
+def connect(address: Optional[str]) -> bool:
+    """Join the cluster at `address` ("auto": the one `ray start` made; host:port), or start a local runtime
+    (no dashboard; token auth off unless RAY_AUTH_MODE says otherwise, so nothing is written to the home
+    folder). Returns whether this call started the runtime (and so must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=cores(), **kwargs)
+    else:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            from losslab.errors import ConfigError
+
+            raise ConfigError("--ray-address", f"cannot join a Ray cluster at {address}: {exc}") from None
+    return True
+
+
+def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], events: Consumer, *,
+            command: str, address: Optional[str], cpus_per_trial: float, retries: int) -> tuple[list[RunResult], bool]:
+    """Each unit a Ray task asking for `cpus_per_trial` CPUs (and a GPU when the run is on CUDA); results
+    collected with ray.wait as they finish, in any order."""
+    import hashlib
+
+    import ray
+
+    started = connect(address)
+    try:
+        prepare(problem, specs)
+        payload = ray_payload(problem, specs)
+        digest = hashlib.sha256(payload).hexdigest()
+        payload_ref = ray.put(payload)
+        gpus = 1 if str(getattr(problem, "device", "cpu")).startswith("cuda") else 0
+        task = ray.remote(_ray_unit).options(num_cpus=cpus_per_trial, num_gpus=gpus, max_retries=retries,
+                                             retry_exceptions=False)
+        threads = max(1, int(cpus_per_trial))
+        total = len(specs)
+        specs = list(specs)
+        refs = {task.remote(payload_ref, digest, units[u], specs, command, total, threads): u
+                for u in range(len(units))}
+        results: list[Optional[RunResult]] = [None] * total
+        interrupted = False
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                u = refs[done[0]]
+                try:
+                    unit_results = ray.get(done[0])
+                except ray.exceptions.RayError as exc:
+                    reason = ("the worker process running it died (killed or out of memory), "
+                              f"{retries} retr{'y' if retries == 1 else 'ies'} included"
+                              if isinstance(exc, (ray.exceptions.WorkerCrashedError,
+                                                  ray.exceptions.NodeDiedError)) else
+                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+                    unit_results = [RunResult(specs[i], "error", error=reason) for i in units[u]]
+                for i, r in zip(units[u], unit_results):
+                    results[i] = r
+                replay_events(problem, unit_results, units[u], events, command, total)
+                interrupt.check()
+        except KeyboardInterrupt:
+            interrupted = True
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        out = [r if r is not None else RunResult(specs[i], "not run") for i, r in enumerate(results)]
+        return out, interrupted
+    finally:
+        if started:
+            ray.shutdown()

@@ -32,6 +32,11 @@ def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _N
 
         return run_process(problem, specs, units, events, command=command, jobs=executor.jobs,
                            retries=executor.retries)
+    if executor is not None and executor.name == "ray":
+        from losslab.engine.executors import run_ray
+
+        return run_ray(problem, specs, units, events, command=command, address=executor.ray_address,
+                       cpus_per_trial=executor.cpus_per_trial, retries=executor.retries)
     results: list[Optional[RunResult]] = [None] * len(specs)
     interrupted = False
     for unit in units:
