@@ -32,6 +32,7 @@ bench: setup
 	$(PY) benchmarks/bench_compare_losses.py
 	$(PY) benchmarks/bench_vectorized.py
 	$(PY) benchmarks/bench_imagefolder.py
+	$(PY) benchmarks/bench_executors.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
