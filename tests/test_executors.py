@@ -3,6 +3,7 @@ retried; a failing trial does not stop the others."""
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -17,13 +18,16 @@ def same_numbers(a, b):
     return compared
 
 
-@pytest.mark.parametrize("args", [
+SWEEPS = [
     # not stackable (dropout): one unit per trial, spread over the workers
     ["compare-optimizers", "--task", "classify", "--dataset", "blobs", "--dropout", "0.2", "--optims", "sgd,adam",
      "--seeds", "2", "--epochs", "5"],
     # stackable: one stacked unit, trained the same way in a worker
     ["lr-sweep", "--lrs", "0.01,0.1,0.3", "--seeds", "2", "--epochs", "50"],
-])
+]
+
+
+@pytest.mark.parametrize("args", SWEEPS)
 def test_process_executor_gives_identical_results(cli, args):
     local = cli(*args, "--json")
     pooled = cli(*args, "--json", "--executor", "process", "--jobs", "2")
@@ -62,6 +66,7 @@ def failing(pred, target):
 
 def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, tmp_path, monkeypatch):
     (tmp_path / "dyingloss.py").write_text(DYING)
+    monkeypatch.delitem(sys.modules, "dyingloss", raising=False)  # another test's copy reads another marker
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))

@@ -3,12 +3,13 @@ the same numbers as local and process, a killed worker's trial retried, failures
 
 import json
 import os
+import sys
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_executors import DYING, same_numbers  # noqa: E402
+from test_executors import DYING, SWEEPS, same_numbers  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -19,23 +20,19 @@ def runtime():
     ray.shutdown()
 
 
-@pytest.mark.parametrize("args", [
-    ["compare-optimizers", "--task", "classify", "--dataset", "blobs", "--dropout", "0.2", "--optims", "sgd,adam",
-     "--seeds", "2", "--epochs", "5"],
-    ["lr-sweep", "--lrs", "0.01,0.1,0.3", "--seeds", "2", "--epochs", "50"],
-])
-def test_local_process_and_ray_give_the_same_json(cli, args):
+@pytest.mark.parametrize("args", SWEEPS)
+def test_ray_gives_the_same_json_as_local(cli, args):
+    """(test_executors checks process against local: the three executors agree.)"""
     local = cli(*args, "--json")
-    pooled = cli(*args, "--json", "--executor", "process", "--jobs", "2")
     on_ray = cli(*args, "--json", "--executor", "ray")
-    assert local.exit_code == pooled.exit_code == on_ray.exit_code == 0, on_ray.stderr
-    same_numbers(local.json(), on_ray.json())
-    same_numbers(pooled.json(), on_ray.json())
+    assert local.exit_code == on_ray.exit_code == 0, on_ray.stderr
+    assert same_numbers(local.json(), on_ray.json()) > 40
     assert ray.is_initialized()  # the module's runtime was used, not replaced
 
 
 def test_a_killed_ray_worker_is_retried_then_reported(cli, tmp_path, monkeypatch):
     (tmp_path / "dyingloss.py").write_text(DYING)
+    monkeypatch.delitem(sys.modules, "dyingloss", raising=False)  # another test's copy reads another marker
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))

@@ -65,6 +65,14 @@ def prepare(problem: Any, specs: Sequence[RunSpec]) -> None:
             pass
 
 
+def finished(problem: Any, results: list[Optional[RunResult]], unit: Sequence[int], unit_results: Sequence[RunResult],
+             events: Consumer, command: str) -> None:
+    """A unit's results in their places, and its events to the command's consumers."""
+    for i, r in zip(unit, unit_results):
+        results[i] = r
+    replay_events(problem, unit_results, unit, events, command, len(results))
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -101,9 +109,7 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
                     except cf.process.BrokenProcessPool:
                         broken.append(u)
                         continue
-                    for i, r in zip(units[u], unit_results):
-                        results[i] = r
-                    replay_events(problem, unit_results, units[u], events, command, total)
+                    finished(problem, results, units[u], unit_results, events, command)
                     interrupt.check()
             except KeyboardInterrupt:
                 interrupted = True
@@ -219,9 +225,7 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
                                                   ray.exceptions.NodeDiedError)) else
                               f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
                     unit_results = [RunResult(specs[i], "error", error=reason) for i in units[u]]
-                for i, r in zip(units[u], unit_results):
-                    results[i] = r
-                replay_events(problem, unit_results, units[u], events, command, total)
+                finished(problem, results, units[u], unit_results, events, command)
                 interrupt.check()
         except KeyboardInterrupt:
             interrupted = True
