@@ -79,15 +79,37 @@ CODES = ("diverged", "oscillating", "plateau", "vanishing-gradients", "exploding
          "slow-convergence")
 
 
+class Records(list):  # type: ignore[type-arg]
+    """A run's records with what several rules read computed once (the finite training losses)."""
+
+    @property
+    def losses(self) -> list[float]:
+        if not hasattr(self, "_losses"):
+            self._losses = [r["train_loss"] for r in self
+                            if isinstance(r.get("train_loss"), float) and math.isfinite(r["train_loss"])]
+        return self._losses
+
+
 def diagnose(records: Sequence[Record], context: Context) -> list[Finding]:
-    """Every rule's finding for one run, in the order of CODES."""
+    """Every rule's finding for one run, in the order of CODES; slow-convergence only when the loss is neither
+    growing, swinging nor stuck (those findings say it better)."""
     if context.status in ("interrupted", "error"):
         return []  # a partial run: its trend says nothing
-    return [f for f in (RULES[code](records, context) for code in CODES) if f is not None]
+    view = Records(records)
+    found: list[Finding] = []
+    for code in CODES:
+        if code == "slow-convergence" and any(f.code in ("diverged", "oscillating", "plateau") for f in found):
+            continue
+        finding = RULES[code](view, context)
+        if finding is not None:
+            found.append(finding)
+    return found
 
 
 def _losses(records: Sequence[Record]) -> list[float]:
-    return [r["train_loss"] for r in records if isinstance(r.get("train_loss"), float) and math.isfinite(r["train_loss"])]
+    if isinstance(records, Records):
+        return records.losses
+    return Records(records).losses
 
 
 def _g(x: float) -> str:
@@ -197,12 +219,11 @@ def _weights(record: Record) -> list[str]:
 
 @rule("vanishing-gradients")
 def _vanishing(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
-    usable = [r for r in records if len(_weights(r)) >= 2]
-    if not usable:
+    keys = _weights(records[0]) if records else []
+    if len(keys) < 2:
         return None
-    keys = _weights(usable[0])
     first, last = keys[0], keys[-1]
-    ratios = [r[first] / r[last] if r.get(last) else math.inf for r in usable if first in r and last in r]
+    ratios = [r[first] / r[last] if r.get(last) else math.inf for r in records if first in r and last in r]
     below = sum(ratio < VANISHING_RATIO for ratio in ratios)
     if not ratios or below <= VANISHING_SHARE * len(ratios):
         return None
@@ -259,8 +280,6 @@ def _overfitting(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
 def _slow(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     if ctx.status != "ok" or ctx.optimum_params is None or not ctx.params:
         return None
-    if any(RULES[code](records, ctx) is not None for code in ("diverged", "oscillating", "plateau")):
-        return None  # not slow: growing, swinging or stuck, and said so
     names = list(ctx.optimum_params)
     if any(n not in ctx.params or not math.isfinite(ctx.params[n]) for n in names):
         return None
