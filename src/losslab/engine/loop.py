@@ -107,15 +107,10 @@ class Clipper:
 
     def __init__(self, params: Sequence[torch.Tensor], norm: Optional[float], value: Optional[float]):
         self.params, self.norm, self.value = list(params), norm, value
+        self.on = norm is not None or value is not None
         self.steps = self.active = 0
 
-    @property
-    def on(self) -> bool:
-        return self.norm is not None or self.value is not None
-
     def __call__(self) -> None:
-        if not self.on:
-            return
         active = False
         grads = [p.grad for p in self.params if p.grad is not None]
         if self.value is not None and grads:
@@ -234,7 +229,8 @@ def fit(
                 optimizer.zero_grad()
                 loss = loss_fn(model(xb), yb)
                 loss.backward()
-                clip()
+                if clip.on:
+                    clip()
                 return loss
 
             loss = measured(lambda: optimizer.step(closure)) if last else optimizer.step(closure)
@@ -246,13 +242,15 @@ def fit(
             return value  # do not step on a non-finite loss
         optimizer.zero_grad()
         loss.backward()
-        clip()
+        if clip.on:
+            clip()
         if last:
             measured(optimizer.step)
         else:
             optimizer.step()
         return value
 
+    full_x, full_y = source.full() if full_batch else (None, None)  # the one batch of full-batch training
     batch_events = wants_batches(events)
     batches = 1 if full_batch else math.ceil(n / (batch_size or n))
     start = time.perf_counter()
@@ -262,7 +260,7 @@ def fit(
             model.train()
             stop_now = False
             if full_batch:
-                train_loss = step(*source.full(), last=True)
+                train_loss = step(full_x, full_y, last=True)
                 if schedule is not None:
                     schedule.after_batch()
                 stop_now = on_step is not None and on_step(train_loss)
