@@ -64,7 +64,9 @@ def failing(pred, target):
 '''
 
 
-def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, tmp_path, monkeypatch):
+@pytest.fixture
+def dying_loss(tmp_path, monkeypatch):
+    """dyingloss.py in the current folder, importable by workers; returns the marker a dying worker leaves."""
     (tmp_path / "dyingloss.py").write_text(DYING)
     monkeypatch.delitem(sys.modules, "dyingloss", raising=False)  # another test's copy reads another marker
     monkeypatch.chdir(tmp_path)
@@ -72,19 +74,27 @@ def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, tmp_path,
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setenv("LOSSLAB_TEST_MARKER", str(tmp_path / "marker"))
     monkeypatch.setenv("LOSSLAB_TEST_PARENT", str(os.getpid()))
+    return tmp_path / "marker"
+
+
+def retried_then_reported(cli, marker, executor):
+    """A worker killed mid-trial: retried once by default (every run ends ok), reported failed with --retries 0
+    while the other loss's run is unaffected."""
     common = ["compare-losses", "--losses", "mse,dyingloss:dying", "--seeds", "1", "--epochs", "20", "--json",
-              "--executor", "process", "--jobs", "2", "--no-check-loss"]
+              "--no-check-loss", *executor]
     run = cli(*common)
     assert run.exit_code == 0, run.stderr
-    assert (tmp_path / "marker").exists()  # a worker did die
-    doc = run.json()
-    assert all(r["status"] == "ok" for entry in doc["losses"].values() for r in entry["runs"])
-    (tmp_path / "marker").unlink()
-    run = cli(*common, "--retries", "0")
-    doc = run.json()
+    assert marker.exists()  # a worker did die
+    assert all(r["status"] == "ok" for entry in run.json()["losses"].values() for r in entry["runs"])
+    marker.unlink()
+    doc = cli(*common, "--retries", "0").json()
     dead = doc["losses"]["dyingloss:dying"]["runs"][0]
     assert dead["status"] == "error" and "worker process" in dead["error"]
     assert doc["losses"]["mse"]["runs"][0]["status"] == "ok"
+
+
+def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, dying_loss):
+    retried_then_reported(cli, dying_loss, ["--executor", "process", "--jobs", "2"])
     failing = cli("compare-losses", "--losses", "mse,dyingloss:failing", "--seeds", "1", "--epochs", "20", "--json",
                   "--executor", "process", "--jobs", "2", "--no-check-loss").json()
     bad = failing["losses"]["dyingloss:failing"]["runs"][0]
