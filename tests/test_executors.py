@@ -1,7 +1,6 @@
 """--executor process: the same units as local, on worker processes; identical numbers; a worker that dies is
 retried; a failing trial does not stop the others."""
 
-import json
 import os
 import sys
 

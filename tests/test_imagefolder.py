@@ -1,7 +1,6 @@
 """Image folders (torchvision ImageFolder), streaming through a DataLoader, and the textbook batch order:
 the same seed gives the same numbers in memory, streamed, and in a hand-written DataLoader loop."""
 
-import json
 import os
 
 import numpy as np

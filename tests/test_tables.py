@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from losslab.components.tables import read_table
-from losslab.errors import ConfigError
 
 
 def write(path, rows, delimiter=",", bom=False, newline="\n", quote=csv.QUOTE_MINIMAL):

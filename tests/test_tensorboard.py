@@ -2,7 +2,6 @@
 scalar, with the run's history."""
 
 import csv
-import json
 import math
 
 import pytest
