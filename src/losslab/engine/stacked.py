@@ -104,6 +104,21 @@ def optimizer_groups(specs: Sequence[RunSpec]) -> list[list[int]]:
     return list(groups.values())
 
 
+def _mse_per_run(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(K,) mean squared error of each run's (B, 1) predictions: MSELoss's reduction, without vmap's per-call
+    overhead (a quarter of a stacked regression sweep's time)."""
+    return (out - y).pow(2).mean(dim=(1, 2))
+
+
+def batched_loss(problem: Problem, spec: RunSpec, fn: Any) -> tuple[Any, Any]:
+    """The loss of a segment for all its runs at once: (shared targets, per-run targets). The regression MSE
+    in closed form; any other loss through vmap."""
+    cfg = spec.loss or problem.loss_cfg
+    if problem.task == "regression" and cfg.name == "mse":
+        return _mse_per_run, _mse_per_run
+    return torch.func.vmap(fn, in_dims=(0, None)), torch.func.vmap(fn, in_dims=(0, 0))
+
+
 def loss_segments(problem: Problem, specs: Sequence[RunSpec]) -> list[tuple[int, int, Any]]:
     """(start, stop, loss function) for each maximal run of consecutive specs that share a loss."""
     segments: list[tuple[int, int, Any]] = []
@@ -278,8 +293,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         optimizers.append(BatchedOptimizer(stacked_update(first.name), hyperparameters(first), model.params, lrs,
                                            start_i, stop_i))
         start_i = stop_i
-    segments = [(a, b, torch.func.vmap(fn, in_dims=(0, None)), torch.func.vmap(fn, in_dims=(0, 0)))
-                for a, b, fn in loss_segments(problem, specs)]
+    segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
     x, y = problem.x, problem.y
     n = x.shape[0]
     full_batch = cfg.batch_size is None or cfg.batch_size >= n
