@@ -307,6 +307,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     schedules = _carrier_schedules(problem, specs, len(batch_starts(n, cfg.batch_size)))
     if schedules:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial rate)
         _apply_rates(optimizers, schedules)
+    clipping = cfg.clip_grad_norm is not None or cfg.clip_grad_value is not None
     alive = [True] * k
     diverged_at: list[Optional[int]] = [None] * k
     frozen: dict[int, list[torch.Tensor]] = {}
@@ -357,7 +358,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 for p in model.params:
                     p.grad = None
                 losses.sum().backward()
-                clipped += _clip(model.params, cfg.clip_grad_norm, cfg.clip_grad_value)
+                if clipping:
+                    clipped += _clip(model.params, cfg.clip_grad_norm, cfg.clip_grad_value)
                 if b == len(batches) - 1:
                     before = [p.detach().clone() for p in model.params]
                 for optimizer in optimizers:
@@ -374,7 +376,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             norms = _per_trial_norm(model.params).tolist()
             layers = _per_trial_layer_norms(model.params, layer_names)
             ratios = _per_trial_update_ratios(model.params, before, layer_names)
-            clip_fraction = (clipped / len(batches)).tolist() if cfg.clip_grad_norm or cfg.clip_grad_value else None
+            clip_fraction = (clipped / len(batches)).tolist() if clipping else None
             tracked = None
             if names is not None:
                 w, b = model.params[0].detach().reshape(k, -1).tolist(), model.params[1].detach().reshape(k, -1).tolist()
