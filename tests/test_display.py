@@ -88,3 +88,18 @@ def test_many_run_reports_fit_an_80_column_terminal():
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "0.01 (tuned)" in text or "0.1 (tuned)" in text  # the cells are whole, not cut
+
+
+def test_the_live_table_keeps_layer_columns_for_wide_terminals_only():
+    import io
+
+    from rich.console import Console
+
+    from losslab.outputs.display import ProgressDisplay, epoch_columns
+
+    def keys(width):
+        console = Console(file=io.StringIO(), width=width, force_terminal=True)
+        return [c.key for c in ProgressDisplay(console, epoch_columns([]), live=True).columns]
+
+    assert "layer_min" not in keys(80) and "layer_max" not in keys(80)
+    assert "layer_min" in keys(140) and "layer_max" in keys(140)

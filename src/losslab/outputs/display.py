@@ -57,6 +57,7 @@ class Column:
     key: str
     header: str
     spec: str = ".6g"
+    wide_only: bool = False  # shown in the live table only where the terminal has room (WIDE columns)
 
     def cell(self, record: dict[str, Any], ctx: Optional[dict[str, Any]] = None) -> str:
         """`ctx` carries the run's `samples` and `first_epoch` for the rate columns."""
@@ -86,7 +87,9 @@ def layer_extreme(record: dict[str, Any], smallest: bool) -> str:
     return f"{value:.2g} {name}"
 
 
-LAYER_COLUMNS = (Column("layer_min", "min layer grad"), Column("layer_max", "max layer grad"))
+LAYER_COLUMNS = (Column("layer_min", "min layer grad", wide_only=True),
+                 Column("layer_max", "max layer grad", wide_only=True))
+WIDE = 120  # terminal columns from which the live table shows the wide_only columns
 
 
 def epoch_columns(extra: Sequence[Column]) -> list[Column]:
@@ -134,9 +137,10 @@ class ProgressDisplay(Consumer):
     def __init__(self, console: "Console | PlainConsole", columns: Sequence[Column], *, quiet: bool = False,
                  live: Optional[bool] = None, max_rows: int = 10):
         self.console = console
-        self.columns = list(columns)
         self.quiet = quiet
         self.use_live = console.is_terminal if live is None else live
+        narrow = self.use_live and getattr(console, "width", WIDE) < WIDE  # an 80-column table stays readable
+        self.columns = [c for c in columns if not (narrow and c.wide_only)]
         self.max_rows = max_rows
         self.total = 0
         self.interval = 1
