@@ -108,7 +108,8 @@ def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, t
         grid = np.full((len(runs), length), np.inf)
         for i, r in enumerate(runs):
             grid[i, :len(r)] = [v if math.isfinite(v) else np.inf for v in r]
-        q1, med, q3 = np.percentile(grid, [25, 50, 75], axis=0)
+        with np.errstate(invalid="ignore"):  # inf (unfinished runs) minus inf is nan there: not drawn
+            q1, med, q3 = np.percentile(grid, [25, 50, 75], axis=0)
         epochs = np.arange(1, length + 1)
         shown = np.isfinite(med) & (med > 0)
         if shown.any():
