@@ -30,6 +30,7 @@ from losslab.engine.batches import epoch_order
 from losslab.engine.loop import batch_generator, epoch_record, settle_status
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run, run_info
+from losslab.engine.stacked_records import History
 
 _LAYERS = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten, nn.LogSoftmax)
 
@@ -132,16 +133,35 @@ def loss_segments(problem: Problem, specs: Sequence[RunSpec]) -> list[tuple[int,
 
 
 class StackedModel:
-    """Parameters of K copies of a Linear/activation/Flatten/LogSoftmax stack, each (K, ...), as autograd leaves."""
+    """K copies of a Linear/activation/Flatten/LogSoftmax stack in one (K, P) tensor `flat` (run k's parameters
+    are row k, in `named_parameters` order); `params` are (K, ...) views of it that autograd treats as leaves, so
+    the optimizer, the clipping and the per-epoch statistics touch one tensor instead of one per layer."""
 
     def __init__(self, templates: Sequence[nn.Module]):
         self.k = len(templates)
         self.layers = _layers(templates[0])
+        self.flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in templates])
         self.params: list[torch.Tensor] = []
-        per_model = [list(m.parameters()) for m in templates]
-        for i in range(len(per_model[0])):
-            stacked = torch.stack([ps[i].detach() for ps in per_model]).clone()
-            self.params.append(stacked.requires_grad_(True))
+        self.bounds: list[tuple[int, int]] = []
+        offset = 0
+        for p in templates[0].parameters():
+            size = p.numel()
+            self.params.append(self.flat[:, offset:offset + size].view(self.k, *p.shape).requires_grad_(True))
+            self.bounds.append((offset, offset + size))
+            offset += size
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def gradient(self) -> torch.Tensor:
+        """(K, P) the last backward's gradients, laid out like `flat`."""
+        return torch.cat([p.grad.reshape(self.k, -1) if p.grad is not None else torch.zeros_like(p).reshape(self.k, -1)
+                          for p in self.params], dim=1)
+
+    def per_layer(self, values: torch.Tensor) -> torch.Tensor:
+        """(K, L) sums of a (K, P) tensor over each parameter tensor's columns."""
+        return torch.stack([values[:, a:b].sum(dim=1) for a, b in self.bounds], dim=1)
 
     def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """x is (B, ...) for all trials (shared) or (K, B, ...); returns (K, B, outputs)."""
@@ -164,43 +184,44 @@ class StackedModel:
             h = h.expand(self.k, *h.shape)
         return h
 
-    def load_into(self, model: nn.Module, k: int) -> nn.Module:
+    def load_into(self, model: nn.Module, k: int, row: Optional[torch.Tensor] = None) -> nn.Module:
+        """Run k's parameters (or a saved copy of its row) into a model of the template's layout."""
+        row = self.flat[k] if row is None else row
         with torch.no_grad():
-            for p, stacked in zip(model.parameters(), self.params):
-                p.copy_(stacked[k])
+            for p, (a, b) in zip(model.parameters(), self.bounds):
+                p.copy_(row[a:b].view_as(p))
         return model
 
 
 class BatchedOptimizer:
-    """torch.optim's single-tensor updates with a per-run learning rate, on the slice [start, stop) of the
-    stacked parameters (in-place through views); `kind` is the registry entry's `stacked` update."""
+    """torch.optim's single-tensor updates with a per-run learning rate, on the rows [start, stop) of the stacked
+    (K, P) parameters (in place, through a view); `kind` is the registry entry's `stacked` update. The updates are
+    elementwise, so one update of the whole row block gives each run exactly what its own optimizer would."""
 
-    def __init__(self, kind: str, hyper: dict[str, Any], params: Sequence[torch.Tensor], lr: torch.Tensor,
+    def __init__(self, kind: str, hyper: dict[str, Any], flat: torch.Tensor, lr: torch.Tensor,
                  start: int = 0, stop: Optional[int] = None):
-        self.kind, self.h, self.params = kind, hyper, list(params)
-        self.start, self.stop = start, stop if stop is not None else params[0].shape[0]
-        self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
+        self.kind, self.h, self.flat = kind, hyper, flat
+        self.start, self.stop = start, stop if stop is not None else flat.shape[0]
+        self.state: dict[str, torch.Tensor] = {}
         self.step_count = 0
-        self.lr_values = lr
-        self.lr = [lr.view(-1, *([1] * (p.ndim - 1))).to(p) for p in self.params]
+        self.set_rates(lr.tolist())
         self._update = getattr(self, f"_{kind}")
 
     def rates(self) -> list[float]:
         """The learning rate each run of this slice trains with now (what a record's `lr` shows)."""
-        return self.lr_values.tolist()
+        return self.rate_list
 
     def set_rates(self, rates: Sequence[float]) -> None:
         """New per-run rates (a schedule's step); torch.optim reads the group's lr each step, so do we."""
-        self.lr_values = torch.tensor(list(rates), dtype=torch.float64)
-        self.lr = [self.lr_values.view(-1, *([1] * (p.ndim - 1))).to(p) for p in self.params]
+        self.rate_list = list(rates)
+        self.lr = torch.tensor(self.rate_list, dtype=torch.float64).view(-1, 1).to(self.flat)
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, grad: torch.Tensor) -> None:
+        """One update from the (K, P) gradients of every run."""
         self.step_count += 1
         a, b = self.start, self.stop
-        for p, lr, state in zip(self.params, self.lr, self.state):
-            if p.grad is not None:
-                self._update(p[a:b], p.grad[a:b], lr, state)
+        self._update(self.flat[a:b], grad[a:b], self.lr, self.state)
 
     def _sgd(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
         wd, m = self.h.get("weight_decay", 0), self.h.get("momentum", 0)
@@ -262,16 +283,6 @@ class BatchedOptimizer:
         p.addcmul_(g / std, lr, value=-1)
 
 
-def _per_trial_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(K,) global L2 norm of each trial's gradients."""
-    total = None
-    for p in params:
-        if p.grad is not None:
-            sq = p.grad.pow(2).flatten(start_dim=1).sum(dim=1)
-            total = sq if total is None else total + sq
-    return total.sqrt() if total is not None else torch.zeros(1)
-
-
 def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *, command: str = "trials",
                 total: Optional[int] = None) -> tuple[list[RunResult], bool]:
     """Train `specs` stacked; returns their RunResults in the same order, and whether Ctrl-C stopped them."""
@@ -290,7 +301,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         stop_i = start_i + len(group)
         lrs = torch.tensor([specs[i].optim.lr for i in group], dtype=torch.float64)
         first = specs[group[0]].optim
-        optimizers.append(BatchedOptimizer(stacked_update(first.name), hyperparameters(first), model.params, lrs,
+        optimizers.append(BatchedOptimizer(stacked_update(first.name), hyperparameters(first), model.flat, lrs,
                                            start_i, stop_i))
         start_i = stop_i
     segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
@@ -308,9 +319,13 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     if schedules:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial rate)
         _apply_rates(optimizers, schedules)
     clipping = cfg.clip_grad_norm is not None or cfg.clip_grad_value is not None
-    alive = [True] * k
+    # a record is dict(zip(keys, [epoch, *statistics row, lr])): the keys in epoch_record's order
+    layer_keys = {f"grad_norm/{name}": 0.0 for name in layer_names}
+    ratio_keys = {f"update_ratio/{name}": 0.0 for name in layer_names}
+    keys = list(epoch_record(0, 0.0, dict.fromkeys(names, 0.0) if names else None, 0.0, 0.0, layer_keys, ratio_keys,
+                             0.0 if clipping else None))
     diverged_at: list[Optional[int]] = [None] * k
-    frozen: dict[int, list[torch.Tensor]] = {}
+    frozen: dict[int, torch.Tensor] = {}
     status = ["ok"] * k
     interrupted = False
 
@@ -321,13 +336,35 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def freeze(i: int, epoch: int) -> None:
-        alive[i] = False
         diverged_at[i] = epoch
         status[i] = "diverged"
-        frozen[i] = [p[i].detach().clone() for p in model.params]
+        frozen[i] = model.flat[i].clone()
+
+    history = History(k, model.bounds, device, torch.float32 if device.type == "mps" else torch.float64,
+                      with_params=names is not None, clipping=clipping, validation=problem.has_validation,
+                      every_epoch=bool(schedules))
+
+    def emit() -> None:
+        """Records for the epochs the history holds, each run's in epoch order, handed to the consumers."""
+        for epoch, rates, elapsed, per_run, valid in history.rows():
+            for i, info in enumerate(infos):
+                if diverged_at[i] is not None and diverged_at[i] < epoch:
+                    continue
+                rec = dict(zip(keys, [epoch, *per_run[i], rates[i]]))
+                if diverged_at[i] == epoch:
+                    rec["train_loss"] = math.nan
+                elif valid is not None:
+                    rec["valid_loss"], rec["valid_acc"] = valid[i]
+                rec["elapsed_s"] = elapsed
+                records[i].append(rec)
+                events.on_epoch_end(info, rec)
+            if schedules:
+                for i, (carrier, schedule) in enumerate(schedules):
+                    if diverged_at[i] is None:
+                        schedule.after_epoch(valid[i][0] if valid is not None else per_run[i][0])
+                _apply_rates(optimizers, schedules)
 
     start = time.perf_counter()
-    epoch = 0
     try:
         for info in infos:
             events.on_run_begin(info)
@@ -345,25 +382,26 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                     else:
                         idx = torch.stack([perms[g][i:i + cfg.batch_size] for g in spec_gen])
                         batches.append((x[idx], y[idx], False, idx.shape[1]))
-            total_loss = torch.zeros(k, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
-            clipped = torch.zeros(k, dtype=torch.float64)
-            before: list[torch.Tensor] = []
+            slot = history.slot
+            total_loss = history.loss[slot].zero_()
+            clipped = history.clipped[slot].zero_()
             for b, (xb, yb, shared, size) in enumerate(batches):
+                model.zero_grad()
                 losses = losses_of(xb, yb, shared)
-                finite = torch.isfinite(losses)
-                if not bool(finite.all()):
-                    for i in torch.nonzero(~finite).flatten().tolist():
-                        if alive[i]:
+                summed = losses.sum()
+                if not math.isfinite(summed.item()):  # some run's loss is not finite: it diverged here
+                    for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist():
+                        if diverged_at[i] is None:
                             freeze(i, epoch)
-                for p in model.params:
-                    p.grad = None
-                losses.sum().backward()
+                summed.backward()
+                grad = model.gradient()
                 if clipping:
-                    clipped += _clip(model.params, cfg.clip_grad_norm, cfg.clip_grad_value)
-                if b == len(batches) - 1:
-                    before = [p.detach().clone() for p in model.params]
+                    clipped += _clip(grad, cfg.clip_grad_norm, cfg.clip_grad_value)
+                if b == len(batches) - 1:  # the epoch's last step: its size and gradients go in the record
+                    history.before[slot].copy_(model.flat)
+                    history.grad[slot].copy_(grad)
                 for optimizer in optimizers:
-                    optimizer.step()
+                    optimizer.step(grad)
                 if schedules:
                     for carrier, schedule in schedules:
                         carrier.step()  # a no-op step keeps torch's optimizer-then-scheduler order
@@ -371,40 +409,22 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                     _apply_rates(optimizers, schedules)
                 total_loss += losses.detach().to(total_loss.dtype) * size
                 interrupt.check()
-            # record
-            train_loss = (total_loss / n).tolist()
-            norms = _per_trial_norm(model.params).tolist()
-            layers = _per_trial_layer_norms(model.params, layer_names)
-            ratios = _per_trial_update_ratios(model.params, before, layer_names)
-            clip_fraction = (clipped / len(batches)).tolist() if clipping else None
-            tracked = None
-            if names is not None:
-                w, b = model.params[0].detach().reshape(k, -1).tolist(), model.params[1].detach().reshape(k, -1).tolist()
-                tracked = [dict(zip(names, wi + bi)) for wi, bi in zip(w, b)]
-            valid = _evaluate(problem, model, segments) if problem.has_validation else None
+            total_loss /= n
+            if clipping:
+                clipped /= len(batches)
+            history.after[slot].copy_(model.flat)
+            if problem.has_validation:
+                history.valid[slot].copy_(_evaluate(problem, model, segments))
             rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
-            elapsed = time.perf_counter() - start
-            for i, t in enumerate(specs):
-                if not alive[i] and diverged_at[i] != epoch:
-                    continue
-                rec = epoch_record(epoch, train_loss[i] if alive[i] else math.nan,
-                                   tracked[i] if tracked is not None else None, norms[i], rates[i],
-                                   {name: values[i] for name, values in layers.items()},
-                                   {name: values[i] for name, values in ratios.items()},
-                                   clip_fraction[i] if clip_fraction is not None else None)
-                if valid is not None and alive[i]:
-                    rec["valid_loss"], rec["valid_acc"] = valid[0][i], valid[1][i]
-                rec["elapsed_s"] = elapsed
-                records[i].append(rec)
-                events.on_epoch_end(infos[i], rec)
-            if schedules:
-                for i, (carrier, schedule) in enumerate(schedules):
-                    if alive[i]:
-                        schedule.after_epoch(valid[0][i] if valid is not None else train_loss[i])
-                _apply_rates(optimizers, schedules)
+            if history.close(epoch, rates, time.perf_counter() - start):
+                emit()
             # termination conditions
-            if not any(alive):
+            if all(d is not None for d in diverged_at):
                 break
+    except KeyboardInterrupt:
+        interrupted = True
+    try:
+        emit()  # the epochs trained since the last read back
     except KeyboardInterrupt:
         interrupted = True
     elapsed = time.perf_counter() - start
@@ -412,12 +432,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     results = []
     for i, t in enumerate(specs):
         run_model = copy.deepcopy(templates[t.seed])
-        if i in frozen:
-            with torch.no_grad():
-                for p, v in zip(run_model.parameters(), frozen[i]):
-                    p.copy_(v)
-        else:
-            model.load_into(run_model, i)
+        model.load_into(run_model, i, frozen.get(i))
         st = "interrupted" if interrupted and status[i] == "ok" else status[i]
         try:
             metrics = problem.final_metrics(run_model, problem.loss_for(t.loss)) if st != "interrupted" else {}
@@ -439,42 +454,18 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     return back, interrupted
 
 
-def _clip(params: Sequence[torch.Tensor], norm: Optional[float], value: Optional[float]) -> torch.Tensor:
-    """Each run's gradients clipped as clip_grad_value_ then clip_grad_norm_ would clip them alone; (K,) 1.0
-    where clipping changed the run's gradients."""
-    k = params[0].shape[0]
-    active = torch.zeros(k, dtype=torch.bool)
+def _clip(grad: torch.Tensor, norm: Optional[float], value: Optional[float]) -> torch.Tensor:
+    """Each run's (row's) gradients clipped as clip_grad_value_ then clip_grad_norm_ would clip them alone; (K,)
+    1.0 where clipping changed the run's gradients."""
+    active = torch.zeros(grad.shape[0], dtype=torch.bool)
     if value is not None:
-        for p in params:
-            active |= (p.grad.abs().flatten(start_dim=1) > value).any(dim=1).cpu()
-            p.grad.clamp_(-value, value)
+        active |= (grad.abs() > value).any(dim=1).cpu()
+        grad.clamp_(-value, value)
     if norm is not None:
-        total = _per_trial_norm(params)
+        total = grad.pow(2).sum(dim=1).sqrt()
         active |= (total > norm).cpu()
-        coef = (norm / (total + 1e-6)).clamp(max=1.0)
-        for p in params:
-            p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
+        grad.mul_((norm / (total + 1e-6)).clamp(max=1.0).unsqueeze(1))
     return active.double()
-
-
-def _per_trial_update_ratios(params: Sequence[torch.Tensor], before: Sequence[torch.Tensor],
-                             names: Sequence[str]) -> dict[str, list[float]]:
-    """Per layer, each run's |Δp| / |p| over the epoch's last step."""
-    if not before:
-        return {}
-    steps = torch.stack([(p.detach() - old).pow(2).flatten(start_dim=1).sum(dim=1) for p, old in zip(params, before)])
-    sizes = torch.stack([old.pow(2).flatten(start_dim=1).sum(dim=1) for old in before])
-    ratio = torch.where(sizes > 0, (steps / sizes).sqrt(), torch.where(steps > 0, math.inf, 0.0)).tolist()
-    return {f"update_ratio/{name}": row for name, row in zip(names, ratio)}
-
-
-def _per_trial_layer_norms(params: Sequence[torch.Tensor], names: Sequence[str]) -> dict[str, list[float]]:
-    """Per layer, each run's gradient norm."""
-    grads = [(name, p.grad) for name, p in zip(names, params) if p.grad is not None]
-    if not grads:
-        return {}
-    values = torch.stack([g.pow(2).flatten(start_dim=1).sum(dim=1) for _, g in grads]).sqrt().tolist()
-    return {f"grad_norm/{name}": row for (name, _), row in zip(grads, values)}
 
 
 def batch_starts(n: int, batch_size: Optional[int]) -> range:
@@ -503,8 +494,8 @@ def _apply_rates(optimizers: Sequence[BatchedOptimizer], schedules: Sequence[tup
 
 
 def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, int, Any, Any]],
-              chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-run validation loss and accuracy, as problem.evaluate computes them for one model."""
+              chunk: int = 4096) -> torch.Tensor:
+    """(2, K) each run's validation loss and accuracy, as problem.evaluate computes them for one model."""
     with torch.no_grad():
         n = len(problem.y_val)
         total = torch.zeros(model.k, dtype=torch.float64)
@@ -515,4 +506,4 @@ def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, i
             losses = torch.cat([shared_fn(out[a:b], yb) for a, b, shared_fn, _ in segments])
             total += losses.double().cpu() * len(yb)
             correct += (out.argmax(dim=-1) == yb).sum(dim=1).double().cpu()
-    return (total / n).tolist(), (correct / n).tolist()
+    return torch.stack([total / n, correct / n])
