@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import operator
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -85,8 +87,7 @@ class Records(list):  # type: ignore[type-arg]
     @property
     def losses(self) -> list[float]:
         if not hasattr(self, "_losses"):
-            self._losses = [r["train_loss"] for r in self
-                            if isinstance(r.get("train_loss"), float) and math.isfinite(r["train_loss"])]
+            self._losses = list(filter(math.isfinite, map(itemgetter("train_loss"), self)))
         return self._losses
 
 
@@ -239,14 +240,22 @@ def _vanishing(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
 
 @rule("exploding-gradients")
 def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
-    norms = [(r["epoch"], r["grad_norm"]) for r in records if math.isfinite(r.get("grad_norm", math.nan))]
-    for (_, a), (_, b), (e, c) in zip(norms, norms[1:], norms[2:]):
-        if a > 0 and b >= EXPLODING_GROWTH * a and c >= EXPLODING_GROWTH * b:
-            evidence = {"epoch": e, "grad_norms": [a, b, c], "growth": [b / a, c / b]}
-            return Finding("exploding-gradients", f"the gradient norm grew from {_g(a)} to {_g(c)} in two epochs "
-                           f"(to epoch {e}), at least {EXPLODING_GROWTH:g}x per epoch", evidence,
-                           "lower the learning rate or clip gradients (--clip-grad-norm)")
-    clipped = [r["clipped"] for r in records if "clipped" in r]
+    values = list(map(itemgetter("grad_norm"), records))
+    kept = None if all(map(math.isfinite, values)) else [i for i, v in enumerate(values) if math.isfinite(v)]
+    if kept is not None:
+        values = [values[i] for i in kept]
+    limits = [EXPLODING_GROWTH * v if v > 0 else math.inf for v in values]
+    grew = list(map(operator.ge, values[1:], limits))  # grew[j]: epoch j+1's norm >= 10x epoch j's (> 0)
+    twice = list(map(operator.and_, grew, grew[1:]))
+    first = twice.index(True) if True in twice else None
+    if first is not None:
+        a, b, c = values[first:first + 3]
+        e = records[first + 2 if kept is None else kept[first + 2]]["epoch"]
+        evidence = {"epoch": e, "grad_norms": [a, b, c], "growth": [b / a, c / b]}
+        return Finding("exploding-gradients", f"the gradient norm grew from {_g(a)} to {_g(c)} in two epochs "
+                       f"(to epoch {e}), at least {EXPLODING_GROWTH:g}x per epoch", evidence,
+                       "lower the learning rate or clip gradients (--clip-grad-norm)")
+    clipped = [r["clipped"] for r in records if "clipped" in r] if records and "clipped" in records[0] else []
     if clipped and statistics.fmean(clipped) > CLIPPING_SHARE:
         share = statistics.fmean(clipped)
         evidence = {"clipped_share": share, "option": ctx.clip_option}
@@ -258,6 +267,8 @@ def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
 
 @rule("overfitting")
 def _overfitting(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    if not records or "valid_loss" not in records[0]:  # no validation (or diverged at once)
+        return None
     valid = [(i, r["valid_loss"]) for i, r in enumerate(records) if math.isfinite(r.get("valid_loss", math.nan))]
     if ctx.patience is not None or len(valid) < MIN_EPOCHS:
         return None

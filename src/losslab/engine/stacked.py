@@ -135,29 +135,37 @@ def loss_segments(problem: Problem, specs: Sequence[RunSpec]) -> list[tuple[int,
 class StackedModel:
     """K copies of a Linear/activation/Flatten/LogSoftmax stack in one (K, P) tensor `flat` (run k's parameters
     are row k, in `named_parameters` order); `params` are (K, ...) views of it that autograd treats as leaves, so
-    the optimizer, the clipping and the per-epoch statistics touch one tensor instead of one per layer."""
+    the optimizer, the clipping and the per-epoch statistics touch one tensor instead of one per layer. Linear
+    layers are kept in the layout the batched product wants — weights (K, in, out), biases (K, 1, out) — so the
+    forward pass records no transposes or reshapes for backward to undo every step."""
 
     def __init__(self, templates: Sequence[nn.Module]):
         self.k = len(templates)
         self.layers = _layers(templates[0])
-        self.flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in templates])
+        self.flat = torch.stack([torch.cat([self._stored(p).reshape(-1) for p in m.parameters()]) for m in templates])
         self.params: list[torch.Tensor] = []
         self.bounds: list[tuple[int, int]] = []
         offset = 0
         for p in templates[0].parameters():
-            size = p.numel()
-            self.params.append(self.flat[:, offset:offset + size].view(self.k, *p.shape).requires_grad_(True))
+            size, shape = p.numel(), self._stored(p).shape
+            self.params.append(self.flat[:, offset:offset + size].view(self.k, *shape).requires_grad_(True))
             self.bounds.append((offset, offset + size))
             offset += size
+
+    @staticmethod
+    def _stored(p: torch.Tensor) -> torch.Tensor:
+        """A Linear parameter as the stack keeps it: weight (out, in) -> (in, out), bias (out,) -> (1, out)."""
+        return p.detach().t() if p.ndim == 2 else p.detach().unsqueeze(0)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    def gradient(self) -> torch.Tensor:
-        """(K, P) the last backward's gradients, laid out like `flat`."""
-        return torch.cat([p.grad.reshape(self.k, -1) if p.grad is not None else torch.zeros_like(p).reshape(self.k, -1)
-                          for p in self.params], dim=1)
+    def gradient(self, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(K, P) the last backward's gradients, laid out like `flat` (written into `out` when given)."""
+        grads = [p.grad.reshape(self.k, -1) if p.grad is not None else torch.zeros_like(p).reshape(self.k, -1)
+                 for p in self.params]
+        return torch.cat(grads, dim=1) if out is None else torch.cat(grads, dim=1, out=out)
 
     def per_layer(self, values: torch.Tensor) -> torch.Tensor:
         """(K, L) sums of a (K, P) tensor over each parameter tensor's columns."""
@@ -175,7 +183,7 @@ class StackedModel:
                 if shared:
                     h = h.expand(self.k, *h.shape)
                     shared = False
-                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+                h = torch.baddbmm(b, h, w)
             elif isinstance(layer, nn.LogSoftmax):
                 h = torch.log_softmax(h, dim=-1)
             else:  # an elementwise activation module: the same function on every run's slice
@@ -189,7 +197,7 @@ class StackedModel:
         row = self.flat[k] if row is None else row
         with torch.no_grad():
             for p, (a, b) in zip(model.parameters(), self.bounds):
-                p.copy_(row[a:b].view_as(p))
+                p.copy_(row[a:b].view(self._stored(p).shape).t() if p.ndim == 2 else row[a:b].view_as(p))
         return model
 
 
@@ -202,6 +210,7 @@ class BatchedOptimizer:
                  start: int = 0, stop: Optional[int] = None):
         self.kind, self.h, self.flat = kind, hyper, flat
         self.start, self.stop = start, stop if stop is not None else flat.shape[0]
+        self.whole = self.start == 0 and self.stop == flat.shape[0]
         self.state: dict[str, torch.Tensor] = {}
         self.step_count = 0
         self.set_rates(lr.tolist())
@@ -216,12 +225,14 @@ class BatchedOptimizer:
         self.rate_list = list(rates)
         self.lr = torch.tensor(self.rate_list, dtype=torch.float64).view(-1, 1).to(self.flat)
 
-    @torch.no_grad()
     def step(self, grad: torch.Tensor) -> None:
-        """One update from the (K, P) gradients of every run."""
+        """One update from the (K, P) gradients of every run. (No autograd to switch off: the stacked
+        parameters' base tensor and the gradients read from it do not require grad.)"""
         self.step_count += 1
-        a, b = self.start, self.stop
-        self._update(self.flat[a:b], grad[a:b], self.lr, self.state)
+        if self.whole:
+            self._update(self.flat, grad, self.lr, self.state)
+        else:
+            self._update(self.flat[self.start:self.stop], grad[self.start:self.stop], self.lr, self.state)
 
     def _sgd(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
         wd, m = self.h.get("weight_decay", 0), self.h.get("momentum", 0)
@@ -236,8 +247,7 @@ class BatchedOptimizer:
         p.addcmul_(d_p, lr, value=-1)
 
     def _adam(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
-        beta1, beta2 = self.h["betas"]
-        wd, eps, step = self.h.get("weight_decay", 0), self.h["eps"], self.step_count
+        (beta1, beta2), wd, step = self.h["betas"], self.h.get("weight_decay", 0), self.step_count
         if not state:
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
@@ -250,7 +260,7 @@ class BatchedOptimizer:
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         step_size = lr / (1 - beta1 ** step)
-        denom = (exp_avg_sq.sqrt() / ((1 - beta2 ** step) ** 0.5)).add_(eps)
+        denom = exp_avg_sq.sqrt().div_((1 - beta2 ** step) ** 0.5).add_(self.h["eps"])
         p.addcmul_(exp_avg / denom, step_size, value=-1)
 
     def _rmsprop(self, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
@@ -319,11 +329,12 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     if schedules:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial rate)
         _apply_rates(optimizers, schedules)
     clipping = cfg.clip_grad_norm is not None or cfg.clip_grad_value is not None
-    # a record is dict(zip(keys, [epoch, *statistics row, lr])): the keys in epoch_record's order
+    # a record is dict(zip(keys, values)): epoch_record's keys, then the validation figures and elapsed_s
     layer_keys = {f"grad_norm/{name}": 0.0 for name in layer_names}
     ratio_keys = {f"update_ratio/{name}": 0.0 for name in layer_names}
     keys = list(epoch_record(0, 0.0, dict.fromkeys(names, 0.0) if names else None, 0.0, 0.0, layer_keys, ratio_keys,
                              0.0 if clipping else None))
+    keys += ["valid_loss", "valid_acc", "elapsed_s"] if problem.has_validation else ["elapsed_s"]
     diverged_at: list[Optional[int]] = [None] * k
     frozen: dict[int, torch.Tensor] = {}
     status = ["ok"] * k
@@ -347,15 +358,15 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     def emit() -> None:
         """Records for the epochs the history holds, each run's in epoch order, handed to the consumers."""
         for epoch, rates, elapsed, per_run, valid in history.rows():
-            for i, info in enumerate(infos):
-                if diverged_at[i] is not None and diverged_at[i] < epoch:
+            for i, (info, row, rate, at) in enumerate(zip(infos, per_run, rates, diverged_at)):
+                if at is None or epoch < at:  # (valid_loss, valid_acc) come after lr, then elapsed_s
+                    rec = dict(zip(keys, (epoch, *row, rate, *valid[i], elapsed) if valid is not None else
+                                   (epoch, *row, rate, elapsed)))
+                elif at == epoch:  # the epoch it diverged on: no validation
+                    rec = dict(zip(keys, (epoch, math.nan, *row[1:], rate)))
+                    rec["elapsed_s"] = elapsed
+                else:
                     continue
-                rec = dict(zip(keys, [epoch, *per_run[i], rates[i]]))
-                if diverged_at[i] == epoch:
-                    rec["train_loss"] = math.nan
-                elif valid is not None:
-                    rec["valid_loss"], rec["valid_acc"] = valid[i]
-                rec["elapsed_s"] = elapsed
                 records[i].append(rec)
                 events.on_epoch_end(info, rec)
             if schedules:
@@ -383,8 +394,12 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                         idx = torch.stack([perms[g][i:i + cfg.batch_size] for g in spec_gen])
                         batches.append((x[idx], y[idx], False, idx.shape[1]))
             slot = history.slot
-            total_loss = history.loss[slot].zero_()
-            clipped = history.clipped[slot].zero_()
+            total_loss, last_grad, last_before, after = history.views[slot]
+            if not full_batch:
+                total_loss.zero_()
+            if clipping:
+                clipped = history.clipped[slot].zero_()
+            last = len(batches) - 1
             for b, (xb, yb, shared, size) in enumerate(batches):
                 model.zero_grad()
                 losses = losses_of(xb, yb, shared)
@@ -394,12 +409,12 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                         if diverged_at[i] is None:
                             freeze(i, epoch)
                 summed.backward()
-                grad = model.gradient()
+                # the epoch's last step: its gradients (written straight into the history) and size are recorded
+                grad = model.gradient(out=last_grad if b == last else None)
                 if clipping:
                     clipped += _clip(grad, cfg.clip_grad_norm, cfg.clip_grad_value)
-                if b == len(batches) - 1:  # the epoch's last step: its size and gradients go in the record
-                    history.before[slot].copy_(model.flat)
-                    history.grad[slot].copy_(grad)
+                if b == last:
+                    last_before.copy_(model.flat)
                 for optimizer in optimizers:
                     optimizer.step(grad)
                 if schedules:
@@ -407,12 +422,16 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                         carrier.step()  # a no-op step keeps torch's optimizer-then-scheduler order
                         schedule.after_batch()
                     _apply_rates(optimizers, schedules)
-                total_loss += losses.detach().to(total_loss.dtype) * size
+                if full_batch:  # the mean over the epoch is the one batch's loss
+                    total_loss.copy_(losses.detach())
+                else:
+                    total_loss += losses.detach().to(total_loss.dtype) * size
                 interrupt.check()
-            total_loss /= n
+            if not full_batch:
+                total_loss /= n
             if clipping:
                 clipped /= len(batches)
-            history.after[slot].copy_(model.flat)
+            after.copy_(model.flat)
             if problem.has_validation:
                 history.valid[slot].copy_(_evaluate(problem, model, segments))
             rates = [lr for optimizer in optimizers for lr in optimizer.rates()]

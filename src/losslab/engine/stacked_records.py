@@ -38,6 +38,8 @@ class History:
         self.loss = torch.zeros(self.size, k, dtype=loss_dtype, device=device)
         self.clipped = torch.zeros(self.size, k, dtype=torch.float64)
         self.valid = torch.zeros(self.size, 2, k, dtype=torch.float64)
+        # each slot's (loss, last step's gradients, parameters before it, after it): made once, not per epoch
+        self.views = [(self.loss[i], self.grad[i], self.before[i], self.after[i]) for i in range(self.size)]
         self.epochs: list[tuple[int, list[float], float]] = []  # (epoch, rates, elapsed) of the filled slots
         self.last_read = time.perf_counter()
 
@@ -64,17 +66,14 @@ class History:
         sums.index_add_(3, self.layer, squares)
         layer_sq, steps, sizes = sums
         ratios = torch.where(sizes > 0, (steps / sizes).sqrt(), torch.where(steps > 0, math.inf, 0.0))
-        columns = ([after] if self.with_params else []) + [layer_sq.sum(dim=2, keepdim=True).sqrt(), layer_sq.sqrt(),
-                                                           ratios]
-        figures = torch.cat(columns, dim=2).cpu().tolist()
-        losses = self.loss[:c].cpu().tolist()
-        clipped = self.clipped[:c].tolist() if self.clipping else None
-        valid = self.valid[:c].tolist() if self.validation else None
-        out = []
-        for e, (epoch, rates, elapsed) in enumerate(self.epochs):
-            per_run = [[losses[e][i], *figures[e][i]] + ([clipped[e][i]] if clipped is not None else [])
-                       for i in range(self.k)]
-            out.append((epoch, rates, elapsed, per_run, list(zip(*valid[e])) if valid is not None else None))
+        columns = [self.loss[:c].unsqueeze(2), *([after] if self.with_params else []),
+                   layer_sq.sum(dim=2, keepdim=True).sqrt(), layer_sq.sqrt(), ratios]
+        if self.clipping:
+            columns.append(self.clipped[:c].unsqueeze(2))
+        figures = torch.cat([column.to(torch.float64) for column in columns], dim=2).cpu().tolist()
+        valid = self.valid[:c].transpose(1, 2).tolist() if self.validation else None
+        out = [(epoch, rates, elapsed, figures[e], valid[e] if valid is not None else None)
+               for e, (epoch, rates, elapsed) in enumerate(self.epochs)]
         self.epochs = []
         self.last_read = time.perf_counter()
         return out
