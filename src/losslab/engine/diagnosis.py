@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import operator
+from itertools import compress, count, repeat
 from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -244,10 +245,10 @@ def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     kept = None if all(map(math.isfinite, values)) else [i for i, v in enumerate(values) if math.isfinite(v)]
     if kept is not None:
         values = [values[i] for i in kept]
-    limits = [EXPLODING_GROWTH * v if v > 0 else math.inf for v in values]
-    grew = list(map(operator.ge, values[1:], limits))  # grew[j]: epoch j+1's norm >= 10x epoch j's (> 0)
-    twice = list(map(operator.and_, grew, grew[1:]))
-    first = twice.index(True) if True in twice else None
+    # grew[j]: epoch j+1's norm >= 10x epoch j's; twice[j]: and epoch j+2's >= 10x epoch j+1's (epoch j's > 0)
+    grew = list(map(operator.ge, values[1:], map(operator.mul, values, repeat(EXPLODING_GROWTH))))
+    twice = map(operator.and_, grew, grew[1:])
+    first = next((j for j in compress(count(), twice) if values[j] > 0), None)
     if first is not None:
         a, b, c = values[first:first + 3]
         e = records[first + 2 if kept is None else kept[first + 2]]["epoch"]

@@ -342,9 +342,11 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
 
     def losses_of(xb: torch.Tensor, yb: torch.Tensor, shared: bool) -> torch.Tensor:
         out = model(xb, shared)
-        parts = [(shared_fn(out[a:b], yb) if shared else each_fn(out[a:b], yb[a:b]))
-                 for a, b, shared_fn, each_fn in segments]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        if len(segments) == 1:  # one loss for all runs: no slices for backward to route through
+            _, _, shared_fn, each_fn = segments[0]
+            return shared_fn(out, yb) if shared else each_fn(out, yb)
+        return torch.cat([(shared_fn(out[a:b], yb) if shared else each_fn(out[a:b], yb[a:b]))
+                          for a, b, shared_fn, each_fn in segments])
 
     def freeze(i: int, epoch: int) -> None:
         diverged_at[i] = epoch
@@ -375,6 +377,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                         schedule.after_epoch(valid[i][0] if valid is not None else per_run[i][0])
                 _apply_rates(optimizers, schedules)
 
+    each = torch.ones(k, device=device)
     start = time.perf_counter()
     try:
         for info in infos:
@@ -403,12 +406,11 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             for b, (xb, yb, shared, size) in enumerate(batches):
                 model.zero_grad()
                 losses = losses_of(xb, yb, shared)
-                summed = losses.sum()
-                if not math.isfinite(summed.item()):  # some run's loss is not finite: it diverged here
+                if not math.isfinite(losses.detach().sum().item()):  # some run's loss is not finite: it diverged
                     for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist():
                         if diverged_at[i] is None:
                             freeze(i, epoch)
-                summed.backward()
+                losses.backward(each)  # the gradient of the sum: every run's own gradient in its rows
                 # the epoch's last step: its gradients (written straight into the history) and size are recorded
                 grad = model.gradient(out=last_grad if b == last else None)
                 if clipping:
@@ -434,11 +436,12 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             after.copy_(model.flat)
             if problem.has_validation:
                 history.valid[slot].copy_(_evaluate(problem, model, segments))
-            rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
+            if schedules or epoch == 1:
+                rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
             if history.close(epoch, rates, time.perf_counter() - start):
                 emit()
             # termination conditions
-            if all(d is not None for d in diverged_at):
+            if len(frozen) == k:
                 break
     except KeyboardInterrupt:
         interrupted = True
