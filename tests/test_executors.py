@@ -106,3 +106,87 @@ def test_executor_options_are_checked(cli):
     cli("compare-optimizers", "--executor", "process", "--jobs", "0").assert_usage_error("--jobs")
     cli("lr-sweep", "--jobs", "2").assert_usage_error("--jobs")
     cli("compare-losses", "--retries", "-1").assert_usage_error("--retries")
+
+
+def children(pid):
+    """Pids of the processes whose parent is `pid` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+SLOW = """import time
+
+import torch
+
+
+def slow(pred, target):
+    time.sleep(0.02)  # 3000 epochs: a minute
+    return torch.nn.functional.mse_loss(pred, target)
+"""
+
+
+def interrupted_sweep(tmp_path, executor):
+    """Two trials on an executor, a quick one and one of a minute; Ctrl-C as a terminal sends it (SIGINT to the
+    command's whole process group) once the quick one has finished: exit 130 within seconds, the finished trial
+    written as ok, the other interrupted or not run, no traceback. Returns the processes the command had started
+    (its children while it ran)."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    (tmp_path / "slowloss.py").write_text(SLOW)
+    bin_ = shutil.which("losslab", path=str(Path(sys.executable).parent))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "TERM")}
+    env["PYTHONPATH"] = str(tmp_path)
+    proc = subprocess.Popen([bin_, "compare-losses", "--losses", "mse,slowloss:slow", "--seeds", "1", "--epochs", "3000",
+                             "--no-check-loss", "--out", str(out), "--json", "--device", "cpu", *executor],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            start_new_session=True)
+    try:
+        line = proc.stderr.readline()  # the quick trial's progress line
+        assert line.startswith("[1/2]") and "mse" in line, line + proc.stderr.read()
+        workers = children(proc.pid)
+        pressed = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    waited = time.monotonic() - pressed
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert waited < 15, f"the command took {waited:.0f} s to stop after Ctrl-C"  # the slow trial needs a minute
+    doc = json.loads(stdout)
+    assert doc["status"] == "interrupted"
+    assert doc["losses"]["mse"]["runs"][0]["status"] == "ok"
+    assert doc["losses"]["slowloss:slow"]["runs"][0]["status"] in ("interrupted", "not run")
+    assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) > 3000 and all(line.count(",") == history[0].count(",") for line in history)
+    return workers
+
+
+def test_ctrl_c_stops_the_process_executor_at_once_and_keeps_what_finished(tmp_path):
+    workers = interrupted_sweep(tmp_path, ["--executor", "process", "--jobs", "2"])
+    assert len(workers) >= 2  # the pool's worker processes ...
+    assert not [pid for pid in workers if alive(pid)]  # ... are gone with the command

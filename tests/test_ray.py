@@ -7,7 +7,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_executors import SWEEPS, dying_loss, retried_then_reported, same_numbers  # noqa: E402,F401
+from test_executors import SWEEPS, dying_loss, interrupted_sweep, retried_then_reported, same_numbers  # noqa: E402,F401,E501
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,3 +36,16 @@ def test_ray_options_are_checked(cli):
     cli("compare-optimizers", "--ray-address", "auto").assert_usage_error("--ray-address")
     cli("compare-optimizers", "--executor", "ray", "--cpus-per-trial", "0").assert_usage_error("--cpus-per-trial")
     assert not (os.path.exists(os.path.expanduser("~/.ray/auth_token")))
+
+
+def test_ctrl_c_cancels_the_ray_tasks_and_keeps_what_finished(tmp_path):
+    """The command joins this module's runtime (--ray-address), so the cluster outlives it: after Ctrl-C its
+    cancelled task must not hold the cluster's CPUs."""
+    import time
+
+    address = ray.get_runtime_context().gcs_address
+    interrupted_sweep(tmp_path, ["--executor", "ray", "--ray-address", address])
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2

@@ -26,9 +26,13 @@ _problem: Any = None  # the worker's copy of the problem
 
 
 def _init(payload: bytes, threads: int) -> None:
+    import signal
+
     import torch
 
     global _problem
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops (and stops the workers)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _problem = pickle.loads(payload)
 
@@ -73,6 +77,19 @@ def finished(problem: Any, results: list[Optional[RunResult]], unit: Sequence[in
     replay_events(problem, unit_results, unit, events, command, len(results))
 
 
+POLL_SECONDS = 0.2  # how often a waiting parent looks for Ctrl-C
+
+
+def stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Ctrl-C: drop the units not started and end the running ones now (their trials are reported as not run);
+    waiting for a long trial to finish would make Ctrl-C look ignored."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # (forgets the processes)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -101,21 +118,22 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init,
                                     initargs=(payload, threads)) as pool:
             futures = {pool.submit(_run_unit, units[u], specs, command, total, threads): u for u in pending}
+            waiting = set(futures)
             try:
-                for future in cf.as_completed(futures):
-                    u = futures[future]
-                    try:
-                        unit_results = future.result()
-                    except cf.process.BrokenProcessPool:
-                        broken.append(u)
-                        continue
-                    finished(problem, results, units[u], unit_results, events, command)
+                while waiting:  # short waits, so that Ctrl-C is seen while long trials run
+                    done, waiting = cf.wait(waiting, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        u = futures[future]
+                        try:
+                            unit_results = future.result()
+                        except cf.process.BrokenProcessPool:
+                            broken.append(u)
+                            continue
+                        finished(problem, results, units[u], unit_results, events, command)
                     interrupt.check()
             except KeyboardInterrupt:
                 interrupted = True
-                for f in futures:
-                    f.cancel()
-                pool.shutdown(wait=False, cancel_futures=True)
+                stop_workers(pool)
         pending = []
         for u in broken:
             attempts[u] += 1
@@ -214,7 +232,10 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
         pending = list(refs)
         try:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+                if not done:  # short waits, so that Ctrl-C is seen while long trials run
+                    interrupt.check()
+                    continue
                 u = refs[done[0]]
                 try:
                     unit_results = ray.get(done[0])
