@@ -364,8 +364,12 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                 if at is None or epoch < at:  # (valid_loss, valid_acc) come after lr, then elapsed_s
                     rec = dict(zip(keys, (epoch, *row, rate, *valid[i], elapsed) if valid is not None else
                                    (epoch, *row, rate, elapsed)))
-                elif at == epoch:  # the epoch it diverged on: no validation
-                    rec = dict(zip(keys, (epoch, math.nan, *row[1:], rate)))
+                elif at == epoch:  # the epoch it diverged on: no step measured (as in fit), no validation
+                    loss = row[0] if not math.isfinite(row[0]) else math.nan  # inf or NaN, as the loss came
+                    if names is not None:  # the weights it stopped with, not those of the step after
+                        row = [row[0], *frozen[i].tolist(), *row[1 + len(names):]]
+                    rec = {key: value for key, value in zip(keys, (epoch, loss, *row[1:], rate))
+                           if not key.startswith("update_ratio/")}
                     rec["elapsed_s"] = elapsed
                 else:
                     continue
