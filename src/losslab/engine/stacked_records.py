@@ -70,7 +70,7 @@ class History:
                    layer_sq.sum(dim=2, keepdim=True).sqrt(), layer_sq.sqrt(), ratios]
         if self.clipping:
             columns.append(self.clipped[:c].unsqueeze(2))
-        figures = torch.cat([column.to(torch.float64) for column in columns], dim=2).cpu().tolist()
+        figures = torch.cat([column.cpu().double() for column in columns], dim=2).tolist()  # (MPS has no float64)
         valid = self.valid[:c].transpose(1, 2).tolist() if self.validation else None
         out = [(epoch, rates, elapsed, figures[e], valid[e] if valid is not None else None)
                for e, (epoch, rates, elapsed) in enumerate(self.epochs)]
