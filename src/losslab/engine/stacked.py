@@ -1,15 +1,17 @@
 """The stacked engine: K runs on a leading dimension, one batched forward/backward and one batched optimizer
 update per step, instead of K runs one after another. It emits the same events and builds the same
-`RunResult`s (same record and status helpers) as the sequential path.
+`RunResult`s (same record keys, in `epoch_record`'s order, and the same status helpers) as the sequential path.
 
 Covers runs on the same model and data that differ in learning rate, seed, optimizer and loss: models made of
 Linear, Flatten, LogSoftmax and elementwise activation layers (the regression model, logistic, mlp without
-dropout or batch norm) and every optimizer whose
-registry entry names a `stacked` update. Runs sharing optimizer settings form a contiguous slice of the stack,
-updated by one batched optimizer through views; runs sharing a loss form contiguous segments, each lossed
-under vmap. Each batched update follows torch.optim's own single-tensor update (the hyper-parameters are read
-from a real torch.optim optimizer built for the run, so defaults cannot drift); anything else runs
-sequentially (`unsupported` says why).
+dropout or batch norm) and every optimizer whose registry entry names a `stacked` update. All parameters of
+all runs live in one (K, P) tensor (`StackedModel.flat`, one row per run) that the layers see as views. Runs
+sharing optimizer settings form a contiguous block of rows, updated by one batched optimizer in place; runs
+sharing a loss form contiguous segments (the regression MSE in closed form, any other loss under vmap). Each
+batched update follows torch.optim's own single-tensor update (the hyper-parameters are read from a real
+torch.optim optimizer built for the run, so defaults cannot drift); anything else runs sequentially
+(`unsupported` says why). Per-epoch figures are kept on the device and read back in chunks
+(`stacked_records.History`).
 """
 
 from __future__ import annotations
