@@ -175,7 +175,7 @@ def interrupted_sweep(tmp_path, executor):
     waited = time.monotonic() - pressed
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
-    assert waited < 15, f"the command took {waited:.0f} s to stop after Ctrl-C"  # the slow trial needs a minute
+    assert waited < 30, f"the command took {waited:.0f} s to stop after Ctrl-C"  # the slow trial needs a minute
     doc = json.loads(stdout)
     assert doc["status"] == "interrupted"
     assert doc["losses"]["mse"]["runs"][0]["status"] == "ok"
