@@ -98,7 +98,8 @@ def main() -> None:
                                                 for w in chosen), flush=True)
         per_trial = trial_threads(root, args.epochs) if "cnn" in chosen else None
     labels = {"cnn": f"8 CNN trials, {args.images} images, {args.epochs} epochs",
-              "mlp": "8 MLP trials with dropout on digits, 120 epochs", "tiny": "20 tiny regress trials (fixed overhead)"}
+              "mlp": "8 MLP trials with dropout on digits, 120 epochs",
+              "tiny": "20 tiny regress trials (fixed overhead)"}
     for workload in chosen:
         med = {n: statistics.median(v) for n, v in times[workload].items()}
         print(f"{labels[workload]}: " + ", ".join(f"{n} {med[n]:.1f} s" for n in med))

@@ -1,8 +1,10 @@
 """Trial compute time for 32 learning rates x 1000 epochs on the regress defaults (Adam), vectorized vs
-sequential, in one process (target >= 30x faster; the median of alternating pairs), the largest per-trial difference in final weights, and the
-whole-process wall time of `losslab lr-sweep --num 32` against one `losslab regress` run (target <= 1.5x).
+sequential, in one process (target >= 30x faster; the median of alternating pairs), the largest per-trial
+difference in final weights, and the whole-process wall time of `losslab lr-sweep --num 32` against one
+`losslab regress` run (target <= 1.5x).
 
-Run: .venv/bin/python benchmarks/bench_vectorized.py [--trials 32] [--epochs 1000] [--optim adam] [--pairs 5] [--repeats 3]
+Run: .venv/bin/python benchmarks/bench_vectorized.py [--trials 32] [--epochs 1000] [--optim adam] [--pairs 5]
+     [--repeats 3]
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def main() -> None:
 
     sweep = [losslab_bin(), "lr-sweep", "--num", "32", "--quiet", "--device", "cpu"]
     ratio, ones, sweeps = ratio_to_regress(sweep, args.repeats)
-    print(f"losslab regress: {min(ones):.2f} s   losslab lr-sweep --num 32: {min(sweeps):.2f} s (min of {args.repeats})")
+    print(f"losslab regress: {min(ones):.2f} s   losslab lr-sweep --num 32: {min(sweeps):.2f} s "
+          f"(min of {args.repeats})")
     print(f"ratio lr-sweep/regress: {ratio:.2f}  (target <= 1.5)  {'OK' if ratio <= 1.5 else 'MISSED'}")
 
 

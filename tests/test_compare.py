@@ -85,10 +85,14 @@ def test_ctrl_c_keeps_finished_trials_and_marks_the_rest(vectorize):
     sgd = [(r.spec.seed, r.status) for r in result.runs["sgd"]]
     adam = [r.status for r in result.runs["adam"]]
     assert result.status == "interrupted"
-    if vectorize:  # all six trials train stacked: every one stops at epoch 10 with what it recorded
+    if vectorize:  # all six trials train stacked and stop together, every epoch they trained recorded (the
+        # records of a chunk of epochs are appended before the consumers see them: a Ctrl-C in a consumer does not
+        # leave some runs an epoch short, nor drop epochs the final weights already went through)
         assert sgd == [(0, "interrupted"), (1, "interrupted"), (2, "interrupted")] and adam == ["interrupted"] * 3
-        assert [len(r.records) for r in result.runs["sgd"]] == [10, 10, 9]
-        assert [len(r.records) for r in result.runs["adam"]] == [9, 9, 9]
+        lengths = {len(r.records) for runs in result.runs.values() for r in runs}
+        assert len(lengths) == 1 and lengths.pop() >= 10
+        epochs = [r["epoch"] for r in result.runs["adam"][2].records]
+        assert epochs == list(range(1, len(epochs) + 1))
     else:
         assert sgd == [(0, "ok"), (1, "interrupted"), (2, "not run")]
 

@@ -158,7 +158,8 @@ def interrupted_sweep(tmp_path, executor):
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "TERM")}
     env["PYTHONPATH"] = str(tmp_path)
-    proc = subprocess.Popen([bin_, "compare-losses", "--losses", "mse,slowloss:slow", "--seeds", "1", "--epochs", "3000",
+    proc = subprocess.Popen([bin_, "compare-losses", "--losses", "mse,slowloss:slow", "--seeds", "1",
+                             "--epochs", "3000",
                              "--no-check-loss", "--out", str(out), "--json", "--device", "cpu", *executor],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
                             start_new_session=True)

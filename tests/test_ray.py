@@ -7,7 +7,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_executors import SWEEPS, dying_loss, interrupted_sweep, retried_then_reported, same_numbers  # noqa: E402,F401,E501
+from test_executors import (SWEEPS, dying_loss, interrupted_sweep, retried_then_reported,  # noqa: E402,F401
+                            same_numbers)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -360,24 +360,30 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                       every_epoch=bool(schedules))
 
     def emit() -> None:
-        """Records for the epochs the history holds, each run's in epoch order, handed to the consumers."""
-        for epoch, rates, elapsed, per_run, valid in history.rows():
-            for i, (info, row, rate, at) in enumerate(zip(infos, per_run, rates, diverged_at)):
-                if at is None or epoch < at:  # (valid_loss, valid_acc) come after lr, then elapsed_s
-                    rec = dict(zip(keys, (epoch, *row, rate, *valid[i], elapsed) if valid is not None else
-                                   (epoch, *row, rate, elapsed)))
-                elif at == epoch:  # the epoch it diverged on: no step measured (as in fit), no validation
-                    loss = row[0] if not math.isfinite(row[0]) else math.nan  # inf or NaN, as the loss came
-                    if names is not None:  # the weights it stopped with, not those of the step after
-                        row = [row[0], *frozen[i].tolist(), *row[1 + len(names):]]
-                    rec = {key: value for key, value in zip(keys, (epoch, loss, *row[1:], rate))
-                           if not key.startswith("update_ratio/")}
-                    rec["elapsed_s"] = elapsed
-                else:
-                    continue
-                records[i].append(rec)
-                events.on_epoch_end(info, rec)
-            if schedules:
+        """Records for the epochs the history holds, each run's in epoch order, then handed to the consumers."""
+        built: list[tuple[Any, dict[str, Any]]] = []
+        with interrupt.critical():  # a second Ctrl-C must not leave a chunk's records half appended
+            chunk = history.rows()
+            for epoch, rates, elapsed, per_run, valid in chunk:
+                for i, (info, row, rate, at) in enumerate(zip(infos, per_run, rates, diverged_at)):
+                    if at is None or epoch < at:  # (valid_loss, valid_acc) come after lr, then elapsed_s
+                        rec = dict(zip(keys, (epoch, *row, rate, *valid[i], elapsed) if valid is not None else
+                                       (epoch, *row, rate, elapsed)))
+                    elif at == epoch:  # the epoch it diverged on: no step measured (as in fit), no validation
+                        loss = row[0] if not math.isfinite(row[0]) else math.nan  # inf or NaN, as the loss came
+                        if names is not None:  # the weights it stopped with, not those of the step after
+                            row = [row[0], *frozen[i].tolist(), *row[1 + len(names):]]
+                        rec = {key: value for key, value in zip(keys, (epoch, loss, *row[1:], rate))
+                               if not key.startswith("update_ratio/")}
+                        rec["elapsed_s"] = elapsed
+                    else:
+                        continue
+                    records[i].append(rec)
+                    built.append((info, rec))
+        for info, rec in built:
+            events.on_epoch_end(info, rec)
+        if schedules:  # (schedules read back every epoch: the chunk is this epoch)
+            for epoch, rates, elapsed, per_run, valid in chunk:
                 for i, (carrier, schedule) in enumerate(schedules):
                     if diverged_at[i] is None:
                         schedule.after_epoch(valid[i][0] if valid is not None else per_run[i][0])

@@ -30,7 +30,8 @@ class History:
         p = bounds[-1][1]
         self.k, self.with_params, self.clipping, self.validation = k, with_params, clipping, validation
         self.size = 1 if every_epoch else max(1, min(MAX_CHUNK, CHUNK_BYTES // max(1, 12 * k * p)))
-        self.layer = torch.cat([torch.full((b - a,), i, dtype=torch.long) for i, (a, b) in enumerate(bounds)]).to(device)
+        layer_of_column = [torch.full((b - a,), i, dtype=torch.long) for i, (a, b) in enumerate(bounds)]
+        self.layer = torch.cat(layer_of_column).to(device)
         self.layers = len(bounds)
         self.grad = torch.zeros(self.size, k, p, device=device)
         self.before = torch.zeros(self.size, k, p, device=device)
