@@ -169,10 +169,6 @@ class StackedModel:
                  for p in self.params]
         return torch.cat(grads, dim=1) if out is None else torch.cat(grads, dim=1, out=out)
 
-    def per_layer(self, values: torch.Tensor) -> torch.Tensor:
-        """(K, L) sums of a (K, P) tensor over each parameter tensor's columns."""
-        return torch.stack([values[:, a:b].sum(dim=1) for a, b in self.bounds], dim=1)
-
     def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """x is (B, ...) for all trials (shared) or (K, B, ...); returns (K, B, outputs)."""
         h, i = x, 0
