@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 import statistics
-import operator
-from itertools import compress, count, repeat
-from operator import itemgetter
 from dataclasses import dataclass, field
+from itertools import compress, count, repeat
+from operator import and_, ge, itemgetter, mul
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 Record = Mapping[str, Any]
@@ -246,8 +245,8 @@ def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     if kept is not None:
         values = [values[i] for i in kept]
     # grew[j]: epoch j+1's norm >= 10x epoch j's; twice[j]: and epoch j+2's >= 10x epoch j+1's (epoch j's > 0)
-    grew = list(map(operator.ge, values[1:], map(operator.mul, values, repeat(EXPLODING_GROWTH))))
-    twice = map(operator.and_, grew, grew[1:])
+    grew = list(map(ge, values[1:], map(mul, values, repeat(EXPLODING_GROWTH))))
+    twice = map(and_, grew, grew[1:])
     first = next((j for j in compress(count(), twice) if values[j] > 0), None)
     if first is not None:
         a, b, c = values[first:first + 3]
