@@ -13,6 +13,7 @@ import torch
 from losslab.commands import compare_losses
 from losslab.config import ClassifyConfig, ClassifyDataConfig, CompareLossesConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.engine.loss_check import check_loss
+from torch.autograd.gradcheck import GradcheckError
 
 
 def _regress(epochs=1000, **kw):
@@ -21,7 +22,7 @@ def _regress(epochs=1000, **kw):
 
 def test_l1_and_huber_resist_outliers_where_mse_follows_least_squares():
     cfg = _regress(seeds=2)
-    problem, heldout, rows = compare_losses.prepare(cfg)
+    problem, heldout, rows, _ = compare_losses.prepare(cfg)
     result = compare_losses.compare(cfg, problem, heldout, rows)
     by = {s.name: s.measures for s in result.summaries}
     # independent reference: the least-squares fit of the contaminated training data, by numpy
@@ -36,7 +37,7 @@ def test_l1_and_huber_resist_outliers_where_mse_follows_least_squares():
 
 def test_outliers_are_reproducible_and_stacked_runs_match_sequential():
     cfg = _regress(epochs=200, seeds=2)
-    problem, heldout, rows = compare_losses.prepare(cfg)
+    problem, heldout, rows, _ = compare_losses.prepare(cfg)
     again = compare_losses.prepare(cfg)[2]
     assert list(rows) == list(again)
     stacked = compare_losses.compare(cfg, problem, heldout, rows)
@@ -55,7 +56,7 @@ def test_class_weights_help_the_rare_classes_of_an_imbalanced_set():
         "adam", lr=0.001), train=TrainConfig(epochs=10, batch_size=64, device="cpu")),
         losses=("cross-entropy", "weighted-cross-entropy"),
         seeds=2).resolved()
-    problem, _, _ = compare_losses.prepare(cfg)
+    problem, _, _, _ = compare_losses.prepare(cfg)
     counts = torch.bincount(problem.data.y_train, minlength=10)
     assert counts[5:].max() * 5 < counts[:5].min()  # the upper half of the classes is rare in training only
     result = compare_losses.compare(cfg, problem)
@@ -161,3 +162,53 @@ def test_cli_check_loss_exit_codes_and_json(cli, tmp_path, monkeypatch):
     train = cli("regress", "--loss", "myl:Bad", "--epochs", "3")
     train.assert_usage_error("--loss")
     assert math.isfinite(cli("regress", "--loss", "myl:ok", "--epochs", "3", "--json", "--quiet").json()["final_loss"])
+
+
+def _mse_with_backward(mask_grad):
+    """MSE whose backward is right except where `mask_grad(residual, grad)` changes it."""
+    class Loss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, p, t):
+            ctx.save_for_backward(p, t)
+            return ((p - t) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, g):
+            p, t = ctx.saved_tensors
+            r = p - t
+            return mask_grad(r, 2 * r / r.numel()) * g, None
+    return Loss.apply
+
+
+@pytest.mark.parametrize("name, wrong, scale", [
+    ("zeroed beyond |r| > 2", lambda r, grad: torch.where(r.abs() > 2, torch.zeros_like(grad), grad), "large"),
+    ("3x below |r| < 0.4", lambda r, grad: torch.where(r.abs() < 0.4, 3 * grad, grad), "small"),
+    ("wrong for negative residuals", lambda r, grad: torch.where(r < 0, -grad, grad), None)])
+def test_check_loss_finds_backwards_wrong_only_in_one_range_of_residuals(name, wrong, scale):
+    """Independent reference: torch.autograd.gradcheck by hand at a residual inside the faulty range fails; the
+    default check-loss (3 points) fails too and says at which residual scale."""
+    fn = _mse_with_backward(wrong)
+    r = torch.tensor([[3.0], [-0.1], [0.2], [-5.0]], dtype=torch.float64)
+    t = torch.zeros(4, 1, dtype=torch.float64)
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(lambda q: fn(q, t), (r.clone().requires_grad_(True),), eps=1e-6, atol=1e-5,
+                                 rtol=1e-3)
+    report = check_loss(fn, name, "regression")
+    (failed,) = [c for c in report.checks if not c.passed]
+    assert failed.name == "gradcheck"
+    if scale is not None:
+        assert f"{scale} residuals" in failed.detail
+
+
+def test_check_loss_checks_the_training_datas_own_predictions_and_targets():
+    """A backward wrong only at residuals like the data's (around 3, from an untrained model on y = 2x + 3) is
+    also checked on the data given: the report names it."""
+    from losslab.engine.loss_check import probes
+
+    data = (torch.full((4, 1), 0.1, dtype=torch.float64, requires_grad=True), torch.full((4, 1), 3.1,
+                                                                                          dtype=torch.float64))
+    assert probes("regression", 1, data)[-1][0].startswith("the training data")
+    fn = _mse_with_backward(lambda r, grad: torch.where((r.abs() - 3).abs() < 0.01, -grad, grad))
+    report = check_loss(fn, "x", "regression", points=1, data=data)
+    (failed,) = [c for c in report.checks if not c.passed]
+    assert "the training data" in failed.detail

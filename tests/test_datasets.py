@@ -104,3 +104,23 @@ def test_corrupt_files_are_reported(tmp_path):
 def test_data_dir_defaults_to_env(monkeypatch, tmp_path):
     monkeypatch.setenv("LOSSLAB_DATA", str(tmp_path))
     assert ClassifyDataConfig(dataset="mnist").resolved().data_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("resave", ["protocol-5", "bytes-keys"])
+def test_cifar10_batches_re_saved_by_python_3_load_the_same(tmp_path, resave):
+    """A re-save with pickle.HIGHEST_PROTOCOL (arrays rebuilt from buffers) or with bytes keys, as torchvision's
+    latin1 loading tolerates: the same tensors as the original layout."""
+    import pickle
+
+    folder = write_cifar10(tmp_path / "a", per_batch=4, test=4)
+    original = load_classification(ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path / "a")))
+    for f in folder.iterdir():
+        with open(f, "rb") as fh:
+            entry = pickle.load(fh)
+        if resave == "bytes-keys":
+            entry = {k.encode(): v for k, v in entry.items()}
+        with open(f, "wb") as fh:
+            pickle.dump(entry, fh, protocol=5 if resave == "protocol-5" else 2)
+    again = load_classification(ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path / "a")))
+    assert torch.equal(again.x_train, original.x_train) and torch.equal(again.y_val, original.y_val)
+    assert again.classes == original.classes

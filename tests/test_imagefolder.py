@@ -130,3 +130,34 @@ def test_bad_folders_and_images_get_one_line(cli, tmp_path):
     mismatched = make_folder(tmp_path / "val2", classes=("cat", "emu"), per_class=2)
     cli("classify", "--dataset", "imagefolder", "--data-dir", hollow.replace("hollow", "broken"), "--val-dir",
         mismatched).assert_usage_error("--val-dir")
+
+
+def test_hidden_folders_hidden_files_and_link_loops_are_left_out(cli, tmp_path):
+    """A Jupyter checkpoint folder is not a class, hidden and unsupported files are not images, and a link back
+    up the tree neither repeats images nor labels another class's images as this one: the run sees exactly the
+    6 images torchvision's plain ImageFolder sees on the clean copy, with the same labels."""
+    from torchvision.datasets import ImageFolder
+
+    from losslab.components.images import Images
+
+    clean = make_folder(tmp_path / "clean", classes=("cat", "dog"), per_class=3, modes=False)
+    messy = make_folder(tmp_path / "messy", classes=("cat", "dog"), per_class=3, modes=False)
+    (tmp_path / "messy" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "messy" / "cat" / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (12, 10)).save(tmp_path / "messy" / "cat" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    (tmp_path / "messy" / "cat" / ".DS_Store").write_bytes(b"\0\1")
+    (tmp_path / "messy" / "dog" / "notes.txt").write_text("not an image")
+    os.symlink(tmp_path / "messy", tmp_path / "messy" / "cat" / "loop")  # up the tree: dog/ is inside it
+    images = Images(messy, None, False)
+    reference = ImageFolder(clean)
+    assert images.classes == reference.classes == ["cat", "dog"]
+    assert [(os.path.relpath(p, messy), t) for p, t in images.folder.samples] == \
+        [(os.path.relpath(p, clean), t) for p, t in reference.samples]
+    run = cli("classify", "--dataset", "imagefolder", "--data-dir", messy, "--epochs", "1", "--json", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    only_hidden = make_folder(tmp_path / "hidden", classes=("cat", "dog"), per_class=2, modes=False)
+    for f in (tmp_path / "hidden" / "dog").iterdir():
+        f.rename(f.with_name("." + f.name))
+    run = cli("classify", "--dataset", "imagefolder", "--data-dir", only_hidden)
+    run.assert_usage_error("--data-dir")
+    assert "dog" in run.stderr and "no image files" in run.stderr

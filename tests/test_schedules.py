@@ -58,6 +58,42 @@ def test_onecycle_with_mini_batches_steps_per_batch_like_torch():
     assert regress_run(cfg).params == {"w": model.weight.item(), "b": model.bias.item()}
 
 
+@pytest.mark.parametrize("schedule", [ScheduleConfig("onecycle", peak_lr=0.2), ScheduleConfig("none", warmup=3),
+                                      ScheduleConfig("cosine", warmup=2)], ids=lambda s: f"{s.name}-warmup{s.warmup}")
+@pytest.mark.parametrize("batch_size", [32, None], ids=["mini-batch", "full-batch"])
+def test_per_batch_schedules_record_the_rate_of_each_epochs_first_batch(schedule, batch_size):
+    """The README: an epoch's `lr` is the rate its first batch trained with. Reference: torch's own schedulers
+    stepped by hand after every optimizer step (LinearLR for the warm-up, as torch documents it)."""
+    epochs, batches = 10, 4 if batch_size else 1
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = torch.optim.lr_scheduler
+    steps = schedule.warmup * batches
+    warm = sched.LinearLR(opt, start_factor=1 / (steps + 1), total_iters=steps) if steps else None
+    main = (sched.OneCycleLR(opt, max_lr=0.2, total_steps=epochs * batches, cycle_momentum=False)
+            if schedule.name == "onecycle" else
+            sched.CosineAnnealingLR(opt, T_max=epochs - schedule.warmup) if schedule.name == "cosine" else None)
+    first_rates, done = [], 0
+    for _ in range(epochs):
+        first_rates.append(opt.param_groups[0]["lr"])
+        for _ in range(batches):
+            opt.step()
+            if done < steps:
+                warm.step()
+            elif schedule.name == "onecycle":
+                main.step()
+            done += 1
+        if schedule.name == "cosine" and done >= steps:
+            main.step()
+    cfg = RegressConfig(optim=OptimConfig("sgd", lr=0.01), train=TrainConfig(
+        epochs=epochs, batch_size=batch_size, device="cpu", schedule=schedule))
+    problem = RegressionProblem(cfg, synthetic())
+    specs = [RunSpec("a", OptimConfig("sgd", lr=0.01), 0), RunSpec("b", OptimConfig("sgd", lr=0.01), 1)]
+    for vectorize in (False, True):
+        runs, _ = run_trials(problem, specs, vectorize=vectorize)
+        for run in runs:
+            assert [r["lr"] for r in run.records] == pytest.approx(first_rates, rel=1e-9)
+
+
 SCHEDULES = [ScheduleConfig("step", step_size=7, lr_gamma=0.5), ScheduleConfig("multistep", milestones=(5, 12)),
              ScheduleConfig("exponential", lr_gamma=0.9), ScheduleConfig("cosine", eta_min=1e-4),
              ScheduleConfig("onecycle"), ScheduleConfig("plateau", lr_patience=1, lr_factor=0.5),

@@ -67,7 +67,8 @@ def test_trials_get_one_directory_each_with_hparams_in_the_same_directory(cli, t
 
 
 def test_the_range_test_writes_loss_and_rate_against_the_step(cli, tmp_path):
-    run = cli("lr-sweep", "--range-test", "--steps", "40", "--tensorboard", str(tmp_path / "tb"), "--json")
+    run = cli("lr-sweep", "--range-test", "--steps", "40", "--tensorboard", str(tmp_path / "tb"), "--json",
+              "--out", str(tmp_path / "out"))
     assert run.exit_code == 0, run.stderr
     curve = run.json()["runs"][0]
     (run_dir,) = (tmp_path / "tb" / "lr-sweep").iterdir()
@@ -75,6 +76,10 @@ def test_the_range_test_writes_loss_and_rate_against_the_step(cli, tmp_path):
     assert [e.value for e in acc.Scalars("range_test/lr")][:len(curve["lr"])] == pytest.approx(curve["lr"], rel=1e-6)
     assert [e.value for e in acc.Scalars("range_test/loss")][:len(curve["loss"])] == pytest.approx(curve["loss"],
                                                                                                  rel=1e-6)
+    # steps count as history.csv's `step` column does (from 1)
+    with open(tmp_path / "out" / "history.csv", newline="") as fh:
+        steps = [int(row["step"]) for row in csv.DictReader(fh)]
+    assert [e.step for e in acc.Scalars("range_test/lr")][:len(steps)] == steps and steps[0] == 1
 
 
 def test_a_diverged_run_is_flushed_and_a_bad_folder_refused(cli, tmp_path):

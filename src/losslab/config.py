@@ -29,6 +29,10 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {"optim": "adam", "loss": "cross-entropy", "
                                      "features": 2}
 
 
+MAX_SEED = 2**62  # within torch.manual_seed's range, with room for the seeds a many-run command adds
+MAX_DATA_SEED = 2**32 - 2  # numpy.random.seed's range (data seed + 1 draws the held-out set)
+
+
 def check_finite(option: str, value: Optional[float]) -> None:
     """Finite, and within float32's range: every such number becomes a float32 tensor or hyper-parameter."""
     if value is not None and not math.isfinite(value):
@@ -205,17 +209,17 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and self.schedule.warmup >= self.epochs:
-            raise ConfigError("--warmup", f"{self.schedule.warmup} warm-up epochs leave nothing of --epochs "
-                              f"{self.epochs}")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError("--epochs", f"must be a positive integer (got {self.epochs})")
+        if self.epochs is not None and self.schedule.warmup and self.schedule.warmup >= self.epochs:
+            raise ConfigError("--warmup", f"{self.schedule.warmup} warm-up epochs leave nothing of --epochs "
+                              f"{self.epochs}")
         if self.batch_size is not None and self.batch_size <= 0:
             raise ConfigError("--batch-size", f"must be a positive integer (got {self.batch_size})")
         check_positive("--clip-grad-norm", self.clip_grad_norm)
         check_positive("--clip-grad-value", self.clip_grad_value)
-        if self.seed < 0:
-            raise ConfigError("--seed", f"must be >= 0 (got {self.seed})")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError("--seed", f"must be in [0, 2**62] (got {self.seed})")
         if self.epochs is not None:
             check_memory("--epochs", self.epochs * RECORD_BYTES, f"recording {self.epochs:,} epochs")
         if self.device not in DEVICES:
@@ -258,6 +262,7 @@ class ExecutorConfig:
 
 
 REGRESSION_DATASETS = ("synthetic", "diabetes")
+FOLDER_DATASETS = ("mnist", "fashion-mnist", "cifar10")  # read from --data-dir (imagefolder requires it given)
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,7 @@ class RegressDataConfig:
     dataset: str = "synthetic"  # or "diabetes" (scikit-learn's, bundled); ignored with csv
     target: Optional[str] = None  # csv: the target column's name (default: the last column)
     columns: Optional[tuple[str, ...]] = None  # csv: the feature columns' names (default: every other column)
+    standardize: Optional[bool] = None  # train on standardised columns; None: for a user's table (csv) only
 
     def __post_init__(self) -> None:
         if self.dataset not in REGRESSION_DATASETS:
@@ -296,8 +302,8 @@ class RegressDataConfig:
         for w in self.true_w:
             check_finite("--true-w", w)
         check_non_negative("--noise", self.noise)
-        if self.data_seed < 0:
-            raise ConfigError("--data-seed", f"must be >= 0 (got {self.data_seed})")
+        if not 0 <= self.data_seed <= MAX_DATA_SEED:
+            raise ConfigError("--data-seed", f"must be in [0, 2**32 - 2], NumPy's seed range (got {self.data_seed})")
 
 
 @dataclass(frozen=True)
@@ -332,6 +338,8 @@ class RegressConfig:
         data = self.data
         if len(data.true_w) != data.features:
             data = replace(data, true_w=data.true_w * data.features)
+        if data.standardize is None:  # a user's table comes in its own units: areas in thousands, prices in 1e5
+            data = replace(data, standardize=data.csv is not None)
         return replace(self, data=data, optim=self.optim.for_task("regression"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -435,8 +443,8 @@ class ClassifyDataConfig:
         check_finite("--val-fraction", self.val_fraction)
         if not 0 < self.val_fraction < 1:
             raise ConfigError("--val-fraction", f"must be between 0 and 1 (got {self.val_fraction:g})")
-        if self.data_seed < 0:
-            raise ConfigError("--data-seed", f"must be >= 0 (got {self.data_seed})")
+        if not 0 <= self.data_seed <= MAX_DATA_SEED:
+            raise ConfigError("--data-seed", f"must be in [0, 2**32 - 2], NumPy's seed range (got {self.data_seed})")
         if self.classes < 2:
             raise ConfigError("--classes", f"must be at least 2 (got {self.classes})")
         if self.samples < 2 * self.classes:
@@ -452,8 +460,11 @@ class ClassifyDataConfig:
             raise ConfigError("--imbalance", f"is the largest/smallest class ratio, must be >= 1 (got {self.imbalance:g})")
 
     def resolved(self) -> "ClassifyDataConfig":
-        """The data folder: as given, else $LOSSLAB_DATA or ~/.cache/losslab/data."""
-        return self if self.data_dir is not None else replace(self, data_dir=default_data_dir())
+        """The data folder of a dataset read from one: as given, else $LOSSLAB_DATA or ~/.cache/losslab/data
+        (left unset for data that never reads it, so a result does not depend on $HOME)."""
+        if self.data_dir is not None or self.dataset not in FOLDER_DATASETS:
+            return self
+        return replace(self, data_dir=default_data_dir())
 
 
 @dataclass(frozen=True)
@@ -758,7 +769,7 @@ class SweepConfig:
         return d
 
 
-LOSS_RANKINGS = {"regression": ("truth_distance", "heldout_mse"),
+LOSS_RANKINGS = {"regression": ("truth_distance", "heldout_medae", "heldout_mse", "heldout_mae"),
                  "classification": ("macro_f1", "accuracy", "minority_recall", "nll", "ece")}
 
 
@@ -770,9 +781,9 @@ class CompareLossesConfig:
     run: RunConfig
     losses: tuple[str, ...] = ("mse", "l1", "huber", "smooth-l1")
     seeds: int = 5
-    outliers: float = 0.1  # regression: fraction of training targets shifted
+    outliers: Optional[float] = None  # regression: fraction of training targets shifted (None: 0.1 on synthetic data)
     outlier_shift: float = 20.0
-    rank_by: Optional[str] = None  # None: truth_distance (heldout_mse when the truth is unknown) or macro_f1
+    rank_by: Optional[str] = None  # None: truth_distance (heldout_medae when the truth is unknown) or macro_f1
     vectorize: bool = True
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     gates: GateConfig = field(default_factory=GateConfig)
@@ -793,7 +804,7 @@ class CompareLossesConfig:
         if self.seeds < 1:
             raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
         check_finite("--outliers", self.outliers)
-        if not 0 <= self.outliers < 0.5:
+        if self.outliers is not None and not 0 <= self.outliers < 0.5:
             raise ConfigError("--outliers", f"is the fraction of targets shifted, in [0, 0.5) (got {self.outliers:g})")
         check_finite("--outlier-shift", self.outlier_shift)
         if self.rank_by is not None and self.rank_by not in LOSS_RANKINGS[self.task]:
@@ -813,7 +824,13 @@ class CompareLossesConfig:
         return LossConfig(name=name, delta=self.run.loss.delta, check=self.run.loss.check)
 
     def resolved(self) -> "CompareLossesConfig":
-        return replace(self, run=self.run.resolved())
+        """Outliers are planted in the synthetic tutorial data only, unless --outliers is given."""
+        run = self.run.resolved()
+        outliers = self.outliers
+        if outliers is None:
+            synthetic = isinstance(run, RegressConfig) and run.data.csv is None and run.data.dataset == "synthetic"
+            outliers = 0.1 if synthetic else 0.0
+        return replace(self, run=run, outliers=outliers)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -29,6 +29,9 @@ class Expectation:
             present = not actual if self.value == "none" else str(self.value) in [str(a) for a in actual]
             return present if self.op in ("==", "approx") else not present if self.op == "!=" else False
         if self.op == "!=":
+            number = _as_number(self.value)
+            if number is not None and isinstance(actual, (int, float)) and not isinstance(actual, bool):
+                return float(actual) != number  # epochs_run!=30.0 compares numbers, not their spelling
             return str(actual) != str(self.value)
         if self.op == "==" and isinstance(self.value, str):
             return str(actual) == self.value
@@ -57,6 +60,13 @@ class Outcome:
         else:
             shown = f"{self.actual:.6g}" if isinstance(self.actual, float) else str(self.actual)
         return f"{'passed' if self.passed else 'FAILED'}: {self.spec} (got {shown})"
+
+
+def _as_number(text: Any) -> Optional[float]:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _number(text: str, spec: str) -> float:

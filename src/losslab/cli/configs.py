@@ -129,7 +129,7 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
     data = RegressDataConfig(**_set(samples=given.samples, features=count or len(true_w), true_w=true_w,
                                     true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
                                     csv=expand(given.data), dataset=given.dataset, target=given.target,
-                                    columns=columns))
+                                    columns=columns, standardize=given.standardize))
     return RegressConfig(data=data, loss=LossConfig(**_set(name=given.loss, delta=given.delta),
                                                     check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
@@ -219,6 +219,8 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
             if given.set(name):
                 raise ConfigError(flag(name), "applies to --task regress only")
     run = run_config(given)
+    if given.losses is not None and not given.losses.replace(",", "").strip():
+        raise ConfigError("--losses", "is empty; give a comma list of losses, e.g. mse,l1")
     losses = tuple(n.strip() for n in (given.losses or DEFAULT_LOSSES[task]).split(",") if n.strip())
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by,

@@ -7,11 +7,11 @@ named after the command (`[regress]`) or at the top level; stdlib `tomllib` read
 
 from __future__ import annotations
 
-import math
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from losslab import toml_text
 from losslab.errors import ConfigError
 
 NOT_IN_FILE = ("config", "print_config")  # what a file cannot set
@@ -20,7 +20,7 @@ COMMANDS = ("regress", "classify", "compare-optimizers", "compare-losses", "lr-s
 
 def key_of(opts: Mapping[str, Any], name: str) -> str:
     """An option's key in a file: its first flag without the dashes (`batch-size`, `json`)."""
-    return opts[name].flags[0].lstrip("-")
+    return opts[name].flags[0].split("/")[0].lstrip("-")
 
 
 def _base(tp: Any) -> Any:
@@ -105,25 +105,11 @@ def merged(values: dict[str, Any], names: Sequence[str], opts: Mapping[str, Any]
     return values
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
-                                                          ("inf" if value > 0 else "-inf"))
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def dumps(values: Mapping[str, Any], opts: Mapping[str, Any], command: str) -> str:
     """The run's options as a TOML table for its command; unset options (None) are left out, as in a file."""
     lines = [f"# losslab {command}: read back with  losslab {command} --config FILE", f"[{command}]"]
     for name, value in values.items():
         if name in NOT_IN_FILE or value is None:
             continue
-        lines.append(f"{key_of(opts, name)} = {_toml(value)}")
+        lines.append(f"{toml_text.key(key_of(opts, name))} = {toml_text.value(value)}")
     return "\n".join(lines) + "\n"

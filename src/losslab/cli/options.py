@@ -101,6 +101,9 @@ OPTS: dict[str, Opt] = {
     "data": Opt(Optional[str], ("--data",), "A CSV file (comma, semicolon or tab separated; header optional): "
                 "feature columns and a target (regress) or label (classify: strings or integers) column; see "
                 "--target and --features."),
+    "standardize": Opt(Optional[bool], ("--standardize/--no-standardize",), "regress: train on standardised "
+                       "columns (features and target to mean 0, std 1; reported weights stay in the data's units). "
+                       "Default: on for --data FILE.csv, off for the synthetic and bundled data."),
     # classification data and model
     "dataset": Opt(Optional[str], ("--dataset",), "Dataset. regress: synthetic (default; the tutorial's y = 2x + 3 + "
                    f"noise), diabetes (scikit-learn's, bundled). classify (default digits): {DATASETS.help()}."),
@@ -182,11 +185,13 @@ OPTS: dict[str, Opt] = {
     "losses": Opt(Optional[str], ("--losses",), "Comma list of losses to compare (default regress: "
                   "mse,l1,huber,smooth-l1; classify: cross-entropy,mse,focal,weighted-cross-entropy), registered "
                   "names or import paths."),
-    "outliers": Opt(float, ("--outliers",), "regress: fraction of training targets shifted by --outlier-shift "
-                    "(rows chosen from --data-seed).", 0.1),
+    "outliers": Opt(Optional[float], ("--outliers",), "regress: fraction of training targets shifted by "
+                    "--outlier-shift (rows chosen from --data-seed). Default 0.1 on the synthetic data; your own data "
+                    "(--data, --dataset diabetes) is used as it is unless you give it."),
     "outlier_shift": Opt(float, ("--outlier-shift",), "regress: how far outlier targets are shifted.", 20.0),
-    "rank_by": Opt(Optional[str], ("--rank-by",), "Ranking measure (regress: truth_distance, or heldout_mse when "
-                   "the truth is unknown; classify: macro_f1, accuracy, minority_recall, nll, ece)."),
+    "rank_by": Opt(Optional[str], ("--rank-by",), "Ranking measure (regress: truth_distance, or heldout_medae — the "
+                   "held-out median absolute error, which none of the built-in losses minimises — when the truth "
+                   "is unknown; also heldout_mse, heldout_mae; classify: macro_f1, accuracy, minority_recall, nll, ece)."),
     # output and gates
     "json_out": Opt(bool, ("--json",), "Print one JSON document on stdout and nothing else there (progress goes to "
                     "stderr).", False),
@@ -213,7 +218,7 @@ SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_mi
             "lr_factor")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device")
 REGRESS_DATA = ("dataset", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed",
-                "data", "target")
+                "data", "target", "standardize")
 CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget", "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
                  "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
                  "batch_norm", "loss", "no_check_loss", "label_smoothing",

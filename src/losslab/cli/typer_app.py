@@ -107,8 +107,9 @@ class _Group(_FlagHelp, TyperGroup):
             print(f"losslab: error: {exc}", file=sys.stderr)
             code = ExitCode.FAILED
         except (typer.Abort, KeyboardInterrupt):
-            print("losslab: interrupted", file=sys.stderr)
-            code = ExitCode.INTERRUPTED
+            code = interrupt.exit_code() if interrupt.requested() else ExitCode.INTERRUPTED
+            name = "" if code == ExitCode.INTERRUPTED else f" ({interrupt.STATE.signum.name})"
+            print(f"losslab: interrupted{name}", file=sys.stderr)
         except (BrokenPipeError, OutputClosed):
             # the reader closed stdout (`losslab ... | head -1`): stop quietly, as shell tools do
             _silence_stdout()

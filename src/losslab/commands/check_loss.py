@@ -12,6 +12,7 @@ from losslab.outputs.display import Report, fmt, make_console
 from losslab.outputs.files import versions
 
 COMMAND = "check-loss"
+MAX_POINTS = 100  # draws per residual scale: 100 take a few seconds; more would look like a hang
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class CheckLossConfig:
             raise ConfigError("LOSS", f"expected an import path package.module:Name (got {self.loss!r})")
         if self.task not in ("regression", "classification"):
             raise ConfigError("--task", f"unknown task {self.task!r}; choose from: regress, classify")
-        if self.points < 1:
-            raise ConfigError("--points", f"must be at least 1 (got {self.points})")
+        if not 1 <= self.points <= MAX_POINTS:
+            raise ConfigError("--points", f"must be from 1 to {MAX_POINTS} (got {self.points}); each point checks "
+                              "every residual scale")
 
 
 def document(cfg: CheckLossConfig, result: Any) -> dict[str, Any]:
@@ -45,14 +47,28 @@ def report(result: Any) -> Report:
     return Report(title, ["check", "result", "detail"], rows, notes)
 
 
+def default_data(task: str) -> Any:
+    """(prediction, target) of an initial model on the rows the task's default data starts with (regress: the
+    tutorial data; classify: digits), so the gradient is also checked where training would take it."""
+    from losslab.config import ClassifyConfig, RegressConfig
+    from losslab.engine.problems import build_problem, data_probe
+
+    return data_probe(build_problem(RegressConfig().resolved() if task == "regression"
+                                    else ClassifyConfig().resolved()))
+
+
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     from losslab.commands.common import json_stream
     from losslab.engine.loss_check import check_loss
+    from losslab.engine import interrupt
     from losslab.engine.interrupt import critical
     from losslab.outputs.files import dumps
 
     fn = load_import_path(cfg.loss)
-    result = check_loss(fn, cfg.loss, cfg.task, points=cfg.points, second_order=cfg.second_order)
+    result = check_loss(fn, cfg.loss, cfg.task, points=cfg.points, second_order=cfg.second_order,
+                        data=default_data(cfg.task))
+    if interrupt.requested():  # a Ctrl-C during the checks: they did not all run, so nothing "passed"
+        raise KeyboardInterrupt
     console = make_console(stderr=json_out)
     report(result).render(console)
     if json_out:

@@ -23,7 +23,7 @@ DIAGNOSIS_CHOICES = {"diagnosis": (*CODES, "none")}  # what `--expect diagnosis=
 
 def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
     if status == "interrupted":
-        return ExitCode.INTERRUPTED
+        return interrupt.exit_code() if interrupt.requested() else ExitCode.INTERRUPTED
     if status == "diverged":
         return ExitCode.DIVERGED
     if status == "failed":
@@ -109,7 +109,7 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
         kept = f"; {out}/result.json and history.csv are complete" if out is not None else ""
         print(f"losslab: interrupted after training: the rest of the output was skipped{kept}", file=sys.stderr)
     if interrupt.requested():
-        return int(ExitCode.INTERRUPTED)
+        return interrupt.exit_code()
     return int(exit_code(status, outcomes))
 
 

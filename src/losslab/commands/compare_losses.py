@@ -31,6 +31,9 @@ from losslab.stats import WIN_MARGIN, loss_key, quantile
 COMMAND = "compare-losses"
 PLOTS = ("fits.png", "curves.png")  # fits.png for one-feature regression only
 HIGHER_IS_BETTER = {"macro_f1", "accuracy", "minority_recall"}
+# held-out errors of a regression: MSE favours the mse loss and MAE the l1 loss by construction; the median
+# absolute error is minimised by none of the built-in losses and is not dominated by a minority of outlier rows
+HELDOUT = ("heldout_medae", "heldout_mse", "heldout_mae")
 
 
 @dataclass
@@ -80,16 +83,19 @@ def metrics(winner: Optional[str], summaries: Sequence[LossSummary], diagnosis: 
 def measure_names(task: str, params: Sequence[str], truth: bool) -> list[str]:
     if task == "classification":
         return ["accuracy", "macro_f1", "minority_recall", "nll", "ece"]
-    names = list(params) + (["truth_distance"] + [f"{p}_error" for p in params] if truth else []) + ["heldout_mse"]
+    names = list(params) + (["truth_distance"] + [f"{p}_error" for p in params] if truth else []) + list(HELDOUT)
     return names + ["final_loss"]
 
 
 # --- data ------------------------------------------------------------------------------------------
 
-def regression_data(run: RegressConfig, cfg: CompareLossesConfig) -> tuple[RegressionData, RegressionData, Any]:
-    """(training data with outliers, clean held-out data, outlier rows). Synthetic data: a fresh clean draw
-    (data seed + 1) is held out; a CSV: a seeded fifth of its rows."""
+def regression_data(run: RegressConfig, cfg: CompareLossesConfig) -> tuple[RegressionData, RegressionData, Any,
+                                                                            Optional[list[int]]]:
+    """(training data with any planted outliers, held-out data, outlier rows, held-out row numbers). Synthetic
+    data: a fresh clean draw (data seed + 1) is held out; a user's data: a seeded fifth of its rows, as they are
+    (the 1-based data-row numbers are returned)."""
     d = run.data
+    held: Optional[list[int]] = None
     if d.csv is None and d.dataset == "synthetic":
         clean = synthetic(d.samples, d.features, d.true_w, d.true_b, d.noise, d.data_seed)
         heldout = synthetic(d.samples, d.features, d.true_w, d.true_b, d.noise, d.data_seed + 1)
@@ -104,8 +110,9 @@ def regression_data(run: RegressConfig, cfg: CompareLossesConfig) -> tuple[Regre
         pick = lambda rows, tag: RegressionData(full.x[rows], full.y[rows], None, None, f"{full.source} ({tag})",  # noqa: E731
                                                 full.feature_names)
         clean, heldout = pick(order[cut:], f"{len(order) - cut} training rows"), pick(order[:cut], f"{cut} held out")
-    train, rows = with_outliers(clean, cfg.outliers, cfg.outlier_shift, d.data_seed)
-    return train, heldout, rows
+        held = sorted(int(i) + 1 for i in order[:cut])
+    train, rows = with_outliers(clean, cfg.outliers or 0.0, cfg.outlier_shift, d.data_seed)
+    return train, heldout, rows, held
 
 
 def regression_measures(problem: RegressionProblem, heldout: RegressionData, r: RunResult) -> dict[str, float]:
@@ -116,7 +123,9 @@ def regression_measures(problem: RegressionProblem, heldout: RegressionData, r: 
     if problem.true_params is not None:
         out["truth_distance"] = math.sqrt(sum((params[n] - problem.true_params[n]) ** 2 for n in problem.names))
         out.update({f"{n}_error": abs(params[n] - problem.true_params[n]) for n in problem.names})
-    out["heldout_mse"] = float(np.mean((pred - heldout.y[:, 0].astype(np.float64)) ** 2))
+    residual = np.abs(pred - heldout.y[:, 0].astype(np.float64))
+    out.update(heldout_medae=float(np.median(residual)), heldout_mse=float(np.mean(residual ** 2)),
+               heldout_mae=float(np.mean(residual)))
     out["final_loss"] = r.metrics["final_loss"]
     return out
 
@@ -136,11 +145,23 @@ def classification_measures(problem: ClassificationProblem, r: RunResult) -> dic
 
 # --- the comparison --------------------------------------------------------------------------------
 
-def prepare(cfg: CompareLossesConfig) -> tuple[AnyProblem, Optional[RegressionData], Any]:
+def prepare(cfg: CompareLossesConfig) -> tuple[AnyProblem, Optional[RegressionData], Any, Optional[list[int]]]:
     if isinstance(cfg.run, RegressConfig):
-        train, heldout, rows = regression_data(cfg.run, cfg)
-        return RegressionProblem(cfg.run, train), heldout, rows
-    return ClassificationProblem(cfg.run, load_classification(cfg.run.data)), None, None
+        train, heldout, rows, held = regression_data(cfg.run, cfg)
+        return RegressionProblem(cfg.run, train), heldout, rows, held
+    return ClassificationProblem(cfg.run, load_classification(cfg.run.data)), None, None, None
+
+
+def check_losses(cfg: CompareLossesConfig, problem: AnyProblem) -> None:
+    """Every loss of the list imported, built and checked on a real batch before any training: a list with a
+    loss that cannot train is refused whole, naming it."""
+    from losslab.errors import ConfigError
+
+    for name in cfg.losses:
+        try:
+            problem.loss_for(cfg.loss_config(name))
+        except ConfigError as exc:
+            raise ConfigError("--losses", f"{name}: {exc.message}") from None
 
 
 def summarise_measure(name: str, runs: Sequence[RunResult], measures: Sequence[Optional[dict[str, float]]],
@@ -155,12 +176,13 @@ def summarise_measure(name: str, runs: Sequence[RunResult], measures: Sequence[O
 
 
 def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[RegressionData] = None,
-            outlier_rows: Any = None, events: Consumer = Consumer()) -> CompareLossesResult:
+            outlier_rows: Any = None, events: Consumer = Consumer(),
+            heldout_rows: Optional[list[int]] = None) -> CompareLossesResult:
     started = time.perf_counter()
     task = cfg.task
     truth = isinstance(problem, RegressionProblem) and problem.true_params is not None
     rank_by = cfg.rank_by or ("macro_f1" if task == "classification" else
-                              "truth_distance" if truth else "heldout_mse")
+                              "truth_distance" if truth else "heldout_medae")
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
     specs = [RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name)) for seed in seeds for name in cfg.losses]
     results, interrupted = run_trials(problem, specs, events, command=COMMAND, vectorize=cfg.vectorize,
@@ -191,7 +213,7 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
     if isinstance(problem, RegressionProblem):
         reference = {"truth": problem.true_params, "least_squares": problem.optimum["params"],
                      "outliers": int(len(outlier_rows)) if outlier_rows is not None else 0,
-                     "outlier_shift": cfg.outlier_shift}
+                     "outlier_shift": cfg.outlier_shift, "heldout_rows": heldout_rows}
     return CompareLossesResult(cfg, settle(interrupted, results), rank_by, summaries, runs,
                                {k: [m or {} for m in v] for k, v in measures.items()}, winner, wins, reference,
                                time.perf_counter() - started, str(problem.device), problem.data.source, versions(),
@@ -234,10 +256,12 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     if regress:
         params = [k for k in (result.summaries[0].measures if result.summaries else {})
                   if not k.endswith("_error") and k not in ("truth_distance", "heldout_mse", "final_loss")][:3]
-        cols = params + [c for c in ("truth_distance", "heldout_mse") if any(c in s.measures for s in result.summaries)]
+        shown = ("truth_distance", result.rank_by) if ref_truth(result) else (result.rank_by, "heldout_mse")
+        cols = params + [c for c in dict.fromkeys(shown) if any(c in s.measures for s in result.summaries)]
     else:
         cols = ["accuracy", "macro_f1", "minority_recall", "nll", "ece"]
-    short = {"truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE", "macro_f1": "macro-F1",
+    short = {"truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE", "heldout_mae": "held-out MAE",
+             "heldout_medae": "held-out MedAE", "macro_f1": "macro-F1",
              "minority_recall": "minority recall"}
     headers = ["#", "loss", *[short.get(c, c) for c in cols], "diverged"]
     rows = []
@@ -255,9 +279,19 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     if regress and ref:
         if ref.get("truth"):
             notes.append("truth: " + ", ".join(f"{k}={v:g}" for k, v in ref["truth"].items()))
-        notes.append("least squares of the training data (outliers included): "
+        planted = "planted outliers included" if ref.get("outliers") else "as the data is"
+        notes.append(f"least squares of the training data ({planted}): "
                      + ", ".join(f"{k}={v:.4g}" for k, v in ref["least_squares"].items()))
-        notes.append("held-out MSE: on clean data the fit never saw")
+        if ref.get("heldout_rows") is None:
+            notes.append("held out: a fresh draw of the synthetic data (data seed + 1), clean: the fit never saw it")
+        else:
+            notes.append(f"held out: {len(ref['heldout_rows'])} of your rows chosen by --data-seed "
+                         f"{cfg.run.data.data_seed} (their numbers are in the JSON's reference.heldout_rows), as "
+                         "they are: any outliers your data has are in them too")
+        if result.rank_by == "heldout_medae":
+            notes.append("ranked by the held-out median absolute error (MedAE): none of mse, l1, huber, smooth-l1 "
+                         "minimises it and a minority of outlier rows cannot dominate it; held-out MSE favours mse "
+                         "and held-out MAE favours l1 by construction (both in the JSON)")
     notes += verdict(result, cfg.seeds, f"better {result.rank_by}", f"the best median {result.rank_by}")
     for name, runs in result.runs.items():
         notes += [f"{name} seed {r.spec.seed}: {r.error}" for r in runs if r.status == "error"]
@@ -267,6 +301,10 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     notes += pooled_notes(result.diagnosis())
     notes += [o.describe() for o in outcomes]
     return [Report(title, headers, rows, notes, best)]
+
+
+def ref_truth(result: CompareLossesResult) -> bool:
+    return bool(result.reference.get("truth"))
 
 
 def plots(result: CompareLossesResult, problem: AnyProblem, outlier_rows: Any) -> list[Plot]:
@@ -305,14 +343,15 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS)
     check_out_dir(cfg.tensorboard, option="--tensorboard")
-    problem, heldout, rows = prepare(cfg)
+    problem, heldout, rows, held = prepare(cfg)
+    check_losses(cfg, problem)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="loss")
     display.plan(list(cfg.losses), cfg.seeds)
     with display:
         result = compare(cfg, problem, heldout, rows, dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out),
-                                                                 [display]))
+                                                                 [display]), held)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
     return finish(document=document(result, outcomes), report=report(result, outcomes),

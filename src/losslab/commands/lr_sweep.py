@@ -34,8 +34,9 @@ GRID_PLOTS, RANGE_PLOTS = ("sweep.png",), ("range_test.png",)
 #   valley      fastai's valley: a little past a third of the longest decreasing stretch of the smoothed loss
 #   steepest    the steepest descent of the smoothed loss against log10(lr) (Lightning 1.x's rule)
 #   min_loss/10 the rate at the lowest smoothed loss, divided by ten
-#   lightning   Lightning 2.x's rule: the steepest descent against the linear rate (torch.gradient with the rates
-#               as spacing), skipping the first 10 and the last point — shown for users coming from Lightning
+#   lightning   Lightning 2.x's lr_find number: its own curve (a second run with Lightning's rates, smoothing and
+#               stop rule: engine.range_test) and its rule, the steepest descent against the linear rate
+#               (torch.gradient with the rates as spacing) skipping the first 10 and the last point
 SUGGESTERS = ("valley", "steepest", "min_loss/10", "lightning")
 
 
@@ -188,11 +189,21 @@ def min_loss_tenth(lrs: Sequence[float], losses: Sequence[float]) -> Optional[fl
     return lrs[min(range(len(losses)), key=losses.__getitem__)] / 10
 
 
-def suggestions(lrs: Sequence[float], smoothed: Sequence[float]) -> dict[str, Optional[float]]:
-    """Recommended first: valley, then steepest descent, then min-loss/10."""
-    v, s, pl = valley(smoothed), steepest(lrs, smoothed), lightning(lrs, smoothed)
+def suggestions(lrs: Sequence[float], smoothed: Sequence[float],
+                lightning_curve: Optional[RangeCurve] = None) -> dict[str, Optional[float]]:
+    """Recommended first: valley, then steepest descent, then min-loss/10; Lightning's number from its own
+    curve (None without one)."""
+    v, s = valley(smoothed), steepest(lrs, smoothed)
+    pl = None
+    if lightning_curve is not None:
+        # Lightning keeps recording after a non-finite loss (NaN from then on) and drops the last point: a curve
+        # stopped at the non-finite loss ends with that NaN
+        points = lightning_curve.smoothed + ([math.nan] if lightning_curve.stopped == "non-finite loss" else [])
+        rates = lightning_curve.lrs + ([math.nan] if lightning_curve.stopped == "non-finite loss" else [])
+        at = lightning(rates, points)
+        pl = rates[at] if at is not None else None
     return {"valley": lrs[v] if v is not None else None, "steepest": lrs[s] if s is not None else None,
-            "min_loss/10": min_loss_tenth(lrs, smoothed), "lightning": lrs[pl] if pl is not None else None}
+            "min_loss/10": min_loss_tenth(lrs, smoothed), "lightning": pl}
 
 
 @dataclass
@@ -201,14 +212,15 @@ class RangeRun:
 
     curve: RangeCurve
     suggestions: dict[str, Optional[float]]
+    lightning_curve: Optional[RangeCurve] = None
 
     def __getattr__(self, name: str) -> Any:  # seed, lrs, losses, smoothed, stopped, hashes: the curve's
         return getattr(self.curve, name)
 
 
-def analyse(curve: RangeCurve) -> RangeRun:
+def analyse(curve: RangeCurve, lightning_curve: Optional[RangeCurve] = None) -> RangeRun:
     n = curve.usable
-    return RangeRun(curve, suggestions(curve.lrs[:n], curve.smoothed[:n]))
+    return RangeRun(curve, suggestions(curve.lrs[:n], curve.smoothed[:n], lightning_curve), lightning_curve)
 
 
 @dataclass
@@ -248,7 +260,11 @@ def range_test(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     status = "ok"
     try:
         for i, seed in enumerate(seeds):
-            run = analyse(range_test_run(problem, cfg, seed, events, index=i, total=len(seeds)))
+            curve = range_test_run(problem, cfg, seed, events, index=i, total=len(seeds))
+            # Lightning's number needs Lightning's own curve: the same steps again with its rates and smoothing
+            theirs = (range_test_run(problem, cfg, seed, lightning=True) if curve.stopped != "interrupted"
+                      and not interrupt.requested() else None)
+            run = analyse(curve, theirs)
             runs.append(run)
             if run.stopped == "interrupted" or interrupt.requested():
                 status = "interrupted"
@@ -305,7 +321,10 @@ def range_document(result: RangeResult, outcomes: Optional[Sequence[Outcome]] = 
         "suggestions": result.suggestions,
         "curve": result.median_curve,
         "runs": [{"seed": r.seed, "stopped": r.stopped, "suggestions": r.suggestions, "lr": r.lrs, "loss": r.losses,
-                  "smoothed_loss": r.smoothed} for r in result.runs],
+                  "smoothed_loss": r.smoothed,
+                  "lightning_curve": ({"lr": r.lightning_curve.lrs, "loss": r.lightning_curve.losses,
+                                       "smoothed_loss": r.lightning_curve.smoothed, "stopped": r.lightning_curve.stopped}
+                                      if r.lightning_curve is not None else None)} for r in result.runs],
         "state_check": {"unchanged": result.state_unchanged,
                         "sha256_before": [r.hash_before for r in result.runs],
                         "sha256_after": [r.hash_after for r in result.runs]},

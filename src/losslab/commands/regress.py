@@ -39,6 +39,7 @@ class RegressResult:
     diverged_epoch: Optional[int] = None
     versions: dict[str, str] = field(default_factory=dict)
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
+    scaling: Any = None  # components.regression_data.Scaling when trained on standardised columns
 
     def metrics(self) -> dict[str, Any]:
         """Flat names that `--expect` can test."""
@@ -74,7 +75,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(), problem: Optional[Reg
         final_loss=final.get("final_loss", math.nan), params=final.get("params", {}),
         true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
-        versions=versions(), diagnosis=result.diagnosis,
+        versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling,
     )
 
 
@@ -91,6 +92,7 @@ def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None
         "true_params": result.true_params,
         "optimum": result.optimum,
         "data": result.data_source,
+        "standardization": result.scaling.to_dict() if result.scaling is not None else None,
         "device": result.device,
         "elapsed_s": result.elapsed_s,
         "diagnosis": [f.to_dict() for f in result.diagnosis],
@@ -113,6 +115,8 @@ def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
     title = (f"losslab regress: {result.status} — {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
              f"({cfg.optim.name}, lr {lr}, {cfg.loss.name} loss, {result.device})")
     notes = [f"data: {result.data_source}"]
+    if result.scaling is not None:
+        notes.append(result.scaling.describe())
     if cfg.loss.name != "mse":
         notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for comparison.")
     notes += status_notes(result)

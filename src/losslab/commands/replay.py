@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from losslab.errors import ConfigError, RunFailed
+from losslab import toml_text
+from losslab.engine import interrupt
+from losslab.errors import ConfigError, ExitCode, RunFailed
 
 COMMAND = "replay"
 OUTPUT_ONLY = ("out", "tensorboard", "save", "json", "quiet", "print-config", "config")  # option keys as in files
@@ -40,18 +42,46 @@ class Difference:
     replayed: Any
 
 
+REPLAYABLE = ("regress", "classify", "compare-optimizers", "compare-losses", "lr-sweep")
+
+
 def load(path: str) -> dict[str, Any]:
     p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError("RESULT", f"no such file: {path}")
+    if not p.is_file():  # a folder, or a FIFO or device that would block the read
+        raise ConfigError("RESULT", f"{path} is not a regular file")
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("RESULT", f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError("RESULT", f"{path} is not a readable result.json: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConfigError("RESULT", f"{path} is not a readable result.json: {type(exc).__name__}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("invocation"), dict):
         raise ConfigError("RESULT", f"{path} has no 'invocation' (written by losslab before replay existed, or "
                           "not a losslab result.json); rerun the command to record one")
+    check_invocation(doc["invocation"], path)
     return doc
+
+
+def check_invocation(called: dict[str, Any], path: str) -> None:
+    """The recorded command and options have the shapes losslab writes: a known command, a table of option
+    values (numbers, strings, booleans or lists of strings), optional cwd and paths."""
+    command, options = called.get("command"), called.get("options")
+    if command not in REPLAYABLE:
+        raise ConfigError("RESULT", f"{path}: invocation.command is {command!r}; replay reruns "
+                          f"{', '.join(REPLAYABLE)}")
+    if not isinstance(options, dict):
+        raise ConfigError("RESULT", f"{path}: invocation.options must be a table of option values")
+    for key, value in options.items():
+        flat = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float, bool)) for v in flat) or (isinstance(value, list) and not
+                                                                              all(isinstance(v, str) for v in flat)):
+            raise ConfigError("RESULT", f"{path}: invocation option {key!r} has a value of the wrong type")
+    for name in ("cwd",):
+        if name in called and not isinstance(called[name], str):
+            raise ConfigError("RESULT", f"{path}: invocation.{name} must be a string")
+    paths = called.get("paths", {})
+    if not isinstance(paths, dict) or not all(isinstance(v, str) for v in paths.values()):
+        raise ConfigError("RESULT", f"{path}: invocation.paths must be a table of strings")
 
 
 def leaves(doc: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -88,36 +118,42 @@ def compare(recorded: dict[str, Any], replayed: dict[str, Any], rtol: float) -> 
     return len(a), None
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
 def rerun(doc: dict[str, Any]) -> dict[str, Any]:
     """The replayed command's JSON document, from a fresh process."""
     called = doc["invocation"]
     command, options = called["command"], called["options"]
     keys = {k: v for k, v in options.items() if k not in OUTPUT_ONLY and v is not None}
+    # in the run's own folder, so relative paths and user modules (--loss mymod:fn) are found as they were and
+    # the result names them as typed; if that folder is gone, the input paths as they were resolved then
+    cwd = called.get("cwd")
+    cwd = cwd if isinstance(cwd, str) and os.path.isdir(cwd) else None
+    if cwd is None:
+        keys.update({k: v for k, v in called.get("paths", {}).items() if k in keys})
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "replay.toml"
-        lines = [f"[{command}]"] + [f"{key} = {_toml(value)}" for key, value in keys.items()]
+        lines = [f"[{command}]"] + [f"{toml_text.key(key)} = {toml_text.value(value)}" for key, value in keys.items()]
         config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
         proc = subprocess.run([sys.executable, "-m", "losslab", command, "--config", str(config), "--json",
-                               "--quiet"], capture_output=True, text=True, env=env)
+                               "--quiet"], capture_output=True, text=True, env=env, cwd=cwd)
+    if proc.returncode == ExitCode.INTERRUPTED or interrupt.requested():
+        raise KeyboardInterrupt
     if proc.returncode == 2:
         raise ConfigError("RESULT", "the recorded options are refused by this losslab: "
-                          + (proc.stderr.strip().splitlines() or ["(no message)"])[-1])
+                          + unprefixed((proc.stderr.strip().splitlines() or ["(no message)"])[-1]))
     try:
         return json.loads(proc.stdout)
     except json.JSONDecodeError:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        tail = unprefixed((proc.stderr.strip().splitlines() or ["(no output)"])[-1])
         raise RunFailed(f"the replayed run produced no result (exit {proc.returncode}): {tail}") from None
+
+
+def unprefixed(line: str) -> str:
+    """A child's message without its own 'losslab: error: ' prefix (the parent adds one)."""
+    for prefix in ("losslab: error: ", "losslab: "):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return line
 
 
 def main(cfg: ReplayConfig, *, json_out: bool) -> int:

@@ -9,6 +9,7 @@ paths). Small folders are decoded once into memory; folders whose decoded tensor
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,21 +31,64 @@ def bad_image_message(exc: BaseException) -> Optional[str]:
     return m.group(1) if m else None
 
 
+def class_folders(root: str) -> list[str]:
+    """The class subfolders of `root`: every folder but hidden ones (`.ipynb_checkpoints`, `.git`)."""
+    return sorted(d.name for d in Path(root).iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def image_files(class_dir: str) -> list[str]:
+    """The images under a class folder, in torchvision's order (by folder path, then file name): hidden files and
+    folders left out, and a linked folder followed only when it stays inside the class folder and was not
+    visited before (a link loop, or a link into another class, would repeat or mislabel images)."""
+    top = os.path.realpath(class_dir)
+    seen: set[str] = set()
+    found: list[tuple[str, list[str]]] = []
+    for folder, subfolders, files in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen or not (real == top or real.startswith(top + os.sep)):
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found.append((folder, sorted(f for f in files if not f.startswith(".")
+                                     and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)))
+    return [os.path.join(folder, f) for folder, files in sorted(found) for f in files]
+
+
 def check_folder(root: str, option: str) -> list[str]:
     """The class subfolders of `root`, or a one-line error saying what is wrong with the folder."""
     p = Path(root)
     if not p.is_dir():
         raise ConfigError(option, f"no such folder: {root}")
-    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = class_folders(root)
     if not classes:
         raise ConfigError(option, f"{root} has no class subfolders: put each class's images in its own subfolder "
                           "(DIR/cat/1.png, DIR/dog/2.png)")
     for c in classes:
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (p / c).rglob("*") if f.is_file()):
-            raise ConfigError(option, f"class folder {p / c} has no image files ({', '.join(IMAGE_SUFFIXES)})")
+        if not image_files(str(p / c)):
+            raise ConfigError(option, f"class folder {p / c} has no image files ({', '.join(IMAGE_SUFFIXES)}; "
+                              "hidden files are left out)")
     if len(classes) < 2:
         raise ConfigError(option, f"{root} has one class ({classes[0]}); a classifier needs at least two")
     return classes
+
+
+def image_folder(root: str, loader: Any) -> Any:
+    """torchvision's ImageFolder whose classes and files are those `class_folders` and `image_files` find."""
+    from torchvision.datasets import ImageFolder
+
+    class Folder(ImageFolder):
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            classes = class_folders(directory)
+            return classes, {c: i for i, c in enumerate(classes)}
+
+        @staticmethod
+        def make_dataset(directory: str, class_to_idx: dict[str, int], extensions: Any = None,  # type: ignore[override]
+                         is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
+            return [(path, index) for c, index in sorted(class_to_idx.items(), key=lambda ci: ci[1])
+                    for path in image_files(os.path.join(directory, c))]
+
+    return Folder(root, loader=loader)
 
 
 class Images:
@@ -53,9 +97,7 @@ class Images:
 
     def __init__(self, root: str, size: Optional[tuple[int, int]], grayscale: bool,
                  classes: Optional[Sequence[str]] = None):
-        from torchvision.datasets import ImageFolder
-
-        self.folder = ImageFolder(root, loader=self._open, allow_empty=False)
+        self.folder = image_folder(root, self._open)
         if classes is not None and list(self.folder.classes) != list(classes):
             raise ConfigError("--val-dir", f"{root} has classes {self.folder.classes}; the training folder has "
                               f"{list(classes)}")

@@ -133,6 +133,33 @@ def check_task(name: str, task: str) -> None:
         )
 
 
+SLOW_IMPORT_SECONDS = 2.0  # a user module still importing after this long gets a line saying so
+
+
+def import_user_module(module_name: str, option: str) -> Any:
+    """Import a user's module: its failures (an exception, sys.exit) are one line naming `option`; an import
+    that takes long says so on stderr, so a module that never returns is not a silent hang (Ctrl-C stops it)."""
+    import threading
+
+    def slow() -> None:
+        print(f"losslab: still importing {module_name!r} for {option} (its module code is running; Ctrl-C "
+              "twice stops)", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(SLOW_IMPORT_SECONDS, slow)
+    timer.daemon = True
+    timer.start()
+    try:
+        return importlib.import_module(module_name)
+    except SystemExit as exc:
+        raise ConfigError(option, f"importing module {module_name!r} called sys.exit({exc.code!r})") from None
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise ConfigError(option, f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    finally:
+        timer.cancel()
+
+
 def load_import_path(spec: str) -> Any:
     """Load `package.module:Name`; a class is instantiated with no arguments."""
     module_name, _, attr = spec.partition(":")
@@ -140,14 +167,7 @@ def load_import_path(spec: str) -> Any:
         raise ConfigError("--loss", f"expected an import path package.module:Name (got {spec!r})")
     if os.getcwd() not in sys.path:  # like `python -m`, let users name modules in the current folder
         sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except SystemExit as exc:
-        raise ConfigError("--loss", f"importing module {module_name!r} called sys.exit({exc.code!r})") from None
-    except KeyboardInterrupt:
-        raise ConfigError("--loss", f"importing module {module_name!r} raised KeyboardInterrupt") from None
-    except Exception as exc:
-        raise ConfigError("--loss", f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    module = import_user_module(module_name, "--loss")
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

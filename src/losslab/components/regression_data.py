@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -104,6 +104,55 @@ def with_outliers(data: RegressionData, fraction: float, shift: float, seed: int
     y[rows, 0] += np.float32(shift)
     source = data.source + (f"; {k} outliers (targets shifted by {shift:+g}, rows chosen by seed {seed})" if k else "")
     return RegressionData(data.x, y, data.true_w, data.true_b, source, data.feature_names), rows
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Columns standardised for training, as scikit-learn's StandardScaler does (a constant column is only
+    centred): x' = (x − x_mean) / x_std per feature, y' = (y − y_mean) / y_std. A linear model trained on the
+    standardised columns, y' = x'·v + c, is in the data's own units
+
+        w_j = y_std · v_j / x_std_j,   b = y_mean + y_std · c − Σ_j w_j · x_mean_j
+
+    so every reported weight and intercept means what the data means (w_area: target units per unit of area)."""
+
+    x_mean: np.ndarray  # (features,) float64
+    x_std: np.ndarray
+    y_mean: float
+    y_std: float
+
+    @classmethod
+    def of(cls, data: "RegressionData") -> "Scaling":
+        x, y = data.x.astype(np.float64), data.y.astype(np.float64)[:, 0]
+        x_std = x.std(axis=0)
+        y_std = float(y.std())
+        return cls(x.mean(axis=0), np.where(x_std > 0, x_std, 1.0), float(y.mean()), y_std if y_std > 0 else 1.0)
+
+    def apply(self, data: "RegressionData") -> tuple[np.ndarray, np.ndarray]:
+        """(x', y') as float32, computed in float64."""
+        x = (data.x.astype(np.float64) - self.x_mean) / self.x_std
+        y = (data.y.astype(np.float64) - self.y_mean) / self.y_std
+        return x.astype(np.float32), y.astype(np.float32)
+
+    def to_data_units(self, theta: Any) -> Any:
+        """[v..., c] in training units → [w..., b] in the data's units, along the last axis of a float64 tensor."""
+        import torch
+
+        ratio = torch.as_tensor(self.y_std / self.x_std, dtype=theta.dtype, device=theta.device)
+        mean = torch.as_tensor(self.x_mean, dtype=theta.dtype, device=theta.device)
+        w = theta[..., :-1] * ratio
+        b = self.y_mean + self.y_std * theta[..., -1:] - (w * mean).sum(-1, keepdim=True)
+        return torch.cat([w, b], -1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x_mean": self.x_mean.tolist(), "x_std": self.x_std.tolist(), "y_mean": self.y_mean,
+                "y_std": self.y_std}
+
+    def describe(self) -> str:
+        return (f"trained on standardised columns (each feature and the target to mean 0, standard deviation 1; "
+                f"target mean {self.y_mean:.6g}, std {self.y_std:.6g}): weights and the least-squares optimum are "
+                "in the data's units, losses in standardised target units (--no-standardize trains on the raw "
+                "columns)")
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:

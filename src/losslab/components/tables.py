@@ -90,6 +90,10 @@ def read_table(path: str, option: str = "--data") -> Table:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(option, f"cannot read {path}: {exc}") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ConfigError(option, f"{path} line {line} holds a NUL byte: not a text CSV file (a binary file, or "
+                          "a spreadsheet saved in another format?)")
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], delimiters=_DELIMITERS)
     except csv.Error:

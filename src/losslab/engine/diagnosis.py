@@ -33,6 +33,7 @@ CLIPPING_SHARE = 0.5  # or clipping active on more than half of all steps
 OVERFITTING_EPOCHS = 5  # validation loss rising for this many epochs after its best while training loss falls
 OVERFITTING_RISE = 0.02  # and ending at least 2% above its best
 SLOW_DISTANCE = 0.01  # regression: parameters still more than 1% (relative) from the least-squares optimum
+CONDITION = 1e4  # regression: a Hessian condition number above this makes every single rate slow on some direction
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Context:
     params: Optional[Mapping[str, float]] = None
     patience: Optional[int] = None  # --patience already stops and restores the best weights
     clip_option: Optional[str] = None  # "--clip-grad-norm 1" when clipping was on
+    ill_conditioned: Optional[float] = None  # regression on raw columns: the condition number, when over CONDITION
 
 
 Rule = Callable[[Sequence[Record], Context], Optional[Finding]]
@@ -131,14 +133,35 @@ def _diverged(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     last = (f" after epoch {before['epoch']} (lr {_g(lr)}, gradient norm {_g(before['grad_norm'])})"
             if before and lr is not None else "")
     return Finding("diverged", f"the loss became NaN or infinite at epoch {epoch}{last}", evidence,
-                   _lower_rate(ctx, lr))
+                   _lower_rate(ctx, lr, records))
 
 
-def _lower_rate(ctx: Context, lr: Optional[float]) -> str:
+def growth(records: Sequence[Record]) -> Optional[float]:
+    """How fast the gradient norm grew per epoch over the last finite epochs (the median of up to three
+    successive ratios), or None when it did not grow."""
+    norms = [r["grad_norm"] for r in records if math.isfinite(r.get("grad_norm", math.nan)) and r["grad_norm"] > 0]
+    last = norms[-4:]
+    ratios = [b / a for a, b in zip(last, last[1:])]
+    if not ratios or statistics.median(ratios) <= 1:
+        return None
+    return statistics.median(ratios)
+
+
+def safer_rate(lr: float, records: Sequence[Record]) -> float:
+    """A rate that stops the growth: on a quadratic, full-batch gradient descent multiplies the error along the
+    sharpest direction by |1 − lr·λ| per step, so a growth r per epoch means lr·λ ≈ 1 + r and rates below
+    2·lr / (1 + r) are stable; half of that, at most a tenth of lr, rounded down to one significant digit."""
+    r = growth(records)
+    rate = min(lr / 10, lr / (1 + r)) if r is not None else lr / 10
+    scale = 10 ** math.floor(math.log10(rate))
+    return math.floor(rate / scale) * scale
+
+
+def _lower_rate(ctx: Context, lr: Optional[float], records: Sequence[Record] = ()) -> str:
     if ctx.stable_lr is not None:
         return f"the largest rate of this grid that did not diverge is {_g(ctx.stable_lr)}"
     if lr:
-        return f"lower the learning rate (try --lr {_g(lr / 10)}) or clip gradients (--clip-grad-norm)"
+        return f"lower the learning rate (try --lr {_g(safer_rate(lr, records))}) or clip gradients (--clip-grad-norm)"
     return "lower the learning rate or clip gradients (--clip-grad-norm)"
 
 
@@ -156,7 +179,7 @@ def _diverging(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     evidence = {"epochs": [a, b], "losses": [window[0], window[-1]], "first_loss": losses[0], "lr": records[-1].get("lr")}
     return Finding("diverged", f"the loss is growing: from {_g(window[0])} at epoch {a} to {_g(window[-1])} at epoch "
                    f"{b}, above the {_g(losses[0])} it started at; more epochs would overflow it", evidence,
-                   _lower_rate(ctx, records[-1].get("lr", ctx.lr)))
+                   _lower_rate(ctx, records[-1].get("lr", ctx.lr), records))
 
 
 @rule("oscillating")
@@ -209,8 +232,15 @@ def _plateau(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     evidence = {"epochs": n, "best_before": best_before, "best_in_window": best_in, "final_loss": final,
                 "optimum_loss": ctx.optimum_loss, "first_loss": losses[0]}
     return Finding("plateau", f"the loss has not improved over the last {n} epochs while far from the optimum: "
-                   f"it is {where}", evidence, "raise the learning rate, change optimizer (adam), or check the model "
-                   "and data (see vanishing-gradients)")
+                   f"it is {where}", evidence, _conditioning(ctx) or "raise the learning rate, change optimizer "
+                   "(adam), or check the model and data (see vanishing-gradients)")
+
+
+def _conditioning(ctx: Context) -> str:
+    if ctx.ill_conditioned is None:
+        return ""
+    return (f"standardise the columns (--standardize): their scales differ so much (condition number "
+            f"{ctx.ill_conditioned:.2g}) that a rate stable on the largest makes no progress on the smallest")
 
 
 def _weights(record: Record) -> list[str]:
@@ -254,7 +284,7 @@ def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
         evidence = {"epoch": e, "grad_norms": [a, b, c], "growth": [b / a, c / b]}
         return Finding("exploding-gradients", f"the gradient norm grew from {_g(a)} to {_g(c)} in two epochs "
                        f"(to epoch {e}), at least {EXPLODING_GROWTH:g}x per epoch", evidence,
-                       "lower the learning rate or clip gradients (--clip-grad-norm)")
+                       _lower_rate(ctx, records[-1].get("lr", ctx.lr), records[:first + 3]))
     clipped = [r["clipped"] for r in records if "clipped" in r] if records and "clipped" in records[0] else []
     if clipped and statistics.fmean(clipped) > CLIPPING_SHARE:
         share = statistics.fmean(clipped)
@@ -300,9 +330,54 @@ def _slow(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
         return None
     evidence = {"distance": gap, "relative_distance": gap / scale, "epochs": len(records),
                 "final_loss": records[-1]["train_loss"] if records else None, "optimum_loss": ctx.optimum_loss}
+    lr = records[-1].get("lr", ctx.lr) if records else ctx.lr
+    if _overshooting(records, ctx.optimum_params):
+        evidence["overshooting"] = True
+        advice = (f"the parameters jump across the optimum every epoch: the rate is near the edge of stability; "
+                  f"lower it (try --lr {_g(lr / 2)})" if lr else "lower the learning rate")
+    else:
+        faster = _speed_up(records, ctx.optimum_params, SLOW_DISTANCE * scale / 2)
+        advice = _conditioning(ctx) or (f"raise the learning rate (try --lr {_g(_round_up(lr * faster))}), train "
+                                        "longer (--epochs) or use adam" if lr else "train longer (--epochs), raise "
+                                        "the learning rate, or use adam")
     return Finding("slow-convergence", f"after {len(records)} epochs the parameters are still {gap / scale:.1%} "
-                   "from the least-squares optimum", evidence,
-                   "train longer (--epochs), raise the learning rate, or use adam")
+                   "from the least-squares optimum", evidence, advice)
+
+
+def _speed_up(records: Sequence[Record], optimum: Mapping[str, float], target: float) -> float:
+    """How many times the rate would have to be to reach `target` distance from the optimum in the same epochs,
+    by the larger of two models of the progress so far: geometric (gradient descent on a quadratic shrinks the
+    distance by a constant factor per epoch, 1 − lr·λ) and linear (adaptive optimizers move about lr per step);
+    with a 1.5 margin, between 2 and 100."""
+    names = list(optimum)
+    point = lambda r: [r.get(n, math.nan) for n in names]  # noqa: E731
+    target_point = [optimum[n] for n in names]
+    first, left = math.dist(point(records[0]), target_point), math.dist(point(records[-1]), target_point)
+    steps = len(records) - 1
+    if not (math.isfinite(first) and math.isfinite(left)) or steps < 1 or not first > left > target:
+        return 3.0
+    shrink = (left / first) ** (1 / steps)
+    geometric = (1 - (target / first) ** (1 / steps)) / (1 - shrink)
+    linear = (first - target) / (first - left)
+    return min(100.0, max(2.0, 1.5 * max(geometric, linear)))
+
+
+def _round_up(x: float) -> float:
+    """Up to one significant digit (0.0273 -> 0.03)."""
+    scale = 10 ** math.floor(math.log10(x))
+    return math.ceil(x / scale - 1e-9) * scale
+
+
+def _overshooting(records: Sequence[Record], optimum: Mapping[str, float], window: int = 10) -> bool:
+    """Whether the parameter farthest from the optimum lands on the other side of it epoch after epoch (at
+    least 80% of the last `window` epochs): the sign of gradient descent with a rate above 1/λ."""
+    tail = records[-window:]
+    if len(tail) < 3:
+        return False
+    name = max(optimum, key=lambda n: abs(tail[-1].get(n, 0.0) - optimum[n]))
+    sides = [r[name] - optimum[name] for r in tail if name in r]
+    flips = sum(a * b < 0 for a, b in zip(sides, sides[1:]))
+    return flips >= 0.8 * (len(sides) - 1)
 
 
 def codes(findings: Sequence[Finding]) -> list[str]:

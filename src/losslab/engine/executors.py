@@ -192,17 +192,51 @@ def connect(address: Optional[str]) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    from losslab.errors import ConfigError
+
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=cores(), **kwargs)
     else:
+        reachable(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            from losslab.errors import ConfigError
-
             raise ConfigError("--ray-address", f"cannot join a Ray cluster at {address}: {exc}") from None
+    interrupt.reinstall()  # ray.init installs its own SIGTERM handler: ours stops the sweep cleanly
     return True
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """A host:port address answers a TCP connection within `timeout` seconds (ray.init would wait much longer
+    for a closed port)."""
+    import socket
+
+    from losslab.errors import ConfigError
+
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError("--ray-address", f"expected host:port or auto (got {address!r})")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError("--ray-address", f"nothing answers at {address} within {timeout:g} s: "
+                          f"{exc.strerror or exc}") from None
+
+
+def check_resources(cpus_per_trial: float) -> None:
+    """A trial asking for more CPUs than the whole cluster has would wait for ever: refuse it."""
+    import ray
+
+    from losslab.errors import ConfigError
+
+    total = ray.cluster_resources().get("CPU", 0)
+    if cpus_per_trial > total:
+        raise ConfigError("--cpus-per-trial", f"asks for {cpus_per_trial:g} CPUs per trial; the cluster has "
+                          f"{total:g}")
 
 
 def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], events: Consumer, *,
@@ -215,6 +249,7 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
 
     started = connect(address)
     try:
+        check_resources(cpus_per_trial)
         prepare(problem, specs)
         payload = ray_payload(problem, specs)
         digest = hashlib.sha256(payload).hexdigest()

@@ -16,12 +16,15 @@ from typing import Any, Iterator
 
 
 class _State:
-    requested = False  # Ctrl-C pressed: stop at the next check
+    requested = False  # Ctrl-C pressed (or SIGTERM/SIGHUP received): stop at the next check
+    signum = signal.SIGINT  # the signal that asked: the exit code is 128 + its number
     critical = 0  # > 0 while something must not be cut (a second press waits for it)
     escalate = False  # a second press arrived during a critical section
 
 
 STATE = _State()
+# SIGTERM (kill, a CI job's timeout) and SIGHUP (a closed terminal) stop a run as Ctrl-C does
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def requested() -> bool:
@@ -37,6 +40,7 @@ def check() -> None:
 def _handler(signum: int, frame: Any) -> None:
     if not STATE.requested:
         STATE.requested = True
+        STATE.signum = signal.Signals(signum)
         return
     if STATE.critical:
         STATE.escalate = True
@@ -50,12 +54,25 @@ def graceful() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    STATE.requested, STATE.critical, STATE.escalate = False, 0, False
-    previous = signal.signal(signal.SIGINT, _handler)
+    STATE.requested, STATE.critical, STATE.escalate, STATE.signum = False, 0, False, signal.SIGINT
+    previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def reinstall() -> None:
+    """Take the signals back after a library installed its own handlers (ray.init does for SIGTERM)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is _handler:
+        for signum in SIGNALS:
+            signal.signal(signum, _handler)
+
+
+def exit_code() -> int:
+    """128 + the signal that stopped the command (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+    return 128 + int(STATE.signum)
 
 
 @contextmanager

@@ -259,6 +259,7 @@ def fit(
             # forward backward update
             model.train()
             stop_now = False
+            lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's first batch (per-batch schedules move it)
             if full_batch:
                 train_loss = step(full_x, full_y, last=True)
                 if schedule is not None:
@@ -284,7 +285,7 @@ def fit(
             # record
             total_norm, layer_norms = layer_grad_norms(named, small)
             record = epoch_record(epoch, train_loss, track() if track is not None else None, total_norm,
-                                  optimizer.param_groups[0]["lr"], layer_norms, ratios, clip.epoch_fraction())
+                                  lr, layer_norms, ratios, clip.epoch_fraction())
             ratios = {}
             diverged = not math.isfinite(train_loss)
             # evaluate

@@ -4,6 +4,7 @@ prediction's graph, finite on typical inputs, and a gradient that matches finite
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -36,17 +37,42 @@ class LossCheck:
         return passed
 
 
-def sample_inputs(task: str, seed: int, rows: int = 8, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 (prediction, target) of the task's shapes. Regression predictions sit at least 0.5 from their
-    targets, so |p - t| kinks (L1, Huber at delta 1 is smooth there too) are not where differences are taken."""
+# residual magnitudes the gradient is checked at: a wrong backward often hides in one range (a gradient zeroed
+# beyond a threshold, a factor wrong near zero); each range keeps clear of a kink at |p − t| = 0
+SCALES = (("small", 1e-3, 0.4), ("around 1", 0.5, 1.5), ("large", 2.5, 100.0))
+
+
+def sample_inputs(task: str, seed: int, rows: int = 8, classes: int = 4,
+                  scale: tuple[str, float, float] = SCALES[1]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 (prediction, target) of the task's shapes. Regression predictions sit at a residual of either sign
+    whose size is drawn log-uniformly from the scale's range; classification logits are scaled to it."""
     g = torch.Generator().manual_seed(seed)
+    _, low, high = scale
+    size = lambda: torch.exp(torch.empty(rows, 1, dtype=torch.float64).uniform_(  # noqa: E731
+        math.log(low), math.log(high), generator=g))
     if task == "regression":
-        target = torch.randn(rows, 1, generator=g, dtype=torch.float64)
+        target = torch.randn(rows, 1, generator=g, dtype=torch.float64) * max(1.0, high / 10)
         sign = torch.where(torch.rand(rows, 1, generator=g, dtype=torch.float64) < 0.5, -1.0, 1.0)
-        pred = target + sign * (0.5 + torch.rand(rows, 1, generator=g, dtype=torch.float64))
+        pred = target + sign * size()
         return pred.requires_grad_(True), target
-    logits = torch.randn(rows, classes, generator=g, dtype=torch.float64)
+    logits = torch.randn(rows, classes, generator=g, dtype=torch.float64) * size()
     return logits.requires_grad_(True), torch.randint(0, classes, (rows,), generator=g)
+
+
+def probes(task: str, points: int, data: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+           ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(where, prediction, target) to check the gradient at: `points` draws per residual scale, then the training
+    data's own predictions and targets when given."""
+    out = []
+    for seed in range(points):
+        for scale in SCALES:
+            name, low, high = scale
+            out.append((f"{name} residuals (|p − t| in [{low:g}, {high:g}], point {seed})",
+                        *sample_inputs(task, seed, scale=scale)))
+    if data is not None:
+        pred, target = data
+        out.append((f"the training data ({len(pred)} rows, the initial model's predictions)", pred, target))
+    return out
 
 
 def finite_difference_errors(fn: Callable[..., Any], pred: torch.Tensor, target: torch.Tensor,
@@ -73,8 +99,10 @@ def finite_difference_errors(fn: Callable[..., Any], pred: torch.Tensor, target:
 
 
 def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3, second_order: bool = False,
-               quick: bool = False) -> LossCheck:
-    """Every check in order; the first that fails ends the run of checks (later ones depend on it)."""
+               quick: bool = False, data: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> LossCheck:
+    """Every check in order; the first that fails ends the run of checks (later ones depend on it). The gradient
+    is checked at `points` draws of each residual scale (one with `quick`) and on `data`, a batch of the training
+    data's (prediction, target) in float64, when given."""
     report = LossCheck(name, task)
     pred, target = sample_inputs(task, 0)
     try:
@@ -87,6 +115,10 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
     if not isinstance(out, torch.Tensor) or out.ndim != 0:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         report.add("scalar", False, f"returns {shape}; a loss must return a scalar tensor")
+        return report
+    if out.is_complex() or not out.is_floating_point() or out.layout != torch.strided:
+        kind = "complex" if out.is_complex() else "sparse" if out.layout != torch.strided else str(out.dtype)
+        report.add("scalar", False, f"returns a {kind} tensor; a loss must return a real floating-point scalar")
         return report
     report.add("scalar", True, "a scalar tensor")
     if not out.requires_grad:
@@ -104,17 +136,19 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
     if not report.add("backward", grad.shape == pred.shape, f"gradient of shape {tuple(grad.shape)}"):
         return report
     worst_abs, worst_rel, first = 0.0, 0.0, None
-    for seed in range(1 if quick else points):
-        p, t = sample_inputs(task, seed)
+    for where, p, t in probes(task, 1 if quick else points, data):
         try:
             torch.autograd.gradcheck(lambda q: fn(q, t), (p,), eps=1e-6, atol=1e-5, rtol=1e-3)
             ok = True
         except Exception as exc:  # GradcheckError, or a backward that raises on these inputs
             ok, why = False, describe(exc)
-        a, r, where = finite_difference_errors(fn, p, t)
+        try:
+            a, r, element = finite_difference_errors(fn, p, t)
+        except Exception as exc:
+            a, r, element = math.nan, math.nan, describe(exc)
         worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
         if not ok:
-            first = f"point {seed}: {where or why}"
+            first = f"{where}: {element or why}"
             break
     report.max_abs_error, report.max_rel_error = worst_abs, worst_rel
     detail = f"max abs error {worst_abs:.2e}, max rel error {worst_rel:.2e}"

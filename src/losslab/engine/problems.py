@@ -12,9 +12,11 @@ import torch
 from losslab.components.datasets import ClassificationData, load_classification
 from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
 from losslab.components.models import MODELS, build_classifier
-from losslab.components.regression_data import RegressionData, diabetes, least_squares, read_csv, synthetic
+from losslab.components.regression_data import (RegressionData, Scaling, diabetes, least_squares, read_csv,
+                                                synthetic)
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, parse_floats
 from losslab.engine.batches import InMemory, Streamed
+from losslab.engine.diagnosis import CONDITION
 from losslab.engine.loop import flat_list, resolve_device
 from losslab.errors import ConfigError, describe
 
@@ -101,13 +103,24 @@ def probe_rows(n: int, batch_size: Optional[int]) -> int:
     return max(2, min(n, batch_size or n, 2048))
 
 
-def checked_loss(cfg: LossConfig, fn: LossFn, task: str) -> LossFn:
-    """An import-path loss gets the quick form of `losslab check-loss` before any epoch (unless --no-check-loss)."""
+def data_probe(problem: "Problem", rows: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction, target) of the initial model on the first training rows, in float64 on the CPU, for the
+    gradient check of a user's loss on the data it will train on."""
+    x, y = problem.source.head(min(rows, problem.n))
+    with torch.no_grad():
+        pred = problem.new_model(0)(x).double().cpu()
+    target = y.cpu().double() if y.is_floating_point() else y.cpu()
+    return pred.requires_grad_(True), target
+
+
+def checked_loss(cfg: LossConfig, fn: LossFn, problem: "Problem") -> LossFn:
+    """An import-path loss gets the quick form of `losslab check-loss` before any epoch (unless --no-check-loss),
+    on every residual scale and on the problem's own data."""
     if not is_import_path(cfg.name) or not cfg.check:
         return fn
     from losslab.engine.loss_check import check_loss
 
-    report = check_loss(fn, cfg.name, task, quick=True)
+    report = check_loss(fn, cfg.name, problem.task, quick=True, data=data_probe(problem))
     failed = next((c for c in report.checks if not c.passed), None)
     if failed is not None:
         raise ConfigError("--loss", f"{cfg.name} fails the {failed.name} check: {failed.detail} (details: losslab "
@@ -133,24 +146,31 @@ class RegressionProblem(Problem):
         data = data if data is not None else load_regression_data(cfg)
         self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
-        self.x = torch.from_numpy(data.x).to(self.device)
-        self.y = torch.from_numpy(data.y).to(self.device)
+        # a user's table trains on standardised columns; every parameter is reported in the data's units
+        self.scaling = Scaling.of(data) if cfg.data.standardize else None
+        x, y = self.scaling.apply(data) if self.scaling is not None else (data.x, data.y)
+        self.x = torch.from_numpy(x).to(self.device)
+        self.y = torch.from_numpy(y).to(self.device)
         self.source = InMemory(self.x, self.y)
         self.loss_fn = self._build_loss(cfg.loss)
         self.names = data.param_names
         probe = self._linear()
         check_loss_output(self.loss_fn, probe, *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
-        opt_w, opt_b = least_squares(data.x, data.y)
+        opt_w, opt_b = least_squares(data.x, data.y)  # in the data's units
+        trained_w, trained_b = least_squares(x, y) if self.scaling is not None else (opt_w, opt_b)
         with torch.no_grad():
-            probe.weight.copy_(torch.as_tensor(opt_w, dtype=torch.float32).reshape(1, -1))
-            probe.bias.fill_(opt_b)
+            probe.weight.copy_(torch.as_tensor(trained_w, dtype=torch.float32).reshape(1, -1))
+            probe.bias.fill_(trained_b)
             optimum_loss = float(self.loss_fn(probe(self.x), self.y))
         self.optimum = {"params": dict(zip(self.names, [float(v) for v in opt_w] + [opt_b])), "loss": optimum_loss}
         self.true_params = (dict(zip(self.names, list(data.true_w) + [data.true_b]))
                             if data.true_w is not None else None)
+        self.ill_conditioned = condition_number(x) if self.scaling is None else None
+        if self.ill_conditioned is not None and self.ill_conditioned <= CONDITION:
+            self.ill_conditioned = None
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
-        return checked_loss(cfg, build_loss(cfg), self.task)
+        return checked_loss(cfg, build_loss(cfg), self)
 
     def _linear(self) -> torch.nn.Module:
         return MODELS.lookup("linear").factory(self.data.features).to(self.device)
@@ -159,10 +179,20 @@ class RegressionProblem(Problem):
         torch.manual_seed(seed)  # initial weights
         return self._linear()
 
+    def in_data_units(self, theta: torch.Tensor) -> list[float]:
+        """The flat parameters [w..., b] of a model trained on this problem, in the data's units."""
+        if self.scaling is None:
+            return theta.tolist()
+        return self.scaling.to_data_units(theta.detach().cpu().double()).tolist()
+
     def params(self, model: torch.nn.Module) -> dict[str, float]:
-        return dict(zip(self.names, flat_list(model.weight) + flat_list(model.bias)))
+        if self.scaling is None:
+            return dict(zip(self.names, flat_list(model.weight) + flat_list(model.bias)))
+        return dict(zip(self.names, self.in_data_units(torch.cat([model.weight.reshape(-1), model.bias]))))
 
     def track(self, model: torch.nn.Module) -> Callable[[], dict[str, float]]:
+        if self.scaling is not None:
+            return lambda: self.params(model)
         names, weight, bias = self.names, model.weight, model.bias
         return lambda: dict(zip(names, flat_list(weight) + flat_list(bias)))
 
@@ -172,6 +202,15 @@ class RegressionProblem(Problem):
         params = self.params(model)
         distance = math.sqrt(sum((params[n] - self.optimum["params"][n]) ** 2 for n in self.names))
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
+
+
+def condition_number(x: Any) -> float:
+    """The condition number of MSE's Hessian for a linear model with a bias: of [x 1]ᵀ[x 1] / n (float64)."""
+    import numpy as np
+
+    design = np.hstack([x.astype(np.float64), np.ones((x.shape[0], 1))])
+    eig = np.linalg.eigvalsh(design.T @ design / len(design))
+    return float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
 
 
 def evaluate_classifier(model: Any, loss_fn: Any, chunks: Any) -> tuple[float, Any]:
@@ -227,7 +266,7 @@ class ClassificationProblem(Problem):
         spec = "balanced" if wants_balanced_weights(cfg.name) else getattr(cfg, "class_weights", None)
         weight = class_weights(spec, self.data.y_train, self.k)
         return checked_loss(cfg, build_loss(cfg, None if weight is None else weight.to(self.device), classes=self.k),
-                            self.task)
+                            self)
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights

@@ -26,6 +26,17 @@ def schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> list[float]
     return [min_lr * (max_lr / min_lr) ** (i / (steps - 1)) for i in range(steps)]
 
 
+def lightning_schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> list[float]:
+    """The rates Lightning's lr_find trains with (lightning/pytorch/tuner/lr_finder.py, `_ExponentialLR` and
+    `_LinearLR`, stepped after every batch): the first step at min_lr, step k ≥ 1 at the fraction r = (k + 1) / N
+    of the way (so the fraction 1/N is never used and the last step reaches max_lr)."""
+    out = [min_lr]
+    for k in range(1, steps):
+        r = (k + 1) / steps
+        out.append(min_lr + r * (max_lr - min_lr) if mode == "linear" else min_lr * (max_lr / min_lr) ** r)
+    return out
+
+
 def state_hash(model: Any, optimizer: Any) -> str:
     """SHA-256 of every parameter and buffer and of the optimizer's state and hyper-parameters."""
     import torch
@@ -57,10 +68,16 @@ class RangeCurve:
 
 
 def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consumer = Consumer(), *,
-                   index: int = 0, total: int = 1) -> RangeCurve:
-    """One LR range test through the run path; the model and optimizer are restored afterwards."""
+                   index: int = 0, total: int = 1, lightning: bool = False) -> RangeCurve:
+    """One LR range test through the run path; the model and optimizer are restored afterwards.
+
+    `lightning`: the curve as Lightning's `lr_find` builds it (its `_LRCallback`): Lightning's rates, and a
+    smoothed loss debiased with the step count *after* the optimizer step (avg / (1 − β^(k+2)) at step k, so its
+    first value is about half the loss), a stop once the smoothed loss passes `diverge_factor` × the best from the
+    third step on, the stopping point kept on the curve."""
     low, high = cfg.lr_range
-    lrs = schedule(low, high, cfg.steps, cfg.mode)
+    lrs = (lightning_schedule if lightning else schedule)(low, high, cfg.steps, cfg.mode)
+    late = 1 if lightning else 0
     spec = RunSpec("range test", replace(cfg.run.optim, lr=lrs[0]), seed)
     model = problem.new_model(seed)
     optimizer = build_optimizer(model.parameters(), spec.optim)
@@ -80,10 +97,16 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
             state["stopped"] = "non-finite loss"
             return True
         state["avg"] = cfg.smoothing * state["avg"] + (1 - cfg.smoothing) * loss
-        value = state["avg"] / (1 - cfg.smoothing ** (i + 1))
+        value = state["avg"] / (1 - cfg.smoothing ** (i + 1 + late))
         smoothed.append(value)
-        state["best"] = min(state["best"], value)
-        if i > 0 and value > cfg.diverge_factor * state["best"]:
+        if lightning:  # Lightning compares with the best before this step, from its global step 2 on
+            stop = i + 1 > 1 and value > cfg.diverge_factor * state["best"]
+            if value < state["best"] or i == 0:
+                state["best"] = value
+        else:
+            state["best"] = min(state["best"], value)
+            stop = i > 0 and value > cfg.diverge_factor * state["best"]
+        if stop:
             state["stopped"] = "diverged"
             return True
         if i + 1 >= len(lrs):

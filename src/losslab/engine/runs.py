@@ -92,7 +92,8 @@ def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float]
                       optimum_loss=optimum["loss"] if exact else None,
                       optimum_params=optimum["params"] if exact else None,
                       params=result.metrics.get("params") if exact else None,
-                      patience=getattr(problem.cfg, "patience", None), clip_option=clip)
+                      patience=getattr(problem.cfg, "patience", None), clip_option=clip,
+                      ill_conditioned=getattr(problem, "ill_conditioned", None))
     return diagnose(result.records, context)
 
 

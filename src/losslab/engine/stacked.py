@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -353,7 +353,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
 
     history = History(k, model.bounds, device, torch.float32 if device.type == "mps" else torch.float64,
                       with_params=names is not None, clipping=clipping, validation=problem.has_validation,
-                      every_epoch=bool(schedules))
+                      every_epoch=bool(schedules),
+                      units=_units(problem))
 
     def emit() -> None:
         """Records for the epochs the history holds, each run's in epoch order, then handed to the consumers."""
@@ -368,7 +369,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                     elif at == epoch:  # the epoch it diverged on: no step measured (as in fit), no validation
                         loss = row[0] if not math.isfinite(row[0]) else math.nan  # inf or NaN, as the loss came
                         if names is not None:  # the weights it stopped with, not those of the step after
-                            row = [row[0], *frozen[i].tolist(), *row[1 + len(names):]]
+                            row = [row[0], *problem.in_data_units(frozen[i]), *row[1 + len(names):]]
                         rec = {key: value for key, value in zip(keys, (epoch, loss, *row[1:], rate))
                                if not key.startswith("update_ratio/")}
                         rec["elapsed_s"] = elapsed
@@ -391,6 +392,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         for info in infos:
             events.on_run_begin(info)
         for epoch in range(1, cfg.epochs + 1):
+            if schedules or epoch == 1:  # the rate of the epoch's first batch (per-batch schedules move it)
+                rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
             # forward backward update, all runs at once
             if full_batch:
                 batches = [(x, y, True, n)]
@@ -444,8 +447,6 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             after.copy_(model.flat)
             if problem.has_validation:
                 history.valid[slot].copy_(_evaluate(problem, model, segments))
-            if schedules or epoch == 1:
-                rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
             if history.close(epoch, rates, time.perf_counter() - start):
                 emit()
             # termination conditions
@@ -537,3 +538,9 @@ def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, i
             total += losses.double().cpu() * len(yb)
             correct += (out.argmax(dim=-1) == yb).sum(dim=1).double().cpu()
     return torch.stack([total / n, correct / n])
+
+
+def _units(problem: Problem) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """How recorded parameters reach the data's units: a standardised regression's conversion, or as trained."""
+    scaling = getattr(problem, "scaling", None)
+    return scaling.to_data_units if scaling is not None else None

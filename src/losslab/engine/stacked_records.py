@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -26,8 +26,10 @@ class History:
     columns in the (K, P) layout), kept on their device until `rows` reads a chunk back."""
 
     def __init__(self, k: int, bounds: Sequence[tuple[int, int]], device: torch.device, loss_dtype: torch.dtype, *,
-                 with_params: bool, clipping: bool, validation: bool, every_epoch: bool = False):
+                 with_params: bool, clipping: bool, validation: bool, every_epoch: bool = False,
+                 units: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         p = bounds[-1][1]
+        self.units = units  # the recorded parameters in the data's units (a standardised regression), or as trained
         self.k, self.with_params, self.clipping, self.validation = k, with_params, clipping, validation
         self.size = 1 if every_epoch else max(1, min(MAX_CHUNK, CHUNK_BYTES // max(1, 12 * k * p)))
         layer_of_column = [torch.full((b - a,), i, dtype=torch.long) for i, (a, b) in enumerate(bounds)]
@@ -67,7 +69,8 @@ class History:
         sums.index_add_(3, self.layer, squares)
         layer_sq, steps, sizes = sums
         ratios = torch.where(sizes > 0, (steps / sizes).sqrt(), torch.where(steps > 0, math.inf, 0.0))
-        columns = [self.loss[:c].unsqueeze(2), *([after] if self.with_params else []),
+        params = after if self.units is None else self.units(after.cpu().double())
+        columns = [self.loss[:c].unsqueeze(2), *([params] if self.with_params else []),
                    layer_sq.sum(dim=2, keepdim=True).sqrt(), layer_sq.sqrt(), ratios]
         if self.clipping:
             columns.append(self.clipped[:c].unsqueeze(2))

@@ -65,7 +65,7 @@ class TensorBoardWriter(Consumer):
         writer = self._writer(run)
         steps = getattr(result, "steps", None)
         if steps:  # the LR range test: loss and rate against the step
-            for i, (lr, loss) in enumerate(zip(steps["lr"], steps["loss"])):
+            for i, (lr, loss) in enumerate(zip(steps["lr"], steps["loss"]), start=1):  # as history.csv counts
                 writer.add_scalar("range_test/loss", loss, i)
                 writer.add_scalar("range_test/lr", lr, i)
         elif self.many and getattr(result, "status", None) != "not run":
