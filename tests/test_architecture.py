@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "losslab"
 
 # lowest first; a module may import its own layer or any layer below it, never one above
 LAYERS = [
-    {"losslab", "losslab.errors", "losslab.stats", "losslab.expect", "losslab.invocation"},
+    {"losslab", "losslab.errors", "losslab.stats", "losslab.expect", "losslab.invocation", "losslab.toml_text"},
     {"losslab.components"},
     {"losslab.config"},
     {"losslab.engine"},

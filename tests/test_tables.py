@@ -168,5 +168,5 @@ def test_default_epochs_do_not_under_train_the_bundled_tables(dataset):
     reference = LogisticRegression(max_iter=5000).fit(data.x_train.numpy(), data.y_train.numpy()).score(
         data.x_val.numpy(), data.y_val.numpy())
     run = classify_run(ClassifyConfig(data=ClassifyDataConfig(dataset=dataset), model=ModelConfig(name="logistic"),
-                                      train=TrainConfig(epochs=None, device="cpu")))
+                                      train=TrainConfig(epochs=None, batch_size=64, device="cpu")))
     assert run.accuracy >= reference - 0.015

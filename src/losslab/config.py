@@ -9,6 +9,7 @@ new config and is idempotent. Every command runs on a resolved config. Sits abov
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -365,15 +366,15 @@ def check_out_dir(path: Optional[str], files: tuple[str, ...] = (), option: str 
     if not path.strip():
         raise ConfigError(option, "is empty; give a folder name (use . for the current folder)")
     p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise ConfigError(option, f"{path} exists and is not a folder")
     try:
+        if p.exists() and not p.is_dir():
+            raise ConfigError(option, f"{path} exists and is not a folder")
         p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+        for name in files:
+            if (p / name).is_dir():
+                raise ConfigError(option, f"{p / name} is a folder; the run writes a file there")
+    except OSError as exc:  # a name too long for the file system, a read-only or full disk, no permission
         raise ConfigError(option, f"cannot create folder {path}: {exc.strerror or exc}") from None
-    for name in files:
-        if (p / name).is_dir():
-            raise ConfigError(option, f"{p / name} is a folder; the run writes a file there")
     _probe_folder(option, p, path)
 
 
@@ -384,11 +385,16 @@ def check_file_target(option: str, path: Optional[str]) -> None:
     if not path.strip():
         raise ConfigError(option, "is empty; give a file name")
     p = Path(path).expanduser()
-    if p.is_dir():
-        raise ConfigError(option, f"{path} is a folder; give a file name")
-    parent = p.resolve().parent
-    if not parent.is_dir():
-        raise ConfigError(option, f"folder {parent} does not exist")
+    try:
+        if p.is_dir():
+            raise ConfigError(option, f"{path} is a folder; give a file name")
+        parent = p.resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(option, f"folder {parent} does not exist")
+        if len(p.name.encode()) > os.pathconf(parent, "PC_NAME_MAX"):
+            raise ConfigError(option, f"the file name {p.name[:40]}... is longer than the file system allows")
+    except OSError as exc:
+        raise ConfigError(option, f"cannot write {path}: {exc.strerror or exc}") from None
     _probe_folder(option, parent, str(parent))
 
 

@@ -83,8 +83,14 @@ class _Group(_FlagHelp, TyperGroup):
     def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         _skip_pydantic_coercion(self)
-        _degrade_streams()
         args = list(sys.argv[1:] if args is None else args)
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            if "--json" in args:
+                print("losslab: error: --json: stdout is closed (>&-): the JSON document has nowhere to go",
+                      file=sys.stderr)
+                return self._exit(ExitCode.USAGE, standalone_mode)
+            sys.stdout = open(os.devnull, "w")
+        _degrade_streams()
         debug = "--debug" in args or _debug()
         args = [a for a in args if a != "--debug"]
         try:
@@ -114,6 +120,10 @@ class _Group(_FlagHelp, TyperGroup):
             # the reader closed stdout (`losslab ... | head -1`): stop quietly, as shell tools do
             _silence_stdout()
             code = ExitCode.BROKEN_PIPE
+        except OSError as exc:  # writing what the user asked for failed: a full disk, a closed or full stdout
+            where = f" {exc.filename}" if exc.filename else (" to stdout" if _is_stdout_error(exc) else "")
+            print(f"losslab: error: cannot write{where}: {exc.strerror or describe(exc)}", file=sys.stderr)
+            code = ExitCode.FAILED
         except MemoryError:
             print("losslab: error: out of memory: the run needs more memory than this machine has "
                   "(use fewer --samples, --features, --hidden, --seeds, a smaller --batch-size or --subset)",
@@ -133,12 +143,19 @@ class _Group(_FlagHelp, TyperGroup):
     def _exit(code: int, standalone_mode: bool) -> int:
         if standalone_mode:
             try:
-                sys.stdout.flush()
+                if sys.stdout is not None:
+                    sys.stdout.flush()
             except (BrokenPipeError, ValueError):
                 _silence_stdout()
                 code = ExitCode.BROKEN_PIPE if code == ExitCode.OK else code
             sys.exit(int(code))
         return int(code)
+
+
+def _is_stdout_error(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT)
 
 
 def _silence_stdout() -> None:

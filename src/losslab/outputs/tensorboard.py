@@ -40,14 +40,30 @@ class TensorBoardWriter(Consumer):
         self.writers: dict[tuple[Any, ...], Any] = {}
 
     def directory(self, run: RunInfo) -> Path:
-        return self.root / self.command / run.label
+        """DIR/command/label, or label-version_N (N = 1, 2, ...) when that name is taken by an earlier run or
+        anything else: two invocations never write into one run folder (TensorBoard would merge them)."""
+        base = self.root / self.command / run.label
+        taken = {w.log_dir for w in self.writers.values()}
+        version, path = 0, base
+        while path.exists() or str(path) in taken:
+            version += 1
+            path = base.with_name(f"{base.name}-version_{version}")
+        return path
 
     def _writer(self, run: RunInfo) -> Any:
         key = (run.key, run.index)
         if key not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writers[key] = SummaryWriter(log_dir=str(self.directory(run)))
+            from losslab.errors import ConfigError
+
+            where = self.directory(run)
+            try:
+                where.mkdir(parents=True)
+                self.writers[key] = SummaryWriter(log_dir=str(where))
+            except OSError as exc:
+                raise ConfigError("--tensorboard", f"cannot write the run folder {where}: "
+                                  f"{exc.strerror or exc}") from None
         return self.writers[key]
 
     def on_run_begin(self, run: RunInfo) -> None:
