@@ -105,6 +105,21 @@ MATRIX = [
     (["compare-losses", "--seeds", HUGE], "--seeds"),
     (["check-loss", "torch.nn:MSELoss", "--points", "0"], "--points"),
     (["check-loss", "no_such_module_xyz:f"], "--loss"),
+    (["check-loss", "torch.nn:MSELoss", "--points", "1000000000"], "--points"),
+    (["compare-losses", "--losses", ""], "--losses"),
+    (["compare-losses", "--losses", " , "], "--losses"),
+    (["compare-losses", "--losses", "no_such_module_xyz:f,mse", "--epochs", "3"], "--losses"),
+    # numbers at the edge (torch and numpy seed ranges)
+    (["regress", "--seed", str(2**64)], "--seed"),
+    (["regress", "--data-seed", str(2**32)], "--data-seed"),
+    (["classify", "--data-seed", str(2**32)], "--data-seed"),
+    (["compare-optimizers", "--seed", str(2**63)], "--seed"),
+    (["regress", "--epochs", "0"], "--epochs"),
+    # output targets checked before training
+    (["regress", "--out", "x" * 300], "--out"),
+    (["classify", "--save", "x" * 300 + ".pt"], "--save"),
+    # executors: checked within seconds, not a hang
+    (["compare-losses", "--executor", "ray", "--ray-address", "127.0.0.1:1", "--epochs", "3"], "--ray-address"),
 ]
 
 
@@ -335,3 +350,145 @@ def test_a_users_loss_that_becomes_nan_is_reported_as_diverged_with_exit_3(tmp_p
     proc = run("regress", "--loss", "losses:nan_later", "--epochs", "500", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert "training diverged at epoch" in proc.stdout and proc.stderr == ""
+
+
+def test_replay_and_print_config_round_trip_any_string_and_every_flag(tmp_path):
+    """An experiment file from --print-config is valid TOML for every flag (--plot/--no-plot included) and any
+    string (quotes, backslashes, newlines, control characters); a run made with them replays."""
+    weird = tmp_path / 'we"ird\\dir\nname\x01'
+    printed = run("regress", "--plot", "--epochs", "5", "--out", str(weird), "--print-config")
+    assert printed.returncode == 0, printed.stderr
+    (tmp_path / "e.toml").write_text(printed.stdout)
+    import tomllib
+
+    table = tomllib.loads(printed.stdout)["regress"]
+    assert table["plot"] is True and table["out"] == str(weird)
+    proc = run("regress", "--config", str(tmp_path / "e.toml"), "--quiet", "--no-plot")
+    assert proc.returncode == 0, proc.stderr
+    replay = run("replay", str(weird / "result.json"))
+    assert replay.returncode == 0 and "identical" in replay.stdout, replay.stderr
+
+
+@pytest.mark.parametrize("invocation, needle", [
+    ("null", "no 'invocation'"), ('"regress"', "no 'invocation'"),
+    ('{"command": "regress"}', "invocation.options"), ('{"command": "nope", "options": {}}', "invocation.command"),
+    ('{"command": "regress", "options": {"lr": {"a": 1}}}', "'lr'"),
+    ('{"command": "regress", "options": {}, "paths": [1]}', "invocation.paths"),
+    ("[" * 100000 + "]" * 100000, "not a readable result.json")])
+def test_result_files_with_a_broken_invocation_are_one_line(tmp_path, invocation, needle):
+    (tmp_path / "r.json").write_text('{"invocation": ' + invocation + "}")
+    assert_one_line(run("replay", str(tmp_path / "r.json")), 2, needle)
+
+
+def test_a_fifo_as_the_result_file_is_refused_not_read(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    assert_one_line(run("replay", str(tmp_path / "fifo")), 2, "not a regular file")
+
+
+def test_replay_runs_in_the_recorded_folder_so_relative_data_and_loss_modules_are_found(tmp_path):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "mylosses.py").write_text("import torch\ndef huber(p, t):\n"
+                                                   "    return torch.nn.functional.huber_loss(p, t)\n")
+    (tmp_path / "work" / "t.csv").write_text("x,y\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(20)))
+    proc = run("regress", "--data", "t.csv", "--loss", "mylosses:huber", "--epochs", "20", "--out", "o", "--quiet",
+               "--no-plot", cwd=tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "work" / "o" / "result.json").read_text())
+    assert doc["invocation"]["paths"]["data"] == str(tmp_path / "work" / "t.csv")
+    elsewhere = run("replay", str(tmp_path / "work" / "o" / "result.json"), cwd=tmp_path)
+    assert elsewhere.returncode == 0 and "identical" in elsewhere.stdout, elsewhere.stderr
+
+
+def test_replaying_a_digits_result_does_not_depend_on_home_or_losslab_data(tmp_path):
+    proc = run("classify", "--epochs", "1", "--out", str(tmp_path / "o"), "--quiet", "--no-plot")
+    assert proc.returncode == 0 and json.loads((tmp_path / "o" / "result.json").read_text())["config"]["data"][
+        "data_dir"] is None
+    again = run("replay", str(tmp_path / "o" / "result.json"), env={"HOME": str(tmp_path), "LOSSLAB_DATA": "/x"})
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_users_module_that_calls_sys_exit_is_one_line_not_its_exit_code(tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(7)\n")
+    for args in (["regress", "--loss", "exits:f"], ["check-loss", "exits:f"],
+                 ["compare-losses", "--losses", "exits:f,mse", "--executor", "process", "--epochs", "3"]):
+        assert_one_line(run(*args, cwd=tmp_path), 2, "sys.exit(7)")
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("return ((p - t) ** 2).mean() * (1 + 1j)", "complex"),
+    ("return ((p - t) ** 2).sum().to_sparse()", "sparse"),
+    ("raise ValueError('float32 only') if p.dtype == torch.float64 else None", "float32 only")])
+def test_check_loss_on_odd_losses_reports_a_failed_check(tmp_path, body, needle):
+    (tmp_path / "odd.py").write_text(f"import torch\ndef f(p, t):\n    {body}\n")
+    proc = run("check-loss", "odd:f", "--json", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "failed" and needle in json.dumps(doc["checks"])
+
+
+def test_stdout_full_or_closed_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([BIN, "regress", "--epochs", "3", "--json", "--quiet"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 4 and proc.stderr.strip().splitlines() == [
+        "losslab: error: cannot write to stdout: No space left on device"]
+    closed = subprocess.run(f"{BIN} regress --epochs 3 --json >&-", shell=True, capture_output=True, text=True,
+                            env=ENV, timeout=120)
+    assert_one_line(closed, 2, "--json")
+    quiet = subprocess.run(f"{BIN} regress --epochs 3 >&-", shell=True, capture_output=True, text=True, env=ENV,
+                           timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_tensorboard_run_folder_in_the_way_gets_a_version_and_a_read_only_one_is_refused(tmp_path):
+    (tmp_path / "tb" / "regress").mkdir(parents=True)
+    (tmp_path / "tb" / "regress" / "sgd-lr0.1-seed0").write_text("a file where the run folder goes")
+    for _ in range(2):
+        assert run("regress", "--epochs", "3", "--tensorboard", str(tmp_path / "tb"), "--quiet").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "tb" / "regress").iterdir()) == [
+        "sgd-lr0.1-seed0", "sgd-lr0.1-seed0-version_1", "sgd-lr0.1-seed0-version_2"]
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "tb" / "regress").chmod(0o555)
+        assert_one_line(run("regress", "--epochs", "3", "--tensorboard", str(tmp_path / "tb")), 2, "--tensorboard")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda c: c.pop("optimizer"), "has no 'optimizer'"), (lambda c: c.update(epoch="two"), "'epoch' is a str"),
+    (lambda c: c.update(state_dict={k: v[:1] for k, v in c["state_dict"].items()}), "weights"),
+    (lambda c: c.update(generator=__import__("torch").zeros(3, dtype=__import__("torch").uint8)), "generator")])
+def test_damaged_checkpoints_are_one_line(tmp_path, damage, needle):
+    import torch
+
+    assert run("classify", "--epochs", "1", "--save", str(tmp_path / "c.pt"), "--quiet").returncode == 0
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    damage(ckpt)
+    torch.save(ckpt, tmp_path / "d.pt")
+    assert_one_line(run("classify", "--epochs", "3", "--resume", str(tmp_path / "d.pt")), 2, needle)
+
+
+def test_a_nul_byte_in_a_csv_is_refused_with_its_line(tmp_path):
+    (tmp_path / "n.csv").write_bytes(b"x,y\n1,2\n3,\x004\n5,6\n")
+    for command in ("regress", "classify"):
+        assert_one_line(run(command, "--data", str(tmp_path / "n.csv")), 2, "line 3 holds a NUL byte")
+
+
+def test_expect_compares_numbers_given_as_text_as_numbers():
+    proc = run("regress", "--epochs", "30", "--quiet", "--expect", "epochs_run!=30.0")
+    assert proc.returncode == 1
+    assert run("regress", "--epochs", "30", "--quiet", "--expect", "epochs_run!=31").returncode == 0
+
+
+@pytest.mark.parametrize("signum, code", [(15, 143), (1, 129)])
+def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum, code):
+    import signal
+    import time
+
+    proc = subprocess.Popen([BIN, "regress", "--epochs", "2000000", "--out", str(tmp_path / "o"), "--no-plot",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    time.sleep(6)
+    proc.send_signal(signal.Signals(signum))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["status"] == "interrupted"
+    assert not list((tmp_path / "o").glob("*.tmp")) and "Traceback" not in err

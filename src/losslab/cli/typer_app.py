@@ -20,7 +20,7 @@ from losslab.cli.configs import (classify_config, compare_config, compare_losses
                                  sweep_config)
 from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed, describe
 
 EXIT_CODES_HELP = (

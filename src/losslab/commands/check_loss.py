@@ -60,8 +60,8 @@ def default_data(task: str) -> Any:
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     from losslab.commands.common import json_stream
     from losslab.engine.loss_check import check_loss
-    from losslab.engine import interrupt
-    from losslab.engine.interrupt import critical
+    from losslab import interrupt
+    from losslab.interrupt import critical
     from losslab.outputs.files import dumps
 
     fn = load_import_path(cfg.loss)

@@ -102,6 +102,16 @@ def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]
     if not isinstance(ckpt, dict) or ckpt.get("format") != "losslab-checkpoint-1":
         raise ConfigError("--resume", f"{path} is not a losslab checkpoint")
     ckpt.setdefault("architecture", ModelConfig().architecture())  # checkpoints from before --depth etc.
+    kinds = {"epoch": int, "model": str, "hidden": int, "input_shape": list, "classes": list, "optim": str,
+             "state_dict": dict, "optimizer": dict, "generator": torch.Tensor}
+    for key, kind in kinds.items():
+        if key not in ckpt:
+            raise ConfigError("--resume", f"checkpoint {path} has no {key!r} (damaged, or not written by losslab)")
+        if not isinstance(ckpt[key], kind) or (kind is int and isinstance(ckpt[key], bool)):
+            raise ConfigError("--resume", f"checkpoint {path}: {key!r} is a {type(ckpt[key]).__name__}, expected "
+                              f"{kind.__name__}")
+    if ckpt["epoch"] < 0:
+        raise ConfigError("--resume", f"checkpoint {path}: epoch {ckpt['epoch']} is negative")
     for key, ours in (("model", cfg.model.name), ("hidden", cfg.model.hidden),
                       ("architecture", cfg.model.architecture()),
                       ("input_shape", list(data.input_shape)), ("classes", list(data.classes))):
@@ -111,6 +121,31 @@ def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]
         raise ConfigError("--resume", f"checkpoint is already at epoch {ckpt['epoch']}; "
                           f"--epochs {cfg.train.epochs} leaves nothing to train (--epochs is the total)")
     return ckpt
+
+
+def restore(ckpt: dict[str, Any], cfg: ClassifyConfig, model: Any, optimizer: Any, generator: Any) -> list[str]:
+    """A checkpoint's weights, optimizer state (same optimizer only) and batch-order generator, or a one-line
+    error naming --resume when any of them does not fit this run. Returns notes for the report."""
+    notes = []
+    part = "weights"
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        if ckpt["optim"] == cfg.optim.name:
+            part = "optimizer state"
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+            optimizer.load_state_dict(ckpt["optimizer"])
+            for group, settings in zip(optimizer.param_groups, fresh):
+                group.update(settings)  # this run's --lr, --momentum, ...: the options given are honoured
+        else:
+            notes.append(f"optimizer state not restored: checkpoint used {ckpt['optim']}, this run {cfg.optim.name}")
+        part = "batch-order generator state"
+        generator.set_state(ckpt["generator"])  # a resumed run sees the batches the whole run would have
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                   lines[0] if lines else "")
+        raise ConfigError("--resume", f"cannot restore the checkpoint's {part} into this run: {why}") from None
+    return notes
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -130,15 +165,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     generator = batch_generator(cfg.train.seed)  # kept here: a checkpoint saves its state
     first_epoch, notes = 1, []
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
-        if ckpt["optim"] == cfg.optim.name:
-            fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-            optimizer.load_state_dict(ckpt["optimizer"])
-            for group, settings in zip(optimizer.param_groups, fresh):
-                group.update(settings)  # this run's --lr, --momentum, ...: the options given are honoured
-        else:
-            notes.append(f"optimizer state not restored: checkpoint used {ckpt['optim']}, this run {cfg.optim.name}")
-        generator.set_state(ckpt["generator"])  # a resumed run sees the batches the whole run would have
+        notes += restore(ckpt, cfg, model, optimizer, generator)
         first_epoch = ckpt["epoch"] + 1
 
     best = BestEpoch(model, cfg.patience)
@@ -251,7 +278,10 @@ def plots(result: ClassifyResult) -> list[Plot]:
         confusion_matrix(result.confusion, result.classes, path, title=f"{cfg.data.dataset}: accuracy "
                          f"{result.accuracy:.4f}")
 
-    return list(zip(PLOTS, [curves, confusion]))
+    # a run stopped before its first epoch ended (Ctrl-C, an error) has nothing to draw
+    drawn = [(name, draw) for name, draw, has in zip(PLOTS, [curves, confusion], [result.records, result.confusion])
+             if has]
+    return drawn
 
 
 def terminal_curves(result: ClassifyResult) -> str:

@@ -13,7 +13,7 @@ from losslab.engine.diagnosis import CODES
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
 from losslab.outputs.display import print_failures
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.outputs.files import dumps, write_data_files, write_plots
 
 Plot = tuple[str, Callable[[Any], None]]

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
                                      finish, pooled_diagnosis, pooled_notes, run_document, run_records, wants_curves)
 from losslab.config import SweepConfig, check_out_dir
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, build_problem
 from losslab.engine.range_test import RangeCurve, range_test_run, schedule

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from losslab import toml_text
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.errors import ConfigError, ExitCode, RunFailed
 
 COMMAND = "replay"

@@ -153,7 +153,11 @@ def import_user_module(module_name: str, option: str) -> Any:
     except SystemExit as exc:
         raise ConfigError(option, f"importing module {module_name!r} called sys.exit({exc.code!r})") from None
     except KeyboardInterrupt:
-        raise
+        from losslab import interrupt
+
+        if interrupt.requested():  # the user pressed Ctrl-C (twice) while it imported
+            raise
+        raise ConfigError(option, f"importing module {module_name!r} raised KeyboardInterrupt") from None
     except Exception as exc:
         raise ConfigError(option, f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     finally:

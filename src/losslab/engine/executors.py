@@ -15,10 +15,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 import pickle
 from typing import Any, Optional, Sequence
 
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.runs import RunResult, RunSpec, run_info
 
@@ -33,6 +34,10 @@ def _init(payload: bytes, threads: int) -> None:
     global _problem
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops (and stops the workers)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the parent's stdout may carry a --json document alone: whatever a user's code prints here goes to stderr
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     torch.set_num_threads(threads)
     _problem = pickle.loads(payload)
 
@@ -78,16 +83,27 @@ def finished(problem: Any, results: list[Optional[RunResult]], unit: Sequence[in
 
 
 POLL_SECONDS = 0.2  # how often a waiting parent looks for Ctrl-C
+STOP_SECONDS = 5.0  # how long stopped workers get to exit before they are killed
 
 
 def stop_workers(pool: cf.ProcessPoolExecutor) -> None:
     """Ctrl-C: drop the units not started and end the running ones now (their trials are reported as not run);
     waiting for a long trial to finish would make Ctrl-C look ignored."""
+    import time
+
     processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before Python 3.14
     pool.shutdown(wait=False, cancel_futures=True)  # (forgets the processes)
     for process in processes:
         if process.is_alive():
             process.terminate()
+    # none may outlive the command: wait a bounded time for each (a loaded machine is slow to deliver SIGTERM
+    # and to reap), then kill what is left
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
 
 
 def cores() -> int:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.engine.batches import InMemory
 from losslab.engine.events import Consumer, RunInfo, wants_batches
 from losslab.errors import ConfigError, describe

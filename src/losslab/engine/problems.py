@@ -14,13 +14,15 @@ from losslab.components.losses import build_loss, is_import_path, wants_balanced
 from losslab.components.models import MODELS, build_classifier
 from losslab.components.regression_data import (RegressionData, Scaling, diabetes, least_squares, read_csv,
                                                 synthetic)
-from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, parse_floats
+from losslab.config import (ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory,
+                            parse_floats)
 from losslab.engine.batches import InMemory, Streamed
 from losslab.engine.diagnosis import CONDITION
 from losslab.engine.loop import flat_list, resolve_device
 from losslab.errors import ConfigError, describe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PARAM_BYTES = 200  # one parameter in one epoch: its record entry (~50 B measured), copies for the table, csv and JSON
 
 
 class Problem:
@@ -154,6 +156,10 @@ class RegressionProblem(Problem):
         self.source = InMemory(self.x, self.y)
         self.loss_fn = self._build_loss(cfg.loss)
         self.names = data.param_names
+        # every epoch's record holds every parameter: a wide table over many epochs must fit in memory
+        epochs = cfg.train.epochs or 0
+        check_memory("--features" if cfg.data.csv is None else "--data", epochs * len(self.names) * PARAM_BYTES,
+                     f"recording {len(self.names):,} parameters for each of {epochs:,} epochs")
         probe = self._linear()
         check_loss_output(self.loss_fn, probe, *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
         opt_w, opt_b = least_squares(data.x, data.y)  # in the data's units
@@ -165,9 +171,8 @@ class RegressionProblem(Problem):
         self.optimum = {"params": dict(zip(self.names, [float(v) for v in opt_w] + [opt_b])), "loss": optimum_loss}
         self.true_params = (dict(zip(self.names, list(data.true_w) + [data.true_b]))
                             if data.true_w is not None else None)
-        self.ill_conditioned = condition_number(x) if self.scaling is None else None
-        if self.ill_conditioned is not None and self.ill_conditioned <= CONDITION:
-            self.ill_conditioned = None
+        condition = condition_number(x) if self.scaling is None else None
+        self.ill_conditioned = condition if condition is not None and condition > CONDITION else None
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
         return checked_loss(cfg, build_loss(cfg), self)
@@ -204,13 +209,18 @@ class RegressionProblem(Problem):
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
 
 
-def condition_number(x: Any) -> float:
-    """The condition number of MSE's Hessian for a linear model with a bias: of [x 1]ᵀ[x 1] / n (float64)."""
+def condition_number(x: Any, largest: int = 2000) -> Optional[float]:
+    """The condition number of MSE's Hessian for a linear model with a bias, [x 1]ᵀ[x 1] / n: the squared ratio
+    of the design's extreme singular values (float64). None where it says nothing a rate could fix (fewer rows
+    than parameters: singular) or would cost too much (both sides above `largest`)."""
     import numpy as np
 
-    design = np.hstack([x.astype(np.float64), np.ones((x.shape[0], 1))])
-    eig = np.linalg.eigvalsh(design.T @ design / len(design))
-    return float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
+    n, p = x.shape[0], x.shape[1] + 1
+    if n < p or min(n, p) > largest:
+        return None
+    design = np.hstack([x.astype(np.float64), np.ones((n, 1))])
+    s = np.linalg.svd(design, compute_uv=False)
+    return float((s[0] / s[-1]) ** 2) if s[-1] > 0 else None
 
 
 def evaluate_classifier(model: Any, loss_fn: Any, chunks: Any) -> tuple[float, Any]:

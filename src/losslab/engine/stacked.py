@@ -26,7 +26,7 @@ from torch import nn
 
 from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.batches import epoch_order
 from losslab.engine.loop import batch_generator, epoch_record, settle_status

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from losslab.engine import interrupt
+from losslab import interrupt
 from losslab.engine.events import Consumer
 from losslab.engine.problems import Problem
 from losslab.engine.runs import RunResult, RunSpec
