@@ -223,6 +223,31 @@ def condition_number(x: Any, largest: int = 2000) -> Optional[float]:
     return float((s[0] / s[-1]) ** 2) if s[-1] > 0 else None
 
 
+def training_memory(model_cfg: Any, input_shape: Any, classes: int, batch: int) -> tuple[int, int]:
+    """(parameters, activation values) of one training step, measured by building the model and running a
+    batch on the `meta` device: no memory is allocated for either."""
+    sizes: list[int] = []
+    with torch.device("meta"):
+        model = build_classifier(model_cfg, input_shape, classes)
+        hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+                 for m in model.modules() if not list(m.children())]
+        model(torch.empty(batch, *input_shape))
+    for hook in hooks:
+        hook.remove()
+    return sum(p.numel() for p in model.parameters()), sum(sizes)
+
+
+def check_training_memory(cfg: ClassifyConfig, input_shape: Any, classes: int, batch: int) -> None:
+    """Refuse before allocating a model whose training step would not fit: float32 parameters with their gradient
+    and two optimizer states, and every layer's output for a batch kept for the backward pass (twice, with its
+    gradient)."""
+    params, activations = training_memory(cfg.model, input_shape, classes, batch)
+    shape = "x".join(map(str, input_shape))
+    check_memory("--image-size" if len(input_shape) == 3 and cfg.data.dataset == "imagefolder" else "--model",
+                 4 * (4 * params + 2 * activations),
+                 f"training {cfg.model.name} ({params:,} parameters) on {shape} inputs in batches of {batch:,}")
+
+
 def evaluate_classifier(model: Any, loss_fn: Any, chunks: Any) -> tuple[float, Any]:
     """Mean loss and predicted classes over the (x, y) chunks of a split (in memory or streamed), in order.
     Call under no_grad/eval."""
@@ -269,6 +294,7 @@ class ClassificationProblem(Problem):
             self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
             self.x_val = data.x_val.to(self.device)
             self.source, self.valid = InMemory(self.x, self.y), InMemory(self.x_val, self.y_val)
+        check_training_memory(cfg, data.input_shape, self.k, cfg.train.batch_size or (64 if data.streamed else self.n))
         self.loss_fn = self._build_loss(cfg.loss)
         check_loss_output(self.loss_fn, self.new_model(0), *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
 
