@@ -188,6 +188,18 @@ def test_a_users_loss_that_prints_keeps_json_clean(tmp_path):
     proc = run("regress", "--loss", "noisy:loss", "--epochs", "3", "--json", "--device", "cpu", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "ok" and "called" in proc.stderr
+    # in worker processes too: what they print goes to stderr, stdout stays one JSON document
+    pooled = run("compare-losses", "--losses", "noisy:loss,mse", "--seeds", "1", "--epochs", "3", "--json",
+                 "--executor", "process", "--jobs", "2", cwd=tmp_path)
+    assert pooled.returncode == 0, pooled.stderr
+    assert json.loads(pooled.stdout)["status"] == "ok" and "called" in pooled.stderr
+
+
+def test_a_slow_user_import_says_so_instead_of_hanging_silently(tmp_path):
+    (tmp_path / "slowimport.py").write_text("import time\nimport torch\ntime.sleep(4)\n"
+                                            "def loss(p, t):\n    return ((p - t) ** 2).mean()\n")
+    proc = run("check-loss", "slowimport:loss", cwd=tmp_path)
+    assert proc.returncode == 0 and "still importing 'slowimport' for --loss" in proc.stderr, proc.stderr
 
 
 LOSSES = """

@@ -97,18 +97,42 @@ def test_following_a_diverged_runs_suggested_rate_stops_the_divergence(cli, args
     assert again.exit_code == 0 and "diverged" not in [f["code"] for f in again.json()["diagnosis"]]
 
 
-@pytest.mark.parametrize("args", [["--lr", "0.95", "--epochs", "30"], ["--lr", "0.01", "--epochs", "100"],
-                                  ["--optim", "adam", "--lr", "0.001", "--epochs", "300"]],
-                         ids=["overshooting", "too-small", "adam-too-small"])
-def test_following_the_slow_convergence_suggestion_converges(cli, args):
-    """Near 2/λ gradient descent jumps across the optimum (lower the rate); far below it crawls (raise it)."""
+SLOW = {"overshooting": ["--lr", "0.95", "--epochs", "30"], "too-small": ["--lr", "0.01", "--epochs", "100"],
+        "adam-too-small": ["--optim", "adam", "--lr", "0.001", "--epochs", "300"],
+        "adam-circling": ["--optim", "adam", "--lr", "0.5", "--epochs", "60"],
+        "momentum-circling": ["--optim", "momentum", "--lr", "0.3", "--epochs", "60"]}
+
+
+def _followed(cli, args, code):
+    """The run's finding `code`, the factor its suggested --lr applies (1 when it suggests more epochs), and the
+    same run with the suggestion followed."""
     run = cli("regress", *args, "--json", "--quiet").json()
-    (finding,) = [f for f in run["diagnosis"] if f["code"] == "slow-convergence"]
+    (finding,) = [f for f in run["diagnosis"] if f["code"] == code]
+    epochs = re.search(r"try --epochs (\d+)", finding["suggestion"])
+    if epochs:
+        given = args[args.index("--epochs") + 1]
+        return finding, 1.0, cli("regress", *[epochs.group(1) if a == given else a for a in args], "--json",
+                                 "--quiet").json()
     lr = re.search(r"--lr ([0-9.e+-]+)", finding["suggestion"]).group(1)
     given = args[args.index("--lr") + 1]
-    assert (float(lr) < float(given)) == ("overshooting" in str(finding["evidence"]))
     again = cli("regress", *[lr if a == given else a for a in args], "--json", "--quiet").json()
-    assert again["status"] == "ok" and again["diagnosis"] == []
+    return finding, float(lr) / float(given), again
+
+
+@pytest.mark.parametrize("name", list(SLOW))
+def test_following_the_slow_convergence_suggestion_helps(cli, name):
+    """Near 2/λ gradient descent jumps across the optimum, momentum and adam circle it (lower the rate); far below
+    it every step crawls (raise it). Following the suggestion at least halves the distance to the optimum."""
+    finding, factor, again = _followed(cli, SLOW[name], "slow-convergence")
+    assert {"crossing": factor < 1, "circling": factor == 1, None: factor > 1}[finding["evidence"].get("overshooting")]
+    after = [f for f in again["diagnosis"] if f["code"] == "slow-convergence"]
+    assert again["status"] == "ok" and "diverged" not in [f["code"] for f in again["diagnosis"]]
+    assert not after or after[0]["evidence"]["distance"] <= finding["evidence"]["distance"] / 2
+
+
+def test_following_the_oscillating_suggestion_stops_the_oscillation(cli):
+    finding, factor, again = _followed(cli, ["--batch-size", "10", "--lr", "0.5", "--epochs", "60"], "oscillating")
+    assert factor < 1 and "oscillating" not in [f["code"] for f in again["diagnosis"]]
 
 
 def test_compare_losses_leaves_a_users_data_as_it_is_and_ranks_by_a_neutral_measure(cli, houses):

@@ -152,17 +152,25 @@ def safer_rate(lr: float, records: Sequence[Record]) -> float:
     sharpest direction by |1 − lr·λ| per step, so a growth r per epoch means lr·λ ≈ 1 + r and rates below
     2·lr / (1 + r) are stable; half of that, at most a tenth of lr, rounded down to one significant digit."""
     r = growth(records)
-    rate = min(lr / 10, lr / (1 + r)) if r is not None else lr / 10
-    scale = 10 ** math.floor(math.log10(rate))
-    return math.floor(rate / scale) * scale
+    return _round_down(min(lr / 10, lr / (1 + r)) if r is not None else lr / 10)
 
 
 def _lower_rate(ctx: Context, lr: Optional[float], records: Sequence[Record] = ()) -> str:
+    """`lr` is the rate the run failed at; the suggestion scales --lr (ctx.lr) by the same factor, so a schedule
+    that had raised the rate (warm-up, one-cycle) is accounted for."""
     if ctx.stable_lr is not None:
         return f"the largest rate of this grid that did not diverge is {_g(ctx.stable_lr)}"
     if lr:
-        return f"lower the learning rate (try --lr {_g(safer_rate(lr, records))}) or clip gradients (--clip-grad-norm)"
+        safe = safer_rate(lr, records)
+        if ctx.lr and ctx.lr != lr:
+            safe = _round_down(ctx.lr * safe / lr)
+        return f"lower the learning rate (try --lr {_g(safe)}) or clip gradients (--clip-grad-norm)"
     return "lower the learning rate or clip gradients (--clip-grad-norm)"
+
+
+def _round_down(x: float) -> float:
+    scale = 10 ** math.floor(math.log10(x))
+    return math.floor(x / scale + 1e-9) * scale
 
 
 def _diverging(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
@@ -330,11 +338,17 @@ def _slow(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
         return None
     evidence = {"distance": gap, "relative_distance": gap / scale, "epochs": len(records),
                 "final_loss": records[-1]["train_loss"] if records else None, "optimum_loss": ctx.optimum_loss}
-    lr = records[-1].get("lr", ctx.lr) if records else ctx.lr
-    if _overshooting(records, ctx.optimum_params):
-        evidence["overshooting"] = True
-        advice = (f"the parameters jump across the optimum every epoch: the rate is near the edge of stability; "
-                  f"lower it (try --lr {_g(lr / 2)})" if lr else "lower the learning rate")
+    lr = ctx.lr or (records[-1].get("lr") if records else None)  # --lr: a schedule's last rate is not what to scale
+    how = _overshooting(records, ctx.optimum_params)
+    if how == "crossing":
+        evidence["overshooting"] = how
+        advice = (f"the parameters jump across the optimum epoch after epoch: the rate is near gradient descent's "
+                  f"limit 2/λ; lower it (try --lr {_g(lr / 3)})" if lr else "lower the learning rate")
+    elif how == "circling":
+        evidence["overshooting"] = how
+        advice = (f"the parameters circle the optimum (their distance to it grows again and again) while the "
+                  f"optimizer settles: train longer (try --epochs {3 * len(records)}), or let a schedule lower the "
+                  "rate as training goes (--schedule cosine)")
     else:
         faster = _speed_up(records, ctx.optimum_params, SLOW_DISTANCE * scale / 2)
         advice = _conditioning(ctx) or (f"raise the learning rate (try --lr {_g(_round_up(lr * faster))}), train "
@@ -368,16 +382,24 @@ def _round_up(x: float) -> float:
     return math.ceil(x / scale - 1e-9) * scale
 
 
-def _overshooting(records: Sequence[Record], optimum: Mapping[str, float], window: int = 10) -> bool:
-    """Whether the parameter farthest from the optimum lands on the other side of it epoch after epoch (at
-    least 80% of the last `window` epochs): the sign of gradient descent with a rate above 1/λ."""
+def _overshooting(records: Sequence[Record], optimum: Mapping[str, float], window: int = 20) -> Optional[str]:
+    """Whether the rate is too large rather than too small: "crossing" when over the last `window` epochs the
+    parameter farthest from the optimum lands on the other side of it on at least 80% of the epochs (gradient
+    descent with a rate above 1/λ), "circling" when the distance to the optimum grows on at least a fifth of them
+    (momentum and adaptive optimizers); None otherwise (a rate that is too small only ever gets closer)."""
     tail = records[-window:]
     if len(tail) < 3:
-        return False
-    name = max(optimum, key=lambda n: abs(tail[-1].get(n, 0.0) - optimum[n]))
+        return None
+    names = list(optimum)
+    name = max(names, key=lambda n: abs(tail[-1].get(n, 0.0) - optimum[n]))
     sides = [r[name] - optimum[name] for r in tail if name in r]
     flips = sum(a * b < 0 for a, b in zip(sides, sides[1:]))
-    return flips >= 0.8 * (len(sides) - 1)
+    target = [optimum[n] for n in names]
+    distances = [math.dist([r.get(n, math.nan) for n in names], target) for r in tail]
+    rises = sum(b > a for a, b in zip(distances, distances[1:]))
+    if flips >= 0.8 * (len(sides) - 1):
+        return "crossing"
+    return "circling" if rises >= 0.2 * (len(distances) - 1) else None
 
 
 def codes(findings: Sequence[Finding]) -> list[str]:
