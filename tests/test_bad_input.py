@@ -504,3 +504,35 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum, code):
     assert proc.returncode == code, err
     assert json.loads((tmp_path / "o" / "result.json").read_text())["status"] == "interrupted"
     assert not list((tmp_path / "o").glob("*.tmp")) and "Traceback" not in err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs root, as CI and the dev machines run; skipped elsewhere)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_disk_without_room_is_refused_before_training_and_a_disk_filling_up_is_survived(small_disk):
+    for option in ("--out", "--tensorboard"):
+        assert_one_line(run("regress", "--epochs", "400000", option, str(small_disk / option[2:])), 2,
+                        f"{option}: the run writes about")
+    import time
+
+    # 60 epochs of 1,000 one-row batches: long enough (about 15 s) to fill the disk while it trains
+    proc = subprocess.Popen([BIN, "regress", "--epochs", "60", "--samples", "1000", "--batch-size", "1",
+                             "--tensorboard", str(small_disk / "tb"), "--quiet", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(6)
+    subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'fill'}", "bs=1k", "count=5000"], capture_output=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "losslab regress: ok" in out
+    assert err.strip().splitlines() == [
+        f"losslab: warning: --tensorboard: cannot write to {small_disk / 'tb'} (No space left on device); "
+        "TensorBoard output stopped here, the run goes on"]

@@ -343,6 +343,11 @@ class RegressConfig:
             data = replace(data, standardize=data.csv is not None)
         return replace(self, data=data, optim=self.optim.for_task("regression"))
 
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.train.epochs or 0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -358,9 +363,14 @@ def _probe_folder(option: str, folder: Path, shown: str) -> None:
         raise ConfigError(option, f"cannot write to {shown}: {exc.strerror or exc}") from None
 
 
-def check_out_dir(path: Optional[str], files: tuple[str, ...] = (), option: str = "--out") -> None:
+OUT_RECORD_BYTES = 400  # one epoch record in history.csv and result.json, generously
+TENSORBOARD_RECORD_BYTES = 800  # one epoch record as TensorBoard scalar events (about 50 B a scalar)
+PLOT_BYTES = 256 << 10  # one PNG, generously
+
+
+def check_out_dir(path: Optional[str], files: tuple[str, ...] = (), option: str = "--out", records: int = 0) -> None:
     """Fail early (before training) when `--out` (or `--tensorboard`) cannot take every file the run will write
-    there."""
+    there: not a folder, not writable, or without room for `records` epoch records and the files."""
     if path is None:
         return
     if not path.strip():
@@ -376,6 +386,18 @@ def check_out_dir(path: Optional[str], files: tuple[str, ...] = (), option: str 
     except OSError as exc:  # a name too long for the file system, a read-only or full disk, no permission
         raise ConfigError(option, f"cannot create folder {path}: {exc.strerror or exc}") from None
     _probe_folder(option, p, path)
+    plots = sum(name.endswith(".png") for name in files)
+    need = records * (TENSORBOARD_RECORD_BYTES if option == "--tensorboard" else OUT_RECORD_BYTES) + plots * PLOT_BYTES
+    check_space(option, p, path, need)
+
+
+def check_space(option: str, folder: Path, shown: str, need: int) -> None:
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise ConfigError(option, f"the run writes about {need / 2**20:,.1f} MiB there; {shown} has "
+                          f"{free / 2**20:,.1f} MiB free")
 
 
 def check_file_target(option: str, path: Optional[str]) -> None:
@@ -588,6 +610,11 @@ class ClassifyConfig:
         return replace(self, train=train, model=model, data=data,
                        optim=self.optim.for_task("classification", entry.meta.get("default_lr")))
 
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.train.epochs or 0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -674,6 +701,11 @@ class CompareConfig:
             if name in rates:
                 return rates[name], f"{self.run.data.dataset} default"
         return default_lr(name, self.task), "default"
+
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.seeds * len(self.optims) * (1 + (len(self.tune_grid) if self.tune else 0)) * (self.run.train.epochs or 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -769,6 +801,11 @@ class SweepConfig:
         low, high = self.lr_range
         return tuple(low * (high / low) ** (i / (self.num - 1)) for i in range(self.num))
 
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.seeds * (self.steps if self.range_test else len(self.grid()) * (self.run.train.epochs or 0))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["task"] = self.task
@@ -837,6 +874,11 @@ class CompareLossesConfig:
             synthetic = isinstance(run, RegressConfig) and run.data.csv is None and run.data.dataset == "synthetic"
             outliers = 0.1 if synthetic else 0.0
         return replace(self, run=run, outliers=outliers)
+
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.seeds * len(self.losses) * (self.run.train.epochs or 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -294,8 +294,8 @@ def terminal_curves(result: ClassifyResult) -> str:
 
 def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS)
-    check_out_dir(cfg.tensorboard, option="--tensorboard")
+    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = ClassificationProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 

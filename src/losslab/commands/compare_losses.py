@@ -340,8 +340,8 @@ def terminal_curves(result: CompareLossesResult) -> str:
 
 def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS)
-    check_out_dir(cfg.tensorboard, option="--tensorboard")
+    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem, heldout, rows, held = prepare(cfg)
     check_losses(cfg, problem)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)

@@ -248,8 +248,8 @@ def terminal_curves(result: CompareResult) -> str:
 
 def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS)
-    check_out_dir(cfg.tensorboard, option="--tensorboard")
+    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
 

@@ -448,8 +448,8 @@ def metric_names(cfg: SweepConfig) -> list[str]:
 
 def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS))
-    check_out_dir(cfg.tensorboard, option="--tensorboard")
+    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS), records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)

@@ -149,8 +149,8 @@ def terminal_curves(result: RegressResult) -> str:
 def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     cfg = cfg.resolved()
     # validate everything that can be checked before training
-    check_out_dir(cfg.out, DATA_FILES + PLOTS)
-    check_out_dir(cfg.tensorboard, option="--tensorboard")
+    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = RegressionProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 

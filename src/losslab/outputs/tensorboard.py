@@ -38,6 +38,8 @@ class TensorBoardWriter(Consumer):
     def __init__(self, root: str, command: str, many: bool, regression: bool):
         self.root, self.command, self.many, self.regression = Path(root), command, many, regression
         self.writers: dict[tuple[Any, ...], Any] = {}
+        self.failed = ""  # why writing stopped (a full disk), once it has
+        _quiet_writer_threads()
 
     def directory(self, run: RunInfo) -> Path:
         """DIR/command/label, or label-version_N (N = 1, 2, ...) when that name is taken by an earlier run or
@@ -69,15 +71,41 @@ class TensorBoardWriter(Consumer):
     def on_run_begin(self, run: RunInfo) -> None:
         self._writer(run)
 
+    def _stop(self, exc: OSError) -> None:
+        """A write failed (a full disk): say so once and write nothing more; training and the other outputs go on."""
+        import sys
+
+        if not self.failed:
+            self.failed = f"{exc.strerror or exc}"
+            print(f"losslab: warning: --tensorboard: cannot write to {self.root} ({self.failed}); TensorBoard "
+                  "output stopped here, the run goes on", file=sys.stderr, flush=True)
+
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> Optional[bool]:
+        if self.failed:
+            return None
+        try:
+            self._epoch(run, record)
+        except OSError as exc:
+            self._stop(exc)
+        return None
+
+    def on_run_end(self, run: RunInfo, result: Any) -> None:
+        if self.failed:
+            self.writers.pop((run.key, run.index), None)
+            return
+        try:
+            self._run_end(run, result)
+        except OSError as exc:
+            self._stop(exc)
+
+    def _epoch(self, run: RunInfo, record: dict[str, Any]) -> None:
         writer = self._writer(run)
         for key, value in record.items():
             name = tag(key, self.regression)
             if name is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
                 writer.add_scalar(name, value, record["epoch"])
-        return None
 
-    def on_run_end(self, run: RunInfo, result: Any) -> None:
+    def _run_end(self, run: RunInfo, result: Any) -> None:
         writer = self._writer(run)
         steps = getattr(result, "steps", None)
         if steps:  # the LR range test: loss and rate against the step
@@ -105,9 +133,29 @@ class TensorBoardWriter(Consumer):
     def close(self) -> None:
         """Anything still open (Ctrl-C between events) is flushed."""
         for writer in self.writers.values():
-            writer.flush()
-            writer.close()
+            try:
+                writer.flush()
+                writer.close()
+            except OSError as exc:
+                self._stop(exc)
         self.writers.clear()
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard writes events from a background thread; a full disk makes it print a traceback there while the
+    main thread gets the same error on its next write (and warns once). Keep the thread quiet about OSError."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "losslab", False):
+        return
+
+    def hook(args: Any) -> None:
+        if not (args.exc_type is not None and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook.losslab = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _factory(ctx: OutputContext) -> Optional[Consumer]:
