@@ -476,7 +476,8 @@ class ClassifyDataConfig:
         if self.classes < 2:
             raise ConfigError("--classes", f"must be at least 2 (got {self.classes})")
         if self.samples < 2 * self.classes:
-            raise ConfigError("--samples", f"must be at least 2 per class (got {self.samples} for {self.classes} classes)")
+            raise ConfigError("--samples",
+                              f"must be at least 2 per class (got {self.samples} for {self.classes} classes)")
         if self.features < 1:
             raise ConfigError("--features", f"must be a positive integer (got {self.features})")
         if self.dataset == "blobs":
@@ -485,7 +486,8 @@ class ClassifyDataConfig:
         check_positive("--class-sep", self.class_sep)
         check_finite("--imbalance", self.imbalance)
         if self.imbalance is not None and self.imbalance < 1:
-            raise ConfigError("--imbalance", f"is the largest/smallest class ratio, must be >= 1 (got {self.imbalance:g})")
+            raise ConfigError("--imbalance",
+                              f"is the largest/smallest class ratio, must be >= 1 (got {self.imbalance:g})")
 
     def resolved(self) -> "ClassifyDataConfig":
         """The data folder of a dataset read from one: as given, else $LOSSLAB_DATA or ~/.cache/losslab/data
@@ -668,7 +670,7 @@ class CompareConfig:
         if not self.optims:
             raise ConfigError("--optims", "give at least one optimizer, e.g. sgd,adam")
         for name in self.optims:
-            OPTIMIZERS.lookup(name).name  # unknown names list the choices
+            OPTIMIZERS.lookup(name)  # unknown names list the choices
         if len(set(self.optims)) != len(self.optims):
             raise ConfigError("--optims", f"lists an optimizer twice: {','.join(self.optims)}")
         check_positive("--lr", self.lr)
@@ -705,7 +707,8 @@ class CompareConfig:
     @property
     def records(self) -> int:
         """Epoch records the command will write (what --out and --tensorboard must have room for)."""
-        return self.seeds * len(self.optims) * (1 + (len(self.tune_grid) if self.tune else 0)) * (self.run.train.epochs or 0)
+        rates = 1 + (len(self.tune_grid) if self.tune else 0)
+        return self.seeds * len(self.optims) * rates * (self.run.train.epochs or 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-
 FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: numbers that become tensors or rates must fit
 
 

@@ -9,11 +9,31 @@ import re
 from typing import Any, Optional, Union
 
 from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Given, flag
-from losslab.config import (CLASSIFY_DEFAULTS, ExecutorConfig, REGRESS_DEFAULTS, ClassifyConfig, CompareLossesConfig, ClassifyDataConfig, ClassifyLossConfig, CompareConfig, GateConfig,
-                            LossConfig, ModelConfig, OptimConfig, RegressConfig, ScheduleConfig, RegressDataConfig, SweepConfig,
-                            TrainConfig, log_grid, parse_floats, parse_grid, parse_lr_for)
-from losslab.errors import ConfigError
 from losslab.components.tables import expand
+from losslab.config import (
+    CLASSIFY_DEFAULTS,
+    REGRESS_DEFAULTS,
+    ClassifyConfig,
+    ClassifyDataConfig,
+    ClassifyLossConfig,
+    CompareConfig,
+    CompareLossesConfig,
+    ExecutorConfig,
+    GateConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RegressConfig,
+    RegressDataConfig,
+    ScheduleConfig,
+    SweepConfig,
+    TrainConfig,
+    log_grid,
+    parse_floats,
+    parse_grid,
+    parse_lr_for,
+)
+from losslab.errors import ConfigError
 
 
 def _set(**values: Any) -> dict[str, Any]:
@@ -56,7 +76,8 @@ def schedule_config(given: Given) -> ScheduleConfig:
         try:
             milestones = tuple(int(m) for m in given.milestones.split(","))
         except ValueError:
-            raise ConfigError("--milestones", f"expected comma-separated epochs, e.g. 10,20 (got {given.milestones!r})") from None
+            raise ConfigError("--milestones",
+                              f"expected comma-separated epochs, e.g. 10,20 (got {given.milestones!r})") from None
     return ScheduleConfig(**_set(name=given.schedule, warmup=given.warmup, step_size=given.step_size,
                                  milestones=milestones, lr_gamma=given.lr_gamma, eta_min=given.eta_min,
                                  peak_lr=given.peak_lr, lr_patience=given.lr_patience, lr_factor=given.lr_factor))
@@ -163,7 +184,8 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                               check=not given.no_check_loss)
     return ClassifyConfig(data=data, model=ModelConfig(**_set(name=given.model, hidden=given.hidden, depth=given.depth,
                                                              activation=given.activation, init=given.init,
-                                                             dropout=given.dropout, batch_norm=given.batch_norm)), loss=loss,
+                                                             dropout=given.dropout, batch_norm=given.batch_norm)),
+                           loss=loss,
                           optim=optim_config(given, CLASSIFY_DEFAULTS["optim"]),
                           train=train_config(given, epochs=None, batch_size=CLASSIFY_DEFAULTS["batch_size"]),
                           gates=gate_config(given) if with_gates else GateConfig(),
@@ -202,12 +224,15 @@ def compare_config(given: Given) -> CompareConfig:
     target = _target(given, task)
     return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
                          tune=given.tune,
-                         tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else log_grid(1e-4, 1, 3),
+                         tune_grid=(parse_grid("--tune-grid", given.tune_grid) if given.tune_grid
+                                    else log_grid(1e-4, 1, 3)),
                          target=target, vectorize=not given.no_vectorize, executor=executor_config(given),
-                         gates=gate_config(given, with_target_loss=False), out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
+                         gates=gate_config(given, with_target_loss=False), out=expand(given.out),
+                         tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
-DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1", "classification": "cross-entropy,mse,focal,weighted-cross-entropy"}
+DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1",
+                  "classification": "cross-entropy,mse,focal,weighted-cross-entropy"}
 
 
 def compare_losses_config(given: Given) -> CompareLossesConfig:
@@ -224,7 +249,8 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     losses = tuple(n.strip() for n in (given.losses or DEFAULT_LOSSES[task]).split(",") if n.strip())
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by,
-                               vectorize=not given.no_vectorize, executor=executor_config(given), gates=gate_config(given, with_target_loss=False),
+                               vectorize=not given.no_vectorize, executor=executor_config(given),
+                               gates=gate_config(given, with_target_loss=False),
                                out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
@@ -241,6 +267,7 @@ def sweep_config(given: Given) -> SweepConfig:
             raise ConfigError(flag(name), f"applies to {kind} only")
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
                        num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
-                       steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize, executor=executor_config(given),
-                       gates=gate_config(given), out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
+                       steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize,
+                       executor=executor_config(given), gates=gate_config(given), out=expand(given.out),
+                       tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 

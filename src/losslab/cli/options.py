@@ -13,14 +13,12 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from losslab.errors import OutputClosed
-
-
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS
 from losslab.components.schedules import SCHEDULES
+from losslab.errors import OutputClosed
 
 
 @dataclass(frozen=True)
@@ -191,7 +189,8 @@ OPTS: dict[str, Opt] = {
     "outlier_shift": Opt(float, ("--outlier-shift",), "regress: how far outlier targets are shifted.", 20.0),
     "rank_by": Opt(Optional[str], ("--rank-by",), "Ranking measure (regress: truth_distance, or heldout_medae — the "
                    "held-out median absolute error, which none of the built-in losses minimises — when the truth "
-                   "is unknown; also heldout_mse, heldout_mae; classify: macro_f1, accuracy, minority_recall, nll, ece)."),
+                   "is unknown; also heldout_mse, heldout_mae; classify: macro_f1, accuracy, minority_recall, nll, "
+                   "ece)."),
     # output and gates
     "json_out": Opt(bool, ("--json",), "Print one JSON document on stdout and nothing else there (progress goes to "
                     "stderr).", False),
@@ -217,12 +216,14 @@ OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device")
-REGRESS_DATA = ("dataset", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise", "data_seed",
-                "data", "target", "standardize")
-CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget", "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples",
-                 "features", "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout",
-                 "batch_norm", "loss", "no_check_loss", "label_smoothing",
-                 "class_weights", "gamma")
+REGRESS_DATA = ("dataset", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise",
+                "data_seed", "data", "target", "standardize")
+CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",
+                 "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples", "features",
+                 "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
+                 "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
+EXECUTOR = ("executor", "jobs", "retries", "ray_address", "cpus_per_trial")
+MANY_RUN_OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
 OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "expect", "target_loss", "config", "print_config")
 
 def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:

@@ -13,15 +13,25 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-# click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
-UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-from losslab.cli.configs import (classify_config, compare_config, compare_losses_config, regress_config,
-                                 sweep_config)
-from losslab.cli.options import CLASSIFY_DATA, OPTIM, OUTPUT, REGRESS_DATA, TRAIN, Given, options, unique
-from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab import interrupt
+from losslab.cli.configs import classify_config, compare_config, compare_losses_config, regress_config, sweep_config
+from losslab.cli.options import (
+    CLASSIFY_DATA,
+    EXECUTOR,
+    MANY_RUN_OUTPUT,
+    OPTIM,
+    OUTPUT,
+    REGRESS_DATA,
+    TRAIN,
+    Given,
+    options,
+    unique,
+)
+from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
 from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed, describe
+
+# click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
+UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
@@ -213,7 +223,8 @@ def _skip_pydantic_coercion(group: Any) -> None:
             if descriptor is None or getattr(param, "_runtime_param", "absent") is not None:
                 continue
             if descriptor.file_annotation is None and _scalar_type(descriptor.annotation) is not None:
-                param._runtime_param = Direct(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
+                param._runtime_param = Direct(annotation=descriptor.annotation,
+                                              parameter_info=descriptor.parameter_info)
 
 
 app = typer.Typer(
@@ -271,8 +282,8 @@ def classify(given: Given) -> int:
 
 @app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize", "executor", "jobs", "retries", "ray_address", "cpus_per_trial",
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect", "target_loss")
+@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
+         *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT, "target_loss")
 def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
@@ -285,8 +296,8 @@ def compare_optimizers(given: Given) -> int:
 
 @app.command("compare-losses", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", "executor", "jobs", "retries", "ray_address", "cpus_per_trial", *OPTIM,
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
+@options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", *EXECUTOR, *OPTIM,
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT)
 def compare_losses(given: Given) -> int:
     """What each loss does to a fit: the same model, initial weights and data order trained with several losses
     over several seeds (regress: with seeded outliers), ranked by a measure independent of the loss trained."""
@@ -338,9 +349,8 @@ def replay(
 
 @app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
     "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize", "executor", "jobs", "retries", "ray_address", "cpus_per_trial",
-         "target_accuracy",
-         *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect", "target_loss",
+@options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize", *EXECUTOR,
+         "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT, "target_loss",
          seeds=1)
 def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),

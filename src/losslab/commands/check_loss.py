@@ -58,9 +58,9 @@ def default_data(task: str) -> Any:
 
 
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
+    from losslab import interrupt
     from losslab.commands.common import json_stream
     from losslab.engine.loss_check import check_loss
-    from losslab import interrupt
     from losslab.interrupt import critical
     from losslab.outputs.files import dumps
 

@@ -8,12 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, check_gates, clipping_note,
-                                     diagnosis_notes, finish, layers_document, wants_curves)
+from losslab.commands.common import (
+    DATA_FILES,
+    DIAGNOSIS_CHOICES,
+    Plot,
+    check_gates,
+    clipping_note,
+    diagnosis_notes,
+    finish,
+    layers_document,
+    wants_curves,
+)
 from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
-from losslab.engine.problems import ClassificationProblem
 from losslab.engine.loop import batch_generator
+from losslab.engine.problems import ClassificationProblem
 from losslab.engine.runs import RunSpec, execute, run_info
 from losslab.errors import ConfigError
 from losslab.expect import Outcome, check_names
@@ -72,7 +81,8 @@ def metric_names(problem: ClassificationProblem) -> list[str]:
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
-def checkpoint(cfg: ClassifyConfig, model: Any, optimizer: Any, data: Any, epoch: int, generator: Any) -> dict[str, Any]:
+def checkpoint(cfg: ClassifyConfig, model: Any, optimizer: Any, data: Any, epoch: int,
+               generator: Any) -> dict[str, Any]:
     from losslab import __version__
 
     return {"format": "losslab-checkpoint-1", "losslab": __version__, "epoch": epoch,
@@ -307,4 +317,5 @@ def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
                   plots=plots(result),
-                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
+                  curves=(lambda: terminal_curves(result))
+                  if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -7,13 +7,12 @@ import math
 import sys
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-from losslab import invocation
+from losslab import interrupt, invocation
 from losslab.config import GateConfig
 from losslab.engine.diagnosis import CODES
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
 from losslab.outputs.display import print_failures
-from losslab import interrupt
 from losslab.outputs.files import dumps, write_data_files, write_plots
 
 Plot = tuple[str, Callable[[Any], None]]
@@ -33,7 +32,8 @@ def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
     return ExitCode.OK
 
 
-def check_gates(gates: GateConfig, status: str, metrics: Mapping[str, Any], loss_key: str = "final_loss") -> list[Outcome]:
+def check_gates(gates: GateConfig, status: str, metrics: Mapping[str, Any],
+                loss_key: str = "final_loss") -> list[Outcome]:
     """`--expect` and `--target-loss` outcomes; none for an interrupted run (its numbers are partial)."""
     if status == "interrupted":
         return []

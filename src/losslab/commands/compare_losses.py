@@ -13,8 +13,20 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, finish,
-                                     pooled_diagnosis, pooled_notes, run_records, settle, verdict, wants_curves)
+from losslab.commands.common import (
+    DATA_FILES,
+    DIAGNOSIS_CHOICES,
+    Plot,
+    all_runs,
+    check_gates,
+    finish,
+    pooled_diagnosis,
+    pooled_notes,
+    run_records,
+    settle,
+    verdict,
+    wants_curves,
+)
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
@@ -207,7 +219,8 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
             winner = summaries[0].name
         else:
             a, b = summaries[0].values, summaries[1].values
-            wins = sum(sign * x < sign * y and (math.isinf(y) or abs(y - x) > WIN_MARGIN * abs(y)) for x, y in zip(a, b))
+            wins = sum(sign * x < sign * y and (math.isinf(y) or abs(y - x) > WIN_MARGIN * abs(y))
+                       for x, y in zip(a, b))
             winner = summaries[0].name if wins > cfg.seeds / 2 else None
     reference: dict[str, Any] = {}
     if isinstance(problem, RegressionProblem):
@@ -356,4 +369,5 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document(result, outcomes), report=report(result, outcomes),
                   records=run_records(runs, "loss"), outcomes=outcomes, status=result.status, json_out=json_out,
                   console=console, out=cfg.out, plots=plots(result, problem, rows),
-                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
+                  curves=(lambda: terminal_curves(result))
+                  if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -8,9 +8,22 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
-                                     finish, pooled_diagnosis, pooled_notes, run_document, run_records, settle,
-                                     verdict, wants_curves)
+from losslab.commands.common import (
+    DATA_FILES,
+    DIAGNOSIS_CHOICES,
+    Plot,
+    all_runs,
+    check_gates,
+    default_target,
+    finish,
+    pooled_diagnosis,
+    pooled_notes,
+    run_document,
+    run_records,
+    settle,
+    verdict,
+    wants_curves,
+)
 from losslab.config import CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -264,4 +277,5 @@ def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document(result, outcomes), report=report(result, outcomes),
                   records=run_records(runs, "optimizer"), outcomes=outcomes, status=result.status,
                   json_out=json_out, console=console, out=cfg.out, plots=plots(result),
-                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
+                  curves=(lambda: terminal_curves(result))
+                  if wants_curves(cfg.plot, console, json_out, quiet) else None)

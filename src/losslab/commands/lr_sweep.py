@@ -13,10 +13,22 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, all_runs, check_gates, default_target,
-                                     finish, pooled_diagnosis, pooled_notes, run_document, run_records, wants_curves)
-from losslab.config import SweepConfig, check_out_dir
 from losslab import interrupt
+from losslab.commands.common import (
+    DATA_FILES,
+    DIAGNOSIS_CHOICES,
+    Plot,
+    all_runs,
+    check_gates,
+    default_target,
+    finish,
+    pooled_diagnosis,
+    pooled_notes,
+    run_document,
+    run_records,
+    wants_curves,
+)
+from losslab.config import SweepConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, build_problem
 from losslab.engine.range_test import RangeCurve, range_test_run, schedule
@@ -24,7 +36,7 @@ from losslab.engine.runs import RunResult, RunSpec, diagnose_run
 from losslab.engine.trials import run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import (ProgressDisplay, Report, TrialsDisplay, epoch_columns, fmt, make_console)
+from losslab.outputs.display import ProgressDisplay, Report, TrialsDisplay, epoch_columns, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, geometric_median, loss_key, rank, summarise
 
@@ -322,15 +334,19 @@ def range_document(result: RangeResult, outcomes: Optional[Sequence[Outcome]] = 
         "curve": result.median_curve,
         "runs": [{"seed": r.seed, "stopped": r.stopped, "suggestions": r.suggestions, "lr": r.lrs, "loss": r.losses,
                   "smoothed_loss": r.smoothed,
-                  "lightning_curve": ({"lr": r.lightning_curve.lrs, "loss": r.lightning_curve.losses,
-                                       "smoothed_loss": r.lightning_curve.smoothed, "stopped": r.lightning_curve.stopped}
-                                      if r.lightning_curve is not None else None)} for r in result.runs],
+                  "lightning_curve": curve_document(r.lightning_curve)} for r in result.runs],
         "state_check": {"unchanged": result.state_unchanged,
                         "sha256_before": [r.hash_before for r in result.runs],
                         "sha256_after": [r.hash_after for r in result.runs]},
         "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []), "versions": result.versions,
     }
+
+
+def curve_document(curve: Optional[RangeCurve]) -> Optional[dict[str, Any]]:
+    if curve is None:
+        return None
+    return {"lr": curve.lrs, "loss": curve.losses, "smoothed_loss": curve.smoothed, "stopped": curve.stopped}
 
 
 def range_records(result: RangeResult) -> list[dict[str, Any]]:
@@ -347,7 +363,8 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
     for i, s in enumerate(result.summaries):
         reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
         mark = " ←" if s.lr == result.suggested_lr else ""
-        row = [f"{s.lr:.3g}{mark}", fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"), reach,
+        row = [f"{s.lr:.3g}{mark}", fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
+               fmt(s.best, ".5g"), reach,
                f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
         if not regress:
             row.append(fmt(s.extra.get("accuracy"), ".4f"))
@@ -361,8 +378,8 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
              f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
              "(runs that reached it)",
-             f"suggested lr (←): {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 significant "
-             "digits go to the rate that reaches the target sooner)",
+             f"suggested lr (←): {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 "
+             "significant digits go to the rate that reaches the target sooner)",
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
              f"{fmt(result.largest_stable_lr, '.3g')}"]
     if result.status == "interrupted":

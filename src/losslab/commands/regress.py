@@ -7,16 +7,24 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import (DATA_FILES, DIAGNOSIS_CHOICES, Plot, check_gates, clipping_note,
-                                     diagnosis_notes, finish, layers_document, wants_curves)
+from losslab.commands.common import (
+    DATA_FILES,
+    DIAGNOSIS_CHOICES,
+    Plot,
+    check_gates,
+    clipping_note,
+    diagnosis_notes,
+    finish,
+    layers_document,
+    wants_curves,
+)
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
 from losslab.engine.runs import RunSpec, execute, run_info
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import (Column, ProgressDisplay, Report, epoch_columns, fmt, make_console,
-                                     status_notes)
+from losslab.outputs.display import Column, ProgressDisplay, Report, epoch_columns, fmt, make_console, status_notes
 from losslab.outputs.files import outcomes_document, versions
 
 COMMAND = "regress"
@@ -62,7 +70,8 @@ def metric_names(problem: RegressionProblem) -> list[str]:
     return list(metrics({n: math.nan for n in problem.names}, problem.optimum, math.nan, 0, 0.0, []))
 
 
-def run(cfg: RegressConfig, events: Consumer = Consumer(), problem: Optional[RegressionProblem] = None) -> RegressResult:
+def run(cfg: RegressConfig, events: Consumer = Consumer(),
+        problem: Optional[RegressionProblem] = None) -> RegressResult:
     """Fit nn.Linear to the regression data with the configured loss and optimizer."""
     cfg = cfg.resolved()
     problem = problem or RegressionProblem(cfg)
@@ -118,7 +127,8 @@ def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
     if result.scaling is not None:
         notes.append(result.scaling.describe())
     if cfg.loss.name != "mse":
-        notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for comparison.")
+        notes.append(f"note: the least-squares optimum minimises MSE; its {cfg.loss.name} loss is shown for "
+                     "comparison.")
     notes += status_notes(result)
     notes += clipping_note(result.records, cfg.train)
     notes += diagnosis_notes(result.diagnosis)
@@ -162,4 +172,5 @@ def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
                   plots=plots(result),
-                  curves=(lambda: terminal_curves(result)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
+                  curves=(lambda: terminal_curves(result))
+                  if wants_curves(cfg.plot, console, json_out, quiet) else None)

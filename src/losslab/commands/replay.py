@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from losslab import toml_text
-from losslab import interrupt
+from losslab import interrupt, toml_text
 from losslab.errors import ConfigError, ExitCode, RunFailed
 
 COMMAND = "replay"

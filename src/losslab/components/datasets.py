@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from losslab.errors import ConfigError
 from losslab.components.registry import Registry
+from losslab.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -165,7 +165,8 @@ def _missing(root: Path, folder: str, files: list[str], name: str) -> ConfigErro
     return ConfigError(
         "--data-dir",
         f"{name} files not found: expected {', '.join(files)} in {where}; run again with --download "
-        f"when online, or copy the files there (--data-dir, or $LOSSLAB_DATA, names the folder that holds {folder.split('/')[0]}/)",
+        "when online, or copy the files there (--data-dir, or $LOSSLAB_DATA, names the folder that holds "
+        f"{folder.split('/')[0]}/)",
     )
 
 
@@ -266,7 +267,8 @@ def _cifar10_class() -> Any:
             for name, _ in self.train_list if train else self.test_list:
                 path = Path(self.root) / self.base_folder / name
                 entry = safe_unpickle(path)
-                if not isinstance(entry, dict) or "data" not in entry or not ("labels" in entry or "fine_labels" in entry):
+                labelled = isinstance(entry, dict) and ("labels" in entry or "fine_labels" in entry)
+                if not labelled or "data" not in entry:
                     raise CorruptFile(f"{path}: expected a dict with 'data' and 'labels'")
                 x = entry["data"]
                 labels = entry.get("labels", entry.get("fine_labels"))
@@ -295,7 +297,8 @@ def _cifar10_class() -> Any:
             if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
                 raise CorruptFile(f"{path}: expected '{self.meta['key']}', a list of class names")
             if len(set(names)) != len(names):
-                raise CorruptFile(f"{path}: class names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+                repeated = sorted({n for n in names if names.count(n) > 1})
+                raise CorruptFile(f"{path}: class names repeat: {', '.join(repeated)}")
             self.classes = names
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 

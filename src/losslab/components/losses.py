@@ -13,9 +13,8 @@ import os
 import sys
 from typing import Any, Callable
 
-from losslab.errors import ConfigError
 from losslab.components.registry import Registry
-
+from losslab.errors import ConfigError
 
 LOSSES: Registry[Callable[..., Any]] = Registry("loss", "--loss")
 

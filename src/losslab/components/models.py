@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from losslab.errors import ConfigError
 from losslab.components.registry import Registry
+from losslab.errors import ConfigError
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", "--model")
 
@@ -41,7 +41,8 @@ def initialise(model: Any, init: str, activation_name: str) -> Any:
     if init == "default":
         return model
     # torch.nn.init's names for the nonlinearity each scheme is computed for (gelu is treated as relu)
-    nonlinearity = {"relu": "relu", "gelu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "none": "linear"}[activation_name]
+    nonlinearity = {"relu": "relu", "gelu": "relu", "tanh": "tanh", "sigmoid": "sigmoid",
+                    "none": "linear"}[activation_name]
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             if init == "xavier":

@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterable
 
 from losslab.components.registry import Registry
 
-
 OPTIMIZERS: Registry[Callable[..., Any]] = Registry("optimizer", "--optim")
 
 _ADAM_LIKE = {"weight_decay", "betas", "eps"}
@@ -27,7 +26,8 @@ def _kwargs(cfg: Any, *names: str) -> dict[str, Any]:
     return {n: getattr(cfg, n) for n in names if getattr(cfg, n) is not None}
 
 
-@OPTIMIZERS.register("sgd", "plain stochastic gradient descent", default_lr=_lr(0.1, 0.05), accepts={"momentum", "weight_decay"},
+@OPTIMIZERS.register("sgd", "plain stochastic gradient descent", default_lr=_lr(0.1, 0.05),
+                     accepts={"momentum", "weight_decay"},
                      stacked="sgd")
 def _sgd(params: Iterable[Any], cfg: Any) -> Any:
     import torch

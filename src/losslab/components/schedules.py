@@ -47,7 +47,8 @@ def _cosine(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Any:
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs - cfg.warmup), eta_min=cfg.eta_min)
 
 
-@SCHEDULES.register("onecycle", "OneCycleLR (Smith): up to --peak-lr (default 10 x --lr) and down, per batch; the rate only (cycle_momentum off)",
+@SCHEDULES.register("onecycle", "OneCycleLR (Smith): up to --peak-lr (default 10 x --lr) and down, per batch; the "
+                    "rate only (cycle_momentum off)",
                     accepts={"peak_lr"}, per_batch=True)
 def _onecycle(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Any:
     from torch.optim import lr_scheduler

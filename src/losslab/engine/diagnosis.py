@@ -25,7 +25,8 @@ OSCILLATION_AMPLITUDE = 0.01
 # without a known optimum, by more than 10% of the loss and 1% of what the run has learned (first - best loss)
 PLATEAU_IMPROVEMENT = 1e-3  # the window improved the best loss by less than 0.1%...
 PLATEAU_SPREAD = 0.01  # ...stayed within 1% of its mean...
-PLATEAU_FAR = 0.1  # ...while 10% above the least-squares optimum's loss (classification: learned < 10% of the first loss)
+PLATEAU_FAR = 0.1  # ...while 10% above the least-squares optimum's loss (classification: learned < 10% of the first
+# loss)
 VANISHING_RATIO = 1e-4  # the first layer's gradient norm below 1e-4 of the last layer's...
 VANISHING_SHARE = 0.5  # ...on more than half of the epochs
 EXPLODING_GROWTH = 10.0  # the gradient norm growing >= 10x per epoch, two epochs in a row
@@ -129,7 +130,8 @@ def _diverged(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     before = finite[-1] if finite else {}
     epoch = ctx.diverged_epoch or (records[-1]["epoch"] if records else None)
     lr = before.get("lr", ctx.lr)
-    evidence = {"epoch": epoch, "lr": lr, "grad_norm": before.get("grad_norm"), "last_finite_epoch": before.get("epoch")}
+    evidence = {"epoch": epoch, "lr": lr, "grad_norm": before.get("grad_norm"),
+                "last_finite_epoch": before.get("epoch")}
     last = (f" after epoch {before['epoch']} (lr {_g(lr)}, gradient norm {_g(before['grad_norm'])})"
             if before and lr is not None else "")
     return Finding("diverged", f"the loss became NaN or infinite at epoch {epoch}{last}", evidence,
@@ -184,7 +186,8 @@ def _diverging(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     if rises < 0.8 * (len(window) - 1) or window[-1] <= 2 * window[0] or window[-1] <= losses[0]:
         return None
     a, b = records[-len(window)]["epoch"], records[-1]["epoch"]
-    evidence = {"epochs": [a, b], "losses": [window[0], window[-1]], "first_loss": losses[0], "lr": records[-1].get("lr")}
+    evidence = {"epochs": [a, b], "losses": [window[0], window[-1]], "first_loss": losses[0],
+                "lr": records[-1].get("lr")}
     return Finding("diverged", f"the loss is growing: from {_g(window[0])} at epoch {a} to {_g(window[-1])} at epoch "
                    f"{b}, above the {_g(losses[0])} it started at; more epochs would overflow it", evidence,
                    _lower_rate(ctx, records[-1].get("lr", ctx.lr), records))

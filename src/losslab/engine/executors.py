@@ -15,8 +15,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
-import sys
 import pickle
+import sys
 from typing import Any, Optional, Sequence
 
 from losslab import interrupt

@@ -138,7 +138,7 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
     worst_abs, worst_rel, first = 0.0, 0.0, None
     for where, p, t in probes(task, 1 if quick else points, data):
         try:
-            torch.autograd.gradcheck(lambda q: fn(q, t), (p,), eps=1e-6, atol=1e-5, rtol=1e-3)
+            torch.autograd.gradcheck(lambda q, t=t: fn(q, t), (p,), eps=1e-6, atol=1e-5, rtol=1e-3)
             ok = True
         except Exception as exc:  # GradcheckError, or a backward that raises on these inputs
             ok, why = False, describe(exc)

@@ -12,10 +12,8 @@ import torch
 from losslab.components.datasets import ClassificationData, load_classification
 from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
 from losslab.components.models import MODELS, build_classifier
-from losslab.components.regression_data import (RegressionData, Scaling, diabetes, least_squares, read_csv,
-                                                synthetic)
-from losslab.config import (ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory,
-                            parse_floats)
+from losslab.components.regression_data import RegressionData, Scaling, diabetes, least_squares, read_csv, synthetic
+from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory, parse_floats
 from losslab.engine.batches import InMemory, Streamed
 from losslab.engine.diagnosis import CONDITION
 from losslab.engine.loop import flat_list, resolve_device

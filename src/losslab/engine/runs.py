@@ -12,10 +12,10 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from losslab import interrupt
 from losslab.components.losses import is_import_path
 from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
-from losslab import interrupt
 from losslab.engine.diagnosis import Context, Finding, diagnose
 from losslab.engine.events import Consumer, RunInfo
 from losslab.engine.loop import FitResult, batch_generator, fit, settle_status

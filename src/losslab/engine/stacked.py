@@ -24,11 +24,11 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from losslab import interrupt
 from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
-from losslab import interrupt
-from losslab.engine.events import Consumer
 from losslab.engine.batches import epoch_order
+from losslab.engine.events import Consumer
 from losslab.engine.loop import batch_generator, epoch_record, settle_status
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run, run_info
@@ -380,8 +380,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         for info, rec in built:
             events.on_epoch_end(info, rec)
         if schedules:  # (schedules read back every epoch: the chunk is this epoch)
-            for epoch, rates, elapsed, per_run, valid in chunk:
-                for i, (carrier, schedule) in enumerate(schedules):
+            for _, _, _, per_run, valid in chunk:
+                for i, (_, schedule) in enumerate(schedules):
                     if diverged_at[i] is None:
                         schedule.after_epoch(valid[i][0] if valid is not None else per_run[i][0])
                 _apply_rates(optimizers, schedules)

@@ -10,9 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from losslab.engine.events import Consumer, RunInfo
 
@@ -242,7 +240,8 @@ class Report:
             table = Table(header_style="bold underline", box=None, pad_edge=False)
             for i, h in enumerate(self.headers):
                 widest = max((len(row[i]) for row in self.rows), default=0)
-                table.add_column(h, justify="left" if i == 0 else "right", min_width=widest)  # headers wrap, numbers do not
+                # headers wrap, numbers do not
+                table.add_column(h, justify="left" if i == 0 else "right", min_width=widest)
             for i, row in enumerate(self.rows):
                 table.add_row(*(Text(c, style="bold green") if (i, j) in self.best else c
                                 for j, c in enumerate(row)))
