@@ -158,7 +158,9 @@ def test_version_completion_and_python_dash_m():
     assert subprocess.run([exe, "--version"], capture_output=True, text=True).stdout == f"losslab {__version__}\n"
     mod = subprocess.run([sys.executable, "-m", "losslab", "--version"], capture_output=True, text=True)
     assert mod.stdout == f"losslab {__version__}\n" and mod.returncode == 0
-    script = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True)
+    # the shell named explicitly (typer otherwise detects the calling shell, which a test runner may not have)
+    script = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True,
+                            env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert "_losslab_completion" in script.stdout
     env = {**os.environ, "COMP_WORDS": "losslab regress --opt", "COMP_CWORD": "2", "_LOSSLAB_COMPLETE": "complete_bash"}
     assert subprocess.run([exe], capture_output=True, text=True, env=env).stdout.split() == ["--optim"]
