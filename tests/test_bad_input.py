@@ -115,6 +115,8 @@ MATRIX = [
     (["classify", "--data-seed", str(2**32)], "--data-seed"),
     (["compare-optimizers", "--seed", str(2**63)], "--seed"),
     (["regress", "--epochs", "0"], "--epochs"),
+    # memory: every parameter of every epoch is recorded
+    (["regress", "--features", "60000", "--true-w", "1", "--epochs", "2000"], "--features"),
     # output targets checked before training
     (["regress", "--out", "x" * 300], "--out"),
     (["classify", "--save", "x" * 300 + ".pt"], "--save"),
@@ -536,3 +538,32 @@ def test_a_disk_without_room_is_refused_before_training_and_a_disk_filling_up_is
     assert err.strip().splitlines() == [
         f"losslab: warning: --tensorboard: cannot write to {small_disk / 'tb'} (No space left on device); "
         "TensorBoard output stopped here, the run goes on"]
+
+
+def test_images_too_large_to_train_are_refused_by_the_memory_estimate(tmp_path):
+    """--image-size up to 4096 is accepted, but a cnn on 2048x2048 images in batches of 64 needs about 68 GiB of
+    activations: refused before any allocation, naming --image-size."""
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / "big" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16), (90 * i, 0, 0)).save(tmp_path / "big" / c / f"{i}.png")
+    proc = run("classify", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "big"), "--image-size", "2048")
+    assert_one_line(proc, 2, "--image-size")
+    assert "GiB" in proc.stderr
+
+
+def test_ctrl_c_before_the_first_epoch_ends_is_an_interruption_not_a_failure(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([BIN, "classify", "--dataset", "blobs", "--samples", "3000000", "--epochs", "1",
+                             "--out", str(tmp_path / "o"), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    time.sleep(8)  # data made, the first (long) epoch under way
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "internal error" not in err, err
+    doc = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert doc["status"] == "interrupted" and doc["epochs_run"] == 0

@@ -155,3 +155,25 @@ def test_compare_losses_plants_outliers_in_the_synthetic_data_by_default(cli):
     doc = cli("compare-losses", "--seeds", "1", "--epochs", "100", "--json", "--quiet").json()
     assert doc["config"]["outliers"] == 0.1 and doc["reference"]["outliers"] == 10
     assert doc["rank_by"] == "truth_distance"
+
+
+def test_following_the_vanishing_gradients_suggestion_restores_the_first_layers_gradient(cli):
+    args = ["classify", "--depth", "10", "--hidden", "32", "--epochs", "5", "--json", "--quiet"]
+    run = cli(*args, "--activation", "sigmoid").json()
+    (finding,) = [f for f in run["diagnosis"] if f["code"] == "vanishing-gradients"]
+    assert "--activation relu with --init kaiming" in finding["suggestion"]
+    again = cli(*args, "--activation", "relu", "--init", "kaiming").json()
+    assert "vanishing-gradients" not in [f["code"] for f in again["diagnosis"]]
+    assert again["accuracy"] > run["accuracy"]
+
+
+def test_following_the_overfitting_suggestion_returns_the_best_weights(cli):
+    args = ["classify", "--dataset", "blobs", "--samples", "60", "--features", "20", "--class-sep", "0.5",
+            "--hidden", "256", "--epochs", "200", "--json", "--quiet"]
+    run = cli(*args).json()
+    (finding,) = [f for f in run["diagnosis"] if f["code"] == "overfitting"]
+    patience = re.search(r"--patience (\d+)", finding["suggestion"]).group(1)
+    again = cli(*args, "--patience", patience).json()
+    assert "overfitting" not in [f["code"] for f in again["diagnosis"]]
+    assert again["valid_loss"] < run["valid_loss"]
+    assert again["valid_loss"] <= finding["evidence"]["best_valid_loss"] * 1.02
