@@ -141,7 +141,7 @@ def slow(pred, target):
 """
 
 
-def interrupted_sweep(tmp_path, executor):
+def interrupted_sweep(tmp_path, executor, signum=None, group=True):
     """Two trials on an executor, a quick one and one of a minute; Ctrl-C as a terminal sends it (SIGINT to the
     command's whole process group) once the quick one has finished: exit 130 within seconds, the finished trial
     written as ok, the other interrupted or not run, no traceback. Returns the processes the command had started
@@ -168,13 +168,17 @@ def interrupted_sweep(tmp_path, executor):
         assert line.startswith("[1/2]") and "mse" in line, line + proc.stderr.read()
         workers = children(proc.pid)
         pressed = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
+        signum = signum or signal.SIGINT
+        if group:
+            os.killpg(proc.pid, signum)
+        else:  # `kill PID`: the command alone
+            os.kill(proc.pid, signum)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     waited = time.monotonic() - pressed
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + int(signum), stderr
     assert "Traceback" not in stderr, stderr
     assert waited < 30, f"the command took {waited:.0f} s to stop after Ctrl-C"  # the slow trial needs a minute
     doc = json.loads(stdout)

@@ -50,3 +50,12 @@ def test_ctrl_c_cancels_the_ray_tasks_and_keeps_what_finished(tmp_path):
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ray.available_resources().get("CPU", 0) == 2
+
+
+def test_sigterm_stops_a_ray_sweep_like_ctrl_c(tmp_path):
+    """ray.init installs its own SIGTERM handler (the driver aborted, exit -6, error logs); losslab takes the
+    signal back: `kill PID` gives exit 143, status interrupted and complete data files."""
+    import signal
+
+    address = ray.get_runtime_context().gcs_address
+    interrupted_sweep(tmp_path, ["--executor", "ray", "--ray-address", address], signum=signal.SIGTERM, group=False)
