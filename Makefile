@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup bytecode test run bench clean
+.PHONY: setup bytecode lint test run bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ bytecode: $(VENV)/.installed
 
 setup: $(VENV)/.installed bytecode
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+test: setup lint
 	$(PY) -m pytest
 
 run: setup

@@ -3,20 +3,19 @@
 import json
 
 import numpy as np
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from losslab.config import ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, ModelConfig, OptimConfig, TrainConfig
-from losslab.components.datasets import load_classification
-from losslab.errors import ConfigError
 from conftest import classify_run as classify
-from losslab.engine.problems import class_weights
+from losslab.components.datasets import load_classification
 from losslab.components.losses import build_loss
 from losslab.components.models import build_classifier
+from losslab.config import ClassifyConfig, ClassifyDataConfig, ClassifyLossConfig, ModelConfig, OptimConfig, TrainConfig
+from losslab.engine.problems import class_weights
+from losslab.errors import ConfigError
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (1, 8, 8), (1, 3, 3)])
@@ -49,7 +48,8 @@ def test_focal_loss_with_gamma_zero_is_cross_entropy():
     focal = build_loss(ClassifyLossConfig("focal", gamma=0.0), classes=4)
     assert focal(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-6)
     focal_w = build_loss(ClassifyLossConfig("focal", gamma=0.0), weight, classes=4)
-    assert focal_w(logits, target).item() == pytest.approx(F.cross_entropy(logits, target, weight=weight).item(), rel=1e-6)
+    weighted = F.cross_entropy(logits, target, weight=weight).item()
+    assert focal_w(logits, target).item() == pytest.approx(weighted, rel=1e-6)
     # gamma > 0 down-weights easy examples: the loss can only shrink
     assert build_loss(ClassifyLossConfig("focal", gamma=2.0), classes=4)(logits, target) < focal(logits, target)
 

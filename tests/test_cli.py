@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from losslab.cli import app
-from losslab.components.regression_data import least_squares, synthetic
 from losslab.components.losses import LOSSES
 from losslab.components.optimizers import OPTIMIZERS
+from losslab.components.regression_data import least_squares, synthetic
 
 
 def test_json_document_is_the_only_thing_on_stdout(cli):
@@ -78,7 +78,8 @@ def test_csv_data_and_many_features(cli, tmp_path):
     doc = cli("regress", "--data", str(path), "--optim", "lbfgs", "--epochs", "10", "--json", "--quiet").json()
     assert doc["true_params"] is None
     # a header names the weights after its columns
-    assert doc["params"]["w_a"] == pytest.approx(1.0, abs=1e-4) and doc["params"]["w_b"] == pytest.approx(-3.0, abs=1e-4)
+    assert doc["params"]["w_a"] == pytest.approx(1.0, abs=1e-4)
+    assert doc["params"]["w_b"] == pytest.approx(-3.0, abs=1e-4)
     path.write_text("\n".join(f"{r[0]},{r[1]},{t}" for r, t in zip(x, y)))  # no header: w1, w2
     doc = cli("regress", "--data", str(path), "--optim", "lbfgs", "--epochs", "10", "--json", "--quiet").json()
     assert doc["params"]["w1"] == pytest.approx(1.0, abs=1e-4) and doc["params"]["w2"] == pytest.approx(-3.0, abs=1e-4)

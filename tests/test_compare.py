@@ -7,10 +7,10 @@ import pytest
 
 from conftest import regress_run as regress
 from losslab.commands.compare_optimizers import compare as compare_optimizers
-from losslab.config import CompareConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.components.regression_data import synthetic
-from losslab.engine.problems import RegressionProblem
+from losslab.config import CompareConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.engine.events import Consumer
+from losslab.engine.problems import RegressionProblem
 from losslab.engine.runs import RunSpec as Trial
 from losslab.engine.trials import run_trials
 from losslab.stats import Summary, paired_wins, quantile, rank, summarise

@@ -9,11 +9,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.autograd.gradcheck import GradcheckError
 
 from losslab.commands import compare_losses
-from losslab.config import ClassifyConfig, ClassifyDataConfig, CompareLossesConfig, OptimConfig, RegressConfig, TrainConfig
+from losslab.config import (
+    ClassifyConfig,
+    ClassifyDataConfig,
+    CompareLossesConfig,
+    OptimConfig,
+    RegressConfig,
+    TrainConfig,
+)
 from losslab.engine.loss_check import check_loss
-from torch.autograd.gradcheck import GradcheckError
 
 
 def _regress(epochs=1000, **kw):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from losslab.config import ClassifyDataConfig
 from losslab.components.datasets import load_classification
-from losslab.errors import ConfigError
 from losslab.components.fakedata import write_cifar10, write_mnist
+from losslab.config import ClassifyDataConfig
+from losslab.errors import ConfigError
 
 
 def test_digits_is_scikit_learns_set_split_and_normalised():

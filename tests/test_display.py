@@ -2,9 +2,10 @@ import io
 
 from rich.console import Console
 
-from losslab.config import OptimConfig, RegressConfig, TrainConfig
-from conftest import classify_run, regress_run as regress
+from conftest import classify_run
+from conftest import regress_run as regress
 from losslab.commands.regress import report as regress_report
+from losslab.config import OptimConfig, RegressConfig, TrainConfig
 from losslab.outputs.display import Column, ProgressDisplay, epoch_columns
 
 

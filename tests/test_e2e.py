@@ -65,7 +65,8 @@ def _run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 def test_terminal_gets_the_live_rich_table():
-    code, text = _run_in_pty([BIN, "regress", "--epochs", "300", "--device", "cpu"], dict(ENV, TERM="xterm", COLUMNS="120"))
+    code, text = _run_in_pty([BIN, "regress", "--epochs", "300", "--device", "cpu"],
+                             dict(ENV, TERM="xterm", COLUMNS="120"))
     assert code == 0, text
     assert "┃" in text or "│" in text  # Rich table borders
     assert "300/300" in text and "least-squares" in text

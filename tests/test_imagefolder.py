@@ -51,8 +51,8 @@ def test_in_memory_and_streamed_give_identical_numbers(cli, tmp_path):
 def test_a_hand_written_dataloader_loop_over_imagefolder_gives_every_epochs_loss(tmp_path):
     """The textbook script: ImageFolder + Normalize with the training split's statistics + DataLoader(shuffle,
     seeded generator), torch.manual_seed for the weights — losslab's records, epoch by epoch, exactly."""
-    from torchvision.datasets import ImageFolder
     from torchvision import transforms
+    from torchvision.datasets import ImageFolder
 
     from conftest import classify_run
     from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, TrainConfig

@@ -104,8 +104,8 @@ def _clip_run(**clip):
     torch.manual_seed(0)
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return model, fit(model, nn.MSELoss(), opt, x, y, epochs=20, batch_size=10, generator=torch.Generator().manual_seed(0),
-                      **clip)
+    return model, fit(model, nn.MSELoss(), opt, x, y, epochs=20, batch_size=10,
+                      generator=torch.Generator().manual_seed(0), **clip)
 
 
 def test_clip_grad_value_matches_torch_and_counts_active_steps():
@@ -163,7 +163,8 @@ def test_update_ratio_is_the_size_of_the_epochs_last_step_per_layer():
 
 
 def test_deep_models_keep_per_layer_figures_in_json_not_in_the_csv(cli, tmp_path):
-    run = cli("classify", "--dataset", "blobs", "--depth", "20", "--epochs", "2", "--out", str(tmp_path / "o"), "--json")
+    run = cli("classify", "--dataset", "blobs", "--depth", "20", "--epochs", "2", "--out", str(tmp_path / "o"),
+              "--json")
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert len(doc["layers"]) == 42 and doc["layers"][0]["name"] == "1.weight"

@@ -7,8 +7,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_executors import (SWEEPS, dying_loss, interrupted_sweep, retried_then_reported,  # noqa: E402,F401
-                            same_numbers)
+from test_executors import SWEEPS, dying_loss, interrupted_sweep, retried_then_reported, same_numbers  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module", autouse=True)

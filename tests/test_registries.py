@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from losslab.config import LossConfig, OptimConfig
-from losslab.errors import ConfigError
 from losslab.components.losses import LOSSES, build_loss, check_task
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer
+from losslab.config import LossConfig, OptimConfig
+from losslab.errors import ConfigError
 
 EXPECTED_CLASSES = {
     "sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD, "adam": torch.optim.Adam,
@@ -35,7 +35,8 @@ def test_optimizer_variants_and_options():
     assert g["nesterov"] and g["momentum"] == 0.9
     g = build_optimizer(p, OptimConfig(name="momentum", lr=0.1, momentum=0.5)).param_groups[0]
     assert g["momentum"] == 0.5 and not g["nesterov"]
-    g = build_optimizer(p, OptimConfig(name="adam", lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)).param_groups[0]
+    adam = OptimConfig(name="adam", lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)
+    g = build_optimizer(p, adam).param_groups[0]
     assert g["betas"] == (0.8, 0.9) and g["eps"] == 1e-6 and g["weight_decay"] == 0.1
 
 

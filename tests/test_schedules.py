@@ -10,8 +10,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import regress_run, tutorial_tensors
 from losslab.components.regression_data import synthetic
-from losslab.config import (ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, RegressConfig,
-                            ScheduleConfig, TrainConfig)
+from losslab.config import (
+    ClassifyConfig,
+    ClassifyDataConfig,
+    ModelConfig,
+    OptimConfig,
+    RegressConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
 from losslab.engine.problems import ClassificationProblem, RegressionProblem
 from losslab.engine.runs import RunSpec
 from losslab.engine.trials import run_trials

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from conftest import tutorial_tensors
-from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
-from losslab.components.regression_data import synthetic
-from losslab.engine.problems import RegressionProblem
 from losslab.commands.lr_sweep import grid_sweep, lightning, min_loss_tenth, range_test, smooth, steepest, valley
+from losslab.components.regression_data import synthetic
+from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
+from losslab.engine.problems import RegressionProblem
 from losslab.engine.range_test import range_test_run, schedule, state_hash
 
 

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import regress_run as regress, tutorial_tensors
-from losslab.engine.events import Consumer, Dispatcher, Recorder
-from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
+from conftest import regress_run as regress
+from conftest import tutorial_tensors
 from losslab.components.regression_data import least_squares, synthetic
+from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
+from losslab.engine.events import Consumer, Dispatcher, Recorder
 from losslab.engine.loop import fit, layer_grad_norms
 
 
@@ -224,8 +225,8 @@ def test_l1_loss_moves_towards_the_median_fit():
 
 
 def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
-    from losslab.errors import ConfigError
     from losslab.engine.loop import resolve_device
+    from losslab.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

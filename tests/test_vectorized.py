@@ -5,10 +5,17 @@ import math
 import pytest
 import torch
 
-from losslab.config import (ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, RegressConfig,
-                            TrainConfig, ClassifyLossConfig)
-from losslab.components.regression_data import synthetic
 from losslab.components.datasets import load_classification
+from losslab.components.regression_data import synthetic
+from losslab.config import (
+    ClassifyConfig,
+    ClassifyDataConfig,
+    ClassifyLossConfig,
+    ModelConfig,
+    OptimConfig,
+    RegressConfig,
+    TrainConfig,
+)
 from losslab.engine.problems import ClassificationProblem, RegressionProblem
 from losslab.engine.runs import RunSpec as Trial
 from losslab.engine.stacked import stackable_optimizers, unsupported

@@ -535,7 +535,7 @@ class ModelConfig:
         """Refuse an architecture option the chosen model does not have, rather than ignore it."""
         given = {"depth": self.depth != 1, "activation": self.activation is not None, "init": self.init != "default",
                  "dropout": self.dropout != 0, "batch_norm": self.batch_norm}
-        takes = MODELS.lookup(self.name).meta.get("options", ())
+        takes = MODELS.lookup(self.name or "").meta.get("options", ())
         for option, is_given in given.items():
             if is_given and option not in takes:
                 users = [e.name for e in MODELS if option in e.meta.get("options", ())]
@@ -718,7 +718,7 @@ class CompareConfig:
 
 def parse_lr_for(values: Optional[list[str]]) -> tuple[tuple[str, float], ...]:
     """'adam=0.01' items, repeatable or comma-separated."""
-    pairs = []
+    pairs: list[tuple[str, float]] = []
     for value in values or []:
         for item in value.split(","):
             name, sep, rate = item.partition("=")

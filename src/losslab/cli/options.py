@@ -266,7 +266,7 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
         params, annotations = [], {}
         for name in names:
             opt = OPTS[name]
-            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=opt.help)]
+            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=opt.help)]  # type: ignore[name-defined]
             default = defaults.get(name, opt.default)
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=annotation))

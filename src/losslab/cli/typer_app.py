@@ -90,7 +90,7 @@ class _Command(_FlagHelp, TyperCommand):
 class _Group(_FlagHelp, TyperGroup):
     """Turns every usage error into one line on stderr and exit 2; maps Ctrl-C to 130."""
 
-    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,  # type: ignore[override]
              standalone_mode: bool = True, **extra: Any) -> Any:
         _skip_pydantic_coercion(self)
         args = list(sys.argv[1:] if args is None else args)
@@ -204,7 +204,7 @@ def _skip_pydantic_coercion(group: Any) -> None:
     except ImportError:
         return
 
-    class Direct(PassThroughRuntimeParam):  # type: ignore[misc]
+    class Direct(PassThroughRuntimeParam):
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             kind = _scalar_type(self.annotation)
             if kind is list:

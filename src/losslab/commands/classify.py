@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from losslab.commands.common import (
     DATA_FILES,
@@ -201,8 +201,8 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
                      "which is why it is the usual choice.")
     last_epoch = result.records[-1]["epoch"] if result.records else first_epoch - 1
     if cfg.save is not None and status != "diverged":
-        save_checkpoint(cfg.save, checkpoint(cfg, model, optimizer, data, best.best_epoch if restored else last_epoch,
-                                             generator))
+        epoch = best.best_epoch if restored and best.best_epoch is not None else last_epoch
+        save_checkpoint(cfg.save, checkpoint(cfg, model, optimizer, data, epoch, generator))
     return ClassifyResult(
         config=cfg, status=status, records=result.records, epochs_run=len(result.records),
         best_epoch=best.best_epoch, accuracy=final.get("accuracy", math.nan),
@@ -289,9 +289,8 @@ def plots(result: ClassifyResult) -> list[Plot]:
                          f"{result.accuracy:.4f}")
 
     # a run stopped before its first epoch ended (Ctrl-C, an error) has nothing to draw
-    drawn = [(name, draw) for name, draw, has in zip(PLOTS, [curves, confusion], [result.records, result.confusion])
-             if has]
-    return drawn
+    drawers: list[Callable[[Any], None]] = [curves, confusion]
+    return [(name, draw) for name, draw, has in zip(PLOTS, drawers, [result.records, result.confusion]) if has]
 
 
 def terminal_curves(result: ClassifyResult) -> str:

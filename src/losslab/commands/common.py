@@ -117,7 +117,7 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
 
 def default_target(problem: Any) -> float:
     """Regression: 1.05x the least-squares optimum's loss; classification: 0.9 validation accuracy."""
-    return 1.05 * problem.optimum["loss"] if problem.task == "regression" else 0.9  # type: ignore[union-attr]
+    return 1.05 * problem.optimum["loss"] if problem.task == "regression" else 0.9
 
 
 def settle(interrupted: bool, runs: Sequence[Any]) -> str:

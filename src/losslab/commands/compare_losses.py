@@ -182,7 +182,7 @@ def summarise_measure(name: str, runs: Sequence[RunResult], measures: Sequence[O
     values = [m[rank_by] if m is not None and math.isfinite(m[rank_by]) else worst for m in measures]
     finished = [m for m in measures if m is not None]
     keys = list(finished[0]) if finished else []
-    medians = {k: statistics.median(m[k] for m in finished) for k in keys}
+    medians: dict[str, Optional[float]] = {k: statistics.median(m[k] for m in finished) for k in keys}
     return LossSummary(name, values, quantile(values, 0.5), quantile(values, 0.25), quantile(values, 0.75), medians,
                        sum(r.status == "diverged" for r in runs), sum(r.status == "error" for r in runs))
 

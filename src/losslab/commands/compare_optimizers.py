@@ -24,7 +24,7 @@ from losslab.commands.common import (
     verdict,
     wants_curves,
 )
-from losslab.config import CompareConfig, check_out_dir
+from losslab.config import ClassifyConfig, CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
@@ -79,8 +79,8 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
     task = cfg.task
     base = cfg.run.train.seed
     seeds = [base + i for i in range(cfg.seeds)]
-    lrs = {name: cfg.lr_of(name) for name in cfg.optims}
-    tuning = None
+    lrs: dict[str, tuple[float, str]] = {name: cfg.lr_of(name) for name in cfg.optims}
+    tuning: Optional[dict[str, Any]] = None
     interrupted = False
     if cfg.tune:
         tune_seed = base + 1000  # distinct from the evaluation seeds
@@ -92,17 +92,19 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
                   "budget": f"{len(cfg.tune_grid)} learning rates x {cfg.run.train.epochs} epochs on seed "
                             f"{tune_seed}, the same for every optimizer",
                   "results": {}, "chosen": {}}
+        results_of, chosen = tuning["results"], tuning["chosen"]
         for name in cfg.optims:
             mine = [r for r in results if r.spec.optim.name == name]
-            tuning["results"][name] = [{"lr": r.spec.optim.lr, "final_loss": r.score, "status": r.status}
+            results_of[name] = [{"lr": r.spec.optim.lr, "final_loss": r.score, "status": r.status}
                                        for r in mine]
             finished = [r for r in mine if math.isfinite(r.score)]
             if finished:
                 best = min(finished, key=lambda r: r.score)
+                assert best.spec.optim.lr is not None  # every tuning spec names its rate
                 lrs[name] = (best.spec.optim.lr, "tuned")
-                tuning["chosen"][name] = best.spec.optim.lr
+                chosen[name] = best.spec.optim.lr
             else:
-                tuning["chosen"][name] = None  # every rate diverged: keep the default and say so
+                chosen[name] = None  # every rate diverged: keep the default and say so
     # seed-major order: all optimizers progress together, and machine noise hits them alike
     specs = [RunSpec(name, replace(cfg.run.optim, name=name, lr=lrs[name][0]), seed)
              for seed in seeds for name in cfg.optims]
@@ -190,7 +192,8 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         else:
             row += [fmt(s.extra.get("accuracy"), ".4f")]
         detail.append(row)
-    task = "regression" if regress else f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})"
+    task = ("regression" if not isinstance(cfg.run, ClassifyConfig) else
+            f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})")
     title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
              f"{cfg.run.train.epochs} epochs, ranked by median final loss ({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}",

@@ -287,7 +287,7 @@ def range_test(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         status = "interrupted"
     spread: dict[str, dict[str, Optional[float]]] = {}
     for name in SUGGESTERS:
-        values = [r.suggestions[name] for r in runs if r.suggestions.get(name) is not None]
+        values = [v for v in (r.suggestions.get(name) for r in runs) if v is not None]
         spread[name] = ({"median": geometric_median(values), "min": min(values), "max": max(values)}
                         if values else {"median": None, "min": None, "max": None})
     recommended = next((spread[n]["median"] for n in SUGGESTERS if spread[n]["median"] is not None), None)

@@ -58,7 +58,7 @@ class ClassificationData:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape) if self.x_train is None else tuple(self.x_train.shape[1:])
+        return tuple(self.shape or ()) if self.x_train is None else tuple(self.x_train.shape[1:])
 
     @property
     def num_classes(self) -> int:
@@ -263,7 +263,8 @@ def _cifar10_class() -> Any:
                 self.download()
             if not self._check_integrity():
                 raise RuntimeError("Dataset not found. You can use download=True to download it")
-            data, targets = [], []
+            data: list[Any] = []
+            targets: list[int] = []
             for name, _ in self.train_list if train else self.test_list:
                 path = Path(self.root) / self.base_folder / name
                 entry = safe_unpickle(path)
@@ -427,6 +428,7 @@ def load_classification(cfg: Any) -> ClassificationData:
         split = f"seeded {cfg.val_fraction:g} validation split (data seed {cfg.data_seed})"
     else:
         x_train, y_train, x_val, y_val = x, y, raw.x_test, raw.y_test
+        assert y_val is not None and x_val is not None  # datasets without a test split took the branch above
         if cfg.subset is not None:
             n_test = max(1, math.ceil(cfg.subset * len(y_val) / len(y_train)))
             keep = torch.randperm(len(y_train), generator=g)[: min(cfg.subset, len(y_train))]

@@ -83,7 +83,7 @@ def image_folder(root: str, loader: Any) -> Any:
             return classes, {c: i for i, c in enumerate(classes)}
 
         @staticmethod
-        def make_dataset(directory: str, class_to_idx: dict[str, int], extensions: Any = None,  # type: ignore[override]
+        def make_dataset(directory: str, class_to_idx: dict[str, int], extensions: Any = None,
                          is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
             return [(path, index) for c, index in sorted(class_to_idx.items(), key=lambda ci: ci[1])
                     for path in image_files(os.path.join(directory, c))]
@@ -201,7 +201,8 @@ def channel_stats(batches: Any) -> tuple[Any, Any]:
     """Per-channel mean and standard deviation over (N, C, H, W) batches, accumulated in float64 in order."""
     import torch
 
-    total = squares = None
+    total: Any = None
+    squares: Any = None
     count = 0
     for xb, _ in batches:
         xd = xb.to(torch.float64)

@@ -177,7 +177,8 @@ def load_import_path(spec: str) -> Any:
             raise ConfigError("--loss", f"module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if inspect.isclass(obj) and _is_autograd_function(obj):
-        return obj.apply  # a torch.autograd.Function is called through apply, with its own backward
+        function: Any = obj
+        return function.apply  # a torch.autograd.Function is called through apply, with its own backward
     if inspect.isclass(obj):
         try:
             obj = obj()

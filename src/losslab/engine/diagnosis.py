@@ -84,7 +84,7 @@ CODES = ("diverged", "oscillating", "plateau", "vanishing-gradients", "exploding
          "slow-convergence")
 
 
-class Records(list):  # type: ignore[type-arg]
+class Records(list):
     """A run's records with what several rules read computed once (the finite training losses)."""
 
     @property

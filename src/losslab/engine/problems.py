@@ -31,6 +31,8 @@ class Problem:
     x: Optional[torch.Tensor]  # None when the data is streamed
     y: Optional[torch.Tensor]
     source: Any  # engine.batches.InMemory or Streamed: where the training batches come from
+    valid: Any  # the same for the validation split (classification)
+    cfg: Any  # the (resolved) config the problem was prepared from
     device: torch.device
     train_cfg: TrainConfig
     loss_cfg: LossConfig
@@ -166,8 +168,9 @@ class RegressionProblem(Problem):
             probe.weight.copy_(torch.as_tensor(trained_w, dtype=torch.float32).reshape(1, -1))
             probe.bias.fill_(trained_b)
             optimum_loss = float(self.loss_fn(probe(self.x), self.y))
-        self.optimum = {"params": dict(zip(self.names, [float(v) for v in opt_w] + [opt_b])), "loss": optimum_loss}
-        self.true_params = (dict(zip(self.names, list(data.true_w) + [data.true_b]))
+        self.optimum: dict[str, Any] = {"params": dict(zip(self.names, [float(v) for v in opt_w] + [opt_b])),
+                                        "loss": optimum_loss}
+        self.true_params: Optional[dict[str, float]] = (dict(zip(self.names, [*data.true_w, data.true_b or 0.0]))
                             if data.true_w is not None else None)
         condition = condition_number(x) if self.scaling is None else None
         self.ill_conditioned = condition if condition is not None and condition > CONDITION else None
@@ -203,7 +206,8 @@ class RegressionProblem(Problem):
         with torch.no_grad():
             final_loss = float((loss_fn or self.loss_fn)(model(self.x), self.y))
         params = self.params(model)
-        distance = math.sqrt(sum((params[n] - self.optimum["params"][n]) ** 2 for n in self.names))
+        optimum: dict[str, float] = self.optimum["params"]
+        distance = math.sqrt(sum((params[n] - optimum[n]) ** 2 for n in self.names))
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
 
 
@@ -289,6 +293,7 @@ class ClassificationProblem(Problem):
             self.source = Streamed(data.train_set, batch, workers, self.device, data.y_train)
             self.valid = Streamed(data.val_set, batch, workers, self.device, data.y_val)
         else:
+            assert data.x_train is not None and data.x_val is not None  # in memory
             self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
             self.x_val = data.x_val.to(self.device)
             self.source, self.valid = InMemory(self.x, self.y), InMemory(self.x_val, self.y_val)

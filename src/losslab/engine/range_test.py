@@ -85,7 +85,7 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
     saved_model, saved_optim = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     losses: list[float] = []
     smoothed: list[float] = []
-    state = {"avg": 0.0, "best": math.inf, "stopped": "completed"}
+    state: dict[str, Any] = {"avg": 0.0, "best": math.inf, "stopped": "completed"}
 
     used: list[float] = []
 

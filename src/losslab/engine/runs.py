@@ -73,7 +73,7 @@ def run_info(problem: Problem, spec: RunSpec, command: str, *, index: int = 0, t
     n = problem.n
     batch = problem.train_cfg.batch_size
     return RunInfo(command=command, group=spec.group, seed=spec.seed, key=spec.key(problem.loss_cfg.name),
-                   index=index, total=total, epochs=epochs or problem.train_cfg.epochs, first_epoch=first_epoch,
+                   index=index, total=total, epochs=epochs or problem.train_cfg.epochs or 0, first_epoch=first_epoch,
                    samples=n, batch_size=n if batch is None or batch >= n else batch, stacked_with=stacked_with)
 
 
@@ -81,7 +81,7 @@ def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float]
     """The diagnosis of one finished run, with what the problem knows: the least-squares optimum where it is
     the optimum of the run's loss (MSE, no weight decay), early stopping, clipping."""
     loss = (result.spec.loss or problem.loss_cfg).name
-    optimum = getattr(problem, "optimum", None)
+    optimum: Any = getattr(problem, "optimum", None)
     exact = optimum is not None and loss == "mse" and not result.spec.optim.weight_decay
     train = problem.train_cfg
     clip = " and ".join(f"--{name.replace('_', '-')} {value:g}" for name, value in

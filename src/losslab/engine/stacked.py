@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import torch
 from torch import nn
@@ -86,9 +86,10 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     try:
         hypers = [hyperparameters(specs[g[0]].optim) for g in optimizer_groups(specs)]
         with torch.no_grad():  # every loss must work per run under vmap
-            out = StackedModel([template, template])(problem.x[:2], True)
+            x, y = in_memory(problem)
+            out = StackedModel([template, template])(x[:2], True)
             for cfg in losses:
-                torch.func.vmap(problem.loss_for(cfg), in_dims=(0, None))(out, problem.y[:2])
+                torch.func.vmap(problem.loss_for(cfg), in_dims=(0, None))(out, y[:2])
     except Exception as exc:
         return f"batched form failed: {type(exc).__name__}: {exc}"
     for h in hypers:
@@ -143,7 +144,10 @@ class StackedModel:
 
     def __init__(self, templates: Sequence[nn.Module]):
         self.k = len(templates)
-        self.layers = _layers(templates[0])
+        layers = _layers(templates[0])
+        if layers is None:
+            raise ValueError("the model has layers without a batched form")  # stackable() said why before
+        self.layers = layers
         self.flat = torch.stack([torch.cat([self._stored(p).reshape(-1) for p in m.parameters()]) for m in templates])
         self.params: list[torch.Tensor] = []
         self.bounds: list[tuple[int, int]] = []
@@ -313,9 +317,11 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                                            start_i, stop_i))
         start_i = stop_i
     segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
-    x, y = problem.x, problem.y
+    x, y = in_memory(problem)
     n = x.shape[0]
-    full_batch = cfg.batch_size is None or cfg.batch_size >= n
+    batch_size = cfg.batch_size or n
+    epochs = cfg.epochs or 0
+    full_batch = batch_size >= n
     generators = {s: batch_generator(s) for s in seeds}
     spec_gen = [seeds.index(t.seed) for t in specs]
     names = problem.names if isinstance(problem, RegressionProblem) else None
@@ -369,7 +375,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
                     elif at == epoch:  # the epoch it diverged on: no step measured (as in fit), no validation
                         loss = row[0] if not math.isfinite(row[0]) else math.nan  # inf or NaN, as the loss came
                         if names is not None:  # the weights it stopped with, not those of the step after
-                            row = [row[0], *problem.in_data_units(frozen[i]), *row[1 + len(names):]]
+                            row = [row[0], *cast(RegressionProblem, problem).in_data_units(frozen[i]),
+                                   *row[1 + len(names):]]
                         rec = {key: value for key, value in zip(keys, (epoch, loss, *row[1:], rate))
                                if not key.startswith("update_ratio/")}
                         rec["elapsed_s"] = elapsed
@@ -391,7 +398,7 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     try:
         for info in infos:
             events.on_run_begin(info)
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(1, epochs + 1):
             if schedules or epoch == 1:  # the rate of the epoch's first batch (per-batch schedules move it)
                 rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
             # forward backward update, all runs at once
@@ -400,12 +407,12 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
             else:
                 perms = [epoch_order(n, g).to(device) for g in generators.values()]
                 batches = []
-                for i in range(0, n, cfg.batch_size):
+                for i in range(0, n, batch_size):
                     if len(perms) == 1:
-                        idx = perms[0][i:i + cfg.batch_size]
+                        idx = perms[0][i:i + batch_size]
                         batches.append((x[idx], y[idx], True, len(idx)))
                     else:
-                        idx = torch.stack([perms[g][i:i + cfg.batch_size] for g in spec_gen])
+                        idx = torch.stack([perms[g][i:i + batch_size] for g in spec_gen])
                         batches.append((x[idx], y[idx], False, idx.shape[1]))
             slot = history.slot
             total_loss, last_grad, last_before, after = history.views[slot]
@@ -514,7 +521,7 @@ def _carrier_schedules(problem: Problem, specs: Sequence[RunSpec], batches: int)
     out = []
     for spec in specs:
         carrier = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=spec.optim.lr)
-        out.append((carrier, build_schedule(carrier, cfg.schedule, cfg.epochs, batches)))
+        out.append((carrier, build_schedule(carrier, cfg.schedule, cfg.epochs or 0, batches)))
     return out
 
 
@@ -538,6 +545,13 @@ def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, i
             total += losses.double().cpu() * len(yb)
             correct += (out.argmax(dim=-1) == yb).sum(dim=1).double().cpu()
     return torch.stack([total / n, correct / n])
+
+
+def in_memory(problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training tensors of a problem held in memory (stacking never runs on streamed data)."""
+    if problem.x is None or problem.y is None:
+        raise ValueError("stacked trials need the training data in memory")
+    return problem.x, problem.y
 
 
 def _units(problem: Problem) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:

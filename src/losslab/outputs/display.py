@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 from losslab.engine.events import Consumer, RunInfo
 
@@ -160,7 +160,7 @@ class ProgressDisplay(Consumer):
         if self.use_live:
             from rich.live import Live
 
-            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=10,
+            self._live = Live(get_renderable=self._render, console=cast("Console", self.console), refresh_per_second=10,
                               transient=False, auto_refresh=True)
             self._live.start()
 
@@ -230,8 +230,9 @@ class Report:
     notes: list[str]
     best: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells to highlight
 
-    def render(self, console: "Console | PlainConsole") -> None:
-        if console.is_terminal:
+    def render(self, stream: "Console | PlainConsole") -> None:
+        if stream.is_terminal:
+            console = cast("Console", stream)
             console.print(self.title, style="bold", markup=False, highlight=False)
             from rich.table import Table
             from rich.text import Text
@@ -249,7 +250,7 @@ class Report:
             for note in self.notes:
                 console.print(note, markup=False)
         else:
-            print(self.plain(), file=console.file, flush=True)
+            print(self.plain(), file=stream.file, flush=True)
 
     def plain(self) -> str:
         grid = [self.headers] + self.rows
@@ -310,7 +311,7 @@ class TrialsDisplay(Consumer):
         if not self.quiet and self.use_live:
             from rich.live import Live
 
-            self._live = Live(get_renderable=self.table, console=self.console, refresh_per_second=10)
+            self._live = Live(get_renderable=self.table, console=cast("Console", self.console), refresh_per_second=10)
             self._live.start()
         return self
 

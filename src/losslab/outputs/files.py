@@ -11,7 +11,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from losslab.expect import Outcome
 
@@ -68,7 +68,7 @@ def _umask() -> int:
 
 
 def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: None if tmp.write_text(text, encoding="utf-8") else None)
 
 
 PER_LAYER = ("grad_norm/", "update_ratio/")  # record keys with one column per parameter tensor
@@ -101,7 +101,7 @@ def outcomes_document(outcomes: Iterable[Outcome]) -> list[dict[str, Any]]:
     return [{"spec": o.spec, "name": o.name, "passed": o.passed, "actual": o.actual} for o in outcomes]
 
 
-def write_data_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]]) -> list[Path]:
+def write_data_files(out_dir: str, document: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[Path]:
     """history.csv and result.json, each written atomically into `out_dir`: the machine-readable results come
     first, before anything slow (plots) that a Ctrl-C may cut short."""
     out = Path(out_dir)

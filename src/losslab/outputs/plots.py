@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -136,8 +136,8 @@ def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, 
     _finish(fig, ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True, legend_size=8)
 
 
-def sweep_plot(points: Sequence[tuple[float, float, str]], path: Path, suggested: float | None, title: str = "",
-               ylabel: str = "final loss") -> None:
+def sweep_plot(points: Sequence[tuple[Optional[float], float, str]], path: Path, suggested: float | None,
+               title: str = "", ylabel: str = "final loss") -> None:
     """Final loss against learning rate (log x): one dot per seed, diverged runs as red x, suggestion marked."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     ok = [(lr, v) for lr, v, status in points if status == "ok" and _positive(v)]

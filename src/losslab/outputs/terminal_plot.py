@@ -7,18 +7,18 @@ import math
 import re
 from typing import Optional, Sequence
 
-Series = tuple[str, Sequence[float], Sequence[float]]  # label, x, y
+Series = tuple[str, Sequence[float], Sequence[Optional[float]]]  # label, x, y (None: not measured)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDTH, HEIGHT = 78, 16
 
 
 def _finite(series: Sequence[Series], logx: bool) -> list[Series]:
-    out = []
+    out: list[Series] = []
     for label, xs, ys in series:
         pts = [(x, y) for x, y in zip(xs, ys) if y is not None and x is not None and math.isfinite(y)
                and math.isfinite(x) and (x > 0 or not logx)]
         if pts:
-            out.append((label, [p[0] for p in pts], [p[1] for p in pts]))
+            out.append((label, [float(p[0]) for p in pts], [float(p[1]) for p in pts]))
     return out
 
 
@@ -31,7 +31,7 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
     series = _finite(series, logx)
     if not series:
         return ""
-    ys = [y for _, _, s in series for y in s]
+    ys = [y for _, _, s in series for y in s if y is not None]  # (_finite kept finite numbers only)
     logy = min(ys) > 0 and max(ys) / min(ys) > 100
     plt.clear_figure()
     plt.plotsize(width, height)
