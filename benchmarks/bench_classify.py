@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +25,12 @@ from torch import nn
 
 from losslab.commands import classify
 from losslab.components.datasets import load_classification
-from losslab.components.fakedata import write_cifar10
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, TrainConfig
 from losslab.engine.events import Dispatcher
 from losslab.engine.problems import ClassificationProblem
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' CIFAR-format file writer
+from fakedata import write_cifar10  # noqa: E402
 from losslab.outputs.display import ProgressDisplay, classify_columns, make_console
 
 

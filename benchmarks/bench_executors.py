@@ -70,7 +70,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workloads", default="cnn,mlp,tiny")
     args = ap.parse_args()
-    from losslab.components.fakedata import write_cifar10
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' CIFAR-format file writer
+    from fakedata import write_cifar10
 
     chosen = args.workloads.split(",")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

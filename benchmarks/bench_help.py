@@ -14,7 +14,6 @@ import sys
 
 from _common import wall  # benchmarks/ is on sys.path when run as a script
 
-
 HEAVY = ("torch", "torchvision", "matplotlib")
 PROBE = (
     "import sys, json\n"

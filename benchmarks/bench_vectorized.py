@@ -15,8 +15,9 @@ import statistics
 import time
 
 from _common import losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path when run as a script
-from losslab.config import OptimConfig, RegressConfig, TrainConfig
+
 from losslab.components.regression_data import synthetic
+from losslab.config import OptimConfig, RegressConfig, TrainConfig
 from losslab.engine.problems import RegressionProblem
 from losslab.engine.runs import RunSpec
 from losslab.engine.trials import run_trials

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from losslab.cli import app
+from losslab.engine.events import Consumer, RunInfo
 
 
 def tutorial_tensors() -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,3 +70,17 @@ def classify_run(cfg: Any, data: Any = None, consumers: Any = ()) -> Any:
 
     cfg = cfg.resolved()
     return classify.run(cfg, Dispatcher(consumers), ClassificationProblem(cfg, data))
+
+
+@dataclass
+class Recorder(Consumer):
+    """Keeps every run's epoch records by run label (tests and sinks that need the whole history)."""
+
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ended: dict[str, str] = field(default_factory=dict)
+
+    def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
+        self.records.setdefault(run.label, []).append(record)
+
+    def on_run_end(self, run: RunInfo, result: Any) -> None:
+        self.ended[run.label] = result.status

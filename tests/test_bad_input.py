@@ -292,7 +292,7 @@ class Payload:
 
 
 def test_a_crafted_cifar_pickle_is_refused_and_never_executed(tmp_path):
-    from losslab.components.fakedata import write_cifar10
+    from fakedata import write_cifar10
 
     folder = write_cifar10(tmp_path, per_batch=4, test=4)
     marker = tmp_path / "pwned"
@@ -310,7 +310,7 @@ def test_a_crafted_cifar_pickle_is_refused_and_never_executed(tmp_path):
     (lambda d: d.update(data=d["data"].astype(np.float32)), "uint8"),
 ])
 def test_corrupt_cifar_batches_are_refused_with_the_file_named(cli, tmp_path, corrupt, needle):
-    from losslab.components.fakedata import write_cifar10
+    from fakedata import write_cifar10
 
     folder = write_cifar10(tmp_path, per_batch=4, test=4)
     with open(folder / "data_batch_2", "rb") as fh:
@@ -324,7 +324,7 @@ def test_corrupt_cifar_batches_are_refused_with_the_file_named(cli, tmp_path, co
 
 
 def test_duplicate_cifar_class_names_are_refused(cli, tmp_path):
-    from losslab.components.fakedata import write_cifar10
+    from fakedata import write_cifar10
 
     folder = write_cifar10(tmp_path, per_batch=4, test=4)
     with open(folder / "batches.meta", "wb") as fh:
@@ -335,7 +335,7 @@ def test_duplicate_cifar_class_names_are_refused(cli, tmp_path):
 
 
 def test_mnist_images_and_labels_of_different_counts_or_sizes_are_refused(cli, tmp_path):
-    from losslab.components.fakedata import write_idx, write_mnist
+    from fakedata import write_idx, write_mnist
 
     raw = write_mnist(tmp_path, train=20, test=10)
     write_idx(raw / "train-labels-idx1-ubyte", np.zeros(25, dtype=np.uint8))

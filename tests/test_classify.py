@@ -160,7 +160,7 @@ def test_nll_with_log_softmax_model_follows_cross_entropy_and_mse_is_explained()
 
 
 def test_cnn_trains_on_cifar_format_files(tmp_path):
-    from losslab.components.fakedata import write_cifar10
+    from fakedata import write_cifar10
 
     write_cifar10(tmp_path, per_batch=20, test=20)
     cfg = ClassifyConfig(data=ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path)),

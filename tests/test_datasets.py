@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from fakedata import write_cifar10, write_mnist
 from losslab.components.datasets import load_classification
-from losslab.components.fakedata import write_cifar10, write_mnist
 from losslab.config import ClassifyDataConfig
 from losslab.errors import ConfigError
 

@@ -35,7 +35,7 @@ def spy():
     Spy.instances = []
     CONSUMERS.register("test-spy", "records every event (tests only)")(Spy)
     yield Spy.instances
-    CONSUMERS.unregister("test-spy")
+    del CONSUMERS._entries["test-spy"]  # the registry has no public removal: plug-ins stay for the process
 
 
 def test_regress_and_classify_runs_reach_a_registered_consumer(cli, spy):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import tutorial_tensors
-from losslab.commands.lr_sweep import grid_sweep, lightning, min_loss_tenth, range_test, smooth, steepest, valley
+from losslab.commands.lr_sweep import grid_sweep, lightning, min_loss_tenth, range_test, steepest, valley
 from losslab.components.regression_data import synthetic
 from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
 from losslab.engine.problems import RegressionProblem
@@ -27,14 +27,16 @@ def test_schedules_hit_both_ends():
     assert lin[1] - lin[0] == pytest.approx(0.1) and lin[-1] == pytest.approx(1.0)
 
 
-def test_smoothing_is_a_bias_corrected_ema():
-    assert smooth([3.0] * 5) == pytest.approx([3.0] * 5)  # bias correction: no drift towards 0 at the start
-    raw = [4.0, 2.0, 1.0]
+def test_the_range_tests_smoothing_is_a_bias_corrected_ema():
+    """The curve the suggestions read: avg_i / (1 - beta^(i+1)) over the raw losses, computed here by hand."""
+    cfg, problem = _problem()
+    curve = range_test_run(problem, SweepConfig(run=cfg, range_test=True, steps=40), seed=0)
     avg, expected = 0.0, []
-    for i, v in enumerate(raw):
-        avg = 0.9 * avg + 0.1 * v
-        expected.append(avg / (1 - 0.9 ** (i + 1)))
-    assert smooth(raw, 0.9) == pytest.approx(expected)
+    for i, loss in enumerate(curve.losses):
+        avg = 0.98 * avg + 0.02 * loss
+        expected.append(avg / (1 - 0.98 ** (i + 1)))
+    assert curve.smoothed == pytest.approx(expected[:len(curve.smoothed)], rel=1e-12)
+    assert curve.smoothed[0] == pytest.approx(curve.losses[0])  # no drift towards 0 at the start
 
 
 def test_suggestion_rules_on_known_curves():

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import Recorder, tutorial_tensors
 from conftest import regress_run as regress
-from conftest import tutorial_tensors
 from losslab.components.regression_data import least_squares, synthetic
 from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
-from losslab.engine.events import Consumer, Dispatcher, Recorder
+from losslab.engine.events import Consumer, Dispatcher
 from losslab.engine.loop import fit, layer_grad_norms
 
 

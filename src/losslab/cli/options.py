@@ -250,10 +250,6 @@ class Given:
             raise AttributeError(f"no option {name!r}")
         return OPTS[name].default
 
-    def taken(self, name: str) -> bool:
-        """Whether this command declares the option at all."""
-        return name in self._values
-
     def set(self, name: str) -> bool:
         return name in self._values and self._values[name] != self._defaults.get(name, OPTS[name].default)
 

@@ -129,15 +129,6 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
 
 # --- range test: suggestions from the curve ----------------------------------------------------------
 
-def smooth(losses: Sequence[float], beta: float = 0.98) -> list[float]:
-    """Bias-corrected exponential moving average: avg_i / (1 - beta^(i+1))."""
-    out, avg = [], 0.0
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        out.append(avg / (1 - beta ** (i + 1)))
-    return out
-
-
 def steepest(lrs: Sequence[float], losses: Sequence[float], skip_begin: int = 10, skip_end: int = 1) -> Optional[int]:
     """Index of the most negative slope of loss against log10(lr) (Lightning's suggestion), skipping the noisy
     first steps and the last."""

@@ -39,10 +39,6 @@ class Registry(Generic[F]):
 
         return decorator
 
-    def unregister(self, name: str) -> None:
-        """Remove an entry (a plug-in or a test that registered one)."""
-        del self._entries[name]
-
     def lookup(self, name: str) -> Entry[F]:
         try:
             return self._entries[name]

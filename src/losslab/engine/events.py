@@ -11,7 +11,7 @@ metrics, `elapsed_s`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 
@@ -95,20 +95,6 @@ class Dispatcher(Consumer):
     def on_run_end(self, run: RunInfo, result: Any) -> None:
         for c in self.consumers:
             c.on_run_end(run, result)
-
-
-@dataclass
-class Recorder(Consumer):
-    """Keeps every run's epoch records by run label (tests and sinks that need the whole history)."""
-
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    ended: dict[str, str] = field(default_factory=dict)
-
-    def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
-        self.records.setdefault(run.label, []).append(record)
-
-    def on_run_end(self, run: RunInfo, result: Any) -> None:
-        self.ended[run.label] = result.status
 
 
 class BestEpoch(Consumer):

@@ -45,9 +45,6 @@ class LRSchedule:
         else:
             self.main.step()
 
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
 
 def build_schedule(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Optional[LRSchedule]:
     if cfg is None or (cfg.name == "none" and not cfg.warmup):

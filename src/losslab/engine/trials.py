@@ -53,9 +53,3 @@ def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _N
             results[i] = r
         interrupted = interrupted or any(r.status == "interrupted" for r in unit_results) or interrupt.requested()
     return [r if r is not None else RunResult(specs[i], "not run") for i, r in enumerate(results)], interrupted
-
-
-def run_sequential(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *,
-                   command: str = "trials") -> tuple[list[RunResult], bool]:
-    """Every spec on its own, one after another in this process."""
-    return run_trials(problem, specs, events, command=command, vectorize=False)

@@ -121,9 +121,3 @@ def write_plots(out_dir: str, plots: Iterable[tuple[str, Callable[[Path], None]]
         atomic_write(Path(out_dir) / name, draw)
         written.append(Path(out_dir) / name)
     return written
-
-
-def write_run_files(out_dir: str, document: Mapping[str, Any], records: list[Mapping[str, Any]],
-                    plots: Iterable[tuple[str, Callable[[Path], None]]] = ()) -> list[Path]:
-    """history.csv, result.json, then the given plots."""
-    return write_data_files(out_dir, document, records) + write_plots(out_dir, plots)
