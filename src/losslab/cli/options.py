@@ -38,6 +38,11 @@ def _loss_help() -> str:
             "or an import path package.module:Name (class or function).")
 
 
+def _takes(option: str) -> str:
+    """The optimizers whose registry entry accepts `option`, for its help (a new optimizer updates it)."""
+    return ", ".join(e.name for e in OPTIMIZERS if option in e.meta["accepts"]) or "no optimizer"
+
+
 def _lr_help() -> str:
     defaults = ", ".join(f"{e.name} {e.meta['default_lr']['regression']:g}/{e.meta['default_lr']['classification']:g}"
                          for e in OPTIMIZERS)
@@ -48,10 +53,10 @@ OPTS: dict[str, Opt] = {
     # optimizer
     "optim": Opt(str, ("--optim",), f"Optimizer: {OPTIMIZERS.help()}."),
     "lr": Opt(Optional[float], ("--lr",), _lr_help()),
-    "momentum": Opt(Optional[float], ("--momentum",), "Momentum (sgd, momentum, nesterov, rmsprop)."),
-    "weight_decay": Opt(Optional[float], ("--weight-decay",), "L2 / decoupled weight decay."),
-    "betas": Opt(Optional[str], ("--betas",), "Adam/AdamW betas, e.g. 0.9,0.999."),
-    "eps": Opt(Optional[float], ("--eps",), "Denominator epsilon (adam, adamw, rmsprop, adagrad)."),
+    "momentum": Opt(Optional[float], ("--momentum",), f"Momentum ({_takes('momentum')})."),
+    "weight_decay": Opt(Optional[float], ("--weight-decay",), f"L2 / decoupled weight decay ({_takes('weight_decay')})."),
+    "betas": Opt(Optional[str], ("--betas",), f"Betas, e.g. 0.9,0.999 ({_takes('betas')})."),
+    "eps": Opt(Optional[float], ("--eps",), f"Denominator epsilon ({_takes('eps')})."),
     # loss
     "loss": Opt(Optional[str], ("--loss",), _loss_help()),
     "no_check_loss": Opt(bool, ("--no-check-loss",), "Train an import-path loss without first checking its "
