@@ -54,7 +54,8 @@ OPTS: dict[str, Opt] = {
     "optim": Opt(str, ("--optim",), f"Optimizer: {OPTIMIZERS.help()}."),
     "lr": Opt(Optional[float], ("--lr",), _lr_help()),
     "momentum": Opt(Optional[float], ("--momentum",), f"Momentum ({_takes('momentum')})."),
-    "weight_decay": Opt(Optional[float], ("--weight-decay",), f"L2 / decoupled weight decay ({_takes('weight_decay')})."),
+    "weight_decay": Opt(Optional[float], ("--weight-decay",),
+                        f"L2 / decoupled weight decay ({_takes('weight_decay')})."),
     "betas": Opt(Optional[str], ("--betas",), f"Betas, e.g. 0.9,0.999 ({_takes('betas')})."),
     "eps": Opt(Optional[float], ("--eps",), f"Denominator epsilon ({_takes('eps')})."),
     # loss
