@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup bytecode lint test run bench clean
+.PHONY: setup bytecode lint test test-fast run bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+# feedback in about a minute: everything but the tests marked slow (real processes, Ray, long training)
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 run: setup
 	$(VENV)/bin/losslab regress --optim adam --lr 0.01

@@ -18,6 +18,9 @@ import pytest
 BIN = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
 ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
 
+# every test here runs real processes (or a Ray runtime): `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 HUGE = "1000000000000"
 MATRIX = [
     # regress

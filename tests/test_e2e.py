@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 BIN = shutil.which("losslab", path=str(Path(sys.executable).parent))
-pytestmark = pytest.mark.skipif(BIN is None, reason="losslab console script not installed beside this python")
+# every test here runs the installed command in a real process: `make test-fast` leaves them out
+pytestmark = [pytest.mark.skipif(BIN is None, reason="losslab console script not installed beside this python"),
+              pytest.mark.slow]
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "TERM")}
 
 

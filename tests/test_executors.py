@@ -8,6 +8,9 @@ import pytest
 
 from losslab.commands.replay import compare
 
+# worker processes and minute-long sweeps: `make test-fast` leaves these out
+pytestmark = pytest.mark.slow
+
 
 def same_numbers(a, b):
     for doc in (a, b):

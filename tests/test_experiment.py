@@ -4,6 +4,9 @@ import json
 
 import pytest
 
+# replay reruns each command in a fresh process: `make test-fast` leaves these out
+pytestmark = pytest.mark.slow
+
 SMALL = {
     "regress": ["--epochs", "30"],
     "classify": ["--dataset", "blobs", "--epochs", "3", "--model", "mlp", "--dropout", "0.1"],

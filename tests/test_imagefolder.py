@@ -102,6 +102,7 @@ def test_val_dir_grayscale_image_size_and_models(cli, tmp_path):
         assert sum(map(sum, doc["confusion_matrix"])) == 18 and doc["split"] == f"--val-dir {val}"
 
 
+@pytest.mark.slow
 def test_bad_folders_and_images_get_one_line(cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

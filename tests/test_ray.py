@@ -7,6 +7,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+# every test here runs real processes (or a Ray runtime): `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 from test_executors import SWEEPS, dying_loss, interrupted_sweep, retried_then_reported, same_numbers  # noqa: E402,F401
 
 

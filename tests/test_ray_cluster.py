@@ -11,6 +11,9 @@ import pytest
 
 pytest.importorskip("ray")
 
+# every test here runs real processes (or a Ray runtime): `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 
 
