@@ -18,7 +18,14 @@ class Spy(Consumer):
         self.begun: list[RunInfo] = []
         self.records: dict[str, list[dict]] = {}
         self.ended: dict[str, str] = {}
+        self.command_events: list[tuple] = []
         Spy.instances.append(self)
+
+    def on_command_begin(self, command):
+        self.command_events.append(("begin", command))
+
+    def on_command_end(self, command, status, document):
+        self.command_events.append(("end", command, status, document.get("command")))
 
     def on_run_begin(self, run):
         self.begun.append(run)
@@ -98,3 +105,33 @@ def test_compare_losses_runs_reach_it_with_their_loss_in_the_label(cli, spy):
     [consumer] = spy
     assert consumer.command == "compare-losses"
     assert sorted(consumer.records) == ["sgd-l1-lr0.1-seed0", "sgd-mse-lr0.1-seed0"]
+
+
+COMMANDS = {
+    "regress": ["regress", "--epochs", "3"],
+    "classify": ["classify", "--epochs", "1", "--subset", "100"],
+    "compare-optimizers": ["compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "3"],
+    "compare-losses": ["compare-losses", "--losses", "mse,l1", "--seeds", "1", "--epochs", "3"],
+    "lr-sweep": ["lr-sweep", "--lrs", "0.01,0.1", "--epochs", "3"],
+    "lr-sweep --range-test": ["lr-sweep", "--range-test", "--steps", "20"],
+    "check-loss": ["check-loss", "torch.nn.functional:mse_loss"],
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_begins_and_ends_once_for_a_registered_consumer(cli, spy, name):
+    args = COMMANDS[name]
+    run = cli(*args, "--json", *(["--quiet", "--device", "cpu"] if args[0] != "check-loss" else []))
+    assert run.exit_code == 0, run.stderr
+    [seen] = spy
+    status = run.json()["status"]
+    assert seen.command_events == [("begin", args[0]), ("end", args[0], status, args[0])]
+    if args[0] != "check-loss":
+        assert seen.ended and seen.records  # runs and epochs came between the two
+
+
+def test_replay_begins_and_ends_too(cli, spy, tmp_path):
+    assert cli("regress", "--epochs", "3", "--out", str(tmp_path / "o"), "--quiet", "--no-plot").exit_code == 0
+    run = cli("replay", str(tmp_path / "o" / "result.json"))
+    assert run.exit_code == 0, run.stdout
+    assert spy[-1].command_events == [("begin", "replay"), ("end", "replay", "identical", "replay")]

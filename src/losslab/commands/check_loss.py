@@ -63,7 +63,9 @@ def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     from losslab.engine.loss_check import check_loss
     from losslab.interrupt import critical
     from losslab.outputs.files import dumps
+    from losslab.outputs.sinks import OutputContext, dispatcher
 
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
     fn = load_import_path(cfg.loss)
     result = check_loss(fn, cfg.loss, cfg.task, points=cfg.points, second_order=cfg.second_order,
                         data=default_data(cfg.task))
@@ -71,9 +73,11 @@ def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
         raise KeyboardInterrupt
     console = make_console(stderr=json_out)
     report(result).render(console)
+    doc = document(cfg, result)
     if json_out:
-        text = dumps(document(cfg, result))
+        text = dumps(doc)
         with critical():
             json_stream().write(text)
             json_stream().flush()
+    events.on_command_end(COMMAND, doc["status"], doc)
     return int(ExitCode.OK if result.passed else ExitCode.EXPECTATION_FAILED)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from losslab import interrupt, invocation
 from losslab.config import GateConfig
 from losslab.engine.diagnosis import CODES
+from losslab.engine.events import Consumer
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
 from losslab.outputs.display import print_failures
@@ -73,7 +74,7 @@ def wants_curves(plot: Optional[bool], console: Any, json_out: bool, quiet: bool
 
 def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
            status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = (),
-           curves: Optional[Callable[[], str]] = None) -> int:
+           curves: Optional[Callable[[], str]] = None, events: Consumer = Consumer()) -> int:
     """Result files, report, JSON and exit code: the common tail of every command.
 
     The machine-readable results come first (history.csv and result.json, then the JSON document on stdout,
@@ -91,6 +92,7 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
             stream = json_stream()
             stream.write(text)
             stream.flush()
+    events.on_command_end(str(document.get("command", "")), status, document)
     # a Ctrl-C during training was answered by status "interrupted" and the report shows where it stopped;
     # one after training skips what is left
     late = lambda: interrupt.requested() and status != "interrupted"  # noqa: E731

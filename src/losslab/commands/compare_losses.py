@@ -361,13 +361,13 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="loss")
     display.plan(list(cfg.losses), cfg.seeds)
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [display])
     with display:
-        result = compare(cfg, problem, heldout, rows, dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out),
-                                                                 [display]), held)
+        result = compare(cfg, problem, heldout, rows, events, held)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
     return finish(document=document(result, outcomes), report=report(result, outcomes),
                   records=run_records(runs, "loss"), outcomes=outcomes, status=result.status, json_out=json_out,
-                  console=console, out=cfg.out, plots=plots(result, problem, rows),
+                  console=console, out=cfg.out, plots=plots(result, problem, rows), events=events,
                   curves=(lambda: terminal_curves(result))
                   if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -272,13 +272,14 @@ def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task))
     display.plan(list(cfg.optims), cfg.seeds)
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [display])
     with display:
-        result = compare(cfg, problem, dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [display]))
+        result = compare(cfg, problem, events)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
     # one run diverging is a result, not a failure: exit 3 only when every run diverged
     return finish(document=document(result, outcomes), report=report(result, outcomes),
                   records=run_records(runs, "optimizer"), outcomes=outcomes, status=result.status,
-                  json_out=json_out, console=console, out=cfg.out, plots=plots(result),
+                  json_out=json_out, console=console, out=cfg.out, plots=plots(result), events=events,
                   curves=(lambda: terminal_curves(result))
                   if wants_curves(cfg.plot, console, json_out, quiet) else None)

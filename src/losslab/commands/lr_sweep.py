@@ -471,20 +471,22 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
                 print(f"[{done}/{total}] range test seed {run.seed}: {run.stopped} after {len(run.smoothed)} steps; "
                       f"valley {run.suggestions['valley'] or float('nan'):.3g}", file=console.file, flush=True)
 
-        rt = range_test(cfg, problem, dispatcher(ctx, [progress]), on_seed)
+        events = dispatcher(ctx, [progress])
+        rt = range_test(cfg, problem, events, on_seed)
         outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
         return finish(document=range_document(rt, outcomes), report=range_report(rt, outcomes),
                       records=range_records(rt), outcomes=outcomes, status=rt.status, json_out=json_out,
-                      console=console, out=cfg.out, plots=range_plots(rt),
+                      console=console, out=cfg.out, plots=range_plots(rt), events=events,
                       curves=(lambda: range_curves(rt)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
 
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
     display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
+    events = dispatcher(ctx, [display])
     with display:
-        grid = grid_sweep(cfg, problem, dispatcher(ctx, [display]))
+        grid = grid_sweep(cfg, problem, events)
     outcomes = check_gates(cfg.gates, grid.status, grid.metrics(), loss_key="best_final_loss")
     runs = [r for rs in grid.runs.values() for r in rs]
     return finish(document=grid_document(grid, outcomes), report=grid_report(grid, outcomes),
                   records=run_records(runs, None), outcomes=outcomes, status=grid.status, json_out=json_out,
-                  console=console, out=cfg.out, plots=grid_plots(grid),
+                  console=console, out=cfg.out, plots=grid_plots(grid), events=events,
                   curves=(lambda: grid_curves(grid)) if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -171,6 +171,6 @@ def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
                   outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
-                  plots=plots(result),
+                  plots=plots(result), events=events,
                   curves=(lambda: terminal_curves(result))
                   if wants_curves(cfg.plot, console, json_out, quiet) else None)

@@ -157,7 +157,9 @@ def unprefixed(line: str) -> str:
 
 def main(cfg: ReplayConfig, *, json_out: bool) -> int:
     from losslab import __version__
+    from losslab.outputs.sinks import OutputContext, dispatcher
 
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
     doc = load(cfg.path)
     recorded_version = (doc.get("versions") or {}).get("losslab")
     warning = None
@@ -167,11 +169,12 @@ def main(cfg: ReplayConfig, *, json_out: bool) -> int:
         print(f"losslab: warning: {warning}", file=sys.stderr)
     replayed = rerun(doc)
     compared, diff = compare(doc, replayed, cfg.rtol)
+    out = {"command": COMMAND, "replayed": doc["invocation"]["command"], "identical": diff is None,
+           "compared": compared, "rtol": cfg.rtol, "warning": warning,
+           "first_difference": None if diff is None else {"key": diff.key, "recorded": diff.recorded,
+                                                          "replayed": diff.replayed}}
+    events.on_command_end(COMMAND, "identical" if diff is None else "differs", out)
     if json_out:
-        out = {"command": COMMAND, "replayed": doc["invocation"]["command"], "identical": diff is None,
-               "compared": compared, "rtol": cfg.rtol, "warning": warning,
-               "first_difference": None if diff is None else {"key": diff.key, "recorded": diff.recorded,
-                                                              "replayed": diff.replayed}}
         print(json.dumps(out, indent=2))
     elif diff is None:
         tol = f" within rtol {cfg.rtol:g}" if cfg.rtol else ""

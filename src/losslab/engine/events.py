@@ -1,8 +1,10 @@
 """The one event protocol every run emits, whatever the command or engine.
 
-A run — a single run, one trial of many, one slice of a stacked batch, a range test — is identified by a
-`RunInfo` and emits: `on_run_begin`, `on_batch_end` (progress inside an epoch), `on_epoch_end` (one flat record)
-and `on_run_end` (the run's result with its status). A `Consumer` overrides only the hooks it needs; a
+A command emits `on_command_begin` once before its first run and `on_command_end` once after its results are
+written (with its status and result document), whatever it is — check-loss and replay included. A run — a single
+run, one trial of many, one slice of a stacked batch, a range test — is identified by a `RunInfo` and emits:
+`on_run_begin`, `on_batch_end` (progress inside an epoch), `on_epoch_end` (one flat record) and `on_run_end`
+(the run's result with its status). A `Consumer` overrides only the hooks it needs; a
 `Dispatcher` fans events out to many. Display, result files, early stopping and any future sink are consumers.
 
 A record is a flat dict: `epoch`, `train_loss`, tracked parameter values, `grad_norm`, `lr`, optional `valid_*`
@@ -12,7 +14,7 @@ metrics, `elapsed_s`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class RunInfo:
 
 class Consumer:
     """Override only the hooks you need; the engines skip `on_batch_end` for consumers that do not."""
+
+    def on_command_begin(self, command: str) -> None:
+        """Once, before the command's first run (or check)."""
+
+    def on_command_end(self, command: str, status: str, document: Mapping[str, Any]) -> None:
+        """Once, after the command's result files and JSON are written; `document` is its --json document."""
 
     def on_run_begin(self, run: RunInfo) -> None:
         """Before the run's first epoch."""
@@ -77,6 +85,14 @@ class Dispatcher(Consumer):
         """A dispatcher that feeds `first` (e.g. one run's early stopping, which marks the best record) before
         these consumers."""
         return Dispatcher([*first, *self.consumers])
+
+    def on_command_begin(self, command: str) -> None:
+        for c in self.consumers:
+            c.on_command_begin(command)
+
+    def on_command_end(self, command: str, status: str, document: Mapping[str, Any]) -> None:
+        for c in self.consumers:
+            c.on_command_end(command, status, document)
 
     def on_run_begin(self, run: RunInfo) -> None:
         for c in self.consumers:

@@ -27,6 +27,10 @@ CONSUMERS: Registry[Callable[[OutputContext], Optional[Consumer]]] = Registry("o
 
 
 def dispatcher(ctx: OutputContext, own: Sequence[Consumer] = ()) -> Dispatcher:
-    """The command's own consumers followed by every registered one that wants this run."""
+    """The command's own consumers followed by every registered one that wants this run. Built once per command,
+    right before its work starts: it announces the command (`on_command_begin`) to every consumer; `finish`
+    (commands.common) ends it."""
     extra = [c for c in (entry.factory(ctx) for entry in CONSUMERS) if c is not None]
-    return Dispatcher([*own, *extra])
+    events = Dispatcher([*own, *extra])
+    events.on_command_begin(ctx.command)
+    return events

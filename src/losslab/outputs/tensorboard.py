@@ -130,6 +130,9 @@ class TensorBoardWriter(Consumer):
         writer.close()
         self.writers.pop((run.key, run.index), None)
 
+    def on_command_end(self, command: str, status: str, document: Any) -> None:
+        self.close()
+
     def close(self) -> None:
         """Anything still open (Ctrl-C between events) is flushed."""
         for writer in self.writers.values():
