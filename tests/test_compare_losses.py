@@ -118,32 +118,30 @@ def test_cli_compare_losses_bad_input(cli, args, option):
 
 # --- check-loss ------------------------------------------------------------------------------------------
 
-class WrongFactor(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, p, t):
-        ctx.save_for_backward(p, t)
-        return ((p - t) ** 2).mean()
+def _mse_with_backward(mask_grad):
+    """MSE whose backward is right except where `mask_grad(residual, grad)` changes it."""
+    class Loss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, p, t):
+            ctx.save_for_backward(p, t)
+            return ((p - t) ** 2).mean()
 
-    @staticmethod
-    def backward(ctx, g):
-        p, t = ctx.saved_tensors
-        return 3 * (p - t) / p.numel() * g, None
-
-
-class RightBackward(WrongFactor):
-    @staticmethod
-    def backward(ctx, g):
-        p, t = ctx.saved_tensors
-        return 2 * (p - t) / p.numel() * g, None
+        @staticmethod
+        def backward(ctx, g):
+            p, t = ctx.saved_tensors
+            r = p - t
+            return mask_grad(r, 2 * r / r.numel()) * g, None
+    return Loss.apply
 
 
 def test_check_loss_passes_torch_losses_and_a_right_backward_and_names_the_first_wrong_element():
-    for fn in (torch.nn.functional.mse_loss, torch.nn.functional.l1_loss, torch.nn.HuberLoss(), RightBackward.apply):
+    for fn in (torch.nn.functional.mse_loss, torch.nn.functional.l1_loss, torch.nn.HuberLoss(),
+               _mse_with_backward(lambda r, grad: grad)):
         report = check_loss(fn, "x", "regression", second_order=True)
         assert report.passed, [c for c in report.checks if not c.passed]
         assert report.max_abs_error < 1e-6
     assert check_loss(torch.nn.functional.cross_entropy, "ce", "classification", second_order=True).passed
-    bad = check_loss(WrongFactor.apply, "w", "regression")
+    bad = check_loss(_mse_with_backward(lambda r, grad: 1.5 * grad), "w", "regression")  # 3(p - t)/n
     failed = [c for c in bad.checks if not c.passed]
     assert [c.name for c in failed] == ["gradcheck"] and "element [0, 0]" in failed[0].detail
     assert bad.max_rel_error == pytest.approx(0.5, rel=1e-3)  # 3/2 of the true gradient
@@ -169,22 +167,6 @@ def test_cli_check_loss_exit_codes_and_json(cli, tmp_path, monkeypatch):
     train = cli("regress", "--loss", "myl:Bad", "--epochs", "3")
     train.assert_usage_error("--loss")
     assert math.isfinite(cli("regress", "--loss", "myl:ok", "--epochs", "3", "--json", "--quiet").json()["final_loss"])
-
-
-def _mse_with_backward(mask_grad):
-    """MSE whose backward is right except where `mask_grad(residual, grad)` changes it."""
-    class Loss(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, p, t):
-            ctx.save_for_backward(p, t)
-            return ((p - t) ** 2).mean()
-
-        @staticmethod
-        def backward(ctx, g):
-            p, t = ctx.saved_tensors
-            r = p - t
-            return mask_grad(r, 2 * r / r.numel()) * g, None
-    return Loss.apply
 
 
 @pytest.mark.parametrize("name, wrong, scale", [
