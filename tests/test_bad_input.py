@@ -118,6 +118,8 @@ MATRIX = [
     (["classify", "--data-seed", str(2**32)], "--data-seed"),
     (["compare-optimizers", "--seed", str(2**63)], "--seed"),
     (["regress", "--epochs", "0"], "--epochs"),
+    (["compare-optimizers", "--task", "classify", "--standardize"], "--standardize:"),
+    (["compare-losses", "--task", "classify", "--outliers", "0.1"], "--outliers"),
     # memory: every parameter of every epoch is recorded
     (["regress", "--features", "60000", "--true-w", "1", "--epochs", "2000"], "--features"),
     # output targets checked before training

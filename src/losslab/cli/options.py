@@ -305,4 +305,5 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
 
 
 def flag(name: str) -> str:
-    return OPTS[name].flags[0]
+    """The option as a user types it: `--standardize` for `--standardize/--no-standardize`."""
+    return OPTS[name].flags[0].split("/")[0]
