@@ -38,12 +38,13 @@ def test_process_executor_gives_identical_results(cli, args):
 
 
 DYING = '''
-import os, pathlib
+import os, pathlib, time
 import torch
 
 # read when the module is imported in the losslab process; a Ray worker gets the values with the loss (by value)
 MARKER = pathlib.Path(os.environ["LOSSLAB_TEST_MARKER"])
 PARENT = int(os.environ["LOSSLAB_TEST_PARENT"])
+OTHER = MARKER.with_name("slow-started")
 
 
 def in_worker():
@@ -52,10 +53,23 @@ def in_worker():
 
 
 def dying(pred, target):
-    """Kills the worker process the first time it runs in one (the parent's checks run it in the main process)."""
+    """Kills the worker process the first time it runs in one (the parent's checks run it in the main process),
+    once the `slow` trial runs in another worker (or after 20 s): an innocent trial is in flight when it dies."""
     if in_worker() and not MARKER.exists():
+        for _ in range(2000):
+            if OTHER.exists():
+                break
+            time.sleep(0.01)
         MARKER.write_text("died once")
         os._exit(9)
+    return torch.nn.functional.mse_loss(pred, target)
+
+
+def slow(pred, target):
+    """MSE taking 0.1 s a step in a worker: still running when `dying` kills its own worker."""
+    if in_worker():
+        OTHER.touch()
+        time.sleep(0.1)
     return torch.nn.functional.mse_loss(pred, target)
 
 
@@ -81,18 +95,20 @@ def dying_loss(tmp_path, monkeypatch):
 
 def retried_then_reported(cli, marker, executor):
     """A worker killed mid-trial: retried once by default (every run ends ok), reported failed with --retries 0
-    while the other loss's run is unaffected."""
-    common = ["compare-losses", "--losses", "mse,dyingloss:dying", "--seeds", "1", "--epochs", "20", "--json",
-              "--no-check-loss", *executor]
+    while the other loss's run, in flight in another worker when the pool broke, is unaffected."""
+    common = ["compare-losses", "--losses", "dyingloss:slow,dyingloss:dying", "--seeds", "1", "--epochs", "20",
+              "--json", "--no-check-loss", *executor]
     run = cli(*common)
     assert run.exit_code == 0, run.stderr
     assert marker.exists()  # a worker did die
     assert all(r["status"] == "ok" for entry in run.json()["losses"].values() for r in entry["runs"])
     marker.unlink()
+    marker.with_name("slow-started").unlink()
     doc = cli(*common, "--retries", "0").json()
     dead = doc["losses"]["dyingloss:dying"]["runs"][0]
     assert dead["status"] == "error" and "worker process" in dead["error"]
-    assert doc["losses"]["mse"]["runs"][0]["status"] == "ok"
+    assert marker.with_name("slow-started").exists()  # the innocent trial was running in the other worker
+    assert doc["losses"]["dyingloss:slow"]["runs"][0]["status"] == "ok"
 
 
 def test_a_dead_worker_is_retried_and_a_failing_trial_is_reported(cli, dying_loss):
@@ -198,3 +214,18 @@ def test_ctrl_c_stops_the_process_executor_at_once_and_keeps_what_finished(tmp_p
     workers = interrupted_sweep(tmp_path, ["--executor", "process", "--jobs", "2"])
     assert len(workers) >= 2  # the pool's worker processes ...
     assert not [pid for pid in workers if alive(pid)]  # ... are gone with the command
+
+
+def test_only_the_unit_whose_worker_died_is_charged():
+    """The pool stops its surviving workers with SIGTERM (exit code -15): the worker that ended otherwise is the
+    culprit. Figures as seen in a run: the innocent worker 3737 running unit 0, the dying one 3740 running unit 1."""
+    from losslab.engine.executors import culprits
+
+    assert culprits([0, 1], {3737: 0, 3740: 1}, {3737: -15, 3740: 9}) == {1}
+    assert culprits([0, 1, 2], {3737: 0, 3740: 1}, {3737: -9, 3740: -15}) == {0}  # the out-of-memory killer's SIGKILL
+    # a worker that ran unit 2 earlier and now idles is not charged for it; unit 2 was never started here
+    assert culprits([1, 2], {3737: 1, 3740: 0}, {3737: 1, 3740: -15}) == {1}
+    # cannot tell (every worker ended by SIGTERM): every running unit is charged, so retries still end
+    assert culprits([0, 1, 2], {3737: 0, 3740: 1}, {3737: -15, 3740: -15}) == {0, 1}
+    # no worker said what it runs (died while starting): every broken unit is charged
+    assert culprits([0, 1], {}, {3737: 1}) == {0, 1}

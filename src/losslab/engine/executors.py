@@ -6,8 +6,10 @@ Each worker receives the prepared problem once (pickled at start-up), pins its s
 (`torch.set_num_threads`, set by the worker itself), and returns the units' RunResults; the parent replays each
 finished unit's events (run begin, every epoch record, run end) to the command's consumers as units finish, in
 any order. A trial that raises is a failed trial; a worker process that dies (killed, out of memory) breaks
-the pool: the pool is rebuilt and the unfinished units are submitted again, up to `--retries` times, before
-they are reported failed. Ctrl-C cancels what has not started and reports what finished.
+the pool: the pool is rebuilt and the unfinished units are submitted again. Only the unit the dead worker was
+running is charged an attempt (workers say which unit they start; the pool stops the innocent workers with
+SIGTERM, so the one that died otherwise is the culprit); after `--retries` attempts it is reported failed. Ctrl-C
+cancels what has not started and reports what finished.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from losslab.engine.events import Consumer
 from losslab.engine.runs import RunResult, RunSpec, run_info
 
 _problem: Any = None  # the worker's copy of the problem
+_started: Any = None  # where a worker says which unit it starts: (pid, unit)
 
 
-def _init(payload: bytes, threads: int) -> None:
+def _init(payload: bytes, threads: int, started: Any) -> None:
     import signal
 
     import torch
 
-    global _problem
+    global _problem, _started
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops (and stops the workers)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the parent's stdout may carry a --json document alone: whatever a user's code prints here goes to stderr
@@ -40,14 +43,17 @@ def _init(payload: bytes, threads: int) -> None:
     sys.stdout = sys.stderr
     torch.set_num_threads(threads)
     _problem = pickle.loads(payload)
+    _started = started
 
 
-def _run_unit(indices: list[int], specs: list[RunSpec], command: str, total: int, threads: int) -> list[RunResult]:
+def _run_unit(unit: int, indices: list[int], specs: list[RunSpec], command: str, total: int,
+              threads: int) -> list[RunResult]:
     """One unit in a worker: a stacked group or one trial, without events (the parent replays them)."""
     import torch
 
     from losslab.engine.units import run_unit
 
+    _started.put((os.getpid(), unit))  # a SimpleQueue writes before it returns: said even if the unit kills us
     torch.set_num_threads(threads)  # workers are reused; torch keeps the count it first used otherwise
     return run_unit(_problem, indices, specs, Consumer(), command=command, total=total)
 
@@ -106,6 +112,26 @@ def stop_workers(pool: cf.ProcessPoolExecutor) -> None:
             process.join(1.0)
 
 
+def drain(started: Any, running: dict[int, int]) -> None:
+    """Read what the workers said they started: pid -> the unit that worker started last."""
+    while not started.empty():
+        pid, u = started.get()
+        running[pid] = u
+
+
+def culprits(broken: Sequence[int], running: dict[int, int], exitcodes: dict[int, Optional[int]]) -> set[int]:
+    """The units of a broken pool that are charged an attempt: the ones whose worker died by itself. The pool
+    stops the surviving workers with SIGTERM, so a worker that ended otherwise (an exit code, SIGKILL from the
+    out-of-memory killer) is the one that broke it. When that cannot be told (the culprit was sent SIGTERM too,
+    or it died before it said which unit it runs), every unit that was running is charged — or every broken
+    unit, so that a pool that keeps breaking ends."""
+    import signal
+
+    in_flight = {pid: u for pid, u in running.items() if u in broken}
+    dead = {u for pid, u in in_flight.items() if exitcodes.get(pid) not in (None, 0, -signal.SIGTERM)}
+    return dead or set(in_flight.values()) or set(broken)
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -131,9 +157,12 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch state
     while pending and not interrupted:
         broken: list[int] = []
+        started = context.SimpleQueue()
+        running: dict[int, int] = {}  # pid -> the unit that worker started last
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init,
-                                    initargs=(payload, threads)) as pool:
-            futures = {pool.submit(_run_unit, units[u], specs, command, total, threads): u for u in pending}
+                                    initargs=(payload, threads, started)) as pool:
+            processes = pool._processes  # (the pool's own dict: it keeps the dead and the stopped)
+            futures = {pool.submit(_run_unit, u, units[u], specs, command, total, threads): u for u in pending}
             waiting = set(futures)
             try:
                 while waiting:  # short waits, so that Ctrl-C is seen while long trials run
@@ -146,13 +175,18 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
                             broken.append(u)
                             continue
                         finished(problem, results, units[u], unit_results, events, command)
+                    drain(started, running)  # (a full pipe would block the workers' next start)
                     interrupt.check()
             except KeyboardInterrupt:
                 interrupted = True
                 stop_workers(pool)
+        if not interrupted:
+            drain(started, running)
+        started.close()
         pending = []
+        charged = culprits(broken, running, {pid: p.exitcode for pid, p in (processes or {}).items()})
         for u in broken:
-            attempts[u] += 1
+            attempts[u] += u in charged
             if attempts[u] <= retries:
                 pending.append(u)
             else:
