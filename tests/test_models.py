@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import classify_run, regress_run, tutorial_tensors
 from losslab.components.models import build_classifier
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, RegressConfig, TrainConfig
-from losslab.engine.loop import Clipper, fit
+from losslab.engine.loop import Clipper, FitOptions, fit
 from losslab.engine.problems import ClassificationProblem
 from losslab.errors import ConfigError
 
@@ -104,8 +104,8 @@ def _clip_run(**clip):
     torch.manual_seed(0)
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return model, fit(model, nn.MSELoss(), opt, x, y, epochs=20, batch_size=10,
-                      generator=torch.Generator().manual_seed(0), **clip)
+    return model, fit(model, nn.MSELoss(), opt, x, y, epochs=20,
+                      options=FitOptions(batch_size=10, generator=torch.Generator().manual_seed(0), **clip))
 
 
 def test_clip_grad_value_matches_torch_and_counts_active_steps():

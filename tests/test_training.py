@@ -13,7 +13,7 @@ from conftest import regress_run as regress
 from losslab.components.regression_data import least_squares, synthetic
 from losslab.config import LossConfig, OptimConfig, RegressConfig, TrainConfig
 from losslab.engine.events import Consumer, Dispatcher
-from losslab.engine.loop import fit, layer_grad_norms
+from losslab.engine.loop import FitOptions, fit, layer_grad_norms
 
 
 def _model(seed=0, features=1):
@@ -119,7 +119,7 @@ def test_records_have_loss_params_grad_norm_lr():
     def track():
         return {"w": model.weight.item(), "b": model.bias.item()}
 
-    result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, track=track, events=Spy())
+    result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, options=FitOptions(track=track), events=Spy())
     assert [r["epoch"] for r in seen] == [1, 2, 3] == [r["epoch"] for r in result.records]
     assert set(seen[0]) == {"epoch", "train_loss", "w", "b", "grad_norm", "grad_norm/weight", "grad_norm/bias",
                             "update_ratio/weight", "update_ratio/bias", "lr", "elapsed_s"}

@@ -23,7 +23,7 @@ from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.loop import batch_generator
 from losslab.engine.problems import ClassificationProblem
-from losslab.engine.runs import RunSpec, execute, run_info
+from losslab.engine.runs import RunSpec, Start, execute, run_info
 from losslab.errors import ConfigError
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
@@ -190,9 +190,8 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     # the best epoch is marked before any display or sink sees the record
     events = (events if isinstance(events, Dispatcher) else Dispatcher([events])).preceded_by(best)
     info = run_info(problem, spec, COMMAND, first_epoch=first_epoch)
-    result = execute(problem, spec, events, info=info, model=model, optimizer=optimizer, generator=generator,
-                     first_epoch=first_epoch, after_fit=restore_best, raise_errors=True,
-                     partial_metrics=True)
+    result = execute(problem, spec, events, info=info, start=Start(model, optimizer, generator, first_epoch),
+                     single=True, after_fit=restore_best)
     final = result.metrics
     status = result.status
     if cfg.loss.name == "mse":

@@ -13,10 +13,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
-from losslab import interrupt
 from losslab.engine.batches import InMemory
-from losslab.engine.events import Consumer, RunInfo, wants_batches
-from losslab.errors import ConfigError, describe
+from losslab.engine.events import Consumer, RunInfo
+from losslab.errors import ConfigError
 
 # Gradient norms of models up to this many parameters are summed in Python: for tiny models
 # that is cheaper than dispatching torch ops, and the loop's overhead must stay near zero.
@@ -168,152 +167,150 @@ def flat_list(t: torch.Tensor) -> list[float]:
     return values if isinstance(values, list) else [values]
 
 
-def fit(
-    model: torch.nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: Optional[int] = None,
-    clip_grad_norm: Optional[float] = None,
-    clip_grad_value: Optional[float] = None,
-    generator: Optional[torch.Generator] = None,
-    evaluate: Optional[Callable[[torch.nn.Module], dict[str, float]]] = None,
-    track: Optional[Callable[[], dict[str, float]]] = None,
-    events: Consumer = _NO_EVENTS,
-    run: Optional[RunInfo] = None,
-    first_epoch: int = 1,
-    on_step: Optional[Callable[[float], bool]] = None,
-    schedule: Any = None,
-    source: Any = None,
-) -> FitResult:
-    """Train `model` on (x, y) for `epochs` epochs, full batch unless `batch_size` is smaller than the data.
+@dataclass
+class FitOptions:
+    """How `fit` trains, besides the model, loss, optimizer, data and epochs. `batch_size` None: full batch;
+    `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics); `track()` returns
+    extra values to record (e.g. every parameter of a small model); `on_step(batch_loss)` runs after every optimizer
+    step (e.g. the LR range test's schedule), True stops; `schedule` (engine.schedules.LRSchedule) is stepped after
+    each batch and after each epoch's record; `source` (engine.batches.InMemory or Streamed) gives the batches
+    (by default the tensors x, y); `first_epoch` > 1 continues a resumed run."""
 
-    `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics);
-    `track()` returns extra values to record (e.g. every parameter of a small model).
-    `events` gets `on_batch_end` and `on_epoch_end` for `run`; run begin and end are the run path's to emit.
-    `first_epoch` > 1 continues a resumed run: epochs first_epoch..epochs are trained.
-    `on_step(batch_loss)` runs after every optimizer step (e.g. the LR range test's schedule); True stops.
-    `schedule` (engine.schedules.LRSchedule) is stepped after each batch and after each epoch's record.
-    `source` (engine.batches.InMemory or Streamed) gives the mini-batches; by default the tensors (x, y).
-    """
-    run = run or RunInfo("fit")
-    source = source if source is not None else InMemory(x, y)
-    n = len(source)
-    full_batch = batch_size is None or batch_size >= n
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    small = sum(p.numel() for p in params) <= _SMALL_MODEL
-    needs_closure = isinstance(optimizer, torch.optim.LBFGS)
-    clip = Clipper(params, clip_grad_norm, clip_grad_value)
-    result = FitResult(status="ok")
-    ratios: dict[str, float] = {}
-    previous: Optional[list[Any]] = None  # full batch: the values after the last step are the next one's start
+    batch_size: Optional[int] = None
+    clip_grad_norm: Optional[float] = None
+    clip_grad_value: Optional[float] = None
+    generator: Optional[torch.Generator] = None
+    evaluate: Optional[Callable[[torch.nn.Module], dict[str, float]]] = None
+    track: Optional[Callable[[], dict[str, float]]] = None
+    first_epoch: int = 1
+    on_step: Optional[Callable[[float], bool]] = None
+    schedule: Any = None
+    source: Any = None
 
-    def measured(take_step: Callable[[], Any]) -> Any:
+
+class SingleSide:
+    """The skeleton's model-and-update part for one run: a model, its loss and its torch.optim optimizer, in the
+    textbook order (forward, loss, zero_grad, backward, step), with LBFGS's closure; clipping and the per-layer
+    figures of the epoch's last step; the record of each epoch as soon as it ends."""
+
+    runs = 1
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 optimizer: torch.optim.Optimizer, plan: Any, options: FitOptions):
+        self.model, self.loss_fn, self.optimizer, self.plan, self.options = model, loss_fn, optimizer, plan, options
+        self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in self.named]
+        self.small = sum(p.numel() for p in self.params) <= _SMALL_MODEL
+        self.needs_closure = isinstance(optimizer, torch.optim.LBFGS)
+        self.clip = Clipper(self.params, options.clip_grad_norm, options.clip_grad_value)
+        self.ratios: dict[str, float] = {}
+        self.previous: Optional[list[Any]] = None  # full batch: the values after the last step are the next start
+        self.full = options.source.full() if plan.full_batch else None  # the one batch of full-batch training
+        self.total, self.seen, self.last_loss = 0.0, 0, math.nan
+        self.active = True
+
+    def rates(self) -> list[float]:
+        return [self.optimizer.param_groups[0]["lr"]]
+
+    def batches(self, epoch: int) -> Any:
+        self.model.train()
+        self.total, self.seen = 0.0, 0
+        if self.full is not None:
+            return (self.full,)
+        return self.options.source.epoch(self.plan.size, self.options.generator)
+
+    def _measured(self, take_step: Callable[[], Any]) -> Any:
         """Run `take_step` and measure each layer's update for the record."""
-        nonlocal ratios, previous
-        before = previous if previous is not None else snapshot(params, small)
+        before = self.previous if self.previous is not None else snapshot(self.params, self.small)
         out = take_step()
-        ratios, after = update_ratios(named, before, small)
-        previous = after if full_batch else None
+        self.ratios, after = update_ratios(self.named, before, self.small)
+        self.previous = after if self.full is not None else None
         return out
 
-    def step(xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
-        """One optimizer step on one batch; returns the batch loss before the step (NaN stops the run).
-        On the epoch's `last` step the size of the update is measured for the record."""
-        if needs_closure:
-            def closure() -> torch.Tensor:
-                optimizer.zero_grad()
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                if clip.on:
-                    clip()
-                return loss
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], last: bool) -> float:
+        xb, yb = batch
+        loss_value = self._closure_step(xb, yb, last) if self.needs_closure else self._plain_step(xb, yb, last)
+        self.total += loss_value * yb.shape[0]
+        self.seen += yb.shape[0]
+        self.last_loss = loss_value
+        return loss_value
 
-            loss = measured(lambda: optimizer.step(closure)) if last else optimizer.step(closure)
-            return loss.detach().item()
+    def _plain_step(self, xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
         # forward, loss, zero_grad, backward, step: the textbook order
-        loss = loss_fn(model(xb), yb)
+        loss = self.loss_fn(self.model(xb), yb)
         value = loss.item()
         if not math.isfinite(value):
             return value  # do not step on a non-finite loss
-        optimizer.zero_grad()
+        self.optimizer.zero_grad()
         loss.backward()
-        if clip.on:
-            clip()
+        if self.clip.on:
+            self.clip()
         if last:
-            measured(optimizer.step)
+            self._measured(self.optimizer.step)
         else:
-            optimizer.step()
+            self.optimizer.step()
         return value
 
-    full_x, full_y = source.full() if full_batch else (None, None)  # the one batch of full-batch training
-    batch_events = wants_batches(events)
-    batches = 1 if full_batch else math.ceil(n / (batch_size or n))
-    start = time.perf_counter()
-    try:
-        for epoch in range(first_epoch, epochs + 1):
-            # forward backward update
-            model.train()
-            stop_now = False
-            lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's first batch (per-batch schedules move it)
-            if full_batch:
-                train_loss = step(full_x, full_y, last=True)
-                if schedule is not None:
-                    schedule.after_batch()
-                stop_now = on_step is not None and on_step(train_loss)
-                interrupt.check()
-            else:
-                size = batch_size or n
-                total, seen = 0.0, 0
-                for b, (xb, yb) in enumerate(source.epoch(size, generator)):
-                    batch_loss = step(xb, yb, last=(b + 1) * size >= n)
-                    if schedule is not None:
-                        schedule.after_batch()
-                    total += batch_loss * yb.shape[0]
-                    seen += yb.shape[0]
-                    stop_now = on_step is not None and on_step(batch_loss)
-                    if batch_events:
-                        events.on_batch_end(run, b + 1, batches, batch_loss)
-                    interrupt.check()
-                    if not math.isfinite(batch_loss) or stop_now:
-                        break
-                train_loss = total / seen
-            # record
-            total_norm, layer_norms = layer_grad_norms(named, small)
-            record = epoch_record(epoch, train_loss, track() if track is not None else None, total_norm,
-                                  lr, layer_norms, ratios, clip.epoch_fraction())
-            ratios = {}
-            diverged = not math.isfinite(train_loss)
-            # evaluate
-            if evaluate is not None and not diverged:
-                model.eval()
-                with torch.no_grad():
-                    record.update(evaluate(model))
-            record["elapsed_s"] = time.perf_counter() - start
-            result.records.append(record)
-            result.epochs_run = epoch
-            if schedule is not None and not diverged:
-                schedule.after_epoch(record.get("valid_loss", train_loss))
-            stop = bool(events.on_epoch_end(run, record)) or stop_now
-            # termination conditions
-            if diverged:
-                result.status = "diverged"
-                result.diverged_epoch = epoch
-                break
-            if stop:
-                result.stopped_early = True
-                break
-    except KeyboardInterrupt:
-        result.status = "interrupted"
-    except (BrokenPipeError, MemoryError):
-        raise  # not this run's fault: the command stops
-    except Exception as exc:  # e.g. a user's loss that fails after some epochs: a status, records kept
-        result.status = "error"
-        result.error = f"training failed at epoch {len(result.records) + first_epoch}: {describe(exc)}"
-    result.elapsed_s = time.perf_counter() - start
+    def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(self.model(xb), yb)
+            loss.backward()
+            if self.clip.on:
+                self.clip()
+            return loss
+
+        loss = self._measured(lambda: self.optimizer.step(closure)) if last else self.optimizer.step(closure)
+        return loss.detach().item()
+
+    def losses(self, batch_loss: float) -> list[float]:
+        return [batch_loss]
+
+    def broken(self, batch_loss: float) -> bool:
+        return not math.isfinite(batch_loss)
+
+    def end_epoch(self, epoch: int, rates: list[float], start: float) -> list[tuple[int, dict[str, Any]]]:
+        train_loss = self.last_loss if self.full is not None else self.total / self.seen
+        total_norm, layer_norms = layer_grad_norms(self.named, self.small)
+        track = self.options.track
+        record = epoch_record(epoch, train_loss, track() if track is not None else None, total_norm,
+                              rates[0], layer_norms, self.ratios, self.clip.epoch_fraction())
+        self.ratios = {}
+        if self.options.evaluate is not None and math.isfinite(train_loss):
+            self.model.eval()
+            with torch.no_grad():
+                record.update(self.options.evaluate(self.model))
+        record["elapsed_s"] = time.perf_counter() - start
+        return [(0, record)]
+
+    def flush(self) -> list[tuple[int, dict[str, Any]]]:
+        return []
+
+    def retire(self, run: int) -> None:
+        self.active = False
+
+    def training(self) -> bool:
+        return self.active
+
+
+def fit(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer, x: Optional[torch.Tensor], y: Optional[torch.Tensor], *, epochs: int,
+        options: Optional[FitOptions] = None, events: Consumer = _NO_EVENTS,
+        run: Optional[RunInfo] = None) -> FitResult:
+    """Train `model` on (x, y) (or `options.source`) for epochs `options.first_epoch`..`epochs` with the epoch
+    skeleton; `events` gets `on_batch_end` and `on_epoch_end` for `run` (run begin and end are the run path's)."""
+    from dataclasses import replace
+
+    from losslab.engine.skeleton import Hooks, Plan, Schedules, train
+
+    options = options or FitOptions()
+    if options.source is None:
+        options = replace(options, source=InMemory(x, y))
+    plan = Plan(len(options.source), options.batch_size)
+    side = SingleSide(model, loss_fn, optimizer, plan, options)
+    schedules = Schedules([options.schedule]) if options.schedule is not None else None
+    out = train(side, plan, range(options.first_epoch, epochs + 1),
+                Hooks(events, [run or RunInfo("fit")], schedules, options.on_step))
     model.eval()
-    return result
+    return FitResult(out.status[0], out.records[0], out.epochs_run[0], out.elapsed_s, out.diverged_epoch[0],
+                     out.stopped_early[0], out.error)

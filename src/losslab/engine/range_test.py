@@ -16,7 +16,8 @@ from losslab.components.optimizers import build_optimizer
 from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import Problem
-from losslab.engine.runs import RunSpec, execute, run_info
+from losslab.engine.runs import RunSpec, Start, Stepped, execute, run_info
+from losslab.engine.skeleton import Plan
 
 
 def schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> list[float]:
@@ -115,14 +116,11 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
             group["lr"] = lrs[i + 1]
         return False
 
-    n = problem.n
-    batch = problem.train_cfg.batch_size
-    per_epoch = 1 if batch is None or batch >= n else math.ceil(n / batch)
-    epochs = math.ceil(cfg.steps / per_epoch) + 1
+    epochs = math.ceil(cfg.steps / Plan.of(problem).batches) + 1
     info = run_info(problem, spec, "lr-sweep", index=index, total=total, epochs=epochs)
     try:
-        result = execute(problem, spec, events, info=info, model=model, optimizer=optimizer, epochs=epochs,
-                         on_step=on_step, with_metrics=False, raise_errors=True, steps={"lr": used, "loss": losses})
+        result = execute(problem, spec, events, info=info, start=Start(model, optimizer), single=True,
+                         stepped=Stepped(on_step, {"lr": used, "loss": losses}))
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optim)

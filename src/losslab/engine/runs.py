@@ -18,9 +18,10 @@ from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
 from losslab.engine.diagnosis import Context, Finding, diagnose
 from losslab.engine.events import Consumer, RunInfo
-from losslab.engine.loop import FitResult, batch_generator, fit, settle_status
+from losslab.engine.loop import FitOptions, FitResult, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
 from losslab.engine.schedules import build_schedule
+from losslab.engine.skeleton import Plan
 from losslab.errors import RunFailed
 
 _NO_EVENTS = Consumer()
@@ -70,11 +71,9 @@ class RunResult:
 
 def run_info(problem: Problem, spec: RunSpec, command: str, *, index: int = 0, total: int = 1,
              epochs: Optional[int] = None, first_epoch: int = 1, stacked_with: int = 1) -> RunInfo:
-    n = problem.n
-    batch = problem.train_cfg.batch_size
     return RunInfo(command=command, group=spec.group, seed=spec.seed, key=spec.key(problem.loss_cfg.name),
                    index=index, total=total, epochs=epochs or problem.train_cfg.epochs or 0, first_epoch=first_epoch,
-                   samples=n, batch_size=n if batch is None or batch >= n else batch, stacked_with=stacked_with)
+                   samples=problem.n, batch_size=Plan.of(problem).size, stacked_with=stacked_with)
 
 
 def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float] = None) -> list[Finding]:
@@ -97,70 +96,100 @@ def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float]
     return diagnose(result.records, context)
 
 
-def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, info: Optional[RunInfo] = None,
-            model: Optional[torch.nn.Module] = None, optimizer: Any = None,
-            generator: Optional[torch.Generator] = None, first_epoch: int = 1, epochs: Optional[int] = None,
-            on_step: Optional[Callable[[float], bool]] = None,
-            after_fit: Optional[Callable[[FitResult], None]] = None, with_metrics: bool = True,
-            raise_errors: bool = False, partial_metrics: bool = False,
-            steps: Optional[dict[str, list[float]]] = None) -> RunResult:
-    """Build (unless given), announce, train, measure and settle one run.
+@dataclass
+class Start:
+    """Where a run starts when the caller does not let `execute` build it: a model (a checkpoint's, or initial
+    weights shared with other code), its optimizer, the batch-order generator and the first epoch to train."""
 
-    `model`/`optimizer`/`generator` let a caller continue a checkpoint or share initial weights;
-    `after_fit` runs before the final metrics (e.g. restoring the best weights of early stopping);
-    `partial_metrics` measures an interrupted run too (a single run reports where Ctrl-C stopped it).
+    model: torch.nn.Module
+    optimizer: Any = None
+    generator: Optional[torch.Generator] = None
+    first_epoch: int = 1
+
+
+@dataclass
+class Stepped:
+    """A run driven step by step (the LR range test): `on_step(loss)` after each step sets the next rate and says
+    when to stop; `steps` are its per-step series, kept on the result. No schedule, final metrics or diagnosis."""
+
+    on_step: Callable[[float], bool]
+    steps: dict[str, list[float]]
+
+
+def conclude(problem: Problem, result: RunResult, model: torch.nn.Module, loss_fn: Any, measure: bool) -> None:
+    """The end of every run, single or stacked: its final metrics (when `measure`), the status they settle
+    (a non-finite final loss is a divergence) and the diagnosis."""
+    if measure:
+        result.metrics = problem.final_metrics(model, loss_fn)
+        result.status = settle_status(result.status, result.metrics)
+        if result.status == "diverged" and result.diverged_epoch is None:
+            result.diverged_epoch = result.epochs_run
+    result.diagnosis = diagnose_run(problem, result)
+
+
+def end_run(events: Consumer, info: RunInfo, result: RunResult) -> bool:
+    """The run's end event; False when Ctrl-C arrived while a consumer handled it (the run is then interrupted)."""
+    try:
+        events.on_run_end(info, result)
+    except KeyboardInterrupt:  # Ctrl-C while a display closes still ends the run cleanly
+        result.status = "interrupted"
+        return False
+    return True
+
+
+def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, info: Optional[RunInfo] = None,
+            start: Optional[Start] = None, single: bool = False, stepped: Optional[Stepped] = None,
+            after_fit: Optional[Callable[[FitResult], None]] = None) -> RunResult:
+    """Build (unless `start` gives the model), announce, train, measure and settle one run.
+
+    `after_fit` runs before the final metrics (e.g. restoring the best weights of early stopping).
     A run that raises is reported as status "error" with its message (one trial failing must not stop the
-    others), unless `raise_errors` (a single-run command's failure is its own error); Ctrl-C as "interrupted".
+    others), unless `single` (a single-run command: its failure is the command's error, and Ctrl-C measures the
+    run where it stopped); Ctrl-C as "interrupted".
     """
-    info = info or run_info(problem, spec, "run", epochs=epochs, first_epoch=first_epoch)
-    start = time.perf_counter()
+    info = info or run_info(problem, spec, "run")
+    began = time.perf_counter()
     result = RunResult(spec, "error")
     try:
         interrupt.check()
         events.on_run_begin(info)
-        model = model if model is not None else problem.new_model(spec.seed)
-        optimizer = optimizer if optimizer is not None else build_optimizer(model.parameters(), spec.optim)
+        model = start.model if start is not None else problem.new_model(spec.seed)
+        optimizer = start.optimizer if start is not None and start.optimizer is not None else \
+            build_optimizer(model.parameters(), spec.optim)
         loss_fn = problem.loss_for(spec.loss)
-        n, batch = problem.n, problem.train_cfg.batch_size
-        batches = 1 if batch is None or batch >= n else -(-n // batch)
-        schedule = None if on_step is not None else build_schedule(  # the range test sets rates itself
-            optimizer, problem.train_cfg.schedule, info.epochs, batches)
-        evaluate = (lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None
-        fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, source=problem.source, epochs=info.epochs,
-                     batch_size=problem.train_cfg.batch_size, clip_grad_norm=problem.train_cfg.clip_grad_norm,
-                     clip_grad_value=problem.train_cfg.clip_grad_value,
-                     generator=generator or batch_generator(spec.seed), evaluate=evaluate,
-                     track=problem.track(model), events=events, run=info, first_epoch=first_epoch, on_step=on_step,
-                     schedule=schedule)
+        train = problem.train_cfg
+        schedule = None if stepped is not None else build_schedule(  # the range test sets rates itself
+            optimizer, train.schedule, info.epochs, Plan.of(problem).batches)
+        options = FitOptions(
+            batch_size=train.batch_size, clip_grad_norm=train.clip_grad_norm, clip_grad_value=train.clip_grad_value,
+            generator=(start.generator if start is not None else None) or batch_generator(spec.seed),
+            evaluate=(lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None,
+            track=problem.track(model), first_epoch=start.first_epoch if start is not None else 1,
+            on_step=stepped.on_step if stepped is not None else None, schedule=schedule, source=problem.source)
+        fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs, options=options,
+                     events=events, run=info)
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
                            elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
                            stopped_early=fitted.stopped_early, error=fitted.error)
-        if fitted.status == "error" and raise_errors:
+        if fitted.status == "error" and single:
             loss = (spec.loss or problem.loss_cfg).name
             blame = f" (--loss {loss})" if is_import_path(loss) else ""
             raise RunFailed(f"{fitted.error}{blame}")
         if after_fit is not None:
             after_fit(fitted)
-        if with_metrics and fitted.status != "error" and (fitted.status != "interrupted" or partial_metrics):
-            result.metrics = problem.final_metrics(model, loss_fn)
-            result.status = settle_status(fitted.status, result.metrics)
-            if result.status == "diverged" and result.diverged_epoch is None:
-                result.diverged_epoch = fitted.epochs_run
-        if on_step is None:  # the range test's loss rises by design: nothing to diagnose
-            result.diagnosis = diagnose_run(problem, result)
+        if stepped is None:  # the range test's loss rises by design: nothing to measure or diagnose
+            conclude(problem, result, model, loss_fn,
+                     measure=fitted.status != "error" and (fitted.status != "interrupted" or single))
     except KeyboardInterrupt:
         result.status = "interrupted"
-        result.elapsed_s = result.elapsed_s or time.perf_counter() - start
+        result.elapsed_s = result.elapsed_s or time.perf_counter() - began
     except (BrokenPipeError, RunFailed):  # the reader closed stdout, or a single run failed: the command stops
         raise
     except Exception as exc:
-        if raise_errors:
+        if single:
             raise
-        result = RunResult(spec, "error", result.records, elapsed_s=time.perf_counter() - start,
+        result = RunResult(spec, "error", result.records, elapsed_s=time.perf_counter() - began,
                            error=f"{type(exc).__name__}: {exc}")
-    result.steps = steps
-    try:
-        events.on_run_end(info, result)
-    except KeyboardInterrupt:  # Ctrl-C while a display closes still ends the run cleanly
-        result.status = "interrupted"
+    result.steps = stepped.steps if stepped is not None else None
+    end_run(events, info, result)
     return result

@@ -29,9 +29,9 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
 from losslab.engine.batches import epoch_order
 from losslab.engine.events import Consumer
-from losslab.engine.loop import batch_generator, epoch_record, settle_status
+from losslab.engine.loop import batch_generator
 from losslab.engine.problems import Problem, RegressionProblem
-from losslab.engine.runs import RunResult, RunSpec, diagnose_run, run_info
+from losslab.engine.runs import RunResult, RunSpec, conclude, end_run, run_info
 from losslab.engine.stacked_records import History
 
 _LAYERS = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten, nn.LogSoftmax)
@@ -295,197 +295,232 @@ class BatchedOptimizer:
         p.addcmul_(g / std, lr, value=-1)
 
 
-def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *, command: str = "trials",
-                total: Optional[int] = None) -> tuple[list[RunResult], bool]:
-    """Train `specs` stacked; returns their RunResults in the same order, and whether Ctrl-C stopped them."""
-    given = list(specs)
-    # each optimizer's runs form one slice of the stack; inside it, runs sharing a loss sit together
-    order = [i for g in optimizer_groups(given) for i in sorted(g, key=lambda i: str(given[i].loss))]
-    specs = [given[i] for i in order]
-    k = len(specs)
-    cfg = problem.train_cfg
-    device = problem.device
-    seeds = sorted({t.seed for t in specs})
-    templates = {s: problem.new_model(s) for s in seeds}
-    model = StackedModel([templates[t.seed] for t in specs])
-    optimizers, start_i = [], 0
-    for group in optimizer_groups(specs):
-        stop_i = start_i + len(group)
-        lrs = torch.tensor([specs[i].optim.lr for i in group], dtype=torch.float64)
-        first = specs[group[0]].optim
-        optimizers.append(BatchedOptimizer(stacked_update(first.name), hyperparameters(first), model.flat, lrs,
-                                           start_i, stop_i))
-        start_i = stop_i
-    segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
-    x, y = in_memory(problem)
-    n = x.shape[0]
-    batch_size = cfg.batch_size or n
-    epochs = cfg.epochs or 0
-    full_batch = batch_size >= n
-    generators = {s: batch_generator(s) for s in seeds}
-    spec_gen = [seeds.index(t.seed) for t in specs]
-    names = problem.names if isinstance(problem, RegressionProblem) else None
-    infos = [run_info(problem, t, command, index=order[i], total=total or k, stacked_with=k)
-             for i, t in enumerate(specs)]
-    records: list[list[dict[str, Any]]] = [[] for _ in specs]
-    layer_names = [name for name, _ in templates[seeds[0]].named_parameters()]
-    schedules = _carrier_schedules(problem, specs, len(batch_starts(n, cfg.batch_size)))
-    if schedules:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial rate)
-        _apply_rates(optimizers, schedules)
-    clipping = cfg.clip_grad_norm is not None or cfg.clip_grad_value is not None
-    # a record is dict(zip(keys, values)): epoch_record's keys, then the validation figures and elapsed_s
-    layer_keys = {f"grad_norm/{name}": 0.0 for name in layer_names}
-    ratio_keys = {f"update_ratio/{name}": 0.0 for name in layer_names}
-    keys = list(epoch_record(0, 0.0, dict.fromkeys(names, 0.0) if names else None, 0.0, 0.0, layer_keys, ratio_keys,
-                             0.0 if clipping else None))
-    keys += ["valid_loss", "valid_acc", "elapsed_s"] if problem.has_validation else ["elapsed_s"]
-    diverged_at: list[Optional[int]] = [None] * k
-    frozen: dict[int, torch.Tensor] = {}
-    status = ["ok"] * k
-    interrupted = False
+class StackedSide:
+    """The skeleton's model-and-update part for K runs at once: one batched forward/backward over the stacked
+    parameters, each run's own gradient in its row, clipping per row, and one batched update per optimizer block.
+    A run whose loss stops being finite is frozen (its weights kept as they were) and leaves the records; the
+    others train on. Each epoch's figures stay on the device (`History`) and come back as records in chunks.
+    A consumer's request to stop a run early is ignored: stacked runs share their steps, and every run of a
+    many-run command trains its full budget (early stopping is a single run's)."""
 
-    def losses_of(xb: torch.Tensor, yb: torch.Tensor, shared: bool) -> torch.Tensor:
-        out = model(xb, shared)
-        if len(segments) == 1:  # one loss for all runs: no slices for backward to route through
-            _, _, shared_fn, each_fn = segments[0]
+    def __init__(self, problem: Problem, specs: Sequence[RunSpec], plan: Any):
+        self.problem, self.specs, self.plan = problem, specs, plan
+        self.runs = k = len(specs)
+        seeds = sorted({t.seed for t in specs})
+        self.templates = {s: problem.new_model(s) for s in seeds}
+        self.model = model = StackedModel([self.templates[t.seed] for t in specs])
+        self.optimizers, start_i = [], 0
+        for group in optimizer_groups(specs):
+            stop_i = start_i + len(group)
+            lrs = torch.tensor([specs[i].optim.lr for i in group], dtype=torch.float64)
+            first = specs[group[0]].optim
+            self.optimizers.append(BatchedOptimizer(stacked_update(first.name), hyperparameters(first), model.flat,
+                                                    lrs, start_i, stop_i))
+            start_i = stop_i
+        self.segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
+        self.x, self.y = in_memory(problem)
+        self.generators = [batch_generator(s) for s in seeds]
+        self.spec_gen = [seeds.index(t.seed) for t in specs]
+        cfg = problem.train_cfg
+        self.clip_norm, self.clip_value = cfg.clip_grad_norm, cfg.clip_grad_value
+        self.clipping = cfg.clip_grad_norm is not None or cfg.clip_grad_value is not None
+        self.carriers = _carrier_schedules(problem, specs, plan.batches)
+        if self.carriers:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial)
+            self.apply_rates()
+        self.names = problem.names if isinstance(problem, RegressionProblem) else None
+        layer_names = [name for name, _ in self.templates[seeds[0]].named_parameters()]
+        self.keys = record_keys(self.names, layer_names, self.clipping, problem.has_validation)
+        self.diverged_at: list[Optional[int]] = [None] * k
+        self.frozen: dict[int, torch.Tensor] = {}
+        self.history = History(k, model.bounds, problem.device,
+                               torch.float32 if problem.device.type == "mps" else torch.float64,
+                               with_params=self.names is not None, clipping=self.clipping,
+                               validation=problem.has_validation, every_epoch=bool(self.carriers),
+                               units=_units(problem))
+        self.each = torch.ones(k, device=problem.device)
+        self.rate_list: list[float] = []
+        self.epoch = 0  # the epoch being trained
+
+    def schedules(self) -> Any:
+        from losslab.engine.skeleton import Schedules
+
+        return Schedules([_Carried(*pair) for pair in self.carriers], self.apply_rates) if self.carriers else None
+
+    def apply_rates(self) -> None:
+        _apply_rates(self.optimizers, self.carriers)
+        self.rate_list = []
+
+    def rates(self) -> list[float]:
+        if not self.rate_list:  # (they change only when a schedule steps)
+            self.rate_list = [lr for optimizer in self.optimizers for lr in optimizer.rates()]
+        return self.rate_list
+
+    def batches(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, bool, int]]:
+        self.epoch = epoch
+        x, y, n, size = self.x, self.y, self.plan.n, self.plan.size
+        slot = self.history.slot
+        if not self.plan.full_batch:
+            self.history.views[slot][0].zero_()
+        if self.clipping:
+            self.history.clipped[slot].zero_()
+        if self.plan.full_batch:
+            return [(x, y, True, n)]
+        device = self.problem.device
+        perms = [epoch_order(n, g).to(device) for g in self.generators]
+        batches = []
+        for i in range(0, n, size):
+            if len(perms) == 1:
+                idx = perms[0][i:i + size]
+                batches.append((x[idx], y[idx], True, len(idx)))
+            else:
+                idx = torch.stack([perms[g][i:i + size] for g in self.spec_gen])
+                batches.append((x[idx], y[idx], False, idx.shape[1]))
+        return batches
+
+    def losses_of(self, xb: torch.Tensor, yb: torch.Tensor, shared: bool) -> torch.Tensor:
+        out = self.model(xb, shared)
+        if len(self.segments) == 1:  # one loss for all runs: no slices for backward to route through
+            _, _, shared_fn, each_fn = self.segments[0]
             return shared_fn(out, yb) if shared else each_fn(out, yb)
         return torch.cat([(shared_fn(out[a:b], yb) if shared else each_fn(out[a:b], yb[a:b]))
-                          for a, b, shared_fn, each_fn in segments])
+                          for a, b, shared_fn, each_fn in self.segments])
 
-    def freeze(i: int, epoch: int) -> None:
-        diverged_at[i] = epoch
-        status[i] = "diverged"
-        frozen[i] = model.flat[i].clone()
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor, bool, int], last: bool) -> torch.Tensor:
+        xb, yb, shared, size = batch
+        model, history = self.model, self.history
+        total_loss, last_grad, last_before, _ = history.views[history.slot]
+        model.zero_grad()
+        losses = self.losses_of(xb, yb, shared)
+        if not math.isfinite(losses.detach().sum().item()):  # some run's loss is not finite: it diverged
+            for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist():
+                if self.diverged_at[i] is None:
+                    self.diverged_at[i] = self.epoch
+                    self.frozen[i] = model.flat[i].clone()
+        losses.backward(self.each)  # the gradient of the sum: every run's own gradient in its rows
+        # the epoch's last step: its gradients (written straight into the history) and size are recorded
+        grad = model.gradient(out=last_grad if last else None)
+        if self.clipping:
+            history.clipped[history.slot] += _clip(grad, self.clip_norm, self.clip_value)
+        if last:
+            last_before.copy_(model.flat)
+        for optimizer in self.optimizers:
+            optimizer.step(grad)
+        if self.plan.full_batch:  # the mean over the epoch is the one batch's loss
+            total_loss.copy_(losses.detach())
+        else:
+            total_loss += losses.detach().to(total_loss.dtype) * size
+        return losses
 
-    history = History(k, model.bounds, device, torch.float32 if device.type == "mps" else torch.float64,
-                      with_params=names is not None, clipping=clipping, validation=problem.has_validation,
-                      every_epoch=bool(schedules),
-                      units=_units(problem))
+    def losses(self, batch_losses: torch.Tensor) -> list[float]:
+        return batch_losses.detach().tolist()
 
-    def emit() -> None:
-        """Records for the epochs the history holds, each run's in epoch order, then handed to the consumers."""
-        built: list[tuple[Any, dict[str, Any]]] = []
-        with interrupt.critical():  # a second Ctrl-C must not leave a chunk's records half appended
-            chunk = history.rows()
-            for epoch, rates, elapsed, per_run, valid in chunk:
-                for i, (info, row, rate, at) in enumerate(zip(infos, per_run, rates, diverged_at)):
+    def broken(self, batch_losses: torch.Tensor) -> bool:
+        return False  # a diverged run is frozen; the others finish the epoch
+
+    def end_epoch(self, epoch: int, rates: list[float], start: float) -> list[tuple[int, dict[str, Any]]]:
+        history = self.history
+        total_loss, _, _, after = history.views[history.slot]
+        if not self.plan.full_batch:
+            total_loss /= self.plan.n
+        if self.clipping:
+            history.clipped[history.slot] /= self.plan.batches
+        after.copy_(self.model.flat)
+        if self.problem.has_validation:
+            history.valid[history.slot].copy_(_evaluate(self.problem, self.model, self.segments))
+        return self.flush() if history.close(epoch, rates, time.perf_counter() - start) else []
+
+    def flush(self) -> list[tuple[int, dict[str, Any]]]:
+        """Records for the epochs the history holds, each run's in epoch order."""
+        built: list[tuple[int, dict[str, Any]]] = []
+        keys, names, diverged_at = self.keys, self.names, self.diverged_at
+        with interrupt.critical():  # a second Ctrl-C must not leave a chunk's records half read back
+            for epoch, rates, elapsed, per_run, valid in self.history.rows():
+                for i, (row, rate, at) in enumerate(zip(per_run, rates, diverged_at)):
                     if at is None or epoch < at:  # (valid_loss, valid_acc) come after lr, then elapsed_s
                         rec = dict(zip(keys, (epoch, *row, rate, *valid[i], elapsed) if valid is not None else
                                        (epoch, *row, rate, elapsed)))
                     elif at == epoch:  # the epoch it diverged on: no step measured (as in fit), no validation
                         loss = row[0] if not math.isfinite(row[0]) else math.nan  # inf or NaN, as the loss came
                         if names is not None:  # the weights it stopped with, not those of the step after
-                            row = [row[0], *cast(RegressionProblem, problem).in_data_units(frozen[i]),
+                            row = [row[0], *cast(RegressionProblem, self.problem).in_data_units(self.frozen[i]),
                                    *row[1 + len(names):]]
                         rec = {key: value for key, value in zip(keys, (epoch, loss, *row[1:], rate))
                                if not key.startswith("update_ratio/")}
                         rec["elapsed_s"] = elapsed
                     else:
                         continue
-                    records[i].append(rec)
-                    built.append((info, rec))
-        for info, rec in built:
-            events.on_epoch_end(info, rec)
-        if schedules:  # (schedules read back every epoch: the chunk is this epoch)
-            for _, _, _, per_run, valid in chunk:
-                for i, (_, schedule) in enumerate(schedules):
-                    if diverged_at[i] is None:
-                        schedule.after_epoch(valid[i][0] if valid is not None else per_run[i][0])
-                _apply_rates(optimizers, schedules)
+                    built.append((i, rec))
+        return built
 
-    each = torch.ones(k, device=device)
-    start = time.perf_counter()
+    def retire(self, run: int) -> None:
+        pass  # diverged runs froze when their loss did; stop requests are ignored (see the class)
+
+    def training(self) -> bool:
+        return len(self.frozen) < self.runs
+
+    def model_of(self, i: int) -> nn.Module:
+        """Run i's trained (or frozen) weights in a model of the template's layout."""
+        return self.model.load_into(copy.deepcopy(self.templates[self.specs[i].seed]), i, self.frozen.get(i))
+
+
+class _Carried:
+    """A run's schedule on its carrier optimizer: a no-op carrier step before each scheduler step keeps torch's
+    optimizer-then-scheduler order."""
+
+    def __init__(self, carrier: Any, schedule: Any):
+        self.carrier, self.schedule = carrier, schedule
+
+    def after_batch(self) -> None:
+        self.carrier.step()
+        self.schedule.after_batch()
+
+    def after_epoch(self, metric: Optional[float]) -> None:
+        self.schedule.after_epoch(metric)
+
+
+def record_keys(names: Optional[Sequence[str]], layer_names: Sequence[str], clipping: bool,
+                validation: bool) -> list[str]:
+    """The keys of a stacked record, in `epoch_record`'s order, then the validation figures and elapsed_s."""
+    keys = ["epoch", "train_loss", *(names or []), "grad_norm", *(f"grad_norm/{name}" for name in layer_names),
+            *(f"update_ratio/{name}" for name in layer_names), *(["clipped"] if clipping else []), "lr"]
+    return keys + (["valid_loss", "valid_acc", "elapsed_s"] if validation else ["elapsed_s"])
+
+
+def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *, command: str = "trials",
+                total: Optional[int] = None) -> tuple[list[RunResult], bool]:
+    """Train `specs` stacked with the epoch skeleton; returns their RunResults in the same order, and whether
+    Ctrl-C stopped them."""
+    from losslab.engine.skeleton import Hooks, Outcome, Plan, train
+
+    given = list(specs)
+    # each optimizer's runs form one slice of the stack; inside it, runs sharing a loss sit together
+    order = [i for g in optimizer_groups(given) for i in sorted(g, key=lambda i: str(given[i].loss))]
+    specs = [given[i] for i in order]
+    k = len(specs)
+    infos = [run_info(problem, t, command, index=order[i], total=total or k, stacked_with=k)
+             for i, t in enumerate(specs)]
+    plan = Plan.of(problem)
+    side = StackedSide(problem, specs, plan)
     try:
         for info in infos:
             events.on_run_begin(info)
-        for epoch in range(1, epochs + 1):
-            if schedules or epoch == 1:  # the rate of the epoch's first batch (per-batch schedules move it)
-                rates = [lr for optimizer in optimizers for lr in optimizer.rates()]
-            # forward backward update, all runs at once
-            if full_batch:
-                batches = [(x, y, True, n)]
-            else:
-                perms = [epoch_order(n, g).to(device) for g in generators.values()]
-                batches = []
-                for i in range(0, n, batch_size):
-                    if len(perms) == 1:
-                        idx = perms[0][i:i + batch_size]
-                        batches.append((x[idx], y[idx], True, len(idx)))
-                    else:
-                        idx = torch.stack([perms[g][i:i + batch_size] for g in spec_gen])
-                        batches.append((x[idx], y[idx], False, idx.shape[1]))
-            slot = history.slot
-            total_loss, last_grad, last_before, after = history.views[slot]
-            if not full_batch:
-                total_loss.zero_()
-            if clipping:
-                clipped = history.clipped[slot].zero_()
-            last = len(batches) - 1
-            for b, (xb, yb, shared, size) in enumerate(batches):
-                model.zero_grad()
-                losses = losses_of(xb, yb, shared)
-                if not math.isfinite(losses.detach().sum().item()):  # some run's loss is not finite: it diverged
-                    for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist():
-                        if diverged_at[i] is None:
-                            freeze(i, epoch)
-                losses.backward(each)  # the gradient of the sum: every run's own gradient in its rows
-                # the epoch's last step: its gradients (written straight into the history) and size are recorded
-                grad = model.gradient(out=last_grad if b == last else None)
-                if clipping:
-                    clipped += _clip(grad, cfg.clip_grad_norm, cfg.clip_grad_value)
-                if b == last:
-                    last_before.copy_(model.flat)
-                for optimizer in optimizers:
-                    optimizer.step(grad)
-                if schedules:
-                    for carrier, schedule in schedules:
-                        carrier.step()  # a no-op step keeps torch's optimizer-then-scheduler order
-                        schedule.after_batch()
-                    _apply_rates(optimizers, schedules)
-                if full_batch:  # the mean over the epoch is the one batch's loss
-                    total_loss.copy_(losses.detach())
-                else:
-                    total_loss += losses.detach().to(total_loss.dtype) * size
-                interrupt.check()
-            if not full_batch:
-                total_loss /= n
-            if clipping:
-                clipped /= len(batches)
-            after.copy_(model.flat)
-            if problem.has_validation:
-                history.valid[slot].copy_(_evaluate(problem, model, segments))
-            if history.close(epoch, rates, time.perf_counter() - start):
-                emit()
-            # termination conditions
-            if len(frozen) == k:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-    try:
-        emit()  # the epochs trained since the last read back
-    except KeyboardInterrupt:
-        interrupted = True
-    elapsed = time.perf_counter() - start
-
+        out = train(side, plan, range(1, (problem.train_cfg.epochs or 0) + 1), Hooks(events, infos, side.schedules()))
+    except KeyboardInterrupt:  # (while a consumer took a run's beginning)
+        out = Outcome.of(k)
+        out.interrupted, out.status = True, ["interrupted"] * k
+    interrupted = out.interrupted
     results = []
     for i, t in enumerate(specs):
-        run_model = copy.deepcopy(templates[t.seed])
-        model.load_into(run_model, i, frozen.get(i))
-        st = "interrupted" if interrupted and status[i] == "ok" else status[i]
+        result = RunResult(t, out.status[i], out.records[i], {}, out.epochs_run[i], out.elapsed_s / k,
+                           error=out.error, stacked_with=k, diverged_epoch=out.diverged_epoch[i])
         try:
-            metrics = problem.final_metrics(run_model, problem.loss_for(t.loss)) if st != "interrupted" else {}
+            conclude(problem, result, side.model_of(i), problem.loss_for(t.loss),
+                     measure=result.status in ("ok", "diverged"))
         except KeyboardInterrupt:
-            interrupted, st, metrics = True, "interrupted", {}
-        st = settle_status(st, metrics) if st == "ok" else st
-        result = RunResult(t, st, records[i], metrics, len(records[i]), elapsed / k, stacked_with=k,
-                           diverged_epoch=diverged_at[i])
-        result.diagnosis = diagnose_run(problem, result)
+            interrupted, result.status, result.metrics = True, "interrupted", {}
         results.append(result)
     for info, result in zip(infos, results):
-        try:
-            events.on_run_end(info, result)
-        except KeyboardInterrupt:  # Ctrl-C between runs must stop the command as cleanly as one during them
-            interrupted = True
+        interrupted = not end_run(events, info, result) or interrupted
     back: list[Any] = [None] * k
     for position, i in enumerate(order):
         back[i] = results[position]

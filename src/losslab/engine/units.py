@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from losslab.engine.events import Consumer
 from losslab.engine.problems import Problem
-from losslab.engine.runs import RunResult, RunSpec, execute, run_info
+from losslab.engine.runs import RunResult, RunSpec, Start, execute, run_info
 
 _NO_EVENTS = Consumer()
 
@@ -38,4 +38,5 @@ def run_unit(problem: Problem, indices: Sequence[int], specs: Sequence[RunSpec],
     (i,) = indices
     spec = specs[i]
     model = problem.new_model(spec.seed)  # the seed's initial weights, and the global RNG seeded for the run
-    return [execute(problem, spec, events, info=run_info(problem, spec, command, index=i, total=total), model=model)]
+    return [execute(problem, spec, events, info=run_info(problem, spec, command, index=i, total=total),
+                    start=Start(model))]
