@@ -19,6 +19,7 @@ class Spy(Consumer):
         self.records: dict[str, list[dict]] = {}
         self.ended: dict[str, str] = {}
         self.command_events: list[tuple] = []
+        self.batches: dict[str, list[tuple[int, int]]] = {}
         Spy.instances.append(self)
 
     def on_command_begin(self, command):
@@ -30,7 +31,12 @@ class Spy(Consumer):
     def on_run_begin(self, run):
         self.begun.append(run)
 
+    def on_batch_end(self, run, batch, batches, loss):
+        assert run.label in {r.label for r in self.begun} and run.label not in self.ended
+        self.batches.setdefault(run.label, []).append((batch, batches))
+
     def on_epoch_end(self, run, record):
+        assert run.label in {r.label for r in self.begun} and run.label not in self.ended
         self.records.setdefault(run.label, []).append(dict(record))
 
     def on_run_end(self, run, result):
@@ -135,3 +141,45 @@ def test_replay_begins_and_ends_too(cli, spy, tmp_path):
     run = cli("replay", str(tmp_path / "o" / "result.json"))
     assert run.exit_code == 0, run.stdout
     assert spy[-1].command_events == [("begin", "replay"), ("end", "replay", "identical", "replay")]
+
+
+MINI_BATCH = {
+    "regress": ["regress", "--epochs", "3", "--batch-size", "25"],
+    "classify": ["classify", "--epochs", "2", "--subset", "200", "--batch-size", "64"],
+    "lr-sweep --range-test": ["lr-sweep", "--range-test", "--steps", "12", "--batch-size", "25"],
+    "compare-optimizers stacked": ["compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "3",
+                                   "--batch-size", "25"],
+    "compare-losses one by one": ["compare-losses", "--losses", "mse,l1", "--seeds", "1", "--epochs", "3",
+                                  "--batch-size", "25", "--no-vectorize"],
+}
+
+
+@pytest.mark.parametrize("name", list(MINI_BATCH))
+def test_batch_events_come_from_every_engine_between_a_runs_begin_and_end(cli, spy, name):
+    run = cli(*MINI_BATCH[name], "--quiet", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    [seen] = spy
+    assert seen.batches and set(seen.batches) == set(seen.records)
+    for label, batches in seen.batches.items():
+        per_epoch = batches[0][1]
+        assert per_epoch > 1 and {b for _, b in batches} == {per_epoch}
+        if "--range-test" not in name:  # (the range test stops inside its last epoch)
+            assert batches == [(b, per_epoch) for _ in seen.records[label] for b in range(1, per_epoch + 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vectorize", [[], ["--no-vectorize"]])
+def test_a_worker_process_forwards_every_event_of_its_runs(cli, spy, vectorize):
+    args = ["compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "4", "--batch-size", "25",
+            "--quiet", "--device", "cpu", "--json", *vectorize]
+    local = cli(*args)
+    pooled = cli(*args, "--executor", "process", "--jobs", "2")
+    assert local.exit_code == pooled.exit_code == 0, pooled.stderr
+    here, there = spy
+    assert sorted(there.records) == sorted(here.records) and set(there.ended.values()) == {"ok"}
+    for label, records in here.records.items():
+        drop = ("elapsed_s",)
+        assert [{k: v for k, v in r.items() if k not in drop} for r in there.records[label]] == \
+            [{k: v for k, v in r.items() if k not in drop} for r in records]
+        assert there.batches[label] == here.batches[label] == [(b, 4) for _ in range(4) for b in range(1, 5)]
+    assert sorted(r.index for r in there.begun) == list(range(4))

@@ -3,11 +3,15 @@
 every executor trains exactly the same computations and gives the same numbers.
 
 Each worker receives the prepared problem once (pickled at start-up), pins its share of the cores
-(`torch.set_num_threads`, set by the worker itself), and returns the units' RunResults; the parent replays each
-finished unit's events (run begin, every epoch record, run end) to the command's consumers as units finish, in
-any order. A trial that raises is a failed trial; a worker process that dies (killed, out of memory) breaks
-the pool: the pool is rebuilt and the unfinished units are submitted again. Only the unit the dead worker was
-running is charged an attempt (workers say which unit they start; the pool stops the innocent workers with
+(`torch.set_num_threads`, set by the worker itself), and returns the units' RunResults. The events of its runs
+(run begin, batches, epoch records) travel to the parent as they happen (`Forwarder`: a pipe for worker
+processes, read by a thread so workers never wait on the parent; with the results for Ray tasks), and the parent
+passes them on to the command's consumers (`Relay`: each run begins once and each epoch is delivered once, also
+when a unit is retried), then each run's end with its result.
+
+A trial that raises is a failed trial; a worker process that dies (killed, out of memory) breaks the pool: the
+pool is rebuilt and the unfinished units are submitted again. Only the unit the dead worker was running is
+charged an attempt (workers say which unit they start; the pool stops the innocent workers with
 SIGTERM, so the one that died otherwise is the culprit); after `--retries` attempts it is reported failed. Ctrl-C
 cancels what has not started and reports what finished.
 """
@@ -22,19 +26,114 @@ import sys
 from typing import Any, Optional, Sequence
 
 from losslab import interrupt
-from losslab.engine.events import Consumer
+from losslab.engine.events import Consumer, wants_batches
 from losslab.engine.runs import RunResult, RunSpec, run_info
 
 _problem: Any = None  # the worker's copy of the problem
-_started: Any = None  # where a worker says which unit it starts: (pid, unit)
+_channel: Any = None  # (lock, pipe end) to the parent: which unit a worker starts, and its runs' events
 
 
-def _init(payload: bytes, threads: int, started: Any) -> None:
+class Forwarder(Consumer):
+    """In a worker: its runs' begin and epoch events, kept in order and handed to `send` in bundles (every
+    FORWARD_SECONDS and at the unit's end), for the parent's `Relay`. Run ends travel with the results."""
+
+    def __init__(self, send: Any, every: float = 0.0):
+        import time
+
+        self.send, self.every, self.clock = send, every, time.perf_counter
+        self.pending: list[tuple[Any, ...]] = []
+        self.last = self.clock()
+
+    def _add(self, message: tuple[Any, ...]) -> None:
+        self.pending.append(message)
+        if self.clock() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.send(("events", self.pending))
+            self.pending = []
+        self.last = self.clock()
+
+    def on_run_begin(self, run: Any) -> None:
+        self._add(("begin", run))
+
+    def on_epoch_end(self, run: Any, record: dict[str, Any]) -> None:
+        self._add(("epoch", run, record))
+
+
+class BatchForwarder(Forwarder):
+    """A Forwarder for parents whose consumers want batch events too."""
+
+    def on_batch_end(self, run: Any, batch: int, batches: int, loss: float) -> None:
+        self._add(("batch", run, batch, batches, loss))
+
+
+def forwarder(send: Any, batches: bool, every: float = 0.0) -> Forwarder:
+    return (BatchForwarder if batches else Forwarder)(send, every)
+
+
+class Relay:
+    """In the parent: the events workers forwarded, passed on to the command's consumers. Each run begins once
+    and each of its epochs is delivered once (a retried unit trains the same epochs again with the same numbers);
+    nothing of a run is delivered after its end."""
+
+    def __init__(self, problem: Any, events: Consumer, command: str, total: int):
+        self.problem, self.events, self.command, self.total = problem, events, command, total
+        self.begun: set[int] = set()
+        self.epochs: dict[int, int] = {}
+        self.ended: set[int] = set()
+
+    def __call__(self, messages: Sequence[tuple[Any, ...]]) -> None:
+        for kind, run, *rest in messages:
+            i = run.index
+            if i in self.ended:
+                continue
+            if kind == "begin":
+                self._begin(run)
+            elif kind == "epoch" and rest[0]["epoch"] > self.epochs.get(i, 0):
+                self._begin(run)
+                self.epochs[i] = rest[0]["epoch"]
+                self.events.on_epoch_end(run, rest[0])
+            elif kind == "batch" and i in self.begun:
+                self.events.on_batch_end(run, *rest)
+
+    def _begin(self, run: Any) -> None:
+        if run.index not in self.begun:
+            self.begun.add(run.index)
+            self.events.on_run_begin(run)
+
+    def finished(self, results: list[Optional[RunResult]], unit: Sequence[int],
+                 unit_results: Sequence[RunResult]) -> None:
+        """A unit's results in their places; what its runs' events did not deliver yet, then each run's end."""
+        for i, result in zip(unit, unit_results):
+            results[i] = result
+            info = run_info(self.problem, result.spec, self.command, index=i, total=self.total,
+                            stacked_with=result.stacked_with)
+            self._begin(info)
+            for record in result.records:
+                if record["epoch"] > self.epochs.get(i, 0):
+                    self.epochs[i] = record["epoch"]
+                    self.events.on_epoch_end(info, record)
+            self.ended.add(i)
+            self.events.on_run_end(info, result)
+
+
+FORWARD_SECONDS = 0.1  # how often a worker process sends its runs' events
+
+
+def _send(message: Any) -> None:
+    lock, pipe = _channel
+    with lock:  # (a bundle may be larger than the pipe writes atomically)
+        pipe.send(message)
+
+
+def _init(payload: bytes, threads: int, channel: Any) -> None:
     import signal
 
     import torch
 
-    global _problem, _started
+    global _problem, _channel
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops (and stops the workers)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the parent's stdout may carry a --json document alone: whatever a user's code prints here goes to stderr
@@ -43,30 +142,23 @@ def _init(payload: bytes, threads: int, started: Any) -> None:
     sys.stdout = sys.stderr
     torch.set_num_threads(threads)
     _problem = pickle.loads(payload)
-    _started = started
+    _channel = channel
 
 
 def _run_unit(unit: int, indices: list[int], specs: list[RunSpec], command: str, total: int,
-              threads: int) -> list[RunResult]:
-    """One unit in a worker: a stacked group or one trial, without events (the parent replays them)."""
+              threads: int, batches: bool) -> list[RunResult]:
+    """One unit in a worker: a stacked group or one trial, its events forwarded to the parent."""
     import torch
 
     from losslab.engine.units import run_unit
 
-    _started.put((os.getpid(), unit))  # a SimpleQueue writes before it returns: said even if the unit kills us
+    _send(("start", os.getpid(), unit))  # sent before it returns: said even if the unit kills the worker
     torch.set_num_threads(threads)  # workers are reused; torch keeps the count it first used otherwise
-    return run_unit(_problem, indices, specs, Consumer(), command=command, total=total)
-
-
-def replay_events(problem: Any, results: Sequence[RunResult], indices: Sequence[int], events: Consumer,
-                  command: str, total: int) -> None:
-    """The events a unit would have emitted in this process, for the consumers of the command."""
-    for i, result in zip(indices, results):
-        info = run_info(problem, result.spec, command, index=i, total=total, stacked_with=result.stacked_with)
-        events.on_run_begin(info)
-        for record in result.records:
-            events.on_epoch_end(info, record)
-        events.on_run_end(info, result)
+    forward = forwarder(_send, batches, FORWARD_SECONDS)
+    try:
+        return run_unit(_problem, indices, specs, forward, command=command, total=total)
+    finally:
+        forward.flush()
 
 
 def prepare(problem: Any, specs: Sequence[RunSpec]) -> None:
@@ -78,14 +170,6 @@ def prepare(problem: Any, specs: Sequence[RunSpec]) -> None:
             problem.loss_for(spec.loss)
         except Exception:
             pass
-
-
-def finished(problem: Any, results: list[Optional[RunResult]], unit: Sequence[int], unit_results: Sequence[RunResult],
-             events: Consumer, command: str) -> None:
-    """A unit's results in their places, and its events to the command's consumers."""
-    for i, r in zip(unit, unit_results):
-        results[i] = r
-    replay_events(problem, unit_results, unit, events, command, len(results))
 
 
 POLL_SECONDS = 0.2  # how often a waiting parent looks for Ctrl-C
@@ -112,11 +196,52 @@ def stop_workers(pool: cf.ProcessPoolExecutor) -> None:
             process.join(1.0)
 
 
-def drain(started: Any, running: dict[int, int]) -> None:
-    """Read what the workers said they started: pid -> the unit that worker started last."""
-    while not started.empty():
-        pid, u = started.get()
-        running[pid] = u
+class Channel:
+    """The workers' pipe to the parent (`ends` go to the workers): a thread reads it into an inbox as messages
+    come, so a worker never waits for a parent busy with its consumers."""
+
+    def __init__(self, context: Any):
+        import queue
+        import threading
+
+        self.reader, writer = context.Pipe(duplex=False)
+        self.ends = (context.Lock(), writer)
+        self.inbox: Any = queue.SimpleQueue()
+        self.open = True
+        self.thread = threading.Thread(target=self._read, name="losslab-channel", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while self.open:
+                if self.reader.poll(0.05):
+                    self.inbox.put(self.reader.recv())
+        except (EOFError, OSError):
+            pass
+
+    def messages(self) -> list[Any]:
+        out = []
+        while not self.inbox.empty():
+            out.append(self.inbox.get())
+        return out
+
+    def close(self) -> list[Any]:
+        """Stop reading; the messages not taken yet."""
+        self.open = False
+        self.thread.join(1.0)
+        out = self.messages()
+        self.reader.close()
+        self.ends[1].close()
+        return out
+
+
+def dispatch(messages: Sequence[Any], running: dict[int, int], relay: Relay) -> None:
+    """Workers' messages: which unit a worker (pid) starts, and bundles of its runs' events."""
+    for message in messages:
+        if message[0] == "start":
+            running[message[1]] = message[2]
+        else:
+            relay(message[1])
 
 
 def culprits(broken: Sequence[int], running: dict[int, int], exitcodes: dict[int, Optional[int]]) -> set[int]:
@@ -148,41 +273,43 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
     threads = max(1, cores() // jobs)
     prepare(problem, specs)
     payload = pickle.dumps(problem)
-    total = len(specs)
     specs = list(specs)
-    results: list[Optional[RunResult]] = [None] * total
+    results: list[Optional[RunResult]] = [None] * len(specs)
+    relay = Relay(problem, events, command, len(specs))
+    batches = wants_batches(events)
     attempts = {u: 0 for u in range(len(units))}
     pending = list(range(len(units)))
     interrupted = False
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch state
     while pending and not interrupted:
         broken: list[int] = []
-        started = context.SimpleQueue()
+        channel = Channel(context)
         running: dict[int, int] = {}  # pid -> the unit that worker started last
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init,
-                                    initargs=(payload, threads, started)) as pool:
+                                    initargs=(payload, threads, channel.ends)) as pool:
             processes = pool._processes  # (the pool's own dict: it keeps the dead and the stopped)
-            futures = {pool.submit(_run_unit, u, units[u], specs, command, total, threads): u for u in pending}
+            futures = {pool.submit(_run_unit, u, units[u], specs, command, len(specs), threads, batches): u
+                       for u in pending}
             waiting = set(futures)
             try:
                 while waiting:  # short waits, so that Ctrl-C is seen while long trials run
                     done, waiting = cf.wait(waiting, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+                    dispatch(channel.messages(), running, relay)
                     for future in done:
-                        u = futures[future]
                         try:
                             unit_results = future.result()
                         except cf.process.BrokenProcessPool:
-                            broken.append(u)
+                            broken.append(futures[future])
                             continue
-                        finished(problem, results, units[u], unit_results, events, command)
-                    drain(started, running)  # (a full pipe would block the workers' next start)
+                        dispatch(channel.messages(), running, relay)  # (the unit's last events came first)
+                        relay.finished(results, units[futures[future]], unit_results)
                     interrupt.check()
             except KeyboardInterrupt:
                 interrupted = True
                 stop_workers(pool)
+        left = channel.close()
         if not interrupted:
-            drain(started, running)
-        started.close()
+            dispatch(left, running, relay)
         pending = []
         charged = culprits(broken, running, {pid: p.exitcode for pid, p in (processes or {}).items()})
         for u in broken:
@@ -190,10 +317,9 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
             if attempts[u] <= retries:
                 pending.append(u)
             else:
-                for i in units[u]:
-                    results[i] = RunResult(specs[i], "error", error=f"the worker process running it died (killed or "
-                                           f"out of memory), {attempts[u] - 1} retr{'y' if retries == 1 else 'ies'} "
-                                           "included")
+                relay.finished(results, units[u], [RunResult(
+                    specs[i], "error", error=f"the worker process running it died (killed or out of memory), "
+                    f"{attempts[u] - 1} retr{'y' if retries == 1 else 'ies'} included") for i in units[u]])
     out = [r if r is not None else RunResult(specs[i], "not run") for i, r in enumerate(results)]
     return out, interrupted
 
@@ -204,8 +330,9 @@ _cached: dict[str, Any] = {}  # a Ray worker's problems, by payload digest (work
 
 
 def _ray_unit(payload: bytes, digest: str, indices: list[int], specs: list[RunSpec], command: str, total: int,
-              threads: int) -> list[RunResult]:
-    """One unit as a Ray task: the problem unpickled once per worker process, the thread count set per task."""
+              threads: int, batches: bool) -> tuple[list[RunResult], list[Any]]:
+    """One unit as a Ray task: the problem unpickled once per worker process, the thread count set per task;
+    returns the results and the bundles of its runs' events."""
     import torch
 
     from losslab.engine.units import run_unit
@@ -214,7 +341,11 @@ def _ray_unit(payload: bytes, digest: str, indices: list[int], specs: list[RunSp
     if digest not in _cached:
         _cached.clear()
         _cached[digest] = pickle.loads(payload)  # cloudpickle's output loads with pickle
-    return run_unit(_cached[digest], indices, specs, Consumer(), command=command, total=total)
+    sent: list[Any] = []
+    forward = forwarder(sent.append, batches, every=float("inf"))
+    results = run_unit(_cached[digest], indices, specs, forward, command=command, total=total)
+    forward.flush()
+    return results, [bundle for _, bundle in sent]
 
 
 def ray_payload(problem: Any, specs: Sequence[RunSpec]) -> bytes:
@@ -310,9 +441,11 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
         threads = max(1, int(cpus_per_trial))
         total = len(specs)
         specs = list(specs)
-        refs = {task.remote(payload_ref, digest, units[u], specs, command, total, threads): u
+        batches = wants_batches(events)
+        refs = {task.remote(payload_ref, digest, units[u], specs, command, total, threads, batches): u
                 for u in range(len(units))}
         results: list[Optional[RunResult]] = [None] * total
+        relay = Relay(problem, events, command, total)
         interrupted = False
         pending = list(refs)
         try:
@@ -323,7 +456,9 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
                     continue
                 u = refs[done[0]]
                 try:
-                    unit_results = ray.get(done[0])
+                    unit_results, bundles = ray.get(done[0])
+                    for bundle in bundles:
+                        relay(bundle)
                 except ray.exceptions.RayError as exc:
                     reason = ("the worker process running it died (killed or out of memory), "
                               f"{retries} retr{'y' if retries == 1 else 'ies'} included"
@@ -331,7 +466,7 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
                                                   ray.exceptions.NodeDiedError)) else
                               f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
                     unit_results = [RunResult(specs[i], "error", error=reason) for i in units[u]]
-                finished(problem, results, units[u], unit_results, events, command)
+                relay.finished(results, units[u], unit_results)
                 interrupt.check()
         except KeyboardInterrupt:
             interrupted = True
