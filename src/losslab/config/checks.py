@@ -1,0 +1,62 @@
+"""Validators every config uses: finite and positive numbers, seeds, memory for what a run will record."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from losslab.errors import FLOAT32_MAX, ConfigError
+
+MAX_SEED = 2**62  # within torch.manual_seed's range, with room for the seeds a many-run command adds
+
+
+MAX_DATA_SEED = 2**32 - 2  # numpy.random.seed's range (data seed + 1 draws the held-out set)
+
+
+def check_finite(option: str, value: Optional[float]) -> None:
+    """Finite, and within float32's range: every such number becomes a float32 tensor or hyper-parameter."""
+    if value is not None and not math.isfinite(value):
+        raise ConfigError(option, f"must be a finite number (got {value})")
+    if value is not None and abs(value) > FLOAT32_MAX:
+        raise ConfigError(option, f"{value:g} is beyond the float32 range (about ±3.4e38) that training uses")
+
+
+def check_positive(option: str, value: Optional[float]) -> None:
+    check_finite(option, value)
+    if value is not None and value <= 0:
+        raise ConfigError(option, f"must be > 0 (got {value:g})")
+
+
+def check_non_negative(option: str, value: Optional[float]) -> None:
+    check_finite(option, value)
+    if value is not None and value < 0:
+        raise ConfigError(option, f"must be >= 0 (got {value:g})")
+
+
+RECORD_BYTES = 600  # one epoch's record as Python objects, with room for tracked parameters
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory (24 GiB when the OS will not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 24 << 30
+
+
+def check_memory(option: str, needed: float, what: str) -> None:
+    """Refuse, before allocating anything, a run whose estimated memory exceeds half of this machine's."""
+    limit = memory_bytes() / 2
+    if needed > limit:
+        raise ConfigError(option, f"{what} needs about {needed / 2**30:,.1f} GiB, more than half of this "
+                          f"machine's {2 * limit / 2**30:,.0f} GiB; use a smaller value")
+
+
+def check_target(task: str, target: Optional[float]) -> None:
+    """A regression target is a loss (--target-loss); a classification target an accuracy (--target-accuracy)."""
+    option = "--target-loss" if task == "regression" else "--target-accuracy"
+    check_finite(option, target)
+    if task == "classification" and target is not None and not 0 < target <= 1:
+        raise ConfigError(option, f"must be in (0, 1] (got {target:g})")

@@ -1,0 +1,222 @@
+"""The many-run configs: one `RunConfig` repeated over optimizers (`CompareConfig`), learning rates (`SweepConfig`)
+or losses (`CompareLossesConfig`); the fields they share live in `ManyRuns`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Optional
+
+from losslab.components.datasets import DATASETS
+from losslab.components.losses import check_task
+from losslab.components.optimizers import OPTIMIZERS, default_lr
+from losslab.config.checks import RECORD_BYTES, check_finite, check_memory, check_positive, check_target
+from losslab.config.parsing import log_grid
+from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig
+from losslab.config.single import ClassifyConfig, ClassifyLossConfig, RegressConfig, RunConfig
+from losslab.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManyRuns:
+    """What every many-run command has: the one-run settings it repeats (`run`: task, data, model, loss, optimizer
+    and training), how many seeds, whether trials may stack, where they train, its CI gates and its outputs."""
+
+    run: RunConfig
+    seeds: int = 5
+    vectorize: bool = True  # stack trials that can train as one batched computation
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
+    out: Optional[str] = None
+    tensorboard: Optional[str] = None  # folder for TensorBoard event files
+    plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError("--seeds", f"must be at least 1 (got {self.seeds})")
+
+    @property
+    def task(self) -> str:
+        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["task"] = self.task
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareConfig(ManyRuns):
+    """Several optimizers on one problem (`run` holds the task's data, model, loss and training settings)."""
+
+    optims: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
+    lr: Optional[float] = None
+    lr_for: tuple[tuple[str, float], ...] = ()
+    tune: bool = False
+    tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
+    target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.optims:
+            raise ConfigError("--optims", "give at least one optimizer, e.g. sgd,adam")
+        for name in self.optims:
+            OPTIMIZERS.lookup(name)  # unknown names list the choices
+        if len(set(self.optims)) != len(self.optims):
+            raise ConfigError("--optims", f"lists an optimizer twice: {','.join(self.optims)}")
+        check_positive("--lr", self.lr)
+        for name, value in self.lr_for:
+            if name not in self.optims:
+                raise ConfigError("--lr-for", f"{name!r} is not among --optims {','.join(self.optims)}")
+            check_positive("--lr-for", value)
+        runs = self.seeds * len(self.optims) * (1 + (len(self.tune_grid) if self.tune else 0))
+        check_memory("--seeds", runs * (self.run.train.epochs or 100) * RECORD_BYTES, f"{runs:,} runs' records")
+        check_target(self.task, self.target)
+
+
+    def resolved(self) -> "CompareConfig":
+        return replace(self, run=self.run.resolved())
+
+    def lr_of(self, name: str) -> tuple[float, str]:
+        """The learning rate an optimizer gets before any tuning, and where it came from."""
+        given = dict(self.lr_for)
+        if name in given:
+            return given[name], "--lr-for"
+        if self.lr is not None:
+            return self.lr, "--lr"
+        if isinstance(self.run, ClassifyConfig):
+            rates = DATASETS.lookup(self.run.data.dataset).meta.get("default_lr") or {}
+            if name in rates:
+                return rates[name], f"{self.run.data.dataset} default"
+        return default_lr(name, self.task), "default"
+
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        rates = 1 + (len(self.tune_grid) if self.tune else 0)
+        return self.seeds * len(self.optims) * rates * (self.run.train.epochs or 0)
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(ManyRuns):
+    """`lr-sweep`: a learning-rate grid of short runs, or (range_test) one run with a growing rate."""
+
+    range_test: bool = False
+    min_lr: Optional[float] = None  # grid: 1e-4; range test: 1e-7
+    max_lr: Optional[float] = None  # grid: 1; range test: 10
+    num: int = 13
+    lrs: Optional[tuple[float, ...]] = None
+    seeds: int = 1
+    mode: str = "exp"  # range test schedule: exp or linear
+    steps: int = 100
+    smoothing: float = 0.98
+    diverge_factor: float = 4.0  # range test stops when the smoothed loss exceeds this times the best
+    target: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low, high = self.lr_range
+        check_positive("--min-lr", low)
+        check_positive("--max-lr", high)
+        if low >= high:
+            raise ConfigError("--min-lr", f"must be below --max-lr (got {low:g} >= {high:g})")
+        if self.lrs is not None:
+            if self.range_test:
+                raise ConfigError("--lrs", "gives a grid; the range test takes --min-lr, --max-lr and --steps")
+            if len(self.lrs) < 2 or any(not math.isfinite(v) or v <= 0 for v in self.lrs):
+                raise ConfigError("--lrs", "needs at least two positive learning rates")
+        if self.num < 2:
+            raise ConfigError("--num", f"must be at least 2 (got {self.num})")
+        if self.steps < 10:
+            raise ConfigError("--steps", f"must be at least 10 (got {self.steps})")
+        check_memory("--steps", self.steps * self.seeds * 4 * 32, f"a range test of {self.steps:,} steps")
+        if not self.range_test:
+            rates = len(set(self.lrs)) if self.lrs else self.num
+            check_memory("--seeds", self.seeds * rates * (self.run.train.epochs or 100) * RECORD_BYTES,
+                         f"{self.seeds * rates:,} runs' records")
+        if self.mode not in ("exp", "linear"):
+            raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
+        check_target(self.task, self.target)
+
+    @property
+    def lr_range(self) -> tuple[float, float]:
+        """(min, max) rate: as given, else 1e-4..1 for a grid and 1e-7..10 for the range test."""
+        low = self.min_lr if self.min_lr is not None else (1e-7 if self.range_test else 1e-4)
+        high = self.max_lr if self.max_lr is not None else (10.0 if self.range_test else 1.0)
+        return float(low), float(high)
+
+    def resolved(self) -> "SweepConfig":
+        low, high = self.lr_range
+        return replace(self, run=self.run.resolved(), min_lr=low, max_lr=high)
+
+
+    def grid(self) -> tuple[float, ...]:
+        if self.lrs is not None:
+            return tuple(sorted(set(self.lrs)))
+        low, high = self.lr_range
+        return tuple(low * (high / low) ** (i / (self.num - 1)) for i in range(self.num))
+
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.seeds * (self.steps if self.range_test else len(self.grid()) * (self.run.train.epochs or 0))
+
+
+
+LOSS_RANKINGS = {"regression": ("truth_distance", "heldout_medae", "heldout_mse", "heldout_mae"),
+                 "classification": ("macro_f1", "accuracy", "minority_recall", "nll", "ece")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareLossesConfig(ManyRuns):
+    """Several losses on one problem: same initial weights, batch order and optimizer; ranked by a measure
+    that does not depend on the loss being trained."""
+
+    losses: tuple[str, ...] = ("mse", "l1", "huber", "smooth-l1")
+    outliers: Optional[float] = None  # regression: fraction of training targets shifted (None: 0.1 on synthetic data)
+    outlier_shift: float = 20.0
+    rank_by: Optional[str] = None  # None: truth_distance (heldout_medae when the truth is unknown) or macro_f1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.losses:
+            raise ConfigError("--losses", "give at least one loss, e.g. mse,l1")
+        if len(set(self.losses)) != len(self.losses):
+            raise ConfigError("--losses", f"lists a loss twice: {','.join(self.losses)}")
+        for name in self.losses:
+            try:
+                check_task(name, self.task)
+            except ConfigError as exc:
+                raise ConfigError("--losses", exc.message) from None
+        check_finite("--outliers", self.outliers)
+        if self.outliers is not None and not 0 <= self.outliers < 0.5:
+            raise ConfigError("--outliers", f"is the fraction of targets shifted, in [0, 0.5) (got {self.outliers:g})")
+        check_finite("--outlier-shift", self.outlier_shift)
+        if self.rank_by is not None and self.rank_by not in LOSS_RANKINGS[self.task]:
+            raise ConfigError("--rank-by", f"unknown measure {self.rank_by!r} for {self.task}; choose from: "
+                              f"{', '.join(LOSS_RANKINGS[self.task])}")
+        runs = self.seeds * len(self.losses)
+        check_memory("--seeds", runs * (self.run.train.epochs or 100) * RECORD_BYTES, f"{runs:,} runs' records")
+
+
+    def loss_config(self, name: str) -> LossConfig:
+        """The run's loss settings (--delta, --gamma) under another loss name."""
+        if isinstance(self.run, ClassifyConfig):
+            return ClassifyLossConfig(name=name, gamma=self.run.loss.gamma, check=self.run.loss.check)
+        return LossConfig(name=name, delta=self.run.loss.delta, check=self.run.loss.check)
+
+    def resolved(self) -> "CompareLossesConfig":
+        """Outliers are planted in the synthetic tutorial data only, unless --outliers is given."""
+        run = self.run.resolved()
+        outliers = self.outliers
+        if outliers is None:
+            synthetic = isinstance(run, RegressConfig) and run.data.csv is None and run.data.dataset == "synthetic"
+            outliers = 0.1 if synthetic else 0.0
+        return replace(self, run=run, outliers=outliers)
+
+    @property
+    def records(self) -> int:
+        """Epoch records the command will write (what --out and --tensorboard must have room for)."""
+        return self.seeds * len(self.losses) * (self.run.train.epochs or 0)
+

@@ -1,0 +1,202 @@
+"""The settings every run has: optimizer, loss, schedule, training loop, executor and CI gates; the defaults that
+differ between the two tasks in one place (`REGRESS_DEFAULTS`, `CLASSIFY_DEFAULTS`), read by the configs and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+from losslab.components.optimizers import OPTIMIZERS, default_lr
+from losslab.components.schedules import SCHEDULES
+from losslab.config.checks import MAX_SEED, RECORD_BYTES, check_finite, check_memory, check_non_negative, check_positive
+from losslab.errors import ConfigError
+from losslab.expect import parse_expectation
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+# The defaults that differ between the two tasks, in one place: the dataclasses below and the CLI both read them.
+REGRESS_DEFAULTS: dict[str, Any] = {"optim": "sgd", "loss": "mse", "epochs": 1000, "samples": 100}
+
+
+CLASSIFY_DEFAULTS: dict[str, Any] = {"optim": "adam", "loss": "cross-entropy", "batch_size": 64, "samples": 600,
+                                     "features": 2}
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer choice and hyper-parameters; None means the optimizer's own default."""
+
+    name: str = REGRESS_DEFAULTS["optim"]
+    lr: Optional[float] = None
+    momentum: Optional[float] = None
+    weight_decay: Optional[float] = None
+    betas: Optional[tuple[float, float]] = None
+    eps: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        entry = OPTIMIZERS.lookup(self.name)
+        check_positive("--lr", self.lr)
+        check_non_negative("--momentum", self.momentum)
+        check_non_negative("--weight-decay", self.weight_decay)
+        check_positive("--eps", self.eps)
+        if self.momentum is not None and self.momentum >= 1:
+            raise ConfigError("--momentum", f"must be < 1 (got {self.momentum:g})")
+        if self.betas is not None:
+            if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+                raise ConfigError("--betas", f"expected two numbers in [0, 1), e.g. 0.9,0.999 (got {self.betas})")
+        accepts = entry.meta["accepts"]
+        for option, value in (
+            ("--momentum", self.momentum),
+            ("--weight-decay", self.weight_decay),
+            ("--betas", self.betas),
+            ("--eps", self.eps),
+        ):
+            key = option.lstrip("-").replace("-", "_")
+            if value is not None and key not in accepts:
+                users = [e.name for e in OPTIMIZERS if key in e.meta["accepts"]]
+                raise ConfigError(
+                    option, f"does not apply to --optim {self.name} (applies to: {', '.join(users)})"
+                )
+
+    def for_task(self, task: str, dataset_rates: Optional[dict[str, float]] = None) -> "OptimConfig":
+        """The same config with `lr` resolved when unset: the dataset's own default for this optimizer where it
+        has one (digits: adam 0.01), else the optimizer's default for this task."""
+        if self.lr is not None:
+            return self
+        return replace(self, lr=(dataset_rates or {}).get(self.name, default_lr(self.name, task)))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss function by registry name or import path 'package.module:Name'."""
+
+    name: str = REGRESS_DEFAULTS["loss"]
+    delta: float = 1.0
+    check: bool = True  # an import-path loss has its gradient checked before training (--no-check-loss skips)
+
+    def __post_init__(self) -> None:
+        check_positive("--delta", self.delta)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """A learning-rate schedule from torch.optim.lr_scheduler (see components/schedules.py) and linear warm-up."""
+
+    name: str = "none"
+    warmup: int = 0  # epochs of linear warm-up, stepped per batch
+    step_size: Optional[int] = None
+    milestones: Optional[tuple[int, ...]] = None
+    lr_gamma: float = 0.1
+    eta_min: float = 0.0
+    peak_lr: Optional[float] = None
+    lr_patience: int = 10
+    lr_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        entry = SCHEDULES.lookup(self.name)
+        accepts = entry.meta["accepts"]
+        defaults = {"step_size": None, "milestones": None, "lr_gamma": 0.1, "eta_min": 0.0, "peak_lr": None,
+                    "lr_patience": 10, "lr_factor": 0.1}
+        for key, default in defaults.items():
+            if getattr(self, key) != default and key not in accepts:
+                users = [e.name for e in SCHEDULES if key in e.meta["accepts"]]
+                raise ConfigError("--" + key.replace("_", "-"), f"does not apply to --schedule {self.name} "
+                                  f"(applies to: {', '.join(users)})")
+        if self.warmup < 0:
+            raise ConfigError("--warmup", f"must be >= 0 epochs (got {self.warmup})")
+        if self.warmup and self.name == "onecycle":
+            raise ConfigError("--warmup", "does not apply to --schedule onecycle (it warms up by itself)")
+        if self.step_size is not None and self.step_size < 1:
+            raise ConfigError("--step-size", f"must be a positive number of epochs (got {self.step_size})")
+        if self.milestones is not None and (not self.milestones or any(m < 1 for m in self.milestones)
+                                            or list(self.milestones) != sorted(set(self.milestones))):
+            raise ConfigError("--milestones", f"must be increasing positive epochs, e.g. 10,20 (got {self.milestones})")
+        if self.name == "multistep" and self.milestones is None:
+            raise ConfigError("--milestones", "--schedule multistep needs --milestones, e.g. 10,20")
+        check_positive("--lr-gamma", self.lr_gamma)
+        check_non_negative("--eta-min", self.eta_min)
+        check_positive("--peak-lr", self.peak_lr)
+        check_positive("--lr-factor", self.lr_factor)
+        if self.lr_factor >= 1:
+            raise ConfigError("--lr-factor", f"must be < 1 (got {self.lr_factor:g})")
+        if self.lr_patience < 0:
+            raise ConfigError("--lr-patience", f"must be >= 0 (got {self.lr_patience})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings shared by every command."""
+
+    epochs: Optional[int] = REGRESS_DEFAULTS["epochs"]  # None: the command's default (classify: per dataset)
+    batch_size: Optional[int] = None  # None: full batch
+    clip_grad_norm: Optional[float] = None
+    clip_grad_value: Optional[float] = None
+    seed: int = 0
+    device: str = "auto"
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError("--epochs", f"must be a positive integer (got {self.epochs})")
+        if self.epochs is not None and self.schedule.warmup and self.schedule.warmup >= self.epochs:
+            raise ConfigError("--warmup", f"{self.schedule.warmup} warm-up epochs leave nothing of --epochs "
+                              f"{self.epochs}")
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise ConfigError("--batch-size", f"must be a positive integer (got {self.batch_size})")
+        check_positive("--clip-grad-norm", self.clip_grad_norm)
+        check_positive("--clip-grad-value", self.clip_grad_value)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError("--seed", f"must be in [0, 2**62] (got {self.seed})")
+        if self.epochs is not None:
+            check_memory("--epochs", self.epochs * RECORD_BYTES, f"recording {self.epochs:,} epochs")
+        if self.device not in DEVICES:
+            raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
+
+
+EXECUTORS = ("local", "process", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where a many-run command's trials train (engine.executors)."""
+
+    name: str = "local"
+    jobs: Optional[int] = None  # process: worker processes (default: the number of cores)
+    retries: int = 1  # resubmissions of a unit whose worker process died
+    ray_address: Optional[str] = None  # ray: None starts a local runtime; "auto" or host:port joins a cluster
+    cpus_per_trial: float = 1.0  # ray: CPUs each task asks for
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ConfigError("--executor", f"unknown executor {self.name!r}; choose from: {', '.join(EXECUTORS)}")
+        if self.name == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise ConfigError("--executor", "ray needs Ray installed: pip install 'losslab[ray]'")
+        if self.name != "ray" and (self.ray_address is not None or self.cpus_per_trial != 1.0):
+            raise ConfigError("--ray-address" if self.ray_address is not None else "--cpus-per-trial",
+                              "applies to --executor ray")
+        check_finite("--cpus-per-trial", self.cpus_per_trial)
+        if not 0 < self.cpus_per_trial <= 1024:
+            raise ConfigError("--cpus-per-trial", f"must be a positive number of CPUs (got {self.cpus_per_trial:g})")
+        if self.jobs is not None and not 1 <= self.jobs <= 256:
+            raise ConfigError("--jobs", f"must be from 1 to 256 (got {self.jobs})")
+        if self.jobs is not None and self.name == "local":
+            raise ConfigError("--jobs", "applies to --executor process")
+        if not 0 <= self.retries <= 10:
+            raise ConfigError("--retries", f"must be from 0 to 10 (got {self.retries})")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """CI gates: `--expect` specs and `--target-loss`."""
+
+    expect: tuple[str, ...] = ()
+    target_loss: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for spec in self.expect:
+            parse_expectation(spec)
+        check_finite("--target-loss", self.target_loss)
