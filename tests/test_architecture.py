@@ -118,3 +118,21 @@ def test_every_cli_command_has_one_command_module():
     names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
     files = {p.stem.replace("_", "-") for p in (ROOT / "commands").glob("*.py") if p.stem not in ("__init__", "common")}
     assert names == files
+
+
+def test_functions_stay_small():
+    """No function in the package is 80 lines or longer, and none takes more than 8 parameters (self aside):
+    a function that needs more is doing two jobs, or its parameters belong together in a dataclass."""
+    long, wide = [], []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+                count = len(params) - (1 if params and params[0].arg in ("self", "cls") else 0)
+                where = f"{name}.{node.name}"
+                if node.end_lineno - node.lineno + 1 >= 80:
+                    long.append(where)
+                if count > 8:
+                    wide.append(where)
+    assert not long and not wide, f"too long: {long}; too many parameters: {wide}"

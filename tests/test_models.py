@@ -104,7 +104,7 @@ def _clip_run(**clip):
     torch.manual_seed(0)
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return model, fit(model, nn.MSELoss(), opt, x, y, epochs=20,
+    return model, fit(model, nn.MSELoss(), opt, (x, y), epochs=20,
                       options=FitOptions(batch_size=10, generator=torch.Generator().manual_seed(0), **clip))
 
 

@@ -119,7 +119,7 @@ def test_records_have_loss_params_grad_norm_lr():
     def track():
         return {"w": model.weight.item(), "b": model.bias.item()}
 
-    result = fit(model, nn.MSELoss(), opt, x, y, epochs=3, options=FitOptions(track=track), events=Spy())
+    result = fit(model, nn.MSELoss(), opt, (x, y), epochs=3, options=FitOptions(track=track), events=Spy())
     assert [r["epoch"] for r in seen] == [1, 2, 3] == [r["epoch"] for r in result.records]
     assert set(seen[0]) == {"epoch", "train_loss", "w", "b", "grad_norm", "grad_norm/weight", "grad_norm/bias",
                             "update_ratio/weight", "update_ratio/bias", "lr", "elapsed_s"}
@@ -193,7 +193,7 @@ def test_callback_can_stop_early():
 
     x, y = tutorial_tensors()
     model = _model()
-    result = fit(model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), x, y, epochs=50,
+    result = fit(model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=50,
                  events=Dispatcher([StopAt()]))
     assert result.status == "ok" and result.stopped_early and result.epochs_run == 4
 

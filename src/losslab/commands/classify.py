@@ -11,13 +11,14 @@ from typing import Any, Callable, Optional, Sequence
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    Output,
     Plot,
+    Where,
     check_gates,
     clipping_note,
     diagnosis_notes,
     finish,
     layers_document,
-    wants_curves,
 )
 from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
@@ -312,8 +313,6 @@ def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
     result = run(cfg, events, problem)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
-    return finish(document=document(result, outcomes), report=report(result, outcomes), records=result.records,
-                  outcomes=outcomes, status=result.status, json_out=json_out, console=console, out=cfg.out,
-                  plots=plots(result), events=events,
-                  curves=(lambda: terminal_curves(result))
-                  if wants_curves(cfg.plot, console, json_out, quiet) else None)
+    return finish(Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,
+                         result.status, plots(result), lambda: terminal_curves(result)),
+                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))

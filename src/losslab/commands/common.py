@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from losslab import interrupt, invocation
@@ -72,33 +73,60 @@ def wants_curves(plot: Optional[bool], console: Any, json_out: bool, quiet: bool
     return bool(getattr(console, "is_terminal", False)) and not json_out and not quiet
 
 
-def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, Any]], outcomes: Sequence[Outcome],
-           status: str, json_out: bool, console: Any, out: Optional[str], plots: Sequence[Plot] = (),
-           curves: Optional[Callable[[], str]] = None, events: Consumer = Consumer()) -> int:
+@dataclass
+class Output:
+    """What a command produced: its --json document, its report (Rich renderables), its epoch records
+    (history.csv), its --expect outcomes and status, its plots and its terminal curves."""
+
+    document: Mapping[str, Any]
+    report: Any
+    records: list[dict[str, Any]]
+    outcomes: Sequence[Outcome]
+    status: str
+    plots: Sequence[Plot] = ()
+    curves: Optional[Callable[[], str]] = None
+
+
+@dataclass
+class Where:
+    """Where a command's output goes: the console, JSON on stdout, quiet, the --out folder, --plot, the consumers."""
+
+    console: Any
+    json_out: bool = False
+    quiet: bool = False
+    out: Optional[str] = None
+    plot: Optional[bool] = None
+    events: Consumer = field(default_factory=Consumer)
+
+
+def finish(output: Output, where: Where) -> int:
     """Result files, report, JSON and exit code: the common tail of every command.
 
     The machine-readable results come first (history.csv and result.json, then the JSON document on stdout,
     which a second Ctrl-C cannot cut in half); a Ctrl-C after training skips what is left (plots, report)
     and exits 130 without losing them; a second Ctrl-C stops whatever is being drawn."""
+    document, status, out, console = output.document, output.status, where.out, where.console
+    curves = output.curves if wants_curves(where.plot, console, where.json_out, where.quiet) else None
     called = invocation.current()
     if called is not None and called["command"] == document.get("command"):
         document = {**document, "invocation": called}  # what `losslab replay` reruns
     if out is not None:  # files first: a closed pipe on stdout must not lose what the user asked to keep
         with interrupt.critical():
-            write_data_files(out, document, records)
-    if json_out:
+            write_data_files(out, document, output.records)
+    if where.json_out:
         text = dumps(document)
         with interrupt.critical():
             stream = json_stream()
             stream.write(text)
             stream.flush()
-    events.on_command_end(str(document.get("command", "")), status, document)
+    where.events.on_command_end(str(document.get("command", "")), status, document)
     # a Ctrl-C during training was answered by status "interrupted" and the report shows where it stopped;
     # one after training skips what is left
     late = lambda: interrupt.requested() and status != "interrupted"  # noqa: E731
     if out is not None:
-        write_plots(out, plots, keep_going=lambda: not late())
+        write_plots(out, output.plots, keep_going=lambda: not late())
     if not late():
+        report = output.report
         for part in report if isinstance(report, (list, tuple)) else [report]:
             part.render(console)
         text = curves() if curves is not None else ""
@@ -106,13 +134,13 @@ def finish(*, document: Mapping[str, Any], report: Any, records: list[dict[str, 
             print(text, file=console.file, flush=True)
     if out is not None:
         print(f"results written to {out}/", file=console.file, flush=True)
-    print_failures(outcomes)
+    print_failures(output.outcomes)
     if late():
         kept = f"; {out}/result.json and history.csv are complete" if out is not None else ""
         print(f"losslab: interrupted after training: the rest of the output was skipped{kept}", file=sys.stderr)
     if interrupt.requested():
         return interrupt.exit_code()
-    return int(exit_code(status, outcomes))
+    return int(exit_code(status, output.outcomes))
 
 
 # --- many-run commands ---------------------------------------------------------------------------

@@ -16,7 +16,9 @@ import numpy as np
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    Output,
     Plot,
+    Where,
     all_runs,
     check_gates,
     finish,
@@ -25,7 +27,6 @@ from losslab.commands.common import (
     run_records,
     settle,
     verdict,
-    wants_curves,
 )
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
@@ -366,8 +367,6 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
         result = compare(cfg, problem, heldout, rows, events, held)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
-    return finish(document=document(result, outcomes), report=report(result, outcomes),
-                  records=run_records(runs, "loss"), outcomes=outcomes, status=result.status, json_out=json_out,
-                  console=console, out=cfg.out, plots=plots(result, problem, rows), events=events,
-                  curves=(lambda: terminal_curves(result))
-                  if wants_curves(cfg.plot, console, json_out, quiet) else None)
+    return finish(Output(document(result, outcomes), report(result, outcomes), run_records(runs, "loss"), outcomes,
+                         result.status, plots(result, problem, rows), lambda: terminal_curves(result)),
+                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))

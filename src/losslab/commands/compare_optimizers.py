@@ -11,7 +11,9 @@ from typing import Any, Optional, Sequence
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    Output,
     Plot,
+    Where,
     all_runs,
     check_gates,
     default_target,
@@ -22,7 +24,6 @@ from losslab.commands.common import (
     run_records,
     settle,
     verdict,
-    wants_curves,
 )
 from losslab.config import ClassifyConfig, CompareConfig, check_out_dir
 from losslab.engine.events import Consumer
@@ -278,8 +279,6 @@ def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
     # one run diverging is a result, not a failure: exit 3 only when every run diverged
-    return finish(document=document(result, outcomes), report=report(result, outcomes),
-                  records=run_records(runs, "optimizer"), outcomes=outcomes, status=result.status,
-                  json_out=json_out, console=console, out=cfg.out, plots=plots(result), events=events,
-                  curves=(lambda: terminal_curves(result))
-                  if wants_curves(cfg.plot, console, json_out, quiet) else None)
+    return finish(Output(document(result, outcomes), report(result, outcomes), run_records(runs, "optimizer"),
+                         outcomes, result.status, plots(result), lambda: terminal_curves(result)),
+                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))

@@ -17,7 +17,9 @@ from losslab import interrupt
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    Output,
     Plot,
+    Where,
     all_runs,
     check_gates,
     default_target,
@@ -26,7 +28,6 @@ from losslab.commands.common import (
     pooled_notes,
     run_document,
     run_records,
-    wants_curves,
 )
 from losslab.config import SweepConfig, check_out_dir
 from losslab.engine.events import Consumer
@@ -474,10 +475,9 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
         events = dispatcher(ctx, [progress])
         rt = range_test(cfg, problem, events, on_seed)
         outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
-        return finish(document=range_document(rt, outcomes), report=range_report(rt, outcomes),
-                      records=range_records(rt), outcomes=outcomes, status=rt.status, json_out=json_out,
-                      console=console, out=cfg.out, plots=range_plots(rt), events=events,
-                      curves=(lambda: range_curves(rt)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
+        return finish(Output(range_document(rt, outcomes), range_report(rt, outcomes), range_records(rt), outcomes,
+                             rt.status, range_plots(rt), lambda: range_curves(rt)),
+                      Where(console, json_out, quiet, cfg.out, cfg.plot, events))
 
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
     display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
@@ -486,7 +486,6 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
         grid = grid_sweep(cfg, problem, events)
     outcomes = check_gates(cfg.gates, grid.status, grid.metrics(), loss_key="best_final_loss")
     runs = [r for rs in grid.runs.values() for r in rs]
-    return finish(document=grid_document(grid, outcomes), report=grid_report(grid, outcomes),
-                  records=run_records(runs, None), outcomes=outcomes, status=grid.status, json_out=json_out,
-                  console=console, out=cfg.out, plots=grid_plots(grid), events=events,
-                  curves=(lambda: grid_curves(grid)) if wants_curves(cfg.plot, console, json_out, quiet) else None)
+    return finish(Output(grid_document(grid, outcomes), grid_report(grid, outcomes), run_records(runs, None),
+                         outcomes, grid.status, grid_plots(grid), lambda: grid_curves(grid)),
+                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))

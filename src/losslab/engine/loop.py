@@ -173,8 +173,7 @@ class FitOptions:
     `evaluate(model)` runs after each epoch under eval mode and no_grad (validation metrics); `track()` returns
     extra values to record (e.g. every parameter of a small model); `on_step(batch_loss)` runs after every optimizer
     step (e.g. the LR range test's schedule), True stops; `schedule` (engine.schedules.LRSchedule) is stepped after
-    each batch and after each epoch's record; `source` (engine.batches.InMemory or Streamed) gives the batches
-    (by default the tensors x, y); `first_epoch` > 1 continues a resumed run."""
+    each batch and after each epoch's record; `first_epoch` > 1 continues a resumed run."""
 
     batch_size: Optional[int] = None
     clip_grad_norm: Optional[float] = None
@@ -185,7 +184,6 @@ class FitOptions:
     first_epoch: int = 1
     on_step: Optional[Callable[[float], bool]] = None
     schedule: Any = None
-    source: Any = None
 
 
 class SingleSide:
@@ -196,8 +194,9 @@ class SingleSide:
     runs = 1
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 optimizer: torch.optim.Optimizer, plan: Any, options: FitOptions):
-        self.model, self.loss_fn, self.optimizer, self.plan, self.options = model, loss_fn, optimizer, plan, options
+                 optimizer: torch.optim.Optimizer, source: Any, plan: Any, options: FitOptions):
+        self.model, self.loss_fn, self.optimizer, self.options = model, loss_fn, optimizer, options
+        self.source, self.plan = source, plan
         self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in self.named]
         self.small = sum(p.numel() for p in self.params) <= _SMALL_MODEL
@@ -205,7 +204,7 @@ class SingleSide:
         self.clip = Clipper(self.params, options.clip_grad_norm, options.clip_grad_value)
         self.ratios: dict[str, float] = {}
         self.previous: Optional[list[Any]] = None  # full batch: the values after the last step are the next start
-        self.full = options.source.full() if plan.full_batch else None  # the one batch of full-batch training
+        self.full = source.full() if plan.full_batch else None  # the one batch of full-batch training
         self.total, self.seen, self.last_loss = 0.0, 0, math.nan
         self.active = True
 
@@ -217,7 +216,7 @@ class SingleSide:
         self.total, self.seen = 0.0, 0
         if self.full is not None:
             return (self.full,)
-        return self.options.source.epoch(self.plan.size, self.options.generator)
+        return self.source.epoch(self.plan.size, self.options.generator)
 
     def _measured(self, take_step: Callable[[], Any]) -> Any:
         """Run `take_step` and measure each layer's update for the record."""
@@ -294,20 +293,17 @@ class SingleSide:
 
 
 def fit(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        optimizer: torch.optim.Optimizer, x: Optional[torch.Tensor], y: Optional[torch.Tensor], *, epochs: int,
-        options: Optional[FitOptions] = None, events: Consumer = _NO_EVENTS,
-        run: Optional[RunInfo] = None) -> FitResult:
-    """Train `model` on (x, y) (or `options.source`) for epochs `options.first_epoch`..`epochs` with the epoch
-    skeleton; `events` gets `on_batch_end` and `on_epoch_end` for `run` (run begin and end are the run path's)."""
-    from dataclasses import replace
-
+        optimizer: torch.optim.Optimizer, data: Any, *, epochs: int, options: Optional[FitOptions] = None,
+        events: Consumer = _NO_EVENTS, run: Optional[RunInfo] = None) -> FitResult:
+    """Train `model` on `data` — tensors (x, y), or a batch source (engine.batches.InMemory or Streamed) — for
+    epochs `options.first_epoch`..`epochs` with the epoch skeleton; `events` gets `on_batch_end` and
+    `on_epoch_end` for `run` (run begin and end are the run path's)."""
     from losslab.engine.skeleton import Hooks, Plan, Schedules, train
 
     options = options or FitOptions()
-    if options.source is None:
-        options = replace(options, source=InMemory(x, y))
-    plan = Plan(len(options.source), options.batch_size)
-    side = SingleSide(model, loss_fn, optimizer, plan, options)
+    source = InMemory(*data) if isinstance(data, tuple) else data
+    plan = Plan(len(source), options.batch_size)
+    side = SingleSide(model, loss_fn, optimizer, source, plan, options)
     schedules = Schedules([options.schedule]) if options.schedule is not None else None
     out = train(side, plan, range(options.first_epoch, epochs + 1),
                 Hooks(events, [run or RunInfo("fit")], schedules, options.on_step))

@@ -165,9 +165,9 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             generator=(start.generator if start is not None else None) or batch_generator(spec.seed),
             evaluate=(lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None,
             track=problem.track(model), first_epoch=start.first_epoch if start is not None else 1,
-            on_step=stepped.on_step if stepped is not None else None, schedule=schedule, source=problem.source)
-        fitted = fit(model, loss_fn, optimizer, problem.x, problem.y, epochs=info.epochs, options=options,
-                     events=events, run=info)
+            on_step=stepped.on_step if stepped is not None else None, schedule=schedule)
+        fitted = fit(model, loss_fn, optimizer, problem.source, epochs=info.epochs, options=options, events=events,
+                     run=info)
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
                            elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
                            stopped_early=fitted.stopped_early, error=fitted.error)

@@ -332,11 +332,9 @@ class StackedSide:
         self.keys = record_keys(self.names, layer_names, self.clipping, problem.has_validation)
         self.diverged_at: list[Optional[int]] = [None] * k
         self.frozen: dict[int, torch.Tensor] = {}
-        self.history = History(k, model.bounds, problem.device,
-                               torch.float32 if problem.device.type == "mps" else torch.float64,
-                               with_params=self.names is not None, clipping=self.clipping,
-                               validation=problem.has_validation, every_epoch=bool(self.carriers),
-                               units=_units(problem))
+        self.history = History(k, model.bounds, problem.device, with_params=self.names is not None,
+                               clipping=self.clipping, validation=problem.has_validation,
+                               every_epoch=bool(self.carriers), units=_units(problem))
         self.each = torch.ones(k, device=problem.device)
         self.rate_list: list[float] = []
         self.epoch = 0  # the epoch being trained

@@ -25,9 +25,10 @@ class History:
     """Per-epoch tensors of K stacked runs with P parameters in L parameter tensors (`bounds` are each tensor's
     columns in the (K, P) layout), kept on their device until `rows` reads a chunk back."""
 
-    def __init__(self, k: int, bounds: Sequence[tuple[int, int]], device: torch.device, loss_dtype: torch.dtype, *,
-                 with_params: bool, clipping: bool, validation: bool, every_epoch: bool = False,
+    def __init__(self, k: int, bounds: Sequence[tuple[int, int]], device: torch.device, *, with_params: bool,
+                 clipping: bool, validation: bool, every_epoch: bool = False,
                  units: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        loss_dtype = torch.float32 if device.type == "mps" else torch.float64  # (MPS has no float64)
         p = bounds[-1][1]
         self.units = units  # the recorded parameters in the data's units (a standardised regression), or as trained
         self.k, self.with_params, self.clipping, self.validation = k, with_params, clipping, validation

@@ -21,14 +21,14 @@ def loss_curve(records: Sequence[Mapping[str, Any]], path: Path, title: str = "t
         ax.plot(*zip(*pts), lw=1.6, label="train loss")
     if reference is not None and _positive(reference):
         ax.axhline(reference, color="tab:green", ls="--", lw=1, label=f"{reference_label} ({reference:.4g})")
-    _finish(fig, ax, path, xlabel="epoch", ylabel="loss", title=title)
+    _finish(ax, path, xlabel="epoch", ylabel="loss", title=title)
 
 
 def _positive(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 
 
-def _finish(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str = "", logx: bool = False,
+def _finish(ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str = "", logx: bool = False,
             logy: bool = True, legend_size: Any = None) -> None:
     """Axis labels, scales, grid and legend, then save as PNG and free the figure."""
     if logx:
@@ -40,6 +40,7 @@ def _finish(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: s
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=legend_size)
+    fig = ax.figure
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -68,6 +69,7 @@ def classification_curves(records: Sequence[Mapping[str, Any]], path: Path, titl
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(title)
+    fig = ax.figure
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -88,6 +90,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], pa
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+    fig = ax.figure
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -116,7 +119,7 @@ def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, t
             (line,) = ax.plot(epochs[shown], med[shown], lw=1.6, label=name)
             band = shown & np.isfinite(q3) & (q1 > 0)
             ax.fill_between(epochs[band], q1[band], q3[band], color=line.get_color(), alpha=0.2, lw=0)
-    _finish(fig, ax, path, xlabel="epoch", ylabel=f"{ylabel} (median, IQR band)", title=title)
+    _finish(ax, path, xlabel="epoch", ylabel=f"{ylabel} (median, IQR band)", title=title)
 
 
 def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, title: str = "",
@@ -133,7 +136,7 @@ def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, 
             ax.scatter(bad, [top] * len(bad), marker="x", color=line.get_color(), label=f"{name} diverged")
         if marks and marks.get(name) is not None:
             ax.axvline(marks[name], color=line.get_color(), ls=":", lw=1)
-    _finish(fig, ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True, legend_size=8)
+    _finish(ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True, legend_size=8)
 
 
 def sweep_plot(points: Sequence[tuple[Optional[float], float, str]], path: Path, suggested: float | None,
@@ -149,7 +152,7 @@ def sweep_plot(points: Sequence[tuple[Optional[float], float, str]], path: Path,
         ax.scatter(bad, [top] * len(bad), marker="x", color="tab:red", label="diverged / failed")
     if suggested is not None:
         ax.axvline(suggested, color="tab:green", ls="--", lw=1.2, label=f"suggested {suggested:.3g}")
-    _finish(fig, ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True)
+    _finish(ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True)
 
 
 def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], path: Path,
@@ -163,7 +166,7 @@ def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], p
         if lr is not None:
             color, ls = styles.get(name, ("gray", ":"))
             ax.axvline(lr, color=color, ls=ls, lw=1.2, label=f"{name} {lr:.3g}")
-    _finish(fig, ax, path, xlabel="learning rate", ylabel="smoothed loss", title=title, logx=True, logy=False)
+    _finish(ax, path, xlabel="learning rate", ylabel="smoothed loss", title=title, logx=True, logy=False)
 
 
 def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any, Any]], truth: Any, path: Path,
@@ -184,4 +187,4 @@ def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any
     for name, (w, b) in lines.items():
         if w is not None and b is not None and math.isfinite(w) and math.isfinite(b):
             ax.plot(grid, w * grid + b, lw=1.6, label=f"{name}: w={w:.3g}, b={b:.3g}")
-    _finish(fig, ax, path, xlabel="x", ylabel="y", title=title, logy=False, legend_size=8)
+    _finish(ax, path, xlabel="x", ylabel="y", title=title, logy=False, legend_size=8)
