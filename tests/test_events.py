@@ -134,6 +134,7 @@ def test_every_command_begins_and_ends_once_for_a_registered_consumer(cli, spy, 
     assert seen.command_events == [("begin", args[0]), ("end", args[0], status, args[0])]
     if args[0] != "check-loss":
         assert seen.ended and seen.records  # runs and epochs came between the two
+        assert {run.command for run in seen.begun} == {args[0]}  # named by the command's begin event
 
 
 def test_replay_begins_and_ends_too(cli, spy, tmp_path):
@@ -183,3 +184,4 @@ def test_a_worker_process_forwards_every_event_of_its_runs(cli, spy, vectorize):
             [{k: v for k, v in r.items() if k not in drop} for r in records]
         assert there.batches[label] == here.batches[label] == [(b, 4) for _ in range(4) for b in range(1, 5)]
     assert sorted(r.index for r in there.begun) == list(range(4))
+    assert {r.command for r in there.begun} == {"compare-optimizers"}

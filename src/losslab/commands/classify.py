@@ -190,7 +190,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
 
     # the best epoch is marked before any display or sink sees the record
     events = (events if isinstance(events, Dispatcher) else Dispatcher([events])).preceded_by(best)
-    info = run_info(problem, spec, COMMAND, first_epoch=first_epoch)
+    info = run_info(problem, spec, first_epoch=first_epoch)
     result = execute(problem, spec, events, info=info, start=Start(model, optimizer, generator, first_epoch),
                      single=True, after_fit=restore_best)
     final = result.metrics

@@ -77,7 +77,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
     cfg = cfg.resolved()
     problem = problem or RegressionProblem(cfg)
     spec = RunSpec("run", cfg.optim, cfg.train.seed)
-    result = execute(problem, spec, events, info=run_info(problem, spec, COMMAND), single=True)
+    result = execute(problem, spec, events, info=run_info(problem, spec), single=True)
     final = result.metrics
     return RegressResult(
         config=cfg, status=result.status, records=result.records, epochs_run=result.epochs_run,

@@ -13,8 +13,17 @@ metrics, `elapsed_s`.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
+
+# the running command's name, set by its begin event: every RunInfo the engines build carries it
+_COMMAND: ContextVar[str] = ContextVar("losslab_command", default="run")
+
+
+def current_command() -> str:
+    """The name of the command whose begin event came last ("run" outside any command)."""
+    return _COMMAND.get()
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Dispatcher(Consumer):
         return Dispatcher([*first, *self.consumers])
 
     def on_command_begin(self, command: str) -> None:
+        _COMMAND.set(command)  # the one place a command's name comes from
         for c in self.consumers:
             c.on_command_begin(command)
 

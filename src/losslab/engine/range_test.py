@@ -117,7 +117,7 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
         return False
 
     epochs = math.ceil(cfg.steps / Plan.of(problem).batches) + 1
-    info = run_info(problem, spec, "lr-sweep", index=index, total=total, epochs=epochs)
+    info = run_info(problem, spec, index=index, total=total, epochs=epochs)
     try:
         result = execute(problem, spec, events, info=info, start=Start(model, optimizer), single=True,
                          stepped=Stepped(on_step, {"lr": used, "loss": losses}))

@@ -17,7 +17,7 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
 from losslab.engine.diagnosis import Context, Finding, diagnose
-from losslab.engine.events import Consumer, RunInfo
+from losslab.engine.events import Consumer, RunInfo, current_command
 from losslab.engine.loop import FitOptions, FitResult, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
 from losslab.engine.schedules import build_schedule
@@ -69,11 +69,13 @@ class RunResult:
         return float(loss)
 
 
-def run_info(problem: Problem, spec: RunSpec, command: str, *, index: int = 0, total: int = 1,
+def run_info(problem: Problem, spec: RunSpec, command: Optional[str] = None, *, index: int = 0, total: int = 1,
              epochs: Optional[int] = None, first_epoch: int = 1, stacked_with: int = 1) -> RunInfo:
-    return RunInfo(command=command, group=spec.group, seed=spec.seed, key=spec.key(problem.loss_cfg.name),
-                   index=index, total=total, epochs=epochs or problem.train_cfg.epochs or 0, first_epoch=first_epoch,
-                   samples=problem.n, batch_size=Plan.of(problem).size, stacked_with=stacked_with)
+    """Who the run is; `command` defaults to the running command's (its begin event's)."""
+    return RunInfo(command=command or current_command(), group=spec.group, seed=spec.seed,
+                   key=spec.key(problem.loss_cfg.name), index=index, total=total,
+                   epochs=epochs or problem.train_cfg.epochs or 0, first_epoch=first_epoch, samples=problem.n,
+                   batch_size=Plan.of(problem).size, stacked_with=stacked_with)
 
 
 def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float] = None) -> list[Finding]:
@@ -147,7 +149,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     others), unless `single` (a single-run command: its failure is the command's error, and Ctrl-C measures the
     run where it stopped); Ctrl-C as "interrupted".
     """
-    info = info or run_info(problem, spec, "run")
+    info = info or run_info(problem, spec)
     began = time.perf_counter()
     result = RunResult(spec, "error")
     try:

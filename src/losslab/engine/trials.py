@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from losslab import interrupt
-from losslab.engine.events import Consumer
+from losslab.engine.events import Consumer, current_command
 from losslab.engine.problems import Problem
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.units import plan, run_unit
@@ -22,10 +22,12 @@ from losslab.engine.units import plan, run_unit
 _NO_EVENTS = Consumer()
 
 
-def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *, command: str = "trials",
-               vectorize: bool = True, executor: Any = None) -> tuple[list[RunResult], bool]:
+def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *, vectorize: bool = True,
+               executor: Any = None) -> tuple[list[RunResult], bool]:
     """Run `specs`; returns the results in spec order and whether Ctrl-C stopped the run. `executor`
-    (config.ExecutorConfig) says where: None or `local` in this process."""
+    (config.ExecutorConfig) says where: None or `local` in this process. The runs carry the running command's
+    name (workers get it from here)."""
+    command = current_command()
     units = plan(problem, specs, vectorize)
     if executor is not None and executor.name == "process":
         from losslab.engine.executors import run_process
