@@ -82,3 +82,29 @@ def test_replay_finds_an_edited_number_and_warns_about_another_version(cli, tmp_
     cli("replay", str(edited), "--rtol", "-1").assert_usage_error("--rtol")
     (tmp_path / "plain.json").write_text("{}")
     cli("replay", str(tmp_path / "plain.json")).assert_usage_error("invocation")
+
+
+def test_a_new_command_gets_its_config_table_from_its_one_registration(cli, tmp_path):
+    """A command registered once (`cli.typer_app.command`) is on the command line and reads its [table] of a
+    --config file, with no list elsewhere to edit."""
+    from losslab.cli import typer_app
+    from losslab.cli.experiment import TABLES
+
+    seen = {}
+
+    @typer_app.command("toy-command", "seeds", "epochs", "config", "print_config")
+    def toy_command(given):
+        seen.update(seeds=given.seeds, epochs=given.epochs)
+        return 0
+
+    try:
+        path = tmp_path / "toy.toml"
+        path.write_text("[toy-command]\nseeds = 7\n")
+        run = cli("toy-command", "--config", str(path), "--epochs", "3")
+        assert run.exit_code == 0, run.stderr
+        assert seen == {"seeds": 7, "epochs": 3}
+        path.write_text("[toy]\nseeds = 7\n")
+        cli("toy-command", "--config", str(path)).assert_usage_error("--config")
+    finally:
+        typer_app.app.registered_commands.pop()
+        TABLES.remove("toy-command")

@@ -15,7 +15,7 @@ from losslab import toml_text
 from losslab.errors import ConfigError
 
 NOT_IN_FILE = ("config", "print_config")  # what a file cannot set
-COMMANDS = ("regress", "classify", "compare-optimizers", "compare-losses", "lr-sweep")  # tables a file may hold
+TABLES: list[str] = []  # the commands whose options a file may give, each in a table of its name (cli.options)
 
 
 def key_of(opts: Mapping[str, Any], name: str) -> str:
@@ -65,9 +65,9 @@ def read(path: str, command: str, names: Sequence[str], opts: Mapping[str, Any])
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     top = {k: v for k, v in data.items() if not isinstance(v, dict)}
     for table in tables:
-        if table not in COMMANDS:
+        if table not in TABLES:
             raise ConfigError("--config", f"{path}: unknown table [{table}]; tables are named after commands: "
-                              f"{', '.join(COMMANDS)}")
+                              f"{', '.join(TABLES)}")
     given = {**top, **tables.get(command, {})}
     by_key = {key_of(opts, n): n for n in names if n not in NOT_IN_FILE}
     by_key.update({n: n for n in names if n not in NOT_IN_FILE})

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from losslab.cli.experiment import TABLES
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
@@ -260,9 +261,11 @@ class Given:
         return name in self._values and self._values[name] != self._defaults.get(name, OPTS[name].default)
 
 
-def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
-    """Give a command `def cmd(given: Given) -> int` the named options, with per-command defaults, as its
-    signature."""
+def options(*names: str, command: str, **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
+    """Give the command `command`'s function `def cmd(given: Given) -> int` the named options, with per-command
+    defaults, as its signature; with --config among them, a [command] table of a file gives values too."""
+    if "config" in names:
+        TABLES.append(command)
 
     def decorate(func: Callable[[Given], int]) -> Callable[..., int]:
         params, annotations = [], {}
@@ -277,11 +280,11 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
         chosen = {name: defaults.get(name, OPTS[name].default) for name in names}
 
         @functools.wraps(func)
-        def command(**values: Any) -> int:
+        def entry(**values: Any) -> int:
             from losslab.cli.experiment import dumps, key_of, merged
 
             try:
-                name = func.__name__.replace("_", "-")
+                name = command
                 values = merged(values, names, OPTS, name, chosen)  # --config under the command line
                 if values.pop("print_config", False):
                     print(dumps(values, OPTS, name), end="")
@@ -294,10 +297,10 @@ def options(*names: str, **defaults: Any) -> Callable[[Callable[[Given], int]], 
             except BrokenPipeError:
                 raise OutputClosed() from None
 
-        command.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
-        command.__annotations__ = {**annotations, "return": int}
-        del command.__wrapped__  # typer must see the new signature, not the wrapped one
-        return command
+        entry.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
+        entry.__annotations__ = {**annotations, "return": int}
+        del entry.__wrapped__  # typer must see the new signature, not the wrapped one
+        return entry
 
     return decorate
 

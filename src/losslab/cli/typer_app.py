@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -255,8 +255,21 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print losslab
     """Experiments on PyTorch training."""
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
-@options(*unique(OPTIM, REGRESS_DATA, TRAIN, OUTPUT), **REGRESS_DEFAULTS)
+MANY_RUN_EXIT_CODES = EXIT_CODES_HELP.replace("3 training diverged (non-finite loss)", "3 every run diverged")
+
+
+def command(name: str, *names: str, epilog: str = EXIT_CODES_HELP,
+            **defaults: Any) -> Callable[[Callable[[Given], int]], Any]:
+    """One registration per command: `losslab NAME` with these options (per-command `defaults`), whose values
+    a `[NAME]` table of a --config file may give too."""
+
+    def decorate(func: Callable[[Given], int]) -> Any:
+        return app.command(name, cls=_Command, epilog=epilog)(options(*names, command=name, **defaults)(func))
+
+    return decorate
+
+
+@command("regress", *unique(OPTIM, REGRESS_DATA, TRAIN, OUTPUT), **REGRESS_DEFAULTS)
 def regress(given: Given) -> int:
     """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
     and the exact least-squares optimum."""
@@ -267,8 +280,7 @@ def regress(given: Given) -> int:
         return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
-@options(*unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT),
+@command("classify", *unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT),
          **{k: v for k, v in CLASSIFY_DEFAULTS.items() if k != "features"})  # --features: blobs 2, or --data columns
 def classify(given: Given) -> int:
     """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
@@ -280,10 +292,9 @@ def classify(given: Given) -> int:
         return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@app.command("compare-optimizers", cls=_Command, epilog=EXIT_CODES_HELP.replace(
-    "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy", "no_vectorize",
-         *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT, "target_loss")
+@command("compare-optimizers", "task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy",
+         "no_vectorize", *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT, "target_loss",
+         epilog=MANY_RUN_EXIT_CODES)
 def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
@@ -294,10 +305,9 @@ def compare_optimizers(given: Given) -> int:
         return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@app.command("compare-losses", cls=_Command, epilog=EXIT_CODES_HELP.replace(
-    "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize", *EXECUTOR, *OPTIM,
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT)
+@command("compare-losses", "task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize",
+         *EXECUTOR, *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
+         epilog=MANY_RUN_EXIT_CODES)
 def compare_losses(given: Given) -> int:
     """What each loss does to a fit: the same model, initial weights and data order trained with several losses
     over several seeds (regress: with seeded outliers), ranked by a measure independent of the loss trained."""
@@ -347,11 +357,9 @@ def replay(
     return command.main(command.ReplayConfig(result, rtol), json_out=json_out)
 
 
-@app.command("lr-sweep", cls=_Command, epilog=EXIT_CODES_HELP.replace(
-    "3 training diverged (non-finite loss)", "3 every run diverged"))
-@options("task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize", *EXECUTOR,
-         "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT, "target_loss",
-         seeds=1)
+@command("lr-sweep", "task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
+         *EXECUTOR, "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
+         "target_loss", epilog=MANY_RUN_EXIT_CODES, seeds=1)
 def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),
     or with --range-test the LR range test (Smith 2015, as fastai's and Lightning's lr_find) and its suggestions."""

@@ -198,8 +198,7 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
                               "truth_distance" if truth else "heldout_medae")
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
     specs = [RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name)) for seed in seeds for name in cfg.losses]
-    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize,
-                                     executor=cfg.executor)
+    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
     runs: dict[str, list[RunResult]] = {name: [] for name in cfg.losses}
     measures: dict[str, list[Optional[dict[str, float]]]] = {name: [] for name in cfg.losses}
     for r in results:

@@ -87,8 +87,7 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
         tune_seed = base + 1000  # distinct from the evaluation seeds
         specs = [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), tune_seed)
                  for name in cfg.optims for lr in cfg.tune_grid]
-        results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize,
-                                     executor=cfg.executor)
+        results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
         tuning = {"seed": tune_seed, "grid": list(cfg.tune_grid), "epochs": cfg.run.train.epochs,
                   "budget": f"{len(cfg.tune_grid)} learning rates x {cfg.run.train.epochs} epochs on seed "
                             f"{tune_seed}, the same for every optimizer",
@@ -110,8 +109,7 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
     specs = [RunSpec(name, replace(cfg.run.optim, name=name, lr=lrs[name][0]), seed)
              for seed in seeds for name in cfg.optims]
     if not interrupted:
-        results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize,
-                                     executor=cfg.executor)
+        results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
     else:
         results = [RunResult(s, "not run") for s in specs]
     runs: dict[str, list[RunResult]] = {name: [] for name in cfg.optims}

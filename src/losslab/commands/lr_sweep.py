@@ -104,8 +104,7 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     grid = cfg.grid()
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
     specs = [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in grid]
-    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize,
-                                     executor=cfg.executor)
+    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
     runs: dict[str, list[RunResult]] = {lr_label(lr): [] for lr in grid}
     for r in results:
         runs[r.spec.group].append(r)

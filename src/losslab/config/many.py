@@ -7,12 +7,11 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-from losslab.components.datasets import DATASETS
 from losslab.components.losses import check_task
-from losslab.components.optimizers import OPTIMIZERS, default_lr
+from losslab.components.optimizers import OPTIMIZERS
 from losslab.config.checks import RECORD_BYTES, check_finite, check_memory, check_positive, check_target
 from losslab.config.parsing import log_grid
-from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig
+from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig, rate_for
 from losslab.config.single import ClassifyConfig, ClassifyLossConfig, RegressConfig, RunConfig
 from losslab.errors import ConfigError
 
@@ -78,17 +77,20 @@ class CompareConfig(ManyRuns):
         return replace(self, run=self.run.resolved())
 
     def lr_of(self, name: str) -> tuple[float, str]:
-        """The learning rate an optimizer gets before any tuning, and where it came from."""
+        """The learning rate an optimizer gets before any tuning, and where it came from (`rate_for`)."""
         given = dict(self.lr_for)
         if name in given:
             return given[name], "--lr-for"
-        if self.lr is not None:
-            return self.lr, "--lr"
-        if isinstance(self.run, ClassifyConfig):
-            rates = DATASETS.lookup(self.run.data.dataset).meta.get("default_lr") or {}
-            if name in rates:
-                return rates[name], f"{self.run.data.dataset} default"
-        return default_lr(name, self.task), "default"
+        dataset = self.run.data.dataset if isinstance(self.run, ClassifyConfig) else None
+        return rate_for(name, self.task, dataset, self.lr)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As every config; `run.optim` keeps only the settings every optimizer shares (its name and rate are
+        not what trained: `optims` and each optimizer's rate in the results are)."""
+        d = super().to_dict()
+        for key in ("name", "lr"):
+            d["run"]["optim"].pop(key, None)
+        return d
 
     @property
     def records(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from losslab.components.datasets import DATASETS
 from losslab.components.optimizers import OPTIMIZERS, default_lr
 from losslab.components.schedules import SCHEDULES
 from losslab.config.checks import MAX_SEED, RECORD_BYTES, check_finite, check_memory, check_non_negative, check_positive
@@ -59,12 +60,22 @@ class OptimConfig:
                     option, f"does not apply to --optim {self.name} (applies to: {', '.join(users)})"
                 )
 
-    def for_task(self, task: str, dataset_rates: Optional[dict[str, float]] = None) -> "OptimConfig":
-        """The same config with `lr` resolved when unset: the dataset's own default for this optimizer where it
-        has one (digits: adam 0.01), else the optimizer's default for this task."""
-        if self.lr is not None:
-            return self
-        return replace(self, lr=(dataset_rates or {}).get(self.name, default_lr(self.name, task)))
+    def for_task(self, task: str, dataset: Optional[str] = None) -> "OptimConfig":
+        """The same config with `lr` resolved (`rate_for`)."""
+        return self if self.lr is not None else replace(self, lr=rate_for(self.name, task, dataset)[0])
+
+
+def rate_for(optim: str, task: str, dataset: Optional[str] = None, given: Optional[float] = None,
+             option: str = "--lr") -> tuple[float, str]:
+    """The one learning-rate chain, and where the rate came from: the rate the user gave (`option`), else the
+    dataset's own default for this optimizer where it has one (digits: adam 0.01), else the optimizer's default
+    for the task (the registry's `default_lr`)."""
+    if given is not None:
+        return given, option
+    rates = (DATASETS.lookup(dataset).meta.get("default_lr") or {}) if dataset is not None else {}
+    if optim in rates:
+        return rates[optim], f"{dataset} default"
+    return default_lr(optim, task), "default"
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,7 @@ class ClassifyConfig:
         if model.name is None:
             model = replace(model, name=entry.meta["default_model"])
         return replace(self, train=train, model=model, data=data,
-                       optim=self.optim.for_task("classification", entry.meta.get("default_lr")))
+                       optim=self.optim.for_task("classification", self.data.dataset))
 
     @property
     def records(self) -> int:
