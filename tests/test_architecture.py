@@ -117,6 +117,7 @@ def test_every_cli_command_has_one_command_module():
 
     names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
     files = {p.stem.replace("_", "-") for p in (ROOT / "commands").glob("*.py") if p.stem not in ("__init__", "common")}
+    files |= {p.parent.name.replace("_", "-") for p in (ROOT / "commands").glob("*/__init__.py")}  # (a package)
     assert names == files
 
 

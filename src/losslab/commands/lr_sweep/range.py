@@ -1,48 +1,36 @@
-"""`losslab lr-sweep`: a learning-rate grid of short training runs (stacked into one batched computation where
-supported), or the LR range test (Smith 2015; as in fastai's and Lightning's lr_find) with its suggestions.
-
-Analysis here is pure (suggestions are functions of the recorded curve); the range test's mechanics live in
-`engine.range_test`, drawing in `outputs.plots`.
-"""
+"""The LR range test of `losslab lr-sweep --range-test` (Smith 2015; as in fastai's and Lightning's lr_find):
+the suggestions, pure functions of the recorded curve; the test over seeds; its document, report, plots and
+curves. The test's mechanics live in `engine.range_test`."""
 
 from __future__ import annotations
 
 import math
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from losslab import interrupt
 from losslab.commands.common import (
-    DATA_FILES,
-    DIAGNOSIS_CHOICES,
-    Output,
     Plot,
-    Where,
-    all_runs,
-    check_gates,
-    default_target,
-    finish,
-    pooled_diagnosis,
-    pooled_notes,
-    run_document,
-    run_records,
 )
-from losslab.config import SweepConfig, check_out_dir
+from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
-from losslab.engine.problems import AnyProblem, build_problem
+from losslab.engine.problems import AnyProblem
 from losslab.engine.range_test import RangeCurve, range_test_run, schedule
-from losslab.engine.runs import RunResult, RunSpec, diagnose_run
-from losslab.engine.trials import run_trials
-from losslab.expect import Outcome, check_names
-from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import ProgressDisplay, Report, TrialsDisplay, epoch_columns, fmt, make_console
+from losslab.expect import Outcome
+from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import Summary, geometric_median, loss_key, rank, summarise
+from losslab.stats import geometric_median
 
-COMMAND = "lr-sweep"
-GRID_PLOTS, RANGE_PLOTS = ("sweep.png",), ("range_test.png",)
+RANGE_PLOTS = ("range_test.png",)
+# in the order they are recommended; each is named by its rule (README "LR range test"):
+#   valley      fastai's valley: a little past a third of the longest decreasing stretch of the smoothed loss
+#   steepest    the steepest descent of the smoothed loss against log10(lr) (Lightning 1.x's rule)
+#   min_loss/10 the rate at the lowest smoothed loss, divided by ten
+#   lightning   Lightning 2.x's lr_find number: its own curve (a second run with Lightning's rates, smoothing and
+#               stop rule: engine.range_test) and its rule, the steepest descent against the linear rate
+#               (torch.gradient with the rates as spacing) skipping the first 10 and the last point
 # in the order they are recommended; each is named by its rule (README "LR range test"):
 #   valley      fastai's valley: a little past a third of the longest decreasing stretch of the smoothed loss
 #   steepest    the steepest descent of the smoothed loss against log10(lr) (Lightning 1.x's rule)
@@ -52,82 +40,6 @@ GRID_PLOTS, RANGE_PLOTS = ("sweep.png",), ("range_test.png",)
 #               (torch.gradient with the rates as spacing) skipping the first 10 and the last point
 SUGGESTERS = ("valley", "steepest", "min_loss/10", "lightning")
 
-
-# --- grid ------------------------------------------------------------------------------------------
-
-@dataclass
-class GridResult:
-    config: SweepConfig
-    status: str
-    summaries: list[Summary]  # in learning-rate order
-    runs: dict[str, list[RunResult]]
-    suggested_lr: Optional[float]
-    largest_stable_lr: Optional[float]
-    target: float
-    vectorized: bool
-    elapsed_s: float
-    device: str
-    data_source: str
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def metrics(self) -> dict[str, Any]:
-        best = next((s for s in self.summaries if s.lr == self.suggested_lr), None)
-        return grid_metrics(self.suggested_lr, self.largest_stable_lr, best.median if best else None,
-                            [d["code"] for d in self.diagnosis()])
-
-    def diagnosis(self) -> list[dict[str, Any]]:
-        return pooled_diagnosis(all_runs(self.runs))
-
-
-def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Optional[float],
-                 diagnosis: list[str]) -> dict[str, Any]:
-    return {"suggested_lr": suggested, "largest_stable_lr": stable, "best_final_loss": best, "diagnosis": diagnosis}
-
-
-def improved(run: RunResult, task: str) -> bool:
-    """A run is stable when it ends no higher than its first epoch: a finite loss that exploded is not."""
-    start = run.records[0].get(loss_key(task)) if run.records else None
-    end = run.metrics.get("final_loss") if run.status == "ok" else None
-    return start is not None and end is not None and math.isfinite(start) and end <= start
-
-
-
-def lr_label(lr: float) -> str:
-    return f"{lr:.3g}"
-
-
-def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consumer()) -> GridResult:
-    """Every rate trained for the configured epochs on each seed, from the same initial weights and data order."""
-    started = time.perf_counter()
-    cfg = cfg.resolved()
-    task = cfg.task
-    grid = cfg.grid()
-    seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
-    specs = [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in grid]
-    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
-    runs: dict[str, list[RunResult]] = {lr_label(lr): [] for lr in grid}
-    for r in results:
-        runs[r.spec.group].append(r)
-    target = cfg.target if cfg.target is not None else default_target(problem)
-    summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
-    finished = [s for s in summaries if math.isfinite(s.median)]
-    suggested = rank(finished)[0].lr if finished else None
-    stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)
-              and all(improved(r, task) for r in runs[s.name])]
-    largest_stable = max(stable) if stable else None
-    for r in results:  # a diverged rate's suggestion: the grid's own largest stable rate
-        if r.status == "diverged" and largest_stable is not None:
-            r.diagnosis = diagnose_run(problem, r, stable_lr=largest_stable)
-    if interrupted or finished:
-        status = "interrupted" if interrupted else "ok"
-    else:
-        status = "failed" if all(r.status == "error" for r in results) else "diverged"
-    return GridResult(cfg, status, summaries, runs, suggested, largest_stable, target,
-                      any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
-                      problem.data.source, versions())
-
-
-# --- range test: suggestions from the curve ----------------------------------------------------------
 
 def steepest(lrs: Sequence[float], losses: Sequence[float], skip_begin: int = 10, skip_end: int = 1) -> Optional[int]:
     """Index of the most negative slope of loss against log10(lr) (Lightning's suggestion), skipping the noisy
@@ -294,27 +206,6 @@ def range_test(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
                        time.perf_counter() - started, str(problem.device), problem.data.source, versions())
 
 
-# --- outputs -------------------------------------------------------------------------------------
-
-def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
-    """The `--json` / result.json document of `losslab lr-sweep` (grid mode)."""
-    task = result.config.task
-    rows = [run_document(r, task, result.target) for s in result.summaries for r in result.runs[s.name]]
-    return {
-        "command": "lr-sweep", "mode": "grid", "status": result.status, "task": task,
-        "config": result.config.to_dict(),
-        "suggested_lr": result.suggested_lr, "largest_stable_lr": result.largest_stable_lr,
-        "target": result.target, "vectorized": result.vectorized,
-        "rates": [{"lr": s.lr, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3}, "best_loss": s.best,
-                   "epochs_to_target": s.epochs_to_target, "diverged": s.diverged, "errors": s.errors, **s.extra}
-                  for s in result.summaries],
-        "results": rows,
-        "diagnosis": result.diagnosis(),
-        "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
-        "expectations": outcomes_document(outcomes or []), "versions": result.versions,
-    }
-
-
 def range_document(result: RangeResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
     """The `--json` / result.json document of `losslab lr-sweep --range-test`."""
     return {
@@ -345,41 +236,6 @@ def range_records(result: RangeResult) -> list[dict[str, Any]]:
             for r in result.runs for i, (lr, loss, sm) in enumerate(zip(r.lrs, r.losses, r.smoothed))]
 
 
-def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
-    cfg = result.config
-    regress = cfg.task == "regression"
-    # short headers so the table fits 80 columns; the notes say what they mean
-    headers = ["lr", "median loss", "IQR", "best loss", "to target", "diverged"] + ([] if regress else ["val acc"])
-    rows, best = [], set()
-    for i, s in enumerate(result.summaries):
-        reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
-        mark = " ←" if s.lr == result.suggested_lr else ""
-        row = [f"{s.lr:.3g}{mark}", fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
-               fmt(s.best, ".5g"), reach,
-               f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
-        if not regress:
-            row.append(fmt(s.extra.get("accuracy"), ".4f"))
-        rows.append(row)
-        if s.lr == result.suggested_lr:
-            best.update({(i, 0), (i, 1)})
-    title = (f"losslab lr-sweep: {result.status} — {cfg.run.optim.name}, {len(result.summaries)} rates × "
-             f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
-             f"({'vectorized' if result.vectorized else 'sequential'})")
-    notes = [f"data: {result.data_source}",
-             f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
-             f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
-             "(runs that reached it)",
-             f"suggested lr (←): {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 "
-             "significant digits go to the rate that reaches the target sooner)",
-             f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
-             f"{fmt(result.largest_stable_lr, '.3g')}"]
-    if result.status == "interrupted":
-        notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
-    notes += pooled_notes(result.diagnosis())
-    notes += [o.describe() for o in outcomes]
-    return [Report(title, headers, rows, notes, best)]
-
-
 def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     cfg = result.config
     rows = []
@@ -402,20 +258,6 @@ def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[
                    {(0, 1)} if rows and rows[0][1] != "—" else set())]
 
 
-def grid_plots(result: GridResult) -> list[Plot]:
-    cfg = result.config
-    runs = [r for rs in result.runs.values() for r in rs]
-
-    def sweep(path: Any) -> None:
-        from losslab.outputs.plots import sweep_plot
-
-        sweep_plot([(r.spec.optim.lr, r.score, r.status) for r in runs], path, result.suggested_lr,
-                   title=f"lr-sweep: {cfg.run.optim.name}, {cfg.run.train.epochs} epochs",
-                   ylabel="final loss" if cfg.task == "regression" else "final validation loss")
-
-    return list(zip(GRID_PLOTS, [sweep]))
-
-
 def range_plots(result: RangeResult) -> list[Plot]:
     cfg = result.config
 
@@ -429,15 +271,6 @@ def range_plots(result: RangeResult) -> list[Plot]:
     return list(zip(RANGE_PLOTS, [draw]))
 
 
-def grid_curves(result: GridResult) -> str:
-    from losslab.outputs.terminal_plot import curves
-
-    finished = [s for s in result.summaries if math.isfinite(s.median)]
-    mark = (result.suggested_lr, f"suggested {result.suggested_lr:.3g}") if result.suggested_lr else None
-    return curves([("median final loss", [s.lr for s in finished], [s.median for s in finished])],
-                  title="final loss against the learning rate", xlabel="learning rate", logx=True, mark=mark)
-
-
 def range_curves(result: RangeResult) -> str:
     from losslab.outputs.terminal_plot import curves
 
@@ -445,46 +278,3 @@ def range_curves(result: RangeResult) -> str:
     mark = (result.recommended, f"suggested {result.recommended:.3g}") if result.recommended else None
     return curves([("smoothed loss", curve["lr"], curve["smoothed_loss"])], title="LR range test",
                   xlabel="learning rate", logx=True, mark=mark)
-
-
-def metric_names(cfg: SweepConfig) -> list[str]:
-    """The names the sweep's `metrics` report, known before training."""
-    if cfg.range_test:
-        return list(range_metrics(None, True, {name: None for name in SUGGESTERS}))
-    return list(grid_metrics(None, None, None, []))
-
-
-def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
-    cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS), records=cfg.records)
-    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
-    problem = build_problem(cfg.run)
-    check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)
-    console = make_console(stderr=json_out)
-    ctx = OutputContext(COMMAND, cfg, json_out, quiet, cfg.out)
-
-    if cfg.range_test:
-        progress = ProgressDisplay(console, epoch_columns([]), quiet=quiet)
-
-        def on_seed(run: RangeRun, done: int, total: int) -> None:
-            if not quiet:
-                print(f"[{done}/{total}] range test seed {run.seed}: {run.stopped} after {len(run.smoothed)} steps; "
-                      f"valley {run.suggestions['valley'] or float('nan'):.3g}", file=console.file, flush=True)
-
-        events = dispatcher(ctx, [progress])
-        rt = range_test(cfg, problem, events, on_seed)
-        outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
-        return finish(Output(range_document(rt, outcomes), range_report(rt, outcomes), range_records(rt), outcomes,
-                             rt.status, range_plots(rt), lambda: range_curves(rt)),
-                      Where(console, json_out, quiet, cfg.out, cfg.plot, events))
-
-    display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
-    display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
-    events = dispatcher(ctx, [display])
-    with display:
-        grid = grid_sweep(cfg, problem, events)
-    outcomes = check_gates(cfg.gates, grid.status, grid.metrics(), loss_key="best_final_loss")
-    runs = [r for rs in grid.runs.values() for r in rs]
-    return finish(Output(grid_document(grid, outcomes), grid_report(grid, outcomes), run_records(runs, None),
-                         outcomes, grid.status, grid_plots(grid), lambda: grid_curves(grid)),
-                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))

@@ -1,0 +1,122 @@
+"""`losslab lr-sweep`: a learning-rate grid of short training runs (stacked into one batched computation where
+supported), or the LR range test (Smith 2015; as in fastai's and Lightning's lr_find) with its suggestions.
+
+The grid lives in `grid`, the range test and its suggestions (pure functions of the recorded curve) in `range`;
+the range test's mechanics in `engine.range_test`, drawing in `outputs.plots`. Here: the command's entry.
+"""
+
+from __future__ import annotations
+
+from losslab.commands.common import DATA_FILES, DIAGNOSIS_CHOICES, Output, Where, check_gates, finish, run_records
+from losslab.commands.lr_sweep.grid import (  # (the grid's API)
+    GRID_PLOTS,
+    GridResult,
+    grid_curves,
+    grid_document,
+    grid_metrics,
+    grid_plots,
+    grid_report,
+    grid_sweep,
+    lr_label,
+)
+from losslab.commands.lr_sweep.range import (  # (the range test's API)
+    RANGE_PLOTS,
+    SUGGESTERS,
+    RangeResult,
+    RangeRun,
+    lightning,
+    min_loss_tenth,
+    range_curves,
+    range_document,
+    range_metrics,
+    range_plots,
+    range_records,
+    range_report,
+    range_test,
+    steepest,
+    suggestions,
+    valley,
+)
+from losslab.config import SweepConfig, check_out_dir
+from losslab.engine.problems import build_problem
+from losslab.expect import check_names
+from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs.display import ProgressDisplay, TrialsDisplay, epoch_columns, make_console
+from losslab.stats import loss_key
+
+__all__ = [
+    "COMMAND",
+    "GRID_PLOTS",
+    "GridResult",
+    "RANGE_PLOTS",
+    "RangeResult",
+    "RangeRun",
+    "SUGGESTERS",
+    "grid_curves",
+    "grid_document",
+    "grid_metrics",
+    "grid_plots",
+    "grid_report",
+    "grid_sweep",
+    "lightning",
+    "main",
+    "metric_names",
+    "min_loss_tenth",
+    "range_curves",
+    "range_document",
+    "range_metrics",
+    "range_plots",
+    "range_records",
+    "range_report",
+    "range_test",
+    "steepest",
+    "suggestions",
+    "valley",
+]
+
+COMMAND = "lr-sweep"
+
+
+
+
+def metric_names(cfg: SweepConfig) -> list[str]:
+    """The names the sweep's `metrics` report, known before training."""
+    if cfg.range_test:
+        return list(range_metrics(None, True, {name: None for name in SUGGESTERS}))
+    return list(grid_metrics(None, None, None, []))
+
+
+def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
+    cfg = cfg.resolved()
+    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS), records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+    problem = build_problem(cfg.run)
+    check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)
+    console = make_console(stderr=json_out)
+    ctx = OutputContext(COMMAND, cfg, json_out, quiet, cfg.out)
+
+    if cfg.range_test:
+        progress = ProgressDisplay(console, epoch_columns([]), quiet=quiet)
+
+        def on_seed(run: RangeRun, done: int, total: int) -> None:
+            if not quiet:
+                print(f"[{done}/{total}] range test seed {run.seed}: {run.stopped} after {len(run.smoothed)} steps; "
+                      f"valley {run.suggestions['valley'] or float('nan'):.3g}", file=console.file, flush=True)
+
+        events = dispatcher(ctx, [progress])
+        rt = range_test(cfg, problem, events, on_seed)
+        outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
+        return finish(Output(range_document(rt, outcomes), range_report(rt, outcomes), range_records(rt), outcomes,
+                             rt.status, range_plots(rt), lambda: range_curves(rt)),
+                      Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+    display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
+    display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
+    events = dispatcher(ctx, [display])
+    with display:
+        grid = grid_sweep(cfg, problem, events)
+    outcomes = check_gates(cfg.gates, grid.status, grid.metrics(), loss_key="best_final_loss")
+    runs = [r for rs in grid.runs.values() for r in rs]
+    return finish(Output(grid_document(grid, outcomes), grid_report(grid, outcomes), run_records(runs, None),
+                         outcomes, grid.status, grid_plots(grid), lambda: grid_curves(grid)),
+                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))
