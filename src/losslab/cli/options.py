@@ -19,6 +19,21 @@ from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS
 from losslab.components.schedules import SCHEDULES
+from losslab.config import (
+    ClassifyDataConfig,
+    ClassifyLossConfig,
+    CompareConfig,
+    CompareLossesConfig,
+    ExecutorConfig,
+    LossConfig,
+    ModelConfig,
+    RegressDataConfig,
+    ScheduleConfig,
+    SweepConfig,
+    TrainConfig,
+    default_of,
+)
+from losslab.config.many import ManyRuns
 from losslab.errors import OutputClosed
 
 
@@ -63,11 +78,13 @@ OPTS: dict[str, Opt] = {
     "loss": Opt(Optional[str], ("--loss",), _loss_help()),
     "no_check_loss": Opt(bool, ("--no-check-loss",), "Train an import-path loss without first checking its "
                          "gradient against finite differences (see losslab check-loss).", False),
-    "delta": Opt(float, ("--delta",), "Threshold of huber (delta) and smooth-l1 (beta).", 1.0),
-    "label_smoothing": Opt(float, ("--label-smoothing",), "Label smoothing of cross-entropy.", 0.0),
+    "delta": Opt(float, ("--delta",), "Threshold of huber (delta) and smooth-l1 (beta).",
+                 default_of(LossConfig, "delta")),
+    "label_smoothing": Opt(float, ("--label-smoothing",), "Label smoothing of cross-entropy.",
+                           default_of(ClassifyLossConfig, "label_smoothing")),
     "class_weights": Opt(Optional[str], ("--class-weights",),
                          "'balanced' (inverse class frequency) or a comma list, one weight per class."),
-    "gamma": Opt(float, ("--gamma",), "Focusing parameter of the focal loss.", 2.0),
+    "gamma": Opt(float, ("--gamma",), "Focusing parameter of the focal loss.", default_of(ClassifyLossConfig, "gamma")),
     # training
     "epochs": Opt(Optional[int], ("--epochs",), "Number of epochs (regress 1000; classify per dataset: "
                   + ", ".join(f"{e.name} {e.meta['default_epochs']}" for e in DATASETS) + ")."),
@@ -78,18 +95,23 @@ OPTS: dict[str, Opt] = {
     "clip_grad_value": Opt(Optional[float], ("--clip-grad-value",), "Clip every gradient element to "
                            "[-VALUE, VALUE] (clip_grad_value_); may be combined with --clip-grad-norm."),
     "schedule": Opt(str, ("--schedule",), f"Learning-rate schedule (torch.optim.lr_scheduler): {SCHEDULES.help()}.",
-                    "none"),
-    "warmup": Opt(int, ("--warmup",), "Epochs of linear warm-up before the schedule, stepped per batch.", 0),
+                    default_of(ScheduleConfig, "name")),
+    "warmup": Opt(int, ("--warmup",), "Epochs of linear warm-up before the schedule, stepped per batch.",
+                  default_of(ScheduleConfig, "warmup")),
     "step_size": Opt(Optional[int], ("--step-size",), "step: epochs between decays (default 10)."),
     "milestones": Opt(Optional[str], ("--milestones",), "multistep: comma list of epochs, e.g. 10,20."),
-    "lr_gamma": Opt(float, ("--lr-gamma",), "step, multistep, exponential: the decay factor.", 0.1),
-    "eta_min": Opt(float, ("--eta-min",), "cosine: the lowest rate (eta_min).", 0.0),
+    "lr_gamma": Opt(float, ("--lr-gamma",), "step, multistep, exponential: the decay factor.",
+                    default_of(ScheduleConfig, "lr_gamma")),
+    "eta_min": Opt(float, ("--eta-min",), "cosine: the lowest rate (eta_min).", default_of(ScheduleConfig, "eta_min")),
     "peak_lr": Opt(Optional[float], ("--peak-lr",), "onecycle: the highest rate (max_lr; default 10 x --lr)."),
-    "lr_patience": Opt(int, ("--lr-patience",), "plateau: epochs without a lower loss before the rate drops.", 10),
-    "lr_factor": Opt(float, ("--lr-factor",), "plateau: the factor the rate is multiplied by.", 0.1),
+    "lr_patience": Opt(int, ("--lr-patience",), "plateau: epochs without a lower loss before the rate drops.",
+                       default_of(ScheduleConfig, "lr_patience")),
+    "lr_factor": Opt(float, ("--lr-factor",), "plateau: the factor the rate is multiplied by.",
+                     default_of(ScheduleConfig, "lr_factor")),
     "seed": Opt(int, ("--seed",), "Seed for initial weights and batch order: the same command twice gives "
-                "identical numbers.", 0),
-    "device": Opt(str, ("--device",), "auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", "auto"),
+                "identical numbers.", default_of(TrainConfig, "seed")),
+    "device": Opt(str, ("--device",), "auto (CUDA, then MPS, then CPU), cpu, cuda or mps.",
+                  default_of(TrainConfig, "device")),
     # regression data
     "samples": Opt(Optional[int], ("--samples",), "Number of samples (regress synthetic data 100; blobs 600)."),
     "features": Opt(Optional[str], ("--features",), "Number of features of synthetic data (regress: as many as "
@@ -98,11 +120,13 @@ OPTS: dict[str, Opt] = {
     "target": Opt(Optional[str], ("--target",), "With --data: the name of the target (regress) or label (classify) "
                   "column (default: the last column)."),
     "true_w": Opt(str, ("--true-w",), "Synthetic regression data: true weight(s), comma list; one value is used for "
-                  "every feature.", "2"),
-    "true_b": Opt(float, ("--true-b",), "Synthetic regression data: true bias.", 3.0),
-    "noise": Opt(float, ("--noise",), "Synthetic regression data: noise standard deviation.", 0.1),
+                  "every feature.", ",".join(f"{w:g}" for w in default_of(RegressDataConfig, "true_w"))),
+    "true_b": Opt(float, ("--true-b",), "Synthetic regression data: true bias.",
+                  default_of(RegressDataConfig, "true_b")),
+    "noise": Opt(float, ("--noise",), "Synthetic regression data: noise standard deviation.",
+                 default_of(RegressDataConfig, "noise")),
     "data_seed": Opt(int, ("--data-seed",), "Seed of the synthetic data (numpy.random.seed for regress), of --subset "
-                     "and of the validation split.", 42),
+                     "and of the validation split.", default_of(RegressDataConfig, "data_seed")),
     "data": Opt(Optional[str], ("--data",), "A CSV file (comma, semicolon or tab separated; header optional): "
                 "feature columns and a target (regress) or label (classify: strings or integers) column; see "
                 "--target and --features."),
@@ -118,33 +142,37 @@ OPTS: dict[str, Opt] = {
                    "subfolders (default: a seeded --val-fraction of --data-dir)."),
     "image_size": Opt(Optional[str], ("--image-size",), "imagefolder: resize every image to H or H,W pixels "
                       "(default: the first image's size)."),
-    "grayscale": Opt(bool, ("--grayscale",), "imagefolder: convert images to one channel (default: RGB).", False),
+    "grayscale": Opt(bool, ("--grayscale",), "imagefolder: convert images to one channel (default: RGB).",
+                     default_of(ClassifyDataConfig, "grayscale")),
     "memory_budget": Opt(str, ("--memory-budget",), "Decode data into memory up to this size (e.g. 2GiB, 500MB); "
                          "larger image folders are streamed through a DataLoader.", "2GiB"),
     "workers": Opt(int, ("--workers",), "DataLoader worker processes decoding images (persistent; 0: in this "
-                   "process).", 2),
+                   "process).", default_of(ClassifyDataConfig, "workers")),
     "download": Opt(bool, ("--download",), "Download mnist/fashion-mnist/cifar10 into --data-dir when missing "
-                    "(needs internet).", False),
+                    "(needs internet).", default_of(ClassifyDataConfig, "download")),
     "subset": Opt(Optional[int], ("--subset",), "Use only this many training samples (and a proportional part of an "
                   "official test split)."),
     "val_fraction": Opt(float, ("--val-fraction",), "Seeded validation fraction where the dataset has no official "
-                        "test split.", 0.2),
-    "classes": Opt(int, ("--classes",), "blobs: number of classes.", 3),
-    "class_sep": Opt(float, ("--class-sep",), "blobs: spread of the cluster centres (noise has unit variance).", 3.0),
+                        "test split.", default_of(ClassifyDataConfig, "val_fraction")),
+    "classes": Opt(int, ("--classes",), "blobs: number of classes.", default_of(ClassifyDataConfig, "classes")),
+    "class_sep": Opt(float, ("--class-sep",), "blobs: spread of the cluster centres (noise has unit variance).",
+                     default_of(ClassifyDataConfig, "class_sep")),
     "imbalance": Opt(Optional[float], ("--imbalance",), "blobs: ratio of the largest to the smallest class; other "
                       "datasets: keep 1/R of the training samples of the upper half of the classes (validation "
                       "keeps its natural balance)."),
     "model": Opt(Optional[str], ("--model",), "Classifier (default per dataset: " + ", ".join(
         f"{e.name} {e.meta['default_model']}" for e in DATASETS) + "): " + "; ".join(
         f"{e.name}: {e.description}" for e in MODELS if e.meta["task"] == "classification") + "."),
-    "hidden": Opt(int, ("--hidden",), "Hidden units of the mlp.", 128),
-    "depth": Opt(int, ("--depth",), "Hidden layers of the mlp.", 1),
+    "hidden": Opt(int, ("--hidden",), "Hidden units of the mlp.", default_of(ModelConfig, "hidden")),
+    "depth": Opt(int, ("--depth",), "Hidden layers of the mlp.", default_of(ModelConfig, "depth")),
     "activation": Opt(Optional[str], ("--activation",), "Activation: relu, tanh, sigmoid, gelu or none (default: "
                       "mlp relu; cnn none, as in the tutorial CNN)."),
     "init": Opt(str, ("--init",), "Weight initialisation: default (PyTorch's), xavier (Glorot uniform) or kaiming "
-                "(He normal), for the activation in use; biases zero.", "default"),
-    "dropout": Opt(float, ("--dropout",), "mlp: dropout probability after each hidden activation.", 0.0),
-    "batch_norm": Opt(bool, ("--batch-norm",), "mlp: BatchNorm1d after each hidden Linear.", False),
+                "(He normal), for the activation in use; biases zero.", default_of(ModelConfig, "init")),
+    "dropout": Opt(float, ("--dropout",), "mlp: dropout probability after each hidden activation.",
+                   default_of(ModelConfig, "dropout")),
+    "batch_norm": Opt(bool, ("--batch-norm",), "mlp: BatchNorm1d after each hidden Linear.",
+                      default_of(ModelConfig, "batch_norm")),
     "patience": Opt(Optional[int], ("--patience",), "Stop after this many epochs without a lower validation loss, "
                     "and restore the best weights."),
     "save": Opt(Optional[str], ("--save",), "Write a checkpoint (weights, optimizer state, config, class names) to "
@@ -155,33 +183,38 @@ OPTS: dict[str, Opt] = {
     "task": Opt(str, ("--task",), "regress (the regress data and options) or classify (the classify dataset, model "
                 "and loss options).", "regress"),
     "optims": Opt(str, ("--optims",), "Comma list of optimizers to compare: " + ", ".join(OPTIMIZERS.names()) + ".",
-                  "sgd,momentum,adam,rmsprop"),
+                  ",".join(default_of(CompareConfig, "optims"))),
     "lr_for": Opt(Optional[list[str]], ("--lr-for",), "Learning rate for one optimizer, e.g. adam=0.01 (repeatable or "
                   "comma list); overrides --lr and the default."),
-    "seeds": Opt(int, ("--seeds",), "Number of seeds (--seed, --seed+1, ...); runs are paired by seed.", 5),
+    "seeds": Opt(int, ("--seeds",), "Number of seeds (--seed, --seed+1, ...); runs are paired by seed.",
+                 default_of(ManyRuns, "seeds")),
     "tune": Opt(bool, ("--tune",), "Give every optimizer the same tuning budget: each rate of --tune-grid trained on "
-                "one tuning seed; the best by final (classify: validation) loss is rerun on the seeds.", False),
+                "one tuning seed; the best by final (classify: validation) loss is rerun on the seeds.",
+                default_of(CompareConfig, "tune")),
     "tune_grid": Opt(Optional[str], ("--tune-grid",), "Tuning rates: MIN:MAX:PER_DECADE log-spaced or a comma list "
                      "(default 1e-4:1:3, 13 rates)."),
     "range_test": Opt(bool, ("--range-test",), "Run the LR range test (one run, the rate growing each step) instead "
-                      "of a grid of short runs.", False),
+                      "of a grid of short runs.", default_of(SweepConfig, "range_test")),
     "min_lr": Opt(Optional[float], ("--min-lr",), "Lowest rate (grid default 1e-4; range test 1e-7)."),
     "max_lr": Opt(Optional[float], ("--max-lr",), "Highest rate (grid default 1; range test 10)."),
-    "num": Opt(int, ("--num",), "Grid: number of log-spaced rates from --min-lr to --max-lr.", 13),
+    "num": Opt(int, ("--num",), "Grid: number of log-spaced rates from --min-lr to --max-lr.",
+               default_of(SweepConfig, "num")),
     "lrs": Opt(Optional[str], ("--lrs",), "Grid: explicit comma list of rates instead of --min-lr/--max-lr/--num."),
-    "mode": Opt(str, ("--mode",), "Range test schedule: exp (exponential growth) or linear.", "exp"),
-    "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.", 100),
+    "mode": Opt(str, ("--mode",), "Range test schedule: exp (exponential growth) or linear.",
+                default_of(SweepConfig, "mode")),
+    "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.",
+                 default_of(SweepConfig, "steps")),
     "executor": Opt(str, ("--executor",), "Where trials train: local (this process, stacked where possible), "
                     "process (a pool of --jobs worker processes, each pinned to its share of the cores) or ray "
                     "(Ray tasks on a local runtime or a cluster; pip install 'losslab[ray]'); the numbers are the "
-                    "same.", "local"),
+                    "same.", default_of(ExecutorConfig, "name")),
     "ray_address": Opt(Optional[str], ("--ray-address",), "--executor ray: join this cluster (auto: the one `ray "
                        "start` made on this machine; or host:port); default: start a local Ray runtime."),
     "cpus_per_trial": Opt(float, ("--cpus-per-trial",), "--executor ray: CPUs each trial asks for (and its "
-                          "torch thread count).", 1.0),
+                          "torch thread count).", default_of(ExecutorConfig, "cpus_per_trial")),
     "jobs": Opt(Optional[int], ("--jobs",), "--executor process: worker processes (default: the number of cores)."),
     "retries": Opt(int, ("--retries",), "--executor process: resubmit a trial whose worker process died (killed, out "
-                   "of memory) this many times before reporting it failed.", 1),
+                   "of memory) this many times before reporting it failed.", default_of(ExecutorConfig, "retries")),
     "no_vectorize": Opt(bool, ("--no-vectorize",), "Run trials one after another instead of stacked in one batched "
                         "computation (the default for supported models and optimizers).", False),
     "target_accuracy": Opt(Optional[float], ("--target-accuracy",), "--task classify: validation accuracy whose first "
@@ -193,7 +226,8 @@ OPTS: dict[str, Opt] = {
     "outliers": Opt(Optional[float], ("--outliers",), "regress: fraction of training targets shifted by "
                     "--outlier-shift (rows chosen from --data-seed). Default 0.1 on the synthetic data; your own data "
                     "(--data, --dataset diabetes) is used as it is unless you give it."),
-    "outlier_shift": Opt(float, ("--outlier-shift",), "regress: how far outlier targets are shifted.", 20.0),
+    "outlier_shift": Opt(float, ("--outlier-shift",), "regress: how far outlier targets are shifted.",
+                         default_of(CompareLossesConfig, "outlier_shift")),
     "rank_by": Opt(Optional[str], ("--rank-by",), "Ranking measure (regress: truth_distance, or heldout_medae — the "
                    "held-out median absolute error, which none of the built-in losses minimises — when the truth "
                    "is unknown; also heldout_mse, heldout_mae; classify: macro_f1, accuracy, minority_recall, nll, "

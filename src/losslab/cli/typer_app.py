@@ -27,7 +27,7 @@ from losslab.cli.options import (
     options,
     unique,
 )
-from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS
+from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
 from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed, describe
 
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
@@ -359,7 +359,7 @@ def replay(
 
 @command("lr-sweep", "task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
          *EXECUTOR, "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
-         "target_loss", epilog=MANY_RUN_EXIT_CODES, seeds=1)
+         "target_loss", epilog=MANY_RUN_EXIT_CODES, seeds=default_of(SweepConfig, "seeds"))
 def lr_sweep(given: Given) -> int:
     """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),
     or with --range-test the LR range test (Smith 2015, as fastai's and Lightning's lr_find) and its suggestions."""

@@ -19,6 +19,7 @@ from losslab.config.checks import (
     check_non_negative,
     check_positive,
     check_target,
+    default_of,
     memory_bytes,
 )
 from losslab.config.files import (
@@ -103,6 +104,7 @@ __all__ = [
     "check_positive",
     "check_space",
     "check_target",
+    "default_of",
     "log_grid",
     "memory_bytes",
     "parse_floats",

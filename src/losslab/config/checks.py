@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from losslab.errors import FLOAT32_MAX, ConfigError
 
@@ -60,3 +60,15 @@ def check_target(task: str, target: Optional[float]) -> None:
     check_finite(option, target)
     if task == "classification" and target is not None and not 0 < target <= 1:
         raise ConfigError(option, f"must be in (0, 1] (got {target:g})")
+
+
+def default_of(cls: Any, name: str) -> Any:
+    """A config dataclass field's default: the one place a setting's default is written (the CLI reads it here)."""
+    import dataclasses
+
+    field = cls.__dataclass_fields__[name]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
