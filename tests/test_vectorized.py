@@ -133,7 +133,7 @@ def test_mixed_optimizers_in_one_stack_match_sequential():
     cfg = RegressConfig(train=TrainConfig(epochs=150, batch_size=32, device="cpu"))
     problem = RegressionProblem(cfg, synthetic())
     trials = [Trial(n, OptimConfig(n).for_task("regression"), seed)
-              for seed in (0, 1, 2) for n in ("sgd", "momentum", "adam", "rmsprop")]
+              for seed in (0, 1, 2) for n in stackable_optimizers()]
     assert unsupported(problem, trials) is None
     seq, vec = _compare(problem, trials)
     for s, v in zip(seq, vec):
