@@ -151,8 +151,8 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
                                     true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
                                     csv=expand(given.data), dataset=given.dataset, target=given.target,
                                     columns=columns, standardize=given.standardize))
-    return RegressConfig(data=data, loss=LossConfig(**_set(name=given.loss, delta=given.delta),
-                                                    check=not given.no_check_loss),
+    return RegressConfig(data=data, **_set(model=given.model),
+                         loss=LossConfig(**_set(name=given.loss, delta=given.delta), check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
                          out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()

@@ -160,7 +160,10 @@ OPTS: dict[str, Opt] = {
     "imbalance": Opt(Optional[float], ("--imbalance",), "blobs: ratio of the largest to the smallest class; other "
                       "datasets: keep 1/R of the training samples of the upper half of the classes (validation "
                       "keeps its natural balance)."),
-    "model": Opt(Optional[str], ("--model",), "Classifier (default per dataset: " + ", ".join(
+    "model": Opt(Optional[str], ("--model",), "Model. Your own: an import path package.module:NAME (an nn.Module "
+                 "class or a function returning one; the current folder is importable; it is passed in_features, "
+                 "input_shape, in_channels, classes/num_classes or out_features by name where its signature asks). "
+                 "regress: linear (default). classify (default per dataset: " + ", ".join(
         f"{e.name} {e.meta['default_model']}" for e in DATASETS) + "): " + "; ".join(
         f"{e.name}: {e.description}" for e in MODELS if e.meta["task"] == "classification") + "."),
     "hidden": Opt(int, ("--hidden",), "Hidden units of the mlp.", default_of(ModelConfig, "hidden")),
@@ -257,8 +260,8 @@ OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device")
-REGRESS_DATA = ("dataset", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b", "noise",
-                "data_seed", "data", "target", "standardize")
+REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b",
+                "noise", "data_seed", "data", "target", "standardize")
 CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",
                  "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples", "features",
                  "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",

@@ -19,6 +19,7 @@ from losslab.commands.common import (
     diagnosis_notes,
     finish,
     layers_document,
+    model_notes,
 )
 from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
@@ -174,7 +175,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     model = problem.new_model(cfg.train.seed)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     generator = batch_generator(cfg.train.seed)  # kept here: a checkpoint saves its state
-    first_epoch, notes = 1, []
+    first_epoch, notes = 1, model_notes(problem)
     if ckpt is not None:
         notes += restore(ckpt, cfg, model, optimizer, generator)
         first_epoch = ckpt["epoch"] + 1

@@ -143,6 +143,16 @@ def finish(output: Output, where: Where) -> int:
     return int(exit_code(status, output.outcomes))
 
 
+def model_notes(problem: Any) -> list[str]:
+    """What the report says of a user's own model: the parameters its loss's gradient never reaches."""
+    frozen = getattr(problem, "no_gradient", [])
+    if not frozen:
+        return []
+    shown = ", ".join(frozen[:8]) + (f" and {len(frozen) - 8} more" if len(frozen) > 8 else "")
+    return [f"model {problem.user_model}: {len(frozen)} parameter tensor{'s' if len(frozen) > 1 else ''} get no "
+            f"gradient from the loss and never train: {shown}"]
+
+
 # --- many-run commands ---------------------------------------------------------------------------
 
 def default_target(problem: Any) -> float:

@@ -18,6 +18,7 @@ from losslab.commands.common import (
     diagnosis_notes,
     finish,
     layers_document,
+    model_notes,
 )
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
@@ -49,6 +50,7 @@ class RegressResult:
     versions: dict[str, str] = field(default_factory=dict)
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
     scaling: Any = None  # components.regression_data.Scaling when trained on standardised columns
+    notes: list[str] = field(default_factory=list)  # what the report says of a user's model
 
     def metrics(self) -> dict[str, Any]:
         """Flat names that `--expect` can test."""
@@ -68,7 +70,7 @@ def metrics(params: dict[str, float], optimum: dict[str, Any], final_loss: float
 
 def metric_names(problem: RegressionProblem) -> list[str]:
     """The names `metrics` reports for this problem, known before training."""
-    return list(metrics({n: math.nan for n in problem.names}, problem.optimum, math.nan, 0, 0.0, []))
+    return list(metrics({n: math.nan for n in problem.tracked}, problem.optimum, math.nan, 0, 0.0, []))
 
 
 def run(cfg: RegressConfig, events: Consumer = Consumer(),
@@ -84,7 +86,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
         final_loss=final.get("final_loss", math.nan), params=final.get("params", {}),
         true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
-        versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling,
+        versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling, notes=model_notes(problem),
     )
 
 
@@ -102,6 +104,7 @@ def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None
         "optimum": result.optimum,
         "data": result.data_source,
         "standardization": result.scaling.to_dict() if result.scaling is not None else None,
+        "notes": result.notes,
         "device": result.device,
         "elapsed_s": result.elapsed_s,
         "diagnosis": [f.to_dict() for f in result.diagnosis],
@@ -124,6 +127,9 @@ def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
     title = (f"losslab regress: {result.status} — {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
              f"({cfg.optim.name}, lr {lr}, {cfg.loss.name} loss, {result.device})")
     notes = [f"data: {result.data_source}"]
+    if not cfg.linear:
+        notes.append(f"model: {cfg.model} (yours); least-squares is the best linear model, for reference")
+    notes += result.notes
     if result.scaling is not None:
         notes.append(result.scaling.describe())
     if cfg.loss.name != "mse":
@@ -165,7 +171,7 @@ def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 
     console = make_console(stderr=json_out)
-    progress = ProgressDisplay(console, epoch_columns([Column(n, n) for n in problem.names]), quiet=quiet)
+    progress = ProgressDisplay(console, epoch_columns([Column(n, n) for n in problem.tracked]), quiet=quiet)
     events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
     result = run(cfg, events, problem)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())

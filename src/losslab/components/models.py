@@ -7,7 +7,7 @@ and returns logits (the classify experiment appends log_softmax for the nll loss
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from losslab.components.registry import Registry
 from losslab.errors import ConfigError
@@ -112,10 +112,92 @@ def _cnn(input_shape: tuple[int, ...], classes: int, cfg: Any) -> Any:
 
 
 def build_classifier(cfg: Any, input_shape: tuple[int, ...], classes: int) -> Any:
-    """The classifier `cfg` (config.ModelConfig) names, built and initialised (seed the RNG first)."""
+    """The classifier `cfg` (config.ModelConfig) names, built and initialised (seed the RNG first); a user's own
+    model (an import path) is built by its own code."""
+    if is_user_model(cfg.name):
+        return build_user_model(cfg.name, tuple(input_shape), classes)
     entry = MODELS.lookup(cfg.name)
     if entry.meta["task"] != "classification":
         choices = [e.name for e in MODELS if e.meta["task"] == "classification"]
         raise ConfigError("--model", f"{cfg.name!r} is not a classifier; choose from: {', '.join(choices)}")
     model = entry.factory(tuple(input_shape), classes, cfg)
     return initialise(model, cfg.init, cfg.activation or entry.meta.get("activation", "none"))
+
+
+# --- a user's own model: --model package.module:NAME ---------------------------------------------------------
+
+# what losslab passes a user's model by keyword, where its signature asks for it
+KNOWN_ARGUMENTS = ("in_features", "input_shape", "in_channels", "classes", "num_classes", "out_features")
+
+
+def is_user_model(name: Optional[str]) -> bool:
+    return name is not None and ":" in name
+
+
+def load_user_model(spec: str) -> Any:
+    """The class or factory `package.module:NAME` names (the current folder is importable, as for --loss)."""
+    import inspect
+    import os
+    import sys
+
+    from losslab.components.losses import import_user_module
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError("--model", f"expected an import path package.module:NAME (got {spec!r})")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj: Any = import_user_module(module_name, "--model")
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError("--model", f"module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj) or (inspect.isclass(obj) and not _is_module_class(obj)):
+        raise ConfigError("--model", f"{spec} is not an nn.Module subclass or a function returning one")
+    return obj
+
+
+def _is_module_class(cls: type) -> bool:
+    from torch import nn
+
+    return issubclass(cls, nn.Module)
+
+
+def known_arguments(input_shape: tuple[int, ...], outputs: int) -> dict[str, Any]:
+    """What losslab knows of the data, under the names a model's signature may ask for."""
+    out: dict[str, Any] = {"in_features": math.prod(input_shape), "input_shape": tuple(input_shape),
+                           "classes": outputs, "num_classes": outputs, "out_features": outputs}
+    if len(input_shape) == 3:
+        out["in_channels"] = input_shape[0]
+    return out
+
+
+def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int) -> Any:
+    """`spec`'s model built with what its signature asks for (by keyword), or with no arguments; its failures
+    are one line naming --model."""
+    import inspect
+
+    from torch import nn
+
+    factory = load_user_model(spec)
+    known = known_arguments(input_shape, outputs)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: call it with nothing
+        params = {}  # type: ignore[assignment]
+    kwargs = {name: known[name] for name in params if name in known}
+    missing = [name for name, p in params.items() if name not in known and p.default is p.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        raise ConfigError("--model", f"{spec} needs {', '.join(missing)}, which losslab cannot give (it passes "
+                          f"{', '.join(k for k in KNOWN_ARGUMENTS if k in known)} by name where asked)")
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:
+        raise ConfigError("--model", f"building {spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+                          f"failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError("--model", f"{spec} returned {type(model).__name__}, not an nn.Module")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("--model", f"{spec} has no trainable parameters: nothing to train")
+    return model

@@ -8,8 +8,15 @@ from typing import Any, Optional, Union
 
 from losslab.components.datasets import DATASETS, default_data_dir
 from losslab.components.losses import check_task, is_import_path
-from losslab.components.models import MODELS
-from losslab.config.checks import MAX_DATA_SEED, check_finite, check_memory, check_non_negative, check_positive
+from losslab.components.models import MODELS, is_user_model
+from losslab.config.checks import (
+    MAX_DATA_SEED,
+    check_finite,
+    check_memory,
+    check_non_negative,
+    check_positive,
+    default_of,
+)
 from losslab.config.files import check_file_target
 from losslab.config.parsing import parse_floats
 from losslab.config.parts import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, GateConfig, LossConfig, OptimConfig, TrainConfig
@@ -65,6 +72,7 @@ class RegressDataConfig:
 @dataclass(frozen=True)
 class RegressConfig:
     data: RegressDataConfig = field(default_factory=RegressDataConfig)
+    model: str = "linear"  # or a user's model: an import path package.module:NAME
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -75,6 +83,15 @@ class RegressConfig:
 
     def __post_init__(self) -> None:
         check_task(self.loss.name, "regression")
+        if self.model != "linear" and not is_user_model(self.model):
+            entry = MODELS.lookup(self.model)  # an unknown name lists the choices
+            raise ConfigError("--model", f"{entry.name!r} is a classifier; regress trains linear or your own model "
+                              "(an import path package.module:NAME)")
+
+    @property
+    def linear(self) -> bool:
+        """Whether the model is the linear one (whose weights are reported against the truth and the optimum)."""
+        return self.model == "linear"
 
     def resolved(self) -> "RegressConfig":
         """One weight per feature, and the optimizer's default rate for regression when --lr is unset."""
@@ -184,7 +201,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from losslab.components.models import ACTIVATIONS, INITS
 
-        if self.name is not None:
+        if self.name is not None and not is_user_model(self.name):
             MODELS.lookup(self.name)
         if self.hidden < 1:
             raise ConfigError("--hidden", f"must be a positive integer (got {self.hidden})")
@@ -209,6 +226,13 @@ class ModelConfig:
         """Refuse an architecture option the chosen model does not have, rather than ignore it."""
         given = {"depth": self.depth != 1, "activation": self.activation is not None, "init": self.init != "default",
                  "dropout": self.dropout != 0, "batch_norm": self.batch_norm}
+        if is_user_model(self.name):
+            given["hidden"] = self.hidden != default_of(ModelConfig, "hidden")
+            for option, is_given in given.items():
+                if is_given:
+                    raise ConfigError("--" + option.replace("_", "-"), f"applies to the built-in models; "
+                                      f"{self.name} is your own model: its code sets its architecture")
+            return
         takes = MODELS.lookup(self.name or "").meta.get("options", ())
         for option, is_given in given.items():
             if is_given and option not in takes:

@@ -11,7 +11,7 @@ import torch
 
 from losslab.components.datasets import ClassificationData, load_classification
 from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
-from losslab.components.models import MODELS, build_classifier
+from losslab.components.models import MODELS, build_classifier, build_user_model, is_user_model
 from losslab.components.regression_data import RegressionData, Scaling, diabetes, least_squares, read_csv, synthetic
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory, parse_floats
 from losslab.engine.batches import InMemory, Streamed
@@ -100,6 +100,35 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
         model.zero_grad(set_to_none=True)
 
 
+def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any,
+                outputs: int) -> list[str]:
+    """A user's model on one real batch, before training: its output has one value per row (regression) or one
+    logit per class, is finite, and the loss's backward runs. Returns the names of the parameters the backward
+    does not reach (they would never train). Each failure is one line naming --model."""
+    with torch.enable_grad():
+        try:
+            out = model(x)
+        except Exception as exc:
+            raise ConfigError("--model", f"{spec} fails on a batch of {len(x)} inputs of shape "
+                              f"{tuple(x.shape[1:])}: {describe(exc)}") from None
+        want = (len(x), outputs)
+        if not isinstance(out, torch.Tensor):
+            raise ConfigError("--model", f"{spec} returns {type(out).__name__}, not a tensor")
+        if tuple(out.shape) != want:
+            what = "one value per row" if outputs == 1 and y.is_floating_point() else f"{outputs} logits per row"
+            raise ConfigError("--model", f"{spec} returns shape {tuple(out.shape)} for a batch of {len(x)}; this "
+                              f"task needs {what}: {want}")
+        if not torch.isfinite(out).all():
+            raise ConfigError("--model", f"{spec} returns non-finite values (NaN or inf) on the first batch")
+        try:
+            loss_fn(out, y).backward()
+        except Exception as exc:
+            raise ConfigError("--model", f"{spec}: the backward pass through it fails: {describe(exc)}") from None
+    frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    return frozen
+
+
 def probe_rows(n: int, batch_size: Optional[int]) -> int:
     """How many rows the loss check uses: one training batch, at least 2, at most 2,048."""
     return max(2, min(n, batch_size or n, 2048))
@@ -154,14 +183,20 @@ class RegressionProblem(Problem):
         self.x = torch.from_numpy(x).to(self.device)
         self.y = torch.from_numpy(y).to(self.device)
         self.source = InMemory(self.x, self.y)
-        self.loss_fn = self._build_loss(cfg.loss)
-        self.names = data.param_names
-        # every epoch's record holds every parameter: a wide table over many epochs must fit in memory
+        self.user_model = None if cfg.linear else cfg.model  # a user's own model: an import path
+        self.names = data.param_names  # the linear model's parameters (w..., b): its optimum's, the truth's
+        self.tracked = self.names if self.user_model is None else []  # the parameters every record holds
+        # every epoch's record holds every tracked parameter: a wide table over many epochs must fit in memory
         epochs = cfg.train.epochs or 0
-        check_memory("--features" if cfg.data.csv is None else "--data", epochs * len(self.names) * PARAM_BYTES,
-                     f"recording {len(self.names):,} parameters for each of {epochs:,} epochs")
+        check_memory("--features" if cfg.data.csv is None else "--data", epochs * len(self.tracked) * PARAM_BYTES,
+                     f"recording {len(self.tracked):,} parameters for each of {epochs:,} epochs")
+        self.loss_fn = self._build_loss(cfg.loss)
+        batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
+        self.no_gradient: list[str] = []  # a user model's parameters the loss's gradient does not reach
+        if self.user_model is not None:
+            self.no_gradient = check_model(self.user_model, self.new_model(0), batch[0], batch[1], self.loss_fn, 1)
+        check_loss_output(self.loss_fn, self.new_model(0), *batch)
         probe = self._linear()
-        check_loss_output(self.loss_fn, probe, *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
         opt_w, opt_b = least_squares(data.x, data.y)  # in the data's units
         trained_w, trained_b = least_squares(x, y) if self.scaling is not None else (opt_w, opt_b)
         with torch.no_grad():
@@ -183,6 +218,8 @@ class RegressionProblem(Problem):
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
+        if self.user_model is not None:
+            return build_user_model(self.user_model, (self.data.features,), 1).to(self.device)
         return self._linear()
 
     def in_data_units(self, theta: torch.Tensor) -> list[float]:
@@ -192,11 +229,16 @@ class RegressionProblem(Problem):
         return self.scaling.to_data_units(theta.detach().cpu().double()).tolist()
 
     def params(self, model: torch.nn.Module) -> dict[str, float]:
+        """The linear model's weights and bias by name, in the data's units (a user's model has none to name)."""
+        if self.user_model is not None:
+            return {}
         if self.scaling is None:
             return dict(zip(self.names, flat_list(model.weight) + flat_list(model.bias)))
         return dict(zip(self.names, self.in_data_units(torch.cat([model.weight.reshape(-1), model.bias]))))
 
-    def track(self, model: torch.nn.Module) -> Callable[[], dict[str, float]]:
+    def track(self, model: torch.nn.Module) -> Optional[Callable[[], dict[str, float]]]:
+        if self.user_model is not None:
+            return None
         if self.scaling is not None:
             return lambda: self.params(model)
         names, weight, bias = self.names, model.weight, model.bias
@@ -206,6 +248,8 @@ class RegressionProblem(Problem):
         with torch.no_grad():
             final_loss = float((loss_fn or self.loss_fn)(model(self.x), self.y))
         params = self.params(model)
+        if not params:  # a user's model: no weights to set beside the linear optimum's
+            return {"final_loss": final_loss, "params": params}
         optimum: dict[str, float] = self.optimum["params"]
         distance = math.sqrt(sum((params[n] - optimum[n]) ** 2 for n in self.names))
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
@@ -243,7 +287,14 @@ def check_training_memory(cfg: ClassifyConfig, input_shape: Any, classes: int, b
     """Refuse before allocating a model whose training step would not fit: float32 parameters with their gradient
     and two optimizer states, and every layer's output for a batch kept for the backward pass (twice, with its
     gradient)."""
-    params, activations = training_memory(cfg.model, input_shape, classes, batch)
+    try:
+        params, activations = training_memory(cfg.model, input_shape, classes, batch)
+    except ConfigError:
+        raise
+    except Exception:  # a user's model that cannot be built on the meta device: its check on a real batch follows
+        if is_user_model(cfg.model.name):
+            return
+        raise
     shape = "x".join(map(str, input_shape))
     check_memory("--image-size" if len(input_shape) == 3 and cfg.data.dataset == "imagefolder" else "--model",
                  4 * (4 * params + 2 * activations),
@@ -299,7 +350,13 @@ class ClassificationProblem(Problem):
             self.source, self.valid = InMemory(self.x, self.y), InMemory(self.x_val, self.y_val)
         check_training_memory(cfg, data.input_shape, self.k, cfg.train.batch_size or (64 if data.streamed else self.n))
         self.loss_fn = self._build_loss(cfg.loss)
-        check_loss_output(self.loss_fn, self.new_model(0), *self.source.head(probe_rows(self.n, cfg.train.batch_size)))
+        batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
+        self.user_model = cfg.model.name if is_user_model(cfg.model.name) else None
+        self.no_gradient: list[str] = []  # a user model's parameters the loss's gradient does not reach
+        if self.user_model is not None:
+            self.no_gradient = check_model(self.user_model, self.new_model(0), batch[0], batch[1], self.loss_fn,
+                                           self.k)
+        check_loss_output(self.loss_fn, self.new_model(0), *batch)
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
         spec = "balanced" if wants_balanced_weights(cfg.name) else getattr(cfg, "class_weights", None)
@@ -311,7 +368,8 @@ class ClassificationProblem(Problem):
         torch.manual_seed(seed)  # initial weights
         model = build_classifier(self.cfg.model, self.data.input_shape, self.k)
         if wants_log_softmax(self.cfg.loss.name):
-            model = torch.nn.Sequential(*model, torch.nn.LogSoftmax(dim=1))
+            layers = list(model) if isinstance(model, torch.nn.Sequential) else [model]
+            model = torch.nn.Sequential(*layers, torch.nn.LogSoftmax(dim=1))
         return model.to(self.device)
 
     def evaluate(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, float]:

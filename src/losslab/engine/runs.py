@@ -83,7 +83,8 @@ def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float]
     the optimum of the run's loss (MSE, no weight decay), early stopping, clipping."""
     loss = (result.spec.loss or problem.loss_cfg).name
     optimum: Any = getattr(problem, "optimum", None)
-    exact = optimum is not None and loss == "mse" and not result.spec.optim.weight_decay
+    exact = (optimum is not None and loss == "mse" and not result.spec.optim.weight_decay
+             and getattr(problem, "user_model", None) is None)  # (the optimum of the linear model)
     train = problem.train_cfg
     clip = " and ".join(f"--{name.replace('_', '-')} {value:g}" for name, value in
                         (("clip_grad_norm", train.clip_grad_norm), ("clip_grad_value", train.clip_grad_value))
