@@ -102,7 +102,7 @@ def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str,
         for key in extra_keys(task, params):
             if key in params:
                 extra[key] = statistics.median(r.metrics["params"][key] for r in ok)
-            else:
+            elif all(key in r.metrics for r in ok):  # (a user's regression model has no optimum distance)
                 extra[key] = statistics.median(r.metrics[key] for r in ok)
     return Summary(
         name=name, lr=lr, lr_source=source, finals=finals, median=quantile(finals, 0.5), q1=quantile(finals, 0.25),

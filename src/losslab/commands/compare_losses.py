@@ -32,7 +32,13 @@ from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
-from losslab.engine.problems import AnyProblem, ClassificationProblem, RegressionProblem, load_regression_data
+from losslab.engine.problems import (
+    AnyProblem,
+    ClassificationProblem,
+    RegressionProblem,
+    heldout_errors,
+    load_regression_data,
+)
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import run_trials
 from losslab.expect import Outcome, check_names
@@ -129,16 +135,18 @@ def regression_data(run: RegressConfig, cfg: CompareLossesConfig) -> tuple[Regre
 
 
 def regression_measures(problem: RegressionProblem, heldout: RegressionData, r: RunResult) -> dict[str, float]:
+    """The linear model's weights, their distance from the truth and its held-out errors (float64, from its
+    weights); a user's model's held-out errors (measured by the problem on its predictions)."""
     params = r.metrics["params"]
+    if problem.user_model is not None:
+        return {k: r.metrics[k] for k in (*HELDOUT, "final_loss")}
     w = np.array([params[n] for n in problem.names[:-1]], dtype=np.float64)
     pred = heldout.x.astype(np.float64) @ w + params["b"]
     out = dict(params)
     if problem.true_params is not None:
         out["truth_distance"] = math.sqrt(sum((params[n] - problem.true_params[n]) ** 2 for n in problem.names))
         out.update({f"{n}_error": abs(params[n] - problem.true_params[n]) for n in problem.names})
-    residual = np.abs(pred - heldout.y[:, 0].astype(np.float64))
-    out.update(heldout_medae=float(np.median(residual)), heldout_mse=float(np.mean(residual ** 2)),
-               heldout_mae=float(np.mean(residual)))
+    out.update(heldout_errors(pred, heldout.y))
     out["final_loss"] = r.metrics["final_loss"]
     return out
 
@@ -161,7 +169,9 @@ def classification_measures(problem: ClassificationProblem, r: RunResult) -> dic
 def prepare(cfg: CompareLossesConfig) -> tuple[AnyProblem, Optional[RegressionData], Any, Optional[list[int]]]:
     if isinstance(cfg.run, RegressConfig):
         train, heldout, rows, held = regression_data(cfg.run, cfg)
-        return RegressionProblem(cfg.run, train), heldout, rows, held
+        problem = RegressionProblem(cfg.run, train)
+        problem.heldout = heldout
+        return problem, heldout, rows, held
     return ClassificationProblem(cfg.run, load_classification(cfg.run.data)), None, None, None
 
 
@@ -193,7 +203,7 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
             heldout_rows: Optional[list[int]] = None) -> CompareLossesResult:
     started = time.perf_counter()
     task = cfg.task
-    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None
+    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None and problem.user_model is None
     rank_by = cfg.rank_by or ("macro_f1" if task == "classification" else
                               "truth_distance" if truth else "heldout_medae")
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
@@ -236,8 +246,8 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
 # --- outputs -------------------------------------------------------------------------------------
 
 def metric_names(cfg: CompareLossesConfig, problem: AnyProblem) -> list[str]:
-    params = problem.names if isinstance(problem, RegressionProblem) else []
-    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None
+    params = problem.tracked if isinstance(problem, RegressionProblem) else []
+    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None and not problem.user_model
     keys = measure_names(cfg.task, params, truth)
     placeholders = [LossSummary(n, [], math.nan, math.nan, math.nan, {k: None for k in keys}, 0, 0)
                     for n in cfg.losses]

@@ -172,14 +172,14 @@ def known_arguments(input_shape: tuple[int, ...], outputs: int) -> dict[str, Any
     return out
 
 
-def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int) -> Any:
-    """`spec`'s model built with what its signature asks for (by keyword), or with no arguments; its failures
-    are one line naming --model."""
+def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, factory: Any = None) -> Any:
+    """`spec`'s model (its class or function `factory`, loaded when not given) built with what its signature asks
+    for (by keyword), or with no arguments; its failures are one line naming --model."""
     import inspect
 
     from torch import nn
 
-    factory = load_user_model(spec)
+    factory = factory if factory is not None else load_user_model(spec)
     known = known_arguments(input_shape, outputs)
     try:
         params = inspect.signature(factory).parameters

@@ -134,6 +134,14 @@ class Scaling:
         y = (data.y.astype(np.float64) - self.y_mean) / self.y_std
         return x.astype(np.float32), y.astype(np.float32)
 
+    def inputs(self, x: np.ndarray) -> np.ndarray:
+        """Feature rows as the model was trained on them (float32, computed in float64)."""
+        return ((x.astype(np.float64) - self.x_mean) / self.x_std).astype(np.float32)
+
+    def targets(self, pred: np.ndarray) -> np.ndarray:
+        """A model's standardised predictions in the target's units (float64)."""
+        return pred.astype(np.float64) * self.y_std + self.y_mean
+
     def to_data_units(self, theta: Any) -> Any:
         """[v..., c] in training units → [w..., b] in the data's units, along the last axis of a float64 tensor."""
         import torch

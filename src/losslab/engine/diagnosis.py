@@ -67,6 +67,7 @@ class Context:
     patience: Optional[int] = None  # --patience already stops and restores the best weights
     clip_option: Optional[str] = None  # "--clip-grad-norm 1" when clipping was on
     ill_conditioned: Optional[float] = None  # regression on raw columns: the condition number, when over CONDITION
+    user_model: Optional[str] = None  # a user's own model (--model package.module:NAME): its code sets its layers
 
 
 Rule = Callable[[Sequence[Record], Context], Optional[Finding]]
@@ -276,6 +277,8 @@ def _vanishing(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     return Finding("vanishing-gradients", f"the first layer's gradient ({name(first)}) was below "
                    f"{VANISHING_RATIO:g} of the last layer's ({name(last)}) on {below} of {len(ratios)} epochs "
                    f"(median ratio {median:.2e})", evidence,
+                   f"in {ctx.user_model}: use ReLU activations with Kaiming initialisation, add normalisation layers "
+                   "or residual connections, or use fewer layers" if ctx.user_model else
                    "use --activation relu with --init kaiming, add --batch-norm, or fewer layers (--depth)")
 
 

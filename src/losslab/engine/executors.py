@@ -350,12 +350,15 @@ def _ray_unit(payload: bytes, digest: str, indices: list[int], specs: list[RunSp
 
 def ray_payload(problem: Any, specs: Sequence[RunSpec]) -> bytes:
     """The problem for Ray workers, with cloudpickle: a user's loss from a module that is not installed (a file in
-    the current folder, `--loss mylosses:huber`) travels by value, so it works on every node of a cluster."""
+    the current folder, `--loss mylosses:huber`) or model (`--model mynet:Net`) travels by value, so it works on
+    every node of a cluster."""
     import sys
 
     from ray import cloudpickle
 
     names = {problem.loss_cfg.name, *(s.loss.name for s in specs if s.loss is not None)}
+    if getattr(problem, "user_model", None) is not None:  # a user's model travels the same way
+        names.add(problem.user_model)
     for name in names:
         module = sys.modules.get(name.split(":")[0]) if ":" in name else None
         where = getattr(module, "__file__", "") or ""

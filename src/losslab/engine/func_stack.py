@@ -12,7 +12,7 @@ one after another instead.
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -97,6 +97,3 @@ def probe(template: nn.Module, x: torch.Tensor) -> Optional[str]:
         template.zero_grad(set_to_none=True)
     return None
 
-
-def stackable_any(templates: Sequence[Any]) -> bool:
-    return all(isinstance(t, nn.Module) for t in templates)

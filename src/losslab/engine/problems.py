@@ -11,7 +11,7 @@ import torch
 
 from losslab.components.datasets import ClassificationData, load_classification
 from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
-from losslab.components.models import MODELS, build_classifier, build_user_model, is_user_model
+from losslab.components.models import MODELS, build_classifier, build_user_model, is_user_model, load_user_model
 from losslab.components.regression_data import RegressionData, Scaling, diabetes, least_squares, read_csv, synthetic
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory, parse_floats
 from losslab.engine.batches import InMemory, Streamed
@@ -183,7 +183,10 @@ class RegressionProblem(Problem):
         self.x = torch.from_numpy(x).to(self.device)
         self.y = torch.from_numpy(y).to(self.device)
         self.source = InMemory(self.x, self.y)
+        self.heldout: Optional[RegressionData] = None  # rows a comparison measures every fit on (compare-losses)
         self.user_model = None if cfg.linear else cfg.model  # a user's own model: an import path
+        # its class or function, loaded once (and shipped with the problem to worker processes and Ray tasks)
+        self.model_factory = load_user_model(cfg.model) if self.user_model is not None else None
         self.names = data.param_names  # the linear model's parameters (w..., b): its optimum's, the truth's
         self.tracked = self.names if self.user_model is None else []  # the parameters every record holds
         # every epoch's record holds every tracked parameter: a wide table over many epochs must fit in memory
@@ -219,7 +222,7 @@ class RegressionProblem(Problem):
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
         if self.user_model is not None:
-            return build_user_model(self.user_model, (self.data.features,), 1).to(self.device)
+            return build_user_model(self.user_model, (self.data.features,), 1, self.model_factory).to(self.device)
         return self._linear()
 
     def in_data_units(self, theta: torch.Tensor) -> list[float]:
@@ -227,6 +230,18 @@ class RegressionProblem(Problem):
         if self.scaling is None:
             return theta.tolist()
         return self.scaling.to_data_units(theta.detach().cpu().double()).tolist()
+
+    def predict(self, model: torch.nn.Module, x: Any) -> Any:
+        """A trained model's predictions for feature rows `x` (numpy, the data's units), in the target's units
+        (numpy float64, one per row): the training standardisation applied to the inputs and undone on the
+        outputs."""
+        import numpy as np
+
+        inputs = self.scaling.inputs(x) if self.scaling is not None else x.astype(np.float32)
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.from_numpy(inputs).to(self.device)).reshape(-1).double().cpu().numpy()
+        return self.scaling.targets(out) if self.scaling is not None else out
 
     def params(self, model: torch.nn.Module) -> dict[str, float]:
         """The linear model's weights and bias by name, in the data's units (a user's model has none to name)."""
@@ -248,11 +263,23 @@ class RegressionProblem(Problem):
         with torch.no_grad():
             final_loss = float((loss_fn or self.loss_fn)(model(self.x), self.y))
         params = self.params(model)
-        if not params:  # a user's model: no weights to set beside the linear optimum's
-            return {"final_loss": final_loss, "params": params}
+        if not params:  # a user's model: no weights to set beside the linear optimum's; its held-out errors
+            out: dict[str, Any] = {"final_loss": final_loss, "params": params}
+            if self.heldout is not None:
+                out.update(heldout_errors(self.predict(model, self.heldout.x), self.heldout.y))
+            return out
         optimum: dict[str, float] = self.optimum["params"]
         distance = math.sqrt(sum((params[n] - optimum[n]) ** 2 for n in self.names))
         return {"final_loss": final_loss, "params": params, "optimum_distance": distance}
+
+
+def heldout_errors(pred: Any, y: Any) -> dict[str, float]:
+    """Median absolute, mean squared and mean absolute error of predictions (float64) on held-out targets."""
+    import numpy as np
+
+    residual = np.abs(pred - y[:, 0].astype(np.float64))
+    return {"heldout_medae": float(np.median(residual)), "heldout_mse": float(np.mean(residual ** 2)),
+            "heldout_mae": float(np.mean(residual))}
 
 
 def condition_number(x: Any, largest: int = 2000) -> Optional[float]:
@@ -336,6 +363,8 @@ class ClassificationProblem(Problem):
         self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
         self.k = data.num_classes
+        self.user_model = cfg.model.name if is_user_model(cfg.model.name) else None  # a user's own: an import path
+        self.model_factory = load_user_model(self.user_model) if self.user_model is not None else None
         self.y_val = data.y_val.to(self.device)
         if data.streamed:  # decoded batch by batch by DataLoader workers
             workers = cfg.data.workers
@@ -351,7 +380,6 @@ class ClassificationProblem(Problem):
         check_training_memory(cfg, data.input_shape, self.k, cfg.train.batch_size or (64 if data.streamed else self.n))
         self.loss_fn = self._build_loss(cfg.loss)
         batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
-        self.user_model = cfg.model.name if is_user_model(cfg.model.name) else None
         self.no_gradient: list[str] = []  # a user model's parameters the loss's gradient does not reach
         if self.user_model is not None:
             self.no_gradient = check_model(self.user_model, self.new_model(0), batch[0], batch[1], self.loss_fn,
@@ -366,7 +394,8 @@ class ClassificationProblem(Problem):
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
-        model = build_classifier(self.cfg.model, self.data.input_shape, self.k)
+        model = (build_user_model(self.cfg.model.name, tuple(self.data.input_shape), self.k, self.model_factory)
+                 if self.model_factory is not None else build_classifier(self.cfg.model, self.data.input_shape, self.k))
         if wants_log_softmax(self.cfg.loss.name):
             layers = list(model) if isinstance(model, torch.nn.Sequential) else [model]
             model = torch.nn.Sequential(*layers, torch.nn.LogSoftmax(dim=1))

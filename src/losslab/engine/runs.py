@@ -95,7 +95,8 @@ def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float]
                       optimum_params=optimum["params"] if exact else None,
                       params=result.metrics.get("params") if exact else None,
                       patience=getattr(problem.cfg, "patience", None), clip_option=clip,
-                      ill_conditioned=getattr(problem, "ill_conditioned", None))
+                      ill_conditioned=getattr(problem, "ill_conditioned", None),
+                      user_model=getattr(problem, "user_model", None))
     return diagnose(result.records, context)
 
 

@@ -82,12 +82,19 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
         return "the data is streamed batch by batch"
     template = problem.new_model(0)
     if _layers(template) is None:
-        return "the model has layers without a batched form (e.g. convolutions)"
+        if getattr(problem, "user_model", None) is None:
+            return "the model has layers without a batched form (e.g. convolutions)"
+        from losslab.engine.func_stack import probe
+
+        x, _ = in_memory(problem)
+        why = probe(template, x[:min(len(x), 8)])
+        if why is not None:
+            return why
     try:
         hypers = [hyperparameters(specs[g[0]].optim) for g in optimizer_groups(specs)]
         with torch.no_grad():  # every loss must work per run under vmap
             x, y = in_memory(problem)
-            out = StackedModel([template, template])(x[:2], True)
+            out = stack_of([template, template])(x[:2], True)
             for cfg in losses:
                 torch.func.vmap(problem.loss_for(cfg), in_dims=(0, None))(out, y[:2])
     except Exception as exc:
@@ -163,6 +170,9 @@ class StackedModel:
         """A Linear parameter as the stack keeps it: weight (out, in) -> (in, out), bias (out,) -> (1, out)."""
         return p.detach().t() if p.ndim == 2 else p.detach().unsqueeze(0)
 
+    def train(self, mode: bool = True) -> None:
+        """(Its layers behave the same in training and evaluation.)"""
+
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
@@ -201,6 +211,16 @@ class StackedModel:
             for p, (a, b) in zip(model.parameters(), self.bounds):
                 p.copy_(row[a:b].view(self._stored(p).shape).t() if p.ndim == 2 else row[a:b].view_as(p))
         return model
+
+
+def stack_of(templates: Sequence[nn.Module]) -> Any:
+    """K copies of a model stacked: the hand-built layout for stacks of Linear layers (the fastest), any other
+    module through torch.func (`func_stack.FuncStackedModel`)."""
+    if _layers(templates[0]) is not None:
+        return StackedModel(templates)
+    from losslab.engine.func_stack import FuncStackedModel
+
+    return FuncStackedModel(templates)
 
 
 class BatchedOptimizer:
@@ -308,7 +328,7 @@ class StackedSide:
         self.runs = k = len(specs)
         seeds = sorted({t.seed for t in specs})
         self.templates = {s: problem.new_model(s) for s in seeds}
-        self.model = model = StackedModel([self.templates[t.seed] for t in specs])
+        self.model = model = stack_of([self.templates[t.seed] for t in specs])
         self.optimizers, start_i = [], 0
         for group in optimizer_groups(specs):
             stop_i = start_i + len(group)
@@ -327,14 +347,15 @@ class StackedSide:
         self.carriers = _carrier_schedules(problem, specs, plan.batches)
         if self.carriers:  # a scheduler sets the first rate when it is built (warm-up's start, one-cycle's initial)
             self.apply_rates()
-        self.names = problem.names if isinstance(problem, RegressionProblem) else None
+        # the linear regression model's parameters, recorded every epoch (none for other models)
+        self.names = (problem.tracked or None) if isinstance(problem, RegressionProblem) else None
         layer_names = [name for name, _ in self.templates[seeds[0]].named_parameters()]
         self.keys = record_keys(self.names, layer_names, self.clipping, problem.has_validation)
         self.diverged_at: list[Optional[int]] = [None] * k
         self.frozen: dict[int, torch.Tensor] = {}
         self.history = History(k, model.bounds, problem.device, with_params=self.names is not None,
                                clipping=self.clipping, validation=problem.has_validation,
-                               every_epoch=bool(self.carriers), units=_units(problem))
+                               every_epoch=bool(self.carriers), units=_units(problem) if self.names else None)
         self.each = torch.ones(k, device=problem.device)
         self.rate_list: list[float] = []
         self.epoch = 0  # the epoch being trained
@@ -355,6 +376,7 @@ class StackedSide:
 
     def batches(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, bool, int]]:
         self.epoch = epoch
+        self.model.train(True)
         x, y, n, size = self.x, self.y, self.plan.n, self.plan.size
         slot = self.history.slot
         if not self.plan.full_batch:
@@ -567,6 +589,7 @@ def _apply_rates(optimizers: Sequence[BatchedOptimizer], schedules: Sequence[tup
 def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, int, Any, Any]],
               chunk: int = 4096) -> torch.Tensor:
     """(2, K) each run's validation loss and accuracy, as problem.evaluate computes them for one model."""
+    model.train(False)
     with torch.no_grad():
         n = len(problem.y_val)
         total = torch.zeros(model.k, dtype=torch.float64)
