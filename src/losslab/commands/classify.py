@@ -58,6 +58,7 @@ class ClassifyResult:
     diverged_epoch: Optional[int] = None
     versions: dict[str, str] = field(default_factory=dict)
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
+    error: Optional[str] = None  # why training failed (status "error")
 
     def metrics(self) -> dict[str, Any]:
         last = self.records[-1] if self.records else {}
@@ -211,7 +212,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
         confusion=final.get("confusion", []), classes=list(data.classes), elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=data.source, split=data.split, restored_best=restored,
         resumed_from=ckpt["epoch"] if ckpt else None, notes=notes, diverged_epoch=result.diverged_epoch,
-        versions=versions(), diagnosis=result.diagnosis,
+        versions=versions(), diagnosis=result.diagnosis, error=result.error,
     )
 
 
@@ -241,6 +242,7 @@ def document(result: ClassifyResult, outcomes: Optional[Sequence[Outcome]] = Non
         "device": result.device,
         "elapsed_s": result.elapsed_s,
         "notes": result.notes,
+        "error": result.error,
         "diagnosis": [f.to_dict() for f in result.diagnosis],
         "layers": layers_document(result.records),
         "expectations": outcomes_document(outcomes or []),

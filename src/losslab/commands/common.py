@@ -27,7 +27,7 @@ def exit_code(status: str, outcomes: Sequence[Outcome]) -> int:
         return interrupt.exit_code() if interrupt.requested() else ExitCode.INTERRUPTED
     if status == "diverged":
         return ExitCode.DIVERGED
-    if status == "failed":
+    if status in ("failed", "error"):  # every run failed / the single run's training raised
         return ExitCode.FAILED
     if any(not o.passed for o in outcomes):
         return ExitCode.EXPECTATION_FAILED
@@ -135,6 +135,8 @@ def finish(output: Output, where: Where) -> int:
     if out is not None:
         print(f"results written to {out}/", file=console.file, flush=True)
     print_failures(output.outcomes)
+    if status == "error" and document.get("error"):  # a single run whose training raised: one line says why
+        print(f"losslab: error: {document['error']}", file=sys.stderr)
     if late():
         kept = f"; {out}/result.json and history.csv are complete" if out is not None else ""
         print(f"losslab: interrupted after training: the rest of the output was skipped{kept}", file=sys.stderr)

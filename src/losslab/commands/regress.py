@@ -51,6 +51,7 @@ class RegressResult:
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
     scaling: Any = None  # components.regression_data.Scaling when trained on standardised columns
     notes: list[str] = field(default_factory=list)  # what the report says of a user's model
+    error: Optional[str] = None  # why training failed (status "error")
 
     def metrics(self) -> dict[str, Any]:
         """Flat names that `--expect` can test."""
@@ -87,6 +88,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
         true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
         versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling, notes=model_notes(problem),
+        error=result.error,
     )
 
 
@@ -105,6 +107,7 @@ def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None
         "data": result.data_source,
         "standardization": result.scaling.to_dict() if result.scaling is not None else None,
         "notes": result.notes,
+        "error": result.error,
         "device": result.device,
         "elapsed_s": result.elapsed_s,
         "diagnosis": [f.to_dict() for f in result.diagnosis],

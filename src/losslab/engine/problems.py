@@ -38,6 +38,9 @@ class Problem:
     loss_cfg: LossConfig
     loss_fn: LossFn
     data: Any
+    user_model: Optional[str] = None  # a user's own model (--model package.module:NAME), or a built-in one
+    model_factory: Any = None  # its class or function
+    no_gradient: list[str] = []  # its parameters the loss's gradient does not reach (they never train)
 
     def __init__(self) -> None:
         self._losses: dict[LossConfig, LossFn] = {}

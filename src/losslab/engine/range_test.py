@@ -18,6 +18,7 @@ from losslab.engine.events import Consumer
 from losslab.engine.problems import Problem
 from losslab.engine.runs import RunSpec, Start, Stepped, execute, run_info
 from losslab.engine.skeleton import Plan
+from losslab.errors import RunFailed
 
 
 def schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> list[float]:
@@ -124,6 +125,8 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optim)
+    if result.status == "error":  # the range test is one run: its failure is the command's
+        raise RunFailed(result.error or "the range test failed")
     if result.status == "interrupted":
         state["stopped"] = "interrupted"
     kept = len(smoothed)

@@ -22,7 +22,6 @@ from losslab.engine.loop import FitOptions, FitResult, batch_generator, fit, set
 from losslab.engine.problems import Problem
 from losslab.engine.schedules import build_schedule
 from losslab.engine.skeleton import Plan
-from losslab.errors import RunFailed
 
 _NO_EVENTS = Consumer()
 
@@ -147,9 +146,10 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     """Build (unless `start` gives the model), announce, train, measure and settle one run.
 
     `after_fit` runs before the final metrics (e.g. restoring the best weights of early stopping).
-    A run that raises is reported as status "error" with its message (one trial failing must not stop the
-    others), unless `single` (a single-run command: its failure is the command's error, and Ctrl-C measures the
-    run where it stopped); Ctrl-C as "interrupted".
+    A run whose training raises (a user's model or loss failing mid-training) ends with status "error", its
+    message and the records it made; one that fails before training raises when `single` (a single-run command:
+    its failure is the command's error; Ctrl-C measures a single run where it stopped), else is reported as an
+    "error" run so that one trial failing does not stop the others; Ctrl-C as "interrupted".
     """
     info = info or run_info(problem, spec)
     began = time.perf_counter()
@@ -175,10 +175,12 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
                            elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
                            stopped_early=fitted.stopped_early, error=fitted.error)
-        if fitted.status == "error" and single:
+        if fitted.status == "error":  # what of the user's code was running: their loss or their model
             loss = (spec.loss or problem.loss_cfg).name
-            blame = f" (--loss {loss})" if is_import_path(loss) else ""
-            raise RunFailed(f"{fitted.error}{blame}")
+            users = [f"--loss {loss}"] * is_import_path(loss) + [f"--model {problem.user_model}"] * bool(
+                problem.user_model)
+            blame = " (" + ", ".join(users) + ")" if users else ""
+            result.error = f"{fitted.error}{blame}"
         if after_fit is not None:
             after_fit(fitted)
         if stepped is None:  # the range test's loss rises by design: nothing to measure or diagnose
@@ -187,7 +189,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.elapsed_s = result.elapsed_s or time.perf_counter() - began
-    except (BrokenPipeError, RunFailed):  # the reader closed stdout, or a single run failed: the command stops
+    except BrokenPipeError:  # the reader closed stdout: the command stops
         raise
     except Exception as exc:
         if single:

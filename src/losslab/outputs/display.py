@@ -270,6 +270,8 @@ def status_notes(result: Any) -> list[str]:
                 "(try a smaller --lr or --clip-grad-norm)."]
     if result.status == "interrupted":
         return [f"interrupted after {result.epochs_run} epochs: the numbers above are from that point."]
+    if result.status == "error":
+        return [f"failed: {getattr(result, 'error', None) or 'training raised'}; the epochs before it are kept."]
     return []
 
 
