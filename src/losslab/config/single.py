@@ -69,6 +69,14 @@ class RegressDataConfig:
             raise ConfigError("--data-seed", f"must be in [0, 2**32 - 2], NumPy's seed range (got {self.data_seed})")
 
 
+def known_model(name: str) -> Any:
+    """A registered model's entry; an unknown name is refused with the choices and the import-path form."""
+    try:
+        return MODELS.lookup(name)
+    except ConfigError as exc:
+        raise ConfigError("--model", f"{exc.message}, or your own as an import path package.module:NAME") from None
+
+
 @dataclass(frozen=True)
 class RegressConfig:
     data: RegressDataConfig = field(default_factory=RegressDataConfig)
@@ -84,7 +92,7 @@ class RegressConfig:
     def __post_init__(self) -> None:
         check_task(self.loss.name, "regression")
         if self.model != "linear" and not is_user_model(self.model):
-            entry = MODELS.lookup(self.model)  # an unknown name lists the choices
+            entry = known_model(self.model)
             raise ConfigError("--model", f"{entry.name!r} is a classifier; regress trains linear or your own model "
                               "(an import path package.module:NAME)")
 
@@ -202,7 +210,7 @@ class ModelConfig:
         from losslab.components.models import ACTIVATIONS, INITS
 
         if self.name is not None and not is_user_model(self.name):
-            MODELS.lookup(self.name)
+            known_model(self.name)
         if self.hidden < 1:
             raise ConfigError("--hidden", f"must be a positive integer (got {self.hidden})")
         if not 1 <= self.depth <= 1000:

@@ -1,0 +1,284 @@
+"""--model package.module:NAME: a user's own nn.Module on every command, checked before training, stacked with
+torch.func, on worker processes, and equal to independent references (a built-in model of the same layers, a
+hand-written PyTorch loop)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import tutorial_tensors
+
+MODELS = '''
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """The built-in mlp's layers, in a user's class (parameter names differ: net.1.weight)."""
+
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 128), nn.ReLU(), nn.Linear(128, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Reg(nn.Module):
+    def __init__(self, in_features):
+        super().__init__()
+        self.hidden = nn.Linear(in_features, 8)
+        self.out = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x)))
+
+
+def small_cnn(input_shape, num_classes):
+    """A factory asking for the input shape and the class count."""
+    channels = input_shape[0]
+    return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * input_shape[1] * input_shape[2], num_classes))
+
+
+class WithDropout(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 16), nn.Dropout(0.3), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class WithBatchNorm(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                                 nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class WrongShape(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(in_features, classes + 1))
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class ReturnsNaN(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(in_features, classes))
+
+    def forward(self, x):
+        return self.fc(x) * float("nan")
+
+
+class Raises(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        raise ValueError("this forward always fails")
+
+
+class NoParameters(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+class Unused(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(in_features, classes))
+        self.spare = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class NeedsDepth(nn.Module):
+    def __init__(self, in_features, depth):
+        super().__init__()
+
+
+CALLS = {"n": 0}
+
+
+class BreaksLater(nn.Module):
+    """Fails on its 31st training forward pass (during the second epoch of digits with batches of 64)."""
+
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(in_features, classes))
+
+    def forward(self, x):
+        if self.training:
+            CALLS["n"] += 1
+            if CALLS["n"] > 30:
+                raise RuntimeError("the model broke mid-training")
+        return self.fc(x)
+'''
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    """usermodels.py in the current folder, importable as losslab imports a user's model."""
+    (tmp_path / "usermodels.py").write_text(MODELS)
+    (tmp_path / "broken.py").write_text("raise ImportError('a dependency is missing')\n")
+    for name in ("usermodels", "broken"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    return tmp_path
+
+
+def curves(doc):
+    return [(r["train_loss"], r["valid_loss"], r["valid_acc"]) for r in doc]
+
+
+def test_a_user_mlp_equal_to_the_builtin_gives_the_builtins_numbers(cli, models, tmp_path):
+    common = ["classify", "--epochs", "3", "--quiet", "--device", "cpu"]
+    builtin = cli(*common, "--model", "mlp", "--out", str(tmp_path / "a"))
+    mine = cli(*common, "--model", "usermodels:MLP", "--out", str(tmp_path / "b"))
+    assert builtin.exit_code == mine.exit_code == 0, mine.stderr
+    a = json.loads((tmp_path / "a" / "result.json").read_text())
+    b = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert b["accuracy"] == a["accuracy"] and b["valid_loss"] == a["valid_loss"]
+    history = lambda d: (d / "history.csv").read_text().splitlines()  # noqa: E731
+    key = lambda line: line.split(",")[:3]  # noqa: E731  (epoch, train_loss, ...)
+    assert [key(x) for x in history(tmp_path / "a")[1:]] == [key(x) for x in history(tmp_path / "b")[1:]]
+
+
+def test_regress_with_a_user_model_equals_a_hand_written_loop(cli, models):
+    run = cli("regress", "--model", "usermodels:Reg", "--epochs", "40", "--batch-size", "25", "--json",
+              "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    sys.path.insert(0, str(models))
+    from usermodels import Reg
+
+    x, y = tutorial_tensors()
+    torch.manual_seed(0)
+    model = Reg(1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=25, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    for _ in range(40):
+        model.train()
+        for xb, yb in loader:
+            loss = nn.functional.mse_loss(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        final = nn.functional.mse_loss(model(x), y).item()
+    assert doc["final_loss"] == final
+    assert doc["params"] == {} and doc["config"]["model"] == "usermodels:Reg"
+
+
+def test_stacked_trials_of_a_user_model_equal_sequential_ones(cli, models):
+    args = ["compare-optimizers", "--task", "classify", "--model", "usermodels:small_cnn", "--optims", "sgd,adam",
+            "--seeds", "2", "--epochs", "2", "--json", "--device", "cpu"]
+    stacked, sequential = cli(*args), cli(*args, "--no-vectorize")
+    assert stacked.exit_code == sequential.exit_code == 0, stacked.stderr
+    assert "stacked in one batched computation: sgd, adam" in stacked.stderr
+    for name in ("sgd", "adam"):
+        for a, b in zip(stacked.json()["optimizers"][name]["runs"], sequential.json()["optimizers"][name]["runs"]):
+            assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-4)
+            assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1 / 359 + 1e-9)
+
+
+@pytest.mark.parametrize("name, why", [("WithDropout", "dropout"), ("WithBatchNorm", "BatchNorm")])
+def test_models_that_cannot_stack_train_one_after_another_and_say_why(models, name, why):
+    from losslab.config import ClassifyConfig, ModelConfig, OptimConfig, TrainConfig
+    from losslab.engine.problems import ClassificationProblem
+    from losslab.engine.runs import RunSpec
+    from losslab.engine.stacked import unsupported
+    from losslab.engine.trials import run_trials
+
+    cfg = ClassifyConfig(model=ModelConfig(name=f"usermodels:{name}"), train=TrainConfig(epochs=1, device="cpu"))
+    problem = ClassificationProblem(cfg.resolved())
+    specs = [RunSpec("adam", OptimConfig("adam", lr=0.01), seed) for seed in (0, 1)]
+    assert why in unsupported(problem, specs)
+    results, _ = run_trials(problem, specs)
+    assert [r.status for r in results] == ["ok", "ok"] and {r.stacked_with for r in results} == {1}
+
+
+@pytest.mark.parametrize("model, needle", [
+    ("usermodels:WrongShape", "(64, 11)"),
+    ("usermodels:ReturnsNaN", "non-finite"),
+    ("usermodels:Raises", "this forward always fails"),
+    ("usermodels:NoParameters", "no trainable parameters"),
+    ("usermodels:NeedsDepth", "needs depth"),
+    ("usermodels:Missing", "no attribute"),
+    ("broken:Net", "a dependency is missing"),
+    ("nosuchmodule:Net", "nosuchmodule"),
+    ("usermodels", "import path"),
+])
+def test_a_bad_model_is_one_line_naming_model_before_training(cli, models, model, needle, tmp_path):
+    run = cli("classify", "--model", model, "--epochs", "1", "--out", str(tmp_path / "out"))
+    run.assert_usage_error("--model")
+    assert needle in run.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # no file written
+
+
+def test_builtin_architecture_options_are_refused_with_a_user_model(cli, models):
+    cli("classify", "--model", "usermodels:MLP", "--hidden", "64").assert_usage_error("--hidden")
+    cli("classify", "--model", "usermodels:MLP", "--depth", "2").assert_usage_error("--depth")
+    cli("regress", "--model", "mlp").assert_usage_error("--model")
+
+
+def test_parameters_without_gradient_are_named_in_the_report(cli, models):
+    run = cli("classify", "--model", "usermodels:Unused", "--epochs", "1", "--json", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    [note] = [n for n in run.json()["notes"] if "no gradient" in n]
+    assert "spare.weight" in note and "spare.bias" in note
+
+
+def test_a_model_failing_mid_training_keeps_its_records_and_exits_4(cli, models, tmp_path):
+    run = cli("classify", "--model", "usermodels:BreaksLater", "--epochs", "5", "--out", str(tmp_path / "o"),
+              "--quiet", "--device", "cpu")
+    assert run.exit_code == 4
+    assert run.stderr.strip().splitlines()[-1].startswith("losslab: error: training failed at epoch 2")
+    assert "--model usermodels:BreaksLater" in run.stderr and "Traceback" not in run.stderr
+    doc = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert doc["status"] == "error" and doc["epochs_run"] == 1
+    assert len((tmp_path / "o" / "history.csv").read_text().splitlines()) == 2  # the header and epoch 1
+
+
+@pytest.mark.parametrize("args", [
+    ["lr-sweep", "--task", "classify", "--num", "3", "--epochs", "2"],
+    ["lr-sweep", "--task", "classify", "--range-test", "--steps", "20"],
+    ["compare-losses", "--task", "classify", "--losses", "cross-entropy,focal", "--seeds", "1", "--epochs", "2"],
+    ["compare-losses", "--losses", "mse,l1", "--seeds", "1", "--epochs", "30"],
+    ["compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "30"],
+])
+def test_every_many_run_command_trains_a_user_model(cli, models, args):
+    model = "usermodels:MLP" if "classify" in args else "usermodels:Reg"
+    run = cli(*args, "--model", model, "--json", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    given = run.json()["config"]["run"]["model"]
+    assert (given["name"] if isinstance(given, dict) else given) == model
+
+
+@pytest.mark.slow
+def test_a_user_model_on_worker_processes_equals_local(cli, models):
+    args = ["compare-optimizers", "--task", "classify", "--model", "usermodels:MLP", "--optims", "sgd,adam",
+            "--seeds", "1", "--epochs", "2", "--json", "--device", "cpu", "--no-vectorize"]
+    local, pooled = cli(*args), cli(*args, "--executor", "process", "--jobs", "2")
+    assert local.exit_code == pooled.exit_code == 0, pooled.stderr
+    for name in ("sgd", "adam"):
+        assert pooled.json()["optimizers"][name]["runs"][0]["final_loss"] == \
+            local.json()["optimizers"][name]["runs"][0]["final_loss"]
