@@ -212,7 +212,8 @@ class SingleSide:
         return [self.optimizer.param_groups[0]["lr"]]
 
     def batches(self, epoch: int) -> Any:
-        self.model.train()
+        if not self.model.training:  # (evaluation switched it off; a no-op module walk per epoch costs otherwise)
+            self.model.train()
         self.total, self.seen = 0.0, 0
         if self.full is not None:
             return (self.full,)
@@ -228,26 +229,25 @@ class SingleSide:
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], last: bool) -> float:
         xb, yb = batch
-        loss_value = self._closure_step(xb, yb, last) if self.needs_closure else self._plain_step(xb, yb, last)
-        self.total += loss_value * yb.shape[0]
-        self.seen += yb.shape[0]
-        self.last_loss = loss_value
-        return loss_value
-
-    def _plain_step(self, xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
-        # forward, loss, zero_grad, backward, step: the textbook order
-        loss = self.loss_fn(self.model(xb), yb)
-        value = loss.item()
-        if not math.isfinite(value):
-            return value  # do not step on a non-finite loss
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.clip.on:
-            self.clip()
-        if last:
-            self._measured(self.optimizer.step)
-        else:
-            self.optimizer.step()
+        if self.needs_closure:
+            value = self._closure_step(xb, yb, last)
+        else:  # forward, loss, zero_grad, backward, step: the textbook order
+            loss = self.loss_fn(self.model(xb), yb)
+            value = loss.item()
+            if math.isfinite(value):  # (no step on a non-finite loss)
+                self.optimizer.zero_grad()
+                loss.backward()
+                if self.clip.on:
+                    self.clip()
+                if last:
+                    self._measured(self.optimizer.step)
+                else:
+                    self.optimizer.step()
+        if self.full is None:  # mini-batches: the epoch's loss is their mean over rows
+            rows = yb.shape[0]
+            self.total += value * rows
+            self.seen += rows
+        self.last_loss = value
         return value
 
     def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:

@@ -151,7 +151,7 @@ def train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
                 if out.diverged_epoch[run] is None:
                     out.status[run], out.diverged_epoch[run] = "diverged", record["epoch"]
                     side.retire(run)
-            else:
+            elif schedules is not None:
                 metrics.append((run, record.get("valid_loss", loss)))
         if schedules is not None:
             schedules.after_epoch(metrics)
@@ -161,19 +161,20 @@ def train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
                 out.stopped_early[run] = True
                 side.retire(run)
 
+    batches = plan.batches
     start = time.perf_counter()
     try:
         for epoch in epochs:
             rates = side.rates()
             for b, batch in enumerate(side.batches(epoch)):
-                batch_losses = side.step(batch, b + 1 == plan.batches)
+                batch_losses = side.step(batch, b + 1 == batches)
                 if schedules is not None:
                     schedules.after_batch()
                 if on_step is not None:
                     asked_stop = on_step(side.losses(batch_losses)[0])
                 if batch_events:
                     for info, loss in zip(infos, side.losses(batch_losses)):
-                        events.on_batch_end(info, b + 1, plan.batches, loss)
+                        events.on_batch_end(info, b + 1, batches, loss)
                 interrupt.check()
                 if asked_stop or side.broken(batch_losses):
                     break
