@@ -3,6 +3,7 @@ losses' gradients against finite differences — each checked against an indepen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -48,7 +49,7 @@ def test_outliers_are_reproducible_and_stacked_runs_match_sequential():
     again = compare_losses.prepare(cfg)[2]
     assert list(rows) == list(again)
     stacked = compare_losses.compare(cfg, problem, heldout, rows)
-    seq = compare_losses.compare(CompareLossesConfig(**{**cfg.__dict__, "vectorize": False}), problem, heldout, rows)
+    seq = compare_losses.compare(dataclasses.replace(cfg, vectorize=False), problem, heldout, rows)
     assert all(r.stacked_with == 8 for rs in stacked.runs.values() for r in rs)
     assert all(r.stacked_with == 1 for rs in seq.runs.values() for r in rs)
     for name in cfg.losses:

@@ -56,3 +56,16 @@ def test_optimizer_option_help_lists_the_optimizers_that_accept_it():
     for option in ("momentum", "weight_decay", "betas", "eps"):
         takers = [e.name for e in OPTIMIZERS if option in e.meta["accepts"]]
         assert takers and f"({', '.join(takers)})" in OPTS[option].help
+
+
+def test_a_config_resolves_once():
+    """`resolved()` says it is resolved and returns itself when asked again; a changed copy is resolved anew."""
+    cfg = C.RegressConfig()
+    assert not cfg.is_resolved
+    once = cfg.resolved()
+    assert once.is_resolved and once.resolved() is once and once.optim.lr == 0.1
+    changed = dataclasses.replace(once, optim=C.OptimConfig("adam"))
+    assert not changed.is_resolved and changed.resolved().optim.lr == 0.01
+    assert "_resolved" not in once.to_dict()
+    many = C.CompareConfig(run=C.RegressConfig()).resolved()
+    assert many.is_resolved and many.run.is_resolved and many.resolved() is many

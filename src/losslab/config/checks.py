@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from losslab.errors import FLOAT32_MAX, ConfigError
 
@@ -72,3 +72,26 @@ def default_of(cls: Any, name: str) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+_R = TypeVar("_R", bound="Resolvable")
+
+
+class Resolvable:
+    """A config whose defaults that depend on other fields are filled in by `resolved()`: the config it returns
+    says so (`is_resolved`), and resolving that again returns it as it is, so a run resolves its config once
+    however many layers ask. A config made by `dataclasses.replace` is a new, unresolved one."""
+
+    def _resolve(self) -> Any:
+        raise NotImplementedError
+
+    def resolved(self: _R) -> _R:
+        if self.is_resolved:
+            return self
+        out = self._resolve()
+        object.__setattr__(out, "_resolved", True)  # (not a field: never in to_dict, compare or replace)
+        return out
+
+    @property
+    def is_resolved(self) -> bool:
+        return bool(self.__dict__.get("_resolved", False))

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from losslab.components.losses import check_task
 from losslab.components.optimizers import OPTIMIZERS
-from losslab.config.checks import RECORD_BYTES, check_finite, check_memory, check_positive, check_target
+from losslab.config.checks import RECORD_BYTES, Resolvable, check_finite, check_memory, check_positive, check_target
 from losslab.config.parsing import log_grid
 from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig, rate_for
 from losslab.config.single import ClassifyConfig, ClassifyLossConfig, RegressConfig, RunConfig
@@ -17,7 +17,7 @@ from losslab.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
-class ManyRuns:
+class ManyRuns(Resolvable):
     """What every many-run command has: the one-run settings it repeats (`run`: task, data, model, loss, optimizer
     and training), how many seeds, whether trials may stack, where they train, its CI gates and its outputs."""
 
@@ -73,7 +73,7 @@ class CompareConfig(ManyRuns):
         check_target(self.task, self.target)
 
 
-    def resolved(self) -> "CompareConfig":
+    def _resolve(self) -> "CompareConfig":
         return replace(self, run=self.run.resolved())
 
     def lr_of(self, name: str) -> tuple[float, str]:
@@ -148,7 +148,7 @@ class SweepConfig(ManyRuns):
         high = self.max_lr if self.max_lr is not None else (10.0 if self.range_test else 1.0)
         return float(low), float(high)
 
-    def resolved(self) -> "SweepConfig":
+    def _resolve(self) -> "SweepConfig":
         low, high = self.lr_range
         return replace(self, run=self.run.resolved(), min_lr=low, max_lr=high)
 
@@ -208,7 +208,7 @@ class CompareLossesConfig(ManyRuns):
             return ClassifyLossConfig(name=name, gamma=self.run.loss.gamma, check=self.run.loss.check)
         return LossConfig(name=name, delta=self.run.loss.delta, check=self.run.loss.check)
 
-    def resolved(self) -> "CompareLossesConfig":
+    def _resolve(self) -> "CompareLossesConfig":
         """Outliers are planted in the synthetic tutorial data only, unless --outliers is given."""
         run = self.run.resolved()
         outliers = self.outliers

@@ -11,6 +11,7 @@ from losslab.components.losses import check_task, is_import_path
 from losslab.components.models import MODELS, is_user_model
 from losslab.config.checks import (
     MAX_DATA_SEED,
+    Resolvable,
     check_finite,
     check_memory,
     check_non_negative,
@@ -78,7 +79,7 @@ def known_model(name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class RegressConfig:
+class RegressConfig(Resolvable):
     data: RegressDataConfig = field(default_factory=RegressDataConfig)
     model: str = "linear"  # or a user's model: an import path package.module:NAME
     loss: LossConfig = field(default_factory=LossConfig)
@@ -101,7 +102,7 @@ class RegressConfig:
         """Whether the model is the linear one (whose weights are reported against the truth and the optimum)."""
         return self.model == "linear"
 
-    def resolved(self) -> "RegressConfig":
+    def _resolve(self) -> "RegressConfig":
         """One weight per feature, and the optimizer's default rate for regression when --lr is unset."""
         data = self.data
         if len(data.true_w) != data.features:
@@ -120,7 +121,7 @@ class RegressConfig:
 
 
 @dataclass(frozen=True)
-class ClassifyDataConfig:
+class ClassifyDataConfig(Resolvable):
     """Which dataset, where its files are, how much of it, and how validation data is made."""
 
     dataset: str = "digits"
@@ -188,7 +189,7 @@ class ClassifyDataConfig:
             raise ConfigError("--imbalance",
                               f"is the largest/smallest class ratio, must be >= 1 (got {self.imbalance:g})")
 
-    def resolved(self) -> "ClassifyDataConfig":
+    def _resolve(self) -> "ClassifyDataConfig":
         """The data folder of a dataset read from one: as given, else $LOSSLAB_DATA or ~/.cache/losslab/data
         (left unset for data that never reads it, so a result does not depend on $HOME)."""
         if self.data_dir is not None or self.dataset not in FOLDER_DATASETS:
@@ -280,7 +281,7 @@ class ClassifyLossConfig(LossConfig):
 
 
 @dataclass(frozen=True)
-class ClassifyConfig:
+class ClassifyConfig(Resolvable):
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: ClassifyLossConfig = field(default_factory=ClassifyLossConfig)
@@ -306,7 +307,7 @@ class ClassifyConfig:
             raise ConfigError("--schedule", "a resumed run cannot continue a schedule yet: train without "
                               "--resume, or without --schedule/--warmup")
 
-    def resolved(self) -> "ClassifyConfig":
+    def _resolve(self) -> "ClassifyConfig":
         """The dataset's default epochs and model, its data folder, and the optimizer's default rate for
         classification, where the user gave none."""
         entry = DATASETS.lookup(self.data.dataset)
