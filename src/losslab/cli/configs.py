@@ -155,7 +155,8 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
                          loss=LossConfig(**_set(name=given.loss, delta=given.delta), check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
-                         out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
+                         out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot,
+                         save=expand(given.save)).resolved()
 
 
 BLOBS_ONLY = ("classes", "class_sep", "samples", "features")

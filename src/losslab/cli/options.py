@@ -178,8 +178,9 @@ OPTS: dict[str, Opt] = {
                       default_of(ModelConfig, "batch_norm")),
     "patience": Opt(Optional[int], ("--patience",), "Stop after this many epochs without a lower validation loss, "
                     "and restore the best weights."),
-    "save": Opt(Optional[str], ("--save",), "Write a checkpoint (weights, optimizer state, config, class names) to "
-                "this file, atomically."),
+    "save": Opt(Optional[str], ("--save",), "Write a checkpoint (weights, how to build the model, the inputs' "
+                "normalisation and feature names, class names; classify also the optimizer state) to this file, "
+                "atomically: `losslab predict --checkpoint FILE` uses it."),
     "resume": Opt(Optional[str], ("--resume",), "Continue training from a checkpoint written by --save "
                   "(--epochs is the total)."),
     # many trials

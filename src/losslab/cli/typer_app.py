@@ -269,7 +269,7 @@ def command(name: str, *names: str, epilog: str = EXIT_CODES_HELP,
     return decorate
 
 
-@command("regress", *unique(OPTIM, REGRESS_DATA, TRAIN, OUTPUT), **REGRESS_DEFAULTS)
+@command("regress", *unique(OPTIM, REGRESS_DATA, TRAIN, ("save",), OUTPUT), **REGRESS_DEFAULTS)
 def regress(given: Given) -> int:
     """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
     and the exact least-squares optimum."""
@@ -368,6 +368,29 @@ def lr_sweep(given: Given) -> int:
 
     with keep_stdout_for_json(given.json_out):
         return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
+
+
+@app.command("predict", cls=_Command, epilog="Exit codes: 0 ok; 2 bad usage (a file, a column, a checkpoint that "
+             "no longer fits its model).")
+def predict(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="A checkpoint written by --save (regress or "
+                                                                 "classify; built-in or your own model).")],
+    data: Annotated[str, typer.Option("--data", help="A CSV table of inputs: the feature columns the model was "
+                                                     "trained on (by header name, or the first ones); a label or "
+                                                     "target column there is compared with the predictions.")],
+    out: Annotated[Optional[str], typer.Option("--out", help="Write the predictions to this CSV file (default: "
+                                                             "stdout).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """Predict with a saved model: values (regress) or classes with their probabilities (classify), the inputs
+    prepared as in training."""
+    from losslab.cli.configs import expand
+    from losslab.commands import predict as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out))
+    with keep_stdout_for_json(json_out):
+        return command.main(cfg, json_out=json_out)
 
 
 COMPLETION_FLAGS = ("--install-completion", "--show-completion")

@@ -84,14 +84,15 @@ def metric_names(problem: ClassificationProblem) -> list[str]:
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
-def checkpoint(cfg: ClassifyConfig, model: Any, optimizer: Any, data: Any, epoch: int,
+def checkpoint(problem: ClassificationProblem, model: Any, optimizer: Any, epoch: int,
                generator: Any) -> dict[str, Any]:
+    """What --resume continues from and `losslab predict` predicts with."""
     from losslab import __version__
+    from losslab.engine.checkpoints import FORMAT, model_entry
 
-    return {"format": "losslab-checkpoint-1", "losslab": __version__, "epoch": epoch,
-            "model": cfg.model.name, "hidden": cfg.model.hidden, "architecture": cfg.model.architecture(),
-            "input_shape": list(data.input_shape),
-            "classes": list(data.classes), "dataset": cfg.data.dataset, "optim": cfg.optim.name,
+    cfg = problem.cfg
+    return {"format": FORMAT, "losslab": __version__, "epoch": epoch, **model_entry(problem),
+            "dataset": cfg.data.dataset, "optim": cfg.optim.name,
             "config": cfg.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state()}
 
@@ -204,7 +205,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     last_epoch = result.records[-1]["epoch"] if result.records else first_epoch - 1
     if cfg.save is not None and status != "diverged":
         epoch = best.best_epoch if restored and best.best_epoch is not None else last_epoch
-        save_checkpoint(cfg.save, checkpoint(cfg, model, optimizer, data, epoch, generator))
+        save_checkpoint(cfg.save, checkpoint(problem, model, optimizer, epoch, generator))
     return ClassifyResult(
         config=cfg, status=status, records=result.records, epochs_run=len(result.records),
         best_epoch=best.best_epoch, accuracy=final.get("accuracy", math.nan),

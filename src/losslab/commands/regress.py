@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (
@@ -23,7 +24,7 @@ from losslab.commands.common import (
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
-from losslab.engine.runs import RunSpec, execute, run_info
+from losslab.engine.runs import RunSpec, Start, execute, run_info
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Column, ProgressDisplay, Report, epoch_columns, fmt, make_console, status_notes
@@ -80,7 +81,10 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
     cfg = cfg.resolved()
     problem = problem or RegressionProblem(cfg)
     spec = RunSpec("run", cfg.optim, cfg.train.seed)
-    result = execute(problem, spec, events, info=run_info(problem, spec), single=True)
+    model = problem.new_model(spec.seed)  # (kept: --save writes it)
+    result = execute(problem, spec, events, info=run_info(problem, spec), start=Start(model), single=True)
+    if cfg.save is not None and result.status in ("ok", "interrupted") and result.records:
+        save(cfg.save, problem, model, result.records[-1]["epoch"])
     final = result.metrics
     return RegressResult(
         config=cfg, status=result.status, records=result.records, epochs_run=result.epochs_run,
@@ -90,6 +94,19 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
         versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling, notes=model_notes(problem),
         error=result.error,
     )
+
+
+def save(path: str, problem: RegressionProblem, model: Any, epoch: int) -> None:
+    """A checkpoint `losslab predict` reads: the weights, how to build the model, the standardisation."""
+    from losslab import __version__
+    from losslab.engine.checkpoints import FORMAT, model_entry
+    from losslab.outputs.files import atomic_write
+
+    content = {"format": FORMAT, "losslab": __version__, "epoch": epoch, **model_entry(problem),
+               "config": problem.cfg.to_dict(), "state_dict": model.state_dict()}
+    import torch
+
+    atomic_write(Path(path), lambda tmp: torch.save(content, tmp))
 
 
 def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class Raw:
     x_test: Optional["torch.Tensor"]
     y_test: Optional["torch.Tensor"]
     classes: list[str]
+    features: Optional[list[str]] = None  # a table's feature column names (with a header row)
+    target: Optional[str] = None  # and its label column's
 
 
 @dataclass
@@ -51,6 +53,10 @@ class ClassificationData:
     train_set: Any = None  # a torch Dataset of normalised samples, when too large to decode at once
     val_set: Any = None
     shape: Optional[tuple[int, ...]] = None  # one sample's shape, when streamed
+    mean: Any = None  # the normalisation applied to every sample: (x - mean) / std, from the training split
+    std: Any = None
+    features: Optional[list[str]] = None  # a table's feature column names (with a header row)
+    target: Optional[str] = None  # and its label column's
 
     @property
     def streamed(self) -> bool:
@@ -150,7 +156,9 @@ def _csv(cfg: Any) -> Raw:
                           f"{len(labels)} rows: it looks like a number to regress, not a label (use losslab regress)")
     index = {c: i for i, c in enumerate(classes)}
     y = torch.tensor([index[label] for label in labels], dtype=torch.int64)
-    return Raw(x, y, None, None, classes)
+    named = table.header is not None
+    return Raw(x, y, None, None, classes, [table.name(c) for c in cols] if named else None,
+               table.name(t) if named else None)
 
 
 # --- torchvision datasets -----------------------------------------------------------------------
@@ -391,7 +399,7 @@ def load_image_folder(cfg: Any) -> ClassificationData:
         mean, std = channel_stats((x_train[i:i + 256], None) for i in range(0, len(x_train), 256))
         x_val, y_val = decode(val, workers)
         return ClassificationData(((x_train - mean) / std).contiguous(), y_train, ((x_val - mean) / std).contiguous(),
-                                  y_val, classes, source + "; decoded into memory", split)
+                                  y_val, classes, source + "; decoded into memory", split, mean=mean, std=std)
     # streamed: statistics from one ordered pass (the same chunks as the in-memory path), then normalising
     # datasets read batch by batch
     loader = torch.utils.data.DataLoader(train, batch_size=256, shuffle=False, num_workers=workers)
@@ -400,7 +408,7 @@ def load_image_folder(cfg: Any) -> ClassificationData:
         part.mean, part.std = mean, std
     return ClassificationData(None, train.labels(), None, val.labels(), classes,
                               source + f"; streamed ({decoded_bytes / 2**30:.2f} GiB decoded > --memory-budget)",
-                              split, train_set=train, val_set=val, shape=shape)
+                              split, train_set=train, val_set=val, shape=shape, mean=mean, std=std)
 
 
 def load_classification(cfg: Any) -> ClassificationData:
@@ -442,7 +450,8 @@ def load_classification(cfg: Any) -> ClassificationData:
     x_train = ((x_train - mean) / std).contiguous()
     x_val = ((x_val - mean) / std).contiguous()
     source = f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape {tuple(x_train.shape[1:])}"
-    return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split)
+    return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split, mean=mean, std=std,
+                              features=raw.features, target=raw.target)
 
 
 def minority_classes(classes: int) -> list[int]:

@@ -19,6 +19,7 @@ class RegressionData:
     true_b: Optional[float]
     source: str
     feature_names: Optional[tuple[str, ...]] = None  # a table's header, a bundled dataset's names
+    target_name: Optional[str] = None  # a table's target column, by its header
 
     @property
     def features(self) -> int:
@@ -78,7 +79,8 @@ def read_csv(path: str, target: Optional[str] = None, features: Optional[Sequenc
     names = tuple(table.name(c) for c in cols) if table.header is not None else None
     what = f"target {table.name(t)!r}, " if table.header is not None else ""
     return RegressionData(x.astype(np.float32), y.astype(np.float32), None, None,
-                          f"{path}: {len(y)} rows, {what}{len(cols)} feature(s)", names)
+                          f"{path}: {len(y)} rows, {what}{len(cols)} feature(s)", names,
+                          table.name(t) if table.header is not None else None)
 
 
 def diabetes() -> RegressionData:

@@ -89,9 +89,11 @@ class RegressConfig(Resolvable):
     out: Optional[str] = None
     tensorboard: Optional[str] = None  # folder for TensorBoard event files
     plot: Optional[bool] = None  # curves in the terminal report (None: in a terminal, not with --json/--quiet)
+    save: Optional[str] = None  # a checkpoint file for `losslab predict`
 
     def __post_init__(self) -> None:
         check_task(self.loss.name, "regression")
+        check_file_target("--save", self.save)
         if self.model != "linear" and not is_user_model(self.model):
             entry = known_model(self.model)
             raise ConfigError("--model", f"{entry.name!r} is a classifier; regress trains linear or your own model "

@@ -1,0 +1,167 @@
+"""`losslab predict --checkpoint FILE --data FILE.csv`: a model saved with `--save` (regress or classify, built-in
+or the user's own) predicts the rows of a table, with the inputs prepared as in training (the same feature
+columns by name, the same normalisation; a regression's standardisation undone on its outputs). Writes a CSV
+(stdout, or --out FILE) or the --json document; where the table has the label/target column too, the accuracy
+(classification) or the mean squared error (regression) of the predictions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from losslab.errors import ConfigError, ExitCode
+
+COMMAND = "predict"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    checkpoint: str
+    data: str
+    out: Optional[str] = None  # a CSV file for the predictions (default: stdout)
+
+    def __post_init__(self) -> None:
+        from losslab.config import check_file_target
+
+        if not Path(self.checkpoint).expanduser().is_file():
+            raise ConfigError("--checkpoint", f"no such file: {self.checkpoint}")
+        if not Path(self.data).expanduser().is_file():
+            raise ConfigError("--data", f"no such file: {self.data}")
+        check_file_target("--out", self.out)
+
+
+@dataclass
+class Prediction:
+    task: str
+    model: str
+    rows: int
+    predictions: list[Any]  # regression: values in the target's units; classification: class names
+    probabilities: Optional[list[list[float]]] = None
+    classes: Optional[list[str]] = None
+    labels: Optional[list[Any]] = None  # the table's own label/target column, when it has one
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def table_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[str]]]:
+    """(features as float32 (rows, F), the label/target column's cells or None) of a table, its columns picked
+    as in training: by header name where the model was trained on named columns, else the first F columns (a
+    column after them is the label)."""
+    import torch
+
+    from losslab.components.tables import read_table
+
+    shape = ckpt["input_shape"]
+    if len(shape) != 1:
+        raise ConfigError("--data", f"this model takes inputs of shape {tuple(shape)} (images); a table gives rows "
+                          "of numbers")
+    width = shape[0]
+    table = read_table(path, "--data")
+    names, target = ckpt.get("features"), ckpt.get("target")
+    if names and table.header is not None:
+        cols = [table.column(name, "--data") for name in names]
+        label = table.column(target, "--data") if target and target in table.header else None
+    elif table.width in (width, width + 1):
+        cols, label = list(range(width)), (width if table.width == width + 1 else None)
+    else:
+        raise ConfigError("--data", f"{path} has {table.width} columns; the model takes {width} features "
+                          f"(and a label column may follow)" + (f": {', '.join(names)}" if names else ""))
+    x = torch.tensor(table.numbers(cols, "--data"), dtype=torch.float32)
+    labels = [row[label].strip() for row in table.rows] if label is not None else None
+    return x, labels
+
+
+def predict(cfg: PredictConfig) -> Prediction:
+    import torch
+
+    from losslab.engine.checkpoints import read, rebuild
+
+    ckpt = read(cfg.checkpoint)
+    model = rebuild(ckpt)
+    x, labels = table_inputs(ckpt, cfg.data)
+    task = ckpt["task"]
+    if task == "regression":
+        scaling = ckpt.get("scaling")
+        if scaling is not None:
+            x = (x.double() - torch.tensor(scaling["x_mean"])) / torch.tensor(scaling["x_std"])
+        with torch.no_grad():
+            out = model(x.float()).reshape(-1).double()
+        if scaling is not None:
+            out = out * scaling["y_std"] + scaling["y_mean"]
+        values = out.tolist()
+        result = Prediction(task, ckpt["model"], len(values), values, labels=labels)
+        if labels is not None:
+            truth = torch.tensor([float(v) for v in labels], dtype=torch.float64)
+            result.metrics = {"mse": float(((out - truth) ** 2).mean()), "mae": float((out - truth).abs().mean())}
+        return result
+    if ckpt.get("mean") is not None:
+        x = (x - ckpt["mean"]) / ckpt["std"]
+    with torch.no_grad():
+        out = model(x)
+    out = out.double()  # probabilities in float64: they sum to 1 to the last digits written
+    probs = out.exp() if ckpt.get("log_softmax") else torch.softmax(out, dim=1)
+    classes = list(ckpt.get("classes") or [str(i) for i in range(out.shape[1])])
+    chosen = [classes[i] for i in probs.argmax(dim=1).tolist()]
+    result = Prediction(task, ckpt["model"], len(chosen), chosen, probs.tolist(), classes, labels)
+    if labels is not None:
+        result.metrics = {"accuracy": sum(p == t for p, t in zip(chosen, labels)) / max(1, len(labels))}
+    return result
+
+
+def document(cfg: PredictConfig, result: Prediction) -> dict[str, Any]:
+    from losslab.outputs.files import versions
+
+    return {"command": COMMAND, "status": "ok", "config": asdict(cfg), "task": result.task, "model": result.model,
+            "rows": result.rows, "predictions": result.predictions, "probabilities": result.probabilities,
+            "classes": result.classes, "metrics": result.metrics, "versions": versions()}
+
+
+def csv_text(result: Prediction) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    probability_columns = [f"p_{c}" for c in result.classes or []]
+    writer.writerow(["row", "prediction", *probability_columns])
+    for i, value in enumerate(result.predictions):
+        cells = [repr(value) if isinstance(value, float) else value]
+        if result.probabilities is not None:
+            cells += [f"{p:.6g}" for p in result.probabilities[i]]
+        writer.writerow([i + 1, *cells])
+    return buffer.getvalue()
+
+
+def summary(result: Prediction) -> str:
+    said = ", ".join(f"{k} {v:.6g}" for k, v in result.metrics.items() if math.isfinite(v))
+    return (f"losslab predict: {result.rows} rows with {result.model} ({result.task})"
+            + (f"; against the table's own column: {said}" if said else ""))
+
+
+def main(cfg: PredictConfig, *, json_out: bool) -> int:
+    from losslab.commands.common import json_stream
+    from losslab.interrupt import critical
+    from losslab.outputs.files import atomic_write, dumps
+    from losslab.outputs.sinks import OutputContext, dispatcher
+
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    result = predict(cfg)
+    doc = document(cfg, result)
+    text = csv_text(result)
+    if cfg.out is not None:
+        def write(tmp: Path) -> None:
+            tmp.write_text(text)
+
+        atomic_write(Path(cfg.out).expanduser(), write)
+    with critical():
+        if json_out:
+            stream = json_stream()
+            stream.write(dumps(doc))
+            stream.flush()
+        elif cfg.out is None:
+            print(text, end="", flush=True)
+
+    print(summary(result) + (f"; written to {cfg.out}" if cfg.out else ""), file=sys.stderr)
+    events.on_command_end(COMMAND, "ok", doc)
+    return int(ExitCode.OK)
