@@ -135,7 +135,9 @@ OPTS: dict[str, Opt] = {
                        "Default: on for --data FILE.csv, off for the synthetic and bundled data."),
     # classification data and model
     "dataset": Opt(Optional[str], ("--dataset",), "Dataset. regress: synthetic (default; the tutorial's y = 2x + 3 + "
-                   f"noise), diabetes (scikit-learn's, bundled). classify (default digits): {DATASETS.help()}."),
+                   f"noise), diabetes (scikit-learn's, bundled). classify (default digits): {DATASETS.help()}; or your "
+                   "own: an import path package.module:NAME to tensors (X, y), a Dataset of (input, label) pairs, "
+                   "or a pair (train, valid) of them (a function returning one is called)."),
     "data_dir": Opt(Optional[str], ("--data-dir",), "torchvision root holding MNIST/, FashionMNIST/, "
                     "cifar-10-batches-py/ (default $LOSSLAB_DATA or ~/.cache/losslab/data)."),
     "val_dir": Opt(Optional[str], ("--val-dir",), "imagefolder: a validation folder with the same class "

@@ -411,13 +411,120 @@ def load_image_folder(cfg: Any) -> ClassificationData:
                               split, train_set=train, val_set=val, shape=shape, mean=mean, std=std)
 
 
-def load_classification(cfg: Any) -> ClassificationData:
+# --- a user's own dataset: --dataset package.module:NAME ------------------------------------------------------
+
+# what a user's dataset is trained with by default (its own registry meta)
+USER_DATASET: dict[str, Any] = {"default_model": "mlp", "default_epochs": 20, "default_lr": {"adam": 0.01,
+                                                                                             "adamw": 0.01}}
+
+
+def is_user_dataset(name: str) -> bool:
+    return ":" in name
+
+
+def dataset_meta(name: str) -> dict[str, Any]:
+    """A dataset's defaults: a registered one's meta, or those of a user's own (an import path)."""
+    return USER_DATASET if is_user_dataset(name) else DATASETS.lookup(name).meta
+
+
+def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
+    """(inputs float32, labels int64) of one part of a user's dataset, or a one-line error naming --dataset."""
+    import numpy as np
     import torch
 
+    try:
+        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+        yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError("--dataset", f"{spec}: its {part} are not numbers: {exc}") from None
+    if len(xt) == 0:
+        raise ConfigError("--dataset", f"{spec}: its {part} split is empty")
+    if len(xt) != len(yt):
+        raise ConfigError("--dataset", f"{spec}: {len(xt)} inputs but {len(yt)} labels in its {part} split")
+    if yt.ndim != 1 or yt.is_complex() or not (yt.dtype == torch.bool or torch.all(yt == yt.round())):
+        got = f"shape {tuple(yt.shape)}" if yt.ndim != 1 else f"values like {yt[0].item()}"
+        raise ConfigError("--dataset", f"{spec}: the labels of its {part} split must be class indices 0, 1, ... "
+                          f"(got {got})")
+    yt = yt.long()
+    if yt.min() < 0:
+        raise ConfigError("--dataset", f"{spec}: label {int(yt.min())} in its {part} split; labels are class "
+                          "indices from 0")
+    if not torch.isfinite(xt).all():
+        raise ConfigError("--dataset", f"{spec}: its {part} inputs hold NaN or infinite values")
+    return xt, yt
+
+
+def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
+    """A map-style Dataset of (input, label) pairs, every item read into memory."""
+    try:
+        items = [dataset[i] for i in range(len(dataset))]
+        xs, ys = zip(*[(item[0], item[1]) for item in items]) if items else ((), ())
+    except Exception as exc:
+        raise ConfigError("--dataset", f"{spec}: reading its {part} items failed: {type(exc).__name__}: "
+                          f"{exc}") from None
+    import numpy as np
+    import torch
+
+    try:
+        x = torch.stack([torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v) for v in xs]) \
+            if xs else torch.empty(0)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError("--dataset", f"{spec}: its {part} inputs do not all have one shape: {exc}") from None
+    return _tensors(x, [int(v) if not isinstance(v, float) else v for v in ys], spec, part)
+
+
+def load_user_dataset(spec: str) -> Raw:
+    """`spec` names a function (or a value) giving tensors (X, y), a map-style Dataset of (input, label) pairs, or a
+    pair (train, valid) of them; read into memory (the validation split is made as for tables when none is given)."""
+    import torch
+
+    from losslab.components.losses import import_object
+
+    obj = import_object(spec, "--dataset")
+    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError("--dataset", f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+
+    def read(value: Any, part: str) -> tuple[Any, Any]:
+        if isinstance(value, torch.utils.data.Dataset):
+            return _decode(value, spec, part)
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            return _tensors(value[0], value[1], spec, part)
+        raise ConfigError("--dataset", f"{spec} gave {type(value).__name__}: expected tensors (X, y), a Dataset of "
+                          "(input, label) pairs, or a pair (train, valid) of them")
+
+    pair = isinstance(obj, (tuple, list)) and len(obj) == 2 and all(
+        isinstance(v, torch.utils.data.Dataset) or (isinstance(v, (tuple, list)) and len(v) == 2) for v in obj)
+    if pair:
+        (x, y), (xv, yv) = read(obj[0], "training"), read(obj[1], "validation")
+        if xv.shape[1:] != x.shape[1:]:
+            raise ConfigError("--dataset", f"{spec}: validation inputs of shape {tuple(xv.shape[1:])}, training "
+                              f"inputs of shape {tuple(x.shape[1:])}")
+    else:
+        (x, y), xv, yv = read(obj, "training"), None, None
+    classes = int(max(int(y.max()), int(yv.max()) if yv is not None else 0)) + 1
+    return Raw(x, y, xv, yv, [str(c) for c in range(classes)])
+
+
+def load_classification(cfg: Any) -> ClassificationData:
+
+    if is_user_dataset(cfg.dataset):  # normalised as tables (per feature) and images (per channel) are
+        return split_and_normalise(cfg, load_user_dataset(cfg.dataset), per_feature=False,
+                                   given="the validation split it gives")
     entry = DATASETS.lookup(cfg.dataset)
     if entry.meta.get("folder"):
         return load_image_folder(cfg)
-    raw = entry.factory(cfg)
+    return split_and_normalise(cfg, entry.factory(cfg), per_feature=entry.meta.get("normalise") == "feature")
+
+
+def split_and_normalise(cfg: Any, raw: Raw, per_feature: bool,
+                        given: str = "official test split") -> ClassificationData:
+    """The validation split (the official one, or a seeded fraction), --subset and --imbalance, then every input
+    normalised with the training split's statistics."""
+    import torch
+
     g = torch.Generator().manual_seed(cfg.data_seed)
     x, y = raw.x_train, raw.y_train
     if raw.x_test is None:
@@ -442,11 +549,11 @@ def load_classification(cfg: Any) -> ClassificationData:
             keep = torch.randperm(len(y_train), generator=g)[: min(cfg.subset, len(y_train))]
             keep_val = torch.randperm(len(y_val), generator=g)[:n_test]
             x_train, y_train, x_val, y_val = x_train[keep], y_train[keep], x_val[keep_val], y_val[keep_val]
-        split = "official test split"
+        split = given
     if cfg.imbalance is not None and cfg.dataset != "blobs":
         x_train, y_train, note = make_imbalanced(x_train, y_train, len(raw.classes), cfg.imbalance, g)
         split += note
-    mean, std = _stats(x_train, per_feature=entry.meta.get("normalise") == "feature")
+    mean, std = _stats(x_train, per_feature=per_feature)
     x_train = ((x_train - mean) / std).contiguous()
     x_val = ((x_val - mean) / std).contiguous()
     source = f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape {tuple(x_train.shape[1:])}"

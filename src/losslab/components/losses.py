@@ -163,19 +163,25 @@ def import_user_module(module_name: str, option: str) -> Any:
         timer.cancel()
 
 
-def load_import_path(spec: str) -> Any:
-    """Load `package.module:Name`; a class is instantiated with no arguments."""
+def import_object(spec: str, option: str) -> Any:
+    """The object an import path `package.module:Name` names (the current folder importable, as `python -m`
+    makes it); its failures are one line naming `option`."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError("--loss", f"expected an import path package.module:Name (got {spec!r})")
+        raise ConfigError(option, f"expected an import path package.module:Name (got {spec!r})")
     if os.getcwd() not in sys.path:  # like `python -m`, let users name modules in the current folder
         sys.path.insert(0, os.getcwd())
-    module = import_user_module(module_name, "--loss")
-    obj = module
+    obj = import_user_module(module_name, option)
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ConfigError("--loss", f"module {module_name!r} has no attribute {attr!r}")
+            raise ConfigError(option, f"module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    return obj
+
+
+def load_import_path(spec: str) -> Any:
+    """Load `package.module:Name`; a class is instantiated with no arguments."""
+    obj = import_object(spec, "--loss")
     if inspect.isclass(obj) and _is_autograd_function(obj):
         function: Any = obj
         return function.apply  # a torch.autograd.Function is called through apply, with its own backward

@@ -137,21 +137,10 @@ def is_user_model(name: Optional[str]) -> bool:
 def load_user_model(spec: str) -> Any:
     """The class or factory `package.module:NAME` names (the current folder is importable, as for --loss)."""
     import inspect
-    import os
-    import sys
 
-    from losslab.components.losses import import_user_module
+    from losslab.components.losses import import_object
 
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError("--model", f"expected an import path package.module:NAME (got {spec!r})")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: Any = import_user_module(module_name, "--model")
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError("--model", f"module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    obj = import_object(spec, "--model")
     if not callable(obj) or (inspect.isclass(obj) and not _is_module_class(obj)):
         raise ConfigError("--model", f"{spec} is not an nn.Module subclass or a function returning one")
     return obj

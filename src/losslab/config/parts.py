@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from losslab.components.datasets import DATASETS
+from losslab.components.datasets import dataset_meta
 from losslab.components.optimizers import OPTIMIZERS, default_lr
 from losslab.components.schedules import SCHEDULES
 from losslab.config.checks import MAX_SEED, RECORD_BYTES, check_finite, check_memory, check_non_negative, check_positive
@@ -72,7 +72,7 @@ def rate_for(optim: str, task: str, dataset: Optional[str] = None, given: Option
     for the task (the registry's `default_lr`)."""
     if given is not None:
         return given, option
-    rates = (DATASETS.lookup(dataset).meta.get("default_lr") or {}) if dataset is not None else {}
+    rates = (dataset_meta(dataset).get("default_lr") or {}) if dataset is not None else {}
     if optim in rates:
         return rates[optim], f"{dataset} default"
     return default_lr(optim, task), "default"

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from losslab.components.datasets import DATASETS, default_data_dir
+from losslab.components.datasets import dataset_meta, default_data_dir
 from losslab.components.losses import check_task, is_import_path
 from losslab.components.models import MODELS, is_user_model
 from losslab.config.checks import (
@@ -147,8 +147,7 @@ class ClassifyDataConfig(Resolvable):
     workers: int = 2  # DataLoader worker processes for decoding images
 
     def __post_init__(self) -> None:
-        DATASETS.lookup(self.dataset)
-        folder = DATASETS.lookup(self.dataset).meta.get("folder", False)
+        folder = dataset_meta(self.dataset).get("folder", False)  # (an unknown name lists the choices)
         for option, given in (("--val-dir", self.val_dir is not None), ("--image-size", self.image_size is not None),
                               ("--grayscale", self.grayscale), ("--memory-budget", self.memory_budget != 2 * 2**30),
                               ("--workers", self.workers != 2)):
@@ -312,12 +311,12 @@ class ClassifyConfig(Resolvable):
     def _resolve(self) -> "ClassifyConfig":
         """The dataset's default epochs and model, its data folder, and the optimizer's default rate for
         classification, where the user gave none."""
-        entry = DATASETS.lookup(self.data.dataset)
+        meta = dataset_meta(self.data.dataset)
         train, model, data = self.train, self.model, self.data.resolved()
         if train.epochs is None:
-            train = replace(train, epochs=entry.meta["default_epochs"])
+            train = replace(train, epochs=meta["default_epochs"])
         if model.name is None:
-            model = replace(model, name=entry.meta["default_model"])
+            model = replace(model, name=meta["default_model"])
         return replace(self, train=train, model=model, data=data,
                        optim=self.optim.for_task("classification", self.data.dataset))
 
