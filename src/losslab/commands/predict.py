@@ -48,18 +48,15 @@ class Prediction:
 
 
 def table_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[str]]]:
-    """(features as float32 (rows, F), the label/target column's cells or None) of a table, its columns picked
-    as in training: by header name where the model was trained on named columns, else the first F columns (a
-    column after them is the label)."""
+    """(inputs as float32 in the model's input shape, the label/target column's cells or None) of a table, its
+    columns picked as in training: by header name where the model was trained on named columns, else the first
+    ones (an image model's: its pixels, flattened); a column after them is the label."""
     import torch
 
     from losslab.components.tables import read_table
 
     shape = ckpt["input_shape"]
-    if len(shape) != 1:
-        raise ConfigError("--data", f"this model takes inputs of shape {tuple(shape)} (images); a table gives rows "
-                          "of numbers")
-    width = shape[0]
+    width = math.prod(shape)  # images come as rows of their pixels, in (channel, row, column) order
     table = read_table(path, "--data")
     names, target = ckpt.get("features"), ckpt.get("target")
     if names and table.header is not None:
@@ -68,9 +65,10 @@ def table_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[st
     elif table.width in (width, width + 1):
         cols, label = list(range(width)), (width if table.width == width + 1 else None)
     else:
-        raise ConfigError("--data", f"{path} has {table.width} columns; the model takes {width} features "
-                          f"(and a label column may follow)" + (f": {', '.join(names)}" if names else ""))
-    x = torch.tensor(table.numbers(cols, "--data"), dtype=torch.float32)
+        what = f"{width} features" if len(shape) == 1 else f"{width} pixel values (inputs of shape {tuple(shape)})"
+        raise ConfigError("--data", f"{path} has {table.width} columns; the model takes {what} (and a label "
+                          f"column may follow)" + (f": {', '.join(names)}" if names else ""))
+    x = torch.tensor(table.numbers(cols, "--data"), dtype=torch.float32).reshape(-1, *shape)
     labels = [row[label].strip() for row in table.rows] if label is not None else None
     return x, labels
 
