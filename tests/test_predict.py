@@ -128,3 +128,19 @@ def test_bad_checkpoints_and_tables_are_one_line(cli, folder):
     run.assert_usage_error("--checkpoint")
     assert "predmodels:Net" in run.stderr and "size mismatch" in run.stderr
     cli("predict", "--checkpoint", "m.pt", "--data", "pets.csv", "--out", str(folder)).assert_usage_error("--out")
+
+
+def test_an_image_model_predicts_rows_of_pixels_with_its_validation_accuracy(cli, folder):
+    """digits (8x8 images) saved from classify; its validation images written as rows of 64 pixels and a label."""
+    from sklearn.datasets import load_digits
+
+    train = cli("classify", "--epochs", "3", "--save", "digits.pt", "--json", "--device", "cpu")
+    assert train.exit_code == 0, train.stderr
+    digits = load_digits()
+    lines = [",".join(f"p{i}" for i in range(64)) + ",label"]
+    lines += [",".join(str(int(v)) for v in x) + f",{y}" for x, y in zip(digits.data, digits.target)]
+    (folder / "digits.csv").write_text("\n".join(lines) + "\n")
+    (folder / "val.csv").write_text(validation_rows(folder / "digits.csv"))
+    run = cli("predict", "--checkpoint", "digits.pt", "--data", "val.csv", "--json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["rows"] == 359 and run.json()["metrics"]["accuracy"] == train.json()["accuracy"]
