@@ -64,6 +64,18 @@ def text_labels():
 
 def wrong_type():
     return 42
+
+
+HX = rng.normal(size=(120, 2)) * [1000.0, 5.0] + [2000.0, 10.0]
+HY = HX @ [0.5, 2.0] + 100 + rng.normal(size=120)
+
+
+def houses():
+    return HX.astype(np.float32), HY.astype(np.float32)
+
+
+def two_targets():
+    return HX, np.stack([HY, HY], axis=1)
 '''
 
 
@@ -130,3 +142,19 @@ def test_numbers_equal_numpy_arrays(folder):
 
     raw = load_user_dataset("userdata:arrays")
     assert np.array_equal(raw.x_train.numpy(), userdata.X) and raw.classes == ["0", "1", "2"]
+
+
+def test_regression_arrays_train_exactly_as_the_same_table_does(cli, folder):
+    sys.path.insert(0, str(folder))
+    import userdata
+
+    x, y = userdata.houses()
+    lines = ["x1,x2,y"] + [f"{a!r},{b!r},{t!r}" for (a, b), t in zip(x.tolist(), y.tolist())]
+    (folder / "houses.csv").write_text("\n".join(lines) + "\n")
+    common = ["regress", "--epochs", "200", "--json", "--device", "cpu"]
+    table, mine = cli(*common, "--data", "houses.csv"), cli(*common, "--dataset", "userdata:houses")
+    assert table.exit_code == mine.exit_code == 0, mine.stderr
+    assert list(mine.json()["params"].values()) == list(table.json()["params"].values())
+    assert mine.json()["final_loss"] == table.json()["final_loss"] and mine.json()["standardization"] is not None
+    cli("regress", "--dataset", "userdata:two_targets").assert_usage_error("--dataset")
+    cli("regress", "--dataset", "userdata:wrong_type").assert_usage_error("--dataset")

@@ -170,3 +170,44 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     design = np.hstack([x.astype(np.float64), np.ones((x.shape[0], 1))])
     theta, *_ = np.linalg.lstsq(design, y.astype(np.float64).reshape(-1), rcond=None)
     return theta[:-1], float(theta[-1])
+
+
+def read_user_data(spec: str) -> RegressionData:
+    """A user's own regression data, `--dataset package.module:NAME`: tensors or arrays (X, y), or a map-style
+    Dataset of (input, target) pairs (a function returning one is called); real-valued targets, one per row."""
+    import torch
+
+    from losslab.components.losses import import_object
+
+    obj = import_object(spec, "--dataset")
+    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError("--dataset", f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    if isinstance(obj, torch.utils.data.Dataset):
+        try:
+            pairs = [obj[i] for i in range(len(obj))]
+            obj = ([np.asarray(p[0], dtype=np.float64) for p in pairs], [np.asarray(p[1], dtype=np.float64)
+                                                                        for p in pairs])
+        except Exception as exc:
+            raise ConfigError("--dataset", f"{spec}: reading its items failed: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+        raise ConfigError("--dataset", f"{spec} gave {type(obj).__name__}: expected tensors or arrays (X, y), or a "
+                          "Dataset of (input, target) pairs")
+    try:
+        x = np.asarray([np.asarray(v, dtype=np.float64) for v in obj[0]] if isinstance(obj[0], list) else
+                       (obj[0].numpy() if isinstance(obj[0], torch.Tensor) else obj[0]), dtype=np.float64)
+        y = np.asarray(obj[1].numpy() if isinstance(obj[1], torch.Tensor) else obj[1], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("--dataset", f"{spec}: its inputs or targets are not numbers: {exc}") from None
+    x = x.reshape(len(x), -1) if x.ndim != 2 else x
+    if len(x) < 2:
+        raise ConfigError("--dataset", f"{spec}: {len(x)} rows; need at least 2")
+    if y.reshape(len(y), -1).shape != (len(x), 1):
+        raise ConfigError("--dataset", f"{spec}: {len(x)} inputs but targets of shape {y.shape}; regress needs one "
+                          "real-valued target per row")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ConfigError("--dataset", f"{spec}: its inputs or targets hold NaN or infinite values")
+    return RegressionData(x.astype(np.float32), y.reshape(-1, 1).astype(np.float32), None, None,
+                          f"{spec}: {len(x)} rows, {x.shape[1]} feature(s)")

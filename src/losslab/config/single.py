@@ -46,9 +46,10 @@ class RegressDataConfig:
     standardize: Optional[bool] = None  # train on standardised columns; None: for a user's table (csv) only
 
     def __post_init__(self) -> None:
-        if self.dataset not in REGRESSION_DATASETS:
+        if self.dataset not in REGRESSION_DATASETS and ":" not in self.dataset:
             raise ConfigError("--dataset", f"unknown regression dataset {self.dataset!r}; choose from: "
-                              f"{', '.join(REGRESSION_DATASETS)} (or --data FILE.csv)")
+                              f"{', '.join(REGRESSION_DATASETS)} (or --data FILE.csv, or your own as an import path "
+                              "package.module:NAME)")
         if self.csv is None and (self.target is not None or self.columns is not None):
             raise ConfigError("--target" if self.target is not None else "--features",
                               "names a column of --data FILE.csv; give the file")
@@ -110,7 +111,7 @@ class RegressConfig(Resolvable):
         if len(data.true_w) != data.features:
             data = replace(data, true_w=data.true_w * data.features)
         if data.standardize is None:  # a user's table comes in its own units: areas in thousands, prices in 1e5
-            data = replace(data, standardize=data.csv is not None)
+            data = replace(data, standardize=data.csv is not None or ":" in data.dataset)
         return replace(self, data=data, optim=self.optim.for_task("regression"))
 
     @property

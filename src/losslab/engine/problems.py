@@ -12,7 +12,15 @@ import torch
 from losslab.components.datasets import ClassificationData, load_classification
 from losslab.components.losses import build_loss, is_import_path, wants_balanced_weights, wants_log_softmax
 from losslab.components.models import MODELS, build_classifier, build_user_model, is_user_model, load_user_model
-from losslab.components.regression_data import RegressionData, Scaling, diabetes, least_squares, read_csv, synthetic
+from losslab.components.regression_data import (
+    RegressionData,
+    Scaling,
+    diabetes,
+    least_squares,
+    read_csv,
+    read_user_data,
+    synthetic,
+)
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory, parse_floats
 from losslab.engine.batches import InMemory, Streamed
 from losslab.engine.diagnosis import CONDITION
@@ -168,6 +176,8 @@ def load_regression_data(cfg: RegressConfig) -> RegressionData:
         return read_csv(d.csv, d.target, d.columns)
     if d.dataset == "diabetes":
         return diabetes()
+    if ":" in d.dataset:  # a user's own data
+        return read_user_data(d.dataset)
     weights = d.true_w * d.features if len(d.true_w) == 1 else d.true_w
     return synthetic(d.samples, d.features, weights, d.true_b, d.noise, d.data_seed)
 
