@@ -127,6 +127,20 @@ MATRIX = [
     (["classify", "--save", "x" * 300 + ".pt"], "--save"),
     # executors: checked within seconds, not a hang
     (["compare-losses", "--executor", "ray", "--ray-address", "127.0.0.1:1", "--epochs", "3"], "--ray-address"),
+    # a user's model and data, --save and predict
+    (["regress", "--model", "cnn"], "--model"),
+    (["regress", "--model", "nosuch.module:Net"], "--model"),
+    (["classify", "--model", "os:getcwd"], "--model"),
+    (["classify", "--model", "collections:OrderedDict"], "--model"),
+    (["lr-sweep", "--task", "classify", "--model", "nosuch.module:Net"], "--model"),
+    (["regress", "--save", "/"], "--save"),
+    (["regress", "--save", "x" * 300 + ".pt"], "--save"),
+    (["classify", "--dataset", "nosuch.module:data"], "--dataset"),
+    (["regress", "--dataset", "nosuch.module:data"], "--dataset"),
+    (["compare-optimizers", "--task", "classify", "--dataset", "os:getcwd"], "--dataset"),
+    (["predict", "--checkpoint", "/no/such.pt", "--data", "/etc/hostname"], "--checkpoint"),
+    (["predict", "--checkpoint", "/etc/hostname", "--data", "/no/such.csv"], "--data"),
+    (["predict", "--checkpoint", "/etc/hostname", "--data", "/etc/hostname"], "--checkpoint"),
 ]
 
 
