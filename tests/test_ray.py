@@ -61,3 +61,36 @@ def test_sigterm_stops_a_ray_sweep_like_ctrl_c(tmp_path):
 
     address = ray.get_runtime_context().gcs_address
     interrupted_sweep(tmp_path, ["--executor", "ray", "--ray-address", address], signum=signal.SIGTERM, group=False)
+
+
+RAYNET = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 16), nn.ReLU(), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+def test_a_user_model_from_a_file_reaches_ray_workers_by_value(cli, tmp_path, monkeypatch):
+    """The runtime's workers started before the file existed and cannot import it (no PYTHONPATH to it): the
+    model travels with the problem, by value, as a cluster node without the file needs it."""
+    import sys
+
+    (tmp_path / "raynet.py").write_text(RAYNET)
+    monkeypatch.delitem(sys.modules, "raynet", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["compare-optimizers", "--task", "classify", "--model", "raynet:Net", "--optims", "sgd,adam", "--seeds",
+            "1", "--epochs", "2", "--json", "--no-vectorize", "--device", "cpu"]
+    local, on_ray = cli(*args), cli(*args, "--executor", "ray")
+    assert local.exit_code == on_ray.exit_code == 0, on_ray.stderr
+    for name in ("sgd", "adam"):
+        [a], [b] = local.json()["optimizers"][name]["runs"], on_ray.json()["optimizers"][name]["runs"]
+        assert a["status"] == b["status"] == "ok"
+        assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5)  # (a Ray task runs on one thread)
