@@ -18,7 +18,7 @@ LAYERS = [
     {"losslab.engine"},
     {"losslab.outputs"},
     {"losslab.commands"},
-    {"losslab.cli"},
+    {"losslab.cli", "losslab.api"},
     {"losslab.__main__"},
 ]
 
@@ -61,9 +61,13 @@ def imports(path: Path, known: set[str]) -> set[str]:
 GRAPH = {name: imports(path, set(modules())) - {name} for name, path in modules().items()}
 
 
+# the one upward import: `losslab.regress(...)` is the package's public face, loaded on first use
+PUBLIC_FACE = {("losslab", "losslab.api")}
+
+
 @pytest.mark.parametrize("module", sorted(GRAPH))
 def test_imports_point_down_the_layers(module):
-    up = [dep for dep in GRAPH[module] if layer(dep) > layer(module)]
+    up = [dep for dep in GRAPH[module] if layer(dep) > layer(module) and (module, dep) not in PUBLIC_FACE]
     assert not up, f"{module} (layer {layer(module)}) imports modules above it: {up}"
 
 
@@ -95,7 +99,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_no_import_cycles():
-    cycle = find_cycle(GRAPH)
+    cycle = find_cycle({name: {dep for dep in deps if (name, dep) not in PUBLIC_FACE} for name, deps in GRAPH.items()})
     assert not cycle, "import cycle: " + " -> ".join(cycle)
 
 

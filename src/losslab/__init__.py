@@ -1,3 +1,22 @@
-"""losslab: PyTorch training experiments (losses, optimizers, learning rates) as one command each."""
+"""losslab: PyTorch training experiments (losses, optimizers, learning rates) as one command each — and as one
+function each from Python (`losslab.regress(...)`, `losslab.compare_optimizers(...)`, ...; see `losslab.api`).
+
+`import losslab` loads no torch: the functions import what they need when called."""
+
+from typing import Any
+
+from losslab.errors import ConfigError
 
 __version__ = "0.1.0"
+
+API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "load", "Result")
+__all__ = ["ConfigError", "__version__", *API]
+
+
+def __getattr__(name: str) -> Any:
+    """The Python API's functions, imported on first use (the one import here that points up the layers)."""
+    if name in API:
+        from losslab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'losslab' has no attribute {name!r}")

@@ -301,11 +301,16 @@ class Given:
         return name in self._values and self._values[name] != self._defaults.get(name, OPTS[name].default)
 
 
+# each registered command's options and their defaults for it: what the Python API (losslab.api) accepts
+SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+
+
 def options(*names: str, command: str, **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
     """Give the command `command`'s function `def cmd(given: Given) -> int` the named options, with per-command
     defaults, as its signature; with --config among them, a [command] table of a file gives values too."""
     if "config" in names:
         TABLES.append(command)
+    SIGNATURES[command] = (names, {name: defaults.get(name, OPTS[name].default) for name in names})
 
     def decorate(func: Callable[[Given], int]) -> Callable[..., int]:
         params, annotations = [], {}

@@ -59,6 +59,7 @@ class ClassifyResult:
     versions: dict[str, str] = field(default_factory=dict)
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
     error: Optional[str] = None  # why training failed (status "error")
+    model: Any = None  # the trained model (the Python API returns it; no document holds it)
 
     def metrics(self) -> dict[str, Any]:
         last = self.records[-1] if self.records else {}
@@ -213,7 +214,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
         confusion=final.get("confusion", []), classes=list(data.classes), elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=data.source, split=data.split, restored_best=restored,
         resumed_from=ckpt["epoch"] if ckpt else None, notes=notes, diverged_epoch=result.diverged_epoch,
-        versions=versions(), diagnosis=result.diagnosis, error=result.error,
+        versions=versions(), diagnosis=result.diagnosis, error=result.error, model=model,
     )
 
 
@@ -305,7 +306,8 @@ def terminal_curves(result: ClassifyResult) -> str:
                    ("valid", epochs, [r.get("valid_loss") for r in result.records])], title="loss", xlabel="epoch")
 
 
-def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
+def experiment(cfg: ClassifyConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
+    """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
@@ -317,6 +319,10 @@ def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
     events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
     result = run(cfg, events, problem)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
-    return finish(Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,
-                         result.status, plots(result), lambda: terminal_curves(result)),
-                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+    return (Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,
+                         result.status, plots(result), lambda: terminal_curves(result), result=result),
+                   Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+
+def main(cfg: ClassifyConfig, *, json_out: bool, quiet: bool) -> int:
+    return finish(*experiment(cfg, json_out=json_out, quiet=quiet))

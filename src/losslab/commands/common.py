@@ -85,6 +85,7 @@ class Output:
     status: str
     plots: Sequence[Plot] = ()
     curves: Optional[Callable[[], str]] = None
+    result: Any = None  # the command's result object (what the Python API returns)
 
 
 @dataclass

@@ -361,7 +361,8 @@ def terminal_curves(result: CompareLossesResult) -> str:
     return curves(series, title="median training loss over seeds (each loss in its own units)", xlabel="epoch")
 
 
-def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
+def experiment(cfg: CompareLossesConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
+    """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
@@ -376,6 +377,10 @@ def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
         result = compare(cfg, problem, heldout, rows, events, held)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
-    return finish(Output(document(result, outcomes), report(result, outcomes), run_records(runs, "loss"), outcomes,
-                         result.status, plots(result, problem, rows), lambda: terminal_curves(result)),
-                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+    return (Output(document(result, outcomes), report(result, outcomes), run_records(runs, "loss"), outcomes,
+                         result.status, plots(result, problem, rows), lambda: terminal_curves(result), result=result),
+                   Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+
+def main(cfg: CompareLossesConfig, *, json_out: bool, quiet: bool) -> int:
+    return finish(*experiment(cfg, json_out=json_out, quiet=quiet))

@@ -261,7 +261,8 @@ def terminal_curves(result: CompareResult) -> str:
     return curves(series, title=f"median {key.replace('_', ' ')} over seeds", xlabel="epoch")
 
 
-def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
+def experiment(cfg: CompareConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
+    """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
@@ -277,6 +278,10 @@ def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     runs = [r for rs in result.runs.values() for r in rs]
     # one run diverging is a result, not a failure: exit 3 only when every run diverged
-    return finish(Output(document(result, outcomes), report(result, outcomes), run_records(runs, "optimizer"),
-                         outcomes, result.status, plots(result), lambda: terminal_curves(result)),
-                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+    return (Output(document(result, outcomes), report(result, outcomes), run_records(runs, "optimizer"),
+                         outcomes, result.status, plots(result), lambda: terminal_curves(result), result=result),
+                   Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+
+def main(cfg: CompareConfig, *, json_out: bool, quiet: bool) -> int:
+    return finish(*experiment(cfg, json_out=json_out, quiet=quiet))

@@ -52,6 +52,7 @@ class RegressResult:
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
     scaling: Any = None  # components.regression_data.Scaling when trained on standardised columns
     notes: list[str] = field(default_factory=list)  # what the report says of a user's model
+    model: Any = None  # the trained model (the Python API returns it; no document holds it)
     error: Optional[str] = None  # why training failed (status "error")
 
     def metrics(self) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
         true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
         versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling, notes=model_notes(problem),
-        error=result.error,
+        error=result.error, model=model,
     )
 
 
@@ -182,7 +183,8 @@ def terminal_curves(result: RegressResult) -> str:
                   xlabel="epoch")
 
 
-def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
+def experiment(cfg: RegressConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
+    """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     # validate everything that can be checked before training
     check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
@@ -195,6 +197,10 @@ def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
     events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
     result = run(cfg, events, problem)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
-    return finish(Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,
-                         result.status, plots(result), lambda: terminal_curves(result)),
-                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+    return (Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,
+                         result.status, plots(result), lambda: terminal_curves(result), result=result),
+                   Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+
+def main(cfg: RegressConfig, *, json_out: bool, quiet: bool) -> int:
+    return finish(*experiment(cfg, json_out=json_out, quiet=quiet))

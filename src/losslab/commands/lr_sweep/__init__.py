@@ -86,7 +86,8 @@ def metric_names(cfg: SweepConfig) -> list[str]:
     return list(grid_metrics(None, None, None, []))
 
 
-def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
+def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
+    """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS), records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
@@ -106,9 +107,9 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
         events = dispatcher(ctx, [progress])
         rt = range_test(cfg, problem, events, on_seed)
         outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
-        return finish(Output(range_document(rt, outcomes), range_report(rt, outcomes), range_records(rt), outcomes,
-                             rt.status, range_plots(rt), lambda: range_curves(rt)),
-                      Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+        return (Output(range_document(rt, outcomes), range_report(rt, outcomes), range_records(rt), outcomes,
+                             rt.status, range_plots(rt), lambda: range_curves(rt), result=rt),
+                       Where(console, json_out, quiet, cfg.out, cfg.plot, events))
 
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
     display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
@@ -117,6 +118,10 @@ def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
         grid = grid_sweep(cfg, problem, events)
     outcomes = check_gates(cfg.gates, grid.status, grid.metrics(), loss_key="best_final_loss")
     runs = [r for rs in grid.runs.values() for r in rs]
-    return finish(Output(grid_document(grid, outcomes), grid_report(grid, outcomes), run_records(runs, None),
-                         outcomes, grid.status, grid_plots(grid), lambda: grid_curves(grid)),
-                  Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+    return (Output(grid_document(grid, outcomes), grid_report(grid, outcomes), run_records(runs, None),
+                         outcomes, grid.status, grid_plots(grid), lambda: grid_curves(grid), result=grid),
+                   Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+
+def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:
+    return finish(*experiment(cfg, json_out=json_out, quiet=quiet))

@@ -1,0 +1,275 @@
+"""losslab from Python: one function per command, taking the CLI's options as keyword arguments (snake_case,
+the same defaults) and returning a `Result`, with the command's own code doing the work — the same configs,
+the same training, the same result document as `--json`.
+
+    import losslab
+    result = losslab.regress(optim="adam", lr=0.01, epochs=500)
+    result.status, result.metrics["final_loss"], result.history["train_loss"][-1]
+    result.model(x)                                   # the trained model, in eval mode
+    losslab.compare_optimizers(optims=["sgd", "adam"], seeds=3).ranking
+
+Where the CLI takes an import path, Python takes the object itself: `model=` an `nn.Module` class, a function
+returning one, or an instance (a template: each run starts from a copy re-initialised for its seed); `data=`
+tensors or arrays `(X, y)`, a `Dataset`, or a pandas DataFrame with `target=`; `loss=` a callable. Wrong values
+raise `losslab.ConfigError` naming the option as the CLI does (`--lr: must be > 0`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import types
+from typing import Any, Callable, Optional
+
+from losslab.errors import ConfigError
+
+# objects handed over in Python live here, under names that make import paths the command's code resolves
+_OBJECTS = types.ModuleType("losslab._objects", "objects given to the Python API, by generated name")
+sys.modules[_OBJECTS.__name__] = _OBJECTS
+_COUNTER = itertools.count(1)
+
+
+def _register(value: Any, kind: str) -> str:
+    name = f"{kind}{next(_COUNTER)}"
+    setattr(_OBJECTS, name, value)
+    return f"{_OBJECTS.__name__}:{name}"
+
+
+def _model_factory(model: Any) -> Any:
+    """A class or function as given; an instance becomes a factory of copies re-initialised for each seed (the
+    global RNG is seeded before the factory is called)."""
+    import copy
+    import inspect
+
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        template = model
+
+        def fresh() -> nn.Module:
+            out = copy.deepcopy(template)
+            for module in out.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+            return out
+
+        return fresh
+    if inspect.isclass(model) or callable(model):
+        return model
+    raise ConfigError("--model", f"expected an nn.Module class, a function returning one, an instance or a name "
+                      f"(got {type(model).__name__})")
+
+
+def _data_function(data: Any, target: Optional[str]) -> Callable[[], Any]:
+    """`data=` as a function of no arguments giving what --dataset import paths give."""
+    if hasattr(data, "columns") and hasattr(data, "drop"):  # a pandas DataFrame
+        if target is None or target not in data.columns:
+            raise ConfigError("--target", f"names the DataFrame's target column (its columns: "
+                              f"{', '.join(map(str, data.columns))})")
+        x, y = data.drop(columns=[target]).to_numpy(dtype="float32"), data[target].to_numpy()
+        return lambda: (x, y)
+    return lambda: data
+
+
+def _options(command: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments as the CLI's option values: lists to comma text, objects to import paths."""
+    from losslab.cli.options import OPTS, SIGNATURES, flag
+
+    names, _ = SIGNATURES[command]
+    given = dict(given)
+    if "json" in given:  # the option's Python name is json_out
+        given["json_out"] = given.pop("json")
+    if "model" in given and given["model"] is not None and not isinstance(given["model"], str):
+        given["model"] = _register(_model_factory(given["model"]), "model")
+    if "data" in given and given["data"] is not None and not isinstance(given["data"], str):
+        given["dataset"] = _register(_data_function(given.pop("data"), given.get("target")), "data")
+        given.pop("target", None)
+    if "loss" in given and given["loss"] is not None and not isinstance(given["loss"], str):
+        given["loss"] = _register(given["loss"], "loss")
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{name}=", f"is not an option of losslab {command} (its options: {known})")
+        if isinstance(value, dict):  # lr_for={"adam": 0.01}
+            value = [f"{k}={v}" for k, v in value.items()]
+        if isinstance(value, (list, tuple)) and OPTS[name].type in (str, Optional[str]):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and OPTS[name].type in (
+                str, Optional[str]):
+            value = str(value)
+        if value is not None and isinstance(value, bool) != (OPTS[name].type is bool):
+            if OPTS[name].type is bool:
+                raise ConfigError(flag(name), f"takes True or False (got {value!r})")
+        out[name] = value
+    return out
+
+
+def _config(command: str, options: dict[str, Any]) -> Any:
+    from losslab.cli import configs
+    from losslab.cli.options import SIGNATURES, Given
+
+    _, defaults = SIGNATURES[command]
+    values = {**defaults, **_options(command, options)}
+    build: dict[str, Callable[..., Any]] = {"regress": configs.regress_config, "classify": configs.classify_config,
+             "compare-optimizers": configs.compare_config, "compare-losses": configs.compare_losses_config,
+             "lr-sweep": configs.sweep_config}
+    return build[command](Given(values, defaults))
+
+
+class Result:
+    """What a command gives back: its status and numbers, its per-epoch history, its result document (exactly
+    what --json prints), its files (`save`), and a table in a notebook."""
+
+    def __init__(self, command: str, output: Any, where: Any):
+        self.command, self._output, self._where = command, output, where
+        self.raw = output.result  # the command's own result object
+        self.status: str = output.status
+
+    def document(self) -> dict[str, Any]:
+        """Exactly the --json document of this run (without the command line the CLI records)."""
+        import json
+
+        from losslab.outputs.files import dumps
+
+        return dict(json.loads(dumps(self._output.document)))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The flat names `--expect` tests (final_loss, accuracy, winner, ...)."""
+        return dict(self.raw.metrics())
+
+    @property
+    def history(self) -> "History":
+        """Every epoch's record (of every run, for a many-run command: with `run`, `seed` and `lr` keys)."""
+        return History(self._output.records)
+
+    @property
+    def model(self) -> Any:
+        """The trained model (single-run commands), in eval mode."""
+        model = getattr(self.raw, "model", None)
+        if model is None:
+            raise AttributeError(f"losslab {self.command} trains many runs: see .runs")
+        return model.eval()
+
+    @property
+    def runs(self) -> Any:
+        """A many-run command's runs, by optimizer, loss or learning rate."""
+        runs = getattr(self.raw, "runs", None)
+        if runs is None:
+            raise AttributeError(f"losslab {self.command} trains one run: see .model and .history")
+        return runs
+
+    @property
+    def ranking(self) -> list[str]:
+        return list(self.document().get("ranking") or [])
+
+    @property
+    def params(self) -> dict[str, float]:
+        return dict(self.document().get("params") or {})
+
+    @property
+    def suggestions(self) -> dict[str, Any]:
+        doc = self.document()
+        return dict(doc.get("suggestions") or {}) or {"suggested_lr": doc.get("suggested_lr")}
+
+    def save(self, folder: str) -> None:
+        """The files --out writes: result.json, history.csv and the plots."""
+        from losslab.config import check_out_dir
+        from losslab.outputs.files import write_data_files, write_plots
+
+        check_out_dir(folder, option="folder")
+        write_data_files(folder, self._output.document, self._output.records)
+        write_plots(folder, self._output.plots, keep_going=lambda: True)
+
+    def _parts(self) -> list[Any]:
+        report = self._output.report
+        return list(report) if isinstance(report, (list, tuple)) else [report]
+
+    def report(self) -> str:
+        """The report the CLI prints, as plain text."""
+        return "\n".join(part.plain() for part in self._parts())
+
+    def _repr_html_(self) -> str:
+        """The report as tables, for a notebook cell."""
+        import io
+
+        from rich.console import Console
+
+        console = Console(record=True, force_terminal=True, width=110, file=io.StringIO())
+        for part in self._parts():
+            part.render(console)
+        return str(console.export_html(inline_styles=True))
+
+    def __repr__(self) -> str:
+        return f"<losslab {self.command}: {self.status}>"
+
+
+class History(list):
+    """The per-epoch records, a list of dicts; `history["train_loss"]` is one column as a list, and
+    `to_pandas()` a DataFrame (pandas installed)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return [record.get(key) for record in self]
+        return super().__getitem__(key)
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(list(self))
+
+
+def _run(command: str, options: dict[str, Any], progress: bool) -> Result:
+    import importlib
+
+    from losslab.engine.events import _COMMAND
+
+    cfg = _config(command, options)
+    module = importlib.import_module(f"losslab.commands.{command.replace('-', '_')}")
+    token = _COMMAND.set(command)
+    try:
+        output, where = module.experiment(cfg, json_out=True, quiet=not progress)  # (progress on stderr)
+    finally:
+        _COMMAND.reset(token)
+    where.events.on_command_end(command, output.status, output.document)
+    return Result(command, output, where)
+
+
+def regress(*, progress: bool = True, **options: Any) -> Result:
+    """`losslab regress` (options as keyword arguments, e.g. optim="adam", lr=0.01, model=Net, data=(X, y))."""
+    return _run("regress", options, progress)
+
+
+def classify(*, progress: bool = True, **options: Any) -> Result:
+    """`losslab classify` (e.g. dataset="digits", model=Net, data=df, target="label", epochs=10)."""
+    return _run("classify", options, progress)
+
+
+def compare_optimizers(*, progress: bool = True, **options: Any) -> Result:
+    """`losslab compare-optimizers` (e.g. optims=["sgd", "adam"], seeds=3)."""
+    return _run("compare-optimizers", options, progress)
+
+
+def compare_losses(*, progress: bool = True, **options: Any) -> Result:
+    """`losslab compare-losses` (e.g. losses=["mse", "l1"], outliers=0.1)."""
+    return _run("compare-losses", options, progress)
+
+
+def lr_sweep(*, progress: bool = True, **options: Any) -> Result:
+    """`losslab lr-sweep`: a grid of rates (e.g. lrs=[0.01, 0.1]), or range_test=True."""
+    return _run("lr-sweep", options, progress)
+
+
+def lr_find(*, progress: bool = True, **options: Any) -> Result:
+    """The LR range test (`losslab lr-sweep --range-test`): `.suggestions` holds the named suggested rates."""
+    return _run("lr-sweep", {**options, "range_test": True}, progress)
+
+
+def load(path: str) -> dict[str, Any]:
+    """A result document a command wrote (result.json)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return dict(json.load(f))

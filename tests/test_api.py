@@ -1,0 +1,125 @@
+"""losslab from Python: the functions take the CLI's options as keyword arguments and give the same result
+document as `--json`, take objects where the CLI takes import paths, and raise ConfigError naming the option."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import losslab
+from losslab.commands.replay import compare
+
+CASES = {
+    "regress": ("regress", {"optim": "adam", "lr": 0.01, "epochs": 50}, ["--optim", "adam", "--lr", "0.01",
+                                                                         "--epochs", "50"]),
+    "classify": ("classify", {"epochs": 2, "subset": 300}, ["--epochs", "2", "--subset", "300"]),
+    "compare_optimizers": ("compare-optimizers", {"optims": ["sgd", "adam"], "seeds": 2, "epochs": 30},
+                           ["--optims", "sgd,adam", "--seeds", "2", "--epochs", "30"]),
+    "compare_losses": ("compare-losses", {"losses": "mse,l1", "seeds": 1, "epochs": 30},
+                       ["--losses", "mse,l1", "--seeds", "1", "--epochs", "30"]),
+    "lr_sweep": ("lr-sweep", {"lrs": [0.01, 0.1], "epochs": 20}, ["--lrs", "0.01,0.1", "--epochs", "20"]),
+    "lr_find": ("lr-sweep", {"steps": 30}, ["--range-test", "--steps", "30"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_document_equals_the_clis_json(cli, name):
+    command, kwargs, args = CASES[name]
+    result = getattr(losslab, name)(**kwargs, device="cpu", progress=False)
+    run = cli(command, *args, "--device", "cpu", "--json")
+    assert run.exit_code == 0, run.stderr
+    expected = run.json()
+    expected.pop("invocation", None)  # (the command line the CLI records)
+    compared, difference = compare(expected, result.document(), rtol=0.0)
+    assert difference is None, difference
+    assert compared > 10 and result.status == expected["status"]
+
+
+def test_results_give_numbers_history_and_the_model():
+    result = losslab.regress(optim="adam", lr=0.01, epochs=100, device="cpu", progress=False)
+    assert result.status == "ok" and set(result.params) == {"w", "b"}
+    assert result.history["train_loss"][-1] == result.history[-1]["train_loss"] and len(result.history) == 100
+    x = torch.tensor([[1.0], [2.0]])
+    with torch.no_grad():
+        expected = x * result.params["w"] + result.params["b"]
+        assert torch.allclose(result.model(x), expected)
+    assert not result.model.training
+    many = losslab.compare_optimizers(optims=["sgd", "adam"], seeds=2, epochs=30, device="cpu", progress=False)
+    assert many.ranking == many.document()["ranking"] and set(many.runs) == {"sgd", "adam"}
+    assert {r["optimizer"] for r in many.history} == {"sgd", "adam"} and len(many.history) == 2 * 2 * 30
+
+
+def test_objects_in_where_the_cli_takes_import_paths():
+    class Net(nn.Module):
+        def __init__(self, in_features, classes):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, classes))
+
+        def forward(self, x):
+            return self.body(x)
+
+    by_class = losslab.classify(model=Net, epochs=2, device="cpu", progress=False)
+    assert by_class.status == "ok" and by_class.document()["config"]["model"]["name"].startswith("losslab._objects:")
+    # an instance is a template: every seed's run starts from a copy re-initialised from that seed
+    template = Net(64, 10)
+    first = losslab.classify(model=template, epochs=2, device="cpu", progress=False)
+    again = losslab.classify(model=template, epochs=2, device="cpu", progress=False)
+    assert first.metrics["accuracy"] == again.metrics["accuracy"]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2)).astype(np.float32)
+    y = (x @ np.array([[2.0], [-1.0]]) + 0.5).astype(np.float32)
+    fitted = losslab.regress(data=(torch.from_numpy(x), torch.from_numpy(y)), epochs=300, device="cpu",
+                             progress=False)
+    assert fitted.params["w1"] == pytest.approx(2.0, abs=1e-3) and fitted.params["b"] == pytest.approx(0.5, abs=1e-3)
+    mae = losslab.regress(loss=lambda pred, target: (pred - target).abs().mean(), epochs=50, device="cpu",
+                          progress=False, no_check_loss=True)
+    assert mae.status == "ok"
+
+
+def test_a_dataframe_with_its_target_column():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=100), "b": rng.normal(size=100)})
+    frame["y"] = 3 * frame["a"] - frame["b"] + 1
+    result = losslab.regress(data=frame, target="y", epochs=300, device="cpu", progress=False)
+    assert result.params["w1"] == pytest.approx(3.0, abs=1e-3)
+    assert list(result.history.to_pandas().columns)[:2] == ["epoch", "train_loss"]
+    with pytest.raises(losslab.ConfigError) as err:
+        losslab.regress(data=frame, target="nope", progress=False)
+    assert err.value.option == "--target"
+
+
+@pytest.mark.parametrize("kwargs, option", [
+    ({"lr": -1}, "--lr"),
+    ({"optim": "adamx"}, "--optim"),
+    ({"epochs": 0}, "--epochs"),
+    ({"lrr": 0.1}, "lrr="),
+    ({"model": 42}, "--model"),
+    ({"quiet": "yes"}, "--quiet"),
+])
+def test_wrong_values_raise_configerror_naming_the_option(kwargs, option):
+    with pytest.raises(losslab.ConfigError) as err:
+        losslab.regress(**kwargs, progress=False)
+    assert err.value.option == option
+
+
+def test_nothing_on_stdout_without_progress_and_the_files_on_save(capsys, tmp_path):
+    result = losslab.compare_losses(losses=["mse", "l1"], seeds=1, epochs=20, device="cpu", progress=False)
+    assert capsys.readouterr().out == ""
+    result.save(str(tmp_path / "out"))
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["status"] == result.status
+    assert (tmp_path / "out" / "history.csv").exists()
+    assert "<table" in result._repr_html_() or "<pre" in result._repr_html_()
+    assert "compare-losses" in result.report()
+
+
+def test_import_losslab_loads_no_torch():
+    code = "import sys, losslab; assert callable(losslab.regress); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
