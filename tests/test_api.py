@@ -123,3 +123,20 @@ def test_import_losslab_loads_no_torch():
     code = "import sys, losslab; assert callable(losslab.regress); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_load_predict_and_check_loss(tmp_path):
+    result = losslab.regress(epochs=50, device="cpu", progress=False, save=str(tmp_path / "m.pt"))
+    result.save(str(tmp_path / "out"))
+    loaded = losslab.load(str(tmp_path / "out" / "result.json"))
+    assert loaded.status == result.status and loaded.params == result.params
+    assert loaded.history["train_loss"] == pytest.approx(result.history["train_loss"], rel=1e-12)
+    (tmp_path / "x.csv").write_text("x\n1.0\n2.0\n")
+    prediction = losslab.predict(str(tmp_path / "m.pt"), str(tmp_path / "x.csv"))
+    assert prediction.predictions == pytest.approx([result.params["w"] * v + result.params["b"] for v in (1, 2)],
+                                                   rel=1e-6)
+    good = losslab.check_loss(lambda pred, target: ((pred - target) ** 2).mean())
+    bad = losslab.check_loss(lambda pred, target: ((pred - target) ** 2).mean().detach())
+    assert good.passed and not bad.passed
+    with pytest.raises(losslab.ConfigError):
+        losslab.load(str(tmp_path / "x.csv"))

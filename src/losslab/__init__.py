@@ -9,7 +9,8 @@ from losslab.errors import ConfigError
 
 __version__ = "0.1.0"
 
-API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "load", "Result")
+API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "predict", "check_loss",
+       "load", "Result")
 __all__ = ["ConfigError", "__version__", *API]
 
 

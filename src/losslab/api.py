@@ -267,9 +267,69 @@ def lr_find(*, progress: bool = True, **options: Any) -> Result:
     return _run("lr-sweep", {**options, "range_test": True}, progress)
 
 
-def load(path: str) -> dict[str, Any]:
-    """A result document a command wrote (result.json)."""
-    import json
+class Loaded(Result):
+    """A result read back from the files a command wrote (`--out` or `save`): its document, and its history when
+    history.csv lies beside it; no model or runs (they were not written)."""
 
-    with open(path, encoding="utf-8") as f:
-        return dict(json.load(f))
+    def __init__(self, document: dict[str, Any], records: list[dict[str, Any]]):
+        from losslab.commands.common import Output
+
+        command = str(document.get("command", ""))
+        super().__init__(command, Output(document, [], records, [], str(document.get("status", ""))), None)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        raise AttributeError("a loaded result has its document (.document()) and history, not the live metrics")
+
+
+def load(path: str) -> Result:
+    """The result a command wrote: `losslab.load("out/result.json")` (history.csv beside it is read too)."""
+    import csv
+    import json
+    from pathlib import Path
+
+    file = Path(path).expanduser()
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError("path", f"cannot read a result document from {path}: {exc}") from None
+    if not isinstance(document, dict) or "command" not in document:
+        raise ConfigError("path", f"{path} is not a losslab result document")
+    records: list[dict[str, Any]] = []
+    history = file.with_name("history.csv")
+    if history.is_file():
+        with history.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                records.append({k: _number(v) for k, v in row.items()})
+    return Loaded(document, records)
+
+
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def predict(checkpoint: str, data: str) -> Any:
+    """`losslab predict`: the saved model's predictions for a table (`.predictions`, `.probabilities`,
+    `.metrics` against the table's own label/target column)."""
+    from losslab.commands import predict as command
+
+    return command.predict(command.PredictConfig(checkpoint, data))
+
+
+def check_loss(loss: Any, task: str = "regress", second_order: bool = False, points: int = 3) -> Any:
+    """`losslab check-loss`: a loss (a callable, or an import path) checked before training (`.passed`,
+    `.checks`)."""
+    from losslab.commands import check_loss as command
+    from losslab.components.losses import load_import_path
+    from losslab.engine.loss_check import check_loss as run_checks
+
+    path = loss if isinstance(loss, str) else _register(loss, "loss")
+    cfg = command.CheckLossConfig(path, "regression" if task == "regress" else "classification", second_order,
+                                  points)
+    fn = load_import_path(loss) if isinstance(loss, str) else loss
+    return run_checks(fn, path, cfg.task, points=cfg.points, second_order=cfg.second_order,
+                      data=command.default_data(cfg.task))
