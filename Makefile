@@ -33,11 +33,13 @@ run: setup
 
 bench: setup
 	$(PY) benchmarks/bench_help.py
+	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_process.py
 	$(PY) benchmarks/bench_classify.py
 	$(PY) benchmarks/bench_compare.py
 	$(PY) benchmarks/bench_compare_losses.py
+	$(PY) benchmarks/bench_user_model.py
 	$(PY) benchmarks/bench_vectorized.py
 	$(PY) benchmarks/bench_imagefolder.py
 	$(PY) benchmarks/bench_executors.py
