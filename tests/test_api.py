@@ -140,3 +140,11 @@ def test_load_predict_and_check_loss(tmp_path):
     assert good.passed and not bad.passed
     with pytest.raises(losslab.ConfigError):
         losslab.load(str(tmp_path / "x.csv"))
+
+
+def test_plot_returns_the_figure_out_draws():
+    result = losslab.classify(epochs=2, subset=300, device="cpu", progress=False)
+    curves, confusion = result.plot(), result.plot("confusion.png")
+    assert len(curves.axes) == 2 and confusion.axes[0].get_title().startswith("digits: accuracy")
+    with pytest.raises(ValueError):
+        result.plot("nope.png")

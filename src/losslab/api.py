@@ -183,6 +183,20 @@ class Result:
         write_data_files(folder, self._output.document, self._output.records)
         write_plots(folder, self._output.plots, keep_going=lambda: True)
 
+    def plot(self, name: Optional[str] = None) -> Any:
+        """One of the plots --out writes (the first, or the one named, e.g. "confusion.png"), as a matplotlib
+        Figure."""
+        from losslab.outputs.plots import captured
+
+        plots = dict(self._output.plots)
+        if not plots:
+            raise ValueError(f"this {self.command} result has nothing to plot")
+        if name is not None and name not in plots:
+            raise ValueError(f"no plot {name!r}; this result has: {', '.join(plots)}")
+        with captured() as figures:
+            plots[name or next(iter(plots))](None)
+        return figures[0]
+
     def _parts(self) -> list[Any]:
         report = self._output.report
         return list(report) if isinstance(report, (list, tuple)) else [report]

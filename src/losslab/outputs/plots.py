@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+_captured: Optional[list[Any]] = None  # while `captured()` runs: the figures drawn, kept instead of saved
+
+
+@contextmanager
+def captured() -> Iterator[list[Any]]:
+    """Draw without saving: every figure a plot function finishes is kept open in the list (the Python API's
+    `Result.plot()` returns it)."""
+    global _captured
+    _captured = []
+    try:
+        yield _captured
+    finally:
+        _captured = None
+
+
+def _save(fig: Any, path: Any) -> None:
+    if _captured is not None:
+        _captured.append(fig)
+        return
+    fig.savefig(path, format="png")
+    plt.close(fig)
 
 
 def loss_curve(records: Sequence[Mapping[str, Any]], path: Path, title: str = "training loss",
@@ -42,8 +65,7 @@ def _finish(ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str = "", l
     ax.legend(fontsize=legend_size)
     fig = ax.figure
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def classification_curves(records: Sequence[Mapping[str, Any]], path: Path, title: str = "",
@@ -71,8 +93,7 @@ def classification_curves(records: Sequence[Mapping[str, Any]], path: Path, titl
     fig.suptitle(title)
     fig = ax.figure
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = "") -> None:
@@ -92,8 +113,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], pa
     ax.set_title(title)
     fig = ax.figure
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, title: str = "",
