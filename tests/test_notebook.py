@@ -30,3 +30,21 @@ def test_the_quickstart_notebook_runs_and_shows_its_reports(tmp_path):
         assert any(title in h for h in html), title
     errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors
+
+
+def test_progress_in_a_notebook_is_one_display_updated_in_place(tmp_path):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[
+        new_code_cell("import losslab\nfit = losslab.regress(epochs=2000)\nfit.status"),
+        new_code_cell("runs = losslab.compare_optimizers(optims=['sgd', 'adam'], seeds=2, epochs=50, no_vectorize=True)"
+                      "\nruns.status"),
+    ])
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for cell, command in zip(notebook.cells, ("regress", "compare-optimizers")):
+        kinds = [out["output_type"] for out in cell.outputs]
+        assert kinds == ["display_data", "execute_result"], kinds  # no line per epoch, nothing on stderr
+        shown = cell.outputs[0]["data"]["text/plain"]
+        assert shown.startswith(f"losslab {command}: ok in ")  # the display ends with the outcome
+        assert cell.outputs[1]["data"]["text/plain"] == "'ok'"

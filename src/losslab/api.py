@@ -239,14 +239,17 @@ def _run(command: str, options: dict[str, Any], progress: bool) -> Result:
     import importlib
 
     from losslab.engine.events import _COMMAND
+    from losslab.outputs.notebook import WANTED, in_notebook
 
     cfg = _config(command, options)
     module = importlib.import_module(f"losslab.commands.{command.replace('-', '_')}")
-    token = _COMMAND.set(command)
+    notebook = progress and in_notebook()  # one display redrawn in place, instead of the lines on stderr
+    token, wanted = _COMMAND.set(command), WANTED.set(notebook)
     try:
-        output, where = module.experiment(cfg, json_out=True, quiet=not progress)  # (progress on stderr)
+        output, where = module.experiment(cfg, json_out=True, quiet=not progress or notebook)
     finally:
         _COMMAND.reset(token)
+        WANTED.reset(wanted)
     where.events.on_command_end(command, output.status, output.document)
     return Result(command, output, where)
 

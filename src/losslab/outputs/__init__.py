@@ -6,6 +6,7 @@ to stay out, e.g. a file sink when its option is unset). A new sink is one `Cons
 `CONSUMERS.register(...)` line, and every command then feeds it.
 """
 
+from losslab.outputs import notebook as _notebook  # noqa: F401  (registers the notebook progress consumer)
 from losslab.outputs import tensorboard as _tensorboard  # noqa: F401  (registers the --tensorboard consumer)
 from losslab.outputs.sinks import CONSUMERS, OutputContext, dispatcher
 
