@@ -148,3 +148,24 @@ def test_plot_returns_the_figure_out_draws():
     assert len(curves.axes) == 2 and confusion.axes[0].get_title().startswith("digits: accuracy")
     with pytest.raises(ValueError):
         result.plot("nope.png")
+
+
+def test_an_interrupt_returns_the_result_so_far():
+    """A notebook's interrupt is a KeyboardInterrupt in the training loop: the call returns what was trained."""
+    calls = {"n": 0}
+
+    class Stops(nn.Module):
+        def __init__(self, in_features):
+            super().__init__()
+            self.fc = nn.Linear(in_features, 1)
+
+        def forward(self, x):
+            if self.training:
+                calls["n"] += 1
+                if calls["n"] == 200:
+                    raise KeyboardInterrupt
+            return self.fc(x)
+
+    result = losslab.regress(model=Stops, epochs=1000, device="cpu", progress=False)
+    assert result.status == "interrupted" and 0 < len(result.history) < 200
+    assert result.document()["status"] == "interrupted"
