@@ -169,3 +169,10 @@ def test_an_interrupt_returns_the_result_so_far():
     result = losslab.regress(model=Stops, epochs=1000, device="cpu", progress=False)
     assert result.status == "interrupted" and 0 < len(result.history) < 200
     assert result.document()["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_replay_from_python(cli, tmp_path):
+    assert cli("regress", "--epochs", "20", "--out", str(tmp_path / "o"), "--quiet", "--no-plot").exit_code == 0
+    replayed = losslab.replay(str(tmp_path / "o" / "result.json"))
+    assert replayed["identical"] and replayed["compared"] > 10 and replayed["replayed"] == "regress"

@@ -329,6 +329,14 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 
+def replay(path: str, rtol: float = 0.0) -> dict[str, Any]:
+    """`losslab replay`: rerun what a result.json records and compare every number; the replay's document
+    (`identical`, `compared`, `first_difference`)."""
+    from losslab.commands import replay as command
+
+    return command.replay(command.ReplayConfig(path, rtol))[1]
+
+
 def predict(checkpoint: str, data: str) -> Any:
     """`losslab predict`: the saved model's predictions for a table (`.predictions`, `.probabilities`,
     `.metrics` against the table's own label/target column)."""

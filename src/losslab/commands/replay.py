@@ -155,11 +155,10 @@ def unprefixed(line: str) -> str:
     return line
 
 
-def main(cfg: ReplayConfig, *, json_out: bool) -> int:
+def replay(cfg: ReplayConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rerun what a result document records and compare: (the recorded document, the replay's document)."""
     from losslab import __version__
-    from losslab.outputs.sinks import OutputContext, dispatcher
 
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
     doc = load(cfg.path)
     recorded_version = (doc.get("versions") or {}).get("losslab")
     warning = None
@@ -169,10 +168,18 @@ def main(cfg: ReplayConfig, *, json_out: bool) -> int:
         print(f"losslab: warning: {warning}", file=sys.stderr)
     replayed = rerun(doc)
     compared, diff = compare(doc, replayed, cfg.rtol)
-    out = {"command": COMMAND, "replayed": doc["invocation"]["command"], "identical": diff is None,
-           "compared": compared, "rtol": cfg.rtol, "warning": warning,
-           "first_difference": None if diff is None else {"key": diff.key, "recorded": diff.recorded,
-                                                          "replayed": diff.replayed}}
+    return doc, {"command": COMMAND, "replayed": doc["invocation"]["command"], "identical": diff is None,
+                 "compared": compared, "rtol": cfg.rtol, "warning": warning,
+                 "first_difference": None if diff is None else {"key": diff.key, "recorded": diff.recorded,
+                                                                "replayed": diff.replayed}}
+
+
+def main(cfg: ReplayConfig, *, json_out: bool) -> int:
+    from losslab.outputs.sinks import OutputContext, dispatcher
+
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    doc, out = replay(cfg)
+    diff, compared = out["first_difference"], out["compared"]
     events.on_command_end(COMMAND, "identical" if diff is None else "differs", out)
     if json_out:
         print(json.dumps(out, indent=2))
@@ -181,5 +188,5 @@ def main(cfg: ReplayConfig, *, json_out: bool) -> int:
         print(f"replay: identical — {compared} values of {cfg.path} reproduced{tol} by losslab "
               f"{doc['invocation']['command']}")
     else:
-        print(f"replay: differs at {diff.key}: recorded {diff.recorded!r}, replayed {diff.replayed!r}")
+        print(f"replay: differs at {diff['key']}: recorded {diff['recorded']!r}, replayed {diff['replayed']!r}")
     return 0 if diff is None else 1
