@@ -144,3 +144,31 @@ def test_an_image_model_predicts_rows_of_pixels_with_its_validation_accuracy(cli
     run = cli("predict", "--checkpoint", "digits.pt", "--data", "val.csv", "--json")
     assert run.exit_code == 0, run.stderr
     assert run.json()["rows"] == 359 and run.json()["metrics"]["accuracy"] == train.json()["accuracy"]
+
+
+def test_an_image_folder_model_predicts_a_folder_with_its_validation_accuracy(cli, tmp_path):
+    """Trained with --val-dir; predict on that folder (class subfolders give the labels) reproduces the
+    validation accuracy; a flat folder of the same images gives the same predictions without labels."""
+    import shutil
+
+    from test_imagefolder import make_folder
+
+    train = make_folder(tmp_path / "train", per_class=12)
+    val = make_folder(tmp_path / "val", per_class=6, seed=1, size=(20, 20))
+    run = cli("classify", "--dataset", "imagefolder", "--data-dir", train, "--val-dir", val, "--image-size", "8,6",
+              "--model", "cnn", "--epochs", "3", "--save", str(tmp_path / "img.pt"), "--json", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    predicted = cli("predict", "--checkpoint", str(tmp_path / "img.pt"), "--data", val, "--json")
+    assert predicted.exit_code == 0, predicted.stderr
+    assert predicted.json()["rows"] == 18
+    assert predicted.json()["metrics"]["accuracy"] == pytest.approx(run.json()["accuracy"], abs=1e-12)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for c in ("cat", "dog", "owl"):
+        for f in sorted((tmp_path / "val" / c).iterdir()):
+            shutil.copy(f, flat / f"{c}-{f.name}")
+    unlabelled = cli("predict", "--checkpoint", str(tmp_path / "img.pt"), "--data", str(flat), "--json")
+    assert unlabelled.exit_code == 0 and unlabelled.json()["metrics"] == {}
+    assert sorted(unlabelled.json()["predictions"]) == sorted(predicted.json()["predictions"])
+    cli("predict", "--checkpoint", str(tmp_path / "img.pt"), "--data", str(tmp_path / "val" / "cat" / "0.png")
+        ).assert_usage_error("--data")

@@ -375,9 +375,11 @@ def lr_sweep(given: Given) -> int:
 def predict(
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="A checkpoint written by --save (regress or "
                                                                  "classify; built-in or your own model).")],
-    data: Annotated[str, typer.Option("--data", help="A CSV table of inputs: the feature columns the model was "
-                                                     "trained on (by header name, or the first ones); a label or "
-                                                     "target column there is compared with the predictions.")],
+    data: Annotated[str, typer.Option("--data", help="A CSV table of inputs (the feature columns the model was "
+                                                     "trained on, by header name or the first ones; an image "
+                                                     "model's rows of pixels), or a folder of images (class "
+                                                     "subfolders give labels). Labels or a target column there are "
+                                                     "compared with the predictions.")],
     out: Annotated[Optional[str], typer.Option("--out", help="Write the predictions to this CSV file (default: "
                                                              "stdout).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,

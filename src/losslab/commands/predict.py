@@ -1,5 +1,6 @@
-"""`losslab predict --checkpoint FILE --data FILE.csv`: a model saved with `--save` (regress or classify, built-in
-or the user's own) predicts the rows of a table, with the inputs prepared as in training (the same feature
+"""`losslab predict --checkpoint FILE --data FILE.csv|FOLDER`: a model saved with `--save` (regress or classify,
+built-in or the user's own) predicts the rows of a table or the images of a folder, with the inputs prepared as in
+training (the same feature
 columns by name, the same normalisation; a regression's standardisation undone on its outputs). Writes a CSV
 (stdout, or --out FILE) or the --json document; where the table has the label/target column too, the accuracy
 (classification) or the mean squared error (regression) of the predictions."""
@@ -30,8 +31,8 @@ class PredictConfig:
 
         if not Path(self.checkpoint).expanduser().is_file():
             raise ConfigError("--checkpoint", f"no such file: {self.checkpoint}")
-        if not Path(self.data).expanduser().is_file():
-            raise ConfigError("--data", f"no such file: {self.data}")
+        if not Path(self.data).expanduser().exists():
+            raise ConfigError("--data", f"no such file or folder: {self.data}")
         check_file_target("--out", self.out)
 
 
@@ -73,6 +74,32 @@ def table_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[st
     return x, labels
 
 
+def folder_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[str]]]:
+    """(images as training prepared them before normalisation, their class folder names or None) of a folder:
+    one subfolder per class (the labels), or the images themselves."""
+    import os
+
+    import torch
+
+    from losslab.components.images import bad_image_message, class_folders, image_files, load_image
+
+    shape = ckpt["input_shape"]
+    if len(shape) != 3:
+        raise ConfigError("--data", f"this model takes rows of {math.prod(shape)} numbers (a table); {path} is a "
+                          "folder")
+    classes = class_folders(path)
+    files = ([(f, c) for c in classes for f in image_files(os.path.join(path, c))] if classes else
+             [(f, None) for f in image_files(path)])
+    if not files:
+        raise ConfigError("--data", f"{path} holds no images (or class folders of images)")
+    try:
+        x = torch.stack([load_image(f, (shape[1], shape[2]), shape[0] == 1) for f, _ in files])
+    except Exception as exc:
+        raise ConfigError("--data", bad_image_message(exc) or str(exc)) from None
+    labels = [str(c) for _, c in files] if classes else None
+    return x, labels
+
+
 def predict(cfg: PredictConfig) -> Prediction:
     import torch
 
@@ -80,7 +107,7 @@ def predict(cfg: PredictConfig) -> Prediction:
 
     ckpt = read(cfg.checkpoint)
     model = rebuild(ckpt)
-    x, labels = table_inputs(ckpt, cfg.data)
+    x, labels = folder_inputs(ckpt, cfg.data) if Path(cfg.data).is_dir() else table_inputs(ckpt, cfg.data)
     task = ckpt["task"]
     if task == "regression":
         scaling = ckpt.get("scaling")

@@ -55,6 +55,21 @@ def image_files(class_dir: str) -> list[str]:
     return [os.path.join(folder, f) for folder, files in sorted(found) for f in files]
 
 
+def load_image(path: str, size: tuple[int, int], grayscale: bool, opener: Any = None) -> Any:
+    """One image as training sees it: one mode (L or RGB), resized to `size` (height, width), a float tensor in
+    [0, 1]; a file that cannot be decoded raises BadImage naming it."""
+    import torch
+    from torchvision.transforms.functional import pil_to_tensor, resize
+
+    try:
+        img = (opener or Images._open)(path).convert("L" if grayscale else "RGB")
+        if (img.height, img.width) != tuple(size):
+            img = resize(img, list(size))
+        return pil_to_tensor(img).to(torch.float32).div_(255)
+    except Exception as exc:
+        raise BadImage(f"{_BAD}{path}: {type(exc).__name__}: {exc}::END") from None
+
+
 def check_folder(root: str, option: str) -> list[str]:
     """The class subfolders of `root`, or a one-line error saying what is wrong with the folder."""
     p = Path(root)
@@ -138,17 +153,8 @@ class Images:
         return [t for _, t in self.folder.samples]
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        import torch
-        from torchvision.transforms.functional import pil_to_tensor, resize
-
         path, target = self.folder.samples[i]
-        try:
-            img = self.folder.loader(path).convert("L" if self.grayscale else "RGB")
-            if (img.height, img.width) != self.size:
-                img = resize(img, list(self.size))
-            x = pil_to_tensor(img).to(torch.float32).div_(255)
-        except Exception as exc:
-            raise BadImage(f"{_BAD}{path}: {type(exc).__name__}: {exc}::END") from None
+        x = load_image(path, self.size, self.grayscale, self.folder.loader)
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return x, target
