@@ -25,6 +25,12 @@ def tensors():
     return torch.from_numpy(X), torch.from_numpy(LABELS)
 
 
+def validation():
+    """The rows classify holds out of `arrays` (the seeded split, written out here)."""
+    held = torch.randperm(len(LABELS), generator=torch.Generator().manual_seed(42))[:round(0.2 * len(LABELS))]
+    return X[held.numpy()], LABELS[held.numpy()]
+
+
 class Items(torch.utils.data.Dataset):
     def __init__(self, n=120, seed=0):
         g = torch.Generator().manual_seed(seed)
@@ -158,3 +164,13 @@ def test_regression_arrays_train_exactly_as_the_same_table_does(cli, folder):
     assert mine.json()["final_loss"] == table.json()["final_loss"] and mine.json()["standardization"] is not None
     cli("regress", "--dataset", "userdata:two_targets").assert_usage_error("--dataset")
     cli("regress", "--dataset", "userdata:wrong_type").assert_usage_error("--dataset")
+
+
+def test_predict_takes_an_import_path_too(cli, folder):
+    train = cli("classify", "--dataset", "userdata:arrays", "--epochs", "5", "--save", "m.pt", "--json",
+                "--device", "cpu")
+    assert train.exit_code == 0, train.stderr
+    run = cli("predict", "--checkpoint", "m.pt", "--data", "userdata:validation", "--json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["rows"] == 30 and run.json()["metrics"]["accuracy"] == train.json()["accuracy"]
+    cli("predict", "--checkpoint", "m.pt", "--data", "userdata:wrong_type").assert_usage_error("--data")

@@ -378,7 +378,9 @@ def predict(
     data: Annotated[str, typer.Option("--data", help="A CSV table of inputs (the feature columns the model was "
                                                      "trained on, by header name or the first ones; an image "
                                                      "model's rows of pixels), or a folder of images (class "
-                                                     "subfolders give labels). Labels or a target column there are "
+                                                     "subfolders give labels), or an import path "
+                                                     "package.module:NAME giving X, (X, y) or a Dataset. Labels or a "
+                                                     "target column there are "
                                                      "compared with the predictions.")],
     out: Annotated[Optional[str], typer.Option("--out", help="Write the predictions to this CSV file (default: "
                                                              "stdout).")] = None,

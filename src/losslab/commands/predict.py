@@ -31,7 +31,7 @@ class PredictConfig:
 
         if not Path(self.checkpoint).expanduser().is_file():
             raise ConfigError("--checkpoint", f"no such file: {self.checkpoint}")
-        if not Path(self.data).expanduser().exists():
+        if not Path(self.data).expanduser().exists() and ":" not in self.data:
             raise ConfigError("--data", f"no such file or folder: {self.data}")
         check_file_target("--out", self.out)
 
@@ -100,6 +100,40 @@ def folder_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[s
     return x, labels
 
 
+def object_inputs(ckpt: dict[str, Any], spec: str) -> tuple[Any, Optional[list[str]]]:
+    """(inputs, labels or targets as text, or None) of an import path, as --dataset reads them: inputs X, a pair
+    (X, y), or a Dataset of (input, label) pairs (a function returning one is called)."""
+    import numpy as np
+    import torch
+
+    from losslab.components.losses import import_object
+
+    obj = import_object(spec, "--data")
+    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError("--data", f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    labels: Any = None
+    try:
+        if isinstance(obj, torch.utils.data.Dataset):
+            items = [obj[i] for i in range(len(obj))]
+            x = torch.stack([torch.as_tensor(np.asarray(a)) for a, _ in items])
+            labels = [b for _, b in items]
+        elif isinstance(obj, (tuple, list)) and len(obj) == 2:
+            x, labels = torch.as_tensor(np.asarray(obj[0])), list(np.asarray(obj[1]).reshape(-1))
+        else:
+            x = torch.as_tensor(np.asarray(obj))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError("--data", f"{spec}: not numbers: {exc}") from None
+    shape = tuple(ckpt["input_shape"])
+    if math.prod(x.shape[1:]) != math.prod(shape):
+        raise ConfigError("--data", f"{spec} gives inputs of shape {tuple(x.shape[1:])}; the model takes {shape}")
+    x = x.float().reshape(-1, *shape)
+    as_text = (lambda v: str(int(v))) if ckpt["task"] == "classification" else (lambda v: repr(float(v)))
+    return x, [as_text(v) for v in labels] if labels is not None else None
+
+
 def predict(cfg: PredictConfig) -> Prediction:
     import torch
 
@@ -107,7 +141,12 @@ def predict(cfg: PredictConfig) -> Prediction:
 
     ckpt = read(cfg.checkpoint)
     model = rebuild(ckpt)
-    x, labels = folder_inputs(ckpt, cfg.data) if Path(cfg.data).is_dir() else table_inputs(ckpt, cfg.data)
+    if Path(cfg.data).is_dir():
+        x, labels = folder_inputs(ckpt, cfg.data)
+    elif not Path(cfg.data).exists() and ":" in cfg.data:
+        x, labels = object_inputs(ckpt, cfg.data)
+    else:
+        x, labels = table_inputs(ckpt, cfg.data)
     task = ckpt["task"]
     if task == "regression":
         scaling = ckpt.get("scaling")
