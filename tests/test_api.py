@@ -176,3 +176,11 @@ def test_replay_from_python(cli, tmp_path):
     assert cli("regress", "--epochs", "20", "--out", str(tmp_path / "o"), "--quiet", "--no-plot").exit_code == 0
     replayed = losslab.replay(str(tmp_path / "o" / "result.json"))
     assert replayed["identical"] and replayed["compared"] > 10 and replayed["replayed"] == "regress"
+
+
+def test_the_diagnosis_in_words():
+    diverged = losslab.regress(lr=5.0, epochs=50, device="cpu", progress=False)
+    assert diverged.status == "diverged"
+    [finding] = [f for f in diverged.diagnosis if f["code"] == "diverged"]
+    assert "lower the learning rate" in finding["suggestion"] and finding["message"]
+    assert losslab.regress(epochs=200, device="cpu", progress=False).diagnosis == []

@@ -162,6 +162,12 @@ class Result:
         return runs
 
     @property
+    def diagnosis(self) -> list[dict[str, Any]]:
+        """What went wrong, in words: each finding's code, message and suggestion (pooled over the runs of a
+        many-run command, with the runs it concerns)."""
+        return list(self.document().get("diagnosis") or [])
+
+    @property
     def ranking(self) -> list[str]:
         return list(self.document().get("ranking") or [])
 
