@@ -9,9 +9,16 @@ import re
 from typing import Any, Optional, Union
 
 from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Given, flag
+from losslab.components.datasets import DATASETS
+from losslab.components.losses import LOSSES
+from losslab.components.models import MODELS
+from losslab.components.optimizers import OPTIMIZERS
+from losslab.components.registry import choice
+from losslab.components.schedules import SCHEDULES
 from losslab.components.tables import expand
 from losslab.config import (
     CLASSIFY_DEFAULTS,
+    DEVICES,
     REGRESS_DEFAULTS,
     ClassifyConfig,
     ClassifyDataConfig,
@@ -41,10 +48,21 @@ def _set(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def named(registry: Any, name: Optional[str], option: Optional[str] = None) -> Optional[str]:
+    """A registry name as registered (`Adam` -> `adam`; a close misspelling gets "did you mean"); import paths and
+    None pass through. `option` names the option in errors when it is not the registry's own (`--optims`)."""
+    if name is None or ":" in name:
+        return name
+    try:
+        return str(registry.canonical(name))
+    except ConfigError as exc:
+        if option is None:
+            raise
+        raise ConfigError(option, exc.message) from None
+
+
 def task_of(given: Given) -> str:
-    task = given.task
-    if task not in ("regress", "classify"):
-        raise ConfigError("--task", f"unknown task {task!r}; choose from: regress, classify")
+    task = choice("--task", given.task, ("regress", "classify"), "task")
     return "regression" if task == "regress" else "classification"
 
 
@@ -60,7 +78,7 @@ def refuse_other_task(given: Given, task: str) -> None:
 
 
 def optim_config(given: Given, default_name: str) -> OptimConfig:
-    return OptimConfig(**_set(name=given.optim or default_name, lr=given.lr, momentum=given.momentum,
+    return OptimConfig(**_set(name=named(OPTIMIZERS, given.optim or default_name), lr=given.lr, momentum=given.momentum,
                               weight_decay=given.weight_decay, betas=parse_floats("--betas", given.betas),
                               eps=given.eps))
 
@@ -78,7 +96,7 @@ def schedule_config(given: Given) -> ScheduleConfig:
         except ValueError:
             raise ConfigError("--milestones",
                               f"expected comma-separated epochs, e.g. 10,20 (got {given.milestones!r})") from None
-    return ScheduleConfig(**_set(name=given.schedule, warmup=given.warmup, step_size=given.step_size,
+    return ScheduleConfig(**_set(name=named(SCHEDULES, given.schedule), warmup=given.warmup, step_size=given.step_size,
                                  milestones=milestones, lr_gamma=given.lr_gamma, eta_min=given.eta_min,
                                  peak_lr=given.peak_lr, lr_patience=given.lr_patience, lr_factor=given.lr_factor))
 
@@ -86,7 +104,7 @@ def schedule_config(given: Given) -> ScheduleConfig:
 def train_config(given: Given, **defaults: Any) -> TrainConfig:
     values = {**defaults, **_set(epochs=given.epochs, batch_size=given.batch_size,
                                  clip_grad_norm=given.clip_grad_norm, clip_grad_value=given.clip_grad_value,
-                                 seed=given.seed, device=given.device)}
+                                 seed=given.seed, device=choice("--device", given.device, DEVICES, "device"))}
     return TrainConfig(**values, schedule=schedule_config(given))
 
 
@@ -151,8 +169,9 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
                                     true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
                                     csv=expand(given.data), dataset=given.dataset, target=given.target,
                                     columns=columns, standardize=given.standardize))
-    return RegressConfig(data=data, **_set(model=given.model),
-                         loss=LossConfig(**_set(name=given.loss, delta=given.delta), check=not given.no_check_loss),
+    return RegressConfig(data=data, **_set(model=named(MODELS, given.model)),
+                         loss=LossConfig(**_set(name=named(LOSSES, given.loss), delta=given.delta),
+                                         check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
                          out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot,
@@ -163,7 +182,7 @@ BLOBS_ONLY = ("classes", "class_sep", "samples", "features")
 
 
 def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
-    dataset = given.dataset or ("csv" if given.data is not None else "digits")
+    dataset = named(DATASETS, given.dataset) or ("csv" if given.data is not None else "digits")
     if given.data is not None and dataset != "csv":
         raise ConfigError("--dataset", f"--data reads your file; --dataset {dataset} would be ignored")
     count, columns = features_option(given)
@@ -180,10 +199,11 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                                      image_size=parse_size(given.image_size), grayscale=given.grayscale or None,
                                      memory_budget=parse_bytes("--memory-budget", given.memory_budget),
                                      workers=given.workers))
-    loss = ClassifyLossConfig(**_set(name=given.loss, label_smoothing=given.label_smoothing,
+    loss = ClassifyLossConfig(**_set(name=named(LOSSES, given.loss), label_smoothing=given.label_smoothing,
                                      class_weights=given.class_weights, gamma=given.gamma),
                               check=not given.no_check_loss)
-    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=given.model, hidden=given.hidden, depth=given.depth,
+    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=named(MODELS, given.model), hidden=given.hidden,
+                                                             depth=given.depth,
                                                              activation=given.activation, init=given.init,
                                                              dropout=given.dropout, batch_norm=given.batch_norm)),
                            loss=loss,
@@ -221,7 +241,7 @@ def compare_config(given: Given) -> CompareConfig:
     if task == "classification" and given.target_loss is not None:
         raise ConfigError("--target-loss", "compare-optimizers --task classify reports epochs to "
                           "--target-accuracy; it has no loss target")
-    optims = tuple(o.strip() for o in given.optims.split(",") if o.strip())
+    optims = tuple(named(OPTIMIZERS, o.strip(), "--optims") or "" for o in given.optims.split(",") if o.strip())
     target = _target(given, task)
     return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
                          tune=given.tune,
@@ -247,7 +267,8 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     run = run_config(given)
     if given.losses is not None and not given.losses.replace(",", "").strip():
         raise ConfigError("--losses", "is empty; give a comma list of losses, e.g. mse,l1")
-    losses = tuple(n.strip() for n in (given.losses or DEFAULT_LOSSES[task]).split(",") if n.strip())
+    losses = tuple(named(LOSSES, n.strip(), "--losses") or "" for n in (given.losses or DEFAULT_LOSSES[task]).split(",")
+                   if n.strip())
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by,
                                vectorize=not given.no_vectorize, executor=executor_config(given),

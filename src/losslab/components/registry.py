@@ -14,6 +14,29 @@ from losslab.errors import ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def fold(name: str) -> str:
+    """A name as choices are compared: case and `_`/`-` ignored."""
+    return name.strip().lower().replace("_", "-")
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """' (did you mean adam?)' for a close misspelling of one of `choices`, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(fold(name), [fold(c) for c in choices], n=2, cutoff=0.6)
+    by_fold = {fold(c): c for c in choices}
+    return f" (did you mean {' or '.join(by_fold[c] for c in close)}?)" if close else ""
+
+
+def choice(option: str, value: str, choices: Any, kind: str = "value") -> str:
+    """`value` as one of a fixed tuple of choices, forgiving case; or a one-line error naming `option`."""
+    folded = {fold(c): c for c in choices}
+    if fold(value) in folded:
+        return str(folded[fold(value)])
+    raise ConfigError(option, f"unknown {kind} {value!r}{did_you_mean(value, list(choices))}; choose from: "
+                      f"{', '.join(choices)}")
+
+
 @dataclass(frozen=True)
 class Entry(Generic[F]):
     name: str
@@ -39,13 +62,19 @@ class Registry(Generic[F]):
 
         return decorator
 
+    def canonical(self, name: str) -> str:
+        """The registered spelling of `name`: as given, or matched ignoring case and `_`/`-` (`Adam`, `SMOOTH_L1`);
+        otherwise a one-line error with the choices and the closest ones ("did you mean ...")."""
+        if name in self._entries:
+            return name
+        folded = {fold(key): key for key in self._entries}
+        if fold(name) in folded:
+            return folded[fold(name)]
+        raise ConfigError(self.option, f"unknown {self.kind} {name!r}{did_you_mean(name, list(self._entries))}; "
+                          f"choose from: {', '.join(self._entries)}")
+
     def lookup(self, name: str) -> Entry[F]:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise ConfigError(
-                self.option, f"unknown {self.kind} {name!r}; choose from: {', '.join(self._entries)}"
-            ) from None
+        return self._entries[self.canonical(name)]
 
     def names(self) -> list[str]:
         return list(self._entries)

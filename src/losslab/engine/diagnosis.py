@@ -68,6 +68,7 @@ class Context:
     clip_option: Optional[str] = None  # "--clip-grad-norm 1" when clipping was on
     ill_conditioned: Optional[float] = None  # regression on raw columns: the condition number, when over CONDITION
     user_model: Optional[str] = None  # a user's own model (--model package.module:NAME): its code sets its layers
+    optim: Optional[str] = None  # the run's optimizer (advice does not suggest the one already in use)
 
 
 Rule = Callable[[Sequence[Record], Context], Optional[Finding]]
@@ -357,9 +358,10 @@ def _slow(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
                   "rate as training goes (--schedule cosine)")
     else:
         faster = _speed_up(records, ctx.optimum_params, SLOW_DISTANCE * scale / 2)
-        advice = _conditioning(ctx) or (f"raise the learning rate (try --lr {_g(_round_up(lr * faster))}), train "
-                                        "longer (--epochs) or use adam" if lr else "train longer (--epochs), raise "
-                                        "the learning rate, or use adam")
+        ways = ([f"raise the learning rate (try --lr {_g(_round_up(lr * faster))})" if lr else
+                 "raise the learning rate", "train longer (--epochs)"]
+                + ([] if ctx.optim in ("adam", "adamw") else ["use adam"]))  # (not the optimizer in use)
+        advice = _conditioning(ctx) or ", ".join(ways[:-1]) + " or " + ways[-1]
     return Finding("slow-convergence", f"after {len(records)} epochs the parameters are still {gap / scale:.1%} "
                    "from the least-squares optimum", evidence, advice)
 

@@ -95,7 +95,7 @@ def diagnose_run(problem: Problem, result: RunResult, stable_lr: Optional[float]
                       params=result.metrics.get("params") if exact else None,
                       patience=getattr(problem.cfg, "patience", None), clip_option=clip,
                       ill_conditioned=getattr(problem, "ill_conditioned", None),
-                      user_model=getattr(problem, "user_model", None))
+                      user_model=problem.user_model, optim=result.spec.optim.name)
     return diagnose(result.records, context)
 
 
