@@ -48,17 +48,19 @@ def _set(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def named(registry: Any, name: Optional[str], option: Optional[str] = None) -> Optional[str]:
+YOURS = ", or your own as an import path package.module:NAME"
+
+
+def named(registry: Any, name: Optional[str], option: Optional[str] = None, also: str = "") -> Optional[str]:
     """A registry name as registered (`Adam` -> `adam`; a close misspelling gets "did you mean"); import paths and
-    None pass through. `option` names the option in errors when it is not the registry's own (`--optims`)."""
+    None pass through. `option` names the option in errors when it is not the registry's own (`--optims`);
+    `also` is added to the choices (YOURS: a user's own component)."""
     if name is None or ":" in name:
         return name
     try:
         return str(registry.canonical(name))
     except ConfigError as exc:
-        if option is None:
-            raise
-        raise ConfigError(option, exc.message) from None
+        raise ConfigError(option or exc.option, exc.message + also) from None
 
 
 def task_of(given: Given) -> str:
@@ -169,8 +171,8 @@ def regress_config(given: Given, *, with_gates: bool = True) -> RegressConfig:
                                     true_b=given.true_b, noise=given.noise, data_seed=given.data_seed,
                                     csv=expand(given.data), dataset=given.dataset, target=given.target,
                                     columns=columns, standardize=given.standardize))
-    return RegressConfig(data=data, **_set(model=named(MODELS, given.model)),
-                         loss=LossConfig(**_set(name=named(LOSSES, given.loss), delta=given.delta),
+    return RegressConfig(data=data, **_set(model=named(MODELS, given.model, also=YOURS)),
+                         loss=LossConfig(**_set(name=named(LOSSES, given.loss, also=YOURS), delta=given.delta),
                                          check=not given.no_check_loss),
                          optim=optim_config(given, REGRESS_DEFAULTS["optim"]), train=train_config(given),
                          gates=gate_config(given) if with_gates else GateConfig(),
@@ -182,7 +184,7 @@ BLOBS_ONLY = ("classes", "class_sep", "samples", "features")
 
 
 def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
-    dataset = named(DATASETS, given.dataset) or ("csv" if given.data is not None else "digits")
+    dataset = named(DATASETS, given.dataset, also=YOURS) or ("csv" if given.data is not None else "digits")
     if given.data is not None and dataset != "csv":
         raise ConfigError("--dataset", f"--data reads your file; --dataset {dataset} would be ignored")
     count, columns = features_option(given)
@@ -199,11 +201,11 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                                      image_size=parse_size(given.image_size), grayscale=given.grayscale or None,
                                      memory_budget=parse_bytes("--memory-budget", given.memory_budget),
                                      workers=given.workers))
-    loss = ClassifyLossConfig(**_set(name=named(LOSSES, given.loss), label_smoothing=given.label_smoothing,
+    loss = ClassifyLossConfig(**_set(name=named(LOSSES, given.loss, also=YOURS), label_smoothing=given.label_smoothing,
                                      class_weights=given.class_weights, gamma=given.gamma),
                               check=not given.no_check_loss)
-    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=named(MODELS, given.model), hidden=given.hidden,
-                                                             depth=given.depth,
+    return ClassifyConfig(data=data, model=ModelConfig(**_set(name=named(MODELS, given.model, also=YOURS),
+                                                             hidden=given.hidden, depth=given.depth,
                                                              activation=given.activation, init=given.init,
                                                              dropout=given.dropout, batch_norm=given.batch_norm)),
                            loss=loss,
