@@ -70,9 +70,6 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--sweep-epochs", type=int, default=10)
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)  # both sides alike; a shared 2-core machine is noisy with more
     folder = tempfile.mkdtemp()
     with open(os.path.join(folder, "benchmlp.py"), "w") as f:
         f.write(USER_MLP)
