@@ -108,3 +108,18 @@ def test_a_new_command_gets_its_config_table_from_its_one_registration(cli, tmp_
     finally:
         typer_app.app.registered_commands.pop()
         TABLES.remove("toy-command")
+
+
+def test_toml_arrays_other_tables_and_what_print_config_leaves_out(cli, tmp_path):
+    arrays = tmp_path / "arrays.toml"
+    arrays.write_text('[compare-optimizers]\noptims = ["sgd", "adam"]\nseeds = 1\nepochs = 3\n')
+    run = cli("compare-optimizers", "--config", str(arrays), "--json", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["config"]["optims"] == ["sgd", "adam"]
+    other = tmp_path / "other.toml"
+    other.write_text("[classify]\nepochs = 3\n")
+    run = cli("regress", "--config", str(other))
+    run.assert_usage_error("--config")
+    assert "[classify]" in run.stderr
+    text = cli("regress", "--print-config", "--json").stdout
+    assert "json" not in text and "quiet" not in text and "epochs = 1000" in text

@@ -15,6 +15,7 @@ from losslab import toml_text
 from losslab.errors import ConfigError
 
 NOT_IN_FILE = ("config", "print_config")  # what a file cannot set
+DISPLAY = ("json_out", "quiet", "plot")  # how a run is shown, not what it is: --print-config leaves them out
 TABLES: list[str] = []  # the commands whose options a file may give, each in a table of its name (cli.options)
 
 
@@ -36,6 +37,9 @@ def _coerce(opts: Mapping[str, Any], name: str, value: Any, where: str) -> Any:
     key = key_of(opts, name)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if want is str and isinstance(value, list) and value and all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # a TOML array for a comma list: optims = ["sgd", "adam"]
     if want is list:
         items = [value] if isinstance(value, str) else value
         if isinstance(items, list) and all(isinstance(v, str) for v in items):
@@ -68,6 +72,9 @@ def read(path: str, command: str, names: Sequence[str], opts: Mapping[str, Any])
         if table not in TABLES:
             raise ConfigError("--config", f"{path}: unknown table [{table}]; tables are named after commands: "
                               f"{', '.join(TABLES)}")
+    if tables and command not in tables and not top:  # a file for other commands: nothing of it applies here
+        raise ConfigError("--config", f"{path} has no [{command}] table (it has: "
+                          f"{', '.join(f'[{t}]' for t in tables)}) and no top-level keys")
     given = {**top, **tables.get(command, {})}
     by_key = {key_of(opts, n): n for n in names if n not in NOT_IN_FILE}
     by_key.update({n: n for n in names if n not in NOT_IN_FILE})
@@ -106,10 +113,11 @@ def merged(values: dict[str, Any], names: Sequence[str], opts: Mapping[str, Any]
 
 
 def dumps(values: Mapping[str, Any], opts: Mapping[str, Any], command: str) -> str:
-    """The run's options as a TOML table for its command; unset options (None) are left out, as in a file."""
+    """The run's experiment settings as a TOML table for its command; unset options (None) and how a run is shown
+    (--json, --quiet, --plot) are left out."""
     lines = [f"# losslab {command}: read back with  losslab {command} --config FILE", f"[{command}]"]
     for name, value in values.items():
-        if name in NOT_IN_FILE or value is None:
+        if name in NOT_IN_FILE or name in DISPLAY or value is None:
             continue
         lines.append(f"{toml_text.key(key_of(opts, name))} = {toml_text.value(value)}")
     return "\n".join(lines) + "\n"
