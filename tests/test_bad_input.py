@@ -128,6 +128,8 @@ MATRIX = [
     # executors: checked within seconds, not a hang
     (["compare-losses", "--executor", "ray", "--ray-address", "127.0.0.1:1", "--epochs", "3"], "--ray-address"),
     # a user's model and data, --save and predict
+    (["regress", "--threads", "0"], "--threads"),
+    (["compare-optimizers", "--threads", "-2"], "--threads"),
     (["regress", "--model", "cnn"], "--model"),
     (["regress", "--model", "nosuch.module:Net"], "--model"),
     (["classify", "--model", "os:getcwd"], "--model"),

@@ -239,3 +239,13 @@ def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert resolve_device("auto").type == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"
+
+
+def test_threads_sets_torchs_thread_count_and_is_recorded(cli):
+    before = torch.get_num_threads()
+    try:
+        run = cli("regress", "--threads", "1", "--epochs", "3", "--json", "--quiet", "--device", "cpu")
+        assert run.exit_code == 0, run.stderr
+        assert torch.get_num_threads() == 1 and run.json()["config"]["train"]["threads"] == 1
+    finally:
+        torch.set_num_threads(before)

@@ -110,6 +110,9 @@ OPTS: dict[str, Opt] = {
                      default_of(ScheduleConfig, "lr_factor")),
     "seed": Opt(int, ("--seed",), "Seed for initial weights and batch order: the same command twice gives "
                 "identical numbers.", default_of(TrainConfig, "seed")),
+    "threads": Opt(Optional[int], ("--threads",), "CPU threads torch uses for this run (default: torch's own "
+                   "choice, every core; on a busy machine fewer can be much faster; --executor process and ray "
+                   "workers divide the cores among themselves)."),
     "device": Opt(str, ("--device",), "auto (CUDA, then MPS, then CPU), cpu, cuda or mps.",
                   default_of(TrainConfig, "device")),
     # regression data
@@ -262,7 +265,7 @@ OPTS: dict[str, Opt] = {
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
-TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device")
+TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device", "threads")
 REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b",
                 "noise", "data_seed", "data", "target", "standardize")
 CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",

@@ -146,6 +146,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    threads: Optional[int] = None  # CPU threads torch uses; None: torch's own choice
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs <= 0:
@@ -161,6 +162,8 @@ class TrainConfig:
             raise ConfigError("--seed", f"must be in [0, 2**62] (got {self.seed})")
         if self.epochs is not None:
             check_memory("--epochs", self.epochs * RECORD_BYTES, f"recording {self.epochs:,} epochs")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ConfigError("--threads", f"must be from 1 to 1024 (got {self.threads})")
         if self.device not in DEVICES:
             raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
 

@@ -141,6 +141,12 @@ def settle_status(status: str, metrics: Mapping[str, Any]) -> str:
     return status
 
 
+def use_threads(threads: Optional[int]) -> None:
+    """--threads: the CPU threads torch uses in this process (None leaves torch's own choice)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then the CPU."""
     if name == "auto":

@@ -24,7 +24,7 @@ from losslab.components.regression_data import (
 from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfig, check_memory, parse_floats
 from losslab.engine.batches import InMemory, Streamed
 from losslab.engine.diagnosis import CONDITION
-from losslab.engine.loop import flat_list, resolve_device
+from losslab.engine.loop import flat_list, resolve_device, use_threads
 from losslab.errors import ConfigError, describe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -190,6 +190,7 @@ class RegressionProblem(Problem):
         data = data if data is not None else load_regression_data(cfg)
         self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
+        use_threads(cfg.train.threads)
         # a user's table trains on standardised columns; every parameter is reported in the data's units
         self.scaling = Scaling.of(data) if cfg.data.standardize else None
         x, y = self.scaling.apply(data) if self.scaling is not None else (data.x, data.y)
@@ -375,6 +376,7 @@ class ClassificationProblem(Problem):
         data = data if data is not None else load_classification(cfg.data)
         self.cfg, self.data, self.train_cfg, self.loss_cfg = cfg, data, cfg.train, cfg.loss
         self.device = resolve_device(cfg.train.device)
+        use_threads(cfg.train.threads)
         self.k = data.num_classes
         self.user_model = cfg.model.name if is_user_model(cfg.model.name) else None  # a user's own: an import path
         self.model_factory = load_user_model(self.user_model) if self.user_model is not None else None
