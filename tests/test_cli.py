@@ -165,3 +165,14 @@ def test_version_completion_and_python_dash_m():
     assert "_losslab_completion" in script.stdout
     env = {**os.environ, "COMP_WORDS": "losslab regress --opt", "COMP_CWORD": "2", "_LOSSLAB_COMPLETE": "complete_bash"}
     assert subprocess.run([exe], capture_output=True, text=True, env=env).stdout.split() == ["--optim"]
+
+
+def test_help_groups_options_in_panels_and_lists_what_applies_to_the_task(cli):
+    text = cli("regress", "--help").stdout
+    panels = [line for line in text.splitlines() if line.endswith(" options:")]
+    assert panels[:5] == ["Optimizer options:", "Loss options:", "Data options:", "Model options:",
+                          "Training options:"]
+    loss = text[text.index("Loss options:"):text.index("Data options:")]
+    assert "huber" in loss and "cross-entropy" not in loss and "digits" not in text
+    many = cli("compare-optimizers", "--help").stdout
+    assert "Many runs options:" in many and "Executors options:" in many

@@ -45,13 +45,35 @@ class Opt:
     default: Any = None
 
 
-def _loss_help() -> str:
+def _loss_help(task: Optional[str] = None) -> str:
+    """--loss help: every loss, or one task's only (a single-task command lists what applies to it)."""
     def names(task: str) -> str:
         return ", ".join(e.name for e in LOSSES if task in e.meta["tasks"])
 
-    described = "; ".join(f"{e.name}: {e.description}" for e in LOSSES)
-    return (f"Loss (regression: {names('regression')}; classification: {names('classification')}) — {described}; "
-            "or an import path package.module:Name (class or function).")
+    described = "; ".join(f"{e.name}: {e.description}" for e in LOSSES if task is None or task in e.meta["tasks"])
+    listed = f"{task}: {names(task)}" if task else (f"regression: {names('regression')}; classification: "
+                                                    f"{names('classification')}")
+    return f"Loss ({listed}) — {described}; or an import path package.module:Name (class or function)."
+
+
+def task_helps(task: str) -> dict[str, str]:
+    """Help texts of a single-task command (regress, classify) that list only what applies to its task."""
+    if task == "regression":
+        return {"loss": _loss_help("regression"),
+                "dataset": "Dataset: synthetic (default; the tutorial's y = 2x + 3 + noise), diabetes (scikit-learn's, "
+                           "bundled); or your own: an import path package.module:NAME to arrays or tensors (X, y) or "
+                           "a Dataset of (input, target) pairs (a function returning one is called).",
+                "model": "Model: linear (default), or your own: an import path package.module:NAME (an nn.Module "
+                         "class or a function returning one; the current folder is importable; it is passed "
+                         "in_features or out_features by name where its signature asks).",
+                "epochs": "Number of epochs (default 1000).",
+                "samples": "Number of samples of the synthetic data (default 100).",
+                "features": "Number of features of the synthetic data (default: as many as --true-w gives); with "
+                            "--data, a comma list of feature column names (default: every column but the target).",
+                "data": "A CSV file (comma, semicolon or tab separated; header optional): feature columns and a "
+                        "target column; see --target and --features.",
+                "target": "With --data: the target column's name (default: the last column)."}
+    return {"loss": _loss_help("classification")}
 
 
 def _takes(option: str) -> str:
@@ -273,6 +295,29 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
                  "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
 EXECUTOR = ("executor", "jobs", "retries", "ray_address", "cpus_per_trial")
+
+# --help groups the options in panels, in this order
+PANELS = {
+    "Optimizer": OPTIM,
+    "Loss": ("loss", "losses", "no_check_loss", "delta", "label_smoothing", "class_weights", "gamma", "outliers",
+             "outlier_shift", "rank_by"),
+    "Data": ("task", "dataset", "data", "target", "features", "samples", "true_w", "true_b", "noise", "data_seed",
+             "standardize", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget", "workers", "download",
+             "subset", "val_fraction", "classes", "class_sep", "imbalance"),
+    "Model": ("model", "hidden", "depth", "activation", "init", "dropout", "batch_norm"),
+    "Training": ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", "seed", "device", "threads",
+                 "patience", "save", "resume"),
+    "Schedule": SCHEDULE,
+    "Many runs": ("optims", "lr_for", "seeds", "tune", "tune_grid", "range_test", "min_lr", "max_lr", "num", "lrs",
+                  "mode", "steps", "no_vectorize", "target_accuracy"),
+    "Executors": EXECUTOR,
+    "Gates": ("expect", "target_loss"),
+}
+
+
+def panel(name: str) -> str:
+    """The --help panel an option is listed in (Output for the rest)."""
+    return next((title for title, names in PANELS.items() if name in names), "Output")
 MANY_RUN_OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
 OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "expect", "target_loss", "config", "print_config")
 
@@ -308,9 +353,11 @@ class Given:
 SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
 
 
-def options(*names: str, command: str, **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
+def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
+            **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
     """Give the command `command`'s function `def cmd(given: Given) -> int` the named options, with per-command
-    defaults, as its signature; with --config among them, a [command] table of a file gives values too."""
+    defaults (and help texts, `helps`), as its signature; with --config among them, a [command] table of a file
+    gives values too."""
     if "config" in names:
         TABLES.append(command)
     SIGNATURES[command] = (names, {name: defaults.get(name, OPTS[name].default) for name in names})
@@ -319,7 +366,9 @@ def options(*names: str, command: str, **defaults: Any) -> Callable[[Callable[[G
         params, annotations = [], {}
         for name in names:
             opt = OPTS[name]
-            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=opt.help)]  # type: ignore[name-defined]
+            text = (helps or {}).get(name, opt.help)
+            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,  # type: ignore[name-defined]
+                                                          rich_help_panel=panel(name))]
             default = defaults.get(name, opt.default)
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=annotation))

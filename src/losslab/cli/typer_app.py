@@ -25,6 +25,7 @@ from losslab.cli.options import (
     TRAIN,
     Given,
     options,
+    task_helps,
     unique,
 )
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
@@ -84,7 +85,21 @@ class _FlagHelp:
 
 
 class _Command(_FlagHelp, TyperCommand):
-    """A losslab command: its --help flag skips pydantic (see _FlagHelp)."""
+    """A losslab command: its --help flag skips pydantic (see _FlagHelp), and lists its options in panels
+    (optimizer, loss, data, model, training, ...: cli.options.PANELS) as plain text, without Rich's help."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        from losslab.cli.options import PANELS
+
+        groups: dict[str, list[Any]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                groups.setdefault(getattr(param, "rich_help_panel", None) or "Other", []).append(record)
+        order = [*PANELS, "Output", "Other"]
+        for title in sorted(groups, key=lambda t: order.index(t) if t in order else len(order)):
+            with formatter.section(f"{title} options" if title != "Other" else "Options"):
+                formatter.write_dl(groups[title])
 
 
 class _Group(_FlagHelp, TyperGroup):
@@ -258,18 +273,20 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print losslab
 MANY_RUN_EXIT_CODES = EXIT_CODES_HELP.replace("3 training diverged (non-finite loss)", "3 every run diverged")
 
 
-def command(name: str, *names: str, epilog: str = EXIT_CODES_HELP,
+def command(name: str, *names: str, epilog: str = EXIT_CODES_HELP, helps: Optional[dict[str, str]] = None,
             **defaults: Any) -> Callable[[Callable[[Given], int]], Any]:
     """One registration per command: `losslab NAME` with these options (per-command `defaults`), whose values
     a `[NAME]` table of a --config file may give too."""
 
     def decorate(func: Callable[[Given], int]) -> Any:
-        return app.command(name, cls=_Command, epilog=epilog)(options(*names, command=name, **defaults)(func))
+        return app.command(name, cls=_Command, epilog=epilog)(options(*names, command=name, helps=helps,
+                                                                       **defaults)(func))
 
     return decorate
 
 
-@command("regress", *unique(OPTIM, REGRESS_DATA, TRAIN, ("save",), OUTPUT), **REGRESS_DEFAULTS)
+@command("regress", *unique(OPTIM, REGRESS_DATA, TRAIN, ("save",), OUTPUT), helps=task_helps("regression"),
+         **REGRESS_DEFAULTS)
 def regress(given: Given) -> int:
     """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
     and the exact least-squares optimum."""
@@ -280,8 +297,9 @@ def regress(given: Given) -> int:
         return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
+# (--features: blobs 2, or --data columns)
 @command("classify", *unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT),
-         **{k: v for k, v in CLASSIFY_DEFAULTS.items() if k != "features"})  # --features: blobs 2, or --data columns
+         helps=task_helps("classification"), **{k: v for k, v in CLASSIFY_DEFAULTS.items() if k != "features"})
 def classify(given: Given) -> int:
     """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
     with per-epoch validation, per-class accuracy and a confusion matrix."""
