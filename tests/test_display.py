@@ -104,3 +104,13 @@ def test_the_live_table_keeps_layer_columns_for_wide_terminals_only():
 
     assert "layer_min" not in keys(80) and "layer_max" not in keys(80)
     assert "layer_min" in keys(140) and "layer_max" in keys(140)
+
+
+def test_progress_lines_say_how_long_is_left(cli):
+    from losslab.outputs.display import duration
+
+    run = cli("regress", "--epochs", "200", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    progress = [line for line in run.stdout.splitlines() if line.startswith("epoch ")]
+    assert progress and all("left" in line for line in progress if not line.startswith("epoch 200/"))
+    assert [duration(s) for s in (0.2, 8.4, 125, 3840)] == ["<1 s", "8 s", "2 min 05 s", "1 h 04 min"]

@@ -129,6 +129,18 @@ def plain_line(columns: Sequence[Column], record: dict[str, Any], total: int,
     return "  ".join(parts)
 
 
+def duration(seconds: float) -> str:
+    """A time left as a person reads it: 8 s, 2 min 05 s, 1 h 04 min."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else "<1 s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 class ProgressDisplay(Consumer):
     """Live table (at most ~10 refreshes a second) on a terminal; one plain line per interval otherwise."""
 
@@ -176,7 +188,22 @@ class ProgressDisplay(Consumer):
         if self.batch is not None:
             b, batches, loss = self.batch
             table.caption = f"epoch {self._running_epoch()}: batch {b}/{batches}, loss {fmt(loss, '.4g')}"
+        elif self.current is None:  # torch's first forward and backward take a moment: say so
+            table.caption = "starting: building the model, first step…"
+        else:
+            table.caption = f"epoch {self.current['epoch']}/{self.total}{self._eta()}"
         return table
+
+    def _eta(self) -> str:
+        """', about 12 s left' from the pace of the epochs so far ('' before the first or after the last)."""
+        if self.current is None:
+            return ""
+        done = self.current["epoch"] - self.ctx.get("first_epoch", 1) + 1
+        left = self.total - self.current["epoch"]
+        elapsed = self.current.get("elapsed_s")
+        if done <= 0 or left <= 0 or not elapsed:
+            return ""
+        return f", about {duration(elapsed / done * left)} left"
 
     def _running_epoch(self) -> int:
         return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
@@ -199,7 +226,7 @@ class ProgressDisplay(Consumer):
         if epoch % self.interval == 0 or epoch == self.ctx["first_epoch"] or not finite:
             self.milestones.append(record)
             if not self.quiet and not self.use_live:
-                self._print(plain_line(self.columns, record, self.total, self.ctx))
+                self._print(plain_line(self.columns, record, self.total, self.ctx) + self._eta().replace(",", " ", 1))
 
     def on_run_end(self, run: RunInfo, result: Any) -> None:
         status = result.status
