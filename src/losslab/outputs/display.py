@@ -203,7 +203,8 @@ class ProgressDisplay(Consumer):
         elapsed = self.current.get("elapsed_s")
         if done <= 0 or left <= 0 or not elapsed:
             return ""
-        return f", about {duration(elapsed / done * left)} left"
+        seconds = elapsed / done * left
+        return f", about {duration(seconds)} left" if seconds >= 1 else ", less than a second left"
 
     def _running_epoch(self) -> int:
         return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
