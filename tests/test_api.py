@@ -184,3 +184,14 @@ def test_the_diagnosis_in_words():
     [finding] = [f for f in diverged.diagnosis if f["code"] == "diverged"]
     assert "lower the learning rate" in finding["suggestion"] and finding["message"]
     assert losslab.regress(epochs=200, device="cpu", progress=False).diagnosis == []
+
+
+def test_predict_and_check_loss_documents_equal_the_clis_json(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli("regress", "--epochs", "20", "--save", "m.pt", "--quiet", "--device", "cpu").exit_code == 0
+    (tmp_path / "x.csv").write_text("x,y\n1.0,5.0\n2.0,7.0\n")
+    expected = cli("predict", "--checkpoint", "m.pt", "--data", "x.csv", "--json").json()
+    assert compare(expected, losslab.predict("m.pt", "x.csv").document(), rtol=0.0)[1] is None
+    expected = cli("check-loss", "torch.nn.functional:l1_loss", "--json").json()
+    got = losslab.check_loss("torch.nn.functional:l1_loss").document()
+    assert compare(expected, got, rtol=0.0)[1] is None and got["status"] == "passed"

@@ -343,15 +343,37 @@ def replay(path: str, rtol: float = 0.0) -> dict[str, Any]:
     return command.replay(command.ReplayConfig(path, rtol))[1]
 
 
-def predict(checkpoint: str, data: str) -> Any:
-    """`losslab predict`: the saved model's predictions for a table (`.predictions`, `.probabilities`,
-    `.metrics` against the table's own label/target column)."""
+class Answer:
+    """What a command without training gives (predict, check-loss): its own result's attributes, and
+    `document()`, exactly its --json document."""
+
+    def __init__(self, raw: Any, document: dict[str, Any]):
+        self.raw, self._document = raw, document
+
+    def document(self) -> dict[str, Any]:
+        import json
+
+        from losslab.outputs.files import dumps
+
+        return dict(json.loads(dumps(self._document)))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "raw":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+
+def predict(checkpoint: str, data: str) -> Answer:
+    """`losslab predict`: the saved model's predictions for a table, an image folder or an import path
+    (`.predictions`, `.probabilities`, `.metrics` against the data's own labels or targets)."""
     from losslab.commands import predict as command
 
-    return command.predict(command.PredictConfig(checkpoint, data))
+    cfg = command.PredictConfig(checkpoint, data)
+    result = command.predict(cfg)
+    return Answer(result, command.document(cfg, result))
 
 
-def check_loss(loss: Any, task: str = "regress", second_order: bool = False, points: int = 3) -> Any:
+def check_loss(loss: Any, task: str = "regress", second_order: bool = False, points: int = 3) -> Answer:
     """`losslab check-loss`: a loss (a callable, or an import path) checked before training (`.passed`,
     `.checks`)."""
     from losslab.commands import check_loss as command
@@ -362,5 +384,6 @@ def check_loss(loss: Any, task: str = "regress", second_order: bool = False, poi
     cfg = command.CheckLossConfig(path, "regression" if task == "regress" else "classification", second_order,
                                   points)
     fn = load_import_path(loss) if isinstance(loss, str) else loss
-    return run_checks(fn, path, cfg.task, points=cfg.points, second_order=cfg.second_order,
-                      data=command.default_data(cfg.task))
+    result = run_checks(fn, path, cfg.task, points=cfg.points, second_order=cfg.second_order,
+                        data=command.default_data(cfg.task))
+    return Answer(result, command.document(cfg, result))
