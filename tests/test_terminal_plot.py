@@ -40,3 +40,14 @@ def test_every_command_draws_its_curves(cli, args, title):
     assert run.exit_code == 0, run.stderr
     assert title in run.stdout and not ANSI.search(run.stdout)
     assert max(len(line) for line in run.stdout.splitlines() if "┤" in line or "┬" in line) <= 80
+
+
+def test_series_have_their_own_markers_and_a_legend_under_the_plot():
+    from losslab.outputs.terminal_plot import curves
+
+    text = curves([("train", [1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0]), ("valid", [1, 2, 3, 4], [4.5, 3.8, 3.1, 2.9])],
+                  title="loss", xlabel="epoch")
+    *plot, legend = text.splitlines()
+    assert legend == "• train   + valid"
+    body = "\n".join(plot)
+    assert "•" in body and "+" in body and "train" not in body and "valid" not in body

@@ -1,5 +1,6 @@
-"""Curves drawn in the terminal under the final report, with plotext (braille line plots): the same records
-the PNG plots draw, as plain text — no ANSI codes, so NO_COLOR and pipes are honoured — 78 columns wide."""
+"""Curves drawn in the terminal under the final report, with plotext: the same records the PNG plots draw, as
+plain text — no ANSI codes, so NO_COLOR and pipes are honoured — 78 columns wide. Each series has its own marker
+(one series: braille dots), named in a legend line under the plot, so nothing sits on the curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Optional, Sequence
 Series = tuple[str, Sequence[float], Sequence[Optional[float]]]  # label, x, y (None: not measured)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDTH, HEIGHT = 78, 16
+MARKERS = ("•", "+", "x", "o", "*", "#", "@", "%")  # one per series, in order
 
 
 def _finite(series: Sequence[Series], logx: bool) -> list[Series]:
@@ -36,8 +38,9 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
     plt.clear_figure()
     plt.plotsize(width, height)
     plt.theme("clear")
-    for label, xs, s in series:
-        plt.plot(list(xs), list(s), label=label, marker="braille")
+    markers = ["braille"] if len(series) == 1 else [MARKERS[i % len(MARKERS)] for i in range(len(series))]
+    for (_, xs, s), marker in zip(series, markers):
+        plt.plot(list(xs), list(s), marker=marker)  # (no label: the legend goes under the plot)
     if mark is not None and math.isfinite(mark[0]) and (mark[0] > 0 or not logx):
         plt.vertical_line(mark[0])
         title = f"{title} (| {mark[1]})"
@@ -54,7 +57,11 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
     plt.xlabel(xlabel)
     text = _ANSI.sub("", plt.build())
     plt.clear_figure()
-    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+    plot = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+    if len(series) == 1:
+        return plot
+    legend = "   ".join(f"{marker} {label}" for (label, _, _), marker in zip(series, markers))
+    return f"{plot}\n{legend}"
 
 
 def median_by_epoch(runs: Sequence[Sequence[dict]], key: str) -> tuple[list[float], list[float]]:
