@@ -212,3 +212,12 @@ def test_the_lightning_suggestion_is_lightnings_own_lr_find_number(min_lr, max_l
     assert result.runs[0].suggestions["lightning"] == expected
     if (min_lr, max_lr, steps) == (1e-7, 10.0, 100):
         assert f"{expected:.3g}" == "0.00631"
+
+
+def test_range_test_plots_leave_out_the_exploding_end():
+    from losslab.commands.lr_sweep.range import SKIP_END, without_end
+
+    lrs, losses = list(range(100)), [1.0] * 95 + [10.0, 100.0, 1e3, 1e4, 1e5]
+    kept = without_end(lrs, losses)
+    assert kept == (lrs[:100 - SKIP_END], losses[:100 - SKIP_END]) and max(kept[1]) == 1.0
+    assert without_end([1, 2, 3, 4], [1, 2, 3, 4]) == ([1, 2, 3], [1, 2, 3])  # at most a quarter goes

@@ -258,15 +258,26 @@ def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[
                    {(0, 1)} if rows and rows[0][1] != "—" else set())]
 
 
+SKIP_END = 5  # steps not drawn at the end of a curve, where the loss explodes (fastai's skip_end)
+
+
+def without_end(lrs: Sequence[float], losses: Sequence[float]) -> tuple[list[float], list[float]]:
+    """A curve as plotted: its last steps dropped (at most a quarter of it), so the final spike does not flatten
+    the part that says where to train."""
+    keep = max(2, len(lrs) - min(SKIP_END, len(lrs) // 4))
+    return list(lrs[:keep]), list(losses[:keep])
+
+
 def range_plots(result: RangeResult) -> list[Plot]:
     cfg = result.config
 
     def draw(path: Any) -> None:
         from losslab.outputs.plots import range_test_plot
 
-        range_test_plot([(r.lrs, r.smoothed) for r in result.runs], path,
+        range_test_plot([without_end(r.lrs, r.smoothed) for r in result.runs], path,
                         {k: v["median"] for k, v in result.suggestions.items()},
-                        title=f"LR range test: {cfg.run.optim.name}, {len(result.runs)} seed(s)")
+                        title=f"LR range test: {cfg.run.optim.name}, {len(result.runs)} seed(s) (last {SKIP_END} "
+                              "steps not drawn)")
 
     return list(zip(RANGE_PLOTS, [draw]))
 
@@ -274,7 +285,7 @@ def range_plots(result: RangeResult) -> list[Plot]:
 def range_curves(result: RangeResult) -> str:
     from losslab.outputs.terminal_plot import curves
 
-    curve = result.median_curve
+    lrs, losses = without_end(result.median_curve["lr"], result.median_curve["smoothed_loss"])
     mark = (result.recommended, f"suggested {result.recommended:.3g}") if result.recommended else None
-    return curves([("smoothed loss", curve["lr"], curve["smoothed_loss"])], title="LR range test",
+    return curves([("smoothed loss", lrs, losses)], title=f"LR range test (last {SKIP_END} steps not drawn)",
                   xlabel="learning rate", logx=True, mark=mark)
