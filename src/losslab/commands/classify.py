@@ -252,6 +252,18 @@ def document(result: ClassifyResult, outcomes: Optional[Sequence[Outcome]] = Non
     }
 
 
+def weights_epoch(result: ClassifyResult) -> str:
+    """Which epoch's weights the run returns (and the accuracy above measures): the best with --patience, else
+    the last."""
+    if result.restored_best and result.best_epoch is not None:
+        return f"{result.best_epoch} (the best, restored)"
+    last = result.records[-1]["epoch"] if result.records else None
+    if last is None:
+        return "—"
+    hint = "" if result.best_epoch in (None, last) else " (the last; --patience N returns the best)"
+    return f"{last}{hint}"
+
+
 def report(result: ClassifyResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     """Summary, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
     cfg = result.config
@@ -260,7 +272,8 @@ def report(result: ClassifyResult, outcomes: Sequence[Outcome] = ()) -> list[Rep
              f"{cfg.optim.name} lr {fmt(cfg.optim.lr, 'g')}: {result.epochs_run} epochs in {result.elapsed_s:.2f} s "
              f"on {result.device}")
     summary_rows = [["accuracy", f"{result.accuracy:.4f}"], ["validation loss", fmt(result.valid_loss)],
-                    ["best epoch", f"{result.best_epoch}{restored}" if result.best_epoch else "—"]]
+                    ["weights from epoch", weights_epoch(result)],
+                    ["lowest validation loss at epoch", f"{result.best_epoch}{restored}" if result.best_epoch else "—"]]
     notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes)
     if result.resumed_from is not None:
         notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")

@@ -188,6 +188,17 @@ def unfinished_note(status: str, runs: Sequence[Any]) -> str:
     return f"no run finished: {diverged} diverged, {failed} failed with an error"
 
 
+def sooner(summaries: Sequence[Any]) -> str:
+    """What a tie on the final number hides: which reached the target first (median epochs), and by how much."""
+    reached = sorted((s for s in summaries if getattr(s, "epochs_to_target", None) is not None),
+                     key=lambda s: s.epochs_to_target)
+    if len(reached) < 2 or reached[0].epochs_to_target == reached[1].epochs_to_target:
+        return ""
+    first, next_ = reached[0], reached[1]
+    return (f"; {first.name} reached the target first, in {first.epochs_to_target:g} epochs (median) against "
+            f"{next_.epochs_to_target:g} for {next_.name}")
+
+
 def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     """The paired-seed verdict of a ranked comparison (`summaries`, `winner`, `wins`, `status`, `runs`):
     winner, tie, or why nothing finished. `better`/`best` say what was compared ("lower final loss")."""
@@ -198,7 +209,7 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
         return [f"winner: {result.winner} — {better} than {second.name} on {result.wins} of {seeds} paired seeds"]
     if math.isfinite(top.median):
         return [f"tie: {top.name} has {best} but beats {second.name} on only {result.wins} of {seeds} paired seeds "
-                "(a winner needs a majority)"]
+                "(a winner needs a majority)" + sooner(result.summaries)]
     return ["no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs])]
 
 
