@@ -221,3 +221,12 @@ def test_range_test_plots_leave_out_the_exploding_end():
     kept = without_end(lrs, losses)
     assert kept == (lrs[:100 - SKIP_END], losses[:100 - SKIP_END]) and max(kept[1]) == 1.0
     assert without_end([1, 2, 3, 4], [1, 2, 3, 4]) == ([1, 2, 3], [1, 2, 3])  # at most a quarter goes
+
+
+def test_a_grid_does_not_report_the_slowness_of_its_small_rates_as_a_problem(cli):
+    doc = cli("lr-sweep", "--json", "--quiet", "--device", "cpu").json()
+    codes = {f["code"] for f in doc["diagnosis"]}
+    assert "slow-convergence" not in codes and "diverged" in codes
+    # each run's own document still has it
+    small = [r for r in doc["results"] if r["lr"] < doc["suggested_lr"]]
+    assert small and any("slow-convergence" in r["diagnosis"] for r in small)

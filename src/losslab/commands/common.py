@@ -272,12 +272,15 @@ def run_label(spec: Any, loss_name: Optional[str] = None) -> str:
     return RunInfo("run", key=spec.key(loss_name)).label
 
 
-def pooled_diagnosis(runs: Sequence[Any], loss_name: Optional[str] = None) -> list[dict[str, Any]]:
+def pooled_diagnosis(runs: Sequence[Any], loss_name: Optional[str] = None,
+                     keep: Optional[Callable[[Any, Any], bool]] = None) -> list[dict[str, Any]]:
     """A many-run command's diagnosis: one entry per finding code, naming every run it was found in and giving
-    the first such run's message and evidence."""
+    the first such run's message and evidence; `keep(run, finding)` leaves out what is expected."""
     pooled: dict[str, dict[str, Any]] = {}
     for r in runs:
         for f in getattr(r, "diagnosis", []):
+            if keep is not None and not keep(r, f):
+                continue
             entry = pooled.setdefault(f.code, {**f.to_dict(), "runs": []})
             entry["runs"].append(run_label(r.spec, loss_name))
     return list(pooled.values())

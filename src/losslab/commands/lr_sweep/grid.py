@@ -27,6 +27,7 @@ from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, loss_key, rank, summarise
 
 GRID_PLOTS = ("sweep.png",)
+EXPECTED_IN_A_SWEEP = ("slow-convergence",)  # findings a rate below the suggested one is expected to have
 
 
 @dataclass
@@ -50,7 +51,14 @@ class GridResult:
                             [d["code"] for d in self.diagnosis()])
 
     def diagnosis(self) -> list[dict[str, Any]]:
-        return pooled_diagnosis(all_runs(self.runs))
+        """The runs' findings, pooled; a sweep's small rates converge slowly by design (that is what the sweep
+        measures, not a problem), so slow convergence below the suggested rate is left out here (each run's own
+        document keeps it)."""
+        def keep(run: Any, finding: Any) -> bool:
+            below = self.suggested_lr is not None and (run.spec.optim.lr or 0) < self.suggested_lr
+            return not (below and finding.code in EXPECTED_IN_A_SWEEP)
+
+        return pooled_diagnosis(all_runs(self.runs), keep=keep)
 
 
 def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Optional[float],
