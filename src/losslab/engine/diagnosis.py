@@ -245,8 +245,9 @@ def _plateau(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     evidence = {"epochs": n, "best_before": best_before, "best_in_window": best_in, "final_loss": final,
                 "optimum_loss": ctx.optimum_loss, "first_loss": losses[0]}
     return Finding("plateau", f"the loss has not improved over the last {n} epochs while far from the optimum: "
-                   f"it is {where}", evidence, _conditioning(ctx) or "raise the learning rate, change optimizer "
-                   "(adam), or check the model and data (see vanishing-gradients)")
+                   f"it is {where}", evidence, _conditioning(ctx) or "raise the learning rate, "
+                   + ("" if ctx.optim in ("adam", "adamw") else "change optimizer (adam), ")
+                   + "or check the model and data (see vanishing-gradients)")
 
 
 def _conditioning(ctx: Context) -> str:

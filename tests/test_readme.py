@@ -1,0 +1,67 @@
+"""The README's sample outputs are what the code prints today: every `$ losslab ...` block whose command runs
+here as shown (no file it needs from elsewhere, no pipe) is run, and each line the README shows must be a line
+of the output — timings (elapsed, it/s, seconds, time left) aside."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # a dozen commands
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TIMING = [
+    (re.compile(r"\belapsed \S+"), "elapsed T"),
+    (re.compile(r"\b(it|samples)/s [\d,]+"), r"\1/s N"),
+    (re.compile(r"\s+(about [^,]*? left|less than a second left)$"), ""),
+    (re.compile(r"\b\d+(\.\d+)? s\b"), "T s"),
+    (re.compile(r"\(\d+(\.\d+)? s\)"), "(T s)"),
+    (re.compile(r"\b\d+\.\d+s\b"), "Ts"),
+]
+TIMED_COLUMNS = ("ms/epoch",)  # tables whose rows carry a time per epoch: compared up to the timed column
+
+
+def normal(line: str) -> str:
+    for pattern, replacement in TIMING:
+        line = pattern.sub(replacement, line)
+    return " ".join(line.split())
+
+
+def blocks() -> list[tuple[str, list[str]]]:
+    """(command, shown output lines) of every README block that starts with `$ losslab` and runs as shown."""
+    out, lines = [], README.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("$ losslab ") or any(c in line for c in "|>&<") or "#" in line:
+            continue
+        shown = []
+        for rest in lines[i + 1:]:
+            if rest.startswith("```") or rest.startswith("$ "):
+                break
+            shown.append(rest)
+        out.append((line[2:], shown))
+    return out
+
+
+BLOCKS = blocks()
+
+
+@pytest.mark.parametrize("command, shown", BLOCKS, ids=[c for c, _ in BLOCKS])
+def test_a_readme_sample_is_what_the_command_prints(cli, command, shown):
+    args = shlex.split(command)[1:]
+    run = cli(*args)
+    assert run.exit_code in (0, 1, 3), run.stderr
+    printed = {normal(line) for line in (run.stdout + run.stderr).splitlines()}
+    missing, timed = [], False
+    for line in shown:
+        if any(col in line for col in TIMED_COLUMNS):  # a table with a time per epoch: its rows are timings
+            timed = True
+            continue
+        if timed and ": " not in line:
+            continue
+        timed = False
+        if line.strip() and line.strip() != "..." and normal(line) not in printed:
+            missing.append(line)
+    assert not missing, "README lines no longer printed:\n" + "\n".join(missing)
