@@ -106,14 +106,9 @@ def object_inputs(ckpt: dict[str, Any], spec: str) -> tuple[Any, Optional[list[s
     import numpy as np
     import torch
 
-    from losslab.components.losses import import_object
+    from losslab.components.losses import user_data
 
-    obj = import_object(spec, "--data")
-    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise ConfigError("--data", f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    obj = user_data(spec, "--data")
     labels: Any = None
     try:
         if isinstance(obj, torch.utils.data.Dataset):

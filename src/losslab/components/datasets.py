@@ -478,14 +478,9 @@ def load_user_dataset(spec: str) -> Raw:
     pair (train, valid) of them; read into memory (the validation split is made as for tables when none is given)."""
     import torch
 
-    from losslab.components.losses import import_object
+    from losslab.components.losses import user_data
 
-    obj = import_object(spec, "--dataset")
-    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise ConfigError("--dataset", f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    obj = user_data(spec, "--dataset")
 
     def read(value: Any, part: str) -> tuple[Any, Any]:
         if isinstance(value, torch.utils.data.Dataset):

@@ -179,6 +179,20 @@ def import_object(spec: str, option: str) -> Any:
     return obj
 
 
+def user_data(spec: str, option: str) -> Any:
+    """What a user's data import path gives: the object itself, or what calling it returns (a function, or a class
+    that is not a Dataset); a call that fails is one line naming `option`."""
+    import torch
+
+    obj = import_object(spec, option)
+    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError(option, f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    return obj
+
+
 def load_import_path(spec: str) -> Any:
     """Load `package.module:Name`; a class is instantiated with no arguments."""
     obj = import_object(spec, "--loss")

@@ -177,14 +177,9 @@ def read_user_data(spec: str) -> RegressionData:
     Dataset of (input, target) pairs (a function returning one is called); real-valued targets, one per row."""
     import torch
 
-    from losslab.components.losses import import_object
+    from losslab.components.losses import user_data
 
-    obj = import_object(spec, "--dataset")
-    if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise ConfigError("--dataset", f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    obj = user_data(spec, "--dataset")
     if isinstance(obj, torch.utils.data.Dataset):
         try:
             pairs = [obj[i] for i in range(len(obj))]

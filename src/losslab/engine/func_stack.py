@@ -18,7 +18,25 @@ import torch
 from torch import nn
 
 
-class FuncStackedModel:
+class Rows:
+    """The parameters of K runs as (K, ...) views (`params`, the leaves autograd differentiates) of one (K, P)
+    tensor `flat`: what both stacked model layouts share."""
+
+    k: int
+    params: list[torch.Tensor]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def gradient(self, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(K, P) the last backward's gradients, laid out like `flat` (written into `out` when given)."""
+        grads = [p.grad.reshape(self.k, -1) if p.grad is not None else torch.zeros_like(p).reshape(self.k, -1)
+                 for p in self.params]
+        return torch.cat(grads, dim=1) if out is None else torch.cat(grads, dim=1, out=out)
+
+
+class FuncStackedModel(Rows):
     """K parameter sets of one module architecture, stacked; buffers (if any) are shared and must not change."""
 
     def __init__(self, templates: Sequence[nn.Module]):
@@ -48,16 +66,6 @@ class FuncStackedModel:
 
     def train(self, mode: bool = True) -> None:
         self.base.train(mode)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def gradient(self, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(K, P) the last backward's gradients, laid out like `flat` (written into `out` when given)."""
-        grads = [p.grad.reshape(self.k, -1) if p.grad is not None else torch.zeros_like(p).reshape(self.k, -1)
-                 for p in self.params]
-        return torch.cat(grads, dim=1) if out is None else torch.cat(grads, dim=1, out=out)
 
     def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """x is (B, ...) for all runs (shared) or (K, B, ...); returns (K, B, outputs)."""

@@ -29,6 +29,7 @@ from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
 from losslab.engine.batches import epoch_order
 from losslab.engine.events import Consumer
+from losslab.engine.func_stack import Rows
 from losslab.engine.loop import batch_generator
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, conclude, end_run, run_info
@@ -142,7 +143,7 @@ def loss_segments(problem: Problem, specs: Sequence[RunSpec]) -> list[tuple[int,
     return segments
 
 
-class StackedModel:
+class StackedModel(Rows):
     """K copies of a Linear/activation/Flatten/LogSoftmax stack in one (K, P) tensor `flat` (run k's parameters
     are row k, in `named_parameters` order); `params` are (K, ...) views of it that autograd treats as leaves, so
     the optimizer, the clipping and the per-epoch statistics touch one tensor instead of one per layer. Linear
@@ -172,16 +173,6 @@ class StackedModel:
 
     def train(self, mode: bool = True) -> None:
         """(Its layers behave the same in training and evaluation.)"""
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def gradient(self, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(K, P) the last backward's gradients, laid out like `flat` (written into `out` when given)."""
-        grads = [p.grad.reshape(self.k, -1) if p.grad is not None else torch.zeros_like(p).reshape(self.k, -1)
-                 for p in self.params]
-        return torch.cat(grads, dim=1) if out is None else torch.cat(grads, dim=1, out=out)
 
     def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """x is (B, ...) for all trials (shared) or (K, B, ...); returns (K, B, outputs)."""
