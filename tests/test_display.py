@@ -114,3 +114,29 @@ def test_progress_lines_say_how_long_is_left(cli):
     progress = [line for line in run.stdout.splitlines() if line.startswith("epoch ")]
     assert progress and all("left" in line for line in progress if not line.startswith("epoch 200/"))
     assert [duration(s) for s in (0.2, 8.4, 125, 3840)] == ["<1 s", "8 s", "2 min 05 s", "1 h 04 min"]
+
+
+def test_many_run_rows_say_runs_done_epoch_of_total_and_whose_loss():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from losslab.engine.events import RunInfo
+    from losslab.outputs.display import TrialsDisplay
+
+    console = Console(file=io.StringIO(), width=100, force_terminal=True)
+    display = TrialsDisplay(console, live=False)
+    display.plan(["sgd"], 2)
+    run = RunInfo("compare-optimizers", group="sgd", epochs=10, total=2)
+    display.on_run_begin(run)
+    display.on_epoch_end(run, {"epoch": 4, "train_loss": 0.5})
+    rendered = Console(file=io.StringIO(), width=100, record=True)
+    rendered.print(display.table())
+    text = rendered.export_text()
+    assert "runs done" in text and "train loss (latest)" in text and "4/10" in text and "0/2" in text
+    display.on_run_end(run, SimpleNamespace(status="ok", metrics={}, error=None, epochs_run=10, elapsed_s=0.1))
+    assert display.rows["sgd"]["status"] == "running" and display.rows["sgd"]["done"] == 1  # one seed still to go
+    display.on_run_begin(run)
+    display.on_run_end(run, SimpleNamespace(status="ok", metrics={}, error=None, epochs_run=10, elapsed_s=0.1))
+    assert display.rows["sgd"]["status"] == "done"

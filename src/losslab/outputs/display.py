@@ -333,7 +333,8 @@ class TrialsDisplay(Consumer):
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
         for g in groups:
-            self.rows.setdefault(g, {"epoch": 0, "loss": None, "best": None, "status": "waiting"})
+            self.rows.setdefault(g, {"epoch": 0, "epochs": 0, "loss": None, "best": None, "status": "waiting",
+                                     "done": 0})
             self.totals[g] = per_group
             self.counts[g] = 0
 
@@ -355,18 +356,20 @@ class TrialsDisplay(Consumer):
         from rich.table import Table
 
         table = Table(header_style="bold")
-        for h in (self.label, "trial", "epoch", "loss", "best so far", "status"):
+        loss = "val loss" if self.loss_key == "valid_loss" else "train loss"
+        for h in (self.label, "runs done", "epoch", f"{loss} (latest)", "best so far", "status"):
             table.add_column(h, justify="left" if h == self.label else "right")
         for g, row in list(self.rows.items()):
-            table.add_row(g, f"{self.counts.get(g, 0)}/{self.totals.get(g, 0)}", str(row["epoch"]),
-                          fmt(row["loss"]), fmt(row["best"]), row["status"])
+            epoch = f"{row['epoch']}/{row['epochs']}" if row.get("epochs") else str(row["epoch"])
+            table.add_row(g, f"{row.get('done', 0)}/{self.totals.get(g, 0)}", epoch, fmt(row["loss"]),
+                          fmt(row["best"]), row["status"])
         return table
 
     def on_run_begin(self, run: RunInfo) -> None:
-        row = self.rows.setdefault(run.group, {"epoch": 0, "loss": None, "best": None, "status": ""})
+        row = self.rows.setdefault(run.group, {"epoch": 0, "loss": None, "best": None, "status": "", "done": 0})
         self.totals.setdefault(run.group, 1)
         self.counts[run.group] = self.counts.get(run.group, 0) + 1
-        row.update(epoch=0, loss=None, status="running")
+        row.update(epoch=0, epochs=run.epochs, loss=None, status="running")
 
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
         row = self.rows[run.group]
@@ -379,7 +382,10 @@ class TrialsDisplay(Consumer):
 
     def on_run_end(self, run: RunInfo, result: Any) -> None:
         g = run.group
-        self.rows[g]["status"] = result.status if result.status != "ok" else "done"
+        row = self.rows[g]
+        row["done"] = row.get("done", 0) + 1
+        still = self.counts.get(g, 0) > row["done"] or row["done"] < self.totals.get(g, 0)
+        row["status"] = result.status if result.status != "ok" else ("running" if still else "done")
         if self.quiet or self.use_live:
             return
         final = result.metrics.get("final_loss")
