@@ -131,9 +131,11 @@ def rank(summaries: Sequence[Summary]) -> list[Summary]:
 WIN_MARGIN = 1e-4
 
 
-def paired_wins(a: Summary, b: Summary, margin: float = WIN_MARGIN) -> int:
-    """Seeds on which `a` ended lower than `b` by more than `margin` relative (runs are paired by seed)."""
-    return sum(x < y and (math.isinf(y) or y - x > margin * abs(y)) for x, y in zip(a.finals, b.finals))
+def paired_wins(a: Any, b: Any, margin: float = WIN_MARGIN) -> int:
+    """Seeds on which `a` ended lower than `b` by more than `margin` relative (runs are paired by seed); `a` and
+    `b` are Summaries (their final losses) or lists of per-seed values."""
+    xs, ys = (a.finals if isinstance(a, Summary) else a), (b.finals if isinstance(b, Summary) else b)
+    return sum(x < y and (math.isinf(y) or y - x > margin * abs(y)) for x, y in zip(xs, ys))
 
 
 def geometric_median(values: Sequence[float]) -> float:

@@ -252,7 +252,8 @@ def compare_config(given: Given) -> CompareConfig:
                                     else log_grid(1e-4, 1, 3)),
                          target=target, vectorize=not given.no_vectorize, executor=executor_config(given),
                          gates=gate_config(given, with_target_loss=False), out=expand(given.out),
-                         tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
+                         tensorboard=expand(given.tensorboard), plot=given.plot,
+                         **_set(rank_by=given.rank_by)).resolved()
 
 
 DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1",

@@ -270,6 +270,9 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print losslab
     """Experiments on PyTorch training."""
 
 
+OPTIMIZER_HELPS = {"rank_by": "What ranks the optimizers: final_loss (default), best_loss, epochs_to_target (the "
+                   "median first epoch reaching --target-loss / --target-accuracy), optimum_distance (regress) or "
+                   "accuracy (classify). The winner must beat the runner-up on it on most paired seeds."}
 MANY_RUN_EXIT_CODES = EXIT_CODES_HELP.replace("3 training diverged (non-finite loss)", "3 every run diverged")
 
 
@@ -311,8 +314,8 @@ def classify(given: Given) -> int:
 
 
 @command("compare-optimizers", "task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy",
-         "no_vectorize", *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT, "target_loss",
-         epilog=MANY_RUN_EXIT_CODES)
+         "rank_by", "no_vectorize", *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
+         "target_loss", epilog=MANY_RUN_EXIT_CODES, helps=OPTIMIZER_HELPS)
 def compare_optimizers(given: Given) -> int:
     """Train the same model from the same initial weights on the same data order with several optimizers over
     several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""

@@ -34,7 +34,17 @@ from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import Summary, extra_keys, loss_key, paired_wins, rank, summarise
+from losslab.stats import (
+    Summary,
+    best_loss,
+    epochs_to_target,
+    extra_keys,
+    loss_key,
+    paired_wins,
+    quantile,
+    rank,
+    summarise,
+)
 
 COMMAND = "compare-optimizers"
 PLOTS = ("curves.png", "tuning.png")  # tuning.png with --tune only
@@ -118,16 +128,41 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
 
     target = cfg.target if cfg.target is not None else default_target(problem)
     summaries = rank([summarise(n, lrs[n][0], lrs[n][1], runs[n], task, target) for n in cfg.optims])
+    scores = {n: seed_scores(runs[n], cfg.rank_by, task, target) for n in cfg.optims}
+    if cfg.rank_by != "final_loss":  # (final loss: rank's own order, ties broken by the epochs to the target)
+        summaries = sorted(summaries, key=lambda s: (quantile(scores[s.name], 0.5), s.name))
     winner, wins = None, None
+    top = summaries[0].name
     if len(summaries) == 1:
-        winner = summaries[0].name if math.isfinite(summaries[0].median) else None
-    elif math.isfinite(summaries[0].median):
-        wins = paired_wins(summaries[0], summaries[1])
+        winner = top if math.isfinite(quantile(scores[top], 0.5)) else None
+    elif math.isfinite(quantile(scores[top], 0.5)):
+        wins = paired_wins(scores[top], scores[summaries[1].name])
         if wins > cfg.seeds / 2:
-            winner = summaries[0].name
+            winner = top
     reference = problem.optimum if task == "regression" else {}  # type: ignore[union-attr]
     return CompareResult(cfg, settle(interrupted, results), summaries, runs, winner, wins, target, tuning, reference,
                          time.perf_counter() - started, str(problem.device), problem.data.source, versions())
+
+
+def seed_scores(runs: Sequence[RunResult], measure: str, task: str, target: float) -> list[float]:
+    """Each seed's value of the ranking measure, lower better (accuracy negated); +inf for a run that did not
+    finish cleanly or never reached the target."""
+    out = []
+    for r in runs:
+        if r.status != "ok":
+            out.append(math.inf)
+        elif measure == "final_loss":
+            out.append(r.score)
+        elif measure == "best_loss":
+            out.append(best_loss(r.records, task))
+        elif measure == "epochs_to_target":
+            reached = epochs_to_target(r.records, task, target)
+            out.append(float(reached) if reached is not None else math.inf)
+        elif measure == "accuracy":
+            out.append(-float(r.metrics.get("accuracy", -math.inf)))
+        else:
+            out.append(float(r.metrics.get(measure, math.inf)))
+    return out
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -194,7 +229,8 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     task = ("regression" if not isinstance(cfg.run, ClassifyConfig) else
             f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})")
     title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
-             f"{cfg.run.train.epochs} epochs, ranked by median final loss ({result.elapsed_s:.1f} s)")
+             f"{cfg.run.train.epochs} epochs, ranked by median {cfg.rank_by.replace('_', ' ')} "
+             f"({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}",
              f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
              f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
@@ -203,7 +239,9 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         ref = result.reference
         notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
                      + f", loss {ref['loss']:.6g}")
-    notes += verdict(result, cfg.seeds, "lower final loss", "the lowest median")
+    measure = cfg.rank_by.replace("_", " ")
+    notes += verdict(result, cfg.seeds, f"better {measure}" if cfg.rank_by != "final_loss" else "lower final loss",
+                     f"the best median {measure}" if cfg.rank_by != "final_loss" else "the lowest median")
     if result.tuning:
         t = result.tuning
         chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"

@@ -44,6 +44,11 @@ class ManyRuns(Resolvable):
         return d
 
 
+# what compare-optimizers may rank by (lower is better, but accuracy)
+OPTIMIZER_RANKINGS = {"regression": ("final_loss", "best_loss", "epochs_to_target", "optimum_distance"),
+                      "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
+
+
 @dataclass(frozen=True, kw_only=True)
 class CompareConfig(ManyRuns):
     """Several optimizers on one problem (`run` holds the task's data, model, loss and training settings)."""
@@ -54,9 +59,13 @@ class CompareConfig(ManyRuns):
     tune: bool = False
     tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
     target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
+    rank_by: str = "final_loss"  # what ranks the optimizers (OPTIMIZER_RANKINGS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.rank_by not in OPTIMIZER_RANKINGS[self.task]:
+            raise ConfigError("--rank-by", f"unknown measure {self.rank_by!r} for {self.task}; choose from: "
+                              f"{', '.join(OPTIMIZER_RANKINGS[self.task])}")
         if not self.optims:
             raise ConfigError("--optims", "give at least one optimizer, e.g. sgd,adam")
         for name in self.optims:
