@@ -33,7 +33,7 @@ def test_off_a_terminal_and_with_json_there_is_no_plot_unless_asked(cli):
     (["compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "30"], "median train loss over seeds"),
     (["compare-losses", "--losses", "mse,l1", "--seeds", "2", "--epochs", "30"], "median training loss"),
     (["lr-sweep", "--lrs", "0.01,0.1,0.5", "--epochs", "30"], "final loss against the learning rate (| suggested"),
-    (["lr-sweep", "--range-test", "--steps", "40"], "LR range test (| suggested"),
+    (["lr-sweep", "--range-test", "--steps", "40"], "LR range test (last 5 steps not drawn) (| suggested"),
 ])
 def test_every_command_draws_its_curves(cli, args, title):
     run = cli(*args, "--plot", "--quiet")

@@ -70,6 +70,10 @@ class Column:
             return f"{t:.2f}s"
         if self.key in ("layer_min", "layer_max"):
             return layer_extreme(record, smallest=self.key == "layer_min")
+        if self.key.startswith("norm:"):  # the norm of collapsed parameters (named after the colon)
+            values = [record.get(name) for name in self.key[len("norm:"):].split(",")]
+            numbers = [v for v in values if isinstance(v, (int, float))]
+            return fmt(math.hypot(*numbers), self.spec) if numbers else "—"
         text = fmt(record.get(self.key), self.spec)
         if record.get(f"{self.key}_best"):
             text += "*"  # best so far (skorch marks it the same way)
@@ -104,14 +108,48 @@ def classify_columns() -> list[Column]:
             Column("elapsed_s", "elapsed"), Column("samples_s", "samples/s")]
 
 
+CELL = 10  # the width a number cell is given in the live table ("8.3481e-05*")
+OPTIONAL = ("it_s", "samples_s", "elapsed_s", "lr", "grad_norm")  # what a narrow live table leaves out, first first
+STANDARD = ("epoch", "train_loss", "valid_loss", "valid_acc", "grad_norm", "layer_min", "layer_max", "lr",
+            "elapsed_s", "it_s", "samples_s")
+
+
+def fitted(columns: Sequence[Column], width: int, total: int) -> list[Column]:
+    """The columns of a live table that fit `width`: the epoch counter and the losses always, in full; when the
+    parameters do not fit, the first two of them and one `‖rest‖` column (the norm of the others)."""
+    def needed(cols: Sequence[Column]) -> int:
+        return sum(max(len(c.header), len(f"{total}/{total}") if c.key == "epoch" else CELL) + 3 for c in cols) + 1
+
+    if needed(columns) <= width:
+        return list(columns)
+    out = list(columns)
+    params = [c for c in columns if c.key not in STANDARD and not c.key.startswith("norm:")]
+    if len(params) > 2:
+        rest = params[2:]
+        out = []
+        for c in columns:
+            if c in rest:
+                if c is rest[0]:
+                    out.append(Column("norm:" + ",".join(r.key for r in rest), f"‖{len(rest)} more‖"))
+                continue
+            out.append(c)
+    for key in OPTIONAL:  # then the rates and times, last of all the gradient norm
+        if needed(out) <= width:
+            break
+        out = [c for c in out if c.key != key]
+    return out
+
+
 def epoch_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], total: int,
                 ctx: Optional[dict[str, Any]] = None) -> "Table":
-    """A pure function of the rows: the Live block only swaps it in."""
+    """A pure function of the rows: the Live block only swaps it in. Every column keeps the width of its header
+    and of a full number from the first frame (no cut values, no header on two lines, no width jumping)."""
     from rich.table import Table
 
     table = Table(title=None, header_style="bold", show_edge=True)
     for c in columns:
-        table.add_column(c.header, justify="right")
+        full = len(f"{total}/{total}") if c.key == "epoch" else CELL
+        table.add_column(c.header, justify="right", no_wrap=True, min_width=max(len(c.header), full))
     for i, rec in enumerate(rows):
         cells = [c.cell(rec, ctx) for c in columns]
         cells[0] = f"{rec['epoch']}/{total}"
@@ -149,8 +187,10 @@ class ProgressDisplay(Consumer):
         self.console = console
         self.quiet = quiet
         self.use_live = console.is_terminal if live is None else live
-        narrow = self.use_live and getattr(console, "width", WIDE) < WIDE  # an 80-column table stays readable
+        width = getattr(console, "width", WIDE)
+        narrow = self.use_live and width < WIDE  # an 80-column table stays readable
         self.columns = [c for c in columns if not (narrow and c.wide_only)]
+        self.width = width
         self.max_rows = max_rows
         self.total = 0
         self.interval = 1
@@ -164,6 +204,8 @@ class ProgressDisplay(Consumer):
 
     def on_run_begin(self, run: RunInfo) -> None:
         self.total = run.epochs
+        if self.use_live:  # the parameters that do not fit the terminal collapse into one column
+            self.columns = fitted(self.columns, self.width, self.total)
         self.ctx = {"samples": run.samples, "first_epoch": run.first_epoch}
         self.milestones, self.current, self.batch = [], None, None
         self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)

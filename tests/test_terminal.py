@@ -1,0 +1,64 @@
+"""The live display in a real pseudo-terminal, 80 and 160 columns wide: no line wider than the terminal, the
+epoch counter and the loss unabridged, parameters that do not fit collapsed into one column, and the time left
+shown while it trains."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes in a pseudo-terminal
+
+BIN = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+
+
+def in_terminal(args: list[str], columns: int) -> str:
+    """What `losslab ARGS` draws in a pseudo-terminal of `columns` columns, escape codes removed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "CI")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen([BIN, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    return ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_the_live_table_fits_the_terminal_and_keeps_the_numbers_whole(columns):
+    text = in_terminal(["regress", "--true-w", "2,-1,0.5,4,3", "--epochs", "300"], columns)
+    lines = text.split("\n")
+    assert max(len(line) for line in lines) <= columns
+    [last] = [line for line in lines if "│ 300/300 │" in line][-1:]
+    cells = [cell.strip() for cell in last.split("│") if cell.strip()]
+    assert cells[0] == "300/300" and "…" not in last  # the epoch counter and every number whole
+    assert re.fullmatch(r"[0-9.e+-]+\*?", cells[1])  # the loss
+    assert "‖4 more‖" in text  # six parameters do not fit: the first two, then the norm of the rest
+    assert "starting: building the model, first step" in text and " left" in text
