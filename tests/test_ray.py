@@ -16,7 +16,8 @@ from test_executors import SWEEPS, dying_loss, interrupted_sweep, retried_then_r
 @pytest.fixture(scope="module", autouse=True)
 def runtime():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # otherwise Ray 2.60 writes a token file in $HOME
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": always a new runtime of its own, never one another process left running
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

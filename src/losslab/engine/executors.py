@@ -380,7 +380,7 @@ def connect(address: Optional[str]) -> bool:
 
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=cores(), **kwargs)
+        ray.init(address="local", num_cpus=cores(), **kwargs)  # its own, never a cluster left running
     else:
         reachable(address)
         try:
