@@ -129,6 +129,7 @@ MATRIX = [
     (["compare-losses", "--executor", "ray", "--ray-address", "127.0.0.1:1", "--epochs", "3"], "--ray-address"),
     # a user's model and data, --save and predict
     (["regress", "--threads", "0"], "--threads"),
+    (["compare-optimizers", "--rank-by", "accuracy"], "--rank-by"),
     (["compare-optimizers", "--threads", "-2"], "--threads"),
     (["regress", "--model", "cnn"], "--model"),
     (["regress", "--model", "nosuch.module:Net"], "--model"),
