@@ -247,3 +247,26 @@ def test_only_the_unit_whose_worker_died_is_charged():
     assert culprits([0, 1, 2], {3737: 0, 3740: 1}, {3737: -15, 3740: -15}) == {0, 1}
     # no worker said what it runs (died while starting): every broken unit is charged
     assert culprits([0, 1], {}, {3737: 1}) == {0, 1}
+
+
+def test_a_units_events_are_all_taken_before_its_runs_end():
+    """The CI failure of stop 28: a unit's result came back through the pool before the channel's reader thread had
+    taken the unit's last events from the pipe, and the runs ended without them. The parent now waits for the
+    worker's word that the unit is done, which the worker sends after its events."""
+    import multiprocessing
+
+    from losslab.engine.executors import Channel
+
+    channel = Channel(multiprocessing.get_context("spawn"))
+    lock, pipe = channel.ends
+    try:
+        for unit in (0, 1):
+            pipe.send(("start", 100 + unit, unit))
+            pipe.send(("events", [("batch", unit, b) for b in range(1, 200)]))
+            pipe.send(("done", unit))
+        taken = channel.until_done(1) + channel.until_done(0)  # 0's word came in the first call's messages
+        assert [m for m in taken if m[0] == "events"] == [
+            ("events", [("batch", unit, b) for b in range(1, 200)]) for unit in (0, 1)]
+        assert channel.done == {0, 1} and channel.messages() == []
+    finally:
+        channel.close()

@@ -159,6 +159,7 @@ def _run_unit(unit: int, indices: list[int], specs: list[RunSpec], command: str,
         return run_unit(_problem, indices, specs, forward, command=command, total=total)
     finally:
         forward.flush()
+        _send(("done", unit))  # after its last events: the parent waits for this before it ends the unit's runs
 
 
 def prepare(problem: Any, specs: Sequence[RunSpec]) -> None:
@@ -208,6 +209,7 @@ class Channel:
         self.ends = (context.Lock(), writer)
         self.inbox: Any = queue.SimpleQueue()
         self.open = True
+        self.done: set[int] = set()  # the units whose workers said they are done (their events all sent)
         self.thread = threading.Thread(target=self._read, name="losslab-channel", daemon=True)
         self.thread.start()
 
@@ -219,10 +221,30 @@ class Channel:
         except (EOFError, OSError):
             pass
 
+    def _take(self, message: Any) -> Any:
+        if message[0] == "done":
+            self.done.add(message[1])
+        return message
+
     def messages(self) -> list[Any]:
         out = []
         while not self.inbox.empty():
-            out.append(self.inbox.get())
+            out.append(self._take(self.inbox.get()))
+        return out
+
+    def until_done(self, unit: int, timeout: float = 10.0) -> list[Any]:
+        """The messages up to the worker's word that `unit` is done: its result can come back through the pool
+        before the reader thread has taken the unit's last events from the pipe."""
+        import queue
+        import time
+
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while unit not in self.done and (left := deadline - time.monotonic()) > 0:
+            try:
+                out.append(self._take(self.inbox.get(timeout=left)))
+            except queue.Empty:
+                break
         return out
 
     def close(self) -> list[Any]:
@@ -240,7 +262,7 @@ def dispatch(messages: Sequence[Any], running: dict[int, int], relay: Relay) -> 
     for message in messages:
         if message[0] == "start":
             running[message[1]] = message[2]
-        else:
+        elif message[0] == "events":
             relay(message[1])
 
 
@@ -301,7 +323,7 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
                         except cf.process.BrokenProcessPool:
                             broken.append(futures[future])
                             continue
-                        dispatch(channel.messages(), running, relay)  # (the unit's last events came first)
+                        dispatch(channel.until_done(futures[future]), running, relay)
                         relay.finished(results, units[futures[future]], unit_results)
                     interrupt.check()
             except KeyboardInterrupt:
