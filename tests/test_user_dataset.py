@@ -72,6 +72,25 @@ def wrong_type():
     return 42
 
 
+class Bad(Items):  # a label out of range deep in the data, found by the streamed pass
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x, (-1 if i == 100 else y)
+
+
+class Raises(Items):
+    def __getitem__(self, i):
+        if i == 90:
+            raise KeyError("no such file")
+        return super().__getitem__(i)
+
+
+class Ragged(Items):
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return (x[:, :5] if i == 70 else x), y
+
+
 HX = rng.normal(size=(120, 2)) * [1000.0, 5.0] + [2000.0, 10.0]
 HY = HX @ [0.5, 2.0] + 100 + rng.normal(size=120)
 
@@ -174,3 +193,33 @@ def test_predict_takes_an_import_path_too(cli, folder):
     assert run.exit_code == 0, run.stderr
     assert run.json()["rows"] == 30 and run.json()["metrics"]["accuracy"] == train.json()["accuracy"]
     cli("predict", "--checkpoint", "m.pt", "--data", "userdata:wrong_type").assert_usage_error("--data")
+
+
+@pytest.mark.parametrize("name, args", [("Items", ["--model", "mlp", "--batch-size", "16"]),
+                                        ("pair", ["--model", "cnn", "--subset", "80"])])
+def test_a_dataset_over_the_memory_budget_is_streamed_with_the_same_numbers(cli, folder, name, args):
+    """Streamed through a DataLoader (statistics from one ordered pass in float64) instead of decoded: the same
+    split, batches and training; the normalisation agrees to float rounding."""
+    common = ["classify", "--dataset", f"userdata:{name}", "--epochs", "3", "--json", "--device", "cpu", *args]
+    memory, streamed = cli(*common), cli(*common, "--memory-budget", "1KB", "--workers", "0")
+    assert memory.exit_code == streamed.exit_code == 0, streamed.stderr
+    assert "streamed" in streamed.json()["data"] and "streamed" not in memory.json()["data"]
+    assert streamed.json()["split"] == memory.json()["split"]
+    assert streamed.json()["confusion_matrix"] == memory.json()["confusion_matrix"]
+    assert streamed.json()["valid_loss"] == pytest.approx(memory.json()["valid_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("name, workers, needle", [
+    ("Bad", "0", "label -1"), ("Raises", "0", "reading item 90 of its training split failed: KeyError"),
+    ("Raises", "2", "reading item 90 of its training split failed: KeyError"),
+    ("Ragged", "0", "do not make batches"), ("Ragged", "2", "do not make batches")])
+def test_a_bad_streamed_dataset_is_one_line_naming_dataset(cli, folder, name, workers, needle):
+    run = cli("classify", "--dataset", f"userdata:{name}", "--epochs", "1", "--memory-budget", "1KB",
+              "--workers", workers)
+    run.assert_usage_error("--dataset")
+    assert needle in run.stderr and "--dataset: --dataset" not in run.stderr
+
+
+def test_the_streaming_options_are_refused_for_built_in_data(cli):
+    cli("classify", "--dataset", "digits", "--memory-budget", "1KB").assert_usage_error("--memory-budget")
+    cli("classify", "--dataset", "blobs", "--workers", "1").assert_usage_error("--workers")

@@ -172,8 +172,9 @@ OPTS: dict[str, Opt] = {
     "grayscale": Opt(bool, ("--grayscale",), "imagefolder: convert images to one channel (default: RGB).",
                      default_of(ClassifyDataConfig, "grayscale")),
     "memory_budget": Opt(str, ("--memory-budget",), "Decode data into memory up to this size (e.g. 2GiB, 500MB); "
-                         "larger image folders are streamed through a DataLoader.", "2GiB"),
-    "workers": Opt(int, ("--workers",), "DataLoader worker processes decoding images (persistent; 0: in this "
+                         "larger image folders and Datasets of --dataset import paths are streamed through a "
+                         "DataLoader.", "2GiB"),
+    "workers": Opt(int, ("--workers",), "DataLoader worker processes reading streamed data (persistent; 0: in this "
                    "process).", default_of(ClassifyDataConfig, "workers")),
     "download": Opt(bool, ("--download",), "Download mnist/fashion-mnist/cifar10 into --data-dir when missing "
                     "(needs internet).", default_of(ClassifyDataConfig, "download")),

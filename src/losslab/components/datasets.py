@@ -473,41 +473,129 @@ def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
     return _tensors(x, [int(v) if not isinstance(v, float) else v for v in ys], spec, part)
 
 
-def load_user_dataset(spec: str) -> Raw:
-    """`spec` names a function (or a value) giving tensors (X, y), a map-style Dataset of (input, label) pairs, or a
-    pair (train, valid) of them; read into memory (the validation split is made as for tables when none is given)."""
+def _user_parts(spec: str) -> tuple[Any, Any]:
+    """What a user's dataset import path gives, as (training part, validation part or None); each part is a
+    map-style Dataset or a pair (X, y)."""
     import torch
 
     from losslab.components.losses import user_data
 
     obj = user_data(spec, "--dataset")
+    def part_like(v: Any) -> bool:
+        return isinstance(v, torch.utils.data.Dataset) or (isinstance(v, (tuple, list)) and len(v) == 2)
 
-    def read(value: Any, part: str) -> tuple[Any, Any]:
-        if isinstance(value, torch.utils.data.Dataset):
-            return _decode(value, spec, part)
-        if isinstance(value, (tuple, list)) and len(value) == 2:
-            return _tensors(value[0], value[1], spec, part)
-        raise ConfigError("--dataset", f"{spec} gave {type(value).__name__}: expected tensors (X, y), a Dataset of "
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(part_like(v) for v in obj):
+        return obj[0], obj[1]
+    if not part_like(obj):
+        raise ConfigError("--dataset", f"{spec} gave {type(obj).__name__}: expected tensors (X, y), a Dataset of "
                           "(input, label) pairs, or a pair (train, valid) of them")
+    return obj, None
 
-    pair = isinstance(obj, (tuple, list)) and len(obj) == 2 and all(
-        isinstance(v, torch.utils.data.Dataset) or (isinstance(v, (tuple, list)) and len(v) == 2) for v in obj)
-    if pair:
-        (x, y), (xv, yv) = read(obj[0], "training"), read(obj[1], "validation")
+
+def _read_part(value: Any, spec: str, part: str) -> tuple[Any, Any]:
+    import torch
+
+    if isinstance(value, torch.utils.data.Dataset):
+        return _decode(value, spec, part)
+    return _tensors(value[0], value[1], spec, part)
+
+
+def load_user_dataset(spec: str, parts: Optional[tuple[Any, Any]] = None) -> Raw:
+    """`spec` names a function (or a value) giving tensors (X, y), a map-style Dataset of (input, label) pairs, or a
+    pair (train, valid) of them; read into memory (the validation split is made as for tables when none is given)."""
+    train, valid = parts if parts is not None else _user_parts(spec)
+    x, y = _read_part(train, spec, "training")
+    xv = yv = None
+    if valid is not None:
+        xv, yv = _read_part(valid, spec, "validation")
         if xv.shape[1:] != x.shape[1:]:
             raise ConfigError("--dataset", f"{spec}: validation inputs of shape {tuple(xv.shape[1:])}, training "
                               f"inputs of shape {tuple(x.shape[1:])}")
-    else:
-        (x, y), xv, yv = read(obj, "training"), None, None
     classes = int(max(int(y.max()), int(yv.max()) if yv is not None else 0)) + 1
     return Raw(x, y, xv, yv, [str(c) for c in range(classes)])
+
+
+def _sample_bytes(dataset: Any, spec: str) -> int:
+    """The decoded size of one sample of a user's Dataset (float32), from its first item."""
+    import numpy as np
+
+    if len(dataset) == 0:
+        raise ConfigError("--dataset", f"{spec}: its training split is empty")
+    try:
+        item = dataset[0]
+        return 4 * int(np.asarray(item[0]).size)
+    except Exception as exc:
+        raise ConfigError("--dataset", f"{spec}: reading its training items failed: {type(exc).__name__}: "
+                          f"{exc}") from None
+
+
+def load_user_classification(cfg: Any) -> ClassificationData:
+    """A user's dataset: read into memory and split as tables are, or — a Dataset whose decoded samples exceed
+    --memory-budget — streamed through a DataLoader, normalised with statistics from one ordered pass."""
+    import torch
+
+    spec = cfg.dataset
+    train, valid = _user_parts(spec)
+    if isinstance(train, torch.utils.data.Dataset):
+        size = _sample_bytes(train, spec)
+        total = size * (len(train) + (len(valid) if isinstance(valid, torch.utils.data.Dataset) else 0))
+        if total > cfg.memory_budget:
+            return _stream_user_dataset(cfg, train, valid, total)
+    return split_and_normalise(cfg, load_user_dataset(spec, (train, valid)), per_feature=False,
+                               given="the validation split it gives")
+
+
+def _stream_user_dataset(cfg: Any, train: Any, valid: Any, total: int) -> ClassificationData:
+    import torch
+
+    from losslab.components.streams import UserSplit, sample_stats
+
+    spec = cfg.dataset
+    if valid is not None and not isinstance(valid, torch.utils.data.Dataset):
+        raise ConfigError("--dataset", f"{spec}: a streamed training Dataset needs a Dataset for validation too "
+                          "(or none: a seeded split is made)")
+    if cfg.imbalance is not None:
+        raise ConfigError("--imbalance", f"is not available for a streamed dataset ({spec} is over --memory-budget)")
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    indices = list(range(len(train)))
+    if valid is None:  # the seeded split of tables (subset first, then the validation fraction)
+        if cfg.subset is not None:
+            indices = torch.randperm(len(train), generator=g)[: min(cfg.subset, len(train))].tolist()
+        perm = torch.randperm(len(indices), generator=g).tolist()
+        n_val = max(1, int(round(cfg.val_fraction * len(indices))))
+        if n_val >= len(indices):
+            raise ConfigError("--val-fraction", f"leaves no training data from {len(indices)} samples")
+        # (in the order of the in-memory path: the same batches from the same seed)
+        train_part = UserSplit(train, [indices[i] for i in perm[n_val:]], spec, "training")
+        val_part = UserSplit(train, [indices[i] for i in perm[:n_val]], spec, "validation")
+        split = f"seeded {cfg.val_fraction:g} validation split (data seed {cfg.data_seed})"
+    else:
+        val_indices = list(range(len(valid)))
+        if cfg.subset is not None:  # (as split_and_normalise: the validation split shrinks in proportion)
+            n_test = max(1, math.ceil(cfg.subset * len(valid) / len(train)))
+            indices = torch.randperm(len(train), generator=g)[: min(cfg.subset, len(train))].tolist()
+            val_indices = torch.randperm(len(valid), generator=g)[:n_test].tolist()
+        train_part = UserSplit(train, indices, spec, "training")
+        val_part = UserSplit(valid, val_indices, spec, "validation")
+        split = "the validation split it gives"
+    mean, std, y_train, shape = sample_stats(train_part, cfg.workers)
+    _, _, y_val, val_shape = sample_stats(val_part, cfg.workers)
+    if val_shape != shape:
+        raise ConfigError("--dataset", f"{spec}: validation inputs of shape {val_shape}, training inputs of shape "
+                          f"{shape}")
+    train_part.mean = val_part.mean = mean
+    train_part.std = val_part.std = std
+    classes = int(max(int(y_train.max()), int(y_val.max()))) + 1
+    source = (f"{spec}: {len(train_part)} train / {len(val_part)} validation samples, shape {shape}; streamed "
+              f"({total / 2**30:.2f} GiB decoded > --memory-budget)")
+    return ClassificationData(None, y_train, None, y_val, [str(c) for c in range(classes)], source, split,
+                              train_set=train_part, val_set=val_part, shape=shape, mean=mean, std=std)
 
 
 def load_classification(cfg: Any) -> ClassificationData:
 
     if is_user_dataset(cfg.dataset):  # normalised as tables (per feature) and images (per channel) are
-        return split_and_normalise(cfg, load_user_dataset(cfg.dataset), per_feature=False,
-                                   given="the validation split it gives")
+        return load_user_classification(cfg)
     entry = DATASETS.lookup(cfg.dataset)
     if entry.meta.get("folder"):
         return load_image_folder(cfg)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from losslab.components.datasets import dataset_meta, default_data_dir
+from losslab.components.datasets import dataset_meta, default_data_dir, is_user_dataset
 from losslab.components.losses import check_task, is_import_path
 from losslab.components.models import MODELS, is_user_model
 from losslab.config.checks import (
@@ -149,11 +149,14 @@ class ClassifyDataConfig(Resolvable):
 
     def __post_init__(self) -> None:
         folder = dataset_meta(self.dataset).get("folder", False)  # (an unknown name lists the choices)
-        for option, given in (("--val-dir", self.val_dir is not None), ("--image-size", self.image_size is not None),
-                              ("--grayscale", self.grayscale), ("--memory-budget", self.memory_budget != 2 * 2**30),
-                              ("--workers", self.workers != 2)):
-            if given and not folder:
-                raise ConfigError(option, f"applies to --dataset imagefolder only (this run uses {self.dataset})")
+        streams = folder or is_user_dataset(self.dataset)
+        for option, given, where in (
+                ("--val-dir", self.val_dir is not None, folder), ("--image-size", self.image_size is not None, folder),
+                ("--grayscale", self.grayscale, folder), ("--memory-budget", self.memory_budget != 2 * 2**30, streams),
+                ("--workers", self.workers != 2, streams)):
+            if given and not where:
+                also = "" if where is folder else " or a dataset import path"
+                raise ConfigError(option, f"applies to --dataset imagefolder{also} only (this run uses {self.dataset})")
         if folder and self.imbalance is not None:
             raise ConfigError("--imbalance", "is not available for --dataset imagefolder (drop files instead)")
         if self.image_size is not None and not all(1 <= v <= 4096 for v in self.image_size):

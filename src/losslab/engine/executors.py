@@ -289,7 +289,7 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
     if getattr(getattr(problem, "source", None), "streamed", False):
         from losslab.errors import ConfigError
 
-        raise ConfigError("--executor", "streamed data (an image folder over --memory-budget) runs with --executor "
+        raise ConfigError("--executor", "streamed data (over --memory-budget) runs with --executor "
                           "local; its DataLoader workers already use the cores")
     jobs = max(1, min(jobs or cores(), len(units)))
     threads = max(1, cores() // jobs)
