@@ -230,3 +230,17 @@ def test_a_grid_does_not_report_the_slowness_of_its_small_rates_as_a_problem(cli
     # each run's own document still has it
     small = [r for r in doc["results"] if r["lr"] < doc["suggested_lr"]]
     assert small and any("slow-convergence" in r["diagnosis"] for r in small)
+
+
+def test_the_grid_keeps_a_margin_from_divergence_when_a_safer_rate_is_as_good(cli):
+    """Default sweep: 0.464 and 0.215 both reach the optimum, 1 diverges — the suggestion keeps a factor 3 from
+    the edge. With nothing as good below the edge, the best rate stays and the report says it has no margin."""
+    doc = cli("lr-sweep", "--json", "--quiet", "--device", "cpu").json()
+    rates = {r["lr"]: r for r in doc["rates"]}
+    edge = min(lr for lr, r in rates.items() if r["diverged"])
+    best = min(r["final_loss"]["median"] for r in rates.values() if r["final_loss"]["median"] is not None)
+    assert doc["suggested_lr"] * 3 <= edge < doc["largest_stable_lr"] * 3
+    assert rates[doc["suggested_lr"]]["final_loss"]["median"] <= best * 1.01
+    run = cli("lr-sweep", "--lrs", "0.001,0.5,1", "--epochs", "100", "--no-plot", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    assert "suggested lr (←): 0.5 (" in run.stdout and "it has no margin" in run.stdout

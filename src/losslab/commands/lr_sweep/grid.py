@@ -28,6 +28,50 @@ from losslab.stats import Summary, loss_key, rank, summarise
 
 GRID_PLOTS = ("sweep.png",)
 EXPECTED_IN_A_SWEEP = ("slow-convergence",)  # findings a rate below the suggested one is expected to have
+MARGIN = 3.0  # the suggestion keeps this factor below the smallest unstable rate ...
+NEAR_BEST = 0.01  # ... when a rate there ends within this fraction of the grid's best median loss
+
+
+@dataclass
+class Suggestion:
+    """The grid's suggested rate and why: the best-ranked rate, or one with a margin from divergence."""
+
+    lr: Optional[float]
+    best: Optional[float]  # the best-ranked rate of the grid (the suggestion when no margin is needed)
+    edge: Optional[float]  # the smallest rate that diverged or ended above its first epoch's loss
+
+    def describe(self) -> str:
+        rule = ("lowest median final loss; ties within 4 significant digits go to the rate that reaches the "
+                "target sooner")
+        if self.lr is None or self.edge is None:
+            return f"{fmt(self.lr, '.3g')} ({rule})"
+        if self.lr == self.best:
+            near = "" if self.best * MARGIN <= self.edge else (
+                f"; no rate {MARGIN:g}× below {self.edge:.3g}, where training broke, comes within "
+                f"{NEAR_BEST:.0%} of its loss: it has no margin")
+            return f"{self.lr:.3g} ({rule}{near})"
+        return (f"{self.lr:.3g} (lowest median final loss among rates at least {MARGIN:g}× below {self.edge:.3g}, "
+                f"the smallest that diverged or did not improve; the best-ranked {self.best:.3g} is not "
+                f"{NEAR_BEST:.0%} better but sits next to that edge, where one more seed or epoch can tip it over)")
+
+
+def suggest(summaries: Sequence[Summary], stable: Sequence[float]) -> Suggestion:
+    """The best-ranked finished rate, moved down to keep a factor MARGIN from the smallest unstable rate when a
+    rate there is as good (within NEAR_BEST of the best median loss)."""
+    finished = [s for s in summaries if math.isfinite(s.median)]
+    if not finished:
+        return Suggestion(None, None, None)
+    best = rank(finished)[0]
+    edge = min((s.lr for s in summaries if s.lr not in stable), default=None)
+    if edge is None or best.lr * MARGIN <= edge:
+        return Suggestion(best.lr, best.lr, edge)
+    safe = [s for s in finished if s.lr * MARGIN <= edge and s.median <= best.median + NEAR_BEST * abs(best.median)]
+    return Suggestion(rank(safe)[0].lr if safe else best.lr, best.lr, edge)
+
+
+GRID_VS_RANGE = ("a grid trains the whole budget at each fixed rate; --range-test raises the rate every step of one "
+                 "short run and points where the loss falls fastest, usually a smaller rate: use the grid's for this "
+                 "budget, the range test's as a quick safe start")
 
 
 @dataclass
@@ -44,6 +88,7 @@ class GridResult:
     device: str
     data_source: str
     versions: dict[str, str] = field(default_factory=dict)
+    suggestion: Optional[Suggestion] = None
 
     def metrics(self) -> dict[str, Any]:
         best = next((s for s in self.summaries if s.lr == self.suggested_lr), None)
@@ -92,10 +137,10 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     target = cfg.target if cfg.target is not None else default_target(problem)
     summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
     finished = [s for s in summaries if math.isfinite(s.median)]
-    suggested = rank(finished)[0].lr if finished else None
     stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)
               and all(improved(r, task) for r in runs[s.name])]
     largest_stable = max(stable) if stable else None
+    suggestion = suggest(summaries, stable)
     for r in results:  # a diverged rate's suggestion: the grid's own largest stable rate
         if r.status == "diverged" and largest_stable is not None:
             r.diagnosis = diagnose_run(problem, r, stable_lr=largest_stable)
@@ -103,9 +148,9 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         status = "interrupted" if interrupted else "ok"
     else:
         status = "failed" if all(r.status == "error" for r in results) else "diverged"
-    return GridResult(cfg, status, summaries, runs, suggested, largest_stable, target,
+    return GridResult(cfg, status, summaries, runs, suggestion.lr, largest_stable, target,
                       any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
-                      problem.data.source, versions())
+                      problem.data.source, versions(), suggestion)
 
 
 def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
@@ -151,10 +196,11 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
              f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
              "(runs that reached it)",
-             f"suggested lr (←): {fmt(result.suggested_lr, '.3g')} (lowest median final loss; ties within 4 "
-             "significant digits go to the rate that reaches the target sooner)",
+             f"suggested lr (←): "
+             f"{(result.suggestion or Suggestion(result.suggested_lr, None, None)).describe()}",
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
              f"{fmt(result.largest_stable_lr, '.3g')}"]
+    notes.append(GRID_VS_RANGE)
     if result.status == "interrupted":
         notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
     notes += pooled_notes(result.diagnosis())

@@ -249,7 +249,10 @@ def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[
              f"{result.elapsed_s:.1f} s")
     stops = ", ".join(f"seed {r.seed}: {r.stopped} after {len(r.smoothed)} steps" for r in result.runs)
     notes = [f"data: {result.data_source}", f"stopped: {stops}",
-             f"suggested lr: {fmt(result.recommended, '.3g')}",
+             f"suggested lr: {fmt(result.recommended, '.3g')} (valley, fastai's rule: a point about 40 % along the "
+             "longest stretch where the smoothed loss falls, well below where it blows up)",
+             "a grid (lr-sweep without --range-test) trains the whole budget at fixed rates and usually suggests a "
+             "larger rate for that budget: this test answers where training can safely start",
              "model and optimizer state " + ("unchanged by the test (SHA-256 of parameters and optimizer state "
                                              "identical before and after)" if result.state_unchanged else
                                              "CHANGED by the test (hash mismatch)")]
