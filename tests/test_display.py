@@ -64,7 +64,8 @@ def test_slow_epochs_show_batch_progress_off_a_terminal_and_in_the_live_caption(
     assert "epoch 1/2  batch 1/4  loss" in lines[0]  # 160 training samples / 40 = 4 batches
     assert not any("batch 4/4" in line for line in lines)  # the epoch line replaces the last batch
     display.batch = (2, 4, 0.5)
-    assert display._render().caption == "epoch 3: batch 2/4, loss 0.5"
+    display._render()
+    assert display.bar is not None and display.bar.progress.tasks[0].description == "epoch 3/2: batch 2/4, loss 0.5"
 
 
 def test_many_run_reports_fit_an_80_column_terminal():

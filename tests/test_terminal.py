@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow  # real processes in a pseudo-terminal
 
 BIN = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+CURSOR = re.compile(r"\x1b\[[0-9]*[ABK]")  # cursor up/down, erase line: where a redraw starts a new line
 
 
 def in_terminal(args: list[str], columns: int) -> str:
@@ -48,7 +49,7 @@ def in_terminal(args: list[str], columns: int) -> str:
     proc.wait(timeout=60)
     os.close(master)
     assert proc.returncode == 0
-    return ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "\n")
+    return ANSI.sub("", CURSOR.sub("\n", out.decode("utf-8", "replace"))).replace("\r", "\n")
 
 
 @pytest.mark.parametrize("columns", [80, 160])
@@ -62,3 +63,21 @@ def test_the_live_table_fits_the_terminal_and_keeps_the_numbers_whole(columns):
     assert re.fullmatch(r"[0-9.e+-]+\*?", cells[1])  # the loss
     assert "‖4 more‖" in text  # six parameters do not fit: the first two, then the norm of the rest
     assert "starting: building the model, first step" in text and " left" in text
+    assert "━" in text  # Rich's progress bar under the table
+    if columns == 80:  # the per-layer columns have no room: the run says so once
+        assert "(no room at 80 columns for: min layer grad, max layer grad" in text
+
+
+def test_a_range_test_shows_steps_in_one_table_for_all_seeds_with_a_progress_bar():
+    text = in_terminal(["lr-sweep", "--range-test", "--seeds", "3", "--no-plot"], 80)
+    assert max(len(line) for line in text.split("\n")) <= 80
+    assert "┃ epoch" not in text and "┃ seed ┃" in text and "step" in text
+    last = text[text.rindex("┃ seed ┃"):]  # the last frame: one row per seed, each with its step counter
+    assert len(re.findall(r"│ +\d+ │ +\d+/100 │", last)) == 3
+    assert "of 300 (3 seeds)" in text and "━" in text
+
+
+def test_a_many_run_table_has_a_progress_bar_over_every_run():
+    text = in_terminal(["compare-optimizers", "--task", "classify", "--epochs", "5", "--seeds", "2", "--no-plot"], 80)
+    assert "runs done" in text and "8 of 8 runs done" in text and "━" in text
+    assert max(len(line) for line in text.split("\n")) <= 80

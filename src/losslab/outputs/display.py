@@ -40,6 +40,14 @@ def make_console(stderr: bool = False) -> "Console | PlainConsole":
     return Console(stderr=stderr, highlight=False)
 
 
+def say(console: "Console | PlainConsole", text: str) -> None:
+    """One line to the user; on a terminal through Rich, so that it lands above a live display, not inside it."""
+    if isinstance(console, PlainConsole):
+        print(text, file=console.file, flush=True)
+    else:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def fmt(value: Any, spec: str = ".6g") -> str:
     if value is None:
         return "—"
@@ -179,6 +187,34 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def time_left(elapsed: float, done: float, total: float) -> str:
+    """', about 12 s left' at the pace so far ('' before any progress or when nothing is left)."""
+    left = total - done
+    if done <= 0 or left <= 0 or not elapsed:
+        return ""
+    seconds = elapsed / done * left
+    return f", about {duration(seconds)} left" if seconds >= 1 else ", less than a second left"
+
+
+class Bar:
+    """Rich's progress bar under a live table: how much of the work is done, and a line saying what (with the
+    time left). Rendered inside the display's own Live block."""
+
+    def __init__(self, width: int):
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.progress = Progress(BarColumn(bar_width=max(10, min(30, width // 4))), TextColumn("{task.description}"),
+                                 auto_refresh=False)
+        self.task = self.progress.add_task("", total=1.0)
+
+    def show(self, done: float, total: float, text: str) -> "Bar":
+        self.progress.update(self.task, completed=done, total=max(total, 1e-9), description=text)
+        return self
+
+    def __rich__(self) -> Any:
+        return self.progress.get_renderable()
+
+
 class ProgressDisplay(Consumer):
     """Live table (at most ~10 refreshes a second) on a terminal; one plain line per interval otherwise."""
 
@@ -201,11 +237,15 @@ class ProgressDisplay(Consumer):
         self.batch: Optional[tuple[int, int, float]] = None  # progress inside the running epoch
         self.plain_every = 10.0  # seconds between in-epoch lines off a terminal (slow epochs only)
         self._last_line = time.perf_counter()
+        self.bar: Optional[Bar] = None
+        self.left_out = [c.header for c in columns if c not in self.columns]  # what the terminal had no room for
 
     def on_run_begin(self, run: RunInfo) -> None:
         self.total = run.epochs
         if self.use_live:  # the parameters that do not fit the terminal collapse into one column
-            self.columns = fitted(self.columns, self.width, self.total)
+            shown = fitted(self.columns, self.width, self.total)
+            self.left_out += [c.header for c in self.columns if c not in shown]
+            self.columns = shown
         self.ctx = {"samples": run.samples, "first_epoch": run.first_epoch}
         self.milestones, self.current, self.batch = [], None, None
         self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)
@@ -216,7 +256,7 @@ class ProgressDisplay(Consumer):
 
             self._live = Live(get_renderable=self._render, console=cast("Console", self.console), refresh_per_second=10,
                               transient=False, auto_refresh=True)
-            self._live.start()
+            self._live.start(refresh=True)  # (the first frame now: "starting…" is seen)
 
     def _rows(self) -> list[dict[str, Any]]:
         rows = list(self.milestones)
@@ -225,28 +265,30 @@ class ProgressDisplay(Consumer):
             rows.append(cur)
         return rows
 
-    def _render(self) -> "Table":
+    def _render(self) -> Any:
+        from rich.console import Group
+
         table = epoch_table(self.columns, self._rows(), self.total, self.ctx)
+        first = self.ctx.get("first_epoch", 1)
+        done = self.current["epoch"] - first + 1 if self.current else 0.0
         if self.batch is not None:
             b, batches, loss = self.batch
-            table.caption = f"epoch {self._running_epoch()}: batch {b}/{batches}, loss {fmt(loss, '.4g')}"
+            done += b / batches
+            text = f"epoch {self._running_epoch()}/{self.total}: batch {b}/{batches}, loss {fmt(loss, '.4g')}"
         elif self.current is None:  # torch's first forward and backward take a moment: say so
-            table.caption = "starting: building the model, first step…"
+            text = "starting: building the model, first step…"
         else:
-            table.caption = f"epoch {self.current['epoch']}/{self.total}{self._eta()}"
-        return table
+            text = f"epoch {self.current['epoch']}/{self.total}{self._eta()}"
+        if self.bar is None:
+            self.bar = Bar(self.width)
+        return Group(table, self.bar.show(done, self.total - first + 1, text))
 
     def _eta(self) -> str:
         """', about 12 s left' from the pace of the epochs so far ('' before the first or after the last)."""
         if self.current is None:
             return ""
         done = self.current["epoch"] - self.ctx.get("first_epoch", 1) + 1
-        left = self.total - self.current["epoch"]
-        elapsed = self.current.get("elapsed_s")
-        if done <= 0 or left <= 0 or not elapsed:
-            return ""
-        seconds = elapsed / done * left
-        return f", about {duration(seconds)} left" if seconds >= 1 else ", less than a second left"
+        return time_left(self.current.get("elapsed_s") or 0.0, done, done + self.total - self.current["epoch"])
 
     def _running_epoch(self) -> int:
         return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
@@ -279,6 +321,11 @@ class ProgressDisplay(Consumer):
             self._live.refresh()
             self._live.stop()
             self._live = None
+            if self.left_out:
+                cast("Console", self.console).print(
+                    f"(no room at {self.width} columns for: {', '.join(dict.fromkeys(self.left_out))}; every figure "
+                    "is in --json and --out's history.csv)", style="dim")
+                self.left_out = []
         elif self.current is not None and (not self.milestones or self.milestones[-1] is not self.current):
             self._print(plain_line(self.columns, self.current, self.total, self.ctx))
         if status != "ok":
@@ -358,8 +405,9 @@ def print_failures(outcomes: Sequence[Any], stream: Any = None) -> None:
 # --- many trials ---------------------------------------------------------------------------------
 
 class TrialsDisplay(Consumer):
-    """One live row per group (optimizer, loss or learning rate): run k of N, epoch, current loss, best so far.
-    Off a terminal, one plain line per finished run."""
+    """One live row per group (optimizer, loss or learning rate): runs done of N, the running run's epoch, its
+    current loss, the best so far; under it a progress bar over every run with the time left. Off a terminal,
+    one plain line per finished run, with the time left."""
 
     def __init__(self, console: "Console | PlainConsole", *, quiet: bool = False, live: Optional[bool] = None,
                  loss_key: str = "train_loss", label: str = "optimizer"):
@@ -371,6 +419,10 @@ class TrialsDisplay(Consumer):
         self.rows: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}
         self.totals: dict[str, int] = {}
+        self.share: dict[int, float] = {}  # each run's part done (epochs run / epochs), by run index
+        self.runs = 0
+        self.started: Optional[float] = None
+        self.bar: Optional[Bar] = None
         self._live: Optional["Live"] = None
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
@@ -379,13 +431,14 @@ class TrialsDisplay(Consumer):
                                      "done": 0})
             self.totals[g] = per_group
             self.counts[g] = 0
+        self.runs = len(groups) * per_group
 
     def __enter__(self) -> "TrialsDisplay":
         if not self.quiet and self.use_live:
             from rich.live import Live
 
-            self._live = Live(get_renderable=self.table, console=cast("Console", self.console), refresh_per_second=10)
-            self._live.start()
+            self._live = Live(get_renderable=self.render, console=cast("Console", self.console), refresh_per_second=10)
+            self._live.start(refresh=True)  # (the first frame now: "starting…" is seen)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -407,16 +460,37 @@ class TrialsDisplay(Consumer):
                           fmt(row["best"]), row["status"])
         return table
 
+    def progress(self) -> str:
+        """'3 of 13 runs done, about 12 s left' (the time left at the pace of the epochs run so far)."""
+        done = sum(self.share.values())
+        finished = sum(1 for v in self.share.values() if v >= 1.0)
+        elapsed = time.perf_counter() - self.started if self.started is not None else 0.0
+        return f"{finished} of {self.runs} runs done{time_left(elapsed, done, self.runs)}"
+
+    def render(self) -> Any:
+        from rich.console import Group
+
+        if self.bar is None:
+            self.bar = Bar(getattr(self.console, "width", WIDE))
+        text = self.progress() if self.started is not None else "starting: building the models, first step…"
+        return Group(self.table(), self.bar.show(sum(self.share.values()), self.runs, text))
+
     def on_run_begin(self, run: RunInfo) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+        self.runs = max(self.runs, run.total)
         row = self.rows.setdefault(run.group, {"epoch": 0, "loss": None, "best": None, "status": "", "done": 0})
         self.totals.setdefault(run.group, 1)
         self.counts[run.group] = self.counts.get(run.group, 0) + 1
+        self.share[run.index] = 0.0
         row.update(epoch=0, epochs=run.epochs, loss=None, status="running")
 
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
         row = self.rows[run.group]
         loss = record.get(self.loss_key)
         row["epoch"], row["loss"] = record["epoch"], loss
+        if run.epochs:
+            self.share[run.index] = min(1.0, record["epoch"] / run.epochs)
         if not math.isfinite(record.get("train_loss", 0.0)):
             row["status"] = "diverged"  # stacked runs end together: say it now, not at the end
         if loss is not None and math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
@@ -424,17 +498,109 @@ class TrialsDisplay(Consumer):
 
     def on_run_end(self, run: RunInfo, result: Any) -> None:
         g = run.group
-        row = self.rows[g]
+        row = self.rows.setdefault(g, {"epoch": 0, "loss": None, "best": None, "status": "", "done": 0})
         row["done"] = row.get("done", 0) + 1
+        self.share[run.index] = 1.0  # (a run that stopped early or diverged is done too)
+        if self.started is None:
+            self.started = time.perf_counter()
         still = self.counts.get(g, 0) > row["done"] or row["done"] < self.totals.get(g, 0)
         row["status"] = result.status if result.status != "ok" else ("running" if still else "done")
         if self.quiet or self.use_live:
             return
         final = result.metrics.get("final_loss")
         detail = f"  {result.error}" if result.error else ""
+        left = self.progress().split(", ", 1)
         print(f"[{run.index + 1}/{run.total}] {self.label} {g}  seed {run.seed}  {result.status}  "
-              f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}",
-              file=self.console.file, flush=True)
+              f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}"
+              f"{'  (' + left[1] + ')' if len(left) > 1 else ''}", file=self.console.file, flush=True)
+
+
+class RangeDisplay(Consumer):
+    """The range test's progress: one live row per seed (step k of N, its rate and loss), a progress bar over
+    every seed's steps with the time left. A step is a mini-batch (batch events) or, full-batch, an epoch."""
+
+    def __init__(self, console: "Console | PlainConsole", lrs: Sequence[float], seeds: int, *, quiet: bool = False,
+                 live: Optional[bool] = None):
+        self.console, self.lrs, self.seeds, self.quiet = console, list(lrs), seeds, quiet
+        self.use_live = console.is_terminal if live is None else live
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.batched: set[int] = set()  # runs whose steps come as batch events
+        self.started: Optional[float] = None
+        self.bar: Optional[Bar] = None
+        self._live: Optional["Live"] = None
+        self._last_line = time.perf_counter()
+        self.plain_every = 10.0
+
+    def __enter__(self) -> "RangeDisplay":
+        if not self.quiet and self.use_live:
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self.render, console=cast("Console", self.console), refresh_per_second=10)
+            self._live.start(refresh=True)  # (the first frame now: "starting…" is seen)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(header_style="bold")
+        steps = len(self.lrs)
+        for h in ("seed", "step", "lr", "loss (latest)", "lowest loss", "status"):
+            table.add_column(h, justify="right", no_wrap=True,
+                             min_width=len(f"{steps}/{steps}") if h == "step" else CELL if h != "seed" else 4)
+        for seed, row in self.rows.items():
+            table.add_row(str(seed), f"{row['step']}/{steps}", fmt(row["lr"], ".3g"), fmt(row["loss"], ".6g"),
+                          fmt(row["best"], ".6g"), row["status"])
+        if self.bar is None:
+            self.bar = Bar(getattr(self.console, "width", WIDE))
+        return Group(table, self.bar.show(self.done(), self.seeds * steps, self.progress()))
+
+    def done(self) -> float:
+        return sum(len(self.lrs) if row["status"] != "running" else row["step"] for row in self.rows.values())
+
+    def progress(self) -> str:
+        if self.started is None:
+            return "starting: building the model, first step…"
+        steps = self.seeds * len(self.lrs)
+        return (f"step {int(self.done())} of {steps} ({self.seeds} seed{'s' if self.seeds > 1 else ''})"
+                f"{time_left(time.perf_counter() - self.started, self.done(), steps)}")
+
+    def on_run_begin(self, run: RunInfo) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+        self.rows[run.seed] = {"step": 0, "lr": None, "loss": None, "best": None, "status": "running"}
+
+    def _step(self, run: RunInfo, loss: float) -> None:
+        row = self.rows[run.seed]
+        row["step"] += 1
+        row["lr"] = self.lrs[min(row["step"], len(self.lrs)) - 1]
+        row["loss"] = loss
+        if math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
+            row["best"] = loss
+        now = time.perf_counter()
+        if not self.quiet and not self.use_live and now - self._last_line >= self.plain_every:
+            self._last_line = now
+            print(f"range test seed {run.seed}: step {row['step']}/{len(self.lrs)}  lr {fmt(row['lr'], '.3g')}  "
+                  f"loss {fmt(loss, '.4g')}  {self.progress().split(', ', 1)[-1]}", file=self.console.file, flush=True)
+
+    def on_batch_end(self, run: RunInfo, batch: int, batches: int, loss: float) -> None:
+        self.batched.add(run.index)
+        self._step(run, loss)
+
+    def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
+        if run.index not in self.batched:
+            self._step(run, record.get("train_loss", math.nan))
+
+    def on_run_end(self, run: RunInfo, result: Any) -> None:
+        row = self.rows.get(run.seed)
+        if row is not None:
+            row["status"] = "interrupted" if result.status == "interrupted" else "done"
 
 
 def best_cells(summaries: Sequence[Any], columns: Sequence[tuple[int, Any, Any]]) -> set[tuple[int, int]]:

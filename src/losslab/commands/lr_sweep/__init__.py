@@ -39,9 +39,10 @@ from losslab.commands.lr_sweep.range import (  # (the range test's API)
 )
 from losslab.config import SweepConfig, check_out_dir
 from losslab.engine.problems import build_problem
+from losslab.engine.range_test import schedule
 from losslab.expect import check_names
 from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import ProgressDisplay, TrialsDisplay, epoch_columns, make_console
+from losslab.outputs.display import RangeDisplay, TrialsDisplay, make_console, say
 from losslab.stats import loss_key
 
 __all__ = [
@@ -97,15 +98,16 @@ def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False)
     ctx = OutputContext(COMMAND, cfg, json_out, quiet, cfg.out)
 
     if cfg.range_test:
-        progress = ProgressDisplay(console, epoch_columns([]), quiet=quiet)
+        progress = RangeDisplay(console, schedule(*cfg.lr_range, cfg.steps, cfg.mode), cfg.seeds, quiet=quiet)
 
         def on_seed(run: RangeRun, done: int, total: int) -> None:
             if not quiet:
-                print(f"[{done}/{total}] range test seed {run.seed}: {run.stopped} after {len(run.smoothed)} steps; "
-                      f"valley {run.suggestions['valley'] or float('nan'):.3g}", file=console.file, flush=True)
+                say(console, f"[{done}/{total}] range test seed {run.seed}: {run.stopped} after {len(run.smoothed)} "
+                    f"steps; valley {run.suggestions['valley'] or float('nan'):.3g}")
 
         events = dispatcher(ctx, [progress])
-        rt = range_test(cfg, problem, events, on_seed)
+        with progress:
+            rt = range_test(cfg, problem, events, on_seed)
         outcomes = check_gates(cfg.gates, rt.status, rt.metrics())
         return (Output(range_document(rt, outcomes), range_report(rt, outcomes), range_records(rt), outcomes,
                              rt.status, range_plots(rt), lambda: range_curves(rt), result=rt),
