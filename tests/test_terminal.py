@@ -25,12 +25,13 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 CURSOR = re.compile(r"\x1b\[[0-9]*[ABK]")  # cursor up/down, erase line: where a redraw starts a new line
 
 
-def in_terminal(args: list[str], columns: int) -> str:
-    """What `losslab ARGS` draws in a pseudo-terminal of `columns` columns, escape codes removed."""
+def in_terminal(args: list[str], columns: int, raw: bool = False, **more_env: str) -> str:
+    """What `losslab ARGS` draws in a pseudo-terminal of `columns` columns, escape codes removed (unless raw)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "CI")}
     env["TERM"] = "xterm-256color"
+    env.update(more_env)
     proc = subprocess.Popen([BIN, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
     out = b""
@@ -49,17 +50,19 @@ def in_terminal(args: list[str], columns: int) -> str:
     proc.wait(timeout=60)
     os.close(master)
     assert proc.returncode == 0
+    if raw:
+        return out.decode("utf-8", "replace")
     return ANSI.sub("", CURSOR.sub("\n", out.decode("utf-8", "replace"))).replace("\r", "\n")
 
 
 @pytest.mark.parametrize("columns", [80, 160])
 def test_the_live_table_fits_the_terminal_and_keeps_the_numbers_whole(columns):
-    text = in_terminal(["regress", "--true-w", "2,-1,0.5,4,3", "--epochs", "300"], columns)
+    text = in_terminal(["regress", "--true-w", "2,-1,0.5,4,3", "--epochs", "3000"], columns)  # (~1 s: has an ETA)
     lines = text.split("\n")
     assert max(len(line) for line in lines) <= columns
-    [last] = [line for line in lines if "│ 300/300 │" in line][-1:]
+    [last] = [line for line in lines if "│ 3000/3000 │" in line][-1:]
     cells = [cell.strip() for cell in last.split("│") if cell.strip()]
-    assert cells[0] == "300/300" and "…" not in last  # the epoch counter and every number whole
+    assert cells[0] == "3000/3000" and "…" not in last  # the epoch counter and every number whole
     assert re.fullmatch(r"[0-9.e+-]+\*?", cells[1])  # the loss
     assert "‖4 more‖" in text  # six parameters do not fit: the first two, then the norm of the rest
     assert "starting: building the model, first step" in text and " left" in text
@@ -81,3 +84,12 @@ def test_a_many_run_table_has_a_progress_bar_over_every_run():
     text = in_terminal(["compare-optimizers", "--task", "classify", "--epochs", "5", "--seeds", "2", "--no-plot"], 80)
     assert "runs done" in text and "8 of 8 runs done" in text and "━" in text
     assert max(len(line) for line in text.split("\n")) <= 80
+
+
+def test_curves_have_a_colour_per_series_on_a_colour_terminal_and_none_with_no_color():
+    args = ["compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "50"]
+    text = in_terminal(args, 80, raw=True)
+    legend = text[text.rindex("sgd"):]
+    assert "\x1b[34m•\x1b[0m sgd" in text and "\x1b[31m+\x1b[0m adam" in legend
+    plain = in_terminal(args, 80, raw=True, NO_COLOR="1")
+    assert "• sgd   + adam" in plain and "\x1b[34m" not in plain

@@ -100,6 +100,17 @@ class Where:
     events: Consumer = field(default_factory=Consumer)
 
 
+def coloured(curves: Callable[[], str], console: Any) -> str:
+    """The terminal curves, in colour where the console has colours (a Rich console; NO_COLOR and pipes not)."""
+    from losslab.outputs.terminal_plot import COLOUR
+
+    token = COLOUR.set(getattr(console, "color_system", None) is not None and not getattr(console, "no_color", True))
+    try:
+        return curves()
+    finally:
+        COLOUR.reset(token)
+
+
 def finish(output: Output, where: Where) -> int:
     """Result files, report, JSON and exit code: the common tail of every command.
 
@@ -130,7 +141,7 @@ def finish(output: Output, where: Where) -> int:
         report = output.report
         for part in report if isinstance(report, (list, tuple)) else [report]:
             part.render(console)
-        text = curves() if curves is not None else ""
+        text = coloured(curves, console) if curves is not None else ""
         if text:
             print(text, file=console.file, flush=True)
     if out is not None:

@@ -1,9 +1,11 @@
-"""Curves drawn in the terminal under the final report, with plotext: the same records the PNG plots draw, as
-plain text — no ANSI codes, so NO_COLOR and pipes are honoured — 78 columns wide. Each series has its own marker
-(one series: braille dots), named in a legend line under the plot, so nothing sits on the curves."""
+"""Curves drawn in the terminal under the final report, with plotext: the same records the PNG plots draw, 78
+columns wide. Each series has its own marker (one series: braille dots) and, on a colour terminal (`COLOUR`, set by
+the command's output for a Rich console with colours; NO_COLOR and pipes get none), its own colour; a legend line
+under the plot names them, so nothing sits on the curves."""
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 from typing import Optional, Sequence
@@ -12,6 +14,8 @@ Series = tuple[str, Sequence[float], Sequence[Optional[float]]]  # label, x, y (
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDTH, HEIGHT = 78, 16
 MARKERS = ("•", "+", "x", "o", "*", "#", "@", "%")  # one per series, in order
+COLOURS = (("blue", 34), ("red", 31), ("green", 32), ("magenta", 35), ("cyan", 36), ("yellow", 33))  # (name, ANSI)
+COLOUR: contextvars.ContextVar[bool] = contextvars.ContextVar("losslab_plot_colour", default=False)
 
 
 def _finite(series: Sequence[Series], logx: bool) -> list[Series]:
@@ -39,8 +43,11 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
     plt.plotsize(width, height)
     plt.theme("clear")
     markers = ["braille"] if len(series) == 1 else [MARKERS[i % len(MARKERS)] for i in range(len(series))]
-    for (_, xs, s), marker in zip(series, markers):
-        plt.plot(list(xs), list(s), marker=marker)  # (no label: the legend goes under the plot)
+    colour = COLOUR.get()
+    colours = [COLOURS[i % len(COLOURS)] for i in range(len(series))]
+    for (_, xs, s), marker, (name, _) in zip(series, markers, colours):
+        plt.plot(list(xs), list(s), marker=marker,  # (no label: the legend goes under the plot)
+                 **({"color": name} if colour else {}))
     if mark is not None and math.isfinite(mark[0]) and (mark[0] > 0 or not logx):
         plt.vertical_line(mark[0])
         title = f"{title} (| {mark[1]})"
@@ -55,12 +62,13 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
         plt.yscale("log")
     plt.title(title + (" (log scale)" if logy else ""))
     plt.xlabel(xlabel)
-    text = _ANSI.sub("", plt.build())
+    text = plt.build() if colour else _ANSI.sub("", plt.build())
     plt.clear_figure()
     plot = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
     if len(series) == 1:
         return plot
-    legend = "   ".join(f"{marker} {label}" for (label, _, _), marker in zip(series, markers))
+    legend = "   ".join((f"\x1b[{code}m{marker}\x1b[0m" if colour else marker) + f" {label}"
+                       for (label, _, _), marker, (_, code) in zip(series, markers, colours))
     return f"{plot}\n{legend}"
 
 
