@@ -32,8 +32,8 @@ def test_off_a_terminal_and_with_json_there_is_no_plot_unless_asked(cli):
     (["classify", "--dataset", "blobs", "--epochs", "5"], "loss"),
     (["compare-optimizers", "--optims", "sgd,adam", "--seeds", "2", "--epochs", "30"], "median train loss over seeds"),
     (["compare-losses", "--losses", "mse,l1", "--seeds", "2", "--epochs", "30"], "median training loss"),
-    (["lr-sweep", "--lrs", "0.01,0.1,0.5", "--epochs", "30"], "final loss against the learning rate (| suggested"),
-    (["lr-sweep", "--range-test", "--steps", "40"], "LR range test (last 5 steps not drawn) (| suggested"),
+    (["lr-sweep", "--lrs", "0.01,0.1,0.5", "--epochs", "30"], "final loss against the learning rate"),
+    (["lr-sweep", "--range-test", "--steps", "40"], "LR range test (last 5 steps not drawn)"),
 ])
 def test_every_command_draws_its_curves(cli, args, title):
     run = cli(*args, "--plot", "--quiet")
@@ -51,3 +51,14 @@ def test_series_have_their_own_markers_and_a_legend_under_the_plot():
     assert legend == "• train   + valid"
     body = "\n".join(plot)
     assert "•" in body and "+" in body and "train" not in body and "valid" not in body
+
+
+@pytest.mark.parametrize("at, label", [(2.0, "← suggested 2"), (9.0, "suggested 9 →")])
+def test_a_marked_value_is_labelled_beside_its_line_on_the_side_with_room(at, label):
+    from losslab.outputs.terminal_plot import curves
+
+    text = curves([("loss", list(range(1, 11)), [10.0 - i for i in range(10)])], title="t", xlabel="x",
+                  mark=(at, f"suggested {at:g}"))
+    [row] = [line for line in text.splitlines() if label in line]
+    line = text.splitlines()[1].index("┬")  # where the vertical line meets the frame's top
+    assert (row.index(label) == line) if label.startswith("←") else (row.index(label) + len(label) == line + 1)

@@ -50,7 +50,14 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
                  **({"color": name} if colour else {}))
     if mark is not None and math.isfinite(mark[0]) and (mark[0] > 0 or not logx):
         plt.vertical_line(mark[0])
-        title = f"{title} (| {mark[1]})"
+        top = max(ys) if not logy else max(ys) * 0.95
+        xs_all = [x for _, s_x, _ in series for x in s_x]
+        where = (lambda v: math.log10(v)) if logx else (lambda v: v)
+        span = where(max(xs_all)) - where(min(xs_all))
+        right = span > 0 and (where(mark[0]) - where(min(xs_all))) / span > 0.5
+        # labelled where it is drawn, on the side with room
+        plt.text(f"{mark[1]} →" if right else f"← {mark[1]}", x=mark[0], y=top,
+                 alignment="right" if right else "left")
     if logx:
         plt.xscale("log")
         xs = [x for _, s_x, _ in series for x in s_x]
