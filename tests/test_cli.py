@@ -176,3 +176,17 @@ def test_help_groups_options_in_panels_and_lists_what_applies_to_the_task(cli):
     assert "huber" in loss and "cross-entropy" not in loss and "digits" not in text
     many = cli("compare-optimizers", "--help").stdout
     assert "Many runs options:" in many and "Executors options:" in many
+
+
+@pytest.mark.parametrize("command", ["lr-sweep", "compare-optimizers", "compare-losses"])
+def test_help_of_a_command_with_a_task_lists_that_tasks_options(cli, command):
+    def option_lines(text: str) -> set[str]:
+        return {line.split()[0] for line in text.splitlines() if line.startswith("  --")}
+
+    regress = cli(command, "--help")
+    classify = cli(command, "--task", "classify", "--help")
+    assert regress.exit_code == classify.exit_code == 0
+    assert {"--hidden", "--data-dir", "--subset"} <= option_lines(classify.stdout)
+    assert not {"--hidden", "--data-dir", "--subset"} & option_lines(regress.stdout)
+    assert {"--true-w", "--noise"} <= option_lines(regress.stdout) - option_lines(classify.stdout)
+    assert "Options of --task regress are listed" in regress.stdout and "--task classify --help" in regress.stdout

@@ -297,6 +297,12 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
 EXECUTOR = ("executor", "jobs", "retries", "ray_address", "cpus_per_trial")
 
+
+def other_task_options(task: str) -> set[str]:
+    """The options only the other task takes: what `--help` of a command with --task leaves out."""
+    mine, theirs = (REGRESS_DATA, CLASSIFY_DATA) if task == "regress" else (CLASSIFY_DATA, REGRESS_DATA)
+    return set(theirs) - set(mine)
+
 # --help groups the options in panels, in this order
 PANELS = {
     "Optimizer": OPTIM,
