@@ -401,6 +401,62 @@ def replay(
     return command.main(command.ReplayConfig(result, rtol), json_out=json_out)
 
 
+@app.command("gate", cls=_Command, epilog="Exit codes: 0 nothing regressed beyond its tolerance; 1 a metric "
+             "regressed (or improved, with --fail-on-improvement); 2 bad usage or a result it cannot read; 4 a rerun "
+             "failed; 130 interrupted (Ctrl-C).")
+def gate(
+    baseline: Annotated[str, typer.Argument(help="The baseline: a result.json or --json document of regress, "
+                                                 "classify, compare-optimizers, compare-losses, lr-sweep, or gate.")],
+    candidate: Annotated[Optional[str], typer.Argument(help="The candidate result; default: the baseline's "
+                                                            "invocation rerun now on this code.")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds the candidate runs (stacked where possible).")] = 5,
+    first_seed: Annotated[Optional[int], typer.Option("--first-seed", help="The candidate's first seed (default: "
+                                                      "the baseline's, so seeds pair up).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="1 − the confidence of the intervals.")] = 0.05,
+    tolerance: Annotated[Optional[list[str]], typer.Option("--tolerance", help="METRIC=VALUE (repeatable): the "
+                         "change that counts, relative (5%) or absolute (0.01); default 1% of the baseline.")] = None,
+    fail_on_improvement: Annotated[bool, typer.Option("--fail-on-improvement", help="Exit 1 when a metric "
+                                                      "improved too (the baseline is stale).")] = False,
+    rerun_baseline: Annotated[bool, typer.Option("--rerun-baseline", help="Run the baseline's invocation now for "
+                                                 "the seeds it lacks.")] = False,
+    markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write a short Markdown table (for a pull "
+                                                    "request comment or a CI job summary) to this file.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Write result.json (a baseline for later gates) and "
+                                               "gate.png (the loss curves) here.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """Did a change make training worse? Compare a candidate with a baseline per metric and seed: a Student-t
+    interval of the change, a verdict (regressed, improved, unchanged, inconclusive) and the smallest change the
+    seeds can detect; the loss curves too."""
+    from losslab.api import _config
+    from losslab.commands import gate as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    cfg = command.GateConfig(baseline, candidate, seeds, first_seed, alpha,
+                             command.parse_tolerances(tolerance or []), fail_on_improvement, rerun_baseline,
+                             markdown, out)
+    with keep_stdout_for_json(json_out):
+        return command.main(cfg, _config, json_out=json_out)
+
+
+@app.command("diff", cls=_Command, epilog="Exit codes: 0 shown; 2 bad usage or a result it cannot read.")
+def diff(
+    a: Annotated[str, typer.Argument(help="A result (result.json or --json document of any training command, "
+                                          "or a gate's).")],
+    b: Annotated[str, typer.Argument(help="Another result.")],
+    out: Annotated[Optional[str], typer.Option("--out", help="Write diff.json and curves.png (both results' "
+                                               "median loss curves) here.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """What differs between two results: the options they ran with, the versions, every metric side by side with
+    its change, and their loss curves overlaid."""
+    from losslab.commands import diff as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    with keep_stdout_for_json(json_out):
+        return command.main(command.DiffConfig(a, b, out), json_out=json_out)
+
+
 @command("lr-sweep", "task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "no_vectorize",
          *EXECUTOR, "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
          "target_loss", epilog=MANY_RUN_EXIT_CODES, seeds=default_of(SweepConfig, "seeds"))

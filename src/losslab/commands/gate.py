@@ -1,0 +1,294 @@
+"""`losslab gate BASELINE.json [CANDIDATE.json]`: did a change make training worse? Per metric, per-seed
+samples of the baseline and the candidate (rerun now when no candidate file is given), a Student-t interval of
+the change, a verdict and the smallest change the seeds can detect; the loss curves compared too.
+Exit 1 when a metric regressed beyond its tolerance (or improved, with --fail-on-improvement)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from losslab.commands.samples import DIRECTION, Configure, Side, of_result, read, run_seeds
+from losslab.errors import ConfigError
+from losslab.outputs.display import Report, fmt
+from losslab.verdicts import Comparison, compare, separation
+
+COMMAND = "gate"
+DEFAULT_TOLERANCE = "1%"  # what a change must exceed to count (relative to the baseline's median)
+# where a relative default means nothing: a distance from the optimum below this is at the optimum
+DEFAULTS = {"optimum_distance": "1e-4"}
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    baseline: str
+    candidate: Optional[str] = None
+    seeds: int = 5
+    first_seed: Optional[int] = None  # default: the baseline's first seed (paired)
+    alpha: float = 0.05
+    tolerances: tuple[tuple[str, str], ...] = ()  # (metric, "5%" or "0.01")
+    fail_on_improvement: bool = False
+    rerun_baseline: bool = False
+    markdown: Optional[str] = None
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.seeds <= 1000:
+            raise ConfigError("--seeds", f"must be from 1 to 1000 (got {self.seeds})")
+        if not (math.isfinite(self.alpha) and 0 < self.alpha < 0.5):
+            raise ConfigError("--alpha", f"must be between 0 and 0.5 (got {self.alpha})")
+        for metric, value in self.tolerances:
+            if metric not in DIRECTION:
+                raise ConfigError("--tolerance", f"unknown metric {metric!r}; choose from: {', '.join(DIRECTION)}")
+            tolerance_value(value, 1.0)
+
+    def tolerance(self, metric: str) -> str:
+        return dict(self.tolerances).get(metric, DEFAULTS.get(metric, DEFAULT_TOLERANCE))
+
+
+def parse_tolerances(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        metric, sep, value = item.partition("=")
+        if not sep or not metric.strip() or not value.strip():
+            raise ConfigError("--tolerance", f"expects METRIC=VALUE such as final_loss=5% or accuracy=0.01 "
+                              f"(got {item!r})")
+        out.append((metric.strip(), value.strip()))
+    return tuple(out)
+
+
+def tolerance_value(text: str, baseline: float) -> float:
+    """'5%' of the baseline's magnitude, or an absolute number; one line naming --tolerance otherwise."""
+    try:
+        value = float(text[:-1]) / 100 * abs(baseline) if text.endswith("%") else float(text)
+    except ValueError:
+        raise ConfigError("--tolerance", f"{text!r} is not a number or a percentage") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError("--tolerance", f"must be a finite number >= 0 (got {text!r})")
+    return value
+
+
+@dataclass
+class Row:
+    entry: str
+    metric: str
+    comparison: Comparison
+    tolerance: float
+    fails: bool
+
+
+@dataclass
+class GateResult:
+    config: GateConfig
+    baseline: Side
+    candidate: Side
+    rows: list[Row]
+    curves: list[dict[str, Any]]
+    facts: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        verdicts = {r.comparison.verdict for r in self.rows}
+        if any(r.fails for r in self.rows):
+            return "regressed" if "regressed" in verdicts else "improved"
+        return "ok"
+
+
+def sides(cfg: GateConfig, configure: Configure) -> tuple[Side, Side, list[str]]:
+    """The baseline's samples (from its file; missing seeds rerun with --rerun-baseline) and the candidate's
+    (its file, or the baseline's invocation run now)."""
+    doc, rows = read(cfg.baseline, "BASELINE")
+    baseline = of_result(doc, rows, cfg.baseline, "BASELINE")
+    notes: list[str] = []
+    first = cfg.first_seed if cfg.first_seed is not None else (baseline.seeds[0] if baseline.seeds else 0)
+    seeds = list(range(first, first + cfg.seeds))
+    if cfg.candidate is not None:
+        cdoc, crows = read(cfg.candidate, "CANDIDATE")
+        candidate = of_result(cdoc, crows, cfg.candidate, "CANDIDATE")
+        if candidate.command != baseline.command:
+            raise ConfigError("CANDIDATE", f"{cfg.candidate} is a {candidate.command} result, the baseline a "
+                              f"{baseline.command} result: gate compares results of one command (losslab diff "
+                              "shows what two results of different commands share)")
+    else:
+        if not baseline.invocation:
+            raise ConfigError("BASELINE", f"{cfg.baseline} records no invocation to rerun; give a CANDIDATE.json")
+        candidate = run_seeds(baseline.invocation, seeds, configure, "this code, now")
+    missing = [s for s in seeds if s not in baseline.seeds]
+    if missing and cfg.rerun_baseline:
+        baseline.merge(run_seeds(baseline.invocation, missing, configure, "this code"))
+        notes.append(f"baseline seeds {_span(missing)} were rerun now with the baseline's invocation "
+                     "(--rerun-baseline): they hold only if the code they measure is the baseline's")
+    elif len(baseline.seeds) < cfg.seeds:
+        notes.append(f"the baseline has {len(baseline.seeds)} seed(s) of the {cfg.seeds} asked: intervals need 2 "
+                     "or more on each side; a gate's --json (or --out's result.json) is a baseline with all its "
+                     "seeds, or give --rerun-baseline")
+    return baseline, candidate, notes
+
+
+def _span(seeds: Sequence[int]) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
+def judge(cfg: GateConfig, baseline: Side, candidate: Side) -> list[Row]:
+    rows = []
+    for entry in [e for e in baseline.values if e in candidate.values]:
+        for metric in [m for m in DIRECTION if m in baseline.values[entry] and m in candidate.values[entry]]:
+            a, b = baseline.values[entry][metric], candidate.values[entry][metric]
+            finite = [v for v in a.values() if math.isfinite(v)]
+            scale = sorted(finite)[len(finite) // 2] if finite else 0.0
+            tol = tolerance_value(cfg.tolerance(metric), scale)
+            c = compare(a, b, lower_is_better=DIRECTION[metric], alpha=cfg.alpha, tolerance=tol)
+            fails = c.verdict == "regressed" or (cfg.fail_on_improvement and c.verdict == "improved")
+            rows.append(Row(entry, metric, c, tol, fails))
+    return rows
+
+
+def gate(cfg: GateConfig, configure: Configure) -> GateResult:
+    baseline, candidate, notes = sides(cfg, configure)
+    rows = judge(cfg, baseline, candidate)
+    if not rows:
+        raise ConfigError("CANDIDATE" if cfg.candidate else "BASELINE", "the two results share no metric to compare")
+    curves = []
+    for entry in [e for e in baseline.curves if e in candidate.curves]:
+        area, first = separation(baseline.curves[entry], candidate.curves[entry])
+        curves.append({"entry": entry, "area": area, "separates_at_epoch": first})
+    facts = [{"name": k, "baseline": baseline.facts.get(k), "candidate": candidate.facts.get(k),
+              "same": baseline.facts.get(k) == candidate.facts.get(k)}
+             for k in sorted(set(baseline.facts) & set(candidate.facts))]
+    return GateResult(cfg, baseline, candidate, rows, curves, facts, notes)
+
+
+def document(result: GateResult) -> dict[str, Any]:
+    cfg = result.config
+    return {
+        "command": COMMAND, "status": result.status, "alpha": cfg.alpha,
+        "method": "Student-t interval of the paired per-seed differences (Welch's for unpaired seeds)",
+        "metrics": [{"entry": r.entry, "metric": r.metric, "verdict": r.comparison.verdict,
+                     "baseline_median": r.comparison.baseline, "candidate_median": r.comparison.candidate,
+                     "difference": r.comparison.difference, "interval": [r.comparison.low, r.comparison.high],
+                     "detectable_change": r.comparison.detectable, "paired": r.comparison.paired,
+                     "seeds": [r.comparison.n_baseline, r.comparison.n_candidate], "tolerance": r.tolerance,
+                     "fails": r.fails} for r in result.rows],
+        "curves": result.curves, "facts": result.facts, "notes": result.notes,
+        "baseline": result.baseline.document(), "candidate": result.candidate.document(),
+    }
+
+
+def _change(c: Comparison) -> str:
+    if c.difference is None:
+        return "—"
+    rel = c.relative()
+    return f"{c.difference:+.3g}" + (f" ({rel:+.1%})" if rel is not None and abs(rel) < 100 else "")
+
+
+def report(result: GateResult) -> Report:
+    cfg = result.config
+    level = f"{1 - cfg.alpha:.0%}"
+    rows = []
+    for r in result.rows:
+        c = r.comparison
+        interval = "—" if c.low is None or c.high is None else f"{c.low:+.3g}…{c.high:+.3g}"
+        name = r.metric if r.entry == "run" else f"{r.entry} {r.metric}"
+        rows.append([name, fmt(c.baseline, ".5g"), fmt(c.candidate, ".5g"), _change(c), interval,
+                     fmt(c.detectable, ".2g"), c.verdict + (" ✗" if r.fails else "")])
+    b, c = result.baseline, result.candidate
+    title = (f"losslab gate: {result.status} — {b.command}: baseline {len(b.seeds)} seed(s) from {b.source}, "
+             f"candidate {len(c.seeds)} seed(s) from {c.source}")
+    pairing = "paired by seed" if any(r.comparison.paired for r in result.rows) else "independent samples"
+    notes = [f"change: candidate − baseline ({pairing}); interval: {level} Student-t; "
+             f"detectable: the smallest change these seeds find with 80% power at alpha {cfg.alpha:g}",
+             f"verdicts: regressed/improved when the interval excludes no change and the change exceeds the "
+             f"tolerance (default {DEFAULT_TOLERANCE} of the baseline, optimum_distance 1e-4; --tolerance "
+             "METRIC=VALUE); unchanged when "
+             "the whole interval is within it; inconclusive otherwise (more seeds narrow it)"]
+    for curve in result.curves:
+        name = "" if curve["entry"] == "run" else f" ({curve['entry']})"
+        where = ("never separate beyond the seeds' spread" if curve["separates_at_epoch"] is None else
+                 f"separate beyond the seeds' spread from epoch {curve['separates_at_epoch']}")
+        notes.append(f"loss curves{name}: mean |Δ median| per epoch {fmt(curve['area'], '.3g')}; they {where}")
+    if not result.curves:
+        notes.append("loss curves: not compared (a side has no per-epoch records: give the result.json of --out, "
+                     "whose history.csv holds them, or a gate's document)")
+    for fact in result.facts:
+        notes.append(f"{fact['name']}: {fact['baseline']} → {fact['candidate']}"
+                     + ("" if fact["same"] else "  (changed)"))
+    if any(r.metric == "epochs_to_target" for r in result.rows):
+        notes.append("epochs_to_target: a run that never reached the target counts as one epoch past its budget")
+    notes += result.notes
+    return Report(title, ["metric", "baseline", "candidate", "change", f"{level} interval", "detectable",
+                          "verdict"], rows, notes)
+
+
+def markdown(result: GateResult, image: Optional[str]) -> str:
+    """A short table for a pull-request comment or a CI job summary."""
+    icon = {"regressed": "🔴", "improved": "🟢", "unchanged": "⚪", "inconclusive": "🟡", "changed": "🔵"}
+    lines = [f"### losslab gate: **{result.status}** ({result.baseline.command}, "
+             f"{len(result.baseline.seeds)} vs {len(result.candidate.seeds)} seeds)", "",
+             "| metric | baseline | candidate | change | interval | verdict |", "|---|---:|---:|---:|---:|---|"]
+    for r in result.rows:
+        c = r.comparison
+        interval = "—" if c.low is None or c.high is None else f"{c.low:+.3g} … {c.high:+.3g}"
+        name = r.metric if r.entry == "run" else f"{r.entry} {r.metric}"
+        lines.append(f"| {name} | {fmt(c.baseline, '.5g')} | {fmt(c.candidate, '.5g')} | {_change(c)} | {interval} | "
+                     f"{icon.get(c.verdict, '')} {c.verdict} |")
+    lines.append("")
+    lines.append(f"{1 - result.config.alpha:.0%} Student-t intervals of candidate − baseline; tolerance "
+                 f"{DEFAULT_TOLERANCE} unless set.")
+    if image:
+        lines += ["", f"![loss curves]({image})"]
+    return "\n".join(lines) + "\n"
+
+
+def curve_plot(result: GateResult) -> Any:
+    """The median loss curves of both sides (per entry), with their seed bands, drawn into a PNG."""
+    def draw(path: Path) -> None:
+        from losslab.outputs.plots import median_curves
+
+        curves = {}
+        for entry in [e for e in result.baseline.curves if e in result.candidate.curves]:
+            name = "" if entry == "run" else f" {entry}"
+            curves[f"baseline{name}"] = list(result.baseline.curves[entry].values())
+            curves[f"candidate{name}"] = list(result.candidate.curves[entry].values())
+        median_curves(curves, path, title=f"gate: {result.baseline.command}")
+    return draw
+
+
+def main(cfg: GateConfig, configure: Configure, *, json_out: bool) -> int:
+    from losslab import interrupt
+    from losslab.commands.common import json_stream
+    from losslab.config import check_out_dir
+    from losslab.config.files import check_file_target
+    from losslab.outputs.display import make_console
+    from losslab.outputs.files import dumps, write_plots, write_text
+    from losslab.outputs.sinks import OutputContext, dispatcher
+
+    check_out_dir(cfg.out, ("result.json", "gate.png"))  # before anything runs
+    check_file_target("--markdown", cfg.markdown)
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    result = gate(cfg, configure)
+    doc = document(result)
+    if cfg.out is not None:
+        with interrupt.critical():
+            Path(cfg.out).expanduser().mkdir(parents=True, exist_ok=True)
+            write_text(Path(cfg.out).expanduser() / "result.json", dumps(doc))
+        if result.curves:
+            write_plots(cfg.out, [("gate.png", curve_plot(result))])
+    if cfg.markdown is not None:
+        image = None
+        if cfg.out is not None and result.curves:
+            md = Path(cfg.markdown).expanduser().resolve().parent
+            png = (Path(cfg.out).expanduser() / "gate.png").resolve()
+            image = str(png.relative_to(md)) if png.is_relative_to(md) else str(png)
+        write_text(Path(cfg.markdown).expanduser(), markdown(result, image))
+    if json_out:
+        with interrupt.critical():
+            stream = json_stream()
+            stream.write(dumps(doc))
+            stream.flush()
+    events.on_command_end(COMMAND, result.status, doc)
+    console = make_console(stderr=json_out)
+    report(result).render(console)
+    return 1 if result.status != "ok" else 0

@@ -1,0 +1,265 @@
+"""Per-seed numbers of an experiment — what `gate` and `diff` compare: read from a result document (and the
+history.csv beside it), or made now by running a recorded invocation for chosen seeds (stacked where possible).
+
+A `Side` holds, per entry (the run of regress/classify, each optimizer, loss or rate of a many-run command), each
+metric by seed and the loss curve by seed, plus the facts of the whole experiment (the winner, the suggested rate).
+A gate's own document keeps the sides it made, so it is a multi-seed result that a later gate can use as baseline.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from losslab.errors import ConfigError
+
+# metric -> lower is better (None: either way is just a change)
+DIRECTION: dict[str, Optional[bool]] = {
+    "final_loss": True, "valid_loss": True, "best_loss": True, "epochs_to_target": True, "optimum_distance": True,
+    "accuracy": False, "macro_f1": False,
+    "valley": None, "steepest": None, "min_loss/10": None, "lightning": None,
+}
+FACTS = ("winner", "suggested_lr")
+COMMANDS = ("regress", "classify", "compare-optimizers", "compare-losses", "lr-sweep", "gate")
+ENTRIES = {"compare-optimizers": ("optimizers", "optimizer"), "compare-losses": ("losses", "loss")}
+OUTPUT_ONLY = ("out", "tensorboard", "save", "json", "quiet", "print-config", "config", "plot", "expect",
+               "target-loss", "resume")
+
+
+@dataclass
+class Side:
+    command: str
+    task: str
+    invocation: dict[str, Any]
+    source: str
+    values: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)  # entry -> metric -> seed -> value
+    curves: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # entry -> seed -> loss per epoch
+    facts: dict[str, Any] = field(default_factory=dict)
+    version: Optional[str] = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for metrics in self.values.values() for by_seed in metrics.values() for s in by_seed})
+
+    def document(self) -> dict[str, Any]:
+        return {"command": self.command, "task": self.task, "invocation": self.invocation, "source": self.source,
+                "seeds": self.seeds, "version": self.version, "facts": self.facts, "config": self.config,
+                "values": {e: {m: {str(s): v for s, v in by.items()} for m, by in ms.items()}
+                           for e, ms in self.values.items()},
+                "curves": {e: {str(s): c for s, c in by.items()} for e, by in self.curves.items()}}
+
+    @classmethod
+    def of_document(cls, doc: dict[str, Any], source: str) -> "Side":
+        return cls(doc["command"], doc["task"], doc["invocation"], source,
+                   {e: {m: {int(s): _number(v) for s, v in by.items()} for m, by in ms.items()}
+                    for e, ms in doc["values"].items()},
+                   {e: {int(s): [_number(v) for v in c] for s, c in by.items()} for e, by in doc["curves"].items()},
+                   doc.get("facts", {}), doc.get("version"), doc.get("config", {}))
+
+    def merge(self, other: "Side") -> None:
+        """Add the seeds of `other` this side does not have."""
+        for entry, metrics in other.values.items():
+            for metric, by_seed in metrics.items():
+                mine = self.values.setdefault(entry, {}).setdefault(metric, {})
+                for seed, value in by_seed.items():
+                    mine.setdefault(seed, value)
+        for entry, by_seed in other.curves.items():
+            for seed, curve in by_seed.items():
+                self.curves.setdefault(entry, {}).setdefault(seed, curve)
+
+
+def _number(v: Any) -> float:
+    if v is None:
+        return math.nan
+    return float(v)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def read(path: str, role: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A losslab result document (and the rows of the history.csv beside it), or one line naming `role`."""
+    from losslab import __version__
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(role, f"no such file: {path}")
+    if not p.is_file():
+        raise ConfigError(role, f"{path} is not a regular file")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConfigError(role, f"{path} is not a readable losslab result (truncated or not JSON: "
+                          f"{type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("command") not in COMMANDS:
+        raise ConfigError(role, f"{path} is not a losslab result of {', '.join(COMMANDS)} (no such 'command')")
+    written = str((doc.get("versions") or {}).get("losslab") or "")
+    if written and _version_tuple(written) > _version_tuple(__version__):
+        raise ConfigError(role, f"{path} was written by losslab {written}, newer than this {__version__}: "
+                          "upgrade losslab to read it")
+    rows: list[dict[str, Any]] = []
+    history = p.with_name("history.csv")
+    if history.is_file():
+        with history.open(encoding="utf-8", newline="") as f:
+            rows = [dict(row) for row in csv.DictReader(f)]
+    return doc, rows
+
+
+def task_of(doc: dict[str, Any]) -> str:
+    if doc.get("task") in ("regression", "classification"):
+        return str(doc["task"])
+    return "classification" if doc.get("command") == "classify" else "regression"
+
+
+def of_result(doc: dict[str, Any], rows: Sequence[dict[str, Any]], source: str, role: str) -> Side:
+    """The per-seed numbers a result document holds (a gate's: the side it ran, its candidate)."""
+    from losslab.stats import loss_key
+
+    if doc["command"] == "gate":
+        try:
+            return Side.of_document(doc["candidate"], source)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ConfigError(role, f"{source}: a gate document without a readable 'candidate'") from None
+    task = task_of(doc)
+    side = Side(doc["command"], task, doc.get("invocation") or {}, source,
+                version=(doc.get("versions") or {}).get("losslab"), config=doc.get("config") or {})
+    try:
+        _fill(side, doc)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ConfigError(role, f"{source}: a {doc['command']} result with missing or malformed fields") from None
+    side.facts = {k: doc[k] for k in FACTS if k in doc and not isinstance(doc[k], (dict, list))}
+    key, group = loss_key(task), _group_column(doc)
+    for row in rows:
+        entry = _entry_of_row(doc, row, group)
+        value = row.get(key)
+        if entry is None or value in (None, ""):
+            continue
+        seed = int(float(row.get("seed") or _single_seed(doc)))
+        side.curves.setdefault(entry, {}).setdefault(seed, []).append(float(value))
+    return side
+
+
+def _single_seed(doc: dict[str, Any]) -> int:
+    return int(((doc.get("config") or {}).get("train") or {}).get("seed") or 0)
+
+
+def _group_column(doc: dict[str, Any]) -> Optional[str]:
+    return ENTRIES.get(doc["command"], (None, None))[1]
+
+
+def _entry_of_row(doc: dict[str, Any], row: dict[str, Any], group: Optional[str]) -> Optional[str]:
+    if doc["command"] in ("regress", "classify"):
+        return "run"
+    if group is not None:
+        return row.get(group)
+    if doc["command"] == "lr-sweep" and doc.get("mode") == "grid" and row.get("lr"):
+        return f"lr={float(row['lr']):g}"
+    return None
+
+
+def _put(side: Side, entry: str, seed: int, metrics: dict[str, Any]) -> None:
+    for metric in DIRECTION:
+        value = metrics.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            side.values.setdefault(entry, {}).setdefault(metric, {})[seed] = float(value)
+        elif metric == "epochs_to_target" and metric in metrics and value is None:
+            # not reached within the budget: counted as one epoch past it (a censored value, stated in the report)
+            side.values.setdefault(entry, {}).setdefault(metric, {})[seed] = float(metrics.get("epochs_run", 0) + 1)
+
+
+def _fill(side: Side, doc: dict[str, Any]) -> None:
+    command = doc["command"]
+    if command in ("regress", "classify"):
+        _put(side, "run", _single_seed(doc), doc)
+    elif command in ENTRIES:
+        for name, entry in doc[ENTRIES[command][0]].items():
+            for row in entry["runs"]:
+                _put(side, name, int(row["seed"]), row)
+    elif doc.get("mode") == "range-test":
+        for run in doc["runs"]:
+            _put(side, "range test", int(run["seed"]), run["suggestions"])
+    else:
+        for row in doc["results"]:
+            _put(side, f"lr={float(row['lr']):g}", int(row["seed"]), row)
+
+
+# --- running a recorded invocation for chosen seeds --------------------------------------------------------------
+
+Configure = Callable[[str, dict[str, Any]], Any]  # (command, option values by Python name) -> its config
+
+
+def options_of(invocation: dict[str, Any]) -> dict[str, Any]:
+    """The recorded options as Python option names, without those that only say where output goes."""
+    return {k.replace("-", "_"): v for k, v in (invocation.get("options") or {}).items()
+            if k not in OUTPUT_ONLY and v is not None}
+
+
+def run_seeds(invocation: dict[str, Any], seeds: Sequence[int], configure: Configure, source: str) -> Side:
+    """The invocation's command run now for `seeds`: regress and classify as stacked trials of one config, a
+    many-run command with --seed and --seeds."""
+    import os
+
+    command = invocation.get("command")
+    if command not in COMMANDS[:-1]:
+        raise ConfigError("BASELINE", f"its invocation runs {command!r}; gate reruns {', '.join(COMMANDS[:-1])}")
+    options = options_of(invocation)
+    cwd, here = invocation.get("cwd"), os.getcwd()
+    if isinstance(cwd, str) and os.path.isdir(cwd):  # relative data paths and user modules as they were found
+        os.chdir(cwd)
+    try:
+        if command in ("regress", "classify"):
+            return _stacked(command, options, seeds, configure, invocation, source)
+        return _many(command, options, seeds, configure, invocation, source)
+    finally:
+        os.chdir(here)
+
+
+def _stacked(command: str, options: dict[str, Any], seeds: Sequence[int], configure: Configure,
+             invocation: dict[str, Any], source: str) -> Side:
+    from losslab import __version__
+    from losslab.commands.common import default_target, run_document
+    from losslab.engine.problems import build_problem
+    from losslab.engine.runs import RunSpec
+    from losslab.engine.trials import run_trials
+    from losslab.stats import loss_key
+
+    cfg = configure(command, {**options, "seed": seeds[0]}).resolved()
+    problem = build_problem(cfg)
+    task = problem.task
+    results, interrupted = run_trials(problem, [RunSpec("run", cfg.optim, s) for s in seeds], vectorize=True)
+    if interrupted:
+        raise KeyboardInterrupt
+    target = default_target(problem)
+    side = Side(command, task, invocation, source, version=__version__, config=cfg.to_dict())
+    for r in results:
+        _put(side, "run", r.spec.seed, run_document(r, task, target))
+        side.curves.setdefault("run", {})[r.spec.seed] = [rec.get(loss_key(task), math.nan) for rec in r.records]
+    return side
+
+
+def _many(command: str, options: dict[str, Any], seeds: Sequence[int], configure: Configure,
+          invocation: dict[str, Any], source: str) -> Side:
+    import importlib
+
+    if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ConfigError("--seeds", f"{command} runs consecutive seeds; these are not: {list(seeds)}")
+    module = importlib.import_module(f"losslab.commands.{command.replace('-', '_')}")
+    cfg = configure(command, {**options, "seed": seeds[0], "seeds": len(seeds)})
+    output, _ = module.experiment(cfg, json_out=True, quiet=True)
+    if output.status == "interrupted":
+        raise KeyboardInterrupt
+    doc = json.loads(json.dumps(output.document, default=str))
+    rows = [{k: ("" if v is None else str(v)) for k, v in row.items()} for row in output.records]
+    side = of_result(doc, rows, source, "BASELINE")
+    side.invocation = invocation
+    return side
