@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 POWER = 0.8  # the power at which the detectable change is stated
 FLOAT_NOISE = 1e-6  # relative differences below this are float rounding (stacked vs one-by-one runs), not change
@@ -114,7 +114,7 @@ def _verdict(mean: float, low: Optional[float], high: Optional[float], floor: fl
     return "inconclusive"
 
 
-def separation(baseline: dict[int, Sequence[float]], candidate: dict[int, Sequence[float]]) \
+def separation(baseline: Mapping[int, Sequence[float]], candidate: Mapping[int, Sequence[float]]) \
         -> tuple[Optional[float], Optional[int]]:
     """Two sets of per-seed curves (per epoch): the area between their median curves (mean absolute difference
     per epoch, over the epochs both have), and the first epoch (from 1) where the medians differ by more than the

@@ -194,9 +194,9 @@ def report(result: GateResult) -> Report:
         name = r.metric if r.entry == "run" else f"{r.entry} {r.metric}"
         rows.append([name, fmt(c.baseline, ".5g"), fmt(c.candidate, ".5g"), _change(c), interval,
                      fmt(c.detectable, ".2g"), c.verdict + (" ✗" if r.fails else "")])
-    b, c = result.baseline, result.candidate
-    title = (f"losslab gate: {result.status} — {b.command}: baseline {len(b.seeds)} seed(s) from {b.source}, "
-             f"candidate {len(c.seeds)} seed(s) from {c.source}")
+    base, cand = result.baseline, result.candidate
+    title = (f"losslab gate: {result.status} — {base.command}: baseline {len(base.seeds)} seed(s) from "
+             f"{base.source}, candidate {len(cand.seeds)} seed(s) from {cand.source}")
     pairing = "paired by seed" if any(r.comparison.paired for r in result.rows) else "independent samples"
     notes = [f"change: candidate − baseline ({pairing}); interval: {level} Student-t; "
              f"detectable: the smallest change these seeds find with 80% power at alpha {cfg.alpha:g}",

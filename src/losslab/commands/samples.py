@@ -68,8 +68,8 @@ class Side:
                 mine = self.values.setdefault(entry, {}).setdefault(metric, {})
                 for seed, value in by_seed.items():
                     mine.setdefault(seed, value)
-        for entry, by_seed in other.curves.items():
-            for seed, curve in by_seed.items():
+        for entry, curves in other.curves.items():
+            for seed, curve in curves.items():
                 self.curves.setdefault(entry, {}).setdefault(seed, curve)
 
 
