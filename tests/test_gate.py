@@ -244,3 +244,15 @@ def test_bad_results_are_one_line_and_exit_2(cli, tmp_path):
                                                                              "--markdown"),
                          (["--out", str(tmp_path / "r.json")], "--out")):
         cli("gate", str(tmp_path / "r.json"), *args).assert_usage_error(option)
+
+
+def test_gate_and_diff_from_python(cli, tmp_path):
+    import losslab
+
+    (tmp_path / "r.json").write_text(cli("regress", "--epochs", "300", "--json", "--quiet", "--device", "cpu").stdout)
+    answer = losslab.gate(str(tmp_path / "r.json"), seeds=2, tolerance={"final_loss": "5%"})
+    assert answer.status == "ok" and answer.document()["command"] == "gate"
+    assert {r.metric for r in answer.rows} == {"final_loss"} and answer.rows[0].comparison.n_candidate == 2
+    assert losslab.diff(str(tmp_path / "r.json"), str(tmp_path / "r.json")).options == []
+    with pytest.raises(losslab.ConfigError, match="--alpha"):
+        losslab.gate(str(tmp_path / "r.json"), alpha=2)

@@ -30,10 +30,21 @@ def normal(line: str) -> str:
     return " ".join(line.split())
 
 
-def blocks() -> list[tuple[str, list[str]]]:
-    """(command, shown output lines) of every README block that starts with `$ losslab` and runs as shown."""
+SETUP = re.compile(r"^\$ (losslab [^|&<>#]+?) > ([\w./-]+)$")  # a step whose output a later command reads
+
+
+def blocks() -> list[tuple[str, list[str], list[tuple[str, str]]]]:
+    """(command, shown output lines, setup steps) of every README block that starts with `$ losslab` and runs as
+    shown; `$ losslab ... > FILE` lines before it in the same code block are its setup (run first, into FILE)."""
     out, lines = [], README.read_text(encoding="utf-8").splitlines()
+    setup: list[tuple[str, str]] = []
     for i, line in enumerate(lines):
+        if line.startswith("```"):
+            setup = []
+        step = SETUP.match(line)
+        if step:
+            setup.append((step.group(1), step.group(2)))
+            continue
         if not line.startswith("$ losslab ") or any(c in line for c in "|>&<") or "#" in line:
             continue
         shown = []
@@ -41,15 +52,20 @@ def blocks() -> list[tuple[str, list[str]]]:
             if rest.startswith("```") or rest.startswith("$ "):
                 break
             shown.append(rest)
-        out.append((line[2:], shown))
+        out.append((line[2:], shown, list(setup)))
     return out
 
 
 BLOCKS = blocks()
 
 
-@pytest.mark.parametrize("command, shown", BLOCKS, ids=[c for c, _ in BLOCKS])
-def test_a_readme_sample_is_what_the_command_prints(cli, command, shown):
+@pytest.mark.parametrize("command, shown, setup", BLOCKS, ids=[c for c, _, _ in BLOCKS])
+def test_a_readme_sample_is_what_the_command_prints(cli, command, shown, setup, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for step, target in setup:
+        made = cli(*shlex.split(step)[1:])
+        assert made.exit_code in (0, 1), made.stderr
+        (tmp_path / target).write_text(made.stdout)
     args = shlex.split(command)[1:]
     run = cli(*args)
     assert run.exit_code in (0, 1, 3), run.stderr

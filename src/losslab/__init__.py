@@ -10,8 +10,7 @@ from losslab.errors import ConfigError
 __version__ = "0.1.0"
 
 API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "predict", "check_loss",
-       "replay",
-       "load", "Result")
+       "replay", "gate", "diff", "load", "Result")
 __all__ = ["ConfigError", "__version__", *API]
 
 

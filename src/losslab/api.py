@@ -387,3 +387,25 @@ def check_loss(loss: Any, task: str = "regress", second_order: bool = False, poi
     result = run_checks(fn, path, cfg.task, points=cfg.points, second_order=cfg.second_order,
                         data=command.default_data(cfg.task))
     return Answer(result, command.document(cfg, result))
+
+
+def gate(baseline: str, candidate: Optional[str] = None, *, seeds: int = 5, first_seed: Optional[int] = None,
+         alpha: float = 0.05, tolerance: Optional[dict[str, Any]] = None, fail_on_improvement: bool = False,
+         rerun_baseline: bool = False) -> Answer:
+    """`losslab gate`: did the candidate (a result file, or the baseline's invocation rerun now) get worse than
+    the baseline? `.status`, `.rows` (a verdict per metric), `.document()`; `tolerance={"final_loss": "5%"}`."""
+    from losslab.commands import gate as command
+
+    tolerances = tuple((k, str(v)) for k, v in (tolerance or {}).items())
+    cfg = command.GateConfig(baseline, candidate, seeds, first_seed, alpha, tolerances, fail_on_improvement,
+                             rerun_baseline)
+    result = command.gate(cfg, _config)
+    return Answer(result, command.document(result))
+
+
+def diff(a: str, b: str) -> Answer:
+    """`losslab diff`: what differs between two results (`.options`, `.metrics`, `.document()`)."""
+    from losslab.commands import diff as command
+
+    result = command.diff(command.DiffConfig(a, b))
+    return Answer(result, command.document(result))
