@@ -27,6 +27,7 @@ from losslab.config import (
     CompareLossesConfig,
     ExecutorConfig,
     GateConfig,
+    LandscapeConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -297,3 +298,19 @@ def sweep_config(given: Given) -> SweepConfig:
                        executor=executor_config(given), gates=gate_config(given), out=expand(given.out),
                        tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
+
+
+def landscape_config(given: Given) -> LandscapeConfig:
+    run = run_config(given)
+    if given.line and given.plane:
+        raise ConfigError("--line", "and --plane are two views: choose one")
+    optims = tuple(named(OPTIMIZERS, o.strip(), "--optims") or "" for o in (given.path_optims or "").split(",")
+                   if o.strip())
+    if given.path_optims is not None and not optims:
+        raise ConfigError("--optims", "names no optimizer")
+    if len(optims) > 1 and given.lr is not None:
+        raise ConfigError("--lr", "with several --optims each takes its own default rate (one --lr cannot suit "
+                          "them all)")
+    return LandscapeConfig(run=run, optims=optims, mode="line" if given.line else "plane" if given.plane else "auto",
+                           grid=given.grid, span=given.span, directions=given.directions, out=expand(given.out),
+                           plot=given.plot).resolved()

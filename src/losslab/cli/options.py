@@ -25,6 +25,7 @@ from losslab.config import (
     CompareConfig,
     CompareLossesConfig,
     ExecutorConfig,
+    LandscapeConfig,
     LossConfig,
     ModelConfig,
     RegressDataConfig,
@@ -225,6 +226,19 @@ OPTS: dict[str, Opt] = {
                 default_of(CompareConfig, "tune")),
     "tune_grid": Opt(Optional[str], ("--tune-grid",), "Tuning rates: MIN:MAX:PER_DECADE log-spaced or a comma list "
                      "(default 1e-4:1:3, 13 rates)."),
+    "path_optims": Opt(Optional[str], ("--optims",), "landscape: comma list of optimizers whose paths from one "
+                       "start are drawn on one surface (each at its default rate); default: --optim only."),
+    "line": Opt(bool, ("--line",), "landscape: the loss along the line from the initial to the final weights.",
+                False),
+    "plane": Opt(bool, ("--plane",), "landscape: the loss on a plane through the final weights (the default for "
+                 "models of more than two parameters).", False),
+    "grid": Opt(int, ("--grid",), "landscape: points per axis.", default_of(LandscapeConfig, "grid")),
+    "span": Opt(float, ("--range",), "landscape: the plane's extent (-R..R along each direction; with filter "
+                "normalisation 1 is the size of the weights); the line runs from -R/4 to 1+R/4.",
+                default_of(LandscapeConfig, "span")),
+    "directions": Opt(str, ("--directions",), "landscape --plane: random (filter-normalised, Li et al. 2018) or "
+                      "pca (the training path's two principal directions, the path drawn on the plane).",
+                      default_of(LandscapeConfig, "directions")),
     "range_test": Opt(bool, ("--range-test",), "Run the LR range test (one run, the rate growing each step) instead "
                       "of a grid of short runs.", default_of(SweepConfig, "range_test")),
     "min_lr": Opt(Optional[float], ("--min-lr",), "Lowest rate (grid default 1e-4; range test 1e-7)."),
@@ -315,6 +329,7 @@ PANELS = {
     "Training": ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", "seed", "device", "threads",
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
+    "Landscape": ("path_optims", "line", "plane", "grid", "span", "directions"),
     "Many runs": ("optims", "lr_for", "seeds", "tune", "tune_grid", "range_test", "min_lr", "max_lr", "num", "lrs",
                   "mode", "steps", "no_vectorize", "target_accuracy"),
     "Executors": EXECUTOR,

@@ -470,6 +470,21 @@ def lr_sweep(given: Given) -> int:
         return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
+@command("landscape", "task", "path_optims", "line", "plane", "grid", "span", "directions", *OPTIM,
+         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "config", "print_config",
+         epilog="Exit codes: 0 ok; 2 bad usage; 3 every run diverged; 4 internal error; 130 interrupted (Ctrl-C).")
+def landscape(given: Given) -> int:
+    """See the loss surface: the exact surface of a two-parameter model with each optimizer's path (--optims),
+    or for any model the loss along the line from the initial to the final weights (--line) or on a plane through
+    the final weights (--plane); the sharpness (top Hessian eigenvalue) against 2/lr and the Hessian's trace."""
+    from losslab.cli.configs import landscape_config
+    from losslab.commands import landscape as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    with keep_stdout_for_json(given.json_out):
+        return command.main(landscape_config(given), json_out=given.json_out, quiet=given.quiet)
+
+
 @app.command("predict", cls=_Command, epilog="Exit codes: 0 ok; 2 bad usage (a file, a column, a checkpoint that "
              "no longer fits its model).")
 def predict(

@@ -34,6 +34,7 @@ from losslab.config.many import (
     LOSS_RANKINGS,
     CompareConfig,
     CompareLossesConfig,
+    LandscapeConfig,
     SweepConfig,
 )
 from losslab.config.parsing import (
@@ -94,6 +95,7 @@ __all__ = [
     "RunConfig",
     "ScheduleConfig",
     "SweepConfig",
+    "LandscapeConfig",
     "TENSORBOARD_RECORD_BYTES",
     "TrainConfig",
     "check_file_target",

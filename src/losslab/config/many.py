@@ -231,3 +231,57 @@ class CompareLossesConfig(ManyRuns):
         """Epoch records the command will write (what --out and --tensorboard must have room for)."""
         return self.seeds * len(self.losses) * (self.run.train.epochs or 0)
 
+
+
+LANDSCAPE_MODES = ("auto", "line", "plane")
+LANDSCAPE_DIRECTIONS = ("random", "pca")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LandscapeConfig(Resolvable):
+    """`landscape`: the loss around the weights one run (or each of `optims`, from one start) trained to."""
+
+    run: RunConfig
+    optims: tuple[str, ...] = ()  # paths of these optimizers on one surface (default: the run's --optim)
+    mode: str = "auto"  # auto: the exact surface for two-parameter models, else the plane; line; plane
+    grid: int = 41  # points per axis
+    span: float = 1.0  # plane: alpha and beta from -span to span; line: t from -span/4 to 1 + span/4
+    directions: str = "random"  # plane: filter-normalised random directions, or the path's principal ones
+    out: Optional[str] = None
+    plot: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in LANDSCAPE_MODES:
+            raise ConfigError("--line", f"unknown mode {self.mode!r}")
+        if not 3 <= self.grid <= 401:
+            raise ConfigError("--grid", f"must be from 3 to 401 points per axis (got {self.grid})")
+        if not (math.isfinite(self.span) and 0 < self.span <= 1000):
+            raise ConfigError("--range", f"must be a positive number up to 1000 (got {self.span})")
+        if self.directions not in LANDSCAPE_DIRECTIONS:
+            raise ConfigError("--directions", f"unknown {self.directions!r}; choose from: "
+                              f"{', '.join(LANDSCAPE_DIRECTIONS)}")
+        if self.directions == "pca" and self.mode == "line":
+            raise ConfigError("--directions", "applies to the plane (--plane), not to --line")
+        if len(set(self.optims)) != len(self.optims):
+            raise ConfigError("--optims", "names an optimizer twice")
+
+    @property
+    def task(self) -> str:
+        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+
+    def _resolve(self) -> "LandscapeConfig":
+        return replace(self, run=self.run.resolved())
+
+    def optim_for(self, name: str) -> Any:
+        """The optimizer settings of one path: the run's own for its --optim, that optimizer's default rate (and
+        the shared hyper-parameters that apply to it) for the others of --optims."""
+        if name == self.run.optim.name:
+            return self.run.optim
+        dataset = self.run.data.dataset if isinstance(self.run, ClassifyConfig) else None
+        return replace(self.run.optim, name=name, lr=rate_for(name, self.task, dataset)[0], momentum=None, betas=None,
+                       eps=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["task"] = self.task
+        return d

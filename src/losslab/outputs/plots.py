@@ -208,3 +208,51 @@ def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any
         if w is not None and b is not None and math.isfinite(w) and math.isfinite(b):
             ax.plot(grid, w * grid + b, lw=1.6, label=f"{name}: w={w:.3g}, b={b:.3g}")
     _finish(ax, path, xlabel="x", ylabel="y", title=title, logy=False, legend_size=8)
+
+
+def landscape_plot(mode: str, axes: Sequence[str], xs: Sequence[float], ys: Sequence[float], train: Any,
+                   valid: Any, paths: Sequence[tuple[str, Sequence[Sequence[float]]]],
+                   optimum: Optional[Sequence[float]], path: Path) -> None:
+    """A loss landscape: the loss along a line (training and validation), or filled contours of the training loss
+    on a grid (log-spaced levels when it spans decades) with each optimizer's path and the optimum marked."""
+    import numpy as np
+
+    if mode == "line":
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+        ax.plot(xs, train, lw=1.6, label="training loss")
+        if valid is not None:
+            ax.plot(xs, valid, lw=1.6, label="validation loss")
+        for t, name in ((0.0, "initial"), (1.0, "final")):
+            ax.axvline(t, color="0.5", lw=0.8, ls="--")
+            ax.annotate(name, (t, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+        positive = all(v > 0 for v in train if math.isfinite(v))
+        _finish(ax, path, xlabel=axes[0], ylabel="loss", title="loss along the line", logy=positive)
+        return
+    z = np.array(train, dtype=float)
+    z = np.where(np.isfinite(z), z, np.nan)
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    finite = z[np.isfinite(z)]
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+        levels = np.geomspace(finite.min(), finite.max(), 25)
+        from matplotlib.colors import LogNorm
+
+        filled = ax.contourf(xs, ys, z, levels=levels, norm=LogNorm(), cmap="viridis")
+    else:
+        filled = ax.contourf(xs, ys, z, levels=25, cmap="viridis")
+    ax.contour(xs, ys, z, levels=filled.levels, colors="white", linewidths=0.3, alpha=0.5)
+    fig.colorbar(filled, ax=ax, label="training loss")
+    markers = ("o", "s", "^", "D", "v", "P", "X", "*")
+    for i, (name, coords) in enumerate(paths):
+        pts = np.array(coords, dtype=float)
+        ax.plot(pts[:, 0], pts[:, 1], lw=1.4, marker=markers[i % len(markers)], markevery=max(1, len(pts) // 12),
+                ms=4, label=name)
+        ax.plot(pts[0, 0], pts[0, 1], "k.", ms=6)
+    if optimum is not None:
+        ax.plot([optimum[0]], [optimum[1]], marker="*", color="red", ms=14, ls="", label="least-squares optimum")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title("loss surface" + (" and optimizer paths (same start, same data order)" if paths else ""))
+    if paths or optimum is not None:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    _save(fig, path)
