@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "losslab"
 
 # lowest first; a module may import its own layer or any layer below it, never one above
 LAYERS = [
-    {"losslab", "losslab.errors", "losslab.stats", "losslab.expect", "losslab.invocation", "losslab.toml_text",
+    {"losslab", "losslab.errors", "losslab.stats", "losslab.verdicts", "losslab.expect", "losslab.invocation",
+     "losslab.toml_text",
      "losslab.interrupt"},
     {"losslab.components"},
     {"losslab.config"},

@@ -57,7 +57,7 @@ def plant(tmp_path, monkeypatch):
 
 def side(options: dict, seeds: list[int], cwd) -> object:
     from losslab.api import _config
-    from losslab.commands.samples import run_seeds
+    from losslab.commands.gate.samples import run_seeds
 
     invocation = {"command": "classify", "options": {k.replace("_", "-"): v for k, v in options.items()},
                   "cwd": str(cwd)}
@@ -122,10 +122,10 @@ CIRCLES = {"dataset": "plant:circles", "model": "plant:Deep", "epochs": 20, "opt
     (CIRCLES, {"model": "plant:Shallow"}, "accuracy"),  # the model lost its hidden layers
 ])
 def test_a_planted_regression_is_caught_with_five_seeds(plant, base, change, hurt):
-    from losslab.commands.gate import GateConfig, judge
+    from losslab.commands.gate import GateOptions, judge
 
     seeds = list(range(5))
-    rows = judge(GateConfig("x"), side(base, seeds, plant), side({**base, **change}, seeds, plant))
+    rows = judge(GateOptions("x"), side(base, seeds, plant), side({**base, **change}, seeds, plant))
     verdict = {r.metric: r for r in rows}
     assert verdict[hurt].comparison.verdict == "regressed" and verdict[hurt].fails
     assert verdict[hurt].comparison.paired and verdict[hurt].comparison.n_candidate == 5
@@ -137,13 +137,13 @@ def test_an_unchanged_invocation_raises_few_false_alarms(plant):
     seeds really differ (mini-batch SGD). A false alarm is a `regressed` verdict. At alpha 0.05 a two-sided interval
     lies wholly on the worse side in at most 2.5 % of pairs for each metric; we allow 3 of 20 per metric (for a true
     rate of 5 %, P(more than 3 of 20) = 1.6 %), and at most 4 in all for the two metrics of the report's headline."""
-    from losslab.commands.gate import GateConfig, judge
+    from losslab.commands.gate import GateOptions, judge
 
     alarms = {"accuracy": 0, "final_loss": 0, "best_loss": 0, "epochs_to_target": 0}
     for i in range(20):
         base = side(DIGITS, list(range(10 * i, 10 * i + 5)), plant)
         cand = side(DIGITS, list(range(10 * i + 5, 10 * i + 10)), plant)
-        for r in judge(GateConfig("x"), base, cand):
+        for r in judge(GateOptions("x"), base, cand):
             assert not r.comparison.paired
             alarms[r.metric] += r.comparison.verdict == "regressed"
     assert max(alarms.values()) <= 3 and alarms["accuracy"] + alarms["final_loss"] <= 4, alarms

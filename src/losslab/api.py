@@ -74,9 +74,8 @@ def _data_function(data: Any, target: Optional[str]) -> Callable[[], Any]:
 
 def _options(command: str, given: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments as the CLI's option values: lists to comma text, objects to import paths."""
-    from losslab.cli.options import OPTS, SIGNATURES, flag
+    from losslab.cli.configs import option_values
 
-    names, _ = SIGNATURES[command]
     given = dict(given)
     if "json" in given:  # the option's Python name is json_out
         given["json_out"] = given.pop("json")
@@ -87,35 +86,13 @@ def _options(command: str, given: dict[str, Any]) -> dict[str, Any]:
         given.pop("target", None)
     if "loss" in given and given["loss"] is not None and not isinstance(given["loss"], str):
         given["loss"] = _register(given["loss"], "loss")
-    out: dict[str, Any] = {}
-    for name, value in given.items():
-        if name not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"{name}=", f"is not an option of losslab {command} (its options: {known})")
-        if isinstance(value, dict):  # lr_for={"adam": 0.01}
-            value = [f"{k}={v}" for k, v in value.items()]
-        if isinstance(value, (list, tuple)) and OPTS[name].type in (str, Optional[str]):
-            value = ",".join(str(v) for v in value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and OPTS[name].type in (
-                str, Optional[str]):
-            value = str(value)
-        if value is not None and isinstance(value, bool) != (OPTS[name].type is bool):
-            if OPTS[name].type is bool:
-                raise ConfigError(flag(name), f"takes True or False (got {value!r})")
-        out[name] = value
-    return out
+    return option_values(command, given)
 
 
 def _config(command: str, options: dict[str, Any]) -> Any:
-    from losslab.cli import configs
-    from losslab.cli.options import SIGNATURES, Given
+    from losslab.cli.configs import config_from_options
 
-    _, defaults = SIGNATURES[command]
-    values = {**defaults, **_options(command, options)}
-    build: dict[str, Callable[..., Any]] = {"regress": configs.regress_config, "classify": configs.classify_config,
-             "compare-optimizers": configs.compare_config, "compare-losses": configs.compare_losses_config,
-             "lr-sweep": configs.sweep_config}
-    return build[command](Given(values, defaults))
+    return config_from_options(command, _options(command, options))
 
 
 class Result:
@@ -397,7 +374,7 @@ def gate(baseline: str, candidate: Optional[str] = None, *, seeds: int = 5, firs
     from losslab.commands import gate as command
 
     tolerances = tuple((k, str(v)) for k, v in (tolerance or {}).items())
-    cfg = command.GateConfig(baseline, candidate, seeds, first_seed, alpha, tolerances, fail_on_improvement,
+    cfg = command.GateOptions(baseline, candidate, seeds, first_seed, alpha, tolerances, fail_on_improvement,
                              rerun_baseline)
     result = command.gate(cfg, _config)
     return Answer(result, command.document(result))

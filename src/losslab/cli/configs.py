@@ -314,3 +314,48 @@ def landscape_config(given: Given) -> LandscapeConfig:
     return LandscapeConfig(run=run, optims=optims, mode="line" if given.line else "plane" if given.plane else "auto",
                            grid=given.grid, span=given.span, directions=given.directions, out=expand(given.out),
                            plot=given.plot).resolved()
+
+
+def option_values(command: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Option values by Python name as the command line gives them: lists (and a dict, lr_for) to comma text,
+    numbers to text where the option takes text; unknown names and non-booleans for flags refused."""
+    from losslab.cli.options import OPTS, SIGNATURES, flag
+
+    names, _ = SIGNATURES[command]
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{name}=", f"is not an option of losslab {command} (its options: {known})")
+        if isinstance(value, dict):  # lr_for={"adam": 0.01}
+            value = [f"{k}={v}" for k, v in value.items()]
+        if isinstance(value, (list, tuple)) and OPTS[name].type in (str, Optional[str]):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and OPTS[name].type in (
+                str, Optional[str]):
+            value = str(value)
+        if value is not None and isinstance(value, bool) != (OPTS[name].type is bool):
+            if OPTS[name].type is bool:
+                raise ConfigError(flag(name), f"takes True or False (got {value!r})")
+        out[name] = value
+    return out
+
+
+def config_from_options(command: str, options: dict[str, Any]) -> Any:
+    """A training command's config from option values by Python name (the command line's, a recorded
+    invocation's), the rest at their defaults."""
+    from losslab.cli.options import SIGNATURES
+
+    _, defaults = SIGNATURES[command]
+    values = {**defaults, **option_values(command, options)}
+    build: dict[str, Any] = {"regress": regress_config, "classify": classify_config, "compare-optimizers":
+                             compare_config, "compare-losses": compare_losses_config, "lr-sweep": sweep_config}
+    return build[command](Given(values, defaults))
+
+
+def gate_options(given: Given) -> Any:
+    from losslab.commands.gate import GateOptions, parse_tolerances
+
+    return GateOptions(given.baseline, given.candidate, given.seeds, given.first_seed, given.alpha,
+                      parse_tolerances(given.tolerance or []), given.fail_on_improvement, given.rerun_baseline,
+                      given.markdown, expand(given.out))

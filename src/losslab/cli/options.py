@@ -239,6 +239,21 @@ OPTS: dict[str, Opt] = {
     "directions": Opt(str, ("--directions",), "landscape --plane: random (filter-normalised, Li et al. 2018) or "
                       "pca (the training path's two principal directions, the path drawn on the plane).",
                       default_of(LandscapeConfig, "directions")),
+    "baseline": Opt(str, ("BASELINE",), "The baseline: a result.json or --json document of regress, classify, "
+                    "compare-optimizers, compare-losses, lr-sweep, or gate."),
+    "candidate": Opt(Optional[str], ("CANDIDATE",), "The candidate result; default: the baseline's invocation rerun "
+                     "now on this code."),
+    "first_seed": Opt(Optional[int], ("--first-seed",), "gate: the candidate's first seed (default: the baseline's, "
+                      "so seeds pair up)."),
+    "alpha": Opt(float, ("--alpha",), "gate: 1 − the confidence of the intervals.", 0.05),
+    "tolerance": Opt(Optional[list[str]], ("--tolerance",), "gate: METRIC=VALUE (repeatable): the change that counts, "
+                     "relative (5%) or absolute (0.01); default 1% of the baseline."),
+    "fail_on_improvement": Opt(bool, ("--fail-on-improvement",), "gate: exit 1 when a metric improved too (the "
+                               "baseline is stale).", False),
+    "rerun_baseline": Opt(bool, ("--rerun-baseline",), "gate: run the baseline's invocation now for the seeds it "
+                          "lacks.", False),
+    "markdown": Opt(Optional[str], ("--markdown",), "gate: write a short Markdown table (for a pull request comment "
+                    "or a CI job summary) to this file."),
     "range_test": Opt(bool, ("--range-test",), "Run the LR range test (one run, the rate growing each step) instead "
                       "of a grid of short runs.", default_of(SweepConfig, "range_test")),
     "min_lr": Opt(Optional[float], ("--min-lr",), "Lowest rate (grid default 1e-4; range test 1e-7)."),
@@ -329,6 +344,7 @@ PANELS = {
     "Training": ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", "seed", "device", "threads",
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
+    "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),
     "Landscape": ("path_optims", "line", "plane", "grid", "span", "directions"),
     "Many runs": ("optims", "lr_for", "seeds", "tune", "tune_grid", "range_test", "min_lr", "max_lr", "num", "lrs",
                   "mode", "steps", "no_vectorize", "target_accuracy"),
@@ -375,6 +391,11 @@ class Given:
 SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
 
 
+def is_argument(opt: Opt) -> bool:
+    """An Opt whose one flag is a metavar in capitals (BASELINE) is a positional argument."""
+    return len(opt.flags) == 1 and opt.flags[0].isupper()
+
+
 def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
             **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
     """Give the command `command`'s function `def cmd(given: Given) -> int` the named options, with per-command
@@ -389,9 +410,16 @@ def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
         for name in names:
             opt = OPTS[name]
             text = (helps or {}).get(name, opt.help)
-            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,  # type: ignore[name-defined]
-                                                          rich_help_panel=panel(name))]
             default = defaults.get(name, opt.default)
+            annotation: Any
+            if is_argument(opt):  # a positional argument (BASELINE): required unless its type is Optional
+                annotation = Annotated[opt.type, typer.Argument(help=text, metavar=opt.flags[0],
+                                                                show_default=False)]
+                if opt.type is str:
+                    default = inspect.Parameter.empty
+            else:
+                annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,
+                                                              rich_help_panel=panel(name))]
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=annotation))
             annotations[name] = annotation

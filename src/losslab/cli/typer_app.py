@@ -401,42 +401,22 @@ def replay(
     return command.main(command.ReplayConfig(result, rtol), json_out=json_out)
 
 
-@app.command("gate", cls=_Command, epilog="Exit codes: 0 nothing regressed beyond its tolerance; 1 a metric "
-             "regressed (or improved, with --fail-on-improvement); 2 bad usage or a result it cannot read; 4 a rerun "
-             "failed; 130 interrupted (Ctrl-C).")
-def gate(
-    baseline: Annotated[str, typer.Argument(help="The baseline: a result.json or --json document of regress, "
-                                                 "classify, compare-optimizers, compare-losses, lr-sweep, or gate.")],
-    candidate: Annotated[Optional[str], typer.Argument(help="The candidate result; default: the baseline's "
-                                                            "invocation rerun now on this code.")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds the candidate runs (stacked where possible).")] = 5,
-    first_seed: Annotated[Optional[int], typer.Option("--first-seed", help="The candidate's first seed (default: "
-                                                      "the baseline's, so seeds pair up).")] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="1 − the confidence of the intervals.")] = 0.05,
-    tolerance: Annotated[Optional[list[str]], typer.Option("--tolerance", help="METRIC=VALUE (repeatable): the "
-                         "change that counts, relative (5%) or absolute (0.01); default 1% of the baseline.")] = None,
-    fail_on_improvement: Annotated[bool, typer.Option("--fail-on-improvement", help="Exit 1 when a metric "
-                                                      "improved too (the baseline is stale).")] = False,
-    rerun_baseline: Annotated[bool, typer.Option("--rerun-baseline", help="Run the baseline's invocation now for "
-                                                 "the seeds it lacks.")] = False,
-    markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write a short Markdown table (for a pull "
-                                                    "request comment or a CI job summary) to this file.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Write result.json (a baseline for later gates) and "
-                                               "gate.png (the loss curves) here.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
-) -> int:
+@command("gate", "baseline", "candidate", "seeds", "first_seed", "alpha", "tolerance", "fail_on_improvement",
+         "rerun_baseline", "markdown", "out", "json_out", seeds=5,
+         helps={"seeds": "Seeds the candidate runs (stacked where possible).",
+                "out": "Write result.json (a baseline for later gates) and gate.png (the loss curves) here."},
+         epilog="Exit codes: 0 nothing regressed beyond its tolerance; 1 a metric regressed (or improved, with "
+         "--fail-on-improvement); 2 bad usage or a result it cannot read; 4 a rerun failed; 130 interrupted (Ctrl-C).")
+def gate(given: Given) -> int:
     """Did a change make training worse? Compare a candidate with a baseline per metric and seed: a Student-t
     interval of the change, a verdict (regressed, improved, unchanged, inconclusive) and the smallest change the
     seeds can detect; the loss curves too."""
-    from losslab.api import _config
+    from losslab.cli.configs import config_from_options, gate_options
     from losslab.commands import gate as command
     from losslab.commands.common import keep_stdout_for_json
 
-    cfg = command.GateConfig(baseline, candidate, seeds, first_seed, alpha,
-                             command.parse_tolerances(tolerance or []), fail_on_improvement, rerun_baseline,
-                             markdown, out)
-    with keep_stdout_for_json(json_out):
-        return command.main(cfg, _config, json_out=json_out)
+    with keep_stdout_for_json(given.json_out):
+        return command.main(gate_options(given), config_from_options, json_out=given.json_out)
 
 
 @app.command("diff", cls=_Command, epilog="Exit codes: 0 shown; 2 bad usage or a result it cannot read.")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from losslab.commands.samples import DIRECTION, Side, of_result, read
+from losslab.commands.gate.samples import DIRECTION, Side, of_result, read
 from losslab.outputs.display import Report, fmt
 
 COMMAND = "diff"

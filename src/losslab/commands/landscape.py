@@ -122,9 +122,82 @@ def _curvature(path: Path, problem: Any, x: Any, y: Any) -> None:
     path.sharpness = top_eigenvalue(hvp_of(f, theta), len(theta), dtype=theta.dtype, device=theta.device)
 
 
-def landscape(cfg: LandscapeConfig, problem: Any, events: Consumer = Consumer()) -> LandscapeResult:
+@dataclass
+class Grid:
+    """Where the loss is evaluated: the axes' names and values, the points (flat weights) row by row."""
+
+    axes: list[str]
+    xs: "torch.Tensor"
+    ys: "torch.Tensor"
+    points: "torch.Tensor"
+    optimum: Optional[tuple[float, ...]] = None
+
+
+def surface_grid(cfg: LandscapeConfig, problem: Any, usable: list[Path], notes: list[str]) -> Grid:
+    """The two parameters themselves as axes, covering every path and the least-squares optimum."""
     import torch
 
+    model, final, n = usable[0].model, usable[0].points[-1], cfg.grid
+    if len(final) != 2:
+        raise ConfigError("--model", f"the exact surface needs a model of two parameters (this one has "
+                          f"{len(final):,}): use --line or --plane")
+    every = torch.cat([p.points[:, :2] for p in usable])
+    optimum = None
+    if getattr(problem, "optimum", None) and problem.optimum.get("params"):
+        optimum = tuple(float(v) for v in list(problem.optimum["params"].values())[:2])
+        every = torch.cat([every, torch.tensor([optimum], dtype=every.dtype)])
+    lo, hi = every.min(dim=0).values, every.max(dim=0).values
+    pad = (hi - lo).clamp_min(1e-3) * 0.15
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), n)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), n)
+    points = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2).to(final)
+    for p in usable:
+        p.coords = [tuple(map(float, pt)) for pt in p.points[:, :2]]
+    notes.append("the exact loss over the two parameters; every optimizer started from the same weights and "
+                 "trained on the same data order (the set-up of compare-optimizers)")
+    return Grid([name for name, _ in model.named_parameters()], xs, ys, points, optimum)
+
+
+def line_grid(cfg: LandscapeConfig, first: Path) -> Grid:
+    import torch
+
+    from losslab.engine.landscape import grid_points
+
+    start, final = first.points[0], first.points[-1]
+    ts = torch.linspace(-cfg.span / 4, 1 + cfg.span / 4, cfg.grid)
+    ts = torch.unique(torch.cat([ts, torch.tensor([0.0, 1.0])]))  # the two ends of training on the line, exactly
+    return Grid(["t (0: initial weights, 1: final)"], ts, torch.tensor([]),
+                grid_points(start, final - start, None, ts.tolist()))
+
+
+def plane_grid(cfg: LandscapeConfig, first: Path, notes: list[str]) -> Grid:
+    import torch
+
+    from losslab.engine import landscape as surface
+
+    final = first.points[-1]
+    if cfg.directions == "pca":
+        d1, d2, share = surface.principal_directions(first.points, final)
+        coords = surface.project(first.points, final, d1, d2)
+        extent = float(coords.abs().max()) * 1.25 or cfg.span
+        first.coords = [tuple(map(float, c)) for c in coords]
+        axes = [f"PC1 ({share[0]:.0%} of the path)", f"PC2 ({share[1]:.0%})"]
+        notes.append("the plane of the training path's two principal directions (unit length) through the final "
+                     "weights; the path projected on it")
+    else:
+        g = torch.Generator().manual_seed(cfg.run.train.seed)
+        d1, d2 = surface.filter_normalised(first.model, g), surface.filter_normalised(first.model, g)
+        extent = cfg.span
+        axes = ["α (direction 1)", "β (direction 2)"]
+        notes.append("two random directions, each filter rescaled to the norm of the weight filter it perturbs "
+                     "(biases and normalisation parameters left out, as Li et al. 2018); the training path is not "
+                     "drawn (random directions are nearly orthogonal to it: --directions pca draws it)")
+    xs = torch.linspace(-extent, extent, cfg.grid)
+    ys = torch.linspace(-extent, extent, cfg.grid)
+    return Grid(axes, xs, ys, surface.grid_points(final, d2, d1, ys.tolist(), xs.tolist()))  # rows: β; columns: α
+
+
+def landscape(cfg: LandscapeConfig, problem: Any, events: Consumer = Consumer()) -> LandscapeResult:
     from losslab.engine import landscape as surface
 
     started = time.perf_counter()
@@ -132,79 +205,25 @@ def landscape(cfg: LandscapeConfig, problem: Any, events: Consumer = Consumer())
     x, y, xv, yv = _data(problem)
     paths = train_paths(cfg, problem, events)
     usable = [p for p in paths if p.finite]
-    notes: list[str] = []
+    notes = [f"{p.name} diverged: left out of the surface" for p in paths if not p.finite]
+    common = dict(data_source=problem.data.source, device=str(problem.device), versions=versions())
     if not usable:
         return LandscapeResult(cfg, "diverged", cfg.mode, [], [], [], [], None, paths,
-                               ["every run diverged: no finite weights to draw the loss around"],
-                               elapsed_s=time.perf_counter() - started, data_source=problem.data.source,
-                               device=str(problem.device), versions=versions())
-    for p in paths:
-        if not p.finite:
-            notes.append(f"{p.name} diverged: left out of the surface")
+                               notes + ["every run diverged: no finite weights to draw the loss around"],
+                               elapsed_s=time.perf_counter() - started, **common)
     first = usable[0]
-    final = first.points[-1]
-    size = len(final)
-    mode = cfg.mode if cfg.mode != "auto" else ("surface" if size == 2 else "plane")
-    n = cfg.grid
-    model, loss_fn = first.model, problem.loss_fn
-    optimum = None
-    with torch.no_grad():
-        if mode == "surface":
-            if size != 2:
-                raise ConfigError("--model", f"the exact surface needs a model of two parameters (this one has "
-                                  f"{size:,}): use --line or --plane")
-            axes = [name for name, _ in model.named_parameters()]
-            every = torch.cat([p.points[:, :2] for p in usable])
-            if getattr(problem, "optimum", None) and problem.optimum.get("params"):
-                optimum = tuple(float(v) for v in list(problem.optimum["params"].values())[:2])
-                every = torch.cat([every, torch.tensor([optimum], dtype=every.dtype)])
-            lo, hi = every.min(dim=0).values, every.max(dim=0).values
-            pad = (hi - lo).clamp_min(1e-3) * 0.15
-            xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), n)
-            ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), n)
-            points = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2).to(final)
-            for p in usable:
-                p.coords = [tuple(map(float, pt)) for pt in p.points[:, :2]]
-            notes.append("the exact loss over the two parameters; every optimizer started from the same weights "
-                         "and trained on the same data order (the set-up of compare-optimizers)")
-        elif mode == "line":
-            axes = ["t (0: initial weights, 1: final)"]
-            start = first.points[0]
-            ts = torch.linspace(-cfg.span / 4, 1 + cfg.span / 4, n)
-            ts = torch.unique(torch.cat([ts, torch.tensor([0.0, 1.0])]))  # the two runs' weights on the line, exactly
-            n = len(ts)
-            xs, ys = ts, torch.tensor([])
-            points = surface.grid_points(start, final - start, None, ts.tolist())
-        else:
-            if cfg.directions == "pca":
-                d1, d2, share = surface.principal_directions(first.points, final)
-                coords = surface.project(first.points, final, d1, d2)
-                extent = float(coords.abs().max()) * 1.25 or cfg.span
-                first.coords = [tuple(map(float, c)) for c in coords]
-                axes = [f"PC1 ({share[0]:.0%} of the path)", f"PC2 ({share[1]:.0%})"]
-                notes.append("the plane of the training path's two principal directions (unit length) through "
-                             "the final weights; the path projected on it")
-            else:
-                g = torch.Generator().manual_seed(cfg.run.train.seed)
-                d1, d2 = surface.filter_normalised(model, g), surface.filter_normalised(model, g)
-                extent = cfg.span
-                axes = ["α (direction 1)", "β (direction 2)"]
-                notes.append("two random directions, each filter rescaled to the norm of the weight filter it "
-                             "perturbs (biases and normalisation parameters left out, as Li et al. 2018); "
-                             "the training path is not drawn (random directions are nearly orthogonal to it: "
-                             "--directions pca draws it)")
-            xs = torch.linspace(-extent, extent, n)
-            ys = torch.linspace(-extent, extent, n)
-            points = surface.grid_points(final, d2, d1, ys.tolist(), xs.tolist())  # rows over β, columns over α
-    train = surface.losses(model, loss_fn, x, y, points)
-    valid = surface.losses(model, loss_fn, xv, yv, points) if xv is not None else None
-    shape = (n,) if mode == "line" else (n, n)
+    mode = cfg.mode if cfg.mode != "auto" else ("surface" if len(first.points[-1]) == 2 else "plane")
+    grid = (surface_grid(cfg, problem, usable, notes) if mode == "surface" else
+            line_grid(cfg, first) if mode == "line" else plane_grid(cfg, first, notes))
+    train = surface.losses(first.model, problem.loss_fn, x, y, grid.points)
+    valid = surface.losses(first.model, problem.loss_fn, xv, yv, grid.points) if xv is not None else None
+    shape = (len(grid.xs),) if mode == "line" else (len(grid.ys), len(grid.xs))
     for p in usable:
         _curvature(p, problem, x, y)
-    trace = _trace(first, problem, x, y)
-    return LandscapeResult(cfg, "ok", mode, axes, xs.tolist(), ys.tolist(), train.reshape(shape).tolist(),
-                           None if valid is None else valid.reshape(shape).tolist(), paths, notes, optimum, trace,
-                           time.perf_counter() - started, problem.data.source, str(problem.device), versions())
+    return LandscapeResult(cfg, "ok", mode, grid.axes, grid.xs.tolist(), grid.ys.tolist(),
+                           train.reshape(shape).tolist(), None if valid is None else valid.reshape(shape).tolist(),
+                           paths, notes, grid.optimum, _trace(first, problem, x, y), time.perf_counter() - started,
+                           **common)
 
 
 def _trace(path: Path, problem: Any, x: Any, y: Any) -> Any:
@@ -270,10 +289,10 @@ def report(result: LandscapeResult) -> Report:
 
 def draw(result: LandscapeResult) -> Any:
     def plot(path: Any) -> None:
-        from losslab.outputs.plots import landscape_plot
+        from losslab.outputs.plots import Surface, landscape_plot
 
-        landscape_plot(result.mode, result.axes, result.xs, result.ys, result.train, result.valid,
-                       [(p.name, p.coords) for p in result.paths if p.coords], result.optimum, path)
+        landscape_plot(Surface(result.mode, result.axes, result.xs, result.ys, result.train, result.valid,
+                               [(p.name, p.coords) for p in result.paths if p.coords], result.optimum), path)
     return plot
 
 

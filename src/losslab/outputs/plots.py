@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -210,12 +211,27 @@ def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any
     _finish(ax, path, xlabel="x", ylabel="y", title=title, logy=False, legend_size=8)
 
 
-def landscape_plot(mode: str, axes: Sequence[str], xs: Sequence[float], ys: Sequence[float], train: Any,
-                   valid: Any, paths: Sequence[tuple[str, Sequence[Sequence[float]]]],
-                   optimum: Optional[Sequence[float]], path: Path) -> None:
+@dataclass
+class Surface:
+    """A loss landscape to draw: the loss along a line, or on a grid (rows over ys, columns over xs)."""
+
+    mode: str  # line, surface, plane
+    axes: Sequence[str]
+    xs: Sequence[float]
+    ys: Sequence[float]
+    train: Any
+    valid: Any
+    paths: Sequence[tuple[str, Sequence[Sequence[float]]]]  # (name, coordinates per snapshot)
+    optimum: Optional[Sequence[float]]
+
+
+def landscape_plot(view: Surface, path: Path) -> None:
     """A loss landscape: the loss along a line (training and validation), or filled contours of the training loss
     on a grid (log-spaced levels when it spans decades) with each optimizer's path and the optimum marked."""
     import numpy as np
+
+    mode, axes, xs, ys, train, valid, paths, optimum = (view.mode, view.axes, view.xs, view.ys, view.train,
+                                                        view.valid, view.paths, view.optimum)
 
     if mode == "line":
         fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from losslab.commands.samples import DIRECTION, Configure, Side, of_result, read, run_seeds
+from losslab.commands.gate.samples import DIRECTION, Configure, Side, of_result, read, run_seeds
 from losslab.errors import ConfigError
 from losslab.outputs.display import Report, fmt
 from losslab.verdicts import Comparison, compare, separation
@@ -22,7 +22,7 @@ DEFAULTS = {"optimum_distance": "1e-4"}
 
 
 @dataclass(frozen=True)
-class GateConfig:
+class GateOptions:
     baseline: str
     candidate: Optional[str] = None
     seeds: int = 5
@@ -81,7 +81,7 @@ class Row:
 
 @dataclass
 class GateResult:
-    config: GateConfig
+    config: GateOptions
     baseline: Side
     candidate: Side
     rows: list[Row]
@@ -97,7 +97,7 @@ class GateResult:
         return "ok"
 
 
-def sides(cfg: GateConfig, configure: Configure) -> tuple[Side, Side, list[str]]:
+def sides(cfg: GateOptions, configure: Configure) -> tuple[Side, Side, list[str]]:
     """The baseline's samples (from its file; missing seeds rerun with --rerun-baseline) and the candidate's
     (its file, or the baseline's invocation run now)."""
     doc, rows = read(cfg.baseline, "BASELINE")
@@ -132,7 +132,7 @@ def _span(seeds: Sequence[int]) -> str:
     return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
 
 
-def judge(cfg: GateConfig, baseline: Side, candidate: Side) -> list[Row]:
+def judge(cfg: GateOptions, baseline: Side, candidate: Side) -> list[Row]:
     rows = []
     for entry in [e for e in baseline.values if e in candidate.values]:
         for metric in [m for m in DIRECTION if m in baseline.values[entry] and m in candidate.values[entry]]:
@@ -146,7 +146,7 @@ def judge(cfg: GateConfig, baseline: Side, candidate: Side) -> list[Row]:
     return rows
 
 
-def gate(cfg: GateConfig, configure: Configure) -> GateResult:
+def gate(cfg: GateOptions, configure: Configure) -> GateResult:
     baseline, candidate, notes = sides(cfg, configure)
     rows = judge(cfg, baseline, candidate)
     if not rows:
@@ -256,7 +256,7 @@ def curve_plot(result: GateResult) -> Any:
     return draw
 
 
-def main(cfg: GateConfig, configure: Configure, *, json_out: bool) -> int:
+def main(cfg: GateOptions, configure: Configure, *, json_out: bool) -> int:
     from losslab import interrupt
     from losslab.commands.common import json_stream
     from losslab.config import check_out_dir
