@@ -172,3 +172,47 @@ def test_bad_landscape_options_are_one_line(cli, tmp_path):
                          (["--optims", "sgdd"], "--optims"), (["--out", "/dev/null"], "--out")):
         cli("landscape", *args).assert_usage_error(option)
     assert math.isfinite(1.0)
+
+
+def test_tracked_sharpness_is_recorded_every_k_epochs_and_equals_the_closed_form(cli, tmp_path):
+    run = cli("regress", "--track-sharpness", "100", "--out", str(tmp_path / "o"), "--quiet", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "o" / "history.csv").open()))
+    measured = {int(r["epoch"]): float(r["sharpness"]) for r in rows if r["sharpness"]}
+    assert sorted(measured) == list(range(100, 1001, 100))
+    x, _ = tutorial_data()
+    xa = np.stack([x, np.ones_like(x)], axis=1)
+    lam = 2 * np.linalg.eigvalsh(xa.T @ xa / len(x)).max()
+    assert all(v == pytest.approx(lam, rel=1e-3) for v in measured.values())
+    assert (tmp_path / "o" / "sharpness.png").stat().st_size > 0
+    for args, option in ((["--track-sharpness", "0"], "--track-sharpness"),
+                         (["--sharpness-samples", "0"], "--sharpness-samples")):
+        cli("regress", *args).assert_usage_error(option)
+
+
+@pytest.mark.slow
+def test_many_run_commands_track_sharpness_one_run_at_a_time(cli):
+    run = cli("compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "20", "--track-sharpness",
+              "10", "--json", "--quiet", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert all(r["status"] == "ok" for o in doc["optimizers"].values() for r in o["runs"])
+
+
+def test_the_edge_of_stability_is_named_before_a_divergence_and_while_training_at_it():
+    from losslab.engine.diagnosis import Context, diagnose
+
+    def records(sharp: list[float], losses: list[float], lr: float) -> list[dict]:
+        return [{"epoch": i + 1, "train_loss": loss, "lr": lr, "grad_norm": 1.0, "sharpness": s}
+                for i, (s, loss) in enumerate(zip(sharp, losses))]
+
+    at_edge = records([1.0, 1.9, 1.98, 1.99, 2.0, 1.99], [1.0, 0.8, 0.85, 0.6, 0.62, 0.5], 1.0)
+    [edge] = [f for f in diagnose(at_edge, Context()) if f.code == "edge-of-stability"]
+    assert "reached 2 at epoch 5" in edge.message and "non-monotonically" in edge.message
+    smooth = records([1.0, 1.1, 1.2], [1.0, 0.8, 0.6], 1.0)
+    assert "edge-of-stability" not in [f.code for f in diagnose(smooth, Context())]
+    blown = records([1.0, 2.5, math.nan], [1.0, 3.0, math.inf], 1.0)
+    found = [f for f in diagnose(blown, Context(status="diverged", diverged_epoch=3)) if f.code == "edge-of-stability"]
+    assert found and "passed 2 at epoch 2" in found[0].message and "2/λmax ≈ 0.8" in found[0].suggestion

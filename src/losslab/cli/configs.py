@@ -108,7 +108,8 @@ def train_config(given: Given, **defaults: Any) -> TrainConfig:
     values = {**defaults, **_set(epochs=given.epochs, batch_size=given.batch_size,
                                  clip_grad_norm=given.clip_grad_norm, clip_grad_value=given.clip_grad_value,
                                  seed=given.seed, device=choice("--device", given.device, DEVICES, "device"),
-                                 threads=given.threads)}
+                                 threads=given.threads, track_sharpness=given.track_sharpness,
+                                 sharpness_samples=given.sharpness_samples)}
     return TrainConfig(**values, schedule=schedule_config(given))
 
 

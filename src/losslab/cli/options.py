@@ -254,6 +254,11 @@ OPTS: dict[str, Opt] = {
                           "lacks.", False),
     "markdown": Opt(Optional[str], ("--markdown",), "gate: write a short Markdown table (for a pull request comment "
                     "or a CI job summary) to this file."),
+    "track_sharpness": Opt(Optional[int], ("--track-sharpness",), "Every K epochs record the sharpness: the top "
+                           "eigenvalue of the training loss's Hessian (power iteration on Hessian-vector products), "
+                           "drawn against 2/lr; trials then train one by one."),
+    "sharpness_samples": Opt(int, ("--sharpness-samples",), "The training rows the sharpness is measured on (the "
+                             "first ones; all when fewer).", default_of(TrainConfig, "sharpness_samples")),
     "range_test": Opt(bool, ("--range-test",), "Run the LR range test (one run, the rate growing each step) instead "
                       "of a grid of short runs.", default_of(SweepConfig, "range_test")),
     "min_lr": Opt(Optional[float], ("--min-lr",), "Lowest rate (grid default 1e-4; range test 1e-7)."),
@@ -317,7 +322,8 @@ OPTS: dict[str, Opt] = {
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
-TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device", "threads")
+TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device", "threads",
+         "track_sharpness", "sharpness_samples")
 REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b",
                 "noise", "data_seed", "data", "target", "standardize")
 CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",
@@ -342,6 +348,7 @@ PANELS = {
              "subset", "val_fraction", "classes", "class_sep", "imbalance"),
     "Model": ("model", "hidden", "depth", "activation", "init", "dropout", "batch_norm"),
     "Training": ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", "seed", "device", "threads",
+                 "track_sharpness", "sharpness_samples",
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
     "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    SHARPNESS_PLOT,
     Output,
     Plot,
     Where,
@@ -20,6 +21,7 @@ from losslab.commands.common import (
     finish,
     layers_document,
     model_notes,
+    sharpness_plots,
 )
 from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
@@ -308,7 +310,8 @@ def plots(result: ClassifyResult) -> list[Plot]:
 
     # a run stopped before its first epoch ended (Ctrl-C, an error) has nothing to draw
     drawers: list[Callable[[Any], None]] = [curves, confusion]
-    return [(name, draw) for name, draw, has in zip(PLOTS, drawers, [result.records, result.confusion]) if has]
+    return [(name, draw) for name, draw, has in zip(PLOTS, drawers, [result.records, result.confusion]) if has] + \
+        sharpness_plots(result.records, f"sharpness: classify, {cfg.optim.name}, lr {cfg.optim.lr:g}")
 
 
 def terminal_curves(result: ClassifyResult) -> str:
@@ -322,7 +325,8 @@ def terminal_curves(result: ClassifyResult) -> str:
 def experiment(cfg: ClassifyConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.out, DATA_FILES + PLOTS + (SHARPNESS_PLOT,) * bool(cfg.train.track_sharpness),
+                  records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = ClassificationProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)

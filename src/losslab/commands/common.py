@@ -224,6 +224,21 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     return ["no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs])]
 
 
+SHARPNESS_PLOT = "sharpness.png"  # with --track-sharpness: the sharpness against 2/lr
+
+
+def sharpness_plots(records: Sequence[Mapping[str, Any]], title: str) -> list[Plot]:
+    """The sharpness plot of a run whose records measured it (none otherwise)."""
+    if not any("sharpness" in r for r in records):
+        return []
+
+    def draw(path: Any) -> None:
+        from losslab.outputs.plots import sharpness_plot
+
+        sharpness_plot(records, path, title=title)
+    return [(SHARPNESS_PLOT, draw)]
+
+
 def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     """One run of a many-run command in its JSON document: identity, status, final metrics, convergence."""
     from losslab.stats import best_loss, epochs_to_target

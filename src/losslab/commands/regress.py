@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    SHARPNESS_PLOT,
     Output,
     Plot,
     Where,
@@ -20,6 +21,7 @@ from losslab.commands.common import (
     finish,
     layers_document,
     model_notes,
+    sharpness_plots,
 )
 from losslab.config import RegressConfig, check_out_dir
 from losslab.engine.events import Consumer
@@ -172,7 +174,8 @@ def plots(result: RegressResult) -> list[Plot]:
         loss_curve(result.records, path, title=f"regress: {cfg.optim.name}, lr {cfg.optim.lr:g}, {cfg.loss.name}",
                    reference=result.optimum["loss"])
 
-    return list(zip(PLOTS, [draw]))
+    return list(zip(PLOTS, [draw])) + sharpness_plots(result.records, f"sharpness: regress, {cfg.optim.name}, lr "
+                                                                       f"{cfg.optim.lr:g}")
 
 
 def terminal_curves(result: RegressResult) -> str:
@@ -187,7 +190,8 @@ def experiment(cfg: RegressConfig, *, json_out: bool = False, quiet: bool = Fals
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     # validate everything that can be checked before training
-    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.out, DATA_FILES + PLOTS + (SHARPNESS_PLOT,) * bool(cfg.train.track_sharpness),
+                  records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = RegressionProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)

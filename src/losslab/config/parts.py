@@ -147,6 +147,8 @@ class TrainConfig:
     device: str = "auto"
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     threads: Optional[int] = None  # CPU threads torch uses; None: torch's own choice
+    track_sharpness: Optional[int] = None  # every K epochs: the top Hessian eigenvalue of the training loss
+    sharpness_samples: int = 1024  # the training rows it is measured on (the first ones; all when fewer)
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs <= 0:
@@ -164,6 +166,10 @@ class TrainConfig:
             check_memory("--epochs", self.epochs * RECORD_BYTES, f"recording {self.epochs:,} epochs")
         if self.threads is not None and not 1 <= self.threads <= 1024:
             raise ConfigError("--threads", f"must be from 1 to 1024 (got {self.threads})")
+        if self.track_sharpness is not None and not 1 <= self.track_sharpness <= 10**6:
+            raise ConfigError("--track-sharpness", f"is every K epochs, K from 1 (got {self.track_sharpness})")
+        if not 1 <= self.sharpness_samples <= 10**7:
+            raise ConfigError("--sharpness-samples", f"must be from 1 to 10,000,000 (got {self.sharpness_samples})")
         if self.device not in DEVICES:
             raise ConfigError("--device", f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
 

@@ -82,8 +82,8 @@ def rule(code: str) -> Callable[[Rule], Rule]:
     return register
 
 
-CODES = ("diverged", "oscillating", "plateau", "vanishing-gradients", "exploding-gradients", "overfitting",
-         "slow-convergence")
+CODES = ("diverged", "edge-of-stability", "oscillating", "plateau", "vanishing-gradients", "exploding-gradients",
+         "overfitting", "slow-convergence")
 
 
 class Records(list):
@@ -193,6 +193,44 @@ def _diverging(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     return Finding("diverged", f"the loss is growing: from {_g(window[0])} at epoch {a} to {_g(window[-1])} at epoch "
                    f"{b}, above the {_g(losses[0])} it started at; more epochs would overflow it", evidence,
                    _lower_rate(ctx, records[-1].get("lr", ctx.lr), records))
+
+
+EDGE = 1.8  # sharpness × lr from here on is "≈ 2": gradient descent at the edge of stability
+
+
+@rule("edge-of-stability")
+def _edge(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
+    """With --track-sharpness: did sharpness × lr reach 2 (gradient descent's stability limit on a quadratic)? Before
+    a divergence it says whether the rate was past 2/λmax; in a run that still trains, that the loss falls
+    non-monotonically at the edge of stability (Cohen et al. 2021)."""
+    points = [(r["epoch"], r["sharpness"], r["sharpness"] * r["lr"]) for r in records
+              if isinstance(r.get("sharpness"), (int, float)) and math.isfinite(r["sharpness"]) and r.get("lr")]
+    if not points:
+        return None
+    epoch, sharp, top = max(points, key=lambda p: p[2])
+    evidence = {"epoch": epoch, "sharpness": sharp, "sharpness_x_lr": top}
+    if ctx.status == "diverged":
+        past = [(e, v) for e, _, v in points if v > 2]
+        if past:
+            return Finding("edge-of-stability", f"sharpness × lr passed 2 at epoch {past[0][0]} ({past[0][1]:.3g}) "
+                           f"before the run diverged at epoch {ctx.diverged_epoch}: the rate was above 2/λmax, where "
+                           "gradient descent cannot be stable", evidence,
+                           f"keep the rate below 2/λmax ≈ {2 / sharp:.3g}")
+        return Finding("edge-of-stability", f"sharpness × lr stayed below 2 (at most {top:.3g}, epoch {epoch}) until "
+                       f"the run diverged at epoch {ctx.diverged_epoch}: the curvature where it was measured does not "
+                       "explain the divergence (it grew between measurements, or away from the measured rows)",
+                       evidence)
+    if top < EDGE:
+        return None
+    first = next(e for e, _, v in points if v >= EDGE)  # from where it came near 2
+    after = [r["train_loss"] for r in records if r["epoch"] >= first and math.isfinite(r["train_loss"])]
+    rises = sum(b > a for a, b in zip(after, after[1:]))
+    if not rises or after[-1] >= after[0]:
+        return None
+    return Finding("edge-of-stability", f"sharpness × lr reached {top:.3g} at epoch {epoch} (≈ 2 from epoch {first}) "
+                   f"while the loss still fell, non-monotonically ({rises} rise(s) since): training runs at the edge "
+                   "of stability (Cohen et al. 2021), the sharpness held near 2/lr", evidence,
+                   "not a failure; a smaller rate trains smoothly, a larger one diverges")
 
 
 @rule("oscillating")

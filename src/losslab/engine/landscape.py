@@ -135,36 +135,45 @@ class Eigen:
     iterations: int
     converged: bool
     tolerance: float
+    vector: Optional[torch.Tensor] = None  # the last iterate: where a next measurement can start
 
 
 def top_eigenvalue(hvp: Callable[[torch.Tensor], torch.Tensor], size: int, *, tol: float = 1e-6,
                    max_iter: int = 500, seed: int = 0, dtype: torch.dtype = torch.float32,
-                   device: Any = "cpu") -> Eigen:
+                   device: Any = "cpu", start: Optional[torch.Tensor] = None) -> Eigen:
     """The largest (algebraic) Hessian eigenvalue by power iteration on H v, converged when the Rayleigh quotient
     changes by less than `tol` relative; when the dominant eigenvalue is negative, the iteration is repeated on
     H − λ I, whose dominant eigenvalue is then λmax − λ."""
-    def power(op: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, int, bool]:
-        g = torch.Generator().manual_seed(seed)
-        v = torch.randn(size, generator=g, dtype=dtype).to(device)
-        v /= v.norm()
+    last: list[torch.Tensor] = []
+
+    def power(op: Callable[[torch.Tensor], torch.Tensor], first: Optional[torch.Tensor]) -> tuple[float, int, bool]:
+        if first is not None:
+            v = first.detach().to(dtype=dtype, device=device).clone()
+        else:
+            g = torch.Generator().manual_seed(seed)
+            v = torch.randn(size, generator=g, dtype=dtype).to(device)
+        v /= v.norm().clamp_min(1e-30)
         value = 0.0
         for i in range(1, max_iter + 1):
             w = op(v)
             new = float(torch.dot(v, w))
             norm = w.norm()
             if not math.isfinite(new) or norm == 0:
+                last[:] = [v]
                 return new, i, norm == 0
             v = w / norm
             if i > 1 and abs(new - value) <= tol * max(abs(new), 1e-12):
+                last[:] = [v]
                 return new, i, True
             value = new
+        last[:] = [v]
         return value, max_iter, False
 
-    value, iterations, converged = power(hvp)
+    value, iterations, converged = power(hvp, start)
     if value < 0:
-        shifted, more, converged = power(lambda v: hvp(v) - value * v)
+        shifted, more, converged = power(lambda v: hvp(v) - value * v, None)
         value, iterations = shifted + value, iterations + more
-    return Eigen(value, iterations, converged, tol)
+    return Eigen(value, iterations, converged, tol, last[0] if last else None)
 
 
 @dataclass
@@ -208,3 +217,28 @@ def grid_points(origin: torch.Tensor, d1: torch.Tensor, d2: Optional[torch.Tenso
         return origin + a[:, None] * d1
     b = torch.tensor(list(betas), dtype=origin.dtype, device=origin.device)
     return (origin + a[:, None, None] * d1 + b[None, :, None] * d2).reshape(-1, len(origin))
+
+
+class SharpnessTracker:
+    """The top Hessian eigenvalue of a model's loss on a fixed evaluation set, measured again and again during
+    training: each power iteration starts from the last measurement's eigenvector (the top direction moves
+    little between measurements), converged to `tol` relative."""
+
+    def __init__(self, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, tol: float = 1e-3, max_iter: int = 300):
+        self.loss_fn, self.x, self.y, self.tol, self.max_iter = loss_fn, x, y, tol, max_iter
+        self.vector: Optional[torch.Tensor] = None
+        self.last: Optional[Eigen] = None
+
+    def __call__(self, model: nn.Module) -> float:
+        was = model.training
+        model.eval()
+        try:
+            theta = flat(model)
+            hvp = hvp_of(loss_at(model, self.loss_fn, self.x, self.y), theta)
+            start = self.vector if self.vector is not None and len(self.vector) == len(theta) else None
+            self.last = top_eigenvalue(hvp, len(theta), tol=self.tol, max_iter=self.max_iter, dtype=theta.dtype,
+                                       device=theta.device, start=start)
+            self.vector = self.last.vector
+            return self.last.value
+        finally:
+            model.train(was)

@@ -190,6 +190,8 @@ class FitOptions:
     first_epoch: int = 1
     on_step: Optional[Callable[[float], bool]] = None
     schedule: Any = None
+    sharpness: Optional[Callable[[torch.nn.Module], float]] = None  # measured after every `sharpness_every` epochs
+    sharpness_every: int = 1
 
 
 class SingleSide:
@@ -285,6 +287,9 @@ class SingleSide:
             self.model.eval()
             with torch.no_grad():
                 record.update(self.options.evaluate(self.model))
+        sharpness = self.options.sharpness
+        if sharpness is not None and epoch % self.options.sharpness_every == 0 and math.isfinite(train_loss):
+            record["sharpness"] = sharpness(self.model)
         record["elapsed_s"] = time.perf_counter() - start
         return [(0, record)]
 

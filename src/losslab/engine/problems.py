@@ -82,6 +82,13 @@ class Problem:
         """Validation metrics each epoch (called in eval mode under no_grad); only where `has_validation`."""
         return {}
 
+    def sharpness_tracker(self, loss_fn: LossFn) -> Callable[[torch.nn.Module], float]:
+        """The sharpness of a model's training loss on a fixed evaluation set: the first --sharpness-samples
+        training rows."""
+        from losslab.engine.landscape import SharpnessTracker
+
+        return SharpnessTracker(loss_fn, *self.source.head(self.train_cfg.sharpness_samples))
+
     def final_metrics(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, Any]:
         """Metrics of the trained model; always has `final_loss`."""
         raise NotImplementedError

@@ -169,7 +169,9 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             generator=(start.generator if start is not None else None) or batch_generator(spec.seed),
             evaluate=(lambda m: problem.evaluate(m, loss_fn)) if problem.has_validation else None,
             track=problem.track(model), first_epoch=start.first_epoch if start is not None else 1,
-            on_step=stepped.on_step if stepped is not None else None, schedule=schedule)
+            on_step=stepped.on_step if stepped is not None else None, schedule=schedule,
+            sharpness=problem.sharpness_tracker(loss_fn) if train.track_sharpness else None,
+            sharpness_every=train.track_sharpness or 1)
         fitted = fit(model, loss_fn, optimizer, problem.source, epochs=info.epochs, options=options, events=events,
                      run=info)
         result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,

@@ -81,6 +81,8 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
         return "custom losses run sequentially"
     if problem.source.streamed:
         return "the data is streamed batch by batch"
+    if problem.train_cfg.track_sharpness:
+        return "--track-sharpness measures each run's own model"
     template = problem.new_model(0)
     if _layers(template) is None:
         if getattr(problem, "user_model", None) is None:

@@ -272,3 +272,17 @@ def landscape_plot(view: Surface, path: Path) -> None:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     _save(fig, path)
+
+
+def sharpness_plot(records: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
+    """The sharpness (top Hessian eigenvalue) where it was measured, against 2/lr: gradient descent on a quadratic
+    is stable only below that line (log scale)."""
+    points = [(r["epoch"], r["sharpness"]) for r in records
+              if isinstance(r.get("sharpness"), (int, float)) and math.isfinite(r["sharpness"])]
+    limit = [(r["epoch"], 2 / r["lr"]) for r in records if r.get("lr")]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if points:
+        ax.plot(*zip(*points), marker="o", ms=3, lw=1.6, label="sharpness λmax")
+    if limit:
+        ax.plot(*zip(*limit), ls="--", color="red", lw=1.2, label="2 / lr (stability limit of gradient descent)")
+    _finish(ax, path, xlabel="epoch", ylabel="λmax", title=title or "sharpness against 2/lr")
