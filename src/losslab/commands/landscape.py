@@ -264,12 +264,11 @@ def report(result: LandscapeResult) -> Report:
         rows.append([p.name, fmt(p.lr, ".3g"), fmt(p.result.metrics.get("final_loss"), ".6g"),
                      fmt(None if s is None else s.value, ".4g"), fmt(2 / p.lr if p.lr else None, ".4g"),
                      fmt(product, ".3g"), verdict])
-    cfg = result.config
     where = {"surface": "the exact surface over " + ", ".join(result.axes),
              "line": "the line from the initial to the final weights",
              "plane": "a plane through the final weights"}.get(result.mode, result.mode)
-    title = (f"losslab landscape: {result.status} — {where}, {cfg.grid}"
-             f"{'' if result.mode == 'line' else ' × ' + str(cfg.grid)} points in {result.elapsed_s:.1f} s")
+    size = f"{len(result.xs)}" + ("" if result.mode == "line" else f" × {len(result.ys)}")
+    title = f"losslab landscape: {result.status} — {where}, {size} points in {result.elapsed_s:.1f} s"
     notes = [f"data: {result.data_source}"] + list(result.notes)
     notes.append("sharpness: the top eigenvalue λmax of the training loss's Hessian at the final weights (power "
                  "iteration on Hessian-vector products, converged to 1e-6 relative); gradient descent on a "
