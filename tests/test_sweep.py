@@ -244,3 +244,70 @@ def test_the_grid_keeps_a_margin_from_divergence_when_a_safer_rate_is_as_good(cl
     run = cli("lr-sweep", "--lrs", "0.001,0.5,1", "--epochs", "100", "--no-plot", "--device", "cpu")
     assert run.exit_code == 0, run.stderr
     assert "suggested lr (←): 0.5 (" in run.stdout and "it has no margin" in run.stdout
+
+
+# --- successive halving ---------------------------------------------------------------------------------------
+
+def _rung_by_hand(full, rung, task):
+    """The rates the full grid's own records say are the best ceil(n/3) after `rung.epochs` epochs: each run's
+    final loss after r epochs (regression, full batch: the loss the (r+1)-th epoch starts from; classification:
+    the validation loss after epoch r), ranked as the grid ranks."""
+    from losslab.commands.lr_sweep.grid import lr_label
+    from losslab.engine.runs import RunResult
+    from losslab.stats import rank, summarise
+
+    r = rung.epochs
+    summaries = []
+    for lr in rung.candidates:
+        cut = []
+        for run in full.runs[lr_label(lr)]:
+            records = run.records[:r]
+            loss = run.records[r]["train_loss"] if task == "regression" else records[-1]["valid_loss"]
+            status = "ok" if math.isfinite(loss) and len(records) == r else "diverged"
+            cut.append(RunResult(run.spec, status, records, {"final_loss": loss}, epochs_run=len(records)))
+        summaries.append(summarise(lr_label(lr), lr, "grid", cut, task, full.target))
+    return sorted(s.lr for s in rank(summaries)[:math.ceil(len(rung.candidates) / 3)] if math.isfinite(s.median))
+
+
+@pytest.mark.parametrize("task", ["regression", pytest.param("classification", marks=pytest.mark.slow)])
+def test_halving_keeps_what_the_full_grids_records_rank_best_and_finds_its_best_rate(task):
+    from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig
+    from losslab.engine.problems import build_problem
+
+    if task == "regression":
+        cfg, problem = _problem(epochs=270)
+        grid = dict(min_lr=1e-3, max_lr=1.0, num=9)
+    else:
+        cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=400), model=ModelConfig("mlp", hidden=16),
+                             optim=OptimConfig("sgd"), train=TrainConfig(epochs=27, batch_size=64, device="cpu"))
+        problem = build_problem(cfg.resolved())
+        grid = dict(min_lr=1e-3, max_lr=3.0, num=9)
+    full = grid_sweep(SweepConfig(run=cfg, seeds=2, **grid), problem)
+    halved = grid_sweep(SweepConfig(run=cfg, seeds=2, halving=True, min_epochs=3 if task != "regression" else 10,
+                                    **grid), problem)
+    assert [r.epochs for r in halved.halving] == ([10, 30, 90, 270] if task == "regression" else [3, 9, 27])
+    for rung in halved.halving[:-1]:
+        assert rung.continued == _rung_by_hand(full, rung, task), rung
+    assert halved.suggestion.best == full.suggestion.best
+    assert halved.halving[-1].candidates == halved.halving[-2].continued
+    from losslab.commands.lr_sweep.grid import epochs_trained
+
+    trained, whole = epochs_trained(halved)
+    assert whole == 9 * 2 * cfg.train.epochs and trained <= whole / 2
+    # the rates that trained the whole budget have exactly the full grid's numbers
+    for lr in halved.halving[-1].candidates:
+        mine = {s.lr: s for s in halved.summaries}[lr]
+        theirs = {s.lr: s for s in full.summaries}[lr]
+        assert mine.finals == pytest.approx(theirs.finals, rel=1e-6)
+
+
+def test_halving_options_are_checked(cli):
+    cli("lr-sweep", "--min-epochs", "5").assert_usage_error("--min-epochs")
+    cli("lr-sweep", "--halving", "--halving-rate", "1").assert_usage_error("--halving-rate")
+    cli("lr-sweep", "--halving", "--min-epochs", "1000").assert_usage_error("--min-epochs")
+    cli("lr-sweep", "--halving", "--range-test").assert_usage_error("--halving")
+    run = cli("lr-sweep", "--halving", "--json", "--quiet", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()["halving"]
+    assert [r["epochs"] for r in doc["rungs"]] == [37, 111, 333, 1000] and doc["epochs_full_grid"] == 13000
+    assert doc["epochs_trained"] == 37 * 13 + 111 * 5 + 333 * 2 + 1000 * 1

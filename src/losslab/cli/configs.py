@@ -295,7 +295,8 @@ def sweep_config(given: Given) -> SweepConfig:
             raise ConfigError(flag(name), f"applies to {kind} only")
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
                        num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
-                       steps=given.steps, target=_target(given, task), vectorize=not given.no_vectorize,
+                       steps=given.steps, halving=given.halving, min_epochs=given.min_epochs,
+                       halving_rate=given.halving_rate, target=_target(given, task), vectorize=not given.no_vectorize,
                        executor=executor_config(given), gates=gate_config(given), out=expand(given.out),
                        tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 

@@ -259,6 +259,12 @@ OPTS: dict[str, Opt] = {
                            "drawn against 2/lr; trials then train one by one."),
     "sharpness_samples": Opt(int, ("--sharpness-samples",), "The training rows the sharpness is measured on (the "
                              "first ones; all when fewer).", default_of(TrainConfig, "sharpness_samples")),
+    "halving": Opt(bool, ("--halving",), "Grid: successive halving — every rate trains --min-epochs, the best "
+                   "1/--halving-rate continue to rate× the epochs, and so on up to --epochs.", False),
+    "min_epochs": Opt(Optional[int], ("--min-epochs",), "Halving: the first rung's epochs (default: --epochs / "
+                      "rate³, at least 1)."),
+    "halving_rate": Opt(int, ("--halving-rate",), "Halving: the rate η (the best 1/η continue, for η× the epochs).",
+                        3),
     "range_test": Opt(bool, ("--range-test",), "Run the LR range test (one run, the rate growing each step) instead "
                       "of a grid of short runs.", default_of(SweepConfig, "range_test")),
     "min_lr": Opt(Optional[float], ("--min-lr",), "Lowest rate (grid default 1e-4; range test 1e-7)."),
@@ -353,8 +359,8 @@ PANELS = {
     "Schedule": SCHEDULE,
     "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),
     "Landscape": ("path_optims", "line", "plane", "grid", "span", "directions"),
-    "Many runs": ("optims", "lr_for", "seeds", "tune", "tune_grid", "range_test", "min_lr", "max_lr", "num", "lrs",
-                  "mode", "steps", "no_vectorize", "target_accuracy"),
+    "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",
+                  "range_test", "min_lr", "max_lr", "num", "lrs", "mode", "steps", "no_vectorize", "target_accuracy"),
     "Executors": EXECUTOR,
     "Gates": ("expect", "target_loss"),
 }

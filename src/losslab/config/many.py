@@ -121,6 +121,9 @@ class SweepConfig(ManyRuns):
     seeds: int = 1
     mode: str = "exp"  # range test schedule: exp or linear
     steps: int = 100
+    halving: bool = False  # successive halving: after each rung the best 1/halving_rate of the rates continue
+    min_epochs: Optional[int] = None  # the first rung's epochs (default: --epochs / rate^3, at least 1)
+    halving_rate: int = 3
     smoothing: float = 0.98
     diverge_factor: float = 4.0  # range test stops when the smoothed loss exceeds this times the best
     target: Optional[float] = None
@@ -148,6 +151,7 @@ class SweepConfig(ManyRuns):
                          f"{self.seeds * rates:,} runs' records")
         if self.mode not in ("exp", "linear"):
             raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
+        self._check_halving()
         check_target(self.task, self.target)
 
     @property
@@ -160,6 +164,31 @@ class SweepConfig(ManyRuns):
     def _resolve(self) -> "SweepConfig":
         low, high = self.lr_range
         return replace(self, run=self.run.resolved(), min_lr=low, max_lr=high)
+
+    def _check_halving(self) -> None:
+        given = self.min_epochs is not None or self.halving_rate != 3
+        if not self.halving:
+            if given:
+                raise ConfigError("--min-epochs" if self.min_epochs is not None else "--halving-rate",
+                                  "applies with --halving only")
+            return
+        if self.range_test:
+            raise ConfigError("--halving", "applies to a grid (without --range-test)")
+        if not 2 <= self.halving_rate <= 100:
+            raise ConfigError("--halving-rate", f"must be from 2 to 100 (got {self.halving_rate})")
+        epochs = self.run.train.epochs
+        if self.min_epochs is not None and epochs is not None and not 1 <= self.min_epochs < epochs:
+            raise ConfigError("--min-epochs", f"must be from 1 to below --epochs {epochs} (got {self.min_epochs})")
+
+    def rungs(self, epochs: int) -> list[int]:
+        """The epochs of each rung of successive halving: --min-epochs × rate^k while the next rung (rate× more)
+        still fits in --epochs, then --epochs."""
+        first = self.min_epochs or max(1, round(epochs / self.halving_rate ** 3))
+        out, r = [first], first
+        while r * self.halving_rate * self.halving_rate <= epochs:
+            r *= self.halving_rate
+            out.append(r)
+        return out + [epochs]
 
 
     def grid(self) -> tuple[float, ...]:

@@ -11,7 +11,9 @@ diverging or raising does not stop the others; Ctrl-C stops the whole command an
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Iterator, Optional, Sequence
 
 from losslab import interrupt
 from losslab.engine.events import Consumer, current_command
@@ -55,3 +57,15 @@ def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _N
             results[i] = r
         interrupted = interrupted or any(r.status == "interrupted" for r in unit_results) or interrupt.requested()
     return [r if r is not None else RunResult(specs[i], "not run") for i, r in enumerate(results)], interrupted
+
+
+@contextmanager
+def budget(problem: Problem, epochs: int) -> Iterator[Problem]:
+    """The problem's runs train for `epochs` inside the block (a rung of successive halving): a run of fewer epochs
+    is the same run stopped earlier — the same initial weights, the same batch order epoch by epoch."""
+    old = problem.train_cfg
+    problem.train_cfg = replace(old, epochs=epochs)
+    try:
+        yield problem
+    finally:
+        problem.train_cfg = old

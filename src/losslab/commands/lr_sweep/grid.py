@@ -20,7 +20,7 @@ from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
-from losslab.engine.trials import run_trials
+from losslab.engine.trials import budget, run_trials
 from losslab.expect import Outcome
 from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
@@ -55,10 +55,12 @@ class Suggestion:
                 f"{NEAR_BEST:.0%} better but sits next to that edge, where one more seed or epoch can tip it over)")
 
 
-def suggest(summaries: Sequence[Summary], stable: Sequence[float]) -> Suggestion:
+def suggest(summaries: Sequence[Summary], stable: Sequence[float],
+            eligible: Optional[Sequence[Summary]] = None) -> Suggestion:
     """The best-ranked finished rate, moved down to keep a factor MARGIN from the smallest unstable rate when a
-    rate there is as good (within NEAR_BEST of the best median loss)."""
-    finished = [s for s in summaries if math.isfinite(s.median)]
+    rate there is as good (within NEAR_BEST of the best median loss). `eligible`: the rates that may be suggested
+    (with halving, those that trained the whole budget)."""
+    finished = [s for s in (summaries if eligible is None else eligible) if math.isfinite(s.median)]
     if not finished:
         return Suggestion(None, None, None)
     best = rank(finished)[0]
@@ -67,6 +69,27 @@ def suggest(summaries: Sequence[Summary], stable: Sequence[float]) -> Suggestion
         return Suggestion(best.lr, best.lr, edge)
     safe = [s for s in finished if s.lr * MARGIN <= edge and s.median <= best.median + NEAR_BEST * abs(best.median)]
     return Suggestion(rank(safe)[0].lr if safe else best.lr, best.lr, edge)
+
+
+@dataclass
+class Rung:
+    """One rung of successive halving: the rates that trained `epochs`, their scores (median final loss over
+    seeds), and the best 1/η that continued to the next rung."""
+
+    epochs: int
+    candidates: list[float]
+    scores: dict[float, float]
+    continued: list[float]
+
+
+def next_rung(epochs: int, alive: Sequence[float], runs: dict[str, list[RunResult]], task: str, target: float,
+              rate: int, last: bool) -> Rung:
+    """Rank the rates that trained this rung as the grid ranks them (median final loss to 4 significant digits,
+    then epochs to the target; diverged last); the best ceil(n/rate) continue, none after the last rung."""
+    summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in alive]
+    ranked = rank(summaries)
+    keep = [] if last else [s.lr for s in ranked[:max(1, math.ceil(len(alive) / rate))] if math.isfinite(s.median)]
+    return Rung(epochs, list(alive), {s.lr: s.median for s in summaries}, sorted(keep))
 
 
 GRID_VS_RANGE = ("a grid trains the whole budget at each fixed rate; --range-test raises the rate every step of one "
@@ -89,6 +112,7 @@ class GridResult:
     data_source: str
     versions: dict[str, str] = field(default_factory=dict)
     suggestion: Optional[Suggestion] = None
+    halving: list["Rung"] = field(default_factory=list)  # successive halving's rungs (none: the full grid)
 
     def metrics(self) -> dict[str, Any]:
         best = next((s for s in self.summaries if s.lr == self.suggested_lr), None)
@@ -129,18 +153,33 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     task = cfg.task
     grid = cfg.grid()
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
-    specs = [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in grid]
-    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
-    runs: dict[str, list[RunResult]] = {lr_label(lr): [] for lr in grid}
-    for r in results:
-        runs[r.spec.group].append(r)
     target = cfg.target if cfg.target is not None else default_target(problem)
+    epochs = problem.train_cfg.epochs or 0
+    rungs = cfg.rungs(epochs) if cfg.halving else [epochs]
+    runs: dict[str, list[RunResult]] = {lr_label(lr): [] for lr in grid}
+    halving: list[Rung] = []
+    alive, results, interrupted = list(grid), [], False
+    for k, rung in enumerate(rungs):
+        specs = [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in alive]
+        with budget(problem, rung):
+            done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
+        results += done
+        for lr in alive:  # each rate's runs: those of the last rung it trained in
+            runs[lr_label(lr)] = [r for r in done if r.spec.group == lr_label(lr)]
+        if cfg.halving:
+            halving.append(next_rung(rung, alive, runs, task, target, cfg.halving_rate, last=k == len(rungs) - 1))
+            alive = halving[-1].continued
+        if interrupted or not alive:
+            break
     summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
+    complete = not halving or halving[-1].epochs == epochs  # (halving stops early when every rate diverged)
+    full = [s for s in summaries if math.isfinite(s.median) and complete
+            and (not halving or s.lr in halving[-1].candidates)]
     finished = [s for s in summaries if math.isfinite(s.median)]
     stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)
               and all(improved(r, task) for r in runs[s.name])]
     largest_stable = max(stable) if stable else None
-    suggestion = suggest(summaries, stable)
+    suggestion = suggest(summaries, stable, eligible=full)
     for r in results:  # a diverged rate's suggestion: the grid's own largest stable rate
         if r.status == "diverged" and largest_stable is not None:
             r.diagnosis = diagnose_run(problem, r, stable_lr=largest_stable)
@@ -150,7 +189,7 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         status = "failed" if all(r.status == "error" for r in results) else "diverged"
     return GridResult(cfg, status, summaries, runs, suggestion.lr, largest_stable, target,
                       any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
-                      problem.data.source, versions(), suggestion)
+                      problem.data.source, versions(), suggestion, halving)
 
 
 def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
@@ -169,7 +208,52 @@ def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = No
         "diagnosis": result.diagnosis(),
         "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []), "versions": result.versions,
+        "halving": halving_document(result),
     }
+
+
+def epochs_trained(result: GridResult) -> tuple[int, int]:
+    """(epochs the sweep trained over every run, epochs the full grid trains)."""
+    seeds = result.config.seeds
+    total = (result.config.run.train.epochs or 0) * len(result.summaries) * seeds
+    if not result.halving:
+        return total, total
+    return sum(rung.epochs * len(rung.candidates) * seeds for rung in result.halving), total
+
+
+def halving_document(result: GridResult) -> Optional[dict[str, Any]]:
+    if not result.halving:
+        return None
+    trained, full = epochs_trained(result)
+    return {"rate": result.config.halving_rate,
+            "rungs": [{"epochs": r.epochs, "candidates": r.candidates,
+                       "scores": [{"lr": lr, "median_final_loss": v} for lr, v in r.scores.items()],
+                       "continued": r.continued} for r in result.halving],
+            "epochs_trained": trained, "epochs_full_grid": full, "share_of_full_grid": trained / full if full else None}
+
+
+def stopped_at(result: GridResult, lr: float) -> Optional[int]:
+    """The epochs a rate trained when halving stopped it before the last rung (None: the whole budget)."""
+    last = None
+    for rung in result.halving:
+        if lr in rung.candidates:
+            last = rung.epochs
+    return last if last is not None and result.halving and last != result.halving[-1].epochs else None
+
+
+def halving_notes(result: GridResult) -> list[str]:
+    if not result.halving:
+        return []
+    trained, full = epochs_trained(result)
+    rate = result.config.halving_rate
+    lines = [f"successive halving (rate {rate}): rungs at {', '.join(str(r.epochs) for r in result.halving)} epochs; "
+             f"{trained:,} epochs trained of {full:,} for the full grid ({trained / full:.0%}); only rates that "
+             "trained every epoch are suggested"]
+    for i, rung in enumerate(result.halving[:-1], 1):
+        kept = ", ".join(f"{lr:.3g}" for lr in rung.continued) or "none (every rate diverged)"
+        lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} rate(s) → the best "
+                     f"{len(rung.continued)} continue: {kept}")
+    return lines
 
 
 def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
@@ -181,6 +265,8 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
     for i, s in enumerate(result.summaries):
         reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
         mark = " ←" if s.lr == result.suggested_lr else ""
+        stopped = stopped_at(result, s.lr)
+        mark += f" ({stopped})" if stopped else ""
         row = [f"{s.lr:.3g}{mark}", fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
                fmt(s.best, ".5g"), reach,
                f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
@@ -200,6 +286,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"{(result.suggestion or Suggestion(result.suggested_lr, None, None)).describe()}",
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
              f"{fmt(result.largest_stable_lr, '.3g')}"]
+    notes += halving_notes(result)
     notes.append(GRID_VS_RANGE)
     if result.status == "interrupted":
         notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
