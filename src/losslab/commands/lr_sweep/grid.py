@@ -247,8 +247,8 @@ def halving_notes(result: GridResult) -> list[str]:
     trained, full = epochs_trained(result)
     rate = result.config.halving_rate
     lines = [f"successive halving (rate {rate}): rungs at {', '.join(str(r.epochs) for r in result.halving)} epochs; "
-             f"{trained:,} epochs trained of {full:,} for the full grid ({trained / full:.0%}); only rates that "
-             "trained every epoch are suggested"]
+             f"{trained:,} epochs trained of {full:,} for the full grid ({trained / full:.0%}); a rate marked (E) "
+             "stopped after E epochs; only rates that trained every epoch are suggested"]
     for i, rung in enumerate(result.halving[:-1], 1):
         kept = ", ".join(f"{lr:.3g}" for lr in rung.continued) or "none (every rate diverged)"
         lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} rate(s) → the best "
