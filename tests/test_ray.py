@@ -22,13 +22,30 @@ def runtime():
     ray.shutdown()
 
 
+def nodes(doc):
+    """The `node` of every run of a document (taken out of it), in order."""
+    found = []
+    if isinstance(doc, dict):
+        if "seed" in doc and "node" in doc:
+            found.append(doc.pop("node"))
+        for value in doc.values():
+            found += nodes(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            found += nodes(value)
+    return found
+
+
 @pytest.mark.parametrize("args", SWEEPS)
 def test_ray_gives_the_same_json_as_local(cli, args):
-    """(test_executors checks process against local: the three executors agree.)"""
+    """(test_executors checks process against local: the three executors agree.) Each run records the node."""
     local = cli(*args, "--json")
     on_ray = cli(*args, "--json", "--executor", "ray")
     assert local.exit_code == on_ray.exit_code == 0, on_ray.stderr
-    assert same_numbers(local.json(), on_ray.json()) > 40
+    ray_doc = on_ray.json()
+    where = nodes(ray_doc)
+    assert where and set(where) == {ray.get_runtime_context().get_node_id()} and nodes(local.json()) == []
+    assert same_numbers(local.json(), ray_doc) > 40
     assert ray.is_initialized()  # the module's runtime was used, not replaced
 
 

@@ -1,10 +1,16 @@
-"""--ray-address auto: a sweep submitted to a cluster started separately with `ray start --head`."""
+"""Clusters started with `ray start`: --ray-address auto reaches one started separately with `ray start --head`; a
+two-node cluster on one machine — a head and a second node, 1 CPU each, the second with its own raylet and object
+store — spreads trials over both nodes with the numbers of `local`, and a node stopped mid-sweep (its processes
+killed) has its unfinished trials retried on the head, nothing lost."""
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +49,120 @@ def test_a_sweep_runs_on_a_cluster_started_with_ray_start(cluster):
     a, b = json.loads(local.stdout), json.loads(on_cluster.stdout)
     assert [r["final_loss"] for r in a["results"]] == [r["final_loss"] for r in b["results"]]
     assert b["config"]["executor"]["ray_address"] == "auto"
+
+
+from test_executors import same_numbers  # noqa: E402
+from test_ray import nodes  # noqa: E402
+
+RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+BIN = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+ENV = {**{k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS")},
+       "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+SLOWISH = '''
+import time
+
+import torch
+
+
+def slowish(pred, target):  # 10 ms a call: a trial of 200 epochs takes about 2 s
+    time.sleep(0.01)
+    return torch.nn.functional.mse_loss(pred, target)
+
+
+def slowish2(pred, target):
+    time.sleep(0.01)
+    return torch.nn.functional.l1_loss(pred, target)
+
+
+def slowish3(pred, target):
+    time.sleep(0.01)
+    return torch.nn.functional.huber_loss(pred, target)
+
+
+def slowish4(pred, target):
+    time.sleep(0.01)
+    return torch.nn.functional.smooth_l1_loss(pred, target)
+'''
+
+
+def alive_nodes(address: str) -> int:
+    code = ("import ray; ray.init(address=%r, log_to_driver=False); "
+            "print(sum(n['Alive'] for n in ray.nodes()))" % address)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
+
+
+def start_node(args: list[str]) -> subprocess.Popen:
+    """`ray start ... --block` in a session of its own: killing that process group stops the node's processes."""
+    return subprocess.Popen([RAY, "start", "--num-cpus", "1", "--disable-usage-stats", "--block", *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop(node: subprocess.Popen) -> None:
+    try:
+        os.killpg(node.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    node.wait(timeout=30)
+
+
+@pytest.fixture
+def two_nodes():
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    head = start_node(["--head", "--port", str(port), "--include-dashboard=false", "--node-ip-address=127.0.0.1"])
+    second = None
+    try:
+        deadline = time.monotonic() + 90
+        while alive_nodes(address) < 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        second = start_node(["--address", address, "--node-ip-address=127.0.0.1"])
+        while alive_nodes(address) < 2 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert alive_nodes(address) == 2, "the two-node cluster did not come up"
+        yield address, second
+    finally:
+        for node in (second, head):
+            if node is not None:
+                stop(node)
+
+
+@pytest.fixture
+def losses(tmp_path):
+    (tmp_path / "slowish.py").write_text(SLOWISH)
+    return tmp_path
+
+
+ARGS = ["compare-losses", "--losses", "slowish:slowish,slowish:slowish2,slowish:slowish3,slowish:slowish4",
+        "--seeds", "1", "--epochs", "200", "--no-check-loss", "--json", "--quiet", "--device", "cpu"]
+
+
+def run(args: list[str], cwd: Path) -> dict:
+    proc = subprocess.run([BIN, *args], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(cwd)},
+                          cwd=cwd, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_trials_spread_over_two_nodes_with_the_numbers_of_local(two_nodes, losses):
+    address, _ = two_nodes
+    on_cluster = run([*ARGS, "--executor", "ray", "--ray-address", address], losses)
+    where = nodes(on_cluster)
+    assert len(where) == 4 and len(set(where)) == 2  # both nodes trained
+    assert same_numbers(run(ARGS, losses), on_cluster) > 20
+
+
+def test_a_node_stopped_mid_sweep_has_its_trials_retried_on_the_head(two_nodes, losses):
+    address, second = two_nodes
+    proc = subprocess.Popen([BIN, *ARGS, "--executor", "ray", "--ray-address", address, "--retries", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, "PYTHONPATH": str(losses)}, cwd=losses)
+    time.sleep(4)  # the first two trials are running, one on each node
+    stop(second)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    runs = [r for entry in doc["losses"].values() for r in entry["runs"]]
+    assert [r["status"] for r in runs] == ["ok"] * 4, runs
+    assert len(set(nodes(doc))) >= 1 and same_numbers(run(ARGS, losses), doc) > 20

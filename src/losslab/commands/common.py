@@ -247,6 +247,8 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
            "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
     if r.error:
         doc["error"] = r.error
+    if r.node is not None:
+        doc["node"] = r.node
     doc["diagnosis"] = [f.code for f in getattr(r, "diagnosis", [])]
     doc["best_loss"] = best_loss(r.records, task)
     doc["epochs_to_target"] = epochs_to_target(r.records, task, target)

@@ -367,6 +367,11 @@ def _ray_unit(payload: bytes, digest: str, indices: list[int], specs: list[RunSp
     forward = forwarder(sent.append, batches, every=float("inf"))
     results = run_unit(_cached[digest], indices, specs, forward, command=command, total=total)
     forward.flush()
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    for r in results:
+        r.node = node
     return results, [bundle for _, bundle in sent]
 
 

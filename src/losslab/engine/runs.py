@@ -58,6 +58,7 @@ class RunResult:
     stopped_early: bool = False
     diagnosis: list[Finding] = field(default_factory=list)  # what went wrong, in words (engine.diagnosis)
     steps: Optional[dict[str, list[float]]] = None  # per-step series of a run that has them (the range test)
+    node: Optional[str] = None  # the Ray node it trained on (--executor ray)
 
     @property
     def score(self) -> float:
