@@ -433,8 +433,8 @@ def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
             else:
                 annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,
                                                               rich_help_panel=panel(name))]
-            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=annotation))
+            kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if is_argument(opt) else inspect.Parameter.KEYWORD_ONLY
+            params.append(inspect.Parameter(name, kind, default=default, annotation=annotation))
             annotations[name] = annotation
 
         chosen = {name: defaults.get(name, OPTS[name].default) for name in names}
