@@ -256,3 +256,23 @@ def test_gate_and_diff_from_python(cli, tmp_path):
     assert losslab.diff(str(tmp_path / "r.json"), str(tmp_path / "r.json")).options == []
     with pytest.raises(losslab.ConfigError, match="--alpha"):
         losslab.gate(str(tmp_path / "r.json"), alpha=2)
+
+
+def test_a_rerun_whose_runs_all_fail_exits_4(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "flaky.py").write_text("import torch\n\ndef loss(pred, target):\n"
+                                       "    return torch.nn.functional.mse_loss(pred, target)\n")
+    monkeypatch.delitem(sys.modules, "flaky", raising=False)
+    base = cli("regress", "--loss", "flaky:loss", "--epochs", "20", "--json", "--quiet", "--device", "cpu")
+    assert base.exit_code == 0, base.stderr
+    (tmp_path / "base.json").write_text(base.stdout)
+    (tmp_path / "flaky.py").write_text(  # passes the checks before training, fails from the 10th epoch on
+        "import torch\nCALLS = [0]\n\ndef loss(pred, target):\n    CALLS[0] += len(pred) == 100\n"
+        "    if CALLS[0] >= 10:\n        raise RuntimeError('broken by the change')\n"
+        "    return torch.nn.functional.mse_loss(pred, target)\n")
+    monkeypatch.delitem(sys.modules, "flaky", raising=False)
+    run = cli("gate", str(tmp_path / "base.json"), "--seeds", "2")
+    assert run.exit_code == 4, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "every run of the rerun" in lines[0] and "Traceback" not in run.stderr

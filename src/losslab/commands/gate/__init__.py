@@ -116,6 +116,10 @@ def sides(cfg: GateOptions, configure: Configure) -> tuple[Side, Side, list[str]
         if not baseline.invocation:
             raise ConfigError("BASELINE", f"{cfg.baseline} records no invocation to rerun; give a CANDIDATE.json")
         candidate = run_seeds(baseline.invocation, seeds, configure, "this code, now")
+        if not any(candidate.values.values()):
+            from losslab.errors import RunFailed
+
+            raise RunFailed(f"every run of the rerun of {cfg.baseline} failed: nothing to compare")
     missing = [s for s in seeds if s not in baseline.seeds]
     if missing and cfg.rerun_baseline:
         baseline.merge(run_seeds(baseline.invocation, missing, configure, "this code"))

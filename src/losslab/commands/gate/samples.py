@@ -168,6 +168,8 @@ def _entry_of_row(doc: dict[str, Any], row: dict[str, Any], group: Optional[str]
 
 
 def _put(side: Side, entry: str, seed: int, metrics: dict[str, Any]) -> None:
+    if metrics.get("status") in ("error", "not run", "interrupted"):
+        return  # no numbers of its own: a failed run is missing, not a sample
     for metric in DIRECTION:
         value = metrics.get(metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
