@@ -55,7 +55,7 @@ from test_executors import same_numbers  # noqa: E402
 from test_ray import nodes  # noqa: E402
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-BIN = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+LOSSLAB = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
 ENV = {**{k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS")},
        "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -139,7 +139,7 @@ ARGS = ["compare-losses", "--losses", "slowish:slowish,slowish:slowish2,slowish:
 
 
 def run(args: list[str], cwd: Path) -> dict:
-    proc = subprocess.run([BIN, *args], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(cwd)},
+    proc = subprocess.run([LOSSLAB, *args], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(cwd)},
                           cwd=cwd, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -155,7 +155,7 @@ def test_trials_spread_over_two_nodes_with_the_numbers_of_local(two_nodes, losse
 
 def test_a_node_stopped_mid_sweep_has_its_trials_retried_on_the_head(two_nodes, losses):
     address, second = two_nodes
-    proc = subprocess.Popen([BIN, *ARGS, "--executor", "ray", "--ray-address", address, "--retries", "2"],
+    proc = subprocess.Popen([LOSSLAB, *ARGS, "--executor", "ray", "--ray-address", address, "--retries", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**ENV, "PYTHONPATH": str(losses)}, cwd=losses)
     time.sleep(4)  # the first two trials are running, one on each node

@@ -261,7 +261,8 @@ def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] 
             "rank_measure": {"name": result.rank_by, "median": s.median, "q1": s.q1, "q3": s.q3},
             **s.measures, "diverged": s.diverged, "errors": s.errors,
             "runs": [{"seed": r.spec.seed, "status": r.status, "epochs_run": r.epochs_run, "elapsed_s": r.elapsed_s,
-                      **({"error": r.error} if r.error else {}), "diagnosis": [f.code for f in r.diagnosis], **m}
+                      **({"error": r.error} if r.error else {}), **({"node": r.node} if r.node else {}),
+                      "diagnosis": [f.code for f in r.diagnosis], **m}
                      for r, m in zip(result.runs[s.name], result.measures[s.name])],
         }
     return {"command": COMMAND, "status": result.status, "task": result.config.task,
