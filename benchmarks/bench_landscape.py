@@ -20,6 +20,35 @@ import time
 from pathlib import Path
 
 
+def timed_grid(model, loss_fn, x, y, points, pairs: int, label: str) -> None:
+    """Alternating: losslab's grid (it times both ways on the first points and takes the faster), forced vmap over
+    chunks, and the model's own forward point by point (on a sample of points, scaled)."""
+    import torch
+    from torch.func import vmap
+
+    from losslab.engine import landscape as surface
+
+    f = surface.loss_at(model.eval(), loss_fn, x, y)
+    sample = points[:: max(1, len(points) // 160)][:160]
+    auto, forced, single, how = [], [], [], []
+    for _ in range(pairs):
+        t = time.perf_counter()
+        surface.losses(model, loss_fn, x, y, points, how=how)
+        auto.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        with torch.no_grad():
+            torch.cat([vmap(f)(points[i:i + 256]) for i in range(0, len(points), 256)])
+        forced.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        surface.losses_one_by_one(model, loss_fn, x, y, sample)
+        single.append((time.perf_counter() - t) * len(points) / len(sample))
+    med = statistics.median
+    print(f"{label}: losslab's grid median {med(auto):.3f} s ({how[-1].split(',')[0]}); vmap over chunks of 256 "
+          f"{med(forced):.3f} s; point by point {med(single):.3f} s (scaled from {len(sample)} points)")
+    print(f"  point by point / losslab: median {med([s / a for s, a in zip(single, auto)]):.2f}x; point by point "
+          f"/ vmap: median {med([s / b for s, b in zip(single, forced)]):.2f}x over {pairs} pairs (target >= 8x)")
+
+
 def plane(pairs: int) -> None:
     import torch
 
@@ -30,30 +59,21 @@ def plane(pairs: int) -> None:
     from losslab.engine.events import Consumer
     from losslab.engine.problems import build_problem
 
-    run = _config("classify", {"device": "cpu"}).resolved()
-    cfg = LandscapeConfig(run=run).resolved()
-    problem = build_problem(run)
-    [path] = command.train_paths(cfg, problem, Consumer())
-    final, model = path.points[-1], path.model
-    g = torch.Generator().manual_seed(0)
-    d1, d2 = surface.filter_normalised(model, g), surface.filter_normalised(model, g)
-    axis = torch.linspace(-1, 1, 41).tolist()
-    points = surface.grid_points(final, d2, d1, axis, axis)
-    sample = points[:: len(points) // 160][:160]
-    batched, single = [], []
-    for _ in range(pairs):
-        t = time.perf_counter()
-        surface.losses(model, problem.loss_fn, problem.x, problem.y, points)
-        batched.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        surface.losses_one_by_one(model, problem.loss_fn, problem.x, problem.y, sample)
-        single.append((time.perf_counter() - t) * len(points) / len(sample))
-    ratios = [s / b for s, b in zip(single, batched)]
-    print(f"41x41 plane, digits MLP ({len(final):,} parameters, {len(problem.x):,} rows): batched median "
-          f"{statistics.median(batched):.2f} s (target <= 10 s); point by point (scaled from {len(sample)} points) "
-          f"median {statistics.median(single):.2f} s")
-    print(f"point by point / batched: median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max "
-          f"{max(ratios):.2f}) over {pairs} pairs; target >= 8x")
+    for task in ("regress", "classify"):
+        run = _config(task, {"device": "cpu"}).resolved()
+        cfg = LandscapeConfig(run=run).resolved()
+        problem = build_problem(run)
+        [path] = command.train_paths(cfg, problem, Consumer())
+        final, model = path.points[-1], path.model
+        g = torch.Generator().manual_seed(0)
+        d1, d2 = surface.filter_normalised(model, g), surface.filter_normalised(model, g)
+        if task == "regress":  # two parameters: the surface's own directions
+            d1, d2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+        axis = torch.linspace(-1, 1, 41).tolist()
+        points = surface.grid_points(final, d2, d1, axis, axis)
+        label = (f"41x41 {'surface, regress (2 parameters' if task == 'regress' else 'plane, digits MLP ('}"
+                 f"{'' if task == 'regress' else format(len(final), ',') + ' parameters'}, {len(problem.x):,} rows)")
+        timed_grid(model, problem.loss_fn, problem.x, problem.y, points, pairs, label)
 
 
 def tracking(pairs: int) -> None:

@@ -107,8 +107,8 @@ def stop(node: subprocess.Popen) -> None:
     node.wait(timeout=30)
 
 
-@pytest.fixture
-def two_nodes():
+@pytest.fixture(scope="module")
+def two_nodes():  # one cluster for both tests: placement first, then its second node is stopped
     port = free_port()
     address = f"127.0.0.1:{port}"
     head = start_node(["--head", "--port", str(port), "--include-dashboard=false", "--node-ip-address=127.0.0.1"])

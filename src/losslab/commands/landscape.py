@@ -215,8 +215,10 @@ def landscape(cfg: LandscapeConfig, problem: Any, events: Consumer = Consumer())
     mode = cfg.mode if cfg.mode != "auto" else ("surface" if len(first.points[-1]) == 2 else "plane")
     grid = (surface_grid(cfg, problem, usable, notes) if mode == "surface" else
             line_grid(cfg, first) if mode == "line" else plane_grid(cfg, first, notes))
-    train = surface.losses(first.model, problem.loss_fn, x, y, grid.points)
+    how: list[str] = []
+    train = surface.losses(first.model, problem.loss_fn, x, y, grid.points, how=how)
     valid = surface.losses(first.model, problem.loss_fn, xv, yv, grid.points) if xv is not None else None
+    notes.append(f"grid evaluated {how[0]}" if how else "")
     shape = (len(grid.xs),) if mode == "line" else (len(grid.ys), len(grid.xs))
     for p in usable:
         _curvature(p, problem, x, y)

@@ -44,10 +44,14 @@ def loss_at(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor)
 
 
 def losses(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, points: torch.Tensor,
-           budget: int = 256 * 2**20) -> torch.Tensor:
-    """The loss at each row of `points` (M, P): `vmap` over chunks sized so that a chunk's activations stay within
-    `budget` bytes (estimated from one forward pass); one point after another where vmap cannot run the model or
-    the loss."""
+           budget: int = 256 * 2**20, how: Optional[list[str]] = None) -> torch.Tensor:
+    """The loss at each row of `points` (M, P): batched — `vmap` over chunks sized so that a chunk's activations
+    stay within `budget` bytes — or one point after another, whichever is faster here: both are timed on the first
+    points (on a CPU a large model's batched matrix products can be slower than one GEMM per point; a small model
+    gains from one call for many points). One by one also where vmap cannot run the model or the loss. `how`
+    receives a line saying which was used."""
+    import time
+
     from torch.func import vmap
 
     was = model.training
@@ -58,10 +62,32 @@ def losses(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, 
             f(points[0])  # a plain call first: a model or loss that fails says so here
             per_point = 4 * (x.numel() + points.shape[1]) * 8  # rough bytes of one point's forward
             chunk = max(1, min(len(points), budget // max(1, per_point)))
+
+            def batched(pts: torch.Tensor) -> torch.Tensor:
+                return torch.cat([vmap(f)(pts[i:i + chunk]) for i in range(0, len(pts), chunk)])
+
+            def single(pts: torch.Tensor) -> torch.Tensor:
+                return torch.stack([f(p) for p in pts])
+
+            probe = min(len(points), max(8, min(chunk, 64)))
             try:
-                return torch.cat([vmap(f)(points[i:i + chunk]) for i in range(0, len(points), chunk)])
+                start = time.perf_counter()
+                head = batched(points[:probe])
+                t_batched = time.perf_counter() - start
             except (RuntimeError, ValueError, NotImplementedError):  # not vmappable: one by one
-                return torch.stack([f(p) for p in points])
+                if how is not None:
+                    how.append("point by point (vmap cannot run this model or loss)")
+                return single(points)
+            start = time.perf_counter()
+            single(points[:probe])
+            t_single = time.perf_counter() - start
+            use = batched if t_batched <= t_single else single
+            if how is not None:
+                way = f"batched (vmap, chunks of {chunk} points)" if use is batched else "point by point"
+                how.append(f"{way}, the faster here: {probe} points took {t_batched * 1e3:.0f} ms batched, "
+                           f"{t_single * 1e3:.0f} ms one by one")
+            first = head if use is batched else single(points[:probe])
+            return torch.cat([first, use(points[probe:])]) if probe < len(points) else first
     finally:
         model.train(was)
 
