@@ -311,3 +311,23 @@ def test_halving_options_are_checked(cli):
     doc = run.json()["halving"]
     assert [r["epochs"] for r in doc["rungs"]] == [37, 111, 333, 1000] and doc["epochs_full_grid"] == 13000
     assert doc["epochs_trained"] == 37 * 13 + 111 * 5 + 333 * 2 + 1000 * 1
+
+
+@pytest.mark.slow
+def test_tuning_by_halving_chooses_rates_as_good_as_the_full_tuning_grid(cli):
+    """compare-optimizers --tune --halving: each optimizer keeps its best third per rung (the same budget for
+    every optimizer) and ends with a rate of its last rung. Halving ranks on early epochs, so it can keep a rate
+    that is fast early and hovers later: measured here, rmsprop 0.215 ends 4 % above the full grid's best after
+    270 epochs (the others within float noise); the bound below is 10 %."""
+    common = ["compare-optimizers", "--tune", "--seeds", "1", "--epochs", "270", "--json", "--quiet", "--device", "cpu"]
+    full = cli(*common).json()["tuning"]
+    halved = cli(*common, "--halving", "--min-epochs", "10").json()["tuning"]
+    assert [r["epochs"] for r in halved["halving"]] == [10, 30, 90, 270]
+    for rung in halved["halving"][:-1]:
+        assert all(len(v) == math.ceil(len(rung["candidates"][n]) / 3) for n, v in rung["continued"].items())
+    for name, lr in halved["chosen"].items():
+        assert lr in halved["halving"][-1]["candidates"][name]
+        scores = {r["lr"]: r["final_loss"] for r in full["results"][name]}
+        best = min(v for v in scores.values() if math.isfinite(v))
+        assert scores[lr] <= 1.1 * best, (name, lr)
+    cli("compare-optimizers", "--halving").assert_usage_error("--halving")

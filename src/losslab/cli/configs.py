@@ -249,7 +249,8 @@ def compare_config(given: Given) -> CompareConfig:
     optims = tuple(named(OPTIMIZERS, o.strip(), "--optims") or "" for o in given.optims.split(",") if o.strip())
     target = _target(given, task)
     return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
-                         tune=given.tune,
+                         tune=given.tune, halving=given.halving, min_epochs=given.min_epochs,
+                         halving_rate=given.halving_rate,
                          tune_grid=(parse_grid("--tune-grid", given.tune_grid) if given.tune_grid
                                     else log_grid(1e-4, 1, 3)),
                          target=target, vectorize=not given.no_vectorize, executor=executor_config(given),

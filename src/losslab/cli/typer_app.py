@@ -336,7 +336,8 @@ def classify(given: Given) -> int:
         return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@command("compare-optimizers", "task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "target_accuracy",
+@command("compare-optimizers", "task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "halving",
+         "min_epochs", "halving_rate", "target_accuracy",
          "rank_by", "no_vectorize", *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
          "target_loss", epilog=MANY_RUN_EXIT_CODES, helps=OPTIMIZER_HELPS)
 def compare_optimizers(given: Given) -> int:

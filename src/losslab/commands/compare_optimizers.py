@@ -26,10 +26,11 @@ from losslab.commands.common import (
     verdict,
 )
 from losslab.config import ClassifyConfig, CompareConfig, check_out_dir
+from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import run_trials
+from losslab.engine.trials import budget, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -83,6 +84,37 @@ def metric_names(cfg: CompareConfig, problem: AnyProblem) -> list[str]:
     return list(metrics(None, [Summary.placeholder(name, keys) for name in cfg.optims], []))
 
 
+def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
+              seed: int) -> tuple[list[RunResult], bool, list[dict[str, Any]]]:
+    """Every optimizer × tuning rate on the tuning seed — or by successive halving (--halving): each rung trains
+    the rates still in, for its epochs, and each optimizer keeps its best ceil(n/rate) by final loss (the same
+    budget for every optimizer). The results are each rate's last rung's; the rungs as the JSON shows them."""
+    epochs = problem.train_cfg.epochs or 0
+    schedule = halving_rungs(epochs, cfg.min_epochs, cfg.halving_rate) if cfg.halving else [epochs]
+    alive = {name: list(cfg.tune_grid) for name in cfg.optims}
+    latest: dict[tuple[str, float], RunResult] = {}
+    rungs: list[dict[str, Any]] = []
+    interrupted = False
+    for k, rung in enumerate(schedule):
+        specs = [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), seed)
+                 for name in cfg.optims for lr in alive[name]]
+        with budget(problem, rung):
+            done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
+        latest.update({(r.spec.optim.name, float(r.spec.optim.lr or 0)): r for r in done})
+        last = k == len(schedule) - 1
+        if cfg.halving:
+            kept = {} if last else {name: sorted(lr for lr, _ in sorted(
+                ((lr, latest[(name, lr)].score) for lr in alive[name]), key=lambda p: (p[1], p[0]))[
+                    :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
+            rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
+                          "continued": kept})
+            alive = kept
+        if interrupted or last:
+            break
+    order = [(name, lr) for name in cfg.optims for lr in cfg.tune_grid if (name, lr) in latest]
+    return [latest[key] for key in order], interrupted, rungs
+
+
 def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer()) -> CompareResult:
     """Tune (optionally), then train every optimizer on every evaluation seed and rank them."""
     started = time.perf_counter()
@@ -95,19 +127,20 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
     interrupted = False
     if cfg.tune:
         tune_seed = base + 1000  # distinct from the evaluation seeds
-        specs = [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), tune_seed)
-                 for name in cfg.optims for lr in cfg.tune_grid]
-        results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
+        results, interrupted, rungs = tune_runs(cfg, problem, events, tune_seed)
         tuning = {"seed": tune_seed, "grid": list(cfg.tune_grid), "epochs": cfg.run.train.epochs,
                   "budget": f"{len(cfg.tune_grid)} learning rates x {cfg.run.train.epochs} epochs on seed "
-                            f"{tune_seed}, the same for every optimizer",
-                  "results": {}, "chosen": {}}
+                            f"{tune_seed}, the same for every optimizer" + (
+                                f", by successive halving (rate {cfg.halving_rate}, rungs at "
+                                f"{', '.join(str(r['epochs']) for r in rungs)} epochs)" if rungs else ""),
+                  "results": {}, "chosen": {}, "halving": rungs or None}
         results_of, chosen = tuning["results"], tuning["chosen"]
         for name in cfg.optims:
             mine = [r for r in results if r.spec.optim.name == name]
             results_of[name] = [{"lr": r.spec.optim.lr, "final_loss": r.score, "status": r.status}
                                        for r in mine]
-            finished = [r for r in mine if math.isfinite(r.score)]
+            whole = rungs[-1]["candidates"][name] if rungs else cfg.tune_grid  # (halving: only the whole budget's)
+            finished = [r for r in mine if math.isfinite(r.score) and r.spec.optim.lr in whole]
             if finished:
                 best = min(finished, key=lambda r: r.score)
                 assert best.spec.optim.lr is not None  # every tuning spec names its rate

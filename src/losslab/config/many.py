@@ -44,6 +44,33 @@ class ManyRuns(Resolvable):
         return d
 
 
+def halving_rungs(epochs: int, min_epochs: Optional[int], rate: int) -> list[int]:
+    """The epochs of each rung of successive halving: --min-epochs × rate^k while the next rung (rate× more) still
+    fits in --epochs, then --epochs (--min-epochs default: --epochs / rate³, at least 1)."""
+    first = min_epochs or max(1, round(epochs / rate ** 3))
+    out, r = [first], first
+    while r * rate * rate <= epochs:
+        r *= rate
+        out.append(r)
+    return out + [epochs]
+
+
+def check_halving(halving: bool, min_epochs: Optional[int], rate: int, epochs: Optional[int],
+                  needs: Optional[str] = None) -> None:
+    """--halving's options: the rate from 2, --min-epochs below --epochs, neither without --halving."""
+    if not halving:
+        if min_epochs is not None or rate != 3:
+            raise ConfigError("--min-epochs" if min_epochs is not None else "--halving-rate",
+                              "applies with --halving only")
+        return
+    if needs is not None:
+        raise ConfigError("--halving", needs)
+    if not 2 <= rate <= 100:
+        raise ConfigError("--halving-rate", f"must be from 2 to 100 (got {rate})")
+    if min_epochs is not None and epochs is not None and not 1 <= min_epochs < epochs:
+        raise ConfigError("--min-epochs", f"must be from 1 to below --epochs {epochs} (got {min_epochs})")
+
+
 # what compare-optimizers may rank by (lower is better, but accuracy)
 OPTIMIZER_RANKINGS = {"regression": ("final_loss", "best_loss", "epochs_to_target", "optimum_distance"),
                       "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
@@ -58,11 +85,16 @@ class CompareConfig(ManyRuns):
     lr_for: tuple[tuple[str, float], ...] = ()
     tune: bool = False
     tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
+    halving: bool = False  # tuning by successive halving: each optimizer's best 1/halving_rate rates continue
+    min_epochs: Optional[int] = None
+    halving_rate: int = 3
     target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
     rank_by: str = "final_loss"  # what ranks the optimizers (OPTIMIZER_RANKINGS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_halving(self.halving, self.min_epochs, self.halving_rate, self.run.train.epochs,
+                      None if self.tune else "tunes the rates (--tune): it applies with --tune")
         if self.rank_by not in OPTIMIZER_RANKINGS[self.task]:
             raise ConfigError("--rank-by", f"unknown measure {self.rank_by!r} for {self.task}; choose from: "
                               f"{', '.join(OPTIMIZER_RANKINGS[self.task])}")
@@ -166,29 +198,11 @@ class SweepConfig(ManyRuns):
         return replace(self, run=self.run.resolved(), min_lr=low, max_lr=high)
 
     def _check_halving(self) -> None:
-        given = self.min_epochs is not None or self.halving_rate != 3
-        if not self.halving:
-            if given:
-                raise ConfigError("--min-epochs" if self.min_epochs is not None else "--halving-rate",
-                                  "applies with --halving only")
-            return
-        if self.range_test:
-            raise ConfigError("--halving", "applies to a grid (without --range-test)")
-        if not 2 <= self.halving_rate <= 100:
-            raise ConfigError("--halving-rate", f"must be from 2 to 100 (got {self.halving_rate})")
-        epochs = self.run.train.epochs
-        if self.min_epochs is not None and epochs is not None and not 1 <= self.min_epochs < epochs:
-            raise ConfigError("--min-epochs", f"must be from 1 to below --epochs {epochs} (got {self.min_epochs})")
+        check_halving(self.halving, self.min_epochs, self.halving_rate, self.run.train.epochs,
+                      "applies to a grid (without --range-test)" if self.range_test else None)
 
     def rungs(self, epochs: int) -> list[int]:
-        """The epochs of each rung of successive halving: --min-epochs × rate^k while the next rung (rate× more)
-        still fits in --epochs, then --epochs."""
-        first = self.min_epochs or max(1, round(epochs / self.halving_rate ** 3))
-        out, r = [first], first
-        while r * self.halving_rate * self.halving_rate <= epochs:
-            r *= self.halving_rate
-            out.append(r)
-        return out + [epochs]
+        return halving_rungs(epochs, self.min_epochs, self.halving_rate)
 
 
     def grid(self) -> tuple[float, ...]:
