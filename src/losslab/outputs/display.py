@@ -404,7 +404,34 @@ def print_failures(outcomes: Sequence[Any], stream: Any = None) -> None:
 
 # --- many trials ---------------------------------------------------------------------------------
 
-class TrialsDisplay(Consumer):
+class LiveBlock:
+    """A display drawn in one Rich Live block (its `render()`) while its `with` lasts — on a terminal and unless
+    quiet; the first frame at once, so "starting…" is seen."""
+
+    console: Any
+    quiet: bool
+    use_live: bool
+    _live: Optional["Live"]
+
+    def render(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if not self.quiet and self.use_live:
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self.render, console=cast("Console", self.console), refresh_per_second=10)
+            self._live.start(refresh=True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+
+
+class TrialsDisplay(LiveBlock, Consumer):
     """One live row per group (optimizer, loss or learning rate): runs done of N, the running run's epoch, its
     current loss, the best so far; under it a progress bar over every run with the time left. Off a terminal,
     one plain line per finished run, with the time left."""
@@ -432,20 +459,6 @@ class TrialsDisplay(Consumer):
             self.totals[g] = per_group
             self.counts[g] = 0
         self.runs = len(groups) * per_group
-
-    def __enter__(self) -> "TrialsDisplay":
-        if not self.quiet and self.use_live:
-            from rich.live import Live
-
-            self._live = Live(get_renderable=self.render, console=cast("Console", self.console), refresh_per_second=10)
-            self._live.start(refresh=True)  # (the first frame now: "starting…" is seen)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._live is not None:
-            self._live.refresh()
-            self._live.stop()
-            self._live = None
 
     def table(self) -> "Table":
         from rich.table import Table
@@ -515,7 +528,7 @@ class TrialsDisplay(Consumer):
               f"{'  (' + left[1] + ')' if len(left) > 1 else ''}", file=self.console.file, flush=True)
 
 
-class RangeDisplay(Consumer):
+class RangeDisplay(LiveBlock, Consumer):
     """The range test's progress: one live row per seed (step k of N, its rate and loss), a progress bar over
     every seed's steps with the time left. A step is a mini-batch (batch events) or, full-batch, an epoch."""
 
@@ -530,20 +543,6 @@ class RangeDisplay(Consumer):
         self._live: Optional["Live"] = None
         self._last_line = time.perf_counter()
         self.plain_every = 10.0
-
-    def __enter__(self) -> "RangeDisplay":
-        if not self.quiet and self.use_live:
-            from rich.live import Live
-
-            self._live = Live(get_renderable=self.render, console=cast("Console", self.console), refresh_per_second=10)
-            self._live.start(refresh=True)  # (the first frame now: "starting…" is seen)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._live is not None:
-            self._live.refresh()
-            self._live.stop()
-            self._live = None
 
     def render(self) -> Any:
         from rich.console import Group
