@@ -1,7 +1,7 @@
-"""Clusters started with `ray start`: --ray-address auto reaches one started separately with `ray start --head`; a
-two-node cluster on one machine — a head and a second node, 1 CPU each, the second with its own raylet and object
-store — spreads trials over both nodes with the numbers of `local`, and a node stopped mid-sweep (its processes
-killed) has its unfinished trials retried on the head, nothing lost."""
+"""Clusters started with `ray start`: a two-node cluster on one machine — a head and a second node, 1 CPU each, the
+second with its own raylet and object store — is reached with --ray-address auto, spreads trials over both nodes
+with the numbers of `local`, and a node stopped mid-sweep (its processes killed) has its unfinished trials retried
+on the head, nothing lost."""
 
 import json
 import os
@@ -20,35 +20,12 @@ pytest.importorskip("ray")
 # every test here runs real processes (or a Ray runtime): `make test-fast` leaves them out
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture()
-def cluster():
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    start = subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
-                            f"--port={free_port()}", "--node-ip-address=127.0.0.1"],
-                           capture_output=True, text=True, env=env, timeout=180)
-    assert start.returncode == 0, start.stderr
-    yield env
-    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env, timeout=120)
-
-
-def test_a_sweep_runs_on_a_cluster_started_with_ray_start(cluster):
-    args = [str(BIN / "losslab"), "lr-sweep", "--lrs", "0.01,0.1", "--epochs", "30", "--json", "--quiet"]
-    on_cluster = subprocess.run(args + ["--executor", "ray", "--ray-address", "auto"], capture_output=True,
-                                text=True, env=cluster, timeout=300)
-    local = subprocess.run(args, capture_output=True, text=True, env=cluster, timeout=300)
-    assert on_cluster.returncode == 0, on_cluster.stderr
-    a, b = json.loads(local.stdout), json.loads(on_cluster.stdout)
-    assert [r["final_loss"] for r in a["results"]] == [r["final_loss"] for r in b["results"]]
-    assert b["config"]["executor"]["ray_address"] == "auto"
 
 
 from test_executors import same_numbers  # noqa: E402
@@ -145,12 +122,21 @@ def run(args: list[str], cwd: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+LOCAL: dict[str, dict] = {}  # the sweep's numbers on --executor local, made once
+
+
+def local_numbers(cwd: Path) -> dict:
+    if "doc" not in LOCAL:
+        LOCAL["doc"] = run(ARGS, cwd)
+    return json.loads(json.dumps(LOCAL["doc"]))
+
+
 def test_trials_spread_over_two_nodes_with_the_numbers_of_local(two_nodes, losses):
-    address, _ = two_nodes
-    on_cluster = run([*ARGS, "--executor", "ray", "--ray-address", address], losses)
+    on_cluster = run([*ARGS, "--executor", "ray", "--ray-address", "auto"], losses)  # the cluster `ray start` made
     where = nodes(on_cluster)
     assert len(where) == 4 and len(set(where)) == 2  # both nodes trained
-    assert same_numbers(run(ARGS, losses), on_cluster) > 20
+    assert on_cluster["config"]["executor"]["ray_address"] == "auto"
+    assert same_numbers(local_numbers(losses), on_cluster) > 20
 
 
 def test_a_node_stopped_mid_sweep_has_its_trials_retried_on_the_head(two_nodes, losses):
@@ -165,4 +151,4 @@ def test_a_node_stopped_mid_sweep_has_its_trials_retried_on_the_head(two_nodes, 
     doc = json.loads(out)
     runs = [r for entry in doc["losses"].values() for r in entry["runs"]]
     assert [r["status"] for r in runs] == ["ok"] * 4, runs
-    assert len(set(nodes(doc))) >= 1 and same_numbers(run(ARGS, losses), doc) > 20
+    assert len(set(nodes(doc))) >= 1 and same_numbers(local_numbers(losses), doc) > 20
