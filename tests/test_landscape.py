@@ -216,3 +216,21 @@ def test_the_edge_of_stability_is_named_before_a_divergence_and_while_training_a
     blown = records([1.0, 2.5, math.nan], [1.0, 3.0, math.inf], 1.0)
     found = [f for f in diagnose(blown, Context(status="diverged", diverged_epoch=3)) if f.code == "edge-of-stability"]
     assert found and "passed 2 at epoch 2" in found[0].message and "2/λmax ≈ 0.8" in found[0].suggestion
+
+
+def test_the_line_between_two_saved_runs(cli, tmp_path):
+    a, b, c = (str(tmp_path / n) for n in ("a.pt", "b.pt", "c.pt"))
+    first = cli("regress", "--save", a, "--json", "--quiet", "--device", "cpu")
+    second = cli("regress", "--save", b, "--epochs", "5", "--json", "--quiet", "--device", "cpu")
+    assert first.exit_code == second.exit_code == 0, second.stderr
+    run = cli("landscape", "--between", a, b, "--grid", "11", "--json", "--quiet", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    line = dict(zip([round(t, 6) for t in doc["x"]], doc["train_loss"]))
+    assert doc["mode"] == "line" and [p["optimizer"] for p in doc["paths"]] == ["a.pt", "b.pt"]
+    assert line[0.0] == pytest.approx(first.json()["final_loss"], rel=1e-6)
+    assert line[1.0] == pytest.approx(second.json()["final_loss"], rel=1e-6)
+    assert cli("classify", "--save", c, "--epochs", "1", "--quiet", "--device", "cpu").exit_code == 0
+    cli("landscape", "--between", a, c).assert_usage_error("--between")
+    cli("landscape", "--between", a, b, "--plane").assert_usage_error("--between")
+    cli("landscape", "--between", a, str(tmp_path / "none.pt")).assert_usage_error("--between")

@@ -314,9 +314,10 @@ def landscape_config(given: Given) -> LandscapeConfig:
     if len(optims) > 1 and given.lr is not None:
         raise ConfigError("--lr", "with several --optims each takes its own default rate (one --lr cannot suit "
                           "them all)")
-    return LandscapeConfig(run=run, optims=optims, mode="line" if given.line else "plane" if given.plane else "auto",
-                           grid=given.grid, span=given.span, directions=given.directions, out=expand(given.out),
-                           plot=given.plot).resolved()
+    between = tuple(str(expand(p)) for p in given.between) if given.between else None
+    return LandscapeConfig(run=run, optims=optims, mode="plane" if given.plane else "line" if given.line or between
+                           else "auto", grid=given.grid, span=given.span, directions=given.directions,
+                           between=between, out=expand(given.out), plot=given.plot).resolved()  # type: ignore[arg-type]
 
 
 def option_values(command: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -232,6 +232,9 @@ OPTS: dict[str, Opt] = {
                 False),
     "plane": Opt(bool, ("--plane",), "landscape: the loss on a plane through the final weights (the default for "
                  "models of more than two parameters).", False),
+    "between": Opt(Optional[tuple[str, str]], ("--between",), "landscape: the loss along the line between two "
+                   "saved runs (checkpoints of --save, A then B) instead of training one; give the data and model "
+                   "options they were trained with."),
     "grid": Opt(int, ("--grid",), "landscape: points per axis.", default_of(LandscapeConfig, "grid")),
     "span": Opt(float, ("--range",), "landscape: the plane's extent (-R..R along each direction; with filter "
                 "normalisation 1 is the size of the weights); the line runs from -R/4 to 1+R/4.",
@@ -358,7 +361,7 @@ PANELS = {
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
     "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),
-    "Landscape": ("path_optims", "line", "plane", "grid", "span", "directions"),
+    "Landscape": ("path_optims", "line", "plane", "between", "grid", "span", "directions"),
     "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",
                   "range_test", "min_lr", "max_lr", "num", "lrs", "mode", "steps", "no_vectorize", "target_accuracy"),
     "Executors": EXECUTOR,

@@ -452,7 +452,7 @@ def lr_sweep(given: Given) -> int:
         return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@command("landscape", "task", "path_optims", "line", "plane", "grid", "span", "directions", *OPTIM,
+@command("landscape", "task", "path_optims", "line", "plane", "between", "grid", "span", "directions", *OPTIM,
          *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "config", "print_config",
          epilog="Exit codes: 0 ok; 2 bad usage; 3 every run diverged; 4 internal error; 130 interrupted (Ctrl-C).")
 def landscape(given: Given) -> int:

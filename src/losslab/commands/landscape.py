@@ -85,6 +85,44 @@ class LandscapeResult:
     versions: dict[str, str] = field(default_factory=dict)
 
 
+def saved_paths(cfg: LandscapeConfig, problem: Any) -> list[Path]:
+    """--between A B: the two saved runs' weights, loaded into this run's model (the line goes from A to B)."""
+    import torch
+
+    from losslab.engine.checkpoints import read
+    from losslab.engine.landscape import flat
+
+    assert cfg.between is not None
+    paths = []
+    for file in cfg.between:
+        ckpt = read(file, "--between")
+        model = problem.new_model(cfg.run.train.seed)
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            why = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "key" in line),
+                       type(exc).__name__)
+            raise ConfigError("--between", f"{file}'s weights do not fit this run's model: {why} (give the data and "
+                              "model options it was trained with)") from None
+        lr = float(((ckpt.get("config") or {}).get("optim") or {}).get("lr") or cfg.run.optim.lr or 0.0)
+        with torch.no_grad():
+            model.eval()
+            loss = float(problem.loss_fn(model(problem.x), problem.y))
+        spec = RunSpec(file_name(file), cfg.run.optim, cfg.run.train.seed)
+        point = flat(model)
+        paths.append(Path(file_name(file), lr, RunResult(spec, "ok", metrics={"final_loss": loss}), model,
+                          point.unsqueeze(0), [0]))
+    first, second = paths
+    first.points = torch.stack([first.points[0], second.points[0]])  # the "path" the line follows: A, then B
+    return paths
+
+
+def file_name(file: str) -> str:
+    from pathlib import Path as FilePath
+
+    return FilePath(file).name
+
+
 def train_paths(cfg: LandscapeConfig, problem: Any, events: Consumer) -> list[Path]:
     """Each optimizer from the same initial weights and data order, its weights kept after every epoch."""
     from losslab.components.optimizers import build_optimizer
@@ -115,9 +153,9 @@ def _data(problem: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def _curvature(path: Path, problem: Any, x: Any, y: Any) -> None:
-    from losslab.engine.landscape import hvp_of, loss_at, top_eigenvalue
+    from losslab.engine.landscape import flat, hvp_of, loss_at, top_eigenvalue
 
-    theta = path.points[-1]
+    theta = flat(path.model)  # the weights it ended with
     f = loss_at(path.model.eval(), problem.loss_fn, x, y)
     path.sharpness = top_eigenvalue(hvp_of(f, theta), len(theta), dtype=theta.dtype, device=theta.device)
 
@@ -166,8 +204,8 @@ def line_grid(cfg: LandscapeConfig, first: Path) -> Grid:
     start, final = first.points[0], first.points[-1]
     ts = torch.linspace(-cfg.span / 4, 1 + cfg.span / 4, cfg.grid)
     ts = torch.unique(torch.cat([ts, torch.tensor([0.0, 1.0])]))  # the two ends of training on the line, exactly
-    return Grid(["t (0: initial weights, 1: final)"], ts, torch.tensor([]),
-                grid_points(start, final - start, None, ts.tolist()))
+    axis = (f"t (0: {cfg.between[0]}, 1: {cfg.between[1]})" if cfg.between else "t (0: initial weights, 1: final)")
+    return Grid([axis], ts, torch.tensor([]), grid_points(start, final - start, None, ts.tolist()))
 
 
 def plane_grid(cfg: LandscapeConfig, first: Path, notes: list[str]) -> Grid:
@@ -203,7 +241,7 @@ def landscape(cfg: LandscapeConfig, problem: Any, events: Consumer = Consumer())
     started = time.perf_counter()
     cfg = cfg.resolved()
     x, y, xv, yv = _data(problem)
-    paths = train_paths(cfg, problem, events)
+    paths = saved_paths(cfg, problem) if cfg.between else train_paths(cfg, problem, events)
     usable = [p for p in paths if p.finite]
     notes = [f"{p.name} diverged: left out of the surface" for p in paths if not p.finite]
     common = dict(data_source=problem.data.source, device=str(problem.device), versions=versions())
@@ -229,9 +267,9 @@ def landscape(cfg: LandscapeConfig, problem: Any, events: Consumer = Consumer())
 
 
 def _trace(path: Path, problem: Any, x: Any, y: Any) -> Any:
-    from losslab.engine.landscape import hessian_trace, hvp_of, loss_at
+    from losslab.engine.landscape import flat, hessian_trace, hvp_of, loss_at
 
-    theta = path.points[-1]
+    theta = flat(path.model)
     f = loss_at(path.model.eval(), problem.loss_fn, x, y)
     return hessian_trace(hvp_of(f, theta), len(theta), dtype=theta.dtype, device=theta.device)
 
@@ -267,7 +305,8 @@ def report(result: LandscapeResult) -> Report:
                      fmt(None if s is None else s.value, ".4g"), fmt(2 / p.lr if p.lr else None, ".4g"),
                      fmt(product, ".3g"), verdict])
     where = {"surface": "the exact surface over " + ", ".join(result.axes),
-             "line": "the line from the initial to the final weights",
+             "line": ("the line from the initial to the final weights" if not result.config.between else
+                      f"the line from {result.config.between[0]} to {result.config.between[1]}"),
              "plane": "a plane through the final weights"}.get(result.mode, result.mode)
     size = f"{len(result.xs)}" + ("" if result.mode == "line" else f" × {len(result.ys)}")
     title = f"losslab landscape: {result.status} — {where}, {size} points in {result.elapsed_s:.1f} s"

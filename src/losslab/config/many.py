@@ -290,6 +290,7 @@ class LandscapeConfig(Resolvable):
     grid: int = 41  # points per axis
     span: float = 1.0  # plane: alpha and beta from -span to span; line: t from -span/4 to 1 + span/4
     directions: str = "random"  # plane: filter-normalised random directions, or the path's principal ones
+    between: Optional[tuple[str, str]] = None  # the line between two saved runs (--save files) instead of training
     out: Optional[str] = None
     plot: Optional[bool] = None
 
@@ -307,6 +308,9 @@ class LandscapeConfig(Resolvable):
             raise ConfigError("--directions", "applies to the plane (--plane), not to --line")
         if len(set(self.optims)) != len(self.optims):
             raise ConfigError("--optims", "names an optimizer twice")
+        if self.between is not None and (self.mode == "plane" or self.optims or self.directions != "random"):
+            raise ConfigError("--between", "draws the line between two saved runs: it does not combine with "
+                              "--plane, --directions or --optims")
 
     @property
     def task(self) -> str:
