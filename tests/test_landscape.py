@@ -193,12 +193,18 @@ def test_tracked_sharpness_is_recorded_every_k_epochs_and_equals_the_closed_form
 
 
 @pytest.mark.slow
-def test_many_run_commands_track_sharpness_one_run_at_a_time(cli):
+def test_many_run_commands_track_sharpness_one_run_at_a_time(cli, tmp_path):
     run = cli("compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "20", "--track-sharpness",
-              "10", "--json", "--quiet", "--device", "cpu")
+              "10", "--json", "--quiet", "--device", "cpu", "--out", str(tmp_path / "o"))
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert all(r["status"] == "ok" for o in doc["optimizers"].values() for r in o["runs"])
+    assert (tmp_path / "o" / "sharpness.png").stat().st_size > 0
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "o" / "history.csv").open()))
+    assert sorted({(r["optimizer"], int(r["epoch"])) for r in rows if r["sharpness"]}) == [
+        ("adam", 10), ("adam", 20), ("sgd", 10), ("sgd", 20)]
 
 
 def test_the_edge_of_stability_is_named_before_a_divergence_and_while_training_at_it():

@@ -239,6 +239,19 @@ def sharpness_plots(records: Sequence[Mapping[str, Any]], title: str) -> list[Pl
     return [(SHARPNESS_PLOT, draw)]
 
 
+def group_sharpness_plots(runs: Mapping[str, Sequence[Any]], title: str) -> list[Plot]:
+    """A many-run command's sharpness plot (median per group against its 2/lr) when its runs measured it."""
+    groups = {name: [r.records for r in rs] for name, rs in runs.items()}
+    if not any("sharpness" in rec for records in groups.values() for rs in records for rec in rs):
+        return []
+
+    def draw(path: Any) -> None:
+        from losslab.outputs.plots import sharpness_groups_plot
+
+        sharpness_groups_plot(groups, path, title=title)
+    return [(SHARPNESS_PLOT, draw)]
+
+
 def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     """One run of a many-run command in its JSON document: identity, status, final metrics, convergence."""
     from losslab.stats import best_loss, epochs_to_target

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
+    SHARPNESS_PLOT,
     Output,
     Plot,
     Where,
@@ -18,6 +19,7 @@ from losslab.commands.common import (
     check_gates,
     default_target,
     finish,
+    group_sharpness_plots,
     pooled_diagnosis,
     pooled_notes,
     run_document,
@@ -320,7 +322,8 @@ def plots(result: CompareResult) -> list[Plot]:
         points = {n: [(row["lr"], row["final_loss"]) for row in rows] for n, rows in result.tuning["results"].items()}
         loss_vs_lr(points, path, title=f"tuning on seed {result.tuning['seed']}", marks=result.tuning["chosen"])
 
-    return list(zip(PLOTS, [curves, tuning] if result.tuning else [curves]))
+    return list(zip(PLOTS, [curves, tuning] if result.tuning else [curves])) + group_sharpness_plots(
+        result.runs, "sharpness per optimizer against 2/lr")
 
 
 def terminal_curves(result: CompareResult) -> str:
@@ -335,7 +338,8 @@ def terminal_curves(result: CompareResult) -> str:
 def experiment(cfg: CompareConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
+    check_out_dir(cfg.out, DATA_FILES + PLOTS + (SHARPNESS_PLOT,) * bool(cfg.run.train.track_sharpness),
+                  records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)

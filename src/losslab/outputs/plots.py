@@ -286,3 +286,29 @@ def sharpness_plot(records: Sequence[Mapping[str, Any]], path: Path, title: str 
     if limit:
         ax.plot(*zip(*limit), ls="--", color="red", lw=1.2, label="2 / lr (stability limit of gradient descent)")
     _finish(ax, path, xlabel="epoch", ylabel="λmax", title=title or "sharpness against 2/lr")
+
+
+def sharpness_groups_plot(groups: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: Path,
+                          title: str = "") -> None:
+    """Per group (optimizer, rate), the median sharpness over its runs where measured, and its 2/lr line dashed in
+    the same colour (log scale)."""
+    import statistics
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for name, runs in groups.items():
+        by_epoch: dict[int, list[float]] = {}
+        lrs: list[float] = []
+        for records in runs:
+            for r in records:
+                if isinstance(r.get("sharpness"), (int, float)) and math.isfinite(r["sharpness"]):
+                    by_epoch.setdefault(r["epoch"], []).append(r["sharpness"])
+                if r.get("lr"):
+                    lrs.append(r["lr"])
+        if not by_epoch:
+            continue
+        epochs = sorted(by_epoch)
+        (line,) = ax.plot(epochs, [statistics.median(by_epoch[e]) for e in epochs], marker="o", ms=3, lw=1.4,
+                          label=f"{name}: λmax")
+        if lrs:
+            ax.axhline(2 / statistics.median(lrs), color=line.get_color(), ls="--", lw=1.0, label=f"{name}: 2/lr")
+    _finish(ax, path, xlabel="epoch", ylabel="λmax", title=title or "sharpness against 2/lr", legend_size=7)

@@ -7,7 +7,16 @@ the range test's mechanics in `engine.range_test`, drawing in `outputs.plots`. H
 
 from __future__ import annotations
 
-from losslab.commands.common import DATA_FILES, DIAGNOSIS_CHOICES, Output, Where, check_gates, finish, run_records
+from losslab.commands.common import (
+    DATA_FILES,
+    DIAGNOSIS_CHOICES,
+    SHARPNESS_PLOT,
+    Output,
+    Where,
+    check_gates,
+    finish,
+    run_records,
+)
 from losslab.commands.lr_sweep.grid import (  # (the grid's API)
     GRID_PLOTS,
     GridResult,
@@ -90,7 +99,8 @@ def metric_names(cfg: SweepConfig) -> list[str]:
 def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS), records=cfg.records)
+    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS)
+                  + (SHARPNESS_PLOT,) * bool(cfg.run.train.track_sharpness), records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)

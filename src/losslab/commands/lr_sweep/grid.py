@@ -12,6 +12,7 @@ from losslab.commands.common import (
     Plot,
     all_runs,
     default_target,
+    group_sharpness_plots,
     pooled_diagnosis,
     pooled_notes,
     run_document,
@@ -306,7 +307,7 @@ def grid_plots(result: GridResult) -> list[Plot]:
                    title=f"lr-sweep: {cfg.run.optim.name}, {cfg.run.train.epochs} epochs",
                    ylabel="final loss" if cfg.task == "regression" else "final validation loss")
 
-    return list(zip(GRID_PLOTS, [sweep]))
+    return list(zip(GRID_PLOTS, [sweep])) + group_sharpness_plots(result.runs, "sharpness per rate against 2/lr")
 
 
 def grid_curves(result: GridResult) -> str:
