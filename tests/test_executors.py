@@ -234,6 +234,30 @@ def test_ctrl_c_stops_the_process_executor_at_once_and_keeps_what_finished(tmp_p
     assert not survivors(workers)  # ... are gone with the command
 
 
+@pytest.fixture
+def cpu_hog():
+    """Two busy processes beside the test, as on a loaded machine (load 2+ on 2 cores): the CI failures of earlier
+    stops happened only under load."""
+    import subprocess
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield hogs
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
+
+
+def test_a_dead_worker_costs_only_its_own_trial_beside_a_cpu_hog(cli, dying_loss, cpu_hog):
+    retried_then_reported(cli, dying_loss, ["--executor", "process", "--jobs", "2"])
+    assert all(hog.poll() is None for hog in cpu_hog)  # the load lasted the whole test
+
+
+def test_ctrl_c_leaves_no_worker_alive_beside_a_cpu_hog(tmp_path, cpu_hog):
+    workers = interrupted_sweep(tmp_path, ["--executor", "process", "--jobs", "2"])
+    assert len(workers) >= 2 and not survivors(workers)
+    assert all(hog.poll() is None for hog in cpu_hog)
+
+
 def test_only_the_unit_whose_worker_died_is_charged():
     """The pool stops its surviving workers with SIGTERM (exit code -15): the worker that ended otherwise is the
     culprit. Figures as seen in a run: the innocent worker 3737 running unit 0, the dying one 3740 running unit 1."""
