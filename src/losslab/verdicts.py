@@ -15,7 +15,6 @@ from typing import Mapping, Optional, Sequence
 
 POWER = 0.8  # the power at which the detectable change is stated
 FLOAT_NOISE = 1e-6  # relative differences below this are float rounding (stacked vs one-by-one runs), not change
-VERDICTS = ("regressed", "improved", "unchanged", "inconclusive")
 
 
 def t_quantile(p: float, df: float) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from losslab.commands.common import Output, Where, finish, run_records
 from losslab.config import LandscapeConfig, check_out_dir
@@ -376,7 +376,3 @@ def experiment(cfg: LandscapeConfig, *, json_out: bool = False, quiet: bool = Fa
 def main(cfg: LandscapeConfig, *, json_out: bool, quiet: bool) -> int:
     return finish(*experiment(cfg, json_out=json_out, quiet=quiet))
 
-
-def summary(values: Sequence[float]) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    return f"{min(finite):.4g}–{max(finite):.4g}" if finite else "—"
