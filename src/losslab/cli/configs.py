@@ -277,7 +277,8 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     losses = tuple(named(LOSSES, n.strip(), "--losses") or "" for n in (given.losses or DEFAULT_LOSSES[task]).split(",")
                    if n.strip())
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
-                               outlier_shift=given.outlier_shift, rank_by=given.rank_by,
+                               outlier_shift=given.outlier_shift, rank_by=given.rank_by, halving=given.halving,
+                               min_epochs=given.min_epochs, halving_rate=given.halving_rate,
                                vectorize=not given.no_vectorize, executor=executor_config(given),
                                gates=gate_config(given, with_target_loss=False),
                                out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()

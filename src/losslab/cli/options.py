@@ -262,8 +262,9 @@ OPTS: dict[str, Opt] = {
                            "drawn against 2/lr; trials then train one by one."),
     "sharpness_samples": Opt(int, ("--sharpness-samples",), "The training rows the sharpness is measured on (the "
                              "first ones; all when fewer).", default_of(TrainConfig, "sharpness_samples")),
-    "halving": Opt(bool, ("--halving",), "Grid: successive halving — every rate trains --min-epochs, the best "
-                   "1/--halving-rate continue to rate× the epochs, and so on up to --epochs.", False),
+    "halving": Opt(bool, ("--halving",), "Successive halving — every candidate (a rate, or a loss) trains "
+                   "--min-epochs, the best 1/--halving-rate go on to rate× the epochs from where they stopped, and so "
+                   "on up to --epochs.", False),
     "min_epochs": Opt(Optional[int], ("--min-epochs",), "Halving: the first rung's epochs (default: --epochs / "
                       "rate³, at least 1)."),
     "halving_rate": Opt(int, ("--halving-rate",), "Halving: the rate η (the best 1/η continue, for η× the epochs).",

@@ -350,7 +350,8 @@ def compare_optimizers(given: Given) -> int:
         return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
-@command("compare-losses", "task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "no_vectorize",
+@command("compare-losses", "task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "halving",
+         "min_epochs", "halving_rate", "no_vectorize",
          *EXECUTOR, *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
          epilog=MANY_RUN_EXIT_CODES)
 def compare_losses(given: Given) -> int:

@@ -31,6 +31,7 @@ from losslab.commands.common import (
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
 from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
+from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import (
     AnyProblem,
@@ -40,7 +41,7 @@ from losslab.engine.problems import (
     load_regression_data,
 )
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import run_trials
+from losslab.engine.trials import budget, go_on, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -83,12 +84,29 @@ class CompareLossesResult:
     data_source: str
     versions: dict[str, str] = field(default_factory=dict)
     split: str = ""  # classification: how the validation split was made (and any imbalance)
+    halving: list["LossRung"] = field(default_factory=list)  # successive halving's rungs (none: every loss trained)
 
     def metrics(self) -> dict[str, Any]:
         return metrics(self.winner, self.summaries, [d["code"] for d in self.diagnosis()])
 
     def diagnosis(self) -> list[dict[str, Any]]:
         return pooled_diagnosis(all_runs(self.runs))
+
+
+@dataclass
+class LossRung:
+    """One rung of successive halving over the losses: those that trained `epochs`, their median ranking measure,
+    the best 1/η that continued, and the epochs the rung trained (a run going on from the last rung: its new ones)."""
+
+    epochs: int
+    candidates: list[str]
+    scores: dict[str, float]
+    continued: list[str]
+    trained: int
+
+    def document(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "candidates": self.candidates, "scores": self.scores,
+                "continued": self.continued, "epochs_trained": self.trained}
 
 
 def metrics(winner: Optional[str], summaries: Sequence[LossSummary], diagnosis: list[str]) -> dict[str, Any]:
@@ -198,19 +216,11 @@ def summarise_measure(name: str, runs: Sequence[RunResult], measures: Sequence[O
                        sum(r.status == "diverged" for r in runs), sum(r.status == "error" for r in runs))
 
 
-def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[RegressionData] = None,
-            outlier_rows: Any = None, events: Consumer = Consumer(),
-            heldout_rows: Optional[list[int]] = None) -> CompareLossesResult:
-    started = time.perf_counter()
-    task = cfg.task
-    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None and problem.user_model is None
-    rank_by = cfg.rank_by or ("macro_f1" if task == "classification" else
-                              "truth_distance" if truth else "heldout_medae")
-    seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
-    specs = [RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name)) for seed in seeds for name in cfg.losses]
-    results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
-    runs: dict[str, list[RunResult]] = {name: [] for name in cfg.losses}
-    measures: dict[str, list[Optional[dict[str, float]]]] = {name: [] for name in cfg.losses}
+def measured(problem: AnyProblem, heldout: Optional[RegressionData], names: Sequence[str],
+             results: Sequence[RunResult]) -> tuple[dict[str, list[RunResult]], dict[str, list[Optional[dict]]]]:
+    """Each loss's runs and, per run, every measure (None for a run that did not finish)."""
+    runs: dict[str, list[RunResult]] = {name: [] for name in names}
+    measures: dict[str, list[Optional[dict[str, float]]]] = {name: [] for name in names}
     for r in results:
         runs[r.spec.group].append(r)
         if r.status != "ok":
@@ -220,18 +230,74 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
             measures[r.spec.group].append(regression_measures(problem, heldout, r))
         else:
             measures[r.spec.group].append(classification_measures(problem, r))
+    return runs, measures
+
+
+def ranked(names: Sequence[str], runs: dict[str, list[RunResult]], measures: dict[str, list[Optional[dict]]],
+           rank_by: str, reached: Optional[dict[str, int]] = None) -> list[LossSummary]:
+    """The losses best first by median measure (4 significant digits, then name); with halving, those that
+    reached a later rung come before those stopped earlier (`reached`: the last rung each trained in)."""
     sign = -1.0 if rank_by in HIGHER_IS_BETTER else 1.0
-    summaries = sorted((summarise_measure(n, runs[n], measures[n], rank_by) for n in cfg.losses),
-                       key=lambda s: (float(f"{sign * s.median:.4g}") if math.isfinite(s.median) else math.inf, s.name))
+    return sorted((summarise_measure(n, runs[n], measures[n], rank_by) for n in names),
+                  key=lambda s: (-(reached or {}).get(s.name, 0),
+                                 float(f"{sign * s.median:.4g}") if math.isfinite(s.median) else math.inf, s.name))
+
+
+def halve(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[RegressionData], events: Consumer,
+          rank_by: str) -> tuple[list[RunResult], bool, list[LossRung], dict[str, int]]:
+    """Every loss on every seed — or by successive halving (--halving): after each rung the best 1/η losses by
+    the ranking measure go on from where they stopped. Returns the runs (each loss's last rung's), whether Ctrl-C
+    stopped them, the rungs and the last rung each loss trained in."""
+    seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
+    epochs = problem.train_cfg.epochs or 0
+    alive, latest, rungs, reached = list(cfg.losses), {}, [], {}
+    done: list[RunResult] = []
+    interrupted = False
+    for k, rung in enumerate(halving_rungs(epochs, cfg.min_epochs, cfg.halving_rate) if cfg.halving else [epochs]):
+        specs = go_on([RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name))
+                       for seed in seeds for name in alive], done)
+        with budget(problem, rung):
+            done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
+        latest.update({(r.spec.group, r.spec.seed): r for r in done})
+        reached.update({name: k for name in alive})
+        if cfg.halving:
+            runs, measures = measured(problem, heldout, alive, done)
+            order = ranked(alive, runs, measures, rank_by)
+            last = rung == epochs
+            keep = [] if last else [s.name for s in order[:max(1, math.ceil(len(alive) / cfg.halving_rate))]
+                                    if math.isfinite(s.median)]
+            rungs.append(LossRung(rung, list(alive), {s.name: s.median for s in order}, keep,
+                                  sum(rung - (s.resume.epoch if s.resume else 0) for s in specs)))
+            alive = keep
+        if interrupted or not alive:
+            break
+    results = [latest[(name, seed)] for seed in seeds for name in cfg.losses if (name, seed) in latest]
+    return results, interrupted, rungs, reached
+
+
+def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[RegressionData] = None,
+            outlier_rows: Any = None, events: Consumer = Consumer(),
+            heldout_rows: Optional[list[int]] = None) -> CompareLossesResult:
+    started = time.perf_counter()
+    task = cfg.task
+    truth = isinstance(problem, RegressionProblem) and problem.true_params is not None and problem.user_model is None
+    rank_by = cfg.rank_by or ("macro_f1" if task == "classification" else
+                              "truth_distance" if truth else "heldout_medae")
+    results, interrupted, rungs, reached = halve(cfg, problem, heldout, events, rank_by)
+    runs, measures = measured(problem, heldout, cfg.losses, results)
+    summaries = ranked(cfg.losses, runs, measures, rank_by, reached if rungs else None)
+    # the winner: of the losses that trained every epoch, the best by a paired-seed majority over the second
+    finalists = [s for s in summaries if not rungs or reached.get(s.name) == len(rungs) - 1]
+    sign = -1.0 if rank_by in HIGHER_IS_BETTER else 1.0
     winner, wins = None, None
-    if summaries and math.isfinite(summaries[0].median):
-        if len(summaries) == 1:
-            winner = summaries[0].name
+    if finalists and math.isfinite(finalists[0].median) and (not rungs or rungs[-1].epochs == cfg.run.train.epochs):
+        if len(finalists) == 1:
+            winner = finalists[0].name
         else:
-            a, b = summaries[0].values, summaries[1].values
+            a, b = finalists[0].values, finalists[1].values
             wins = sum(sign * x < sign * y and (math.isinf(y) or abs(y - x) > WIN_MARGIN * abs(y))
                        for x, y in zip(a, b))
-            winner = summaries[0].name if wins > cfg.seeds / 2 else None
+            winner = finalists[0].name if wins > cfg.seeds / 2 else None
     reference: dict[str, Any] = {}
     if isinstance(problem, RegressionProblem):
         reference = {"truth": problem.true_params, "least_squares": problem.optimum["params"],
@@ -240,7 +306,32 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
     return CompareLossesResult(cfg, settle(interrupted, results), rank_by, summaries, runs,
                                {k: [m or {} for m in v] for k, v in measures.items()}, winner, wins, reference,
                                time.perf_counter() - started, str(problem.device), problem.data.source, versions(),
-                               problem.data.split if isinstance(problem, ClassificationProblem) else "")
+                               problem.data.split if isinstance(problem, ClassificationProblem) else "", rungs)
+
+
+def halving_document(result: CompareLossesResult) -> Optional[dict[str, Any]]:
+    if not result.halving:
+        return None
+    cfg = result.config
+    full = len(cfg.losses) * cfg.seeds * (cfg.run.train.epochs or 0)
+    trained = sum(r.trained for r in result.halving)
+    return {"rate": cfg.halving_rate, "rungs": [r.document() for r in result.halving], "epochs_trained": trained,
+            "epochs_full": full, "share_of_full": trained / full if full else None}
+
+
+def halving_notes(result: CompareLossesResult) -> list[str]:
+    doc = halving_document(result)
+    if doc is None:
+        return []
+    lines = [f"successive halving (rate {doc['rate']}): rungs at {', '.join(str(r.epochs) for r in result.halving)} "
+             f"epochs; {doc['epochs_trained']:,} epochs trained of {doc['epochs_full']:,} for every loss "
+             f"({doc['share_of_full']:.0%}); the losses that trained every epoch rank first, the others by the rung "
+             "they stopped at (their figures are from it)"]
+    for i, rung in enumerate(result.halving[:-1], 1):
+        kept = ", ".join(rung.continued) or "none (every loss diverged)"
+        lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} loss(es) → the best "
+                     f"{len(rung.continued)} continue: {kept}")
+    return lines
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -271,7 +362,8 @@ def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] 
             "paired_wins": result.wins, "losses": losses, "reference": result.reference,
             "diagnosis": result.diagnosis(), "data": result.data_source,
             "device": result.device, "elapsed_s": result.elapsed_s,
-            "expectations": outcomes_document(outcomes or []), "versions": result.versions}
+            "expectations": outcomes_document(outcomes or []), "versions": result.versions,
+            "halving": halving_document(result)}
 
 
 def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
@@ -320,6 +412,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
                          "minimises it and a minority of outlier rows cannot dominate it; held-out MSE favours mse "
                          "and held-out MAE favours l1 by construction (both in the JSON)")
     notes += verdict(result, cfg.seeds, f"better {result.rank_by}", f"the best median {result.rank_by}")
+    notes += halving_notes(result)
     for name, runs in result.runs.items():
         notes += [f"{name} seed {r.spec.seed}: {r.error}" for r in runs if r.status == "error"]
     stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]

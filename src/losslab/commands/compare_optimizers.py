@@ -32,7 +32,7 @@ from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import budget, run_trials
+from losslab.engine.trials import budget, go_on, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -96,10 +96,10 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
     alive = {name: list(cfg.tune_grid) for name in cfg.optims}
     latest: dict[tuple[str, float], RunResult] = {}
     rungs: list[dict[str, Any]] = []
-    interrupted = False
+    interrupted, done = False, list[RunResult]()
     for k, rung in enumerate(schedule):
-        specs = [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), seed)
-                 for name in cfg.optims for lr in alive[name]]
+        specs = go_on([RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), seed)
+                       for name in cfg.optims for lr in alive[name]], done)  # paused runs go on
         with budget(problem, rung):
             done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
         latest.update({(r.spec.optim.name, float(r.spec.optim.lr or 0)): r for r in done})
@@ -109,7 +109,8 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
                 ((lr, latest[(name, lr)].score) for lr in alive[name]), key=lambda p: (p[1], p[0]))[
                     :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
             rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
-                          "continued": kept})
+                          "continued": kept, "epochs_trained": sum(rung - (s.resume.epoch if s.resume else 0)
+                                                                   for s in specs)})
             alive = kept
         if interrupted or last:
             break

@@ -231,9 +231,13 @@ class CompareLossesConfig(ManyRuns):
     outliers: Optional[float] = None  # regression: fraction of training targets shifted (None: 0.1 on synthetic data)
     outlier_shift: float = 20.0
     rank_by: Optional[str] = None  # None: truth_distance (heldout_medae when the truth is unknown) or macro_f1
+    halving: bool = False  # successive halving: after each rung the best 1/halving_rate of the losses continue
+    min_epochs: Optional[int] = None
+    halving_rate: int = 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_halving(self.halving, self.min_epochs, self.halving_rate, self.run.train.epochs)
         if not self.losses:
             raise ConfigError("--losses", "give at least one loss, e.g. mse,l1")
         if len(set(self.losses)) != len(self.losses):

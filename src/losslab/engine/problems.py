@@ -49,6 +49,7 @@ class Problem:
     user_model: Optional[str] = None  # a user's own model (--model package.module:NAME), or a built-in one
     model_factory: Any = None  # its class or function
     no_gradient: list[str] = []  # its parameters the loss's gradient does not reach (they never train)
+    until: Optional[int] = None  # a halving rung's last epoch: runs stop there; their schedules span every epoch
 
     def __init__(self) -> None:
         self._losses: dict[LossConfig, LossFn] = {}

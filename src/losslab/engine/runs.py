@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import torch
@@ -35,6 +35,11 @@ class RunSpec:
     optim: OptimConfig
     seed: int
     loss: Optional[LossConfig] = None
+    resume: Optional["Paused"] = field(default=None, compare=False, repr=False)  # continue a run a rung paused
+
+    def resumed(self, paused: Optional["Paused"]) -> "RunSpec":
+        """This run, to continue from `paused` (None: from its start)."""
+        return replace(self, resume=paused)
 
     def key(self, loss_name: Optional[str] = None) -> tuple[tuple[str, Any], ...]:
         loss = self.loss.name if self.loss is not None else loss_name
@@ -59,6 +64,7 @@ class RunResult:
     diagnosis: list[Finding] = field(default_factory=list)  # what went wrong, in words (engine.diagnosis)
     steps: Optional[dict[str, list[float]]] = None  # per-step series of a run that has them (the range test)
     node: Optional[str] = None  # the Ray node it trained on (--executor ray)
+    paused: Optional["Paused"] = None  # stopped at a halving rung's end: the state to continue from
 
     @property
     def score(self) -> float:
@@ -74,7 +80,8 @@ def run_info(problem: Problem, spec: RunSpec, command: Optional[str] = None, *, 
     """Who the run is; `command` defaults to the running command's (its begin event's)."""
     return RunInfo(command=command or current_command(), group=spec.group, seed=spec.seed,
                    key=spec.key(problem.loss_cfg.name), index=index, total=total,
-                   epochs=epochs or problem.train_cfg.epochs or 0, first_epoch=first_epoch, samples=problem.n,
+                   epochs=epochs or problem.until or problem.train_cfg.epochs or 0, first_epoch=first_epoch,
+                   samples=problem.n,
                    batch_size=Plan.of(problem).size, stacked_with=stacked_with)
 
 
@@ -109,6 +116,50 @@ class Start:
     optimizer: Any = None
     generator: Optional[torch.Generator] = None
     first_epoch: int = 1
+    paused: Optional["Paused"] = None  # a paused run's records and the states it goes on from
+
+
+@dataclass
+class Paused:
+    """A run stopped after `epoch` (a halving rung's end), to continue later — in this process or another — as if
+    it had never stopped: its records so far and the states of its model, optimizer, schedule, batch-order
+    generator, sharpness tracker and of the global RNG (dropout draws from it)."""
+
+    epoch: int
+    records: list[dict[str, Any]]
+    elapsed_s: float
+    state: dict[str, Any]
+
+    @staticmethod
+    def of(result: "RunResult", model: torch.nn.Module, optimizer: Any, schedule: Any, options: FitOptions) -> "Paused":
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict() if schedule is not None else None,
+                 "generator": options.generator.get_state() if options.generator is not None else None,
+                 "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+                 "sharpness": getattr(options.sharpness, "vector", None)}
+        return Paused(result.epochs_run, list(result.records), result.elapsed_s, state)
+
+    def start(self, model: torch.nn.Module, spec: "RunSpec") -> Start:
+        """Where the run goes on: its model (built from its seed) and a new optimizer given their saved states."""
+        model.load_state_dict(self.state["model"])
+        optimizer = build_optimizer(model.parameters(), spec.optim)
+        optimizer.load_state_dict(self.state["optimizer"])
+        generator = batch_generator(spec.seed)
+        if self.state["generator"] is not None:
+            generator.set_state(self.state["generator"])
+        return Start(model, optimizer, generator, self.epoch + 1, self)
+
+    def restore(self, schedule: Any, options: FitOptions) -> None:
+        """The schedule's, sharpness tracker's and global RNG's states, just before training goes on."""
+        if schedule is not None and self.state["schedule"] is not None:  # (building it set the rates anew)
+            schedule.optimizer.load_state_dict(self.state["optimizer"])
+            schedule.load_state_dict(self.state["schedule"])
+        if options.sharpness is not None and self.state["sharpness"] is not None:
+            options.sharpness.vector = self.state["sharpness"]  # type: ignore[attr-defined]
+        torch.set_rng_state(self.state["rng"])
+        if self.state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(self.state["cuda_rng"])
 
 
 @dataclass
@@ -164,7 +215,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         loss_fn = problem.loss_for(spec.loss)
         train = problem.train_cfg
         schedule = None if stepped is not None else build_schedule(  # the range test sets rates itself
-            optimizer, train.schedule, info.epochs, Plan.of(problem).batches)
+            optimizer, train.schedule, train.epochs or info.epochs, Plan.of(problem).batches)  # (every epoch)
         options = FitOptions(
             batch_size=train.batch_size, clip_grad_norm=train.clip_grad_norm, clip_grad_value=train.clip_grad_value,
             generator=(start.generator if start is not None else None) or batch_generator(spec.seed),
@@ -173,11 +224,18 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             on_step=stepped.on_step if stepped is not None else None, schedule=schedule,
             sharpness=problem.sharpness_tracker(loss_fn) if train.track_sharpness else None,
             sharpness_every=train.track_sharpness or 1)
+        paused = start.paused if start is not None else None
+        if paused is not None:
+            paused.restore(schedule, options)
         fitted = fit(model, loss_fn, optimizer, problem.source, epochs=info.epochs, options=options, events=events,
                      run=info)
-        result = RunResult(spec, fitted.status, fitted.records, epochs_run=fitted.epochs_run,
-                           elapsed_s=fitted.elapsed_s, diverged_epoch=fitted.diverged_epoch,
-                           stopped_early=fitted.stopped_early, error=fitted.error)
+        before = paused or Paused(0, [], 0.0, {})
+        result = RunResult(spec, fitted.status, before.records + fitted.records,
+                           epochs_run=fitted.epochs_run or before.epoch, elapsed_s=before.elapsed_s + fitted.elapsed_s,
+                           diverged_epoch=fitted.diverged_epoch, stopped_early=fitted.stopped_early,
+                           error=fitted.error)
+        if fitted.status == "ok" and not fitted.stopped_early and result.epochs_run == problem.until:
+            result.paused = Paused.of(result, model, optimizer, schedule, options)  # a halving rung's end
         if fitted.status == "error":  # what of the user's code was running: their loss or their model
             loss = (spec.loss or problem.loss_cfg).name
             users = [f"--loss {loss}"] * is_import_path(loss) + [f"--model {problem.user_model}"] * bool(

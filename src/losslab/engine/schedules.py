@@ -46,6 +46,20 @@ class LRSchedule:
             self.main.step()
 
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the schedule stands (a halving rung's paused run goes on from here)."""
+        return {"batches_done": self.batches_done,
+                "warmup": self.warmup.state_dict() if self.warmup is not None else None,
+                "main": self.main.state_dict() if self.main is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batches_done = state["batches_done"]
+        if self.warmup is not None:
+            self.warmup.load_state_dict(state["warmup"])
+        if self.main is not None:
+            self.main.load_state_dict(state["main"])
+
+
 def build_schedule(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Optional[LRSchedule]:
     if cfg is None or (cfg.name == "none" and not cfg.warmup):
         return None

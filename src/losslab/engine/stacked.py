@@ -517,7 +517,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     try:
         for info in infos:
             events.on_run_begin(info)
-        out = train(side, plan, range(1, (problem.train_cfg.epochs or 0) + 1), Hooks(events, infos, side.schedules()))
+        last = problem.until or problem.train_cfg.epochs or 0  # (a halving rung may stop earlier)
+        out = train(side, plan, range(1, last + 1), Hooks(events, infos, side.schedules()))
     except KeyboardInterrupt:  # (while a consumer took a run's beginning)
         out = Outcome.of(k)
         out.interrupted, out.status = True, ["interrupted"] * k

@@ -12,7 +12,6 @@ diverging or raising does not stop the others; Ctrl-C stops the whole command an
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence
 
 from losslab import interrupt
@@ -59,13 +58,23 @@ def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _N
     return [r if r is not None else RunResult(specs[i], "not run") for i, r in enumerate(results)], interrupted
 
 
+def go_on(specs: Sequence[RunSpec], done: Sequence[RunResult]) -> list[RunSpec]:
+    """`specs` for the next rung of successive halving: each run the last rung paused (`done`) goes on from its
+    state; the others (stacked runs keep no state) train from their start again. The paused states are let go."""
+    paused = {(r.spec.key(), r.spec.group): r.paused for r in done}
+    for r in done:
+        r.paused = None
+    return [s.resumed(paused.get((s.key(), s.group))) for s in specs]
+
+
 @contextmanager
 def budget(problem: Problem, epochs: int) -> Iterator[Problem]:
-    """The problem's runs train for `epochs` inside the block (a rung of successive halving): a run of fewer epochs
-    is the same run stopped earlier — the same initial weights, the same batch order epoch by epoch."""
-    old = problem.train_cfg
-    problem.train_cfg = replace(old, epochs=epochs)
+    """The problem's runs stop after epoch `epochs` inside the block (a rung of successive halving): a run stopped
+    there is the whole run's beginning — the same initial weights, batch order and schedule (which still spans
+    every epoch of --epochs); one that continues from its `RunResult.paused` state goes on as if never stopped."""
+    old = problem.until
+    problem.until = epochs if epochs < (problem.train_cfg.epochs or 0) else None
     try:
         yield problem
     finally:
-        problem.train_cfg = old
+        problem.until = old

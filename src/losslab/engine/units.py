@@ -19,7 +19,8 @@ def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> 
     spec alone."""
     from losslab.engine import stacked
 
-    stackable = [i for i, s in enumerate(specs) if stacked.can_stack(s)] if vectorize and len(specs) > 1 else []
+    stackable = [i for i, s in enumerate(specs) if stacked.can_stack(s) and s.resume is None] \
+        if vectorize and len(specs) > 1 else []  # (a paused run goes on alone, from its own state)
     if len(stackable) < 2 or stacked.unsupported(problem, [specs[i] for i in stackable]) is not None:
         stackable = []
     rest = [[i] for i in range(len(specs)) if i not in set(stackable)]
@@ -38,5 +39,6 @@ def run_unit(problem: Problem, indices: Sequence[int], specs: Sequence[RunSpec],
     (i,) = indices
     spec = specs[i]
     model = problem.new_model(spec.seed)  # the seed's initial weights, and the global RNG seeded for the run
-    return [execute(problem, spec, events, info=run_info(problem, spec, command, index=i, total=total),
-                    start=Start(model))]
+    start = spec.resume.start(model, spec) if spec.resume is not None else Start(model)
+    return [execute(problem, spec, events, start=start,
+                    info=run_info(problem, spec, command, index=i, total=total, first_epoch=start.first_epoch))]

@@ -21,7 +21,7 @@ from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
-from losslab.engine.trials import budget, run_trials
+from losslab.engine.trials import budget, go_on, run_trials
 from losslab.expect import Outcome
 from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
@@ -81,16 +81,17 @@ class Rung:
     candidates: list[float]
     scores: dict[float, float]
     continued: list[float]
+    trained: int = 0  # epochs its runs trained (a run that went on from the last rung: only the new ones)
 
 
 def next_rung(epochs: int, alive: Sequence[float], runs: dict[str, list[RunResult]], task: str, target: float,
-              rate: int, last: bool) -> Rung:
+              rate: int, last: bool, trained: int = 0) -> Rung:
     """Rank the rates that trained this rung as the grid ranks them (median final loss to 4 significant digits,
     then epochs to the target; diverged last); the best ceil(n/rate) continue, none after the last rung."""
     summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in alive]
     ranked = rank(summaries)
     keep = [] if last else [s.lr for s in ranked[:max(1, math.ceil(len(alive) / rate))] if math.isfinite(s.median)]
-    return Rung(epochs, list(alive), {s.lr: s.median for s in summaries}, sorted(keep))
+    return Rung(epochs, list(alive), {s.lr: s.median for s in summaries}, sorted(keep), trained)
 
 
 GRID_VS_RANGE = ("a grid trains the whole budget at each fixed rate; --range-test raises the rate every step of one "
@@ -160,15 +161,18 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     runs: dict[str, list[RunResult]] = {lr_label(lr): [] for lr in grid}
     halving: list[Rung] = []
     alive, results, interrupted = list(grid), [], False
+    done: list[RunResult] = []
     for k, rung in enumerate(rungs):
         specs = [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in alive]
+        specs = go_on(specs, done)  # a run the last rung paused goes on from there
         with budget(problem, rung):
             done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
         results += done
         for lr in alive:  # each rate's runs: those of the last rung it trained in
             runs[lr_label(lr)] = [r for r in done if r.spec.group == lr_label(lr)]
         if cfg.halving:
-            halving.append(next_rung(rung, alive, runs, task, target, cfg.halving_rate, last=k == len(rungs) - 1))
+            halving.append(next_rung(rung, alive, runs, task, target, cfg.halving_rate, last=k == len(rungs) - 1,
+                                     trained=sum(rung - (s.resume.epoch if s.resume else 0) for s in specs)))
             alive = halving[-1].continued
         if interrupted or not alive:
             break
@@ -219,7 +223,7 @@ def epochs_trained(result: GridResult) -> tuple[int, int]:
     total = (result.config.run.train.epochs or 0) * len(result.summaries) * seeds
     if not result.halving:
         return total, total
-    return sum(rung.epochs * len(rung.candidates) * seeds for rung in result.halving), total
+    return sum(rung.trained for rung in result.halving), total
 
 
 def halving_document(result: GridResult) -> Optional[dict[str, Any]]:
