@@ -109,6 +109,7 @@ def test_wrong_values_raise_configerror_naming_the_option(kwargs, option):
     assert err.value.option == option
 
 
+@pytest.mark.slow
 def test_nothing_on_stdout_without_progress_and_the_files_on_save(capsys, tmp_path):
     result = losslab.compare_losses(losses=["mse", "l1"], seeds=1, epochs=20, device="cpu", progress=False)
     assert capsys.readouterr().out == ""

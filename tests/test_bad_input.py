@@ -138,6 +138,7 @@ MATRIX = [
     (["lr-sweep", "--task", "classify", "--model", "nosuch.module:Net"], "--model"),
     # this round's options (their commands' own tests cover every value; here through a real process, --json)
     (["lr-sweep", "--halving", "--halving-rate", "1"], "--halving-rate"),
+    (["compare-losses", "--min-epochs", "3"], "--min-epochs"),
     (["compare-optimizers", "--tune", "--halving", "--min-epochs", "5000"], "--min-epochs"),
     (["regress", "--track-sharpness", "0"], "--track-sharpness"),
     (["classify", "--sharpness-samples", "0"], "--sharpness-samples"),

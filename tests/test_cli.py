@@ -148,6 +148,7 @@ def test_every_command_option_is_documented():
         assert param.help, f"{param.name} has no help"
 
 
+@pytest.mark.slow
 def test_version_completion_and_python_dash_m():
     import os
     import subprocess

@@ -137,6 +137,7 @@ def test_every_command_begins_and_ends_once_for_a_registered_consumer(cli, spy, 
         assert {run.command for run in seen.begun} == {args[0]}  # named by the command's begin event
 
 
+@pytest.mark.slow
 def test_replay_begins_and_ends_too(cli, spy, tmp_path):
     assert cli("regress", "--epochs", "3", "--out", str(tmp_path / "o"), "--quiet", "--no-plot").exit_code == 0
     run = cli("replay", str(tmp_path / "o" / "result.json"))

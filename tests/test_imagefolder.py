@@ -34,6 +34,7 @@ def records(out):
     return [dict(zip(head, line.split(","))) for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_in_memory_and_streamed_give_identical_numbers(cli, tmp_path):
     root = make_folder(tmp_path / "imgs")
     common = ["classify", "--dataset", "imagefolder", "--data-dir", root, "--epochs", "3", "--model", "mlp",

@@ -174,6 +174,7 @@ def test_bad_landscape_options_are_one_line(cli, tmp_path):
     assert math.isfinite(1.0)
 
 
+@pytest.mark.slow
 def test_tracked_sharpness_is_recorded_every_k_epochs_and_equals_the_closed_form(cli, tmp_path):
     run = cli("regress", "--track-sharpness", "100", "--out", str(tmp_path / "o"), "--quiet", "--device", "cpu")
     assert run.exit_code == 0, run.stderr

@@ -70,9 +70,9 @@ def alive_nodes(address: str) -> int:
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
 
-def start_node(args: list[str]) -> subprocess.Popen:
+def start_node(args: list[str], cpus: int = 1) -> subprocess.Popen:
     """`ray start ... --block` in a session of its own: killing that process group stops the node's processes."""
-    return subprocess.Popen([RAY, "start", "--num-cpus", "1", "--disable-usage-stats", "--block", *args], env=ENV,
+    return subprocess.Popen([RAY, "start", "--num-cpus", str(cpus), "--disable-usage-stats", "--block", *args], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

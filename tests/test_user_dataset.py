@@ -220,6 +220,7 @@ def test_a_bad_streamed_dataset_is_one_line_naming_dataset(cli, folder, name, wo
     assert needle in run.stderr and "--dataset: --dataset" not in run.stderr
 
 
+@pytest.mark.slow
 def test_the_streaming_options_are_refused_for_built_in_data(cli):
     cli("classify", "--dataset", "digits", "--memory-budget", "1KB").assert_usage_error("--memory-budget")
     cli("classify", "--dataset", "blobs", "--workers", "1").assert_usage_error("--workers")

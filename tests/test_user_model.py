@@ -148,6 +148,7 @@ def curves(doc):
     return [(r["train_loss"], r["valid_loss"], r["valid_acc"]) for r in doc]
 
 
+@pytest.mark.slow
 def test_a_user_mlp_equal_to_the_builtin_gives_the_builtins_numbers(cli, models, tmp_path):
     common = ["classify", "--epochs", "3", "--quiet", "--device", "cpu"]
     builtin = cli(*common, "--model", "mlp", "--out", str(tmp_path / "a"))

@@ -129,6 +129,7 @@ def test_unsupported_cases_fall_back():
     assert [r.stacked_with for r in results] == [2, 1, 2]  # lbfgs runs on its own, the others stacked
 
 
+@pytest.mark.slow
 def test_mixed_optimizers_in_one_stack_match_sequential():
     cfg = RegressConfig(train=TrainConfig(epochs=150, batch_size=32, device="cpu"))
     problem = RegressionProblem(cfg, synthetic())

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import time
 from typing import Any, Optional, Sequence
 
 from losslab import interrupt
@@ -450,6 +451,36 @@ def check_resources(cpus_per_trial: float) -> None:
                           f"{total:g}")
 
 
+NO_NODE_SECONDS = 10.0  # how long a Ray sweep waits for a node that can run its trials before it gives them up
+
+
+class NodeWatch:
+    """Whether any node of the cluster can still run a trial: when every node with `cpus` CPUs is lost mid-sweep
+    (and none joins within NO_NODE_SECONDS), the trials left can never be placed, and waiting would be for ever."""
+
+    def __init__(self, cpus: float):
+        self.cpus, self.looked = cpus, 0.0
+        self.since: Optional[float] = None  # since when no node could run a trial
+
+    def lost(self) -> Optional[str]:
+        """Why the trials left cannot run (None while a node can run them), looked at every second."""
+        import ray
+
+        now = time.monotonic()
+        if now - self.looked < 1.0:
+            return None
+        self.looked = now
+        total = ray.cluster_resources().get("CPU", 0)
+        if total >= self.cpus:
+            self.since = None
+            return None
+        since = self.since = self.since or now
+        if now - since < NO_NODE_SECONDS:
+            return None
+        return (f"not run: no node of the cluster is left with {self.cpus:g} CPU(s) for it (it has {total:g} now; "
+                f"the nodes that ran trials were lost and none joined within {NO_NODE_SECONDS:g} s)")
+
+
 def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], events: Consumer, *,
             command: str, address: Optional[str], cpus_per_trial: float, retries: int) -> tuple[list[RunResult], bool]:
     """Each unit a Ray task asking for `cpus_per_trial` CPUs (and a GPU when the run is on CUDA); results
@@ -478,11 +509,19 @@ def run_ray(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], 
         relay = Relay(problem, events, command, total)
         interrupted = False
         pending = list(refs)
+        watch = NodeWatch(cpus_per_trial)
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
-                if not done:  # short waits, so that Ctrl-C is seen while long trials run
+                if not done:  # short waits, so that Ctrl-C (or a cluster with no node left) is seen
                     interrupt.check()
+                    why = watch.lost()
+                    if why is not None:
+                        for ref in pending:
+                            ray.cancel(ref, force=True)
+                            relay.finished(results, units[refs[ref]], [RunResult(specs[i], "error", error=why)
+                                                                       for i in units[refs[ref]]])
+                        pending = []
                     continue
                 u = refs[done[0]]
                 try:
