@@ -109,7 +109,9 @@ def main() -> None:
             target = f"(target >= 1.6x) {'OK' if speed >= 1.6 else 'MISSED'}" if workload == "cnn" else ""
             print(f"  {n} vs local: {speed:.2f}x {target}")
             if "local 1 thread" in med:
-                print(f"  {n} vs local with one thread: {med['local 1 thread'] / med[n]:.2f}x")
+                one = med['local 1 thread'] / med[n]
+                print(f"  {n} vs local with one thread: {one:.2f}x (scaling efficiency {one / 2:.0%} of the 2x "
+                      "two one-thread workers could give)")
         if workload == "tiny":
             print(f"  overhead: process +{med['process'] - med['local']:.1f} s, ray +{med['ray'] - med['local']:.1f} s "
                   "per command (worker start-up, problem shipping, runtime start)")

@@ -40,6 +40,7 @@ def test_paired_wins_need_a_real_difference_and_a_majority():
     assert [s.name for s in rank([_summary("x", [math.inf] * 3), _summary("y", [5.0] * 3)])] == ["y", "x"]
 
 
+@pytest.mark.slow
 def test_trials_of_a_seed_share_initial_weights_and_match_single_runs():
     cfg, problem = _problem(epochs=50, batch_size=16)
     trials = [Trial(name, OptimConfig(name).for_task("regression"), seed)
@@ -162,6 +163,7 @@ def test_cli_compare_bad_input_exit_2(cli, args, option):
     cli("compare-optimizers", *args).assert_usage_error(option)
 
 
+@pytest.mark.slow
 def test_rank_by_orders_and_judges_by_the_chosen_measure(cli):
     """All four optimizers reach the optimum (a tie on final loss); ranked by epochs to the target, sgd (30
     epochs) beats momentum (63) on every paired seed."""

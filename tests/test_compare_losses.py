@@ -28,6 +28,7 @@ def _regress(epochs=1000, **kw):
     return CompareLossesConfig(run=RegressConfig(train=TrainConfig(epochs=epochs, device="cpu")), **kw).resolved()
 
 
+@pytest.mark.slow
 def test_l1_and_huber_resist_outliers_where_mse_follows_least_squares():
     cfg = _regress(seeds=2)
     problem, heldout, rows, _ = compare_losses.prepare(cfg)

@@ -214,6 +214,7 @@ def test_diff_lists_exactly_the_changed_options_and_the_shared_metrics(cli, tmp_
     assert "(command)" in across.stdout and "mse final_loss" in across.stdout
 
 
+@pytest.mark.slow
 def test_bad_results_are_one_line_and_exit_2(cli, tmp_path):
     good = cli("regress", "--epochs", "20", "--json", "--quiet", "--device", "cpu").stdout
     cases = {

@@ -325,6 +325,11 @@ def test_tuning_by_halving_chooses_rates_as_good_as_the_full_tuning_grid(cli):
     assert [r["epochs"] for r in halved["halving"]] == [10, 30, 90, 270]
     for rung in halved["halving"][:-1]:
         assert all(len(v) == math.ceil(len(rung["candidates"][n]) / 3) for n, v in rung["continued"].items())
+        for name, kept in rung["continued"].items():  # who continued: the best scores of the rung
+            best = sorted(rung["scores"][name].items(), key=lambda kv: (kv[1], float(kv[0])))[:len(kept)]
+            assert sorted(k for k, _ in best) == sorted(f"{lr:g}" for lr in kept)
+    assert halved["epochs_full"] == 13 * 4 * 270  # default optimizers: sgd, momentum, rmsprop, adam
+    assert halved["epochs_trained"] == sum(r["epochs_trained"] for r in halved["halving"]) < halved["epochs_full"] / 2
     for name, lr in halved["chosen"].items():
         assert lr in halved["halving"][-1]["candidates"][name]
         scores = {r["lr"]: r["final_loss"] for r in full["results"][name]}

@@ -135,6 +135,7 @@ def test_bundled_classification_datasets_with_their_class_names(cli, dataset, lo
     assert sum(map(sum, doc["confusion_matrix"])) == round(0.2 * len(bunch.target))
 
 
+@pytest.mark.slow
 def test_default_digits_runs_reach_scikit_learn_on_the_same_split():
     """Per-pixel standardisation and adam at 0.01: the logistic model within 0.015 of scikit-learn's
     LogisticRegression on the same split, the mlp at 0.975 or better."""

@@ -70,6 +70,7 @@ def test_stacked_trials_record_the_same_data_unit_parameters_as_sequential_ones(
             assert a["params"][name] == pytest.approx(b["params"][name], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_no_standardize_trains_on_the_raw_columns_and_the_diagnosis_says_what_helps(cli, houses):
     path, lstsq = houses
     raw = cli("regress", "--data", path, "--no-standardize", "--json", "--quiet")

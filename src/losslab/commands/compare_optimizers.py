@@ -109,6 +109,7 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
                 ((lr, latest[(name, lr)].score) for lr in alive[name]), key=lambda p: (p[1], p[0]))[
                     :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
             rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
+                          "scores": {n: {f"{lr:g}": latest[(n, lr)].score for lr in v} for n, v in alive.items()},
                           "continued": kept, "epochs_trained": sum(rung - (s.resume.epoch if s.resume else 0)
                                                                    for s in specs)})
             alive = kept
@@ -136,7 +137,9 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
                             f"{tune_seed}, the same for every optimizer" + (
                                 f", by successive halving (rate {cfg.halving_rate}, rungs at "
                                 f"{', '.join(str(r['epochs']) for r in rungs)} epochs)" if rungs else ""),
-                  "results": {}, "chosen": {}, "halving": rungs or None}
+                  "results": {}, "chosen": {}, "halving": rungs or None,
+                  "epochs_trained": sum(r["epochs_trained"] for r in rungs) if rungs else None,
+                  "epochs_full": len(cfg.tune_grid) * len(cfg.optims) * (cfg.run.train.epochs or 0)}
         results_of, chosen = tuning["results"], tuning["chosen"]
         for name in cfg.optims:
             mine = [r for r in results if r.spec.optim.name == name]
@@ -283,6 +286,13 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
                            for k, v in t["chosen"].items())
         notes.append(f"tuning budget: {t['budget']}; chosen: {chosen}")
+        if t["halving"]:
+            notes.append(f"  {t['epochs_trained']:,} tuning epochs trained of {t['epochs_full']:,} for the full "
+                         f"grid ({t['epochs_trained'] / t['epochs_full']:.0%})")
+            for i, rung in enumerate(t["halving"][:-1], 1):
+                kept = "; ".join(f"{n} {', '.join(f'{lr:g}' for lr in v) or '(none)'}"
+                                 for n, v in rung["continued"].items())
+                notes.append(f"  rung {i} ({rung['epochs']} epochs), the best continue: {kept}")
     for name, runs in result.runs.items():
         for r in runs:
             if r.status in ("error",):
