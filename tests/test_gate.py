@@ -277,3 +277,27 @@ def test_a_rerun_whose_runs_all_fail_exits_4(cli, tmp_path, monkeypatch):
     assert run.exit_code == 4, (run.stdout, run.stderr)
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "every run of the rerun" in lines[0] and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_rerun_is_one_line_and_exit_130(cli, tmp_path):
+    """(typer turns a KeyboardInterrupt into a silent exit 130: the command must still say it stopped.)"""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    assert cli("regress", "--epochs", "20", "--out", str(tmp_path / "b"), "--quiet", "--no-plot").exit_code == 0
+    doc = json.loads((tmp_path / "b" / "result.json").read_text())
+    doc["invocation"]["options"]["epochs"] = 3_000_000  # a rerun of minutes
+    (tmp_path / "long.json").write_text(json.dumps(doc))
+    exe = shutil.which("losslab", path=str(Path(sys.executable).parent)) or "losslab"
+    proc = subprocess.Popen([exe, "gate", str(tmp_path / "long.json"), "--rerun-baseline"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path)
+    time.sleep(6)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["losslab: interrupted"], err

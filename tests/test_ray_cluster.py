@@ -3,6 +3,7 @@ second with its own raylet and object store — is reached with --ray-address au
 with the numbers of `local`, and a node stopped mid-sweep (its processes killed) has its unfinished trials retried
 on the head, nothing lost."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -84,11 +85,13 @@ def stop(node: subprocess.Popen) -> None:
     node.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def two_nodes():  # one cluster for both tests: placement first, then its second node is stopped
+@contextlib.contextmanager
+def cluster(head_cpus: int = 1):
+    """A head (`head_cpus` CPUs for tasks) and a second node of 1 CPU, both alive: yields (address, second)."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    head = start_node(["--head", "--port", str(port), "--include-dashboard=false", "--node-ip-address=127.0.0.1"])
+    head = start_node(["--head", "--port", str(port), "--include-dashboard=false", "--node-ip-address=127.0.0.1"],
+                      cpus=head_cpus)
     second = None
     try:
         deadline = time.monotonic() + 90
@@ -103,6 +106,12 @@ def two_nodes():  # one cluster for both tests: placement first, then its second
         for node in (second, head):
             if node is not None:
                 stop(node)
+
+
+@pytest.fixture(scope="module")
+def two_nodes():  # one cluster for both tests: placement first, then its second node is stopped
+    with cluster() as nodes_:
+        yield nodes_
 
 
 @pytest.fixture

@@ -27,6 +27,11 @@ class RunFailed(Exception):
     """A single run raised during training (e.g. a user's loss that fails after some epochs): one line, exit 4."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM/SIGHUP) stopped a command by an exception rather than by a status: carried past typer,
+    which would turn a KeyboardInterrupt into a silent exit 130, to the one place that says so."""
+
+
 class OutputClosed(Exception):
     """The reader closed stdout (a BrokenPipeError, re-raised as this so that click does not turn it into exit 1)."""
 

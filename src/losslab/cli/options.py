@@ -35,7 +35,7 @@ from losslab.config import (
     default_of,
 )
 from losslab.config.many import ManyRuns
-from losslab.errors import OutputClosed
+from losslab.errors import Interrupted, OutputClosed
 
 
 @dataclass(frozen=True)
@@ -460,6 +460,8 @@ def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
                 return func(Given(values, chosen))
             except BrokenPipeError:
                 raise OutputClosed() from None
+            except KeyboardInterrupt:
+                raise Interrupted() from None
 
         entry.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
         entry.__annotations__ = {**annotations, "return": int}

@@ -29,7 +29,7 @@ from losslab.cli.options import (
     unique,
 )
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
-from losslab.errors import ConfigError, ExitCode, OutputClosed, RunFailed, describe
+from losslab.errors import ConfigError, ExitCode, Interrupted, OutputClosed, RunFailed, describe
 
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
 UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -160,7 +160,7 @@ class _Group(_FlagHelp, TyperGroup):
         except RunFailed as exc:
             print(f"losslab: error: {exc}", file=sys.stderr)
             code = ExitCode.FAILED
-        except (typer.Abort, KeyboardInterrupt):
+        except (typer.Abort, KeyboardInterrupt, Interrupted):
             code = interrupt.exit_code() if interrupt.requested() else ExitCode.INTERRUPTED
             name = "" if code == ExitCode.INTERRUPTED else f" ({interrupt.STATE.signum.name})"
             print(f"losslab: interrupted{name}", file=sys.stderr)
