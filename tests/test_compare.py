@@ -175,3 +175,18 @@ def test_rank_by_orders_and_judges_by_the_chosen_measure(cli):
     by_loss = cli("compare-optimizers", "--seeds", "3", "--json", "--quiet", "--device", "cpu").json()
     assert by_loss["winner"] is None  # the same runs tie on final loss
     cli("compare-optimizers", "--rank-by", "accuracy").assert_usage_error("--rank-by")
+
+
+def test_a_winner_whose_runner_up_never_finished_is_not_said_to_beat_it():
+    import math
+    from types import SimpleNamespace
+
+    from losslab.commands.common import verdict
+
+    done = SimpleNamespace(name="l1", median=0.02)
+    lost = SimpleNamespace(name="huber", median=math.inf)  # its runs failed (no node left, say)
+    result = SimpleNamespace(summaries=[done, lost], winner="l1", wins=1, status="ok", runs={})
+    (line,) = verdict(result, 1, "better truth_distance", "the best median truth_distance")
+    assert line.startswith("winner: l1 — the only one with a finished run") and "paired seeds" not in line
+    result.summaries = [done, SimpleNamespace(name="huber", median=0.12)]
+    assert verdict(result, 1, "better x", "best x") == ["winner: l1 — better x than huber on 1 of 1 paired seeds"]

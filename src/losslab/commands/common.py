@@ -219,6 +219,9 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     if result.winner and result.wins is None:  # successive halving left it the only one to train every epoch
         return [f"winner: {result.winner} — the only one left at the last rung of successive halving (the others "
                 "stopped earlier, so no paired-seed comparison at the full budget)"]
+    if result.winner and not math.isfinite(second.median):  # nothing to pair it with
+        return [f"winner: {result.winner} — the only one with a finished run ({second.name} and any below it did "
+                "not finish: no paired-seed comparison)"]
     if result.winner:
         return [f"winner: {result.winner} — {better} than {second.name} on {result.wins} of {seeds} paired seeds"]
     if math.isfinite(top.median):
