@@ -41,7 +41,7 @@ from losslab.engine.problems import (
     load_regression_data,
 )
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import budget, go_on, run_trials
+from losslab.engine.trials import budget, epochs_asked, go_on, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -267,7 +267,7 @@ def halve(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Regre
             keep = [] if last else [s.name for s in order[:max(1, math.ceil(len(alive) / cfg.halving_rate))]
                                     if math.isfinite(s.median)]
             rungs.append(LossRung(rung, list(alive), {s.name: s.median for s in order}, keep,
-                                  sum(rung - (s.resume.epoch if s.resume else 0) for s in specs)))
+                                  epochs_asked(specs, rung)))
             alive = keep
         if interrupted or not alive:
             break

@@ -32,7 +32,7 @@ from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import budget, go_on, run_trials
+from losslab.engine.trials import budget, epochs_asked, go_on, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -110,8 +110,7 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
                     :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
             rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
                           "scores": {n: {f"{lr:g}": latest[(n, lr)].score for lr in v} for n, v in alive.items()},
-                          "continued": kept, "epochs_trained": sum(rung - (s.resume.epoch if s.resume else 0)
-                                                                   for s in specs)})
+                          "continued": kept, "epochs_trained": epochs_asked(specs, rung)})
             alive = kept
         if interrupted or last:
             break

@@ -67,6 +67,11 @@ def go_on(specs: Sequence[RunSpec], done: Sequence[RunResult]) -> list[RunSpec]:
     return [s.resumed(paused.get((s.key(), s.group))) for s in specs]
 
 
+def epochs_asked(specs: Sequence[RunSpec], last: int) -> int:
+    """The epochs `specs` train up to epoch `last` (a run going on from a paused state: only its new ones)."""
+    return sum(last - (s.resume.epoch if s.resume is not None else 0) for s in specs)
+
+
 @contextmanager
 def budget(problem: Problem, epochs: int) -> Iterator[Problem]:
     """The problem's runs stop after epoch `epochs` inside the block (a rung of successive halving): a run stopped

@@ -21,7 +21,7 @@ from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
-from losslab.engine.trials import budget, go_on, run_trials
+from losslab.engine.trials import budget, epochs_asked, go_on, run_trials
 from losslab.expect import Outcome
 from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
@@ -172,7 +172,7 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
             runs[lr_label(lr)] = [r for r in done if r.spec.group == lr_label(lr)]
         if cfg.halving:
             halving.append(next_rung(rung, alive, runs, task, target, cfg.halving_rate, last=k == len(rungs) - 1,
-                                     trained=sum(rung - (s.resume.epoch if s.resume else 0) for s in specs)))
+                                     trained=epochs_asked(specs, rung)))
             alive = halving[-1].continued
         if interrupted or not alive:
             break
