@@ -112,6 +112,10 @@ def test_compare_losses_by_halving_ranks_each_rung_as_a_comparison_of_that_many_
     assert mine[halved.winner] == pytest.approx({s.name: s.median for s in full.summaries}[halved.winner], rel=1e-5)
     assert [s.name for s in halved.summaries][0] == halved.winner
     assert sum(r.trained for r in halved.halving) == 3 * (4 * 10 + 2 * 20 + 1 * 60 + 1 * 180)
+    from losslab.commands.compare_losses import report
+
+    names = [row[1] for row in report(halved)[0].rows]  # a loss stopped at a rung is marked with its epochs
+    assert names[0] == halved.winner and all(n.endswith(("(10)", "(30)", "(90)")) for n in names[1:])
 
 
 def test_compare_losses_halving_in_the_json_and_its_options_checked(cli):

@@ -319,6 +319,12 @@ def halving_document(result: CompareLossesResult) -> Optional[dict[str, Any]]:
             "epochs_full": full, "share_of_full": trained / full if full else None}
 
 
+def stopped_mark(result: CompareLossesResult, name: str) -> str:
+    """" (E)" for a loss successive halving stopped after E epochs, before the last rung (as lr-sweep marks rates)."""
+    last = max((r.epochs for r in result.halving if name in r.candidates), default=None)
+    return f" ({last})" if last is not None and last != result.halving[-1].epochs else ""
+
+
 def halving_notes(result: CompareLossesResult) -> list[str]:
     doc = halving_document(result)
     if doc is None:
@@ -326,7 +332,7 @@ def halving_notes(result: CompareLossesResult) -> list[str]:
     lines = [f"successive halving (rate {doc['rate']}): rungs at {', '.join(str(r.epochs) for r in result.halving)} "
              f"epochs; {doc['epochs_trained']:,} epochs trained of {doc['epochs_full']:,} for every loss "
              f"({doc['share_of_full']:.0%}); the losses that trained every epoch rank first, the others by the rung "
-             "they stopped at (their figures are from it)"]
+             "they stopped at (marked (E): their figures are from epoch E)"]
     for i, rung in enumerate(result.halving[:-1], 1):
         kept = ", ".join(rung.continued) or "none (every loss diverged)"
         lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} loss(es) → the best "
@@ -385,7 +391,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     headers = ["#", "loss", *[short.get(c, c) for c in cols], "diverged"]
     rows = []
     for i, s in enumerate(result.summaries, start=1):
-        rows.append([str(i), s.name, *[fmt(s.measures.get(c), ".4g") for c in cols],
+        rows.append([str(i), s.name + stopped_mark(result, s.name), *[fmt(s.measures.get(c), ".4g") for c in cols],
                      f"{s.diverged}/{len(s.values)}" + (f" +{s.errors} errors" if s.errors else "")])
     pick = {c: (max if c in HIGHER_IS_BETTER else min) for c in cols}
     best = best_cells(result.summaries, [(2 + j, (lambda s, c=c: s.measures.get(c)), pick[c])
