@@ -219,6 +219,13 @@ class History(list):
 
 
 def _run(command: str, options: dict[str, Any], progress: bool) -> Result:
+    """The command's experiment, from a frame chunk of its own (`losslab.stack`: a notebook calls from deep)."""
+    from losslab.stack import on_fresh_stack
+
+    return on_fresh_stack(_experiment, command, options, progress)
+
+
+def _experiment(command: str, options: dict[str, Any], progress: bool) -> Result:
     import importlib
 
     from losslab.engine.events import _COMMAND

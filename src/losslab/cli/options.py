@@ -423,54 +423,91 @@ def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
     SIGNATURES[command] = (names, {name: defaults.get(name, OPTS[name].default) for name in names})
 
     def decorate(func: Callable[[Given], int]) -> Callable[..., int]:
-        params, annotations = [], {}
-        for name in names:
-            opt = OPTS[name]
-            text = (helps or {}).get(name, opt.help)
-            default = defaults.get(name, opt.default)
-            annotation: Any
-            if is_argument(opt):  # a positional argument (BASELINE): required unless its type is Optional
-                annotation = Annotated[opt.type, typer.Argument(help=text, metavar=opt.flags[0],
-                                                                show_default=False)]
-                if opt.type is str:
-                    default = inspect.Parameter.empty
-            else:
-                annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,
-                                                              rich_help_panel=panel(name))]
-            kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if is_argument(opt) else inspect.Parameter.KEYWORD_ONLY
-            params.append(inspect.Parameter(name, kind, default=default, annotation=annotation))
-            annotations[name] = annotation
-
-        chosen = {name: defaults.get(name, OPTS[name].default) for name in names}
-
-        @functools.wraps(func)
-        def entry(**values: Any) -> int:
-            from losslab.cli.experiment import dumps, key_of, merged
-
-            try:
-                name = command
-                values = merged(values, names, OPTS, name, chosen)  # --config under the command line
-                if values.pop("print_config", False):
-                    print(dumps(values, OPTS, name), end="")
-                    return 0
-                values.pop("config", None)
-                from losslab import invocation
-
-                invocation.record(name, {key_of(OPTS, k): v for k, v in values.items() if v is not None})
-                return func(Given(values, chosen))
-            except BrokenPipeError:
-                raise OutputClosed() from None
-            except KeyboardInterrupt:
-                raise Interrupted() from None
-
-        entry.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
-        entry.__annotations__ = {**annotations, "return": int}
-        del entry.__wrapped__  # typer must see the new signature, not the wrapped one
-        return entry
+        return _Entry(func, functools.partial(_entry, func, names, command, helps, defaults))
 
     return decorate
 
 
+class _Entry:
+    """A command's callback whose signature (one typer.Option per option, ~1 ms a command) is built when typer
+    first asks for it: `losslab regress` builds regress's only, not every command's."""
+
+    def __init__(self, func: Callable[..., int], build: Callable[[], Callable[..., int]]) -> None:
+        self.__name__ = self.__qualname__ = func.__name__
+        self.__doc__ = func.__doc__
+        self.__module__ = func.__module__
+        self._build = build
+        self._built: Optional[Callable[..., int]] = None
+
+    def _entry(self) -> Callable[..., int]:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return self._entry().__signature__  # type: ignore[attr-defined]
+
+    @property
+    def __annotations__(self) -> dict[str, Any]:  # type: ignore[override]
+        return self._entry().__annotations__
+
+    def __call__(self, **values: Any) -> int:
+        return self._entry()(**values)
+
+
+def _signature(names: tuple[str, ...], helps: Optional[dict[str, str]],
+               defaults: dict[str, Any]) -> tuple[inspect.Signature, dict[str, Any]]:
+    """The named options as typer reads them: one parameter each, annotated with its typer.Option/Argument."""
+    params, annotations = [], {}
+    for name in names:
+        opt = OPTS[name]
+        text = (helps or {}).get(name, opt.help)
+        default = defaults.get(name, opt.default)
+        annotation: Any
+        if is_argument(opt):  # a positional argument (BASELINE): required unless its type is Optional
+            annotation = Annotated[opt.type, typer.Argument(help=text, metavar=opt.flags[0],
+                                                            show_default=False)]
+            if opt.type is str:
+                default = inspect.Parameter.empty
+        else:
+            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,
+                                                          rich_help_panel=panel(name))]
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if is_argument(opt) else inspect.Parameter.KEYWORD_ONLY
+        params.append(inspect.Parameter(name, kind, default=default, annotation=annotation))
+        annotations[name] = annotation
+    return inspect.Signature(params, return_annotation=int), {**annotations, "return": int}
+
+
+def _entry(func: Callable[[Given], int], names: tuple[str, ...], command: str, helps: Optional[dict[str, str]],
+           defaults: dict[str, Any]) -> Callable[..., int]:
+    """`func` as typer's callback: the named options as its signature; the values parsed, merged with a --config
+    file's, recorded (`losslab.invocation`) and handed to `func` as `Given`."""
+    chosen = {name: defaults.get(name, OPTS[name].default) for name in names}
+
+    @functools.wraps(func)
+    def entry(**values: Any) -> int:
+        from losslab.cli.experiment import dumps, key_of, merged
+
+        try:
+            name = command
+            values = merged(values, names, OPTS, name, chosen)  # --config under the command line
+            if values.pop("print_config", False):
+                print(dumps(values, OPTS, name), end="")
+                return 0
+            values.pop("config", None)
+            from losslab import invocation
+
+            invocation.record(name, {key_of(OPTS, k): v for k, v in values.items() if v is not None})
+            return func(Given(values, chosen))
+        except BrokenPipeError:
+            raise OutputClosed() from None
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+    entry.__signature__, entry.__annotations__ = _signature(names, helps, defaults)  # type: ignore[attr-defined]
+    del entry.__wrapped__  # typer must see the new signature, not the wrapped one
+    return entry
 
 
 def flag(name: str) -> str:

@@ -30,6 +30,7 @@ from losslab.cli.options import (
 )
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
 from losslab.errors import ConfigError, ExitCode, Interrupted, OutputClosed, RunFailed, describe
+from losslab.stack import on_fresh_stack
 
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
 UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -142,9 +143,9 @@ class _Group(_FlagHelp, TyperGroup):
         args = [a for a in args if a != "--debug"]
         _asked[:] = args
         try:
-            with interrupt.graceful():
-                rv = super().main(args=args, prog_name=prog_name or "losslab", complete_var=complete_var,
-                                  standalone_mode=False, **extra)
+            with interrupt.graceful():  # (on a frame chunk of its own: importing torch crosses no chunk end)
+                rv = on_fresh_stack(super().main, args=args, prog_name=prog_name or "losslab",
+                                    complete_var=complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
         except UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `losslab`: show the help

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 from losslab import interrupt
 from losslab.engine.events import Consumer, RunInfo, wants_batches
 from losslab.errors import describe
+from losslab.stack import on_fresh_stack
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ class Hooks:
 
 def train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
     """Train `side` for `epochs` (a range of epoch numbers: a resumed run starts after 1)."""
+    return on_fresh_stack(_train, side, plan, epochs, hooks)  # a loop whose calls cross no chunk end
+
+
+def _train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
     out = Outcome.of(side.runs)
     events, infos, schedules, on_step = hooks.events, hooks.infos, hooks.schedules, hooks.on_step
     # batch events are progress inside an epoch: none when an epoch is one batch
