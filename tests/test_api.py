@@ -28,7 +28,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n == "classify" else ()) for n in CASES])
 def test_the_document_equals_the_clis_json(cli, name):
     command, kwargs, args = CASES[name]
     result = getattr(losslab, name)(**kwargs, device="cpu", progress=False)
@@ -55,6 +55,7 @@ def test_results_give_numbers_history_and_the_model():
     assert {r["optimizer"] for r in many.history} == {"sgd", "adam"} and len(many.history) == 2 * 2 * 30
 
 
+@pytest.mark.slow
 def test_objects_in_where_the_cli_takes_import_paths():
     class Net(nn.Module):
         def __init__(self, in_features, classes):
@@ -126,6 +127,7 @@ def test_import_losslab_loads_no_torch():
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_load_predict_and_check_loss(tmp_path):
     result = losslab.regress(epochs=50, device="cpu", progress=False, save=str(tmp_path / "m.pt"))
     result.save(str(tmp_path / "out"))
@@ -143,6 +145,7 @@ def test_load_predict_and_check_loss(tmp_path):
         losslab.load(str(tmp_path / "x.csv"))
 
 
+@pytest.mark.slow
 def test_plot_returns_the_figure_out_draws():
     result = losslab.classify(epochs=2, subset=300, device="cpu", progress=False)
     curves, confusion = result.plot(), result.plot("confusion.png")

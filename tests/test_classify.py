@@ -171,6 +171,7 @@ def test_cnn_trains_on_cifar_format_files(tmp_path):
 
 # --- CLI ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_classify_json_gates_and_files(cli, tmp_path):
     out = tmp_path / "o"
     run = cli("classify", "--subset", "500", "--epochs", "5", "--json", "--quiet", "--out", str(out),

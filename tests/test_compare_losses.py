@@ -44,6 +44,7 @@ def test_l1_and_huber_resist_outliers_where_mse_follows_least_squares():
     assert by["l1"]["heldout_mse"] < by["mse"]["heldout_mse"] / 10
 
 
+@pytest.mark.slow
 def test_outliers_are_reproducible_and_stacked_runs_match_sequential():
     cfg = _regress(epochs=200, seeds=2)
     problem, heldout, rows, _ = compare_losses.prepare(cfg)
@@ -95,6 +96,7 @@ def test_classification_measures_match_scikit_learn():
     assert 0 <= measures["ece"] <= 1
 
 
+@pytest.mark.slow
 def test_cli_compare_losses_json_files_and_gates(cli, tmp_path):
     out = tmp_path / "o"
     run = cli("compare-losses", "--seeds", "2", "--epochs", "300", "--json", "--quiet", "--out", str(out),

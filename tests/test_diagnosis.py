@@ -120,6 +120,7 @@ def test_exploding_gradients_by_growth_and_by_clipping(healthy):
     assert "exploding-gradients" not in codes(rare)
 
 
+@pytest.mark.slow
 def test_vanishing_gradients_in_a_deep_sigmoid_mlp_not_with_relu_and_kaiming():
     sigmoid = blobs(depth=12, activation="sigmoid")
     found = {f.code: f for f in sigmoid.diagnosis}
@@ -150,6 +151,7 @@ def test_overfitting_on_a_small_digits_subset_suggests_patience():
     assert "overfitting" not in codes(stopped)
 
 
+@pytest.mark.slow
 def test_the_default_classify_run_gets_no_finding():
     result = classify_run(ClassifyConfig(train=TrainConfig(epochs=None, batch_size=64, device="cpu")))
     assert result.diagnosis == [] and result.accuracy > 0.95

@@ -194,6 +194,7 @@ def test_gate_on_a_many_run_result_compares_each_entry_and_the_winner(cli, tmp_p
     assert doc["facts"][0]["same"]
 
 
+@pytest.mark.slow
 def test_diff_lists_exactly_the_changed_options_and_the_shared_metrics(cli, tmp_path):
     a = cli("regress", "--epochs", "200", "--json", "--quiet", "--device", "cpu")
     b = cli("regress", "--epochs", "300", "--lr", "0.05", "--json", "--quiet", "--device", "cpu")

@@ -88,6 +88,7 @@ def _losses(epochs, **kw):
                                **kw).resolved()
 
 
+@pytest.mark.slow
 def test_compare_losses_by_halving_ranks_each_rung_as_a_comparison_of_that_many_epochs():
     """Rung 1's scores are those of a plain comparison trained for rung 1's epochs; the losses that go on end with
     the full comparison's numbers; the winner is the full comparison's."""

@@ -91,6 +91,7 @@ def test_a_hand_written_dataloader_loop_over_imagefolder_gives_every_epochs_loss
     assert [r["train_loss"] for r in ours.records] == pytest.approx(losses, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_val_dir_grayscale_image_size_and_models(cli, tmp_path):
     train = make_folder(tmp_path / "train", per_class=12)
     val = make_folder(tmp_path / "val", per_class=6, seed=1, size=(20, 20))

@@ -225,6 +225,7 @@ def test_the_edge_of_stability_is_named_before_a_divergence_and_while_training_a
     assert found and "passed 2 at epoch 2" in found[0].message and "2/λmax ≈ 0.8" in found[0].suggestion
 
 
+@pytest.mark.slow
 def test_the_line_between_two_saved_runs(cli, tmp_path):
     a, b, c = (str(tmp_path / n) for n in ("a.pt", "b.pt", "c.pt"))
     first = cli("regress", "--save", a, "--json", "--quiet", "--device", "cpu")

@@ -86,6 +86,7 @@ def test_dropout_and_batch_norm_make_train_and_eval_mode_differ():
     assert all(math.isfinite(r["valid_loss"]) for r in records)
 
 
+@pytest.mark.slow
 def test_stacked_trials_match_sequential_for_tanh_and_sigmoid_mlps(cli):
     for activation in ("tanh", "sigmoid", "gelu"):
         args = ["lr-sweep", "--task", "classify", "--dataset", "blobs", "--model", "mlp", "--depth", "2",
@@ -162,6 +163,7 @@ def test_update_ratio_is_the_size_of_the_epochs_last_step_per_layer():
     assert got == [pytest.approx(r, rel=1e-5) for r in ratios]
 
 
+@pytest.mark.slow
 def test_deep_models_keep_per_layer_figures_in_json_not_in_the_csv(cli, tmp_path):
     run = cli("classify", "--dataset", "blobs", "--depth", "20", "--epochs", "2", "--out", str(tmp_path / "o"),
               "--json")

@@ -146,6 +146,7 @@ def test_an_image_model_predicts_rows_of_pixels_with_its_validation_accuracy(cli
     assert run.json()["rows"] == 359 and run.json()["metrics"]["accuracy"] == train.json()["accuracy"]
 
 
+@pytest.mark.slow
 def test_an_image_folder_model_predicts_a_folder_with_its_validation_accuracy(cli, tmp_path):
     """Trained with --val-dir; predict on that folder (class subfolders give the labels) reproduces the
     validation accuracy; a flat folder of the same images gives the same predictions without labels."""

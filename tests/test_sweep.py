@@ -301,6 +301,7 @@ def test_halving_keeps_what_the_full_grids_records_rank_best_and_finds_its_best_
         assert mine.finals == pytest.approx(theirs.finals, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_halving_options_are_checked(cli):
     cli("lr-sweep", "--min-epochs", "5").assert_usage_error("--min-epochs")
     cli("lr-sweep", "--halving", "--halving-rate", "1").assert_usage_error("--halving-rate")

@@ -125,6 +125,7 @@ def test_diabetes_is_scikit_learns_with_named_weights_and_the_exact_optimum(cli)
 
 @pytest.mark.parametrize("dataset, loader, floor", [("iris", "load_iris", 0.9), ("wine", "load_wine", 0.9),
                                                     ("breast-cancer", "load_breast_cancer", 0.93)])
+@pytest.mark.slow
 def test_bundled_classification_datasets_with_their_class_names(cli, dataset, loader, floor):
     import sklearn.datasets
 
@@ -155,6 +156,7 @@ def test_default_digits_runs_reach_scikit_learn_on_the_same_split():
     assert mlp.accuracy >= 0.975
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["iris", "wine", "breast-cancer"])
 def test_default_epochs_do_not_under_train_the_bundled_tables(dataset):
     """The logistic model at each table's default epochs within 0.015 of scikit-learn's LogisticRegression on

@@ -208,6 +208,7 @@ def test_seed_reproduces_and_changes_initial_weights():
     assert run(1) != run(2)
 
 
+@pytest.mark.slow
 def test_l1_loss_moves_towards_the_median_fit():
     # with an outlier, L1 ignores it where MSE is pulled: the learned bias stays near the true one
     data = synthetic(samples=50, noise=0.0)

@@ -32,7 +32,8 @@ def houses(tmp_path):
     return str(path), write_houses(path)
 
 
-@pytest.mark.parametrize("optim", ["sgd", "adam", "rmsprop", "momentum"])
+@pytest.mark.parametrize("optim", [pytest.param(o, marks=() if o == "adam" else pytest.mark.slow)
+                                   for o in ("sgd", "adam", "rmsprop", "momentum")])
 def test_default_options_fit_a_raw_scale_table_in_its_own_units(cli, houses, optim):
     path, lstsq = houses
     run = cli("regress", "--data", path, "--target", "price", "--optim", optim, "--json", "--quiet")
@@ -48,6 +49,7 @@ def test_default_options_fit_a_raw_scale_table_in_its_own_units(cli, houses, opt
     assert doc["standardization"]["y_std"] > 1e5
 
 
+@pytest.mark.slow
 def test_expect_names_and_every_epoch_record_are_in_data_units(cli, houses, tmp_path):
     path, lstsq = houses
     run = cli("regress", "--data", path, "--json", "--quiet", "--out", str(tmp_path / "o"), "--no-plot",
@@ -89,6 +91,7 @@ def test_no_standardize_trains_on_the_raw_columns_and_the_diagnosis_says_what_he
 
 @pytest.mark.parametrize("args", [["--lr", "1.5"], ["--lr", "5", "--epochs", "50"], ["--optim", "momentum",
                                                                                         "--lr", "2"]])
+@pytest.mark.slow
 def test_following_a_diverged_runs_suggested_rate_stops_the_divergence(cli, args):
     run = cli("regress", *args, "--json", "--quiet")
     assert run.exit_code == 3
@@ -136,6 +139,7 @@ def test_following_the_oscillating_suggestion_stops_the_oscillation(cli):
     assert factor < 1 and "oscillating" not in [f["code"] for f in again["diagnosis"]]
 
 
+@pytest.mark.slow
 def test_compare_losses_leaves_a_users_data_as_it_is_and_ranks_by_a_neutral_measure(cli, houses):
     path, _ = houses
     run = cli("compare-losses", "--data", path, "--seeds", "2", "--epochs", "200", "--json", "--quiet")
@@ -158,6 +162,7 @@ def test_compare_losses_plants_outliers_in_the_synthetic_data_by_default(cli):
     assert doc["rank_by"] == "truth_distance"
 
 
+@pytest.mark.slow
 def test_following_the_vanishing_gradients_suggestion_restores_the_first_layers_gradient(cli):
     args = ["classify", "--depth", "10", "--hidden", "32", "--epochs", "5", "--json", "--quiet"]
     run = cli(*args, "--activation", "sigmoid").json()

@@ -162,6 +162,7 @@ def test_a_user_mlp_equal_to_the_builtin_gives_the_builtins_numbers(cli, models,
     assert [key(x) for x in history(tmp_path / "a")[1:]] == [key(x) for x in history(tmp_path / "b")[1:]]
 
 
+@pytest.mark.slow
 def test_regress_with_a_user_model_equals_a_hand_written_loop(cli, models):
     run = cli("regress", "--model", "usermodels:Reg", "--epochs", "40", "--batch-size", "25", "--json",
               "--device", "cpu")
@@ -189,6 +190,7 @@ def test_regress_with_a_user_model_equals_a_hand_written_loop(cli, models):
     assert doc["params"] == {} and doc["config"]["model"] == "usermodels:Reg"
 
 
+@pytest.mark.slow
 def test_stacked_trials_of_a_user_model_equal_sequential_ones(cli, models):
     args = ["compare-optimizers", "--task", "classify", "--model", "usermodels:small_cnn", "--optims", "sgd,adam",
             "--seeds", "2", "--epochs", "2", "--json", "--device", "cpu"]

@@ -173,6 +173,7 @@ def test_every_epoch_record_matches_sequential_across_read_back_chunks():
     _records_close(seq, vec, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_classifier_records_with_validation_match_sequential():
     cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig("mlp", hidden=16),
                          train=TrainConfig(epochs=70, batch_size=50, device="cpu"))
