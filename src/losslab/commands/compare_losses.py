@@ -41,7 +41,7 @@ from losslab.engine.problems import (
     load_regression_data,
 )
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import budget, epochs_asked, go_on, run_trials
+from losslab.engine.trials import by_rungs, epochs_asked
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -250,27 +250,27 @@ def halve(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Regre
     stopped them, the rungs and the last rung each loss trained in."""
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
     epochs = problem.train_cfg.epochs or 0
-    alive, latest, rungs, reached = list(cfg.losses), {}, [], {}
-    done: list[RunResult] = []
-    interrupted = False
-    for k, rung in enumerate(halving_rungs(epochs, cfg.min_epochs, cfg.halving_rate) if cfg.halving else [epochs]):
-        specs = go_on([RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name))
-                       for seed in seeds for name in alive], done)
-        with budget(problem, rung):
-            done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
+    latest: dict[tuple[str, int], RunResult] = {}
+    rungs: list[LossRung] = []
+    reached: dict[str, int] = {}
+
+    def specs_for(alive: list[str]) -> list[RunSpec]:
+        return [RunSpec(name, cfg.run.optim, seed, loss=cfg.loss_config(name)) for seed in seeds for name in alive]
+
+    def after(k: int, rung: int, alive: list[str], specs: list[RunSpec], done: list[RunResult]) -> list[str]:
         latest.update({(r.spec.group, r.spec.seed): r for r in done})
         reached.update({name: k for name in alive})
-        if cfg.halving:
-            runs, measures = measured(problem, heldout, alive, done)
-            order = ranked(alive, runs, measures, rank_by)
-            last = rung == epochs
-            keep = [] if last else [s.name for s in order[:max(1, math.ceil(len(alive) / cfg.halving_rate))]
-                                    if math.isfinite(s.median)]
-            rungs.append(LossRung(rung, list(alive), {s.name: s.median for s in order}, keep,
-                                  epochs_asked(specs, rung)))
-            alive = keep
-        if interrupted or not alive:
-            break
+        if not cfg.halving:
+            return []
+        runs, measures = measured(problem, heldout, alive, done)
+        order = ranked(alive, runs, measures, rank_by)
+        keep = [] if rung == epochs else [s.name for s in order[:max(1, math.ceil(len(alive) / cfg.halving_rate))]
+                                          if math.isfinite(s.median)]
+        rungs.append(LossRung(rung, list(alive), {s.name: s.median for s in order}, keep, epochs_asked(specs, rung)))
+        return keep
+
+    schedule = halving_rungs(epochs, cfg.min_epochs, cfg.halving_rate) if cfg.halving else [epochs]
+    _, interrupted = by_rungs(problem, schedule, list(cfg.losses), specs_for, after, events, cfg)
     results = [latest[(name, seed)] for seed in seeds for name in cfg.losses if (name, seed) in latest]
     return results, interrupted, rungs, reached
 

@@ -32,7 +32,7 @@ from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
-from losslab.engine.trials import budget, epochs_asked, go_on, run_trials
+from losslab.engine.trials import by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
@@ -93,27 +93,30 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
     budget for every optimizer). The results are each rate's last rung's; the rungs as the JSON shows them."""
     epochs = problem.train_cfg.epochs or 0
     schedule = halving_rungs(epochs, cfg.min_epochs, cfg.halving_rate) if cfg.halving else [epochs]
-    alive = {name: list(cfg.tune_grid) for name in cfg.optims}
     latest: dict[tuple[str, float], RunResult] = {}
     rungs: list[dict[str, Any]] = []
-    interrupted, done = False, list[RunResult]()
-    for k, rung in enumerate(schedule):
-        specs = go_on([RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), seed)
-                       for name in cfg.optims for lr in alive[name]], done)  # paused runs go on
-        with budget(problem, rung):
-            done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
+
+    def specs_for(alive: dict[str, list[float]]) -> list[RunSpec]:
+        return [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), seed)
+                for name in cfg.optims for lr in alive[name]]
+
+    def after(k: int, rung: int, alive: dict[str, list[float]], specs: list[RunSpec],
+              done: list[RunResult]) -> dict[str, list[float]]:
         latest.update({(r.spec.optim.name, float(r.spec.optim.lr or 0)): r for r in done})
-        last = k == len(schedule) - 1
-        if cfg.halving:
-            kept = {} if last else {name: sorted(lr for lr, _ in sorted(
+        if not cfg.halving or k == len(schedule) - 1:
+            kept: dict[str, list[float]] = {}
+        else:
+            kept = {name: sorted(lr for lr, _ in sorted(
                 ((lr, latest[(name, lr)].score) for lr in alive[name]), key=lambda p: (p[1], p[0]))[
                     :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
+        if cfg.halving:
             rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
                           "scores": {n: {f"{lr:g}": latest[(n, lr)].score for lr in v} for n, v in alive.items()},
                           "continued": kept, "epochs_trained": epochs_asked(specs, rung)})
-            alive = kept
-        if interrupted or last:
-            break
+        return kept
+
+    alive = {name: list(cfg.tune_grid) for name in cfg.optims}
+    _, interrupted = by_rungs(problem, schedule, alive, specs_for, after, events, cfg)
     order = [(name, lr) for name in cfg.optims for lr in cfg.tune_grid if (name, lr) in latest]
     return [latest[key] for key in order], interrupted, rungs
 

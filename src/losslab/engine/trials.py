@@ -12,15 +12,17 @@ diverging or raising does not stop the others; Ctrl-C stops the whole command an
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from losslab import interrupt
+from losslab.config.many import ManyRuns
 from losslab.engine.events import Consumer, current_command
 from losslab.engine.problems import Problem
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.units import plan, run_unit
 
 _NO_EVENTS = Consumer()
+Alive = TypeVar("Alive")  # what a sweep's rungs narrow down: rates, losses, each optimizer's rates
 
 
 def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *, vectorize: bool = True,
@@ -83,3 +85,25 @@ def budget(problem: Problem, epochs: int) -> Iterator[Problem]:
         yield problem
     finally:
         problem.until = old
+
+
+def by_rungs(problem: Problem, rungs: Sequence[int], alive: Alive, specs_for: Callable[[Alive], list[RunSpec]],
+             after: Callable[[int, int, Alive, list[RunSpec], list[RunResult]], Alive], events: Consumer,
+             how: ManyRuns) -> tuple[list[RunResult], bool]:
+    """Successive halving's one loop (a single rung for a plain sweep): rung k trains `specs_for(alive)` up to
+    epoch `rungs[k]`, runs the last rung paused going on from where they stopped; `after(k, epochs, alive,
+    specs, done)` ranks what the rung gave and returns who goes on. Ends after the last rung, when nothing goes on, or
+    on Ctrl-C. `how` is the sweep's config (stacking, executor). Returns every rung's results and
+    whether Ctrl-C stopped it."""
+    results: list[RunResult] = []
+    done: list[RunResult] = []
+    interrupted = False
+    for k, epochs in enumerate(rungs):
+        specs = go_on(specs_for(alive), done)
+        with budget(problem, epochs):
+            done, interrupted = run_trials(problem, specs, events, vectorize=how.vectorize, executor=how.executor)
+        results += done
+        alive = after(k, epochs, alive, specs, done)
+        if interrupted or not alive:
+            break
+    return results, interrupted

@@ -21,7 +21,7 @@ from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
-from losslab.engine.trials import budget, epochs_asked, go_on, run_trials
+from losslab.engine.trials import by_rungs, epochs_asked
 from losslab.expect import Outcome
 from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
@@ -160,22 +160,20 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
     rungs = cfg.rungs(epochs) if cfg.halving else [epochs]
     runs: dict[str, list[RunResult]] = {lr_label(lr): [] for lr in grid}
     halving: list[Rung] = []
-    alive, results, interrupted = list(grid), [], False
-    done: list[RunResult] = []
-    for k, rung in enumerate(rungs):
-        specs = [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in alive]
-        specs = go_on(specs, done)  # a run the last rung paused goes on from there
-        with budget(problem, rung):
-            done, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
-        results += done
+
+    def specs_for(alive: list[float]) -> list[RunSpec]:
+        return [RunSpec(lr_label(lr), replace(cfg.run.optim, lr=lr), seed) for seed in seeds for lr in alive]
+
+    def after(k: int, rung: int, alive: list[float], specs: list[RunSpec], done: list[RunResult]) -> list[float]:
         for lr in alive:  # each rate's runs: those of the last rung it trained in
             runs[lr_label(lr)] = [r for r in done if r.spec.group == lr_label(lr)]
-        if cfg.halving:
-            halving.append(next_rung(rung, alive, runs, task, target, cfg.halving_rate, last=k == len(rungs) - 1,
-                                     trained=epochs_asked(specs, rung)))
-            alive = halving[-1].continued
-        if interrupted or not alive:
-            break
+        if not cfg.halving:
+            return []
+        halving.append(next_rung(rung, alive, runs, task, target, cfg.halving_rate, last=k == len(rungs) - 1,
+                                 trained=epochs_asked(specs, rung)))
+        return halving[-1].continued
+
+    results, interrupted = by_rungs(problem, rungs, list(grid), specs_for, after, events, cfg)
     summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
     complete = not halving or halving[-1].epochs == epochs  # (halving stops early when every rate diverged)
     full = [s for s in summaries if math.isfinite(s.median) and complete
