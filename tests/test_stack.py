@@ -24,9 +24,14 @@ def test_calls_through_with_arguments_results_and_exceptions():
         stack.on_fresh_stack(divmod, 1, 0)
 
 
-def test_the_frame_is_bigger_than_a_chunk():
-    """16 KiB is CPython's chunk: a frame with more slots than that always starts a chunk of its own."""
-    assert stack._call.__code__.co_stacksize * 8 > 2 * 16 * 1024
+def test_the_frame_is_bigger_than_a_chunk_and_than_half_its_own():
+    """16 KiB is CPython's chunk: a frame with more slots than that always starts a chunk of its own, sized the
+    smallest 16 KiB x 2^k that holds it and 1,000 words more; a second such frame must not fit in the rest."""
+    slots = stack._call.__code__.co_stacksize
+    chunk = 2048
+    while chunk < slots + 1000:
+        chunk *= 2
+    assert slots > 2048 and slots > chunk - slots, (slots, chunk)
 
 
 def traced(command: list[str], log: Path, calls: str = "munmap") -> str:
@@ -49,6 +54,7 @@ LOOPS = """\
     import os, sys, torch
     from torch import nn
     from losslab.engine.loop import fit
+    from losslab.stack import on_fresh_stack
     sys.setrecursionlimit(10_000)
 
     def plain(epochs):
@@ -71,19 +77,21 @@ LOOPS = """\
     plain(5), losslab(5)
     os.write(2, b"MARK\\n")
     for depth in range(0, 121, 3):
-        at(depth, {loop})
+        {call}
 """
 
 
 @needs_strace
 @pytest.mark.slow
 def test_a_training_loop_does_not_thrash_from_any_depth(tmp_path):
-    control = munmaps(LOOPS.format(loop="plain"), tmp_path)
+    control = munmaps(LOOPS.format(call="at(depth, plain)"), tmp_path)
     if control < 2000:
         pytest.skip(f"this Python does not thrash (the plain loop: {control} munmap calls)")
-    ours = munmaps(LOOPS.format(loop="losslab"), tmp_path)
+    ours = munmaps(LOOPS.format(call="at(depth, losslab)"), tmp_path)
+    # nested as the CLI nests it: its dispatch on a chunk of its own, then the skeleton's loop on another
+    nested = munmaps(LOOPS.format(call="on_fresh_stack(at, depth, losslab)"), tmp_path)
     # 41 depths x 200 epochs: the plain loop thrashes at some (4,000-9,000 calls); ours makes ~17 a run
-    assert ours < control / 5, (ours, control)
+    assert ours < control / 5 and nested < control / 5, (ours, nested, control)
 
 
 @needs_strace
