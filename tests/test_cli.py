@@ -191,3 +191,24 @@ def test_help_of_a_command_with_a_task_lists_that_tasks_options(cli, command):
     assert not {"--hidden", "--data-dir", "--subset"} & option_lines(regress.stdout)
     assert {"--true-w", "--noise"} <= option_lines(regress.stdout) - option_lines(classify.stdout)
     assert "Options of --task regress are listed" in regress.stdout and "--task classify --help" in regress.stdout
+
+
+def _broken_import(cause: BaseException) -> None:
+    """What a pybind11 extension (matplotlib's) raises when its import is interrupted: ImportError from the cause."""
+    try:
+        raise cause
+    except BaseException as exc:
+        raise ImportError("initialization failed") from exc
+
+
+@pytest.mark.parametrize("cause, code, line", [(KeyboardInterrupt(), 130, "losslab: interrupted"),
+                                               (ValueError("planted"), 4, "losslab: internal error: ImportError")])
+def test_an_import_that_ctrl_c_broke_is_an_interruption_not_an_internal_error(cli, monkeypatch, cause, code, line):
+    """A second Ctrl-C while the plots' matplotlib was being imported ended as 'internal error: ImportError:
+    initialization failed', exit 4 (seen in CI); an ImportError with no Ctrl-C behind it still is one."""
+    from losslab.commands import regress
+
+    monkeypatch.setattr(regress, "main", lambda *a, **k: _broken_import(cause))
+    run = cli("regress", "--epochs", "1", "--device", "cpu")
+    assert run.exit_code == code, run.stderr
+    assert run.stderr.strip().splitlines()[0].startswith(line) and len(run.stderr.strip().splitlines()) == 1

@@ -162,9 +162,7 @@ class _Group(_FlagHelp, TyperGroup):
             print(f"losslab: error: {exc}", file=sys.stderr)
             code = ExitCode.FAILED
         except (typer.Abort, KeyboardInterrupt, Interrupted):
-            code = interrupt.exit_code() if interrupt.requested() else ExitCode.INTERRUPTED
-            name = "" if code == ExitCode.INTERRUPTED else f" ({interrupt.STATE.signum.name})"
-            print(f"losslab: interrupted{name}", file=sys.stderr)
+            code = _interrupted()
         except (BrokenPipeError, OutputClosed):
             # the reader closed stdout (`losslab ... | head -1`): stop quietly, as shell tools do
             _silence_stdout()
@@ -179,6 +177,8 @@ class _Group(_FlagHelp, TyperGroup):
                   file=sys.stderr)
             code = ExitCode.FAILED
         except Exception as exc:  # the last line of defence: one line, the traceback only on request
+            if _caused_by_ctrl_c(exc):  # e.g. a second Ctrl-C inside a pybind11 module's import: ImportError
+                return self._exit(_interrupted(), standalone_mode)
             if debug:
                 import traceback
 
@@ -199,6 +199,27 @@ class _Group(_FlagHelp, TyperGroup):
                 code = ExitCode.BROKEN_PIPE if code == ExitCode.OK else code
             sys.exit(int(code))
         return int(code)
+
+
+def _interrupted() -> int:
+    """Ctrl-C (or SIGTERM/SIGHUP) stopped the command: one line, 130 (or 128 + the signal's number)."""
+    code = interrupt.exit_code() if interrupt.requested() else ExitCode.INTERRUPTED
+    name = "" if code == ExitCode.INTERRUPTED else f" ({interrupt.STATE.signum.name})"
+    print(f"losslab: interrupted{name}", file=sys.stderr)
+    return int(code)
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is behind `exc`: an extension module whose import a press interrupts raises
+    ImportError("initialization failed") from it (pybind11's modules: matplotlib's)."""
+    seen: set[int] = set()
+    cause: Optional[BaseException] = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, Interrupted)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _is_stdout_error(exc: OSError) -> bool:
