@@ -103,16 +103,14 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
     def after(k: int, rung: int, alive: dict[str, list[float]], specs: list[RunSpec],
               done: list[RunResult]) -> dict[str, list[float]]:
         latest.update({(r.spec.optim.name, float(r.spec.optim.lr or 0)): r for r in done})
-        if not cfg.halving or k == len(schedule) - 1:
-            kept: dict[str, list[float]] = {}
-        else:
-            kept = {name: sorted(lr for lr, _ in sorted(
-                ((lr, latest[(name, lr)].score) for lr in alive[name]), key=lambda p: (p[1], p[0]))[
-                    :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
-        if cfg.halving:
-            rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
-                          "scores": {n: {f"{lr:g}": latest[(n, lr)].score for lr in v} for n, v in alive.items()},
-                          "continued": kept, "epochs_trained": epochs_asked(specs, rung)})
+        if not cfg.halving:
+            return {}
+        kept = {} if k == len(schedule) - 1 else {name: sorted(lr for lr, _ in sorted(
+            ((lr, latest[(name, lr)].score) for lr in alive[name]), key=lambda p: (p[1], p[0]))[
+                :max(1, math.ceil(len(alive[name]) / cfg.halving_rate))]) for name in cfg.optims}
+        rungs.append({"epochs": rung, "candidates": {n: list(v) for n, v in alive.items()},
+                      "scores": {n: {f"{lr:g}": latest[(n, lr)].score for lr in v} for n, v in alive.items()},
+                      "continued": kept, "epochs_trained": epochs_asked(specs, rung)})
         return kept
 
     alive = {name: list(cfg.tune_grid) for name in cfg.optims}
