@@ -89,7 +89,7 @@ def test_per_batch_schedules_record_the_rate_of_each_epochs_first_batch(schedule
             elif schedule.name == "onecycle":
                 main.step()
             done += 1
-        if schedule.name == "cosine" and done >= steps:
+        if schedule.name == "cosine" and done > steps:  # the epoch after warm-up is the main schedule's first
             main.step()
     cfg = RegressConfig(optim=OptimConfig("sgd", lr=0.01), train=TrainConfig(
         epochs=epochs, batch_size=batch_size, device="cpu", schedule=schedule))
@@ -99,6 +99,36 @@ def test_per_batch_schedules_record_the_rate_of_each_epochs_first_batch(schedule
         runs, _ = run_trials(problem, specs, vectorize=vectorize)
         for run in runs:
             assert [r["lr"] for r in run.records] == pytest.approx(first_rates, rel=1e-9)
+
+
+def _first_batch_rates(schedule, epochs=20, lr=0.1, batch_size=None):
+    cfg = RegressConfig(optim=OptimConfig("sgd", lr=lr), train=TrainConfig(
+        epochs=epochs, batch_size=batch_size, device="cpu", schedule=schedule))
+    return [r["lr"] for r in regress_run(cfg).records]
+
+
+@pytest.mark.parametrize("batch_size", [None, 25], ids=["full-batch", "mini-batch"])
+def test_warmup_hands_over_to_cosine_at_the_full_rate_by_hand_computation(batch_size):
+    """Warm-up of W epochs, then cosine over the E - W epochs left: the first epoch after warm-up trains at the
+    full rate, the last at the cosine's second-to-last point (not 0). Closed forms, no torch scheduler."""
+    import math
+
+    E, W, lr, B = 20, 5, 0.1, 4 if batch_size else 1
+    steps = W * B
+    start = 1 / (steps + 1)
+    expected = [lr * (start + (1 - start) * min(e * B, steps) / steps) for e in range(W)]
+    expected += [lr * (1 + math.cos(math.pi * k / (E - W))) / 2 for k in range(E - W)]
+    rates = _first_batch_rates(ScheduleConfig("cosine", warmup=W), E, lr, batch_size)
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates[W] == pytest.approx(lr, rel=1e-12) and rates[-1] > 0
+
+
+def test_warmup_hands_over_to_a_step_schedule_that_counts_its_own_epochs():
+    """--warmup 5 --schedule step --step-size 10: 10 epochs at the full rate after warm-up, then the decay."""
+    rates = _first_batch_rates(ScheduleConfig("step", warmup=5, step_size=10, lr_gamma=0.5), 30, 0.1)
+    assert rates[5:15] == pytest.approx([0.1] * 10, rel=1e-12)
+    assert rates[15:25] == pytest.approx([0.05] * 10, rel=1e-12)
+    assert rates[25:] == pytest.approx([0.025] * 5, rel=1e-12)
 
 
 SCHEDULES = [ScheduleConfig("step", step_size=7, lr_gamma=0.5), ScheduleConfig("multistep", milestones=(5, 12)),

@@ -1,5 +1,5 @@
 """Learning-rate schedule registry: name -> factory(optimizer, cfg, epochs, batches_per_epoch) building a
-torch.optim.lr_scheduler scheduler. Each entry's meta says whether it steps per batch (`per_batch`), needs the
+torch.optim.lr_scheduler scheduler; `epochs` are the schedule's own (the run's epochs after any warm-up). Each entry's meta says whether it steps per batch (`per_batch`), needs the
 epoch's loss (`needs_metric`), and which options it `accepts`. `none` builds nothing."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _exponential(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Any:
 def _cosine(optimizer: Any, cfg: Any, epochs: int, batches: int) -> Any:
     from torch.optim import lr_scheduler
 
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs - cfg.warmup), eta_min=cfg.eta_min)
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=cfg.eta_min)
 
 
 @SCHEDULES.register("onecycle", "OneCycleLR (Smith): up to --peak-lr (default 10 x --lr) and down, per batch; the "

@@ -21,7 +21,9 @@ class LRSchedule:
         self.warmup_steps = cfg.warmup * batches
         self.warmup = (lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (self.warmup_steps + 1), end_factor=1.0,
                                              total_iters=self.warmup_steps) if self.warmup_steps else None)
-        self.main = entry.factory(optimizer, cfg, epochs, batches)
+        # the hand-over: the main schedule starts where warm-up ends and lasts the epochs after it, so the first
+        # epoch after warm-up trains at the full rate and a step or cosine schedule counts only its own epochs
+        self.main = entry.factory(optimizer, cfg, epochs - cfg.warmup, batches)
         self.batches_done = 0
 
     def in_warmup(self) -> bool:
@@ -37,14 +39,14 @@ class LRSchedule:
             self.main.step()
 
     def after_epoch(self, metric: Optional[float]) -> None:
-        """After each epoch's record (the epoch's loss for plateau); nothing during warm-up."""
-        if self.main is None or self.per_batch or self.in_warmup():
+        """After each epoch's record (the epoch's loss for plateau); nothing after a warm-up epoch, the last one
+        included (the epoch after it is the main schedule's first)."""
+        if self.main is None or self.per_batch or self.batches_done <= self.warmup_steps:
             return
         if self.needs_metric:
             self.main.step(metric)
         else:
             self.main.step()
-
 
     def state_dict(self) -> dict[str, Any]:
         """Where the schedule stands (a halving rung's paused run goes on from here)."""
