@@ -21,7 +21,7 @@ from losslab.config import (
     RegressConfig,
     TrainConfig,
 )
-from losslab.engine.loss_check import check_loss
+from losslab.engine.loss_check import SCALES, check_loss, sample_inputs
 
 
 def _regress(epochs=1000, **kw):
@@ -149,6 +149,72 @@ def test_check_loss_passes_torch_losses_and_a_right_backward_and_names_the_first
     failed = [c for c in bad.checks if not c.passed]
     assert [c.name for c in failed] == ["gradcheck"] and "element [0, 0]" in failed[0].detail
     assert bad.max_rel_error == pytest.approx(0.5, rel=1e-3)  # 3/2 of the true gradient
+
+
+def _hard_coded_eight():
+    """MSE whose backward divides by a hard-coded 8 rows: right at a batch of 8 only."""
+    class Eight(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, p, t):
+            ctx.save_for_backward(p, t)
+            return ((p - t) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, g):
+            p, t = ctx.saved_tensors
+            return 2 * (p - t) / 8 * g, None
+    return Eight.apply
+
+
+def test_check_loss_cannot_be_fooled_by_a_backward_tuned_to_one_batch_size():
+    fn = _hard_coded_eight()
+    p8, t8 = torch.randn(8, 1, dtype=torch.float64, requires_grad=True), torch.randn(8, 1, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda q: fn(q, t8), (p8,))  # the reference: right at 8 rows ...
+    p1, t1 = torch.randn(1, 1, dtype=torch.float64, requires_grad=True), torch.randn(1, 1, dtype=torch.float64)
+    with pytest.raises(GradcheckError):  # ... and wrong at 1
+        torch.autograd.gradcheck(lambda q: fn(q, t1), (p1,))
+    report = check_loss(fn, "eight", "regression", quick=True)
+    assert not report.passed and "batch of 1" in report.checks[-1].detail
+
+
+def test_check_loss_reports_the_worst_error_over_every_point_not_the_first_mismatch():
+    """A backward right at small residuals but 100x off at large ones: the first mismatch is at 'around 1'
+    residuals; the maximum error reported must be the large range's (which the loop reaches after it)."""
+    bad = check_loss(_mse_with_backward(lambda r, grad: torch.where(r.abs() > 0.45, 100 * grad, grad)), "w",
+                     "regression", points=1)
+    detail = bad.checks[-1].detail
+    assert not bad.passed and "first mismatch at around 1 residuals" in detail
+    p, t = sample_inputs("regression", 0, rows=37, scale=SCALES[2])
+    true_grad = 2 * (p - t).detach() / p.numel()
+    assert bad.max_abs_error >= float((99 * true_grad).abs().max()) * (1 - 1e-6)  # the large range's error
+
+
+def test_check_loss_words_match_its_verdict_for_torch_cross_entropy():
+    report = check_loss(torch.nn.functional.cross_entropy, "ce", "classification")
+    assert report.passed
+    assert report.max_tolerance_share <= 1 and report.max_rel_error <= 1e-3
+    assert "≤ 1 passes" in report.checks[-1].detail
+
+
+def test_pre_training_check_refuses_a_backward_tuned_to_one_batch_size(tmp_path, monkeypatch):
+    (tmp_path / "eightloss.py").write_text(
+        "import torch\n"
+        "class Eight(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, p, t):\n        ctx.save_for_backward(p, t)\n"
+        "        return ((p - t) ** 2).mean()\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        p, t = ctx.saved_tensors\n"
+        "        return 2 * (p - t) / 8 * g, None\n"
+        "def eight(p, t):\n    return Eight.apply(p, t)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from losslab.config import LossConfig, RegressConfig, TrainConfig
+    from losslab.engine.problems import build_problem
+    from losslab.errors import ConfigError
+
+    cfg = RegressConfig(loss=LossConfig("eightloss:eight"), train=TrainConfig(epochs=3, device="cpu")).resolved()
+    with pytest.raises(ConfigError) as err:
+        build_problem(cfg)
+    assert err.value.option == "--loss" and "gradcheck" in str(err.value)
 
 
 def test_cli_check_loss_exit_codes_and_json(cli, tmp_path, monkeypatch):

@@ -170,7 +170,8 @@ def checked_loss(cfg: LossConfig, fn: LossFn, problem: "Problem") -> LossFn:
         return fn
     from losslab.engine.loss_check import check_loss
 
-    report = check_loss(fn, cfg.name, problem.task, quick=True, data=data_probe(problem))
+    rows = probe_rows(problem.n, problem.train_cfg.batch_size)  # the run's own batch: a hard-coded size shows
+    report = check_loss(fn, cfg.name, problem.task, quick=True, data=data_probe(problem, rows))
     failed = next((c for c in report.checks if not c.passed), None)
     if failed is not None:
         raise ConfigError("--loss", f"{cfg.name} fails the {failed.name} check: {failed.detail} (details: losslab "

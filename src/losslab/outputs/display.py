@@ -346,6 +346,7 @@ class Report:
     rows: list[list[str]]
     notes: list[str]
     best: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells to highlight
+    text: frozenset[int] = frozenset()  # columns of words, aligned left (the first always is; numbers right)
 
     def render(self, stream: "Console | PlainConsole") -> None:
         if stream.is_terminal:
@@ -359,7 +360,7 @@ class Report:
             for i, h in enumerate(self.headers):
                 widest = max((len(row[i]) for row in self.rows), default=0)
                 # headers wrap, numbers do not
-                table.add_column(h, justify="left" if i == 0 else "right", min_width=widest)
+                table.add_column(h, justify="left" if i == 0 or i in self.text else "right", min_width=widest)
             for i, row in enumerate(self.rows):
                 table.add_row(*(Text(c, style="bold green") if (i, j) in self.best else c
                                 for j, c in enumerate(row)))
@@ -374,7 +375,8 @@ class Report:
         widths = [max(len(r[i]) for r in grid) for i in range(len(self.headers))]
         lines = [self.title]
         for r in grid:
-            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+            cells = [c.ljust(w) if i == 0 or i in self.text else c.rjust(w)
+                     for i, (c, w) in enumerate(zip(r, widths))]
             lines.append("  ".join(cells).rstrip())
         lines += self.notes
         return "\n".join(lines)
