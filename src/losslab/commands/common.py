@@ -230,6 +230,11 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     return ["no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs])]
 
 
+def one_by_one_notes(reason: Optional[str]) -> list[str]:
+    """Why a many-run command's runs trained one after another although stacking was asked for."""
+    return [f"trained one after another, not stacked: {reason}"] if reason else []
+
+
 SHARPNESS_PLOT = "sharpness.png"  # with --track-sharpness: the sharpness against 2/lr
 
 

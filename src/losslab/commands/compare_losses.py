@@ -22,6 +22,7 @@ from losslab.commands.common import (
     all_runs,
     check_gates,
     finish,
+    one_by_one_notes,
     pooled_diagnosis,
     pooled_notes,
     run_records,
@@ -85,6 +86,7 @@ class CompareLossesResult:
     versions: dict[str, str] = field(default_factory=dict)
     split: str = ""  # classification: how the validation split was made (and any imbalance)
     halving: list["LossRung"] = field(default_factory=list)  # successive halving's rungs (none: every loss trained)
+    one_by_one: Optional[str] = None  # why runs that could stack trained one after another
 
     def metrics(self) -> dict[str, Any]:
         return metrics(self.winner, self.summaries, [d["code"] for d in self.diagnosis()])
@@ -306,7 +308,8 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
     return CompareLossesResult(cfg, settle(interrupted, results), rank_by, summaries, runs,
                                {k: [m or {} for m in v] for k, v in measures.items()}, winner, wins, reference,
                                time.perf_counter() - started, str(problem.device), problem.data.source, versions(),
-                               problem.data.split if isinstance(problem, ClassificationProblem) else "", rungs)
+                               problem.data.split if isinstance(problem, ClassificationProblem) else "", rungs,
+                               problem.unstacked)
 
 
 def halving_document(result: CompareLossesResult) -> Optional[dict[str, Any]]:
@@ -369,7 +372,7 @@ def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] 
             "diagnosis": result.diagnosis(), "data": result.data_source,
             "device": result.device, "elapsed_s": result.elapsed_s,
             "expectations": outcomes_document(outcomes or []), "versions": result.versions,
-            "halving": halving_document(result)}
+            "halving": halving_document(result), "one_by_one": result.one_by_one}
 
 
 def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
@@ -424,6 +427,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
     if stacked:
         notes.append(f"stacked in one batched computation: {', '.join(stacked)}")
+    notes += one_by_one_notes(result.one_by_one)
     notes += pooled_notes(result.diagnosis())
     notes += [o.describe() for o in outcomes]
     return [Report(title, headers, rows, notes, best)]

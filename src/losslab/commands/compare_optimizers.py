@@ -20,6 +20,7 @@ from losslab.commands.common import (
     default_target,
     finish,
     group_sharpness_plots,
+    one_by_one_notes,
     pooled_diagnosis,
     pooled_notes,
     run_document,
@@ -68,6 +69,7 @@ class CompareResult:
     device: str
     data_source: str
     versions: dict[str, str] = field(default_factory=dict)
+    one_by_one: Optional[str] = None  # why runs that could stack trained one after another
 
     def metrics(self) -> dict[str, Any]:
         return metrics(self.winner, self.summaries, [d["code"] for d in pooled_diagnosis(all_runs(self.runs))])
@@ -180,7 +182,8 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
             winner = top
     reference = problem.optimum if task == "regression" else {}  # type: ignore[union-attr]
     return CompareResult(cfg, settle(interrupted, results), summaries, runs, winner, wins, target, tuning, reference,
-                         time.perf_counter() - started, str(problem.device), problem.data.source, versions())
+                         time.perf_counter() - started, str(problem.device), problem.data.source, versions(),
+                         problem.unstacked)
 
 
 def seed_scores(runs: Sequence[RunResult], measure: str, task: str, target: float) -> list[float]:
@@ -237,6 +240,7 @@ def document(result: CompareResult, outcomes: Optional[Sequence[Outcome]] = None
         "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []),
         "versions": result.versions,
+        "one_by_one": result.one_by_one,
     }
 
 
@@ -309,6 +313,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
     if stacked:
         notes.append(f"stacked in one batched computation: {', '.join(stacked)} (ms/epoch is each run's share of it)")
+    notes += one_by_one_notes(result.one_by_one)
     return [Report(title, ranking_headers, ranking, [], ranking_best),
             Report("convergence and result per optimizer (medians over seeds)", detail_headers, detail, notes,
                    detail_best)]

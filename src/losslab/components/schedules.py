@@ -1,6 +1,7 @@
 """Learning-rate schedule registry: name -> factory(optimizer, cfg, epochs, batches_per_epoch) building a
-torch.optim.lr_scheduler scheduler; `epochs` are the schedule's own (the run's epochs after any warm-up). Each entry's meta says whether it steps per batch (`per_batch`), needs the
-epoch's loss (`needs_metric`), and which options it `accepts`. `none` builds nothing."""
+torch.optim.lr_scheduler scheduler; `epochs` are the schedule's own (the run's epochs after any warm-up). Each
+entry's meta says whether it steps per batch (`per_batch`), needs the epoch's loss (`needs_metric`), and which
+options it `accepts`. `none` builds nothing."""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ class Problem:
     model_factory: Any = None  # its class or function
     no_gradient: list[str] = []  # its parameters the loss's gradient does not reach (they never train)
     until: Optional[int] = None  # a halving rung's last epoch: runs stop there; their schedules span every epoch
+    unstacked: Optional[str] = None  # why runs that could have stacked trained one after another (reports say it)
 
     def __init__(self) -> None:
         self._losses: dict[LossConfig, LossFn] = {}

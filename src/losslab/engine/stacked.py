@@ -84,6 +84,12 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     if problem.train_cfg.track_sharpness:
         return "--track-sharpness measures each run's own model"
     template = problem.new_model(0)
+    frozen = [name for name, p in template.named_parameters() if not p.requires_grad]
+    if frozen:  # the stacked update moves every parameter: these must stay as the model froze them
+        return f"the model freezes {', '.join(frozen[:3])}{' …' if len(frozen) > 3 else ''} (requires_grad=False)"
+    kinds = sorted({str(p.dtype).replace("torch.", "") for p in template.parameters()} - {"float32"})
+    if kinds:
+        return f"the model has {', '.join(kinds)} parameters (the stacked engine trains float32)"
     if _layers(template) is None:
         if getattr(problem, "user_model", None) is None:
             return "the model has layers without a batched form (e.g. convolutions)"

@@ -21,8 +21,10 @@ def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> 
 
     stackable = [i for i, s in enumerate(specs) if stacked.can_stack(s) and s.resume is None] \
         if vectorize and len(specs) > 1 else []  # (a paused run goes on alone, from its own state)
-    if len(stackable) < 2 or stacked.unsupported(problem, [specs[i] for i in stackable]) is not None:
-        stackable = []
+    if len(stackable) >= 2:
+        why = stacked.unsupported(problem, [specs[i] for i in stackable])
+        if why is not None:
+            problem.unstacked, stackable = why, []
     rest = [[i] for i in range(len(specs)) if i not in set(stackable)]
     return ([stackable] if stackable else []) + rest
 

@@ -13,6 +13,7 @@ from losslab.commands.common import (
     all_runs,
     default_target,
     group_sharpness_plots,
+    one_by_one_notes,
     pooled_diagnosis,
     pooled_notes,
     run_document,
@@ -115,6 +116,7 @@ class GridResult:
     versions: dict[str, str] = field(default_factory=dict)
     suggestion: Optional[Suggestion] = None
     halving: list["Rung"] = field(default_factory=list)  # successive halving's rungs (none: the full grid)
+    one_by_one: Optional[str] = None  # why runs that could stack trained one after another
 
     def metrics(self) -> dict[str, Any]:
         best = next((s for s in self.summaries if s.lr == self.suggested_lr), None)
@@ -192,7 +194,7 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         status = "failed" if all(r.status == "error" for r in results) else "diverged"
     return GridResult(cfg, status, summaries, runs, suggestion.lr, largest_stable, target,
                       any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
-                      problem.data.source, versions(), suggestion, halving)
+                      problem.data.source, versions(), suggestion, halving, problem.unstacked)
 
 
 def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
@@ -211,7 +213,7 @@ def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = No
         "diagnosis": result.diagnosis(),
         "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []), "versions": result.versions,
-        "halving": halving_document(result),
+        "halving": halving_document(result), "one_by_one": result.one_by_one,
     }
 
 
@@ -290,6 +292,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
              f"{fmt(result.largest_stable_lr, '.3g')}"]
     notes += halving_notes(result)
+    notes += one_by_one_notes(result.one_by_one)
     notes.append(GRID_VS_RANGE)
     if result.status == "interrupted":
         notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
