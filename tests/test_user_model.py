@@ -375,3 +375,76 @@ def test_frozen_or_float64_models_train_one_by_one_with_the_numbers_of_single_ru
     alone, _ = run_trials(problem, specs, vectorize=False)
     assert [r.metrics["final_loss"] for r in stacked] == [r.metrics["final_loss"] for r in alone]
     assert all(r.status == "ok" for r in stacked)
+
+
+EXITS = '''
+import sys
+import torch
+from torch import nn
+
+CALLS = {"n": 0}
+
+
+def data():
+    sys.exit(0)
+
+
+class LateExit(nn.Module):
+    """Calls sys.exit(3) (the code of "diverged") on its 6th training forward pass."""
+
+    def __init__(self, in_features):
+        super().__init__()
+        self.lin = nn.Linear(in_features, 1)
+
+    def forward(self, x):
+        if self.training:
+            CALLS["n"] += 1
+            if CALLS["n"] > 5:
+                sys.exit(3)
+        return self.lin(x)
+
+
+class InitExit(nn.Module):
+    def __init__(self, in_features):
+        super().__init__()
+        sys.exit(0)
+
+
+def loss(p, t):
+    sys.exit(0)
+'''
+
+
+@pytest.fixture
+def exits(tmp_path, monkeypatch):
+    (tmp_path / "exits.py").write_text(EXITS)
+    monkeypatch.delitem(sys.modules, "exits", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, option", [
+    (("classify", "--dataset", "exits:data"), "--dataset"),
+    (("regress", "--model", "exits:InitExit"), "--model"),
+    (("regress", "--loss", "exits:loss"), "--loss"),
+])
+def test_sys_exit_in_user_code_before_training_is_one_line_naming_the_option(cli, exits, args, option):
+    """sys.exit(0) in a dataset, a model's __init__ or a loss once ended losslab with exit 0, nothing trained."""
+    run = cli(*args, "--epochs", "1")
+    run.assert_usage_error(option)
+    assert "sys.exit" in run.stderr or "SystemExit" in run.stderr
+
+
+def test_sys_exit_in_a_forward_mid_training_is_a_failed_run_not_its_exit_code(cli, exits, tmp_path):
+    run = cli("regress", "--model", "exits:LateExit", "--epochs", "20", "--quiet", "--out", str(tmp_path / "o"))
+    assert run.exit_code == 4, run.stderr  # not 3 ("diverged"), the code the model passed
+    assert "called sys.exit(3)" in run.stderr
+    doc = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert doc["status"] == "error" and doc["epochs_run"] > 0  # the epochs before it are kept
+
+
+def test_sys_exit_in_a_loss_fails_check_loss_with_exit_1(cli, exits):
+    run = cli("check-loss", "exits:loss", "--json")
+    assert run.exit_code == 1 and run.json()["status"] == "failed"
+    assert "sys.exit(0)" in run.json()["checks"][0]["detail"]

@@ -17,8 +17,16 @@ class ExitCode(IntEnum):
     BROKEN_PIPE = 141  # stdout closed by the reader (`| head`): 128 + SIGPIPE, as the shell reports it
 
 
+# What a call into a user's code (model, dataset, loss, a class a file names) may end with: any exception, or
+# sys.exit() — which must become a failed check or a failed run, never losslab's own exit code (a dataset that
+# calls sys.exit(0) would otherwise read as success to a CI step)
+USER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
+
 def describe(exc: BaseException) -> str:
     """An exception in one line: its type and the first non-blank line of its message."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 

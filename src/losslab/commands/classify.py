@@ -28,7 +28,7 @@ from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.loop import batch_generator
 from losslab.engine.problems import ClassificationProblem
 from losslab.engine.runs import RunSpec, Start, execute, run_info
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import ProgressDisplay, Report, classify_columns, fmt, make_console, status_notes
@@ -111,7 +111,7 @@ def load_checkpoint(path: str, cfg: ClassifyConfig, data: Any) -> dict[str, Any]
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         why = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
         raise ConfigError("--resume", f"cannot read checkpoint {path} as plain data (weights_only): "

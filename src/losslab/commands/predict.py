@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from losslab.errors import ConfigError, ExitCode
+from losslab.errors import USER_ERRORS, ConfigError, ExitCode
 
 COMMAND = "predict"
 
@@ -94,7 +94,7 @@ def folder_inputs(ckpt: dict[str, Any], path: str) -> tuple[Any, Optional[list[s
         raise ConfigError("--data", f"{path} holds no images (or class folders of images)")
     try:
         x = torch.stack([load_image(f, (shape[1], shape[2]), shape[0] == 1) for f, _ in files])
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError("--data", bad_image_message(exc) or str(exc)) from None
     labels = [str(c) for _, c in files] if classes else None
     return x, labels

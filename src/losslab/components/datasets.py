@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from losslab.components.registry import Registry
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -191,7 +191,7 @@ def _mnist_like(cls_name: str, folder: str, name: str, cfg: Any) -> Raw:
         if "not found" in str(exc).lower():
             raise _missing(root, f"{folder}/raw", _MNIST_FILES, name) from None
         raise ConfigError("--data-dir", f"{name} files in {root / folder / 'raw'} are corrupt: {exc}") from None
-    except Exception as exc:  # truncated idx files, wrong magic numbers, failed downloads
+    except USER_ERRORS as exc:  # truncated idx files, wrong magic numbers, failed downloads
         raise ConfigError("--data-dir", f"cannot read {name} from {root / folder / 'raw'}: {exc}") from None
     raw_dir = root / folder / "raw"
     for split, ds, images, labels in (("train", train, _MNIST_FILES[0], _MNIST_FILES[1]),
@@ -251,7 +251,7 @@ def safe_unpickle(path: Path) -> Any:
         return entry
     except CorruptFile:
         raise
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise CorruptFile(f"{path}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from None
 
 
@@ -333,7 +333,7 @@ def _cifar10(cfg: Any) -> Raw:
         test = cls(str(root), train=False, download=cfg.download)
     except CorruptFile as exc:
         raise ConfigError("--data-dir", f"cannot read CIFAR-10 (corrupt file): {exc}") from None
-    except Exception as exc:  # failed downloads and anything else torchvision raises
+    except USER_ERRORS as exc:  # failed downloads and anything else torchvision raises
         raise ConfigError("--data-dir", f"cannot read CIFAR-10 from {folder}: {type(exc).__name__}: {exc}") from None
 
     def to_tensors(ds: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -459,7 +459,7 @@ def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
     try:
         items = [dataset[i] for i in range(len(dataset))]
         xs, ys = zip(*[(item[0], item[1]) for item in items]) if items else ((), ())
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError("--dataset", f"{spec}: reading its {part} items failed: {type(exc).__name__}: "
                           f"{exc}") from None
     import numpy as np
@@ -524,7 +524,7 @@ def _sample_bytes(dataset: Any, spec: str) -> int:
     try:
         item = dataset[0]
         return 4 * int(np.asarray(item[0]).size)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError("--dataset", f"{spec}: reading its training items failed: {type(exc).__name__}: "
                           f"{exc}") from None
 

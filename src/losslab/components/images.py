@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _BAD = "losslab-bad-image::"
@@ -66,7 +66,7 @@ def load_image(path: str, size: tuple[int, int], grayscale: bool, opener: Any = 
         if (img.height, img.width) != tuple(size):
             img = resize(img, list(size))
         return pil_to_tensor(img).to(torch.float32).div_(255)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise BadImage(f"{_BAD}{path}: {type(exc).__name__}: {exc}::END") from None
 
 
@@ -134,7 +134,7 @@ class Images:
         path = self.folder.samples[0][0]
         try:
             width, height = self._open(path).size
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError("--data-dir", f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
         return height, width
 
@@ -196,7 +196,7 @@ def guarded(loader: Any) -> Any:
     """Iterate a loader over images, turning a BadImage (also from a worker) into a one-line ConfigError."""
     try:
         yield from loader
-    except Exception as exc:
+    except USER_ERRORS as exc:
         message = bad_image_message(exc)
         if message is None:
             raise

@@ -14,7 +14,7 @@ import sys
 from typing import Any, Callable
 
 from losslab.components.registry import Registry
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 LOSSES: Registry[Callable[..., Any]] = Registry("loss", "--loss")
 
@@ -157,7 +157,7 @@ def import_user_module(module_name: str, option: str) -> Any:
         if interrupt.requested():  # the user pressed Ctrl-C (twice) while it imported
             raise
         raise ConfigError(option, f"importing module {module_name!r} raised KeyboardInterrupt") from None
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError(option, f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     finally:
         timer.cancel()
@@ -188,7 +188,7 @@ def user_data(spec: str, option: str) -> Any:
     if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
         try:
             obj = obj()
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError(option, f"{spec}() failed: {type(exc).__name__}: {exc}") from None
     return obj
 
@@ -202,7 +202,7 @@ def load_import_path(spec: str) -> Any:
     if inspect.isclass(obj):
         try:
             obj = obj()
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError("--loss", f"cannot construct {spec} with no arguments: {exc}") from None
     if not callable(obj):
         raise ConfigError("--loss", f"{spec} is not callable")

@@ -10,7 +10,7 @@ import math
 from typing import Any, Callable, Optional
 
 from losslab.components.registry import Registry
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", "--model")
 
@@ -182,7 +182,7 @@ def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, fact
                           f"{', '.join(k for k in KNOWN_ARGUMENTS if k in known)} by name where asked)")
     try:
         model = factory(**kwargs)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError("--model", f"building {spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
                           f"failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def read_user_data(spec: str) -> RegressionData:
             pairs = [obj[i] for i in range(len(obj))]
             obj = ([np.asarray(p[0], dtype=np.float64) for p in pairs], [np.asarray(p[1], dtype=np.float64)
                                                                         for p in pairs])
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError("--dataset", f"{spec}: reading its items failed: {type(exc).__name__}: {exc}") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise ConfigError("--dataset", f"{spec} gave {type(obj).__name__}: expected tensors or arrays (X, y), or a "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 
 @dataclass
@@ -31,7 +31,7 @@ class UserSplit:
         try:
             x, y = self.dataset[self.indices[i]][:2]
             x = torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x)).float()
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError("--dataset", f"{self.spec}: reading item {self.indices[i]} of its {self.part} split "
                               f"failed: {type(exc).__name__}: {exc}") from None
         if self.mean is not None:
@@ -47,7 +47,7 @@ def _batches(split: UserSplit, workers: int) -> Any:
         yield from loader
     except ConfigError:
         raise
-    except Exception as exc:  # a worker's ConfigError arrives re-raised with the worker's traceback in its text
+    except USER_ERRORS as exc:  # a worker's ConfigError arrives re-raised with the worker's traceback in its text
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         said = [line for line in lines if "ConfigError: " in line]
         if said:

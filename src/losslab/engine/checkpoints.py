@@ -11,7 +11,7 @@ import torch
 
 from losslab.components.losses import wants_log_softmax
 from losslab.components.models import build_classifier, build_user_model, is_user_model
-from losslab.errors import ConfigError
+from losslab.errors import USER_ERRORS, ConfigError
 
 FORMAT = "losslab-checkpoint-1"
 
@@ -63,7 +63,7 @@ def read(path: str, option: str = "--checkpoint") -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(option, f"no such file: {path}") from None
-    except Exception as exc:
+    except USER_ERRORS as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         why = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
         raise ConfigError(option, f"cannot read {path} as plain data (weights_only): {type(exc).__name__}: "

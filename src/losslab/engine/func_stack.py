@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from losslab.errors import USER_ERRORS
+
 
 class Rows:
     """The parameters of K runs as (K, ...) views (`params`, the leaves autograd differentiates) of one (K, P)
@@ -98,7 +100,7 @@ def probe(template: nn.Module, x: torch.Tensor) -> Optional[str]:
             alone = template(x)
         if out.shape[1:] != alone.shape or not torch.allclose(out[0].detach(), alone, rtol=1e-4, atol=1e-5):
             return "the stacked forward differs from the module's own"
-    except Exception as exc:
+    except USER_ERRORS as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"torch.func.vmap cannot run it: {type(exc).__name__}: {first[:120]}"
     finally:

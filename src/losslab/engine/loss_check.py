@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from losslab.errors import describe
+from losslab.errors import USER_ERRORS, describe
 
 
 @dataclass
@@ -144,7 +144,7 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
     pred, target = sample_inputs(task, 0)
     try:
         out = fn(pred, target)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         report.add("callable", False, f"calling it with (prediction {tuple(pred.shape)}, target "
                    f"{tuple(target.shape)}) raised {describe(exc)}")
         return report
@@ -167,7 +167,7 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
         return report
     try:
         (grad,) = torch.autograd.grad(out, pred)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         report.add("backward", False, describe(exc))
         return report
     if not report.add("backward", grad.shape == pred.shape, f"gradient of shape {tuple(grad.shape)}"):
@@ -178,11 +178,11 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
         try:
             torch.autograd.gradcheck(lambda q, t=t: fn(q, t), (p,), eps=EPS, atol=ATOL, rtol=RTOL,
                                      fast_mode=p.numel() > ELEMENTWISE)
-        except Exception as exc:  # GradcheckError, or a backward that raises on these inputs
+        except USER_ERRORS as exc:  # GradcheckError, or a backward that raises on these inputs
             why = describe(exc)
         try:
             e = finite_difference_errors(fn, p, t)
-        except Exception as exc:
+        except USER_ERRORS as exc:
             e = Errors(math.nan, math.nan, math.nan, describe(exc))
         # every point is checked: the figures are the worst over all of them, the mismatch named is the first
         worst = Errors(max(worst.abs, e.abs), max(worst.rel, e.rel), max(worst.tolerance, e.tolerance),
@@ -198,6 +198,6 @@ def check_loss(fn: Callable[..., Any], name: str, task: str, *, points: int = 3,
         try:
             torch.autograd.gradgradcheck(lambda q: fn(q, t), (p,), eps=1e-6, atol=1e-5, rtol=1e-3)
             report.add("gradgradcheck", True, "second derivatives match finite differences")
-        except Exception as exc:
+        except USER_ERRORS as exc:
             report.add("gradgradcheck", False, describe(exc))
     return report

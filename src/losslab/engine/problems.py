@@ -25,7 +25,7 @@ from losslab.config import ClassifyConfig, LossConfig, RegressConfig, TrainConfi
 from losslab.engine.batches import InMemory, Streamed
 from losslab.engine.diagnosis import CONDITION
 from losslab.engine.loop import flat_list, resolve_device, use_threads
-from losslab.errors import ConfigError, describe
+from losslab.errors import USER_ERRORS, ConfigError, describe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PARAM_BYTES = 200  # one parameter in one epoch: its record entry (~50 B measured), copies for the table, csv and JSON
@@ -103,7 +103,7 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
     try:
         with torch.enable_grad():  # the check may be asked for under no_grad (e.g. by the stacked engine's probe)
             out = loss_fn(model(x), y)
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError("--loss", f"calling the loss on a batch of {len(x)} failed: {type(exc).__name__}: "
                           f"{exc}") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 0:
@@ -114,7 +114,7 @@ def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
                           "detached tensor or a number): training would have no gradient")
     try:
         out.backward()
-    except Exception as exc:
+    except USER_ERRORS as exc:
         raise ConfigError("--loss", f"its backward fails: {describe(exc)}") from None
     finally:
         model.zero_grad(set_to_none=True)
@@ -128,7 +128,7 @@ def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     with torch.enable_grad():
         try:
             out = model(x)
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError("--model", f"{spec} fails on a batch of {len(x)} inputs of shape "
                               f"{tuple(x.shape[1:])}: {describe(exc)}") from None
         want = (len(x), outputs)
@@ -142,7 +142,7 @@ def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
             raise ConfigError("--model", f"{spec} returns non-finite values (NaN or inf) on the first batch")
         try:
             loss_fn(out, y).backward()
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise ConfigError("--model", f"{spec}: the backward pass through it fails: {describe(exc)}") from None
     frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     model.zero_grad(set_to_none=True)
@@ -342,7 +342,7 @@ def check_training_memory(cfg: ClassifyConfig, input_shape: Any, classes: int, b
         params, activations = training_memory(cfg.model, input_shape, classes, batch)
     except ConfigError:
         raise
-    except Exception:  # a user's model that cannot be built on the meta device: its check on a real batch follows
+    except USER_ERRORS:  # a user's model that cannot be built on the meta device: its check on a real batch follows
         if is_user_model(cfg.model.name):
             return
         raise

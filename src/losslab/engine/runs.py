@@ -22,6 +22,7 @@ from losslab.engine.loop import FitOptions, FitResult, batch_generator, fit, set
 from losslab.engine.problems import Problem
 from losslab.engine.schedules import build_schedule
 from losslab.engine.skeleton import Plan
+from losslab.errors import USER_ERRORS
 
 _NO_EVENTS = Consumer()
 
@@ -252,7 +253,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         result.elapsed_s = result.elapsed_s or time.perf_counter() - began
     except BrokenPipeError:  # the reader closed stdout: the command stops
         raise
-    except Exception as exc:
+    except USER_ERRORS as exc:
         if single:
             raise
         result = RunResult(spec, "error", result.records, elapsed_s=time.perf_counter() - began,

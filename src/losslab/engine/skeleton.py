@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from losslab import interrupt
 from losslab.engine.events import Consumer, RunInfo, wants_batches
-from losslab.errors import describe
+from losslab.errors import USER_ERRORS, describe
 from losslab.stack import on_fresh_stack
 
 
@@ -190,7 +190,7 @@ def _train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
         out.interrupted = True
     except (BrokenPipeError, MemoryError):
         raise  # not this run's fault: the command stops
-    except Exception as exc:  # e.g. a user's loss that fails after some epochs: a status, records kept
+    except USER_ERRORS as exc:  # e.g. a user's loss that fails after some epochs: a status, records kept
         out.error = f"training failed at epoch {len(out.records[0]) + epochs.start}: {describe(exc)}"
         out.status = ["error"] * side.runs
     try:

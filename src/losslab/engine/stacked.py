@@ -34,6 +34,7 @@ from losslab.engine.loop import batch_generator
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, conclude, end_run, run_info
 from losslab.engine.stacked_records import History
+from losslab.errors import USER_ERRORS
 
 _LAYERS = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten, nn.LogSoftmax)
 
@@ -106,7 +107,7 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
             out = stack_of([template, template])(x[:2], True)
             for cfg in losses:
                 torch.func.vmap(problem.loss_for(cfg), in_dims=(0, None))(out, y[:2])
-    except Exception as exc:
+    except USER_ERRORS as exc:
         return f"batched form failed: {type(exc).__name__}: {exc}"
     for h in hypers:
         if h.get("amsgrad") or h.get("centered") or h.get("maximize") or h.get("dampening", 0) \
