@@ -173,3 +173,23 @@ def test_an_image_folder_model_predicts_a_folder_with_its_validation_accuracy(cl
     assert sorted(unlabelled.json()["predictions"]) == sorted(predicted.json()["predictions"])
     cli("predict", "--checkpoint", str(tmp_path / "img.pt"), "--data", str(tmp_path / "val" / "cat" / "0.png")
         ).assert_usage_error("--data")
+
+
+@pytest.mark.parametrize("entry, needle", [("sys:exit", "standard library"), ("tempfile:mkdtemp", "standard library"),
+                                           ("predmodels:side_effect", "not an nn.Module class")])
+def test_a_tampered_checkpoint_never_calls_what_its_model_entry_names(cli, folder, entry, needle):
+    """The README: nothing in a checkpoint runs. A model entry rewritten to a function is refused before it is
+    called (the function here would write a file)."""
+    (folder / "predmodels.py").write_text(NET + "\n\ndef side_effect(*args, **kwargs):\n"
+                                          "    open('called.txt', 'w').write('called')\n")
+    sys.modules.pop("predmodels", None)
+    assert cli("classify", "--data", "pets.csv", "--model", "predmodels:Net", "--epochs", "1", "--save", "m.pt",
+               "--quiet").exit_code == 0
+    ckpt = torch.load(folder / "m.pt", weights_only=True)
+    ckpt["model"] = entry
+    torch.save(ckpt, folder / "tampered.pt")
+    before = set(folder.iterdir())
+    run = cli("predict", "--checkpoint", "tampered.pt", "--data", "pets.csv")
+    run.assert_usage_error("--checkpoint")
+    assert needle in run.stderr
+    assert set(folder.iterdir()) == before  # nothing was created (mkdtemp would make a folder in the temp dir)

@@ -176,7 +176,19 @@ def import_object(spec: str, option: str) -> Any:
         if not hasattr(obj, part):
             raise ConfigError(option, f"module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    standard_library(spec, obj, option)
     return obj
+
+
+def standard_library(spec: str, obj: Any, option: str) -> None:
+    """Refuse an object of Python's own library before anything calls it: no model, loss or dataset is one, and
+    an import path read from a file (a checkpoint, a result to replay, a --config) could otherwise name
+    `sys:exit`, `os:abort`, `tempfile:mkdtemp` or `code:interact`."""
+    roots = {spec.partition(":")[0].split(".")[0], str(getattr(obj, "__module__", None) or "").split(".")[0]}
+    stdlib = sorted(r for r in roots if r in sys.stdlib_module_names or r == "builtins")
+    if stdlib:
+        raise ConfigError(option, f"{spec} is part of Python's standard library ({stdlib[0]}): losslab calls only "
+                          "your own code or a library's model, loss or dataset")
 
 
 def user_data(spec: str, option: str) -> Any:

@@ -38,7 +38,7 @@ def rebuild(ckpt: dict[str, Any], option: str = "--checkpoint") -> torch.nn.Modu
 
     name, shape, outputs = ckpt["model"], tuple(ckpt["input_shape"]), int(ckpt["outputs"])
     if is_user_model(name):
-        model = build_user_model(name, shape, outputs)
+        model = build_user_model(name, shape, outputs, module_class(name, option))
     elif ckpt["task"] == "regression":
         model = torch.nn.Linear(shape[0], 1)
     else:
@@ -55,6 +55,23 @@ def rebuild(ckpt: dict[str, Any], option: str = "--checkpoint") -> torch.nn.Modu
                    lines[0] if lines else type(exc).__name__)
         raise ConfigError(option, f"the checkpoint's weights do not fit the model {name} builds now: {why}") from None
     return model.eval()
+
+
+def module_class(spec: str, option: str) -> Any:
+    """The nn.Module class a file's import path names, refused before anything is called unless it is one: a file
+    can be tampered with, so the functions a command line may name (factories) are not taken from it."""
+    import inspect
+
+    from losslab.components.models import load_user_model
+
+    try:
+        obj = load_user_model(spec)
+    except ConfigError as exc:
+        raise ConfigError(option, f"the model it names: {exc.message}") from None
+    if not (inspect.isclass(obj) and issubclass(obj, torch.nn.Module)):
+        raise ConfigError(option, f"names {spec}, which is not an nn.Module class: a model entry read from a file is "
+                          "built only when it is one (nothing else in the file is called)")
+    return obj
 
 
 def read(path: str, option: str = "--checkpoint") -> dict[str, Any]:
