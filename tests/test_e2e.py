@@ -177,6 +177,47 @@ def test_two_quick_ctrl_c_never_leave_half_a_json_document(tmp_path):
     assert not list(out.glob(".*")) if out.exists() else True  # no temporary files left
 
 
+def _two_quick_presses(out: Path) -> tuple[int, str, str]:
+    proc = subprocess.Popen([BIN, "regress", "--epochs", "1000000", "--out", str(out), "--json", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stdout, stderr
+
+
+def test_two_quick_ctrl_c_end_with_130_fifty_times_in_a_row(tmp_path):
+    """A second press during the interpreter's teardown once aborted it 1 time in 12-30 ("Fatal Python error:
+    PyThreadState_Get … finalizing", SIGABRT). Fifty runs, two at a time (the machine has two cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        ends = list(pool.map(lambda i: _two_quick_presses(tmp_path / f"o{i}"), range(50)))
+    failures = [(code, stderr[-300:]) for code, _, stderr in ends if code != 130]
+    assert not failures, failures
+    for i, (_, stdout, _) in enumerate(ends):
+        if stdout:
+            assert json.loads(stdout)["status"] == "interrupted"
+        out = tmp_path / f"o{i}"
+        if (out / "result.json").exists():
+            assert json.loads((out / "result.json").read_text())["status"] == "interrupted"
+
+
+def test_a_thread_a_users_model_leaves_running_does_not_keep_the_command_alive(tmp_path):
+    (tmp_path / "threaded.py").write_text(
+        "import threading, time\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, in_features):\n        super().__init__()\n"
+        "        self.lin = nn.Linear(in_features, 1)\n"
+        "        threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon\n\n"
+        "    def forward(self, x):\n        return self.lin(x)\n")
+    proc = subprocess.run([BIN, "regress", "--model", "threaded:Net", "--epochs", "3", "--quiet", "--device", "cpu"],
+                          capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_while_writing_files_keeps_the_data_files_whole(tmp_path, presses):
     out = tmp_path / "o"

@@ -530,7 +530,38 @@ def main() -> None:
         named = [c for c in app.registered_commands if c.name == sys.argv[1]]
         if named:
             app.registered_commands = named
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    leave(code)
+
+
+def leave(code: int) -> None:
+    """End the process once the command has ended: every file is written and closed, the exit code is decided.
+    Signals are ignored from here on (a second Ctrl-C during the interpreter's teardown once aborted it: "Fatal
+    Python error: PyThreadState_Get … finalizing", SIGABRT instead of 130), the atexit handlers run (Ray's
+    shutdown, multiprocessing's clean-up), the standard streams are flushed, and the process exits without the
+    teardown: nothing of it is ours, and a thread a user's model started (not a daemon) cannot keep it alive."""
+    import atexit
+    import signal
+
+    for signum in interrupt.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # (an exit function's failure must not change a decided exit code)
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            code = ExitCode.BROKEN_PIPE if code == ExitCode.OK and stream is sys.stdout else code
+    os._exit(int(code))
 
 
 if __name__ == "__main__":
