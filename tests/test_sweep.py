@@ -337,3 +337,25 @@ def test_tuning_by_halving_chooses_rates_as_good_as_the_full_tuning_grid(cli):
         best = min(v for v in scores.values() if math.isfinite(v))
         assert scores[lr] <= 1.1 * best, (name, lr)
     cli("compare-optimizers", "--halving").assert_usage_error("--halving")
+
+
+@pytest.mark.parametrize("mode", ["linear", "exp"])
+def test_the_range_tests_recommendation_is_below_the_closed_form_stability_limit(mode):
+    """Gradient descent on MSE is stable below 2/λmax of the Hessian 2/n·XᵀX (with the bias column): 0.954 on the
+    tutorial data. The linear test once recommended 1.01 ("well below where it blows up"); a constant rate there
+    diverges."""
+    import numpy as np
+
+    cfg, problem = _problem()
+    x, y = tutorial_tensors()
+    design = np.hstack([x.double().numpy(), np.ones((len(x), 1))])
+    limit = 2 / np.linalg.eigvalsh(2 / len(x) * design.T @ design).max()
+    assert limit == pytest.approx(0.954, abs=1e-3)
+    result = range_test(SweepConfig(run=cfg, range_test=True, mode=mode), problem)
+    assert result.recommended < limit
+    # the recommendation trains: a full run at that constant rate does not diverge
+    from conftest import regress_run
+
+    run = regress_run(RegressConfig(optim=OptimConfig("sgd", lr=result.recommended),
+                                    train=TrainConfig(epochs=300, device="cpu")))
+    assert run.status == "ok" and run.final_loss < 0.01

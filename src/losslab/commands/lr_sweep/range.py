@@ -104,11 +104,28 @@ def min_loss_tenth(lrs: Sequence[float], losses: Sequence[float]) -> Optional[fl
     return lrs[min(range(len(losses)), key=losses.__getitem__)] / 10
 
 
+def stable_cap(lrs: Sequence[float], losses: Sequence[float]) -> Optional[float]:
+    """Half the rate at which the raw (unsmoothed) loss was lowest. While the rate rises the loss falls until the
+    rate passes what training can stand (on a quadratic, the stability limit 2/λ), so the lowest raw loss comes
+    at about that limit and half of it is about 1/λ, the fastest rate a quadratic allows. The smoothed curve lags
+    the raw one (fastai's 0.98 is a ~50-step average), so a point read off it alone can lie past the limit: on the
+    tutorial regression a 100-step linear test's valley was 1.01 where rates above 0.954 diverge."""
+    finite = [i for i, loss in enumerate(losses) if math.isfinite(loss)]
+    if not finite:
+        return None
+    return lrs[min(finite, key=losses.__getitem__)] / 2
+
+
 def suggestions(lrs: Sequence[float], smoothed: Sequence[float],
-                lightning_curve: Optional[RangeCurve] = None) -> dict[str, Optional[float]]:
-    """Recommended first: valley, then steepest descent, then min-loss/10; Lightning's number from its own
-    curve (None without one)."""
+                lightning_curve: Optional[RangeCurve] = None,
+                raw: Optional[Sequence[float]] = None) -> dict[str, Optional[float]]:
+    """Recommended first: valley (never above `stable_cap` of the raw losses), then steepest descent, then
+    min-loss/10; Lightning's number from its own curve (None without one)."""
     v, s = valley(smoothed), steepest(lrs, smoothed)
+    cap = stable_cap(lrs, raw) if raw is not None else None
+    valley_lr = lrs[v] if v is not None else None
+    if valley_lr is not None and cap is not None:
+        valley_lr = min(valley_lr, cap)
     pl = None
     if lightning_curve is not None:
         # Lightning keeps recording after a non-finite loss (NaN from then on) and drops the last point: a curve
@@ -117,7 +134,7 @@ def suggestions(lrs: Sequence[float], smoothed: Sequence[float],
         rates = lightning_curve.lrs + ([math.nan] if lightning_curve.stopped == "non-finite loss" else [])
         at = lightning(rates, points)
         pl = rates[at] if at is not None else None
-    return {"valley": lrs[v] if v is not None else None, "steepest": lrs[s] if s is not None else None,
+    return {"valley": valley_lr, "steepest": lrs[s] if s is not None else None,
             "min_loss/10": min_loss_tenth(lrs, smoothed), "lightning": pl}
 
 
@@ -135,7 +152,8 @@ class RangeRun:
 
 def analyse(curve: RangeCurve, lightning_curve: Optional[RangeCurve] = None) -> RangeRun:
     n = curve.usable
-    return RangeRun(curve, suggestions(curve.lrs[:n], curve.smoothed[:n], lightning_curve), lightning_curve)
+    return RangeRun(curve, suggestions(curve.lrs[:n], curve.smoothed[:n], lightning_curve, curve.losses[:n]),
+                    lightning_curve)
 
 
 @dataclass
@@ -250,7 +268,8 @@ def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[
     stops = ", ".join(f"seed {r.seed}: {r.stopped} after {len(r.smoothed)} steps" for r in result.runs)
     notes = [f"data: {result.data_source}", f"stopped: {stops}",
              f"suggested lr: {fmt(result.recommended, '.3g')} (valley, fastai's rule: a point about 40 % along the "
-             "longest stretch where the smoothed loss falls, well below where it blows up)",
+             "longest stretch where the smoothed loss falls; never above half the rate at which the raw loss was "
+             "lowest, which on a quadratic is about the stability limit 2/λ)",
              "a grid (lr-sweep without --range-test) trains the whole budget at fixed rates and usually suggests a "
              "larger rate for that budget: this test answers where training can safely start",
              "model and optimizer state " + ("unchanged by the test (SHA-256 of parameters and optimizer state "
