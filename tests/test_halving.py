@@ -73,8 +73,11 @@ def test_a_sweep_one_by_one_continues_and_counts_only_new_epochs(cli):
     sizes = [len(r["candidates"]) for r in one_by_one["halving"]["rungs"]]
     assert sizes == [9, 3, 1]
     starts = [0, 10, 30]
-    assert one_by_one["halving"]["epochs_trained"] == sum(n * (e - s) for n, e, s in zip(sizes, rungs, starts))
-    assert stacked["halving"]["epochs_trained"] == sum(n * e for n, e in zip(sizes, rungs))
+    # the margin rule's rates train the whole budget from their start (in both engines)
+    margin = sum(len(r["rates"]) * r["epochs"] for r in one_by_one["halving"]["margin_rungs"])
+    assert one_by_one["halving"]["margin_rungs"] == stacked["halving"]["margin_rungs"]
+    assert one_by_one["halving"]["epochs_trained"] == sum(n * (e - s) for n, e, s in zip(sizes, rungs, starts)) + margin
+    assert stacked["halving"]["epochs_trained"] == sum(n * e for n, e in zip(sizes, rungs)) + margin
     assert [r["continued"] for r in one_by_one["halving"]["rungs"]] == \
         [r["continued"] for r in stacked["halving"]["rungs"]]
     assert one_by_one["suggested_lr"] == stacked["suggested_lr"]

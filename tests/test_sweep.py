@@ -289,6 +289,10 @@ def test_halving_keeps_what_the_full_grids_records_rank_best_and_finds_its_best_
     for rung in halved.halving[:-1]:
         assert rung.continued == _rung_by_hand(full, rung, task), rung
     assert halved.suggestion.best == full.suggestion.best
+    assert halved.suggested_lr == full.suggested_lr  # the margin rule included
+    # it claims stability only where it saw the whole budget
+    whole = set(halved.halving[-1].candidates) | {lr for r in halved.margin for lr in r.candidates}
+    assert halved.largest_stable_lr in whole
     assert halved.halving[-1].candidates == halved.halving[-2].continued
     from losslab.commands.lr_sweep.grid import epochs_trained
 
@@ -311,7 +315,8 @@ def test_halving_options_are_checked(cli):
     assert run.exit_code == 0, run.stderr
     doc = run.json()["halving"]
     assert [r["epochs"] for r in doc["rungs"]] == [37, 111, 333, 1000] and doc["epochs_full_grid"] == 13000
-    assert doc["epochs_trained"] == 37 * 13 + 111 * 5 + 333 * 2 + 1000 * 1
+    margin = sum(len(r["rates"]) * r["epochs"] for r in doc["margin_rungs"])
+    assert doc["epochs_trained"] == 37 * 13 + 111 * 5 + 333 * 2 + 1000 * 1 + margin
 
 
 @pytest.mark.slow
@@ -359,3 +364,16 @@ def test_the_range_tests_recommendation_is_below_the_closed_form_stability_limit
     run = regress_run(RegressConfig(optim=OptimConfig("sgd", lr=result.recommended),
                                     train=TrainConfig(epochs=300, device="cpu")))
     assert run.status == "ok" and run.final_loss < 0.01
+
+
+def test_a_run_that_ends_at_its_first_loss_to_float_rounding_did_not_break():
+    """A rate stopped after one epoch measured its final loss again: 1.4507267475 against its record's
+    1.4507266283 (float32 rounding) once read as "ended above its first epoch's loss", training broke."""
+    from losslab.commands.lr_sweep.grid import SAME_LOSS, improved
+    from losslab.engine.runs import RunResult, RunSpec
+
+    spec = RunSpec("0.1", OptimConfig("sgd", lr=0.1), 0)
+    first = 1.4507266283
+    same = RunResult(spec, "ok", [{"epoch": 1, "train_loss": first}], {"final_loss": 1.4507267475})
+    worse = RunResult(spec, "ok", [{"epoch": 1, "train_loss": first}], {"final_loss": first * (1 + 10 * SAME_LOSS)})
+    assert improved(same, "regression") and not improved(worse, "regression")

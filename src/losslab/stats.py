@@ -90,6 +90,12 @@ class Summary:
                    math.nan, 0, 0, {k: None for k in keys})
 
 
+def diverged(run: Any) -> bool:
+    """A run diverged when its loss became non-finite, or when the diagnosis found it growing without bound (a
+    finite 9.9e+15 is not a result): the table's count and the diagnosis say the same."""
+    return run.status == "diverged" or any(f.code == "diverged" for f in getattr(run, "diagnosis", ()))
+
+
 def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str, target: Optional[float]) -> Summary:
     finals = [r.score for r in runs]
     finite = [f for f in finals if math.isfinite(f)]
@@ -111,7 +117,7 @@ def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str,
         best=quantile([best_loss(r.records, task) for r in runs], 0.5),
         epochs_to_target=statistics.median(reach) if reach else None, reached=len(reach),
         time_per_epoch=statistics.median(per_epoch) if per_epoch else math.nan,
-        diverged=sum(r.status == "diverged" for r in runs), errors=sum(r.status == "error" for r in runs),
+        diverged=sum(diverged(r) for r in runs), errors=sum(r.status == "error" for r in runs),
         extra=extra,
     )
 

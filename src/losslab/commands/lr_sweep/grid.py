@@ -22,11 +22,11 @@ from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
-from losslab.engine.trials import by_rungs, epochs_asked
+from losslab.engine.trials import budget, by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome
 from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import Summary, loss_key, rank, summarise
+from losslab.stats import Summary, diverged, loss_key, rank, summarise
 
 GRID_PLOTS = ("sweep.png",)
 EXPECTED_IN_A_SWEEP = ("slow-convergence",)  # findings a rate below the suggested one is expected to have
@@ -57,16 +57,17 @@ class Suggestion:
                 f"{NEAR_BEST:.0%} better but sits next to that edge, where one more seed or epoch can tip it over)")
 
 
-def suggest(summaries: Sequence[Summary], stable: Sequence[float],
+def suggest(summaries: Sequence[Summary], unstable: Sequence[float],
             eligible: Optional[Sequence[Summary]] = None) -> Suggestion:
     """The best-ranked finished rate, moved down to keep a factor MARGIN from the smallest unstable rate when a
-    rate there is as good (within NEAR_BEST of the best median loss). `eligible`: the rates that may be suggested
-    (with halving, those that trained the whole budget)."""
+    rate there is as good (within NEAR_BEST of the best median loss). `unstable`: the rates seen to diverge or
+    end above their first epoch's loss; `eligible`: the rates that may be suggested (with halving, those that
+    trained the whole budget)."""
     finished = [s for s in (summaries if eligible is None else eligible) if math.isfinite(s.median)]
     if not finished:
         return Suggestion(None, None, None)
     best = rank(finished)[0]
-    edge = min((s.lr for s in summaries if s.lr not in stable), default=None)
+    edge = min(unstable, default=None)
     if edge is None or best.lr * MARGIN <= edge:
         return Suggestion(best.lr, best.lr, edge)
     safe = [s for s in finished if s.lr * MARGIN <= edge and s.median <= best.median + NEAR_BEST * abs(best.median)]
@@ -83,6 +84,7 @@ class Rung:
     scores: dict[float, float]
     continued: list[float]
     trained: int = 0  # epochs its runs trained (a run that went on from the last rung: only the new ones)
+    margin: Optional[str] = None  # after the rungs, for the grid's margin rule: the question its rates answer
 
 
 def next_rung(epochs: int, alive: Sequence[float], runs: dict[str, list[RunResult]], task: str, target: float,
@@ -116,6 +118,7 @@ class GridResult:
     versions: dict[str, str] = field(default_factory=dict)
     suggestion: Optional[Suggestion] = None
     halving: list["Rung"] = field(default_factory=list)  # successive halving's rungs (none: the full grid)
+    margin: list["Rung"] = field(default_factory=list)  # then the rates the margin rule needs, at the whole budget
     one_by_one: Optional[str] = None  # why runs that could stack trained one after another
 
     def metrics(self) -> dict[str, Any]:
@@ -139,11 +142,44 @@ def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Opti
     return {"suggested_lr": suggested, "largest_stable_lr": stable, "best_final_loss": best, "diagnosis": diagnosis}
 
 
+# how far above its first epoch's loss a run may end and still count as not worse: the final loss is measured
+# again after training, and a float32 sum of the same numbers in another order differs by ~1e-7 relative (a rate
+# stopped after one epoch at 1.4507267475 against its record's 1.4507266283 once read as "training broke")
+SAME_LOSS = 1e-5
+
+
 def improved(run: RunResult, task: str) -> bool:
     """A run is stable when it ends no higher than its first epoch: a finite loss that exploded is not."""
     start = run.records[0].get(loss_key(task)) if run.records else None
     end = run.metrics.get("final_loss") if run.status == "ok" else None
-    return start is not None and end is not None and math.isfinite(start) and end <= start
+    return (start is not None and end is not None and math.isfinite(start)
+            and end <= start + SAME_LOSS * abs(start))
+
+
+def broke(summary: Summary, runs: Sequence[RunResult], task: str) -> bool:
+    """Whether a rate was seen to break: a seed diverged or ended above its first epoch's loss."""
+    return summary.diverged > 0 or (summary.errors == 0 and math.isfinite(summary.median)
+                                    and not all(improved(r, task) for r in runs))
+
+
+def margin_rates(summaries: Sequence[Summary], full: set[float], unstable: Sequence[float],
+                 phase: int) -> tuple[list[float], Optional[str]]:
+    """The rates successive halving stopped early that the grid's margin rule needs trained to the whole budget,
+    and what they answer. Phase 0: those above the best full-budget rate by less than MARGIN (does training break
+    there?); phase 1, when it breaks within MARGIN of the best: the best-ranked at its last rung of those at least
+    MARGIN below the break (is one as good as the best?). Retrained from their start: a few runs, not the grid."""
+    finished = [s for s in summaries if s.lr in full and math.isfinite(s.median)]
+    if not finished:
+        return [], None
+    best = rank(finished)[0].lr
+    edge = min(unstable, default=math.inf)
+    if phase == 0:
+        above = [s.lr for s in summaries if best < s.lr < min(best * MARGIN, edge) and s.lr not in full]
+        return above, "whether training breaks within the margin above the best rate"
+    if edge >= best * MARGIN:
+        return [], None
+    below = [s for s in summaries if s.lr * MARGIN <= edge and s.lr not in full and math.isfinite(s.median)]
+    return [s.lr for s in rank(below)[:1]], "whether a rate at least the margin below where training broke is as good"
 
 
 def lr_label(lr: float) -> str:
@@ -176,17 +212,34 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         return halving[-1].continued
 
     results, interrupted = by_rungs(problem, rungs, list(grid), specs_for, after, events, cfg)
-    summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
     complete = not halving or halving[-1].epochs == epochs  # (halving stops early when every rate diverged)
-    full = [s for s in summaries if math.isfinite(s.median) and complete
-            and (not halving or s.lr in halving[-1].candidates)]
+    whole = set(halving[-1].candidates) if halving and complete else set(grid) if complete else set()
+    summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
+    margin: list[Rung] = []
+    for phase in range(2 if halving and complete else 0):  # the margin rule's questions, at the whole budget
+        unstable = [s.lr for s in summaries if broke(s, runs[s.name], task)]
+        extra, why = margin_rates(summaries, whole, unstable, phase)
+        if not extra or interrupted:
+            continue
+        with budget(problem, epochs):
+            done, interrupted = run_trials(problem, specs_for(extra), events, vectorize=cfg.vectorize,
+                                           executor=cfg.executor)
+        results += done
+        for lr in extra:
+            runs[lr_label(lr)] = [r for r in done if r.spec.group == lr_label(lr)]
+        whole |= set(extra)
+        summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
+        margin.append(Rung(epochs, extra, {s.lr: s.median for s in summaries if s.lr in extra}, [],
+                           epochs_asked(specs_for(extra), epochs), margin=why))
+    full = [s for s in summaries if math.isfinite(s.median) and s.lr in whole]
     finished = [s for s in summaries if math.isfinite(s.median)]
+    # stable: seen to train the whole budget without breaking (a rate halving stopped early was not seen there)
     stable = [s.lr for s in summaries if s.diverged == 0 and s.errors == 0 and math.isfinite(s.median)
-              and all(improved(r, task) for r in runs[s.name])]
+              and s.lr in whole and not broke(s, runs[s.name], task)]
     largest_stable = max(stable) if stable else None
-    suggestion = suggest(summaries, stable, eligible=full)
+    suggestion = suggest(summaries, [s.lr for s in summaries if broke(s, runs[s.name], task)], eligible=full)
     for r in results:  # a diverged rate's suggestion: the grid's own largest stable rate
-        if r.status == "diverged" and largest_stable is not None:
+        if diverged(r) and largest_stable is not None:
             r.diagnosis = diagnose_run(problem, r, stable_lr=largest_stable)
     if interrupted or finished:
         status = "interrupted" if interrupted else "ok"
@@ -194,7 +247,7 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         status = "failed" if all(r.status == "error" for r in results) else "diverged"
     return GridResult(cfg, status, summaries, runs, suggestion.lr, largest_stable, target,
                       any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
-                      problem.data.source, versions(), suggestion, halving, problem.unstacked)
+                      problem.data.source, versions(), suggestion, halving, margin, problem.unstacked)
 
 
 def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
@@ -223,7 +276,7 @@ def epochs_trained(result: GridResult) -> tuple[int, int]:
     total = (result.config.run.train.epochs or 0) * len(result.summaries) * seeds
     if not result.halving:
         return total, total
-    return sum(rung.trained for rung in result.halving), total
+    return sum(rung.trained for rung in result.halving + result.margin), total
 
 
 def halving_document(result: GridResult) -> Optional[dict[str, Any]]:
@@ -234,13 +287,16 @@ def halving_document(result: GridResult) -> Optional[dict[str, Any]]:
             "rungs": [{"epochs": r.epochs, "candidates": r.candidates,
                        "scores": [{"lr": lr, "median_final_loss": v} for lr, v in r.scores.items()],
                        "continued": r.continued} for r in result.halving],
+            "margin_rungs": [{"epochs": r.epochs, "rates": r.candidates, "question": r.margin,
+                              "scores": [{"lr": lr, "median_final_loss": v} for lr, v in r.scores.items()]}
+                             for r in result.margin],
             "epochs_trained": trained, "epochs_full_grid": full, "share_of_full_grid": trained / full if full else None}
 
 
 def stopped_at(result: GridResult, lr: float) -> Optional[int]:
     """The epochs a rate trained when halving stopped it before the last rung (None: the whole budget)."""
     last = None
-    for rung in result.halving:
+    for rung in result.halving + result.margin:
         if lr in rung.candidates:
             last = rung.epochs
     return last if last is not None and result.halving and last != result.halving[-1].epochs else None
@@ -258,6 +314,11 @@ def halving_notes(result: GridResult) -> list[str]:
         kept = ", ".join(f"{lr:.3g}" for lr in rung.continued) or "none (every rate diverged)"
         lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} rate(s) → the best "
                      f"{len(rung.continued)} continue: {kept}")
+    for rung in result.margin:
+        lines.append(f"  then the whole budget for {', '.join(f'{lr:.3g}' for lr in rung.candidates)}: {rung.margin}")
+    if result.margin:
+        lines.append(f"  (the grid keeps its suggestion {MARGIN:g}× below where training broke: halving trains what "
+                     "that rule needs, so both suggest by the same rule)")
     return lines
 
 
