@@ -156,3 +156,27 @@ def test_halving_on_worker_processes_continues_runs_there_with_the_same_numbers(
         [(r["lr"], r["epochs_run"]) for r in local["results"]]
     assert [r["final_loss"] for r in pool["results"]] == \
         pytest.approx([r["final_loss"] for r in local["results"]], rel=1e-5)
+
+
+def test_a_first_rung_whose_leader_does_not_lead_the_next_is_called_too_short():
+    from scipy.stats import kendalltau
+
+    from losslab.stats import first_rung_check
+
+    first, second = {0.1: 1.0, 0.3: 0.5, 1.0: 0.2}, {0.1: 0.30, 0.3: 0.25, 1.0: 0.4}
+    note = first_rung_check(first, second, 1, "rates", 3)
+    tau = kendalltau([1.0, 0.5, 0.2], [0.30, 0.25, 0.4]).statistic
+    assert "leader 1 did not lead" in note and f"τ {tau:.2f}" in note and "--min-epochs 3" in note
+    assert first_rung_check(first, {0.1: 0.3, 0.3: 0.2, 1.0: 0.1}, 1, "rates", 3) is None  # same leader
+    assert first_rung_check(first, {1.0: 0.1}, 1, "rates", 3) is None  # nothing to compare
+
+
+@pytest.mark.slow
+def test_tuning_by_halving_with_a_one_epoch_first_rung_says_it_was_too_short(cli):
+    """The issue's case: a 1-epoch first rung picked a different rate from the full tuning grid for every
+    optimizer (adam ended 36 % worse); the report must say the first rung could not rank."""
+    run = cli("compare-optimizers", "--true-w", "1,-2,0.5", "--samples", "200", "--noise", "0.5", "--batch-size",
+              "20", "--optims", "sgd,adam", "--seeds", "2", "--tune", "--tune-grid", "1e-3:3:2", "--epochs", "27",
+              "--halving", "--min-epochs", "1", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    assert "was too short to rank the rates of adam" in run.stdout + run.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -120,6 +120,27 @@ def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str,
         diverged=sum(diverged(r) for r in runs), errors=sum(r.status == "error" for r in runs),
         extra=extra,
     )
+
+
+def first_rung_check(first: Mapping[Any, float], second: Mapping[Any, float], epochs: int, what: str,
+                     rate: int) -> Optional[str]:
+    """Whether successive halving's first rung (`epochs` long) was long enough to rank: its leader (lowest score)
+    must still lead the next rung among the candidates both trained. When it does not, say so, with the Kendall τ
+    of the two orders (scipy.stats) and a first rung `rate`× longer to try (`what` names the candidates)."""
+    both = [k for k in second if k in first and math.isfinite(first[k])]
+    if len(both) < 2:
+        return None
+    lead = min(both, key=lambda k: (first[k], str(k)))
+    if min(both, key=lambda k: (second[k], str(k))) == lead:
+        return None
+    from scipy.stats import kendalltau
+
+    tau = kendalltau([first[k] for k in both], [second[k] for k in both]).statistic
+    shown = f"{lead:g}" if isinstance(lead, float) else str(lead)
+    return (f"the first rung ({epochs} epoch{'s' if epochs != 1 else ''}) was too short to rank the {what}: its "
+            f"leader {shown} did not lead the next rung (Kendall τ {tau:.2f} between the two rungs' orders over "
+            f"{len(both)}), so it may have stopped one that wins later; --min-epochs {epochs * rate} gives halving a "
+            "fairer start")
 
 
 def rank(summaries: Sequence[Summary]) -> list[Summary]:

@@ -47,7 +47,7 @@ from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import WIN_MARGIN, loss_key, quantile
+from losslab.stats import WIN_MARGIN, first_rung_check, loss_key, quantile
 
 COMMAND = "compare-losses"
 PLOTS = ("fits.png", "curves.png")  # fits.png for one-feature regression only
@@ -340,6 +340,10 @@ def halving_notes(result: CompareLossesResult) -> list[str]:
         kept = ", ".join(rung.continued) or "none (every loss diverged)"
         lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} loss(es) → the best "
                      f"{len(rung.continued)} continue: {kept}")
+    if len(result.halving) > 1:
+        first, second = result.halving[0], result.halving[1]
+        check = first_rung_check(first.scores, second.scores, first.epochs, "losses", doc["rate"])
+        lines += [f"  {check}"] if check else []
     return lines
 
 

@@ -43,6 +43,7 @@ from losslab.stats import (
     best_loss,
     epochs_to_target,
     extra_keys,
+    first_rung_check,
     loss_key,
     paired_wins,
     quantile,
@@ -297,6 +298,12 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
                 kept = "; ".join(f"{n} {', '.join(f'{lr:g}' for lr in v) or '(none)'}"
                                  for n, v in rung["continued"].items())
                 notes.append(f"  rung {i} ({rung['epochs']} epochs), the best continue: {kept}")
+            if len(t["halving"]) > 1:
+                first, second = t["halving"][0], t["halving"][1]
+                for name in first["scores"]:
+                    check = first_rung_check(first["scores"][name], second["scores"].get(name, {}), first["epochs"],
+                                             f"rates of {name}", cfg.halving_rate)
+                    notes += [f"  {check}"] if check else []
     for name, runs in result.runs.items():
         for r in runs:
             if r.status in ("error",):

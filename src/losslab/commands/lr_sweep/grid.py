@@ -26,7 +26,7 @@ from losslab.engine.trials import budget, by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome
 from losslab.outputs.display import Report, fmt
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import Summary, diverged, loss_key, rank, summarise
+from losslab.stats import Summary, diverged, first_rung_check, loss_key, rank, summarise
 
 GRID_PLOTS = ("sweep.png",)
 EXPECTED_IN_A_SWEEP = ("slow-convergence",)  # findings a rate below the suggested one is expected to have
@@ -314,6 +314,10 @@ def halving_notes(result: GridResult) -> list[str]:
         kept = ", ".join(f"{lr:.3g}" for lr in rung.continued) or "none (every rate diverged)"
         lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} rate(s) → the best "
                      f"{len(rung.continued)} continue: {kept}")
+    if len(result.halving) > 1:
+        check = first_rung_check(result.halving[0].scores, result.halving[1].scores, result.halving[0].epochs,
+                                 "rates", rate)
+        lines += [f"  {check}"] if check else []
     for rung in result.margin:
         lines.append(f"  then the whole budget for {', '.join(f'{lr:.3g}' for lr in rung.candidates)}: {rung.margin}")
     if result.margin:
