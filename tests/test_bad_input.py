@@ -241,13 +241,13 @@ LOSSES = """
 import sys, torch
 calls = [0]
 def late(p, t):
-    calls[0] += 1
+    calls[0] += p.dtype == torch.float32  # training's calls (the gradient check's are float64)
     if calls[0] > 300:
         raise RuntimeError("fails after a while")
     return ((p - t) ** 2).mean()
 nan_calls = [0]
 def nan_later(p, t):
-    nan_calls[0] += 1
+    nan_calls[0] += p.dtype == torch.float32
     loss = ((p - t) ** 2).mean()
     return loss * float("nan") if nan_calls[0] > 300 else loss
 def constant(p, t):

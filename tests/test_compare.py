@@ -190,3 +190,22 @@ def test_a_winner_whose_runner_up_never_finished_is_not_said_to_beat_it():
     assert line.startswith("winner: l1 — the only one with a finished run") and "paired seeds" not in line
     result.summaries = [done, SimpleNamespace(name="huber", median=0.12)]
     assert verdict(result, 1, "better x", "best x") == ["winner: l1 — better x than huber on 1 of 1 paired seeds"]
+
+
+def test_seeds_that_give_identical_results_count_as_one_comparison():
+    from losslab.stats import distinct_seeds
+
+    assert distinct_seeds([0.5] * 5, [0.51] * 5) == 1
+    assert distinct_seeds([0.5] * 5, [0.51, 0.52, 0.51, 0.51, 0.51]) == 5  # one entry varies: seeds carry evidence
+    assert distinct_seeds([0.5, float("inf")], [0.5, 0.5]) == 2
+
+
+def test_a_deterministic_comparison_is_not_reported_as_five_paired_seeds(cli):
+    """Full-batch regression: every seed reaches the same optimum, so 5 seeds are one comparison repeated."""
+    run = cli("compare-optimizers", "--optims", "sgd,momentum", "--seeds", "5", "--epochs", "300", "--json",
+              "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    finals = {n: [r["final_loss"] for r in o["runs"]] for n, o in run.json()["optimizers"].items()}
+    assert all(max(v) - min(v) < 1e-6 * max(v) for v in finals.values())  # the premise: the seeds are identical
+    assert run.json()["paired_wins"] in (0, 1)
+    assert "one comparison, not 5 paired ones" in run.stderr

@@ -270,7 +270,8 @@ def test_a_rerun_whose_runs_all_fail_exits_4(cli, tmp_path, monkeypatch):
     assert base.exit_code == 0, base.stderr
     (tmp_path / "base.json").write_text(base.stdout)
     (tmp_path / "flaky.py").write_text(  # passes the checks before training, fails from the 10th epoch on
-        "import torch\nCALLS = [0]\n\ndef loss(pred, target):\n    CALLS[0] += len(pred) == 100\n"
+        "import torch\nCALLS = [0]\n\ndef loss(pred, target):\n"
+        "    CALLS[0] += len(pred) == 100 and pred.dtype == torch.float32  # (the gradient check is float64)\n"
         "    if CALLS[0] >= 10:\n        raise RuntimeError('broken by the change')\n"
         "    return torch.nn.functional.mse_loss(pred, target)\n")
     monkeypatch.delitem(sys.modules, "flaky", raising=False)

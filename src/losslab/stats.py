@@ -165,6 +165,23 @@ def paired_wins(a: Any, b: Any, margin: float = WIN_MARGIN) -> int:
     return sum(x < y and (math.isinf(y) or y - x > margin * abs(y)) for x, y in zip(xs, ys))
 
 
+SAME_SEEDS = 1e-6  # relative: seeds whose results agree this closely gave one result, not several
+
+
+def distinct_seeds(*per_seed: Sequence[float]) -> int:
+    """How many independent comparisons paired seeds give: their number, or 1 when every entry's value is the same
+    on every seed (deterministic full-batch training reaches the same optimum from every start: five seeds are
+    one comparison repeated five times, not five pieces of evidence)."""
+    n = max((len(v) for v in per_seed), default=0)
+    for values in per_seed:
+        finite = [v for v in values if math.isfinite(v)]
+        if len(finite) != len(values) or not finite:
+            return n
+        if max(finite) - min(finite) > SAME_SEEDS * max(abs(v) for v in finite):
+            return n
+    return min(n, 1)
+
+
 def geometric_median(values: Sequence[float]) -> float:
     """Median of positive rates on a log scale (the median of log10 values, mapped back)."""
     logs = sorted(math.log10(v) for v in values)

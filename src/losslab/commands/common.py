@@ -16,6 +16,7 @@ from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
 from losslab.outputs.display import print_failures
 from losslab.outputs.files import dumps, write_data_files, write_plots
+from losslab.stats import SAME_SEEDS, WIN_MARGIN, distinct_seeds
 
 Plot = tuple[str, Callable[[Any], None]]
 DATA_FILES = ("result.json", "history.csv")  # what every command writes into --out besides its plots
@@ -222,6 +223,14 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     if result.winner and not math.isfinite(second.median):  # nothing to pair it with
         return [f"winner: {result.winner} — the only one with a finished run ({second.name} and any below it did "
                 "not finish: no paired-seed comparison)"]
+    values = [getattr(s, "values", None) or getattr(s, "finals", None) or [] for s in (top, second)]
+    if seeds > 1 and all(values) and distinct_seeds(*values) == 1:
+        same = (f"; every one of the {seeds} seeds gave the same results (to {SAME_SEEDS:g} relative: deterministic "
+                "training reaches the same end from every start), so this is one comparison, not "
+                f"{seeds} paired ones")
+        if result.winner:
+            return [f"winner: {result.winner} — {better} than {second.name}{same}"]
+        return [f"tie: {top.name} and {second.name} end within {WIN_MARGIN:g} of each other{same}"]
     if result.winner:
         return [f"winner: {result.winner} — {better} than {second.name} on {result.wins} of {seeds} paired seeds"]
     if math.isfinite(top.median):

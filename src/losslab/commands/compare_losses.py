@@ -47,7 +47,7 @@ from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
-from losslab.stats import WIN_MARGIN, first_rung_check, loss_key, quantile
+from losslab.stats import WIN_MARGIN, distinct_seeds, first_rung_check, loss_key, quantile
 
 COMMAND = "compare-losses"
 PLOTS = ("fits.png", "curves.png")  # fits.png for one-feature regression only
@@ -299,7 +299,9 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
             a, b = finalists[0].values, finalists[1].values
             wins = sum(sign * x < sign * y and (math.isinf(y) or abs(y - x) > WIN_MARGIN * abs(y))
                        for x, y in zip(a, b))
-            winner = finalists[0].name if wins > cfg.seeds / 2 else None
+            distinct = distinct_seeds(a, b)
+            wins = min(wins, distinct)  # identical seeds count once
+            winner = finalists[0].name if wins > distinct / 2 else None
     reference: dict[str, Any] = {}
     if isinstance(problem, RegressionProblem):
         reference = {"truth": problem.true_params, "least_squares": problem.optimum["params"],

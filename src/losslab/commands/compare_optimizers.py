@@ -41,6 +41,7 @@ from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import (
     Summary,
     best_loss,
+    distinct_seeds,
     epochs_to_target,
     extra_keys,
     first_rung_check,
@@ -179,7 +180,9 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
         winner = top if math.isfinite(quantile(scores[top], 0.5)) else None
     elif math.isfinite(quantile(scores[top], 0.5)):
         wins = paired_wins(scores[top], scores[summaries[1].name])
-        if wins > cfg.seeds / 2:
+        distinct = distinct_seeds(scores[top], scores[summaries[1].name])
+        wins = min(wins, distinct)  # identical seeds count once
+        if wins > distinct / 2:
             winner = top
     reference = problem.optimum if task == "regression" else {}  # type: ignore[union-attr]
     return CompareResult(cfg, settle(interrupted, results), summaries, runs, winner, wins, target, tuning, reference,
