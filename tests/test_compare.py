@@ -209,3 +209,16 @@ def test_a_deterministic_comparison_is_not_reported_as_five_paired_seeds(cli):
     assert all(max(v) - min(v) < 1e-6 * max(v) for v in finals.values())  # the premise: the seeds are identical
     assert run.json()["paired_wins"] in (0, 1)
     assert "one comparison, not 5 paired ones" in run.stderr
+
+
+def test_interrupted_runs_show_where_they_stood_not_inf():
+    """After Ctrl-C the table once ranked runs that stood at 0.0088 as `median loss inf`."""
+    from losslab.engine.runs import RunResult, RunSpec
+    from losslab.stats import summarise
+
+    runs = [RunResult(RunSpec("sgd", OptimConfig("sgd", lr=0.1), seed), "interrupted",
+                      [{"epoch": 1, "train_loss": 8.3}, {"epoch": 2, "train_loss": loss}], epochs_run=2)
+            for seed, loss in enumerate([0.0088, 0.0090, 0.0089])]
+    s = summarise("sgd", 0.1, "default", runs, "regression", 0.01)
+    assert s.median == math.inf and s.stood == 0.0089
+    assert s.median_cell() == "0.0089 (stopped)"

@@ -51,6 +51,13 @@ def best_loss(records: Sequence[dict[str, Any]], task: str) -> float:
     return min(losses) if losses else math.inf
 
 
+def run_best_loss(run: Any, task: str) -> float:
+    """A run's lowest loss: its records' (each epoch's loss is taken before that epoch's steps) and the final loss
+    measured after the last step, so "best" is never above "final"."""
+    final = run.metrics.get("final_loss") if run.status == "ok" else None
+    return min(best_loss(run.records, task), final if final is not None and math.isfinite(final) else math.inf)
+
+
 def extra_keys(task: str, param_names: Sequence[str]) -> list[str]:
     """What a summary carries besides losses: the learned parameters and their distance from the optimum
     (regression), or the validation accuracy (classification)."""
@@ -75,6 +82,15 @@ class Summary:
     diverged: int
     errors: int
     extra: dict[str, Any] = field(default_factory=dict)  # regress: params, distance; classify: accuracy
+    stood: Optional[float] = None  # Ctrl-C: the median loss where the interrupted runs stood (their last epoch)
+
+    def median_cell(self) -> str:
+        """The median final loss as a table shows it: where interrupted runs stood, marked, rather than inf."""
+        from losslab.outputs.display import fmt
+
+        if not math.isfinite(self.median) and self.stood is not None:
+            return f"{fmt(self.stood, '.5g')} (stopped)"
+        return fmt(self.median, ".5g")
 
     def metrics(self) -> dict[str, Any]:
         """Flat `name.metric` values that `--expect` can test."""
@@ -102,6 +118,8 @@ def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str,
     reach = [e for e in (epochs_to_target(r.records, task, target) for r in runs) if e is not None]
     per_epoch = [r.elapsed_s / r.epochs_run for r in runs if r.epochs_run]
     extra: dict[str, Any] = {}
+    key = loss_key(task)
+    stood = [r.records[-1][key] for r in runs if r.status == "interrupted" and r.records and key in r.records[-1]]
     ok = [r for r in runs if r.status == "ok"]
     if ok:
         params = list(ok[0].metrics.get("params", {}))
@@ -114,11 +132,11 @@ def summarise(name: str, lr: float, source: str, runs: Sequence[Any], task: str,
         name=name, lr=lr, lr_source=source, finals=finals, median=quantile(finals, 0.5), q1=quantile(finals, 0.25),
         q3=quantile(finals, 0.75), mean=statistics.fmean(finite) if finite else math.inf,
         std=statistics.stdev(finite) if len(finite) > 1 else 0.0,
-        best=quantile([best_loss(r.records, task) for r in runs], 0.5),
+        best=quantile([run_best_loss(r, task) for r in runs], 0.5),
         epochs_to_target=statistics.median(reach) if reach else None, reached=len(reach),
         time_per_epoch=statistics.median(per_epoch) if per_epoch else math.nan,
         diverged=sum(diverged(r) for r in runs), errors=sum(r.status == "error" for r in runs),
-        extra=extra,
+        extra=extra, stood=quantile(stood, 0.5) if stood else None,
     )
 
 

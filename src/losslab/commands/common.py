@@ -14,7 +14,7 @@ from losslab.engine.diagnosis import CODES
 from losslab.engine.events import Consumer
 from losslab.errors import ExitCode
 from losslab.expect import Outcome, evaluate
-from losslab.outputs.display import print_failures
+from losslab.outputs.display import fmt, print_failures
 from losslab.outputs.files import dumps, write_data_files, write_plots
 from losslab.stats import SAME_SEEDS, WIN_MARGIN, distinct_seeds
 
@@ -239,6 +239,14 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     return ["no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs])]
 
 
+def columns_note(regress: bool, target: Optional[float]) -> str:
+    """What a many-run table's loss columns mean."""
+    return (f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
+            f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(target, '.4g')} (runs that "
+            "reached it); best loss: the lowest of the epochs' losses (each taken before its epoch's steps) and the "
+            "final one")
+
+
 def one_by_one_notes(reason: Optional[str]) -> list[str]:
     """Why a many-run command's runs trained one after another although stacking was asked for."""
     return [f"trained one after another, not stacked: {reason}"] if reason else []
@@ -274,7 +282,7 @@ def group_sharpness_plots(runs: Mapping[str, Sequence[Any]], title: str) -> list
 
 def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     """One run of a many-run command in its JSON document: identity, status, final metrics, convergence."""
-    from losslab.stats import best_loss, epochs_to_target
+    from losslab.stats import epochs_to_target, run_best_loss
 
     doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, "status": r.status, "epochs_run": r.epochs_run,
            "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
@@ -283,7 +291,7 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     if r.node is not None:
         doc["node"] = r.node
     doc["diagnosis"] = [f.code for f in getattr(r, "diagnosis", [])]
-    doc["best_loss"] = best_loss(r.records, task)
+    doc["best_loss"] = run_best_loss(r, task)
     doc["epochs_to_target"] = epochs_to_target(r.records, task, target)
     return doc
 

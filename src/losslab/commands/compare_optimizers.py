@@ -17,6 +17,7 @@ from losslab.commands.common import (
     Where,
     all_runs,
     check_gates,
+    columns_note,
     default_target,
     finish,
     group_sharpness_plots,
@@ -40,7 +41,6 @@ from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import (
     Summary,
-    best_loss,
     distinct_seeds,
     epochs_to_target,
     extra_keys,
@@ -49,6 +49,7 @@ from losslab.stats import (
     paired_wins,
     quantile,
     rank,
+    run_best_loss,
     summarise,
 )
 
@@ -200,7 +201,7 @@ def seed_scores(runs: Sequence[RunResult], measure: str, task: str, target: floa
         elif measure == "final_loss":
             out.append(r.score)
         elif measure == "best_loss":
-            out.append(best_loss(r.records, task))
+            out.append(run_best_loss(r, task))
         elif measure == "epochs_to_target":
             reached = epochs_to_target(r.records, task, target)
             out.append(float(reached) if reached is not None else math.inf)
@@ -221,7 +222,8 @@ def document(result: CompareResult, outcomes: Optional[Sequence[Outcome]] = None
         optimizers[s.name] = {
             "lr": s.lr, "lr_source": s.lr_source, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3,
                                                                  "mean": s.mean, "std": s.std},
-            "best_loss": s.best, "epochs_to_target": s.epochs_to_target, "reached_target": s.reached,
+            "best_loss": s.best, "stopped_at_loss": s.stood, "epochs_to_target": s.epochs_to_target,
+            "reached_target": s.reached,
             "time_per_epoch_s": s.time_per_epoch, "diverged": s.diverged, "errors": s.errors, **s.extra,
             "runs": [run_document(r, task, result.target) for r in result.runs[s.name]],
         }
@@ -261,7 +263,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     ranking = []
     for i, s in enumerate(result.summaries, start=1):
         ranking.append([str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
-                        fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
+                        s.median_cell(), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
                         f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
     detail_headers = ["optimizer", "to target", "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
     detail = []
@@ -279,9 +281,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
              f"{cfg.run.train.epochs} epochs, ranked by median {cfg.rank_by.replace('_', ' ')} "
              f"({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}",
-             f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
-             f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
-             "(runs that reached it)"]
+             columns_note(regress, result.target)]
     if regress and result.reference:
         ref = result.reference
         notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())
@@ -312,7 +312,8 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
             if r.status in ("error",):
                 notes.append(f"{name} seed {r.spec.seed}: {r.error}")
     if result.status == "interrupted":
-        notes.append("interrupted: trials that did not finish rank last and are marked in the JSON.")
+        notes.append("interrupted: trials that did not finish rank last and are marked in the JSON; a median loss "
+                     "marked (stopped) is where the interrupted runs stood at their last epoch.")
     notes += pooled_notes(pooled_diagnosis(all_runs(result.runs)))
     notes += [o.describe() for o in outcomes]
     last = len(detail_headers) - 1

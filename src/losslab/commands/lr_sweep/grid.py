@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 from losslab.commands.common import (
     Plot,
     all_runs,
+    columns_note,
     default_target,
     group_sharpness_plots,
     one_by_one_notes,
@@ -260,6 +261,7 @@ def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = No
         "suggested_lr": result.suggested_lr, "largest_stable_lr": result.largest_stable_lr,
         "target": result.target, "vectorized": result.vectorized,
         "rates": [{"lr": s.lr, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3}, "best_loss": s.best,
+                   "stopped_at_loss": s.stood,
                    "epochs_to_target": s.epochs_to_target, "diverged": s.diverged, "errors": s.errors, **s.extra}
                   for s in result.summaries],
         "results": rows,
@@ -337,7 +339,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
         mark = " ←" if s.lr == result.suggested_lr else ""
         stopped = stopped_at(result, s.lr)
         mark += f" ({stopped})" if stopped else ""
-        row = [f"{s.lr:.3g}{mark}", fmt(s.median, ".5g"), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
+        row = [f"{s.lr:.3g}{mark}", s.median_cell(), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
                fmt(s.best, ".5g"), reach,
                f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
         if not regress:
@@ -349,9 +351,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
              f"({'vectorized' if result.vectorized else 'sequential'})")
     notes = [f"data: {result.data_source}",
-             f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
-             f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(result.target, '.4g')} "
-             "(runs that reached it)",
+             columns_note(regress, result.target),
              f"suggested lr (←): "
              f"{(result.suggestion or Suggestion(result.suggested_lr, None, None)).describe()}",
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
@@ -360,7 +360,8 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
     notes += one_by_one_notes(result.one_by_one)
     notes.append(GRID_VS_RANGE)
     if result.status == "interrupted":
-        notes.append("interrupted: unfinished rates rank last and are marked in the JSON.")
+        notes.append("interrupted: unfinished rates rank last and are marked in the JSON; a median loss marked "
+                     "(stopped) is where the interrupted runs stood at their last epoch.")
     notes += pooled_notes(result.diagnosis())
     notes += [o.describe() for o in outcomes]
     return [Report(title, headers, rows, notes, best)]
