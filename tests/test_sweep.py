@@ -377,3 +377,17 @@ def test_a_run_that_ends_at_its_first_loss_to_float_rounding_did_not_break():
     same = RunResult(spec, "ok", [{"epoch": 1, "train_loss": first}], {"final_loss": 1.4507267475})
     worse = RunResult(spec, "ok", [{"epoch": 1, "train_loss": first}], {"final_loss": first * (1 + 10 * SAME_LOSS)})
     assert improved(same, "regression") and not improved(worse, "regression")
+
+
+@pytest.mark.slow
+def test_a_sweeps_report_names_one_rate_to_use(cli):
+    """A finding's own advice ("try --lr 0.155", from one run) once stood beside the sweep's suggestion 0.0215."""
+    import re
+
+    run = cli("lr-sweep", "--batch-size", "20", "--quiet", "--device", "cpu", "--json")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    advice = " ".join(d["suggestion"] or "" for d in doc["diagnosis"])
+    assert "oscillating" in [d["code"] for d in doc["diagnosis"]]  # the premise: a run got advice
+    assert "try --lr" not in advice
+    assert set(re.findall(r"--lr ([0-9.e+-]+)", advice)) == {f"{doc['suggested_lr']:.3g}"}

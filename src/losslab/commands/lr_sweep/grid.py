@@ -4,6 +4,7 @@ that trains best and the largest stable one; its document, report, plots and cur
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
@@ -130,12 +131,18 @@ class GridResult:
     def diagnosis(self) -> list[dict[str, Any]]:
         """The runs' findings, pooled; a sweep's small rates converge slowly by design (that is what the sweep
         measures, not a problem), so slow convergence below the suggested rate is left out here (each run's own
-        document keeps it)."""
+        document keeps it). A finding's own advice of another rate ("try --lr 0.155", worked out from one run)
+        gives way to the sweep's answer, so the report names one rate to use."""
         def keep(run: Any, finding: Any) -> bool:
             below = self.suggested_lr is not None and (run.spec.optim.lr or 0) < self.suggested_lr
             return not (below and finding.code in EXPECTED_IN_A_SWEEP)
 
-        return pooled_diagnosis(all_runs(self.runs), keep=keep)
+        pooled = pooled_diagnosis(all_runs(self.runs), keep=keep)
+        if self.suggested_lr is not None:
+            answer = f"use the rate this sweep suggests, --lr {self.suggested_lr:.3g}"
+            for entry in pooled:
+                entry["suggestion"] = re.sub(r"try --lr [0-9.e+-]+", answer, entry.get("suggestion") or "")
+        return pooled
 
 
 def grid_metrics(suggested: Optional[float], stable: Optional[float], best: Optional[float],
