@@ -552,7 +552,7 @@ class RangeDisplay(LiveBlock, Consumer):
 
         table = Table(header_style="bold")
         steps = len(self.lrs)
-        for h in ("seed", "step", "lr", "loss (latest)", "lowest loss", "status"):
+        for h in ("seed", "step", "lr", "loss (latest)", "lowest (raw)", "status"):
             table.add_column(h, justify="right", no_wrap=True,
                              min_width=len(f"{steps}/{steps}") if h == "step" else CELL if h != "seed" else 4)
         for seed, row in self.rows.items():

@@ -177,17 +177,22 @@ def sweep_plot(points: Sequence[tuple[Optional[float], float, str]], path: Path,
 
 
 def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], path: Path,
-                    marks: Mapping[str, float | None], title: str = "") -> None:
-    """Smoothed loss against learning rate (log x) per seed, each suggestion marked."""
+                    marks: Mapping[str, float | None], title: str = "",
+                    raw: Sequence[tuple[Sequence[float], Sequence[float]]] = ()) -> None:
+    """Smoothed loss against learning rate (log x) per seed, the raw loss faint beneath it (the live table's
+    figures are raw: both are on the picture, labelled), each suggestion marked."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for i, (lrs, losses) in enumerate(raw):
+        ax.plot(lrs, losses, lw=0.8, color="gray", alpha=0.35, label="loss (raw)" if i == 0 else None)
     for i, (lrs, losses) in enumerate(curves):
-        ax.plot(lrs, losses, lw=1.4, alpha=0.9 if len(curves) == 1 else 0.6, label="smoothed loss" if i == 0 else None)
+        ax.plot(lrs, losses, lw=1.4, alpha=0.9 if len(curves) == 1 else 0.6,
+                label="smoothed loss (EMA)" if i == 0 else None)
     styles = {"valley": ("tab:green", "--"), "steepest": ("tab:orange", ":"), "min_loss/10": ("tab:purple", "-.")}
     for name, lr in marks.items():
         if lr is not None:
             color, ls = styles.get(name, ("gray", ":"))
             ax.axvline(lr, color=color, ls=ls, lw=1.2, label=f"{name} {lr:.3g}")
-    _finish(ax, path, xlabel="learning rate", ylabel="smoothed loss", title=title, logx=True, logy=False)
+    _finish(ax, path, xlabel="learning rate", ylabel="loss", title=title, logx=True, logy=False)
 
 
 def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any, Any]], truth: Any, path: Path,

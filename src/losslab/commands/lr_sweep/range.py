@@ -298,6 +298,7 @@ def range_plots(result: RangeResult) -> list[Plot]:
 
         range_test_plot([without_end(r.lrs, r.smoothed) for r in result.runs], path,
                         {k: v["median"] for k, v in result.suggestions.items()},
+                        raw=[without_end(r.lrs, r.losses) for r in result.runs],
                         title=f"LR range test: {cfg.run.optim.name}, {len(result.runs)} seed(s) (last {SKIP_END} "
                               "steps not drawn)")
 
