@@ -222,3 +222,22 @@ def test_interrupted_runs_show_where_they_stood_not_inf():
     s = summarise("sgd", 0.1, "default", runs, "regression", 0.01)
     assert s.median == math.inf and s.stood == 0.0089
     assert s.median_cell() == "0.0089 (stopped)"
+
+
+def test_a_comparison_at_unequal_default_rates_says_so(cli):
+    run = cli("compare-optimizers", "--task", "classify", "--optims", "adam,rmsprop", "--epochs", "1", "--seeds", "1",
+              "--subset", "200", "--json", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    lrs = {n: o["lr"] for n, o in run.json()["optimizers"].items()}
+    assert lrs == {"adam": 0.01, "rmsprop": 0.001}  # digits' own adam default beside rmsprop's task default
+    assert "untuned: these rates are each optimizer's default (adam 0.01 (digits default)" in run.stderr
+    tuned = cli("compare-optimizers", "--optims", "adam,rmsprop", "--epochs", "2", "--seeds", "1", "--lr", "0.01",
+                "--device", "cpu")
+    assert "untuned" not in tuned.stdout + tuned.stderr  # one rate given for all: nothing to say
+
+
+def test_help_gives_the_rates_a_dataset_really_uses():
+    """--help once gave adam's classification default as 0.001 while digits trains adam at 0.01."""
+    from losslab.cli.options import _lr_help
+
+    assert "adam 0.01/0.001" in _lr_help() and "digits" in _lr_help().split("own, used with them:")[1]

@@ -271,3 +271,19 @@ def test_check_loss_checks_the_training_datas_own_predictions_and_targets():
     report = check_loss(fn, "x", "regression", points=1, data=data)
     (failed,) = [c for c in report.checks if not c.passed]
     assert "the training data" in failed.detail
+
+
+def test_a_loss_winner_with_the_lowest_validation_accuracy_is_flagged():
+    from types import SimpleNamespace
+
+    from losslab.commands.compare_losses import LossSummary, accuracy_flag
+
+    def summary(name, f1, acc):
+        return LossSummary(name, [f1], f1, f1, f1, {"macro_f1": f1, "accuracy": acc}, 0, 0)
+
+    result = SimpleNamespace(config=SimpleNamespace(task="classification"), winner="focal", rank_by="macro_f1",
+                             summaries=[summary("focal", 0.90, 0.88), summary("cross-entropy", 0.89, 0.93)])
+    [note] = accuracy_flag(result)
+    assert "winner focal has the lowest validation accuracy (0.8800; cross-entropy 0.9300)" in note
+    result.summaries[0].measures["accuracy"] = 0.95
+    assert accuracy_flag(result) == []

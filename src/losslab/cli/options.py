@@ -85,7 +85,14 @@ def _takes(option: str) -> str:
 def _lr_help() -> str:
     defaults = ", ".join(f"{e.name} {e.meta['default_lr']['regression']:g}/{e.meta['default_lr']['classification']:g}"
                          for e in OPTIMIZERS)
-    return f"Learning rate (default per optimizer, regression/classification: {defaults})."
+    own: dict[str, list[str]] = {}  # a dataset's own defaults, which take precedence for it
+    for entry in DATASETS:
+        rates = entry.meta.get("default_lr") or {}
+        if rates:
+            own.setdefault(", ".join(f"{k} {v:g}" for k, v in rates.items()), []).append(entry.name)
+    datasets = "; ".join(f"{', '.join(names)}: {rates}" for rates, names in own.items())
+    return (f"Learning rate (default per optimizer, regression/classification: {defaults}"
+            + (f"; datasets with their own, used with them: {datasets}" if datasets else "") + ").")
 
 
 OPTS: dict[str, Opt] = {

@@ -330,6 +330,21 @@ def stopped_mark(result: CompareLossesResult, name: str) -> str:
     return f" ({last})" if last is not None and last != result.halving[-1].epochs else ""
 
 
+def accuracy_flag(result: CompareLossesResult) -> list[str]:
+    """A classification winner ranked by another measure whose validation accuracy is the lowest of all: said, so
+    a reader who looks at accuracy is not misled by the word "winner"."""
+    if result.config.task != "classification" or result.winner is None or result.rank_by == "accuracy":
+        return []
+    accuracy = {s.name: s.measures.get("accuracy") for s in result.summaries}
+    known = {k: v for k, v in accuracy.items() if v is not None and math.isfinite(v)}
+    if len(known) < 2 or result.winner not in known or known[result.winner] > min(known.values()):
+        return []
+    best = max(known, key=known.__getitem__)
+    return [f"note: the winner {result.winner} has the lowest validation accuracy ({known[result.winner]:.4f}; "
+            f"{best} {known[best]:.4f}): it wins on {result.rank_by}, not on accuracy (--rank-by accuracy ranks by "
+            "it)"]
+
+
 def halving_notes(result: CompareLossesResult) -> list[str]:
     doc = halving_document(result)
     if doc is None:
@@ -427,6 +442,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
                          "minimises it and a minority of outlier rows cannot dominate it; held-out MSE favours mse "
                          "and held-out MAE favours l1 by construction (both in the JSON)")
     notes += verdict(result, cfg.seeds, f"better {result.rank_by}", f"the best median {result.rank_by}")
+    notes += accuracy_flag(result)
     notes += halving_notes(result)
     for name, runs in result.runs.items():
         notes += [f"{name} seed {r.spec.seed}: {r.error}" for r in runs if r.status == "error"]

@@ -289,6 +289,12 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     measure = cfg.rank_by.replace("_", " ")
     notes += verdict(result, cfg.seeds, f"better {measure}" if cfg.rank_by != "final_loss" else "lower final loss",
                      f"the best median {measure}" if cfg.rank_by != "final_loss" else "the lowest median")
+    defaults = [s for s in result.summaries if s.lr_source.endswith("default")]
+    if len(defaults) > 1 and len({s.lr for s in result.summaries}) > 1:
+        rates = ", ".join(f"{s.name} {s.lr:g} ({s.lr_source})" for s in defaults)
+        notes.append(f"untuned: these rates are each optimizer's default ({rates}), not found for this problem, "
+                     "so the ranking compares the rates as much as the optimizers; --tune gives every optimizer the "
+                     "same search")
     if result.tuning:
         t = result.tuning
         chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
