@@ -124,3 +124,21 @@ def test_cifar10_batches_re_saved_by_python_3_load_the_same(tmp_path, resave):
     again = load_classification(ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path / "a")))
     assert torch.equal(again.x_train, original.x_train) and torch.equal(again.y_val, original.y_val)
     assert again.classes == original.classes
+
+
+def test_cifar10_files_that_are_not_the_official_release_are_named_so(tmp_path, monkeypatch):
+    """Structure is checked either way; the MD5 sums (torchvision's list) say whether it is the real set."""
+    import hashlib
+
+    from torchvision import datasets
+
+    folder = write_cifar10(tmp_path, per_batch=8, test=12)
+    data = load_classification(ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path)))
+    assert "not the official CIFAR-10 release: the MD5 of data_batch_1, data_batch_2 and 5 more" in data.source
+    md5 = lambda name: hashlib.md5((folder / name).read_bytes()).hexdigest()  # noqa: E731
+    cls = datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(cls.meta["filename"])})
+    data = load_classification(ClassifyDataConfig(dataset="cifar10", data_dir=str(tmp_path)))
+    assert "official" not in data.source

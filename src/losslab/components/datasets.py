@@ -39,6 +39,7 @@ class Raw:
     classes: list[str]
     features: Optional[list[str]] = None  # a table's feature column names (with a header row)
     target: Optional[str] = None  # and its label column's
+    note: str = ""  # said after the data's description (e.g. files that are not the official release)
 
 
 @dataclass
@@ -342,7 +343,21 @@ def _cifar10(cfg: Any) -> Raw:
 
     (x_train, y_train), (x_test, y_test) = to_tensors(train), to_tensors(test)
     _check_labels("CIFAR-10", folder, [y_train, y_test], len(train.classes))
-    return Raw(x_train, y_train, x_test, y_test, list(train.classes))
+    return Raw(x_train, y_train, x_test, y_test, list(train.classes), note=_official("CIFAR-10", folder, cls))
+
+
+def _official(name: str, folder: Path, cls: Any) -> str:
+    """Whether the files are the official release: their MD5 sums against the ones torchvision lists (the
+    structure is checked either way; a re-packed or synthetic set trains, and is named as such)."""
+    from torchvision.datasets.utils import check_integrity
+
+    listed = cls.train_list + cls.test_list + [(cls.meta["filename"], cls.meta["md5"])]
+    differ = [file for file, md5 in listed if not check_integrity(str(folder / file), md5)]
+    if not differ:
+        return ""
+    return (f"; not the official {name} release: the MD5 of {', '.join(differ[:2])}"
+            f"{f' and {len(differ) - 2} more' if len(differ) > 2 else ''} differs from torchvision's (structure "
+            "checked, contents unverified)")
 
 
 def _check_labels(name: str, where: Path, labels: list["torch.Tensor"], k: int) -> None:
@@ -639,7 +654,8 @@ def split_and_normalise(cfg: Any, raw: Raw, per_feature: bool,
     mean, std = _stats(x_train, per_feature=per_feature)
     x_train = ((x_train - mean) / std).contiguous()
     x_val = ((x_val - mean) / std).contiguous()
-    source = f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape {tuple(x_train.shape[1:])}"
+    source = (f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape "
+              f"{tuple(x_train.shape[1:])}{raw.note}")
     return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split, mean=mean, std=std,
                               features=raw.features, target=raw.target)
 
