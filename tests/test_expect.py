@@ -41,3 +41,17 @@ def test_unknown_names_are_caught_before_training():
     check_names(["w=2±1"], ["w", "b"])
     with pytest.raises(ConfigError, match="unknown name 'z'.*available: w, b"):
         check_names(["z=2±1"], ["w", "b"])
+
+
+@pytest.mark.parametrize("spec, needle", [("w=abc", "w is a number"), ("w=>1.5", "did you mean w>=1.5"),
+                                          ("w=1,97", "the decimal point is '.'"), ("b!=x", "b is a number")])
+def test_text_where_the_metric_is_a_number_is_malformed_not_a_failed_expectation(cli, spec, needle):
+    run = cli("regress", "--epochs", "3", "--quiet", "--expect", spec)
+    run.assert_usage_error("--expect")
+    assert needle in run.stderr
+
+
+def test_text_metrics_still_take_words(cli):
+    run = cli("compare-optimizers", "--optims", "sgd,adam", "--epochs", "3", "--seeds", "1", "--quiet",
+              "--expect", "winner=sgd", "--device", "cpu")
+    assert run.exit_code in (0, 1), run.stderr

@@ -103,15 +103,37 @@ def parse_expectation(spec: str) -> Expectation:
         return Expectation(spec, name, "==", rhs)
 
 
+# the metrics whose values are words (every other metric is a number): `winner=adam`, `state_unchanged=true`, and
+# the diagnosis codes, a list tested for membership
+TEXT_METRICS = ("winner", "state_unchanged", "diagnosis")
+
+
+def _malformed(spec: str, exp: Expectation) -> Optional[str]:
+    """Why a text value cannot be meant for a number metric (`w=abc`, `w=>1.5`, `w=1,97`), or None."""
+    if exp.op not in ("==", "!=") or _as_number(exp.value) is not None:
+        return None
+    value = str(exp.value)
+    if value[:1] in "<>":
+        return f"did you mean {exp.name}{value[0]}={value[1:].strip()}? ({spec!r} compares {exp.name} with the text " \
+               f"{value!r})"
+    if re.fullmatch(r"[+-]?\d+,\d+", value):
+        return f"{value!r} is not a number: the decimal point is '.' ({exp.name}={value.replace(',', '.')})"
+    return f"{exp.name} is a number; {value!r} is not one"
+
+
 def check_names(specs: Iterable[str], available: Iterable[str],
                 choices: Optional[Mapping[str, Iterable[str]]] = None) -> None:
-    """Fail before training when an expectation names something the run will not report, or a value that
-    `choices[name]` does not allow (a misspelt diagnosis code would pass `!=` for ever)."""
+    """Fail before training when an expectation names something the run will not report, a value that
+    `choices[name]` does not allow (a misspelt diagnosis code would pass `!=` for ever), or text where the metric
+    is a number (it could only ever fail, as an expectation rather than as the typo it is)."""
     names = list(available)
     for spec in specs:
         exp = parse_expectation(spec)
         if exp.name not in names:
             raise ConfigError("--expect", f"unknown name {exp.name!r} in {spec!r}; available: {', '.join(names)}")
+        why = None if exp.name.split(".")[-1] in TEXT_METRICS else _malformed(spec, exp)
+        if why:
+            raise ConfigError("--expect", why)
         allowed = list((choices or {}).get(exp.name, ()))
         if allowed and str(exp.value) not in allowed:
             raise ConfigError("--expect", f"unknown value {exp.value!r} for {exp.name} in {spec!r}; choose from: "
