@@ -488,6 +488,21 @@ def test_stdout_full_or_closed_is_one_line(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_a_file_size_limit_on_stdout_fails_the_command_instead_of_cutting_the_document(tmp_path):
+    """`ulimit -f 8` once gave an 8 KiB document and exit 0. Python ignores SIGXFSZ, so the write gets EFBIG."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    with open(tmp_path / "j.json", "w") as out:
+        proc = subprocess.run([BIN, "compare-optimizers", "--epochs", "20", "--json", "--quiet", "--device", "cpu"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, env=ENV, timeout=120,
+                              preexec_fn=limit)
+    assert proc.returncode == 4 and proc.stderr.strip().splitlines() == [
+        "losslab: error: cannot write to stdout: File too large"]
+
+
 def test_a_tensorboard_run_folder_in_the_way_gets_a_version_and_a_read_only_one_is_refused(tmp_path):
     (tmp_path / "tb" / "regress").mkdir(parents=True)
     (tmp_path / "tb" / "regress" / "sgd-lr0.1-seed0").write_text("a file where the run folder goes")

@@ -225,7 +225,7 @@ def _caused_by_ctrl_c(exc: BaseException) -> bool:
 def _is_stdout_error(exc: OSError) -> bool:
     import errno
 
-    return exc.errno in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT)
+    return exc.errno in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG)
 
 
 def _silence_stdout() -> None:

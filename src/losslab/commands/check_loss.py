@@ -64,7 +64,7 @@ def default_data(task: str) -> Any:
 
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     from losslab import interrupt
-    from losslab.commands.common import json_stream
+    from losslab.commands.common import emit
     from losslab.engine.loss_check import check_loss
     from losslab.interrupt import critical
     from losslab.outputs.files import dumps
@@ -82,7 +82,6 @@ def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     if json_out:
         text = dumps(doc)
         with critical():
-            json_stream().write(text)
-            json_stream().flush()
+            emit(text)
     events.on_command_end(COMMAND, doc["status"], doc)
     return int(ExitCode.OK if result.passed else ExitCode.EXPECTATION_FAILED)

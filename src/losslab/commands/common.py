@@ -67,6 +67,27 @@ def json_stream() -> Any:
     return _json_stream or sys.stdout
 
 
+def emit(text: str, stream: Any = None) -> None:
+    """Write `text` whole to `stream` (default: the JSON stream) or fail with OSError: on a file descriptor every
+    byte goes through os.write, whose short writes are retried until the rest raises (a file-size limit, `ulimit
+    -f`, once left an 8 KiB document behind an exit code 0: buffered I/O took the short write as done)."""
+    import io
+    import os
+
+    stream = stream if stream is not None else json_stream()
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # a notebook's or a test runner's stream
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()
+    data = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8",
+                                  getattr(stream, "errors", None) or "strict"))
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def wants_curves(plot: Optional[bool], console: Any, json_out: bool, quiet: bool) -> bool:
     """--plot/--no-plot, or by default: in a terminal, without --json and --quiet."""
     if plot is not None:
@@ -129,9 +150,7 @@ def finish(output: Output, where: Where) -> int:
     if where.json_out:
         text = dumps(document)
         with interrupt.critical():
-            stream = json_stream()
-            stream.write(text)
-            stream.flush()
+            emit(text)
     where.events.on_command_end(str(document.get("command", "")), status, document)
     # a Ctrl-C during training was answered by status "interrupted" and the report shows where it stopped;
     # one after training skips what is left

@@ -163,7 +163,7 @@ def curves_text(result: DiffResult) -> str:
 def main(cfg: DiffConfig, *, json_out: bool) -> int:
     import json
 
-    from losslab.commands.common import json_stream
+    from losslab.commands.common import emit
     from losslab.config import check_out_dir
     from losslab.outputs.display import make_console
     from losslab.outputs.files import dumps, write_plots, write_text
@@ -177,7 +177,7 @@ def main(cfg: DiffConfig, *, json_out: bool) -> int:
         if result.a.curves and result.b.curves:
             write_plots(cfg.out, [("curves.png", _plot(result))])
     if json_out:
-        json_stream().write(json.dumps(json.loads(dumps(doc)), indent=2) + "\n")
+        emit(json.dumps(json.loads(dumps(doc)), indent=2) + "\n")
     console = make_console(stderr=json_out)
     for part in report(result):
         part.render(console)

@@ -199,7 +199,7 @@ def summary(result: Prediction) -> str:
 
 
 def main(cfg: PredictConfig, *, json_out: bool) -> int:
-    from losslab.commands.common import json_stream
+    from losslab.commands.common import emit
     from losslab.interrupt import critical
     from losslab.outputs.files import atomic_write, dumps
     from losslab.outputs.sinks import OutputContext, dispatcher
@@ -215,11 +215,9 @@ def main(cfg: PredictConfig, *, json_out: bool) -> int:
         atomic_write(Path(cfg.out).expanduser(), write)
     with critical():
         if json_out:
-            stream = json_stream()
-            stream.write(dumps(doc))
-            stream.flush()
+            emit(dumps(doc))
         elif cfg.out is None:
-            print(text, end="", flush=True)
+            emit(text, sys.stdout)
 
     print(summary(result) + (f"; written to {cfg.out}" if cfg.out else ""), file=sys.stderr)
     events.on_command_end(COMMAND, "ok", doc)

@@ -262,7 +262,7 @@ def curve_plot(result: GateResult) -> Any:
 
 def main(cfg: GateOptions, configure: Configure, *, json_out: bool) -> int:
     from losslab import interrupt
-    from losslab.commands.common import json_stream
+    from losslab.commands.common import emit
     from losslab.config import check_out_dir
     from losslab.config.files import check_file_target
     from losslab.outputs.display import make_console
@@ -289,9 +289,7 @@ def main(cfg: GateOptions, configure: Configure, *, json_out: bool) -> int:
         write_text(Path(cfg.markdown).expanduser(), markdown(result, image))
     if json_out:
         with interrupt.critical():
-            stream = json_stream()
-            stream.write(dumps(doc))
-            stream.flush()
+            emit(dumps(doc))
     events.on_command_end(COMMAND, result.status, doc)
     console = make_console(stderr=json_out)
     report(result).render(console)
