@@ -137,6 +137,29 @@ class FrozenFirst(nn.Module):
         return self.head(torch.relu(self.first(x.flatten(1))))
 
 
+class Lazy(nn.Module):
+    """Lazy layers: the shapes come from the first batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.LazyLinear(8), nn.Tanh(), nn.LazyLinear(1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class EvalShape(nn.Module):
+    """One row more in eval mode than in training mode."""
+
+    def __init__(self, in_features):
+        super().__init__()
+        self.lin = nn.Linear(in_features, 1)
+
+    def forward(self, x):
+        out = self.lin(x)
+        return out if self.training else torch.cat([out, out[:1]])
+
+
 class Float64(nn.Module):
     def __init__(self, in_features):
         super().__init__()
@@ -448,3 +471,32 @@ def test_sys_exit_in_a_loss_fails_check_loss_with_exit_1(cli, exits):
     run = cli("check-loss", "exits:loss", "--json")
     assert run.exit_code == 1 and run.json()["status"] == "failed"
     assert "sys.exit(0)" in run.json()["checks"][0]["detail"]
+
+
+def test_a_model_with_lazy_layers_trains_and_equals_a_hand_written_loop(cli, models):
+    """nn.LazyLinear was an internal error ("Attempted to use an uninitialized parameter"): a real batch of two rows
+    gives it its shapes right after it is built; the numbers are a hand loop's that does the same."""
+    run = cli("regress", "--model", "usermodels:Lazy", "--epochs", "30", "--json", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    sys.path.insert(0, str(models))
+    from usermodels import Lazy
+
+    x, y = tutorial_tensors()
+    torch.manual_seed(0)
+    model = Lazy()
+    with torch.no_grad():
+        model(x[:2])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(30):
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert run.json()["final_loss"] == nn.functional.mse_loss(model(x), y).item()
+
+
+def test_a_model_whose_eval_output_has_another_shape_is_one_line_naming_model(cli, models):
+    run = cli("regress", "--model", "usermodels:EvalShape", "--epochs", "3")
+    run.assert_usage_error("--model")
+    assert "eval mode" in run.stderr and "(101, 1)" in run.stderr

@@ -96,6 +96,24 @@ class Problem:
         raise NotImplementedError
 
 
+def materialise(model: torch.nn.Module, source: Any, spec: str) -> torch.nn.Module:
+    """A model with lazy layers (`nn.LazyLinear`, common in user code) gets its parameters' shapes from one real
+    batch of two rows, right after it is built (so the seeded initial weights are the same every time); nothing
+    can count, stack or optimise its parameters before."""
+    from torch.nn.parameter import is_lazy
+
+    if not any(is_lazy(p) for p in model.parameters()):
+        return model
+    x, _ = source.head(min(2, len(source)))
+    try:
+        with torch.no_grad():
+            model(x)
+    except USER_ERRORS as exc:
+        raise ConfigError("--model", f"{spec} has lazy layers, and their first batch (2 rows of shape "
+                          f"{tuple(x.shape[1:])}) failed: {describe(exc)}") from None
+    return model
+
+
 def check_loss_output(loss_fn: Any, model: Any, x: Any, y: Any) -> None:
     """Before training, on a batch as large as training uses (up to 2,048 rows): the loss returns a scalar
     tensor connected to the prediction's graph, and its backward runs. Say what is wrong rather than fail
@@ -146,6 +164,19 @@ def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
             raise ConfigError("--model", f"{spec}: the backward pass through it fails: {describe(exc)}") from None
     frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     model.zero_grad(set_to_none=True)
+    model.eval()  # validation and the final loss run it in eval mode: the same shape there
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except USER_ERRORS as exc:
+        raise ConfigError("--model", f"{spec} fails in eval mode (validation, the final loss) on a batch of "
+                          f"{len(x)}: {describe(exc)}") from None
+    finally:
+        model.train()
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError("--model", f"{spec} returns {shape} in eval mode (validation, the final loss) but {want} "
+                          f"in training mode for a batch of {len(x)}")
     return frozen
 
 
@@ -246,7 +277,8 @@ class RegressionProblem(Problem):
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
         if self.user_model is not None:
-            return build_user_model(self.user_model, (self.data.features,), 1, self.model_factory).to(self.device)
+            model = build_user_model(self.user_model, (self.data.features,), 1, self.model_factory).to(self.device)
+            return materialise(model, self.source, self.user_model)
         return self._linear()
 
     def in_data_units(self, theta: torch.Tensor) -> list[float]:
@@ -421,6 +453,8 @@ class ClassificationProblem(Problem):
         torch.manual_seed(seed)  # initial weights
         model = (build_user_model(self.cfg.model.name, tuple(self.data.input_shape), self.k, self.model_factory)
                  if self.model_factory is not None else build_classifier(self.cfg.model, self.data.input_shape, self.k))
+        if self.model_factory is not None:
+            model = materialise(model.to(self.device), self.source, self.cfg.model.name)
         if wants_log_softmax(self.cfg.loss.name):
             layers = list(model) if isinstance(model, torch.nn.Sequential) else [model]
             model = torch.nn.Sequential(*layers, torch.nn.LogSoftmax(dim=1))
