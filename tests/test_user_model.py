@@ -160,6 +160,34 @@ class EvalShape(nn.Module):
         return out if self.training else torch.cat([out, out[:1]])
 
 
+class Complex(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(in_features, classes, dtype=torch.complex64))
+
+    def forward(self, x):
+        return (x.flatten(1).to(torch.complex64) @ self.w).real
+
+
+class SetsDefault(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        torch.set_default_dtype(torch.float64)
+        self.fc = nn.Linear(in_features, classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class Double(nn.Module):
+    def __init__(self, in_features, classes):
+        super().__init__()
+        self.fc = nn.Linear(in_features, classes).double()
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
 class Float64(nn.Module):
     def __init__(self, in_features):
         super().__init__()
@@ -286,6 +314,9 @@ def test_models_that_cannot_stack_train_one_after_another_and_say_why(models, na
     ("broken:Net", "a dependency is missing"),
     ("nosuchmodule:Net", "nosuchmodule"),
     ("usermodels", "import path"),
+    ("usermodels:Complex", "complex64 parameters"),
+    ("usermodels:SetsDefault", "sets torch's default dtype to float64"),
+    ("usermodels:Double", "its parameters are float64 and its inputs float32"),
 ])
 def test_a_bad_model_is_one_line_naming_model_before_training(cli, models, model, needle, tmp_path):
     run = cli("classify", "--model", model, "--epochs", "1", "--out", str(tmp_path / "out"))

@@ -180,13 +180,26 @@ def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, fact
     if missing:
         raise ConfigError("--model", f"{spec} needs {', '.join(missing)}, which losslab cannot give (it passes "
                           f"{', '.join(k for k in KNOWN_ARGUMENTS if k in known)} by name where asked)")
+    import torch
+
     try:
         model = factory(**kwargs)
     except USER_ERRORS as exc:
         raise ConfigError("--model", f"building {spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
                           f"failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        changed = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)  # a model must not change how the rest of the run makes tensors
+    if changed != torch.float32:
+        raise ConfigError("--model", f"{spec} sets torch's default dtype to {str(changed).replace('torch.', '')} "
+                          "(torch.set_default_dtype) while it is built; losslab trains in float32: build the model "
+                          "without it (or convert the model itself with .double() and cast inside forward)")
     if not isinstance(model, nn.Module):
         raise ConfigError("--model", f"{spec} returned {type(model).__name__}, not an nn.Module")
+    kinds = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters() if p.is_complex()})
+    if kinds:
+        raise ConfigError("--model", f"{spec} has {', '.join(kinds)} parameters; losslab trains real parameters "
+                          "(split a complex weight into real and imaginary parts)")
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("--model", f"{spec} has no trainable parameters: nothing to train")
     return model

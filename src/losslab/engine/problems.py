@@ -147,8 +147,11 @@ def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
         try:
             out = model(x)
         except USER_ERRORS as exc:
+            kinds = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()} - {"float32"})
+            hint = (f" (its parameters are {', '.join(kinds)} and its inputs float32: cast them inside forward, "
+                    "or keep the parameters float32)") if kinds else ""
             raise ConfigError("--model", f"{spec} fails on a batch of {len(x)} inputs of shape "
-                              f"{tuple(x.shape[1:])}: {describe(exc)}") from None
+                              f"{tuple(x.shape[1:])}: {describe(exc)}{hint}") from None
         want = (len(x), outputs)
         if not isinstance(out, torch.Tensor):
             raise ConfigError("--model", f"{spec} returns {type(out).__name__}, not a tensor")
