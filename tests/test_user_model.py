@@ -188,6 +188,19 @@ class Double(nn.Module):
         return self.fc(x.flatten(1))
 
 
+class MovesFolder(nn.Module):
+    """Changes the working folder while it is built (to its parent)."""
+
+    def __init__(self, in_features):
+        super().__init__()
+        import os
+        os.chdir("..")
+        self.lin = nn.Linear(in_features, 1)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
 class Float64(nn.Module):
     def __init__(self, in_features):
         super().__init__()
@@ -531,3 +544,14 @@ def test_a_model_whose_eval_output_has_another_shape_is_one_line_naming_model(cl
     run = cli("regress", "--model", "usermodels:EvalShape", "--epochs", "3")
     run.assert_usage_error("--model")
     assert "eval mode" in run.stderr and "(101, 1)" in run.stderr
+
+
+def test_a_model_that_changes_the_working_folder_does_not_move_the_output(cli, models):
+    import os
+
+    start = os.getcwd()
+    run = cli("regress", "--model", "usermodels:MovesFolder", "--epochs", "3", "--quiet", "--out", "rel_out",
+              "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    assert os.getcwd() == start and (models / "rel_out" / "result.json").is_file()
+    assert not (models.parent / "rel_out").exists()

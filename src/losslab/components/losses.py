@@ -7,11 +7,12 @@ For classification, factories get the class weights too; `mse` is then taken on 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from losslab.components.registry import Registry
 from losslab.errors import USER_ERRORS, ConfigError
@@ -163,6 +164,18 @@ def import_user_module(module_name: str, option: str) -> Any:
         timer.cancel()
 
 
+@contextlib.contextmanager
+def same_folder() -> Iterator[None]:
+    """Run a user's code (its module's import, a model's constructor, a data function) and put the working folder
+    back if it moved: a relative --out, --save or --data means the folder the command was started in."""
+    start = os.getcwd()
+    try:
+        yield
+    finally:
+        if os.getcwd() != start:
+            os.chdir(start)
+
+
 def import_object(spec: str, option: str) -> Any:
     """The object an import path `package.module:Name` names (the current folder importable, as `python -m`
     makes it); its failures are one line naming `option`."""
@@ -171,7 +184,8 @@ def import_object(spec: str, option: str) -> Any:
         raise ConfigError(option, f"expected an import path package.module:Name (got {spec!r})")
     if os.getcwd() not in sys.path:  # like `python -m`, let users name modules in the current folder
         sys.path.insert(0, os.getcwd())
-    obj = import_user_module(module_name, option)
+    with same_folder():
+        obj = import_user_module(module_name, option)
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ConfigError(option, f"module {module_name!r} has no attribute {attr!r}")
@@ -199,7 +213,8 @@ def user_data(spec: str, option: str) -> Any:
     obj = import_object(spec, option)
     if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
         try:
-            obj = obj()
+            with same_folder():
+                obj = obj()
         except USER_ERRORS as exc:
             raise ConfigError(option, f"{spec}() failed: {type(exc).__name__}: {exc}") from None
     return obj
@@ -213,7 +228,8 @@ def load_import_path(spec: str) -> Any:
         return function.apply  # a torch.autograd.Function is called through apply, with its own backward
     if inspect.isclass(obj):
         try:
-            obj = obj()
+            with same_folder():
+                obj = obj()
         except USER_ERRORS as exc:
             raise ConfigError("--loss", f"cannot construct {spec} with no arguments: {exc}") from None
     if not callable(obj):

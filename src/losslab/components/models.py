@@ -182,8 +182,11 @@ def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, fact
                           f"{', '.join(k for k in KNOWN_ARGUMENTS if k in known)} by name where asked)")
     import torch
 
+    from losslab.components.losses import same_folder
+
     try:
-        model = factory(**kwargs)
+        with same_folder():
+            model = factory(**kwargs)
     except USER_ERRORS as exc:
         raise ConfigError("--model", f"building {spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
                           f"failed: {type(exc).__name__}: {exc}") from None
