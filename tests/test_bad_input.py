@@ -488,6 +488,17 @@ def test_stdout_full_or_closed_is_one_line(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_a_model_that_writes_to_file_descriptor_1_cannot_break_the_json_document(tmp_path):
+    (tmp_path / "fd1.py").write_text(
+        "import os\nfrom torch import nn\n\nclass Net(nn.Module):\n"
+        "    def __init__(self, in_features):\n        super().__init__()\n"
+        "        self.lin = nn.Linear(in_features, 1)\n\n"
+        "    def forward(self, x):\n        os.write(1, b'hello from fd 1\\n')\n        return self.lin(x)\n")
+    proc = run("regress", "--model", "fd1:Net", "--epochs", "3", "--json", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok" and "hello from fd 1" in proc.stderr
+
+
 def test_a_file_size_limit_on_stdout_fails_the_command_instead_of_cutting_the_document(tmp_path):
     """`ulimit -f 8` once gave an 8 KiB document and exit 0. Python ignores SIGXFSZ, so the write gets EFBIG."""
     import resource

@@ -54,11 +54,26 @@ def keep_stdout_for_json(json_out: bool) -> Iterator[None]:
     if not json_out:
         yield
         return
-    _json_stream = sys.stdout
+    import io
+    import os
+
+    try:  # a real stdout: file descriptor 1 itself points at stderr meanwhile (a model that writes to it with
+        fd = sys.stdout.fileno()  # os.write or from C would otherwise put text into the document's stream)
+        sys.stdout.flush()
+        saved = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # a notebook's or a test's stream
+        saved = None
+    _json_stream = (open(saved, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
+                    if saved is not None else sys.stdout)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
+        if saved is not None:
+            _json_stream.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
         _json_stream = None
 
 
