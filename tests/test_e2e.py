@@ -235,3 +235,22 @@ def test_ctrl_c_while_writing_files_keeps_the_data_files_whole(tmp_path, presses
     assert doc["status"] == "ok" and doc["epochs_run"] == 2  # training had finished: its numbers stand
     assert len((out / "history.csv").read_text().splitlines()) == 3
     assert not list(out.glob(".*"))  # no half-written temporary files
+
+
+def test_one_ctrl_c_stops_a_slow_user_model_constructor_at_once(tmp_path):
+    """A model whose __init__ takes a minute: the press once waited for it (and the rest of the setup)."""
+    (tmp_path / "slow.py").write_text(
+        "import time\nfrom torch import nn\n\nclass Net(nn.Module):\n"
+        "    def __init__(self, in_features):\n        super().__init__()\n"
+        "        open('building', 'w').close()\n        time.sleep(60)\n"
+        "        self.lin = nn.Linear(in_features, 1)\n\n    def forward(self, x):\n        return self.lin(x)\n")
+    proc = subprocess.Popen([BIN, "regress", "--model", "slow:Net", "--epochs", "3", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+    deadline = time.time() + 60
+    while not (tmp_path / "building").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    pressed = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.time() - pressed < 10, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr

@@ -20,6 +20,7 @@ class _State:
     signum = signal.SIGINT  # the signal that asked: the exit code is 128 + its number
     critical = 0  # > 0 while something must not be cut (a second press waits for it)
     escalate = False  # a second press arrived during a critical section
+    at_once = 0  # > 0 while a user's code runs outside training (an import, a constructor): the first press stops it
 
 
 STATE = _State()
@@ -41,6 +42,8 @@ def _handler(signum: int, frame: Any) -> None:
     if not STATE.requested:
         STATE.requested = True
         STATE.signum = signal.Signals(signum)
+        if STATE.at_once and not STATE.critical:
+            raise KeyboardInterrupt
         return
     if STATE.critical:
         STATE.escalate = True
@@ -55,6 +58,7 @@ def graceful() -> Iterator[None]:
         yield
         return
     STATE.requested, STATE.critical, STATE.escalate, STATE.signum = False, 0, False, signal.SIGINT
+    STATE.at_once = 0
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     try:
         yield
@@ -73,6 +77,17 @@ def reinstall() -> None:
 def exit_code() -> int:
     """128 + the signal that stopped the command (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
     return 128 + int(STATE.signum)
+
+
+@contextmanager
+def at_once() -> Iterator[None]:
+    """A section with no safe point of losslab's inside (a user's module importing, a model's 60-second
+    constructor): the first press stops it there and then, rather than at a check that would come minutes later."""
+    STATE.at_once += 1
+    try:
+        yield
+    finally:
+        STATE.at_once -= 1
 
 
 @contextmanager

@@ -165,12 +165,16 @@ def import_user_module(module_name: str, option: str) -> Any:
 
 
 @contextlib.contextmanager
-def same_folder() -> Iterator[None]:
-    """Run a user's code (its module's import, a model's constructor, a data function) and put the working folder
-    back if it moved: a relative --out, --save or --data means the folder the command was started in."""
+def user_code() -> Iterator[None]:
+    """Run a user's code outside training (its module's import, a model's constructor, a data function): Ctrl-C
+    stops it at the first press (it has no safe point of ours to wait for), and the working folder is put back
+    if it moved (a relative --out, --save or --data means the folder the command was started in)."""
+    from losslab import interrupt
+
     start = os.getcwd()
     try:
-        yield
+        with interrupt.at_once():
+            yield
     finally:
         if os.getcwd() != start:
             os.chdir(start)
@@ -184,7 +188,7 @@ def import_object(spec: str, option: str) -> Any:
         raise ConfigError(option, f"expected an import path package.module:Name (got {spec!r})")
     if os.getcwd() not in sys.path:  # like `python -m`, let users name modules in the current folder
         sys.path.insert(0, os.getcwd())
-    with same_folder():
+    with user_code():
         obj = import_user_module(module_name, option)
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -213,7 +217,7 @@ def user_data(spec: str, option: str) -> Any:
     obj = import_object(spec, option)
     if callable(obj) and not isinstance(obj, torch.utils.data.Dataset):
         try:
-            with same_folder():
+            with user_code():
                 obj = obj()
         except USER_ERRORS as exc:
             raise ConfigError(option, f"{spec}() failed: {type(exc).__name__}: {exc}") from None
@@ -228,7 +232,7 @@ def load_import_path(spec: str) -> Any:
         return function.apply  # a torch.autograd.Function is called through apply, with its own backward
     if inspect.isclass(obj):
         try:
-            with same_folder():
+            with user_code():
                 obj = obj()
         except USER_ERRORS as exc:
             raise ConfigError("--loss", f"cannot construct {spec} with no arguments: {exc}") from None

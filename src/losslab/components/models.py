@@ -182,10 +182,10 @@ def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, fact
                           f"{', '.join(k for k in KNOWN_ARGUMENTS if k in known)} by name where asked)")
     import torch
 
-    from losslab.components.losses import same_folder
+    from losslab.components.losses import user_code
 
     try:
-        with same_folder():
+        with user_code():
             model = factory(**kwargs)
     except USER_ERRORS as exc:
         raise ConfigError("--model", f"building {spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
