@@ -198,3 +198,22 @@ def test_read_back_chunk_size_does_not_change_a_record(monkeypatch):
         assert [{k: v for k, v in r.items() if k != "elapsed_s"} for r in a.records] == \
                [{k: v for k, v in r.items() if k != "elapsed_s"} for r in b.records]
         assert "clipped" in a.records[0]
+
+
+def test_the_stacked_memory_estimate_is_a_hand_count_and_too_many_runs_go_one_by_one(monkeypatch):
+    """Parameters with their gradient and two optimizer states, each layer's output and its gradient, per run."""
+    from losslab.config import OptimConfig, RegressConfig, TrainConfig
+    from losslab.engine import stacked
+    from losslab.engine.problems import RegressionProblem
+    from losslab.engine.runs import RunSpec
+    from losslab.engine.trials import run_trials
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    params, activations = 4 * 8 + 8 + 8 + 1, 10 * 8 + 10 * 8 + 10 * 1
+    assert stacked.stacked_memory(model, torch.zeros(20, 4), 10, 3) == 4 * 3 * (4 * params + 2 * activations)
+    problem = RegressionProblem(RegressConfig(train=TrainConfig(epochs=3, device="cpu")).resolved())
+    specs = [RunSpec("sgd", OptimConfig("sgd", lr=0.1), seed) for seed in range(4)]
+    monkeypatch.setattr(stacked, "memory_bytes", lambda: 2 * 2 * 4 * (4 * 2 + 2 * 100))  # half of it: 2 runs
+    results, _ = run_trials(problem, specs)
+    assert "4 stacked runs would need about" in problem.unstacked
+    assert {r.stacked_with for r in results} == {1} and all(r.status == "ok" for r in results)

@@ -27,12 +27,14 @@ from torch import nn
 from losslab import interrupt
 from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
+from losslab.config.checks import memory_bytes
 from losslab.engine.batches import epoch_order
 from losslab.engine.events import Consumer
 from losslab.engine.func_stack import Rows
 from losslab.engine.loop import batch_generator
 from losslab.engine.problems import Problem, RegressionProblem
 from losslab.engine.runs import RunResult, RunSpec, conclude, end_run, run_info
+from losslab.engine.skeleton import Plan
 from losslab.engine.stacked_records import History
 from losslab.errors import USER_ERRORS
 
@@ -91,6 +93,10 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     kinds = sorted({str(p.dtype).replace("torch.", "") for p in template.parameters()} - {"float32"})
     if kinds:
         return f"the model has {', '.join(kinds)} parameters (the stacked engine trains float32)"
+    needed = stacked_memory(template, in_memory(problem)[0], Plan.of(problem).size, len(specs))
+    if needed > memory_bytes() / 2:
+        return (f"{len(specs)} stacked runs would need about {needed / 2**30:,.1f} GiB (each run's parameters, "
+                "gradients, optimizer state and activations), more than half of this machine's memory")
     if _layers(template) is None:
         if getattr(problem, "user_model", None) is None:
             return "the model has layers without a batched form (e.g. convolutions)"
@@ -114,6 +120,38 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
                 or h.get("lr_decay", 0) or h.get("initial_accumulator_value", 0):
             return "optimizer options without a batched form"
     return None
+
+
+def _activations(model: nn.Module, sample: torch.Tensor) -> Optional[int]:
+    """Values the leaf modules of `model` output for `sample` (None when the forward fails)."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+             for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(sample)
+    except USER_ERRORS:
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(sizes)
+
+
+def stacked_memory(template: nn.Module, x: torch.Tensor, batch: int, runs: int) -> float:
+    """Bytes that `runs` stacked copies of `template` need for one training step on batches of `batch` rows:
+    float32 parameters with their gradient and two optimizer states, and each layer's output kept for the backward
+    pass and its gradient. The activations are counted by a forward pass of a copy on the `meta` device (nothing
+    is allocated), or, for a model that cannot run there, of two real rows scaled to the batch."""
+    params = sum(p.numel() for p in template.parameters())
+    try:
+        acts = _activations(copy.deepcopy(template).to("meta"), torch.empty(batch, *x.shape[1:], device="meta"))
+    except USER_ERRORS:
+        acts = None
+    if acts is None:
+        rows = min(2, len(x))
+        acts = round((_activations(template, x[:rows]) or 0) * batch / rows)
+    return 4.0 * runs * (4 * params + 2 * acts)
 
 
 def optimizer_groups(specs: Sequence[RunSpec]) -> list[list[int]]:
