@@ -101,6 +101,64 @@ def houses():
 
 def two_targets():
     return HX, np.stack([HY, HY], axis=1)
+
+
+class LenRaises(torch.utils.data.Dataset):
+    def __len__(self):
+        raise RuntimeError("no length today")
+
+    def __getitem__(self, i):
+        return torch.zeros(2), 0
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        for i in range(20):
+            yield torch.zeros(2), i % 2
+
+
+class Endless(torch.utils.data.Dataset):
+    def __len__(self):
+        return 10 ** 12
+
+    def __getitem__(self, i):
+        return torch.zeros(2), i % 2
+
+
+class TensorFractions(torch.utils.data.Dataset):
+    """Labels 0.5 as 0-d tensors: once truncated to 0 without a word."""
+
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, i):
+        return torch.zeros(2) + i, torch.tensor(0.5 + i % 2)
+
+
+class Scalars(torch.utils.data.Dataset):
+    """One Python float per item: one feature."""
+
+    def __len__(self):
+        return 60
+
+    def __getitem__(self, i):
+        return float(i % 3) + 0.1 * (i % 7), i % 3
+
+
+def huge_label():
+    y = np.zeros(40, dtype=np.int64)
+    y[0] = 10 ** 9
+    return np.zeros((40, 2), dtype=np.float32), y
+
+
+def beyond_float32():
+    y = HY.astype(np.float64).copy()
+    y[3] = 1e39
+    return HX, y
+
+
+def requires_grad():
+    return torch.tensor(HX, requires_grad=True), torch.tensor(HY)
 '''
 
 
@@ -152,6 +210,11 @@ def test_a_user_dataset_on_a_many_run_command(cli, folder):
     ("text_labels", "not numbers"),
     ("wrong_type", "expected tensors"),
     ("missing", "no attribute"),
+    ("LenRaises", "len() of its training part failed: RuntimeError: no length today"),
+    ("Stream", "IterableDataset"),
+    ("Endless", "1,000,000,000,000 items"),
+    ("TensorFractions", "class indices 0, 1, ... (got values like 0.5)"),
+    ("huge_label", "1,000,000,001 classes (2 distinct labels occur)"),
 ])
 def test_bad_user_data_is_one_line_naming_dataset(cli, folder, name, needle):
     run = cli("classify", "--dataset", f"userdata:{name}", "--epochs", "1")
@@ -224,3 +287,18 @@ def test_a_bad_streamed_dataset_is_one_line_naming_dataset(cli, folder, name, wo
 def test_the_streaming_options_are_refused_for_built_in_data(cli):
     cli("classify", "--dataset", "digits", "--memory-budget", "1KB").assert_usage_error("--memory-budget")
     cli("classify", "--dataset", "blobs", "--workers", "1").assert_usage_error("--workers")
+
+
+def test_bad_regression_data_is_one_line_naming_dataset_and_grad_tensors_train(cli, folder):
+    """1e39 (beyond float32) once hung numpy's lstsq for ever; a tensor that requires grad was an internal error."""
+    run = cli("regress", "--dataset", "userdata:beyond_float32", "--epochs", "1")
+    run.assert_usage_error("--dataset")
+    assert "beyond float32's range" in run.stderr
+    cli("regress", "--dataset", "userdata:Stream", "--epochs", "1").assert_usage_error("--dataset")
+    assert cli("regress", "--dataset", "userdata:requires_grad", "--epochs", "2", "--quiet").exit_code == 0
+
+
+def test_one_number_per_item_is_one_feature(cli, folder):
+    run = cli("classify", "--dataset", "userdata:Scalars", "--epochs", "2", "--json", "--device", "cpu")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["classes"] == ["0", "1", "2"]

@@ -84,14 +84,6 @@ class Summary:
     extra: dict[str, Any] = field(default_factory=dict)  # regress: params, distance; classify: accuracy
     stood: Optional[float] = None  # Ctrl-C: the median loss where the interrupted runs stood (their last epoch)
 
-    def median_cell(self) -> str:
-        """The median final loss as a table shows it: where interrupted runs stood, marked, rather than inf."""
-        from losslab.outputs.display import fmt
-
-        if not math.isfinite(self.median) and self.stood is not None:
-            return f"{fmt(self.stood, '.5g')} (stopped)"
-        return fmt(self.median, ".5g")
-
     def metrics(self) -> dict[str, Any]:
         """Flat `name.metric` values that `--expect` can test."""
         out = {f"{self.name}.final_loss": self.median, f"{self.name}.best_loss": self.best, f"{self.name}.lr": self.lr,

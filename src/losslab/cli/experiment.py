@@ -8,7 +8,6 @@ named after the command (`[regress]`) or at the top level; stdlib `tomllib` read
 from __future__ import annotations
 
 import typing
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from losslab import toml_text
@@ -53,17 +52,17 @@ def _coerce(opts: Mapping[str, Any], name: str, value: Any, where: str) -> Any:
     return value
 
 
+CONFIG_BYTES = 1 << 20  # a config file is a few lines: 1 MiB is far beyond any real one
+
+
 def read(path: str, command: str, names: Sequence[str], opts: Mapping[str, Any]) -> dict[str, Any]:
     """The options a file gives `command`, by option name; unknown keys and wrong types refused, naming them."""
     import tomllib
 
-    p = Path(path).expanduser()
+    from losslab.config.checks import read_text_file
+
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("--config", f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("--config", f"cannot read {path}: {exc}") from None
+        data = tomllib.loads(read_text_file(path, "--config", CONFIG_BYTES, "a losslab config file"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}

@@ -37,7 +37,7 @@ from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
+from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console, median_cell
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import (
     Summary,
@@ -250,6 +250,36 @@ def document(result: CompareResult, outcomes: Optional[Sequence[Outcome]] = None
     }
 
 
+def rate_notes(result: CompareResult) -> list[str]:
+    """What the report says of the rates: untuned per-optimizer defaults, or the tuning and its rungs."""
+    cfg, notes = result.config, []
+    defaults = [s for s in result.summaries if s.lr_source.endswith("default")]
+    if len(defaults) > 1 and len({s.lr for s in result.summaries}) > 1:
+        rates = ", ".join(f"{s.name} {s.lr:g} ({s.lr_source})" for s in defaults)
+        notes.append(f"untuned: these rates are each optimizer's default ({rates}), not found for this problem, "
+                     "so the ranking compares the rates as much as the optimizers; --tune gives every optimizer the "
+                     "same search")
+    if result.tuning:
+        t = result.tuning
+        chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
+                           for k, v in t["chosen"].items())
+        notes.append(f"tuning budget: {t['budget']}; chosen: {chosen}")
+        if t["halving"]:
+            notes.append(f"  {t['epochs_trained']:,} tuning epochs trained of {t['epochs_full']:,} for the full "
+                         f"grid ({t['epochs_trained'] / t['epochs_full']:.0%})")
+            for i, rung in enumerate(t["halving"][:-1], 1):
+                kept = "; ".join(f"{n} {', '.join(f'{lr:g}' for lr in v) or '(none)'}"
+                                 for n, v in rung["continued"].items())
+                notes.append(f"  rung {i} ({rung['epochs']} epochs), the best continue: {kept}")
+            if len(t["halving"]) > 1:
+                first, second = t["halving"][0], t["halving"][1]
+                for name in first["scores"]:
+                    check = first_rung_check(first["scores"][name], second["scores"].get(name, {}), first["epochs"],
+                                             f"rates of {name}", cfg.halving_rate)
+                    notes += [f"  {check}"] if check else []
+    return notes
+
+
 def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     """Two tables so each fits a terminal: the ranking by final loss, then speed and what was learned."""
     cfg = result.config
@@ -263,7 +293,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     ranking = []
     for i, s in enumerate(result.summaries, start=1):
         ranking.append([str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
-                        s.median_cell(), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
+                        median_cell(s), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
                         f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
     detail_headers = ["optimizer", "to target", "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
     detail = []
@@ -289,30 +319,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     measure = cfg.rank_by.replace("_", " ")
     notes += verdict(result, cfg.seeds, f"better {measure}" if cfg.rank_by != "final_loss" else "lower final loss",
                      f"the best median {measure}" if cfg.rank_by != "final_loss" else "the lowest median")
-    defaults = [s for s in result.summaries if s.lr_source.endswith("default")]
-    if len(defaults) > 1 and len({s.lr for s in result.summaries}) > 1:
-        rates = ", ".join(f"{s.name} {s.lr:g} ({s.lr_source})" for s in defaults)
-        notes.append(f"untuned: these rates are each optimizer's default ({rates}), not found for this problem, "
-                     "so the ranking compares the rates as much as the optimizers; --tune gives every optimizer the "
-                     "same search")
-    if result.tuning:
-        t = result.tuning
-        chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (all rates diverged; default kept)"
-                           for k, v in t["chosen"].items())
-        notes.append(f"tuning budget: {t['budget']}; chosen: {chosen}")
-        if t["halving"]:
-            notes.append(f"  {t['epochs_trained']:,} tuning epochs trained of {t['epochs_full']:,} for the full "
-                         f"grid ({t['epochs_trained'] / t['epochs_full']:.0%})")
-            for i, rung in enumerate(t["halving"][:-1], 1):
-                kept = "; ".join(f"{n} {', '.join(f'{lr:g}' for lr in v) or '(none)'}"
-                                 for n, v in rung["continued"].items())
-                notes.append(f"  rung {i} ({rung['epochs']} epochs), the best continue: {kept}")
-            if len(t["halving"]) > 1:
-                first, second = t["halving"][0], t["halving"][1]
-                for name in first["scores"]:
-                    check = first_rung_check(first["scores"][name], second["scores"].get(name, {}), first["epochs"],
-                                             f"rates of {name}", cfg.halving_rate)
-                    notes += [f"  {check}"] if check else []
+    notes += rate_notes(result)
     for name, runs in result.runs.items():
         for r in runs:
             if r.status in ("error",):

@@ -45,14 +45,12 @@ REPLAYABLE = ("regress", "classify", "compare-optimizers", "compare-losses", "lr
 
 
 def load(path: str) -> dict[str, Any]:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError("RESULT", f"no such file: {path}")
-    if not p.is_file():  # a folder, or a FIFO or device that would block the read
-        raise ConfigError("RESULT", f"{path} is not a regular file")
+    from losslab.config.checks import RESULT_BYTES, read_text_file
+
+    text = read_text_file(path, "RESULT", RESULT_BYTES, "a losslab result.json")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise ConfigError("RESULT", f"{path} is not a readable result.json: {type(exc).__name__}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("invocation"), dict):
         raise ConfigError("RESULT", f"{path} has no 'invocation' (written by losslab before replay existed, or "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from losslab.components.registry import Registry
-from losslab.errors import USER_ERRORS, ConfigError
+from losslab.errors import USER_ERRORS, ConfigError, describe
 
 if TYPE_CHECKING:
     import torch
@@ -442,16 +442,51 @@ def dataset_meta(name: str) -> dict[str, Any]:
     return USER_DATASET if is_user_dataset(name) else DATASETS.lookup(name).meta
 
 
+MAX_CLASSES = 10_000  # labels are class indices 0..k-1: a confusion matrix of k² counts must stay small
+MAX_ITEMS = 10**9  # no Dataset that fits on one machine has more items; a longer __len__ is not a real one
+
+
+def dataset_length(dataset: Any, spec: str, part: str) -> int:
+    """The number of items of a user's map-style Dataset, checked before anything is read: an IterableDataset
+    (no length, no indexing), a __len__ that raises or is absurd are one line naming --dataset."""
+    import torch
+
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise ConfigError("--dataset", f"{spec}: its {part} part is an IterableDataset; losslab reads map-style "
+                          "Datasets (__len__ and __getitem__) or tensors (X, y), so that every run sees the same "
+                          "items in a seeded order")
+    try:
+        n = len(dataset)
+    except USER_ERRORS as exc:
+        raise ConfigError("--dataset", f"{spec}: len() of its {part} part failed: {describe(exc)}") from None
+    if not isinstance(n, int) or n < 0 or n > MAX_ITEMS:
+        raise ConfigError("--dataset", f"{spec}: its {part} part says it has {n:,} items (__len__); losslab reads "
+                          f"at most {MAX_ITEMS:,}")
+    return n
+
+
+def _label(value: Any) -> Any:
+    """A label as a Python number, never truncated: 0-d tensors and numpy scalars give their own value (a
+    fractional one is then refused as a class index, not silently made an integer)."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 0) == 0:
+        return item()
+    return value
+
+
 def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
     """(inputs float32, labels int64) of one part of a user's dataset, or a one-line error naming --dataset."""
     import numpy as np
     import torch
 
     try:
-        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-        yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().float()
+        yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).detach()
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ConfigError("--dataset", f"{spec}: its {part} are not numbers: {exc}") from None
+        raise ConfigError("--dataset", f"{spec}: its {part} inputs or labels are not numbers (labels are class "
+                          f"indices 0, 1, ...): {describe(exc)}") from None
+    if xt.ndim == 1:  # one number per item: one feature
+        xt = xt.reshape(-1, 1)
     if len(xt) == 0:
         raise ConfigError("--dataset", f"{spec}: its {part} split is empty")
     if len(xt) != len(yt):
@@ -464,15 +499,25 @@ def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
     if yt.min() < 0:
         raise ConfigError("--dataset", f"{spec}: label {int(yt.min())} in its {part} split; labels are class "
                           "indices from 0")
+    if int(yt.max()) >= MAX_CLASSES:
+        distinct = len(torch.unique(yt))
+        raise ConfigError("--dataset", f"{spec}: label {int(yt.max()):,} in its {part} split would mean "
+                          f"{int(yt.max()) + 1:,} classes ({distinct:,} distinct labels occur); labels are class "
+                          f"indices 0..k-1 with k up to {MAX_CLASSES:,}: number them from 0")
     if not torch.isfinite(xt).all():
         raise ConfigError("--dataset", f"{spec}: its {part} inputs hold NaN or infinite values")
     return xt, yt
 
 
 def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
-    """A map-style Dataset of (input, label) pairs, every item read into memory."""
+    """A map-style Dataset of (input, label) pairs, every item read into memory (what they need checked first)."""
+    from losslab.config.checks import check_memory
+
+    n = dataset_length(dataset, spec, part)
+    if n:
+        check_memory("--dataset", n * (_sample_bytes(dataset, spec) + 8), f"{spec}: {n:,} {part} items in memory")
     try:
-        items = [dataset[i] for i in range(len(dataset))]
+        items = [dataset[i] for i in range(n)]
         xs, ys = zip(*[(item[0], item[1]) for item in items]) if items else ((), ())
     except USER_ERRORS as exc:
         raise ConfigError("--dataset", f"{spec}: reading its {part} items failed: {type(exc).__name__}: "
@@ -485,7 +530,7 @@ def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
             if xs else torch.empty(0)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ConfigError("--dataset", f"{spec}: its {part} inputs do not all have one shape: {exc}") from None
-    return _tensors(x, [int(v) if not isinstance(v, float) else v for v in ys], spec, part)
+    return _tensors(x, [_label(v) for v in ys], spec, part)
 
 
 def _user_parts(spec: str) -> tuple[Any, Any]:
@@ -534,7 +579,7 @@ def _sample_bytes(dataset: Any, spec: str) -> int:
     """The decoded size of one sample of a user's Dataset (float32), from its first item."""
     import numpy as np
 
-    if len(dataset) == 0:
+    if dataset_length(dataset, spec, "training") == 0:
         raise ConfigError("--dataset", f"{spec}: its training split is empty")
     try:
         item = dataset[0]
@@ -553,7 +598,9 @@ def load_user_classification(cfg: Any) -> ClassificationData:
     train, valid = _user_parts(spec)
     if isinstance(train, torch.utils.data.Dataset):
         size = _sample_bytes(train, spec)
-        total = size * (len(train) + (len(valid) if isinstance(valid, torch.utils.data.Dataset) else 0))
+        total = size * (dataset_length(train, spec, "training") + (dataset_length(valid, spec, "validation")
+                                                                    if isinstance(valid, torch.utils.data.Dataset)
+                                                                    else 0))
         if total > cfg.memory_budget:
             return _stream_user_dataset(cfg, train, valid, total)
     return split_and_normalise(cfg, load_user_dataset(spec, (train, valid)), per_feature=False,

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from losslab.errors import USER_ERRORS, ConfigError
+from losslab.errors import FLOAT32_MAX, USER_ERRORS, ConfigError
 
 
 @dataclass(frozen=True)
@@ -177,12 +177,16 @@ def read_user_data(spec: str) -> RegressionData:
     Dataset of (input, target) pairs (a function returning one is called); real-valued targets, one per row."""
     import torch
 
+    from losslab.components.datasets import dataset_length
     from losslab.components.losses import user_data
+    from losslab.config.checks import check_memory
 
     obj = user_data(spec, "--dataset")
     if isinstance(obj, torch.utils.data.Dataset):
+        n = dataset_length(obj, spec, "data")
+        check_memory("--dataset", n * 64, f"{spec}: {n:,} items in memory")  # (the smallest item, as objects)
         try:
-            pairs = [obj[i] for i in range(len(obj))]
+            pairs = [obj[i] for i in range(n)]
             obj = ([np.asarray(p[0], dtype=np.float64) for p in pairs], [np.asarray(p[1], dtype=np.float64)
                                                                         for p in pairs])
         except USER_ERRORS as exc:
@@ -192,9 +196,11 @@ def read_user_data(spec: str) -> RegressionData:
                           "Dataset of (input, target) pairs")
     try:
         x = np.asarray([np.asarray(v, dtype=np.float64) for v in obj[0]] if isinstance(obj[0], list) else
-                       (obj[0].numpy() if isinstance(obj[0], torch.Tensor) else obj[0]), dtype=np.float64)
-        y = np.asarray(obj[1].numpy() if isinstance(obj[1], torch.Tensor) else obj[1], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+                       (obj[0].detach().cpu().numpy() if isinstance(obj[0], torch.Tensor) else obj[0]),
+                       dtype=np.float64)
+        y = np.asarray(obj[1].detach().cpu().numpy() if isinstance(obj[1], torch.Tensor) else obj[1],
+                       dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError("--dataset", f"{spec}: its inputs or targets are not numbers: {exc}") from None
     x = x.reshape(len(x), -1) if x.ndim != 2 else x
     if len(x) < 2:
@@ -204,5 +210,9 @@ def read_user_data(spec: str) -> RegressionData:
                           "real-valued target per row")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ConfigError("--dataset", f"{spec}: its inputs or targets hold NaN or infinite values")
+    for name, values in (("inputs", x), ("targets", y)):  # float32 would make them inf (and lstsq would hang)
+        if values.size and np.abs(values).max() > FLOAT32_MAX:
+            raise ConfigError("--dataset", f"{spec}: its {name} hold {np.abs(values).max():.3g}, beyond float32's "
+                              f"range ({FLOAT32_MAX:.3g}); rescale them")
     return RegressionData(x.astype(np.float32), y.reshape(-1, 1).astype(np.float32), None, None,
                           f"{spec}: {len(x)} rows, {x.shape[1]} feature(s)")

@@ -95,3 +95,29 @@ class Resolvable:
     @property
     def is_resolved(self) -> bool:
         return bool(self.__dict__.get("_resolved", False))
+
+
+RESULT_BYTES = 1 << 30  # a result.json with every run's records: large, but not beyond this
+
+
+def read_text_file(path: str, option: str, limit: int, what: str) -> str:
+    """A text file a command reads whole (a --config, a result to replay or gate), refused before it is read when
+    it is not a regular file (`/dev/zero`, a FIFO: reading would never end) or larger than `limit` bytes."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(option, f"no such file: {path}")
+    if not p.is_file():
+        raise ConfigError(option, f"{path} is not a regular file")
+    try:
+        with p.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(option, f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ConfigError(option, f"{path} is larger than {limit / 2**20:g} MiB: not {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(option, f"{path} is not UTF-8 text: not {what}") from None

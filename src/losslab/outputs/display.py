@@ -613,3 +613,10 @@ def best_cells(summaries: Sequence[Any], columns: Sequence[tuple[int, Any, Any]]
         if finite:
             best.update((i, col) for i, v in enumerate(values) if v == pick(finite))
     return best
+
+
+def median_cell(summary: Any) -> str:
+    """A summary's median final loss as a table shows it: where interrupted runs stood, marked, rather than inf."""
+    if not math.isfinite(summary.median) and getattr(summary, "stood", None) is not None:
+        return f"{fmt(summary.stood, '.5g')} (stopped)"
+    return fmt(summary.median, ".5g")

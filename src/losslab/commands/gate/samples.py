@@ -90,15 +90,13 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 def read(path: str, role: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A losslab result document (and the rows of the history.csv beside it), or one line naming `role`."""
     from losslab import __version__
+    from losslab.config.checks import RESULT_BYTES, read_text_file
 
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError(role, f"no such file: {path}")
-    if not p.is_file():
-        raise ConfigError(role, f"{path} is not a regular file")
+    text = read_text_file(path, role, RESULT_BYTES, "a losslab result")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(role, f"{path} is not a readable losslab result (truncated or not JSON: "
                           f"{type(exc).__name__})") from None
     if not isinstance(doc, dict) or doc.get("command") not in COMMANDS:
