@@ -243,3 +243,4 @@ def test_help_gives_the_rates_a_dataset_really_uses():
     from losslab.cli.options import _lr_help
 
     assert "adam 0.01/0.001" in _lr_help() and "digits" in _lr_help().split("own, used with them:")[1]
+    assert "adam 0.001," in _lr_help("classification") and "digits" not in _lr_help("regression")

@@ -73,8 +73,9 @@ def task_helps(task: str) -> dict[str, str]:
                             "--data, a comma list of feature column names (default: every column but the target).",
                 "data": "A CSV file (comma, semicolon or tab separated; header optional): feature columns and a "
                         "target column; see --target and --features.",
-                "target": "With --data: the target column's name (default: the last column)."}
-    return {"loss": _loss_help("classification")}
+                "target": "With --data: the target column's name (default: the last column).",
+                "lr": _lr_help("regression")}
+    return {"loss": _loss_help("classification"), "lr": _lr_help("classification")}
 
 
 def _takes(option: str) -> str:
@@ -82,8 +83,11 @@ def _takes(option: str) -> str:
     return ", ".join(e.name for e in OPTIMIZERS if option in e.meta["accepts"]) or "no optimizer"
 
 
-def _lr_help() -> str:
-    defaults = ", ".join(f"{e.name} {e.meta['default_lr']['regression']:g}/{e.meta['default_lr']['classification']:g}"
+def _lr_help(task: Optional[str] = None) -> str:
+    """--lr's help: each optimizer's default for the task (both tasks' where a command takes either), and the
+    classification datasets that have their own (digits trains adam at 0.01, not the task's 0.001)."""
+    tasks = [task] if task else ["regression", "classification"]
+    defaults = ", ".join(f"{e.name} {'/'.join(format(e.meta['default_lr'][t], 'g') for t in tasks)}"
                          for e in OPTIMIZERS)
     own: dict[str, list[str]] = {}  # a dataset's own defaults, which take precedence for it
     for entry in DATASETS:
@@ -91,8 +95,9 @@ def _lr_help() -> str:
         if rates:
             own.setdefault(", ".join(f"{k} {v:g}" for k, v in rates.items()), []).append(entry.name)
     datasets = "; ".join(f"{', '.join(names)}: {rates}" for rates, names in own.items())
-    return (f"Learning rate (default per optimizer, regression/classification: {defaults}"
-            + (f"; datasets with their own, used with them: {datasets}" if datasets else "") + ").")
+    return (f"Learning rate (default per optimizer{'' if task else ', regression/classification'}: {defaults}"
+            + (f"; classification datasets with their own, used with them: {datasets}"
+               if datasets and task != "regression" else "") + ").")
 
 
 OPTS: dict[str, Opt] = {
