@@ -303,3 +303,36 @@ def test_ctrl_c_during_a_rerun_is_one_line_and_exit_130(cli, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["losslab: interrupted"], err
+
+
+@pytest.mark.parametrize("args", [
+    ("regress", "--epochs", "5"), ("classify", "--epochs", "1", "--subset", "200"),
+    ("compare-optimizers", "--epochs", "5", "--seeds", "2"), ("lr-sweep", "--epochs", "5", "--num", "3"),
+    ("lr-sweep", "--range-test", "--steps", "20"), ("compare-losses", "--epochs", "5", "--seeds", "2"),
+], ids=lambda a: " ".join(a[:2]))
+def test_every_commands_document_passes_the_field_checks(cli, args):
+    from losslab.commands.documents import check_document
+
+    run = cli(*args, "--json", "--quiet", "--device", "cpu")
+    assert run.exit_code in (0, 1), run.stderr
+    check_document(run.json(), "r.json", "RESULT")
+
+
+@pytest.mark.parametrize("change, needle", [
+    (dict(versions="0.1.0"), "field 'versions' must be a table (got str)"),
+    (dict(final_loss=float("nan")), "status 'ok' with final_loss nan"),
+    (dict(params=[1, 2]), "field 'params' must be a table (got list)"),
+    (dict(config="abc"), "field 'config' must be a table"),
+    (dict(epochs_run="20"), "field 'epochs_run' must be a number"),
+    (dict(versions={"losslab": "99.0"}), "newer than this"),
+])
+@pytest.mark.parametrize("command", ["gate", "diff", "replay"])
+def test_a_damaged_result_is_one_line_naming_the_file_and_field(cli, tmp_path, change, needle, command):
+    base = cli("regress", "--epochs", "5", "--json", "--quiet", "--device", "cpu")
+    (tmp_path / "a.json").write_text(base.stdout)
+    (tmp_path / "b.json").write_text(json.dumps({**base.json(), **change}))
+    b = str(tmp_path / "b.json")
+    args = {"gate": (b, "--seeds", "2"), "diff": (str(tmp_path / "a.json"), b), "replay": (b,)}[command]
+    run = cli(command, *args)
+    run.assert_usage_error("b.json")
+    assert needle in run.stderr

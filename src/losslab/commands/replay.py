@@ -45,6 +45,7 @@ REPLAYABLE = ("regress", "classify", "compare-optimizers", "compare-losses", "lr
 
 
 def load(path: str) -> dict[str, Any]:
+    from losslab.commands.documents import check_document
     from losslab.config.checks import RESULT_BYTES, read_text_file
 
     text = read_text_file(path, "RESULT", RESULT_BYTES, "a losslab result.json")
@@ -52,7 +53,8 @@ def load(path: str) -> dict[str, Any]:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise ConfigError("RESULT", f"{path} is not a readable result.json: {type(exc).__name__}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("invocation"), dict):
+    check_document(doc, path, "RESULT")
+    if not isinstance(doc.get("invocation"), dict):
         raise ConfigError("RESULT", f"{path} has no 'invocation' (written by losslab before replay existed, or "
                           "not a losslab result.json); rerun the command to record one")
     check_invocation(doc["invocation"], path)

@@ -79,17 +79,10 @@ def _number(v: Any) -> float:
     return float(v)
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    out = []
-    for part in text.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
-
 
 def read(path: str, role: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A losslab result document (and the rows of the history.csv beside it), or one line naming `role`."""
-    from losslab import __version__
+    from losslab.commands.documents import check_document
     from losslab.config.checks import RESULT_BYTES, read_text_file
 
     p = Path(path).expanduser()
@@ -101,10 +94,7 @@ def read(path: str, role: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                           f"{type(exc).__name__})") from None
     if not isinstance(doc, dict) or doc.get("command") not in COMMANDS:
         raise ConfigError(role, f"{path} is not a losslab result of {', '.join(COMMANDS)} (no such 'command')")
-    written = str((doc.get("versions") or {}).get("losslab") or "")
-    if written and _version_tuple(written) > _version_tuple(__version__):
-        raise ConfigError(role, f"{path} was written by losslab {written}, newer than this {__version__}: "
-                          "upgrade losslab to read it")
+    check_document(doc, path, role)
     rows: list[dict[str, Any]] = []
     history = p.with_name("history.csv")
     if history.is_file():
