@@ -79,6 +79,8 @@ MATRIX = [
     (["compare-losses", "--executor", "process", "--jobs", "0"], "--jobs"),
     (["compare-optimizers", "--ray-address", "auto"], "--ray-address"),
     (["lr-sweep", "--executor", "ray", "--cpus-per-trial", "-1"], "--cpus-per-trial"),
+    (["lr-sweep", "--executor", "ray", "--cpus-per-trial", "0.00001"], "--cpus-per-trial"),
+    (["lr-sweep", "--num", "100000"], "--num"),
     (["compare-losses", "--retries", "11"], "--retries"),
     # compare-optimizers
     (["compare-optimizers", "--tune", "--lr", "0.1"], "--lr"),

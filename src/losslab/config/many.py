@@ -71,6 +71,9 @@ def check_halving(halving: bool, min_epochs: Optional[int], rate: int, epochs: O
         raise ConfigError("--min-epochs", f"must be from 1 to below --epochs {epochs} (got {min_epochs})")
 
 
+MAX_RATES = 1000  # a grid's rates: 13 to 50 are usual; 100,000 runs would take hours and say no more
+
+
 # what compare-optimizers may rank by (lower is better, but accuracy)
 OPTIMIZER_RANKINGS = {"regression": ("final_loss", "best_loss", "epochs_to_target", "optimum_distance"),
                       "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
@@ -172,8 +175,12 @@ class SweepConfig(ManyRuns):
                 raise ConfigError("--lrs", "gives a grid; the range test takes --min-lr, --max-lr and --steps")
             if len(self.lrs) < 2 or any(not math.isfinite(v) or v <= 0 for v in self.lrs):
                 raise ConfigError("--lrs", "needs at least two positive learning rates")
-        if self.num < 2:
-            raise ConfigError("--num", f"must be at least 2 (got {self.num})")
+            if len(set(self.lrs)) > MAX_RATES:
+                raise ConfigError("--lrs", f"gives {len(set(self.lrs)):,} rates; a grid takes at most {MAX_RATES:,} "
+                                  "(--range-test sweeps the rate continuously in one run)")
+        if not 2 <= self.num <= MAX_RATES:
+            raise ConfigError("--num", f"must be from 2 to {MAX_RATES:,} (got {self.num:,}); --range-test sweeps the "
+                              "rate continuously in one run")
         if self.steps < 10:
             raise ConfigError("--steps", f"must be at least 10 (got {self.steps})")
         check_memory("--steps", self.steps * self.seeds * 4 * 32, f"a range test of {self.steps:,} steps")

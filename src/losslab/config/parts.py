@@ -199,8 +199,9 @@ class ExecutorConfig:
             raise ConfigError("--ray-address" if self.ray_address is not None else "--cpus-per-trial",
                               "applies to --executor ray")
         check_finite("--cpus-per-trial", self.cpus_per_trial)
-        if not 0 < self.cpus_per_trial <= 1024:
-            raise ConfigError("--cpus-per-trial", f"must be a positive number of CPUs (got {self.cpus_per_trial:g})")
+        if not 0.01 <= self.cpus_per_trial <= 1024:
+            raise ConfigError("--cpus-per-trial", f"must be from 0.01 to 1024 CPUs (got {self.cpus_per_trial:g}); Ray "
+                              "cannot schedule finer fractions")
         if self.jobs is not None and not 1 <= self.jobs <= 256:
             raise ConfigError("--jobs", f"must be from 1 to 256 (got {self.jobs})")
         if self.jobs is not None and self.name == "local":

@@ -238,13 +238,16 @@ class ProgressDisplay(Consumer):
         self.plain_every = 10.0  # seconds between in-epoch lines off a terminal (slow epochs only)
         self._last_line = time.perf_counter()
         self.bar: Optional[Bar] = None
-        self.left_out = [c.header for c in columns if c not in self.columns]  # what the terminal had no room for
+        # what the terminal had no room for (by identity: comparing columns as values is quadratic in the features)
+        kept = {id(c) for c in self.columns}
+        self.left_out = [c.header for c in columns if id(c) not in kept]
 
     def on_run_begin(self, run: RunInfo) -> None:
         self.total = run.epochs
         if self.use_live:  # the parameters that do not fit the terminal collapse into one column
             shown = fitted(self.columns, self.width, self.total)
-            self.left_out += [c.header for c in self.columns if c not in shown]
+            kept = {id(c) for c in shown}
+            self.left_out += [c.header for c in self.columns if id(c) not in kept]
             self.columns = shown
         self.ctx = {"samples": run.samples, "first_epoch": run.first_epoch}
         self.milestones, self.current, self.batch = [], None, None
