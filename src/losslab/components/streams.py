@@ -78,11 +78,13 @@ def sample_stats(split: UserSplit, workers: int) -> tuple[Any, Any, Any, tuple[i
         total = s if total is None else total + s
         squares = q if squares is None else squares + q
         count += xd.numel() // s.numel()
-        labels.append(yb)
-    y = torch.cat(labels).long()
-    if int(y.min()) < 0:
-        raise ConfigError("--dataset", f"{split.spec}: label {int(y.min())} in its {split.part} split; labels are "
-                          "class indices from 0")
+        # a copy: a worker's batch lives in shared memory, one file descriptor each, and 10^7 items' worth of
+        # them once ran out of descriptors ("Too many open files", blamed on the data)
+        labels.append(torch.as_tensor(yb).clone())
+        del xb, yb
+    from losslab.components.datasets import class_indices
+
+    y = class_indices(torch.cat(labels), split.spec, split.part)
     mean = total / count
     var = (squares / count - mean.pow(2)) * count / max(1, count - 1)
     std = var.clamp_min(0).sqrt()
