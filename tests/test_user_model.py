@@ -201,6 +201,22 @@ class MovesFolder(nn.Module):
         return self.lin(x)
 
 
+BUILT = [0]
+
+
+class CallsItem(nn.Module):
+    """Its constructor calls .item() (common: a scale from the initial weights); counts how often it is built."""
+
+    def __init__(self, in_features, classes):
+        super().__init__()
+        BUILT[0] += 1
+        self.fc = nn.Linear(in_features, classes)
+        self.scale = float(self.fc.weight.abs().sum().item())
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
 class Float64(nn.Module):
     def __init__(self, in_features):
         super().__init__()
@@ -555,3 +571,18 @@ def test_a_model_that_changes_the_working_folder_does_not_move_the_output(cli, m
     assert run.exit_code == 0, run.stderr
     assert os.getcwd() == start and (models / "rel_out" / "result.json").is_file()
     assert not (models.parent / "rel_out").exists()
+
+
+def test_a_constructor_that_calls_item_trains_and_is_built_once_for_the_checks(models):
+    """The memory estimate builds models on the meta device, where .item() fails: that was blamed on the model."""
+    from losslab.commands import classify
+    from losslab.config import ClassifyConfig, ModelConfig, TrainConfig
+
+    sys.path.insert(0, str(models))
+    import usermodels
+
+    usermodels.BUILT[0] = 0
+    result = classify.run(ClassifyConfig(model=ModelConfig(name="usermodels:CallsItem"),
+                                         train=TrainConfig(epochs=1, device="cpu")).resolved())
+    assert result.status == "ok"
+    assert usermodels.BUILT[0] <= 3  # the meta estimate (fails there, skipped), both checks, the run

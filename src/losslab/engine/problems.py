@@ -254,9 +254,10 @@ class RegressionProblem(Problem):
         self.loss_fn = self._build_loss(cfg.loss)
         batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
         self.no_gradient: list[str] = []  # a user model's parameters the loss's gradient does not reach
+        first = self.new_model(0)  # (one model for both checks: a user's constructor runs once for them)
         if self.user_model is not None:
-            self.no_gradient = check_model(self.user_model, self.new_model(0), batch[0], batch[1], self.loss_fn, 1)
-        check_loss_output(self.loss_fn, self.new_model(0), *batch)
+            self.no_gradient = check_model(self.user_model, first, batch[0], batch[1], self.loss_fn, 1)
+        check_loss_output(self.loss_fn, first, *batch)
         probe = self._linear()
         opt_w, opt_b = least_squares(data.x, data.y)  # in the data's units
         trained_w, trained_b = least_squares(x, y) if self.scaling is not None else (opt_w, opt_b)
@@ -375,9 +376,9 @@ def check_training_memory(cfg: ClassifyConfig, input_shape: Any, classes: int, b
     gradient)."""
     try:
         params, activations = training_memory(cfg.model, input_shape, classes, batch)
-    except ConfigError:
-        raise
-    except USER_ERRORS:  # a user's model that cannot be built on the meta device: its check on a real batch follows
+    except USER_ERRORS:  # (the ConfigError the build makes of a constructor's failure too)
+        # a user's model that cannot be built or run on the meta device (its constructor calls .item(), say): the
+        # estimate is the probe's problem, not the model's; its check on a real batch follows
         if is_user_model(cfg.model.name):
             return
         raise
@@ -441,10 +442,10 @@ class ClassificationProblem(Problem):
         self.loss_fn = self._build_loss(cfg.loss)
         batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
         self.no_gradient: list[str] = []  # a user model's parameters the loss's gradient does not reach
+        first = self.new_model(0)  # (one model for both checks: a user's constructor runs once for them)
         if self.user_model is not None:
-            self.no_gradient = check_model(self.user_model, self.new_model(0), batch[0], batch[1], self.loss_fn,
-                                           self.k)
-        check_loss_output(self.loss_fn, self.new_model(0), *batch)
+            self.no_gradient = check_model(self.user_model, first, batch[0], batch[1], self.loss_fn, self.k)
+        check_loss_output(self.loss_fn, first, *batch)
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
         spec = "balanced" if wants_balanced_weights(cfg.name) else getattr(cfg, "class_weights", None)
