@@ -4,6 +4,7 @@ unchanged invocation raises few false alarms, diff names exactly what changed, b
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -336,3 +337,28 @@ def test_a_damaged_result_is_one_line_naming_the_file_and_field(cli, tmp_path, c
     run = cli(command, *args)
     run.assert_usage_error("b.json")
     assert needle in run.stderr
+
+
+def test_a_candidate_that_lost_seeds_the_baseline_finished_has_regressed():
+    """NaN or missing where the baseline is finite is the worst change; it once read as inconclusive (exit 0)."""
+    from losslab.verdicts import compare
+
+    base = {0: 0.5, 1: 0.51, 2: 0.49}
+    for cand, lost in (({0: math.nan, 1: math.nan, 2: math.nan}, 3), ({}, 3), ({0: 0.5, 1: 0.51, 2: math.inf}, 1),
+                       ({5: 0.5, 6: math.nan}, 1)):  # the last: unpaired seeds, one of the candidate's diverged
+        c = compare(base, cand, lower_is_better=True, alpha=0.05, tolerance=0.0)
+        assert c.verdict == "regressed" and c.lost == lost
+    unpaired = compare(base, {5: 0.5, 6: 0.51, 7: 0.49}, lower_is_better=True, alpha=0.05, tolerance=0.0)
+    assert unpaired.lost == 0 and unpaired.verdict != "regressed"
+    assert compare(base, {0: math.nan}, lower_is_better=None, alpha=0.05, tolerance=0.0).verdict == "inconclusive"
+
+
+def test_gate_fails_a_diverged_candidate(cli, tmp_path):
+    base = cli("regress", "--epochs", "30", "--json", "--quiet", "--device", "cpu")
+    cand = cli("regress", "--epochs", "30", "--lr", "5", "--json", "--quiet", "--device", "cpu")
+    assert base.exit_code == 0 and cand.exit_code == 3
+    (tmp_path / "b.json").write_text(base.stdout)
+    (tmp_path / "c.json").write_text(cand.stdout)
+    run = cli("gate", str(tmp_path / "b.json"), str(tmp_path / "c.json"))
+    assert run.exit_code == 1, (run.stdout, run.stderr)
+    assert "regressed without an interval" in run.stdout + run.stderr

@@ -38,6 +38,7 @@ class Comparison:
     detectable: Optional[float]  # the smallest change these seeds detect at alpha with POWER
     verdict: str
     worse: Optional[float] = None  # the change in the worse direction (positive: worse), for the tolerance
+    lost: int = 0  # seeds finite in the baseline but non-finite or missing in the candidate (diverged, failed)
 
     def relative(self) -> Optional[float]:
         if self.difference is None or not self.baseline:
@@ -90,8 +91,28 @@ def compare(baseline: dict[int, float], candidate: dict[int, float], *, lower_is
     sign = 0 if lower_is_better is None else (1 if lower_is_better else -1)
     verdict = _verdict(mean, low, high, floor, sign, noise)
     worse = None if sign == 0 or not math.isfinite(mean) else sign * mean
+    # the worst change of all: a seed the baseline finished that the candidate did not (its loss became NaN, its
+    # run failed, the metric is gone) — no interval is needed to call that worse
+    lost = len(lost_seeds(baseline, candidate))
+    if lost and sign != 0:
+        verdict, worse = "regressed", math.inf
     return Comparison(len(a), len(b), paired, med_a, med_b, mean if math.isfinite(mean) else None, low, high,
-                      detect, verdict, worse)
+                      detect, verdict, worse, lost)
+
+
+def lost_seeds(baseline: Mapping[int, float], candidate: Mapping[int, float]) -> list[int]:
+    """The candidate's seeds that ended non-finite where the baseline's are finite: on the seeds both ran (paired),
+    every candidate seed when the samples are unpaired and the baseline has no non-finite one, and every baseline
+    seed when the candidate has no value at all (its metric is gone)."""
+    finite = lambda v: v is not None and math.isfinite(v)  # noqa: E731
+    if not candidate:
+        return [s for s, v in baseline.items() if finite(v)]
+    common = set(baseline) & set(candidate)
+    if common:
+        return sorted(s for s in common if finite(baseline[s]) and not finite(candidate[s]))
+    if baseline and all(finite(v) for v in baseline.values()):
+        return sorted(s for s, v in candidate.items() if not finite(v))
+    return []
 
 
 def _verdict(mean: float, low: Optional[float], high: Optional[float], floor: float, sign: int,

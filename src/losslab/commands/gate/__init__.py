@@ -138,9 +138,9 @@ def _span(seeds: Sequence[int]) -> str:
 
 def judge(cfg: GateOptions, baseline: Side, candidate: Side) -> list[Row]:
     rows = []
-    for entry in [e for e in baseline.values if e in candidate.values]:
-        for metric in [m for m in DIRECTION if m in baseline.values[entry] and m in candidate.values[entry]]:
-            a, b = baseline.values[entry][metric], candidate.values[entry][metric]
+    for entry in baseline.values:  # an entry or metric the candidate lost (it diverged, failed) compares as all-NaN
+        for metric in [m for m in DIRECTION if m in baseline.values[entry]]:
+            a, b = baseline.values[entry][metric], candidate.values.get(entry, {}).get(metric, {})
             finite = [v for v in a.values() if math.isfinite(v)]
             scale = sorted(finite)[len(finite) // 2] if finite else 0.0
             tol = tolerance_value(cfg.tolerance(metric), scale)
@@ -152,7 +152,8 @@ def judge(cfg: GateOptions, baseline: Side, candidate: Side) -> list[Row]:
 
 def gate(cfg: GateOptions, configure: Configure) -> GateResult:
     baseline, candidate, notes = sides(cfg, configure)
-    rows = judge(cfg, baseline, candidate)
+    shared = any(m in candidate.values.get(e, {}) for e in baseline.values for m in baseline.values[e])
+    rows = judge(cfg, baseline, candidate) if shared or not any(candidate.values.values()) else []
     if not rows:
         raise ConfigError("CANDIDATE" if cfg.candidate else "BASELINE", "the two results share no metric to compare")
     curves = []
@@ -221,6 +222,11 @@ def report(result: GateResult) -> Report:
                      + ("" if fact["same"] else "  (changed)"))
     if any(r.metric == "epochs_to_target" for r in result.rows):
         notes.append("epochs_to_target: a run that never reached the target counts as one epoch past its budget")
+    lost = [r for r in result.rows if r.comparison.lost]
+    if lost:
+        notes.append("regressed without an interval: " + "; ".join(
+            f"{r.entry} {r.metric}: {r.comparison.lost} seed(s) the baseline finished are non-finite or missing in "
+            "the candidate (diverged or failed)" for r in lost))
     notes += result.notes
     return Report(title, ["metric", "baseline", "candidate", "change", f"{level} interval", "detectable",
                           "verdict"], rows, notes)
