@@ -312,7 +312,7 @@ def test_ctrl_c_during_a_rerun_is_one_line_and_exit_130(cli, tmp_path):
     ("lr-sweep", "--range-test", "--steps", "20"), ("compare-losses", "--epochs", "5", "--seeds", "2"),
 ], ids=lambda a: " ".join(a[:2]))
 def test_every_commands_document_passes_the_field_checks(cli, args):
-    from losslab.commands.documents import check_document
+    from losslab.outputs.documents import check_document
 
     run = cli(*args, "--json", "--quiet", "--device", "cpu")
     assert run.exit_code in (0, 1), run.stderr

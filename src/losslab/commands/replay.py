@@ -45,8 +45,8 @@ REPLAYABLE = ("regress", "classify", "compare-optimizers", "compare-losses", "lr
 
 
 def load(path: str) -> dict[str, Any]:
-    from losslab.commands.documents import check_document
     from losslab.config.checks import RESULT_BYTES, read_text_file
+    from losslab.outputs.documents import check_document
 
     text = read_text_file(path, "RESULT", RESULT_BYTES, "a losslab result.json")
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from losslab.components.labels import class_indices
 from losslab.components.registry import Registry
 from losslab.errors import USER_ERRORS, ConfigError, describe
 
@@ -442,7 +443,6 @@ def dataset_meta(name: str) -> dict[str, Any]:
     return USER_DATASET if is_user_dataset(name) else DATASETS.lookup(name).meta
 
 
-MAX_CLASSES = 10_000  # labels are class indices 0..k-1: a confusion matrix of k² counts must stay small
 MAX_ITEMS = 10**9  # no Dataset that fits on one machine has more items; a longer __len__ is not a real one
 
 
@@ -474,32 +474,6 @@ def _label(value: Any) -> Any:
     return value
 
 
-def class_indices(yt: Any, spec: str, part: str) -> Any:
-    """A user's labels as int64 class indices 0..k-1 (k at most MAX_CLASSES), or one line naming --dataset: never
-    truncated from fractions, never so large that the class count (and a k² confusion matrix) explodes."""
-    import torch
-
-    bad = yt.ndim != 1 or yt.is_complex() or not (yt.dtype == torch.bool or torch.all(yt == yt.round()))
-    if bad:
-        if yt.ndim != 1:
-            got = f"shape {tuple(yt.shape)}"
-        else:
-            odd = yt if yt.is_complex() else yt[yt != yt.round()]  # the first label that is no integer
-            got = f"values like {(odd if len(odd) else yt)[0].item()}"
-        raise ConfigError("--dataset", f"{spec}: the labels of its {part} split must be class indices 0, 1, ... "
-                          f"(got {got})")
-    yt = yt.long()
-    if yt.min() < 0:
-        raise ConfigError("--dataset", f"{spec}: label {int(yt.min())} in its {part} split; labels are class "
-                          "indices from 0")
-    if int(yt.max()) >= MAX_CLASSES:
-        distinct = len(torch.unique(yt))
-        raise ConfigError("--dataset", f"{spec}: label {int(yt.max()):,} in its {part} split would mean "
-                          f"{int(yt.max()) + 1:,} classes ({distinct:,} distinct labels occur); labels are class "
-                          f"indices 0..k-1 with k up to {MAX_CLASSES:,}: number them from 0")
-    return yt
-
-
 def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
     """(inputs float32, labels int64) of one part of a user's dataset, or a one-line error naming --dataset."""
     import numpy as np
@@ -525,7 +499,7 @@ def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
 
 def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
     """A map-style Dataset of (input, label) pairs, every item read into memory (what they need checked first)."""
-    from losslab.config.checks import check_memory
+    from losslab.limits import check_memory
 
     n = dataset_length(dataset, spec, part)
     if n:

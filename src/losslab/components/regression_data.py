@@ -179,7 +179,7 @@ def read_user_data(spec: str) -> RegressionData:
 
     from losslab.components.datasets import dataset_length
     from losslab.components.losses import user_data
-    from losslab.config.checks import check_memory
+    from losslab.limits import check_memory
 
     obj = user_data(spec, "--dataset")
     if isinstance(obj, torch.utils.data.Dataset):

@@ -82,7 +82,7 @@ def sample_stats(split: UserSplit, workers: int) -> tuple[Any, Any, Any, tuple[i
         # them once ran out of descriptors ("Too many open files", blamed on the data)
         labels.append(torch.as_tensor(yb).clone())
         del xb, yb
-    from losslab.components.datasets import class_indices
+    from losslab.components.labels import class_indices
 
     y = class_indices(torch.cat(labels), split.spec, split.part)
     mean = total / count

@@ -6,6 +6,7 @@ import math
 from typing import Any, Optional, TypeVar
 
 from losslab.errors import FLOAT32_MAX, ConfigError
+from losslab.limits import check_memory, memory_bytes  # noqa: F401  (re-exported: the config layer's checks)
 
 MAX_SEED = 2**62  # within torch.manual_seed's range, with room for the seeds a many-run command adds
 
@@ -34,24 +35,6 @@ def check_non_negative(option: str, value: Optional[float]) -> None:
 
 
 RECORD_BYTES = 600  # one epoch's record as Python objects, with room for tracked parameters
-
-
-def memory_bytes() -> int:
-    """This machine's physical memory (24 GiB when the OS will not say)."""
-    import os
-
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 24 << 30
-
-
-def check_memory(option: str, needed: float, what: str) -> None:
-    """Refuse, before allocating anything, a run whose estimated memory exceeds half of this machine's."""
-    limit = memory_bytes() / 2
-    if needed > limit:
-        raise ConfigError(option, f"{what} needs about {needed / 2**30:,.1f} GiB, more than half of this "
-                          f"machine's {2 * limit / 2**30:,.0f} GiB; use a smaller value")
 
 
 def check_target(task: str, target: Optional[float]) -> None:

@@ -27,7 +27,6 @@ from torch import nn
 from losslab import interrupt
 from losslab.components.losses import is_import_path
 from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
-from losslab.config.checks import memory_bytes
 from losslab.engine.batches import epoch_order
 from losslab.engine.events import Consumer
 from losslab.engine.func_stack import Rows
@@ -37,6 +36,7 @@ from losslab.engine.runs import RunResult, RunSpec, conclude, end_run, run_info
 from losslab.engine.skeleton import Plan
 from losslab.engine.stacked_records import History
 from losslab.errors import USER_ERRORS
+from losslab.limits import memory_bytes
 
 _LAYERS = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten, nn.LogSoftmax)
 

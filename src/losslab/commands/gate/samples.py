@@ -82,8 +82,8 @@ def _number(v: Any) -> float:
 
 def read(path: str, role: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A losslab result document (and the rows of the history.csv beside it), or one line naming `role`."""
-    from losslab.commands.documents import check_document
     from losslab.config.checks import RESULT_BYTES, read_text_file
+    from losslab.outputs.documents import check_document
 
     p = Path(path).expanduser()
     text = read_text_file(path, role, RESULT_BYTES, "a losslab result")

@@ -36,6 +36,9 @@ def check_document(doc: Any, path: str, role: str) -> dict[str, Any]:
         raise ConfigError(role, f"{path} is not a losslab result (a JSON table at the top is expected)")
     for key, kinds in FIELDS.items():
         if key in doc and (not isinstance(doc[key], kinds) or isinstance(doc[key], bool) and bool not in kinds):
+            if key == "invocation":
+                raise ConfigError(role, f"{path} has no 'invocation' to rerun (the field is "
+                                  f"{type(doc[key]).__name__}, not a table)")
             want = " or ".join("null" if k is type(None) else {"dict": "a table", "list": "a list", "str": "text",
                                                                  "int": "a number", "float": "a number"}[k.__name__]
                                for k in kinds)
