@@ -153,17 +153,7 @@ def test_check_loss_passes_torch_losses_and_a_right_backward_and_names_the_first
 
 def _hard_coded_eight():
     """MSE whose backward divides by a hard-coded 8 rows: right at a batch of 8 only."""
-    class Eight(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, p, t):
-            ctx.save_for_backward(p, t)
-            return ((p - t) ** 2).mean()
-
-        @staticmethod
-        def backward(ctx, g):
-            p, t = ctx.saved_tensors
-            return 2 * (p - t) / 8 * g, None
-    return Eight.apply
+    return _mse_with_backward(lambda r, grad: grad * r.numel() / 8)
 
 
 def test_check_loss_cannot_be_fooled_by_a_backward_tuned_to_one_batch_size():
