@@ -103,6 +103,18 @@ def two_targets():
     return HX, np.stack([HY, HY], axis=1)
 
 
+class Lies(torch.utils.data.Dataset):
+    """Says 40 items, has 20."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        if i >= 20:
+            raise IndexError(i)
+        return torch.zeros(2), i % 2
+
+
 class LenRaises(torch.utils.data.Dataset):
     def __len__(self):
         raise RuntimeError("no length today")
@@ -215,6 +227,7 @@ def test_a_user_dataset_on_a_many_run_command(cli, folder):
     ("Endless", "1,000,000,000,000 items"),
     ("TensorFractions", "class indices 0, 1, ... (got values like 0.5)"),
     ("huge_label", "1,000,000,001 classes (2 distinct labels occur)"),
+    ("Lies", "reading its training items failed: IndexError"),
 ])
 def test_bad_user_data_is_one_line_naming_dataset(cli, folder, name, needle):
     run = cli("classify", "--dataset", f"userdata:{name}", "--epochs", "1")
@@ -302,3 +315,27 @@ def test_one_number_per_item_is_one_feature(cli, folder):
     run = cli("classify", "--dataset", "userdata:Scalars", "--epochs", "2", "--json", "--device", "cpu")
     assert run.exit_code == 0, run.stderr
     assert run.json()["classes"] == ["0", "1", "2"]
+
+
+@pytest.mark.slow
+def test_streaming_many_items_through_workers_does_not_run_out_of_file_descriptors(tmp_path):
+    """Each batch a DataLoader worker sends lives in shared memory behind a file descriptor; the statistics pass
+    once kept every batch's labels, and 10^7 items ran out of descriptors ("Too many open files", blamed on the
+    data). Here 200 batches under a limit of 128 open files."""
+    import subprocess
+
+    script = (
+        "import resource, torch\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "from losslab.components.streams import UserSplit, sample_stats\n"
+        "class Items(torch.utils.data.Dataset):\n"
+        "    def __len__(self):\n        return 256 * 200\n"
+        "    def __getitem__(self, i):\n        return torch.zeros(2), i % 3\n"
+        "if __name__ == '__main__':\n"
+        "    split = UserSplit(Items(), list(range(256 * 200)), 'm:Items', 'training')\n"
+        "    mean, std, y, shape = sample_stats(split, 2)\n"
+        "    print(len(y), int(y.max()))\n")
+    (tmp_path / "fds.py").write_text(script)
+    proc = subprocess.run([sys.executable, str(tmp_path / "fds.py")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [str(256 * 200), "2"]
