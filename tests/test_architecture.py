@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "losslab"
 # lowest first; a module may import its own layer or any layer below it, never one above
 LAYERS = [
     {"losslab", "losslab.errors", "losslab.stats", "losslab.verdicts", "losslab.expect", "losslab.invocation",
-     "losslab.toml_text", "losslab.stack", "losslab.limits",
+     "losslab.toml_text", "losslab.stack", "losslab.limits", "losslab.version",
      "losslab.interrupt"},
     {"losslab.components"},
     {"losslab.config"},

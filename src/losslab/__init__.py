@@ -6,8 +6,7 @@ function each from Python (`losslab.regress(...)`, `losslab.compare_optimizers(.
 from typing import Any
 
 from losslab.errors import ConfigError
-
-__version__ = "0.1.0"
+from losslab.version import __version__
 
 API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "predict", "check_loss",
        "replay", "gate", "diff", "load", "Result")

@@ -303,7 +303,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from losslab import __version__
+        from losslab.version import __version__
 
         print(f"losslab {__version__}")
         raise typer.Exit()

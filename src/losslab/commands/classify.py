@@ -90,8 +90,8 @@ def metric_names(problem: ClassificationProblem) -> list[str]:
 def checkpoint(problem: ClassificationProblem, model: Any, optimizer: Any, epoch: int,
                generator: Any) -> dict[str, Any]:
     """What --resume continues from and `losslab predict` predicts with."""
-    from losslab import __version__
     from losslab.engine.checkpoints import FORMAT, model_entry
+    from losslab.version import __version__
 
     cfg = problem.cfg
     return {"format": FORMAT, "losslab": __version__, "epoch": epoch, **model_entry(problem),

@@ -101,9 +101,9 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
 
 def save(path: str, problem: RegressionProblem, model: Any, epoch: int) -> None:
     """A checkpoint `losslab predict` reads: the weights, how to build the model, the standardisation."""
-    from losslab import __version__
     from losslab.engine.checkpoints import FORMAT, model_entry
     from losslab.outputs.files import atomic_write
+    from losslab.version import __version__
 
     content = {"format": FORMAT, "losslab": __version__, "epoch": epoch, **model_entry(problem),
                "config": problem.cfg.to_dict(), "state_dict": model.state_dict()}

@@ -157,7 +157,7 @@ def unprefixed(line: str) -> str:
 
 def replay(cfg: ReplayConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rerun what a result document records and compare: (the recorded document, the replay's document)."""
-    from losslab import __version__
+    from losslab.version import __version__
 
     doc = load(cfg.path)
     recorded_version = (doc.get("versions") or {}).get("losslab")

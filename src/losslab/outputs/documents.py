@@ -30,7 +30,7 @@ def version_tuple(text: str) -> tuple[int, ...]:
 def check_document(doc: Any, path: str, role: str) -> dict[str, Any]:
     """`doc` as a result document this losslab can read: a table whose fields have the types losslab writes,
     written by this version or an older one, and a finished run's final loss a number."""
-    from losslab import __version__
+    from losslab.version import __version__
 
     if not isinstance(doc, dict):
         raise ConfigError(role, f"{path} is not a losslab result (a JSON table at the top is expected)")

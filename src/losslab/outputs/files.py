@@ -20,7 +20,7 @@ def versions() -> dict[str, str]:
     """What produced a result: Python, torch and losslab versions."""
     import torch
 
-    from losslab import __version__
+    from losslab.version import __version__
 
     return {"python": platform.python_version(), "torch": torch.__version__, "losslab": __version__}
 

@@ -216,12 +216,12 @@ def run_seeds(invocation: dict[str, Any], seeds: Sequence[int], configure: Confi
 
 def _stacked(command: str, options: dict[str, Any], seeds: Sequence[int], configure: Configure,
              invocation: dict[str, Any], source: str) -> Side:
-    from losslab import __version__
     from losslab.commands.common import default_target, run_document
     from losslab.engine.problems import build_problem
     from losslab.engine.runs import RunSpec
     from losslab.engine.trials import run_trials
     from losslab.stats import loss_key
+    from losslab.version import __version__
 
     cfg = configure(command, {**options, "seed": seeds[0]}).resolved()
     problem = build_problem(cfg)
