@@ -20,6 +20,7 @@ class Spy(Consumer):
         self.ended: dict[str, str] = {}
         self.command_events: list[tuple] = []
         self.batches: dict[str, list[tuple[int, int]]] = {}
+        self.batch_epochs: dict[str, list[int]] = {}
         Spy.instances.append(self)
 
     def on_command_begin(self, command):
@@ -31,9 +32,10 @@ class Spy(Consumer):
     def on_run_begin(self, run):
         self.begun.append(run)
 
-    def on_batch_end(self, run, batch, batches, loss):
+    def on_batch_end(self, run, epoch, batch, batches, loss):
         assert run.label in {r.label for r in self.begun} and run.label not in self.ended
         self.batches.setdefault(run.label, []).append((batch, batches))
+        self.batch_epochs.setdefault(run.label, []).append(epoch)
 
     def on_epoch_end(self, run, record):
         assert run.label in {r.label for r in self.begun} and run.label not in self.ended
@@ -167,6 +169,8 @@ def test_batch_events_come_from_every_engine_between_a_runs_begin_and_end(cli, s
         assert per_epoch > 1 and {b for _, b in batches} == {per_epoch}
         if "--range-test" not in name:  # (the range test stops inside its last epoch)
             assert batches == [(b, per_epoch) for _ in seen.records[label] for b in range(1, per_epoch + 1)]
+            # each batch says its epoch (a stacked batch was once tagged "epoch 1" by a batch consumer)
+            assert seen.batch_epochs[label] == [r["epoch"] for r in seen.records[label] for _ in range(per_epoch)]
 
 
 @pytest.mark.slow
@@ -184,5 +188,6 @@ def test_a_worker_process_forwards_every_event_of_its_runs(cli, spy, vectorize):
         assert [{k: v for k, v in r.items() if k not in drop} for r in there.records[label]] == \
             [{k: v for k, v in r.items() if k not in drop} for r in records]
         assert there.batches[label] == here.batches[label] == [(b, 4) for _ in range(4) for b in range(1, 5)]
+        assert there.batch_epochs[label] == here.batch_epochs[label] == [e for e in range(1, 5) for _ in range(4)]
     assert sorted(r.index for r in there.begun) == list(range(4))
     assert {r.command for r in there.begun} == {"compare-optimizers"}

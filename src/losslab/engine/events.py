@@ -65,8 +65,8 @@ class Consumer:
     def on_run_begin(self, run: RunInfo) -> None:
         """Before the run's first epoch."""
 
-    def on_batch_end(self, run: RunInfo, batch: int, batches: int, loss: float) -> None:
-        """After each mini-batch step (batch of batches)."""
+    def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
+        """After each mini-batch step: batch `batch` of `batches` of epoch `epoch`, and its loss."""
 
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> Optional[bool]:
         """After every epoch; return True to stop this run early."""
@@ -108,9 +108,9 @@ class Dispatcher(Consumer):
         for c in self.consumers:
             c.on_run_begin(run)
 
-    def on_batch_end(self, run: RunInfo, batch: int, batches: int, loss: float) -> None:
+    def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
         for c in self.batch_consumers:
-            c.on_batch_end(run, batch, batches, loss)
+            c.on_batch_end(run, epoch, batch, batches, loss)
 
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> bool:
         stop = False

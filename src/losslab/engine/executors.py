@@ -66,8 +66,8 @@ class Forwarder(Consumer):
 class BatchForwarder(Forwarder):
     """A Forwarder for parents whose consumers want batch events too."""
 
-    def on_batch_end(self, run: Any, batch: int, batches: int, loss: float) -> None:
-        self._add(("batch", run, batch, batches, loss))
+    def on_batch_end(self, run: Any, epoch: int, batch: int, batches: int, loss: float) -> None:
+        self._add(("batch", run, epoch, batch, batches, loss))
 
 
 def forwarder(send: Any, batches: bool, every: float = 0.0) -> Forwarder:

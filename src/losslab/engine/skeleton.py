@@ -179,7 +179,7 @@ def _train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
                     asked_stop = on_step(side.losses(batch_losses)[0])
                 if batch_events:
                     for info, loss in zip(infos, side.losses(batch_losses)):
-                        events.on_batch_end(info, b + 1, batches, loss)
+                        events.on_batch_end(info, epoch, b + 1, batches, loss)
                 interrupt.check()
                 if asked_stop or side.broken(batch_losses):
                     break

@@ -296,7 +296,7 @@ class ProgressDisplay(Consumer):
     def _running_epoch(self) -> int:
         return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
 
-    def on_batch_end(self, run: RunInfo, batch: int, batches: int, loss: float) -> None:
+    def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
         self.batch = (batch, batches, loss) if batch < batches else None
         if self.quiet or self.use_live or self.batch is None:
             return
@@ -593,7 +593,7 @@ class RangeDisplay(LiveBlock, Consumer):
             print(f"range test seed {run.seed}: step {row['step']}/{len(self.lrs)}  lr {fmt(row['lr'], '.3g')}  "
                   f"loss {fmt(loss, '.4g')}  {self.progress().split(', ', 1)[-1]}", file=self.console.file, flush=True)
 
-    def on_batch_end(self, run: RunInfo, batch: int, batches: int, loss: float) -> None:
+    def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
         self.batched.add(run.index)
         self._step(run, loss)
 
