@@ -145,6 +145,9 @@ def test_replay_begins_and_ends_too(cli, spy, tmp_path):
     run = cli("replay", str(tmp_path / "o" / "result.json"))
     assert run.exit_code == 0, run.stdout
     assert spy[-1].command_events == [("begin", "replay"), ("end", "replay", "identical", "replay")]
+    same = cli("diff", str(tmp_path / "o" / "result.json"), str(tmp_path / "o" / "result.json"))
+    assert same.exit_code == 0, same.stderr
+    assert spy[-1].command_events == [("begin", "diff"), ("end", "diff", "ok", "diff")]
 
 
 MINI_BATCH = {

@@ -167,8 +167,10 @@ def main(cfg: DiffConfig, *, json_out: bool) -> int:
     from losslab.config import check_out_dir
     from losslab.outputs.display import make_console
     from losslab.outputs.files import dumps, write_plots, write_text
+    from losslab.outputs.sinks import OutputContext, dispatcher
 
     check_out_dir(cfg.out, ("diff.json", "curves.png"))
+    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
     result = diff(cfg)
     doc = document(result)
     if cfg.out is not None:
@@ -178,6 +180,7 @@ def main(cfg: DiffConfig, *, json_out: bool) -> int:
             write_plots(cfg.out, [("curves.png", _plot(result))])
     if json_out:
         emit(json.dumps(json.loads(dumps(doc)), indent=2) + "\n")
+    events.on_command_end(COMMAND, "ok", doc)
     console = make_console(stderr=json_out)
     for part in report(result):
         part.render(console)
