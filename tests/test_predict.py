@@ -22,6 +22,11 @@ class Net(nn.Module):
         return self.body(x)
 
 
+def make_net(in_features, classes):
+    """A factory: what a checkpoint names is not called, the command line may name it (--model)."""
+    return Net(in_features, classes)
+
+
 class Reg(nn.Module):
     def __init__(self, in_features):
         super().__init__()
@@ -193,3 +198,14 @@ def test_a_tampered_checkpoint_never_calls_what_its_model_entry_names(cli, folde
     run.assert_usage_error("--checkpoint")
     assert needle in run.stderr
     assert set(folder.iterdir()) == before  # nothing was created (mkdtemp would make a folder in the temp dir)
+
+
+def test_a_model_built_by_a_factory_predicts_when_the_command_line_names_the_factory(cli, folder):
+    assert cli("classify", "--data", "pets.csv", "--model", "predmodels:make_net", "--epochs", "2", "--save",
+               "f.pt", "--quiet", "--device", "cpu").exit_code == 0
+    refused = cli("predict", "--checkpoint", "f.pt", "--data", "pets.csv")
+    refused.assert_usage_error("--checkpoint")
+    assert "--model predmodels:make_net" in refused.stderr
+    named = cli("predict", "--checkpoint", "f.pt", "--data", "pets.csv", "--model", "predmodels:make_net", "--json")
+    assert named.exit_code == 0, named.stderr
+    assert named.json()["rows"] == 240

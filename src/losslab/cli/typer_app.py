@@ -505,6 +505,10 @@ def predict(
     out: Annotated[Optional[str], typer.Option("--out", help="Write the predictions to this CSV file (default: "
                                                              "stdout).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="The class or function (package.module:NAME) that "
+                                                                 "builds the saved model, when the checkpoint names a "
+                                                                 "function: a file's own entry is built only when "
+                                                                 "it is an nn.Module class.")] = None,
 ) -> int:
     """Predict with a saved model: values (regress) or classes with their probabilities (classify), the inputs
     prepared as in training."""
@@ -512,7 +516,7 @@ def predict(
     from losslab.commands import predict as command
     from losslab.commands.common import keep_stdout_for_json
 
-    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out))
+    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out), model)
     with keep_stdout_for_json(json_out):
         return command.main(cfg, json_out=json_out)
 

@@ -25,6 +25,7 @@ class PredictConfig:
     checkpoint: str
     data: str
     out: Optional[str] = None  # a CSV file for the predictions (default: stdout)
+    model: Optional[str] = None  # the class or factory that builds the saved model (a command line may name one)
 
     def __post_init__(self) -> None:
         from losslab.config import check_file_target
@@ -135,7 +136,7 @@ def predict(cfg: PredictConfig) -> Prediction:
     from losslab.engine.checkpoints import read, rebuild
 
     ckpt = read(cfg.checkpoint)
-    model = rebuild(ckpt)
+    model = rebuild(ckpt, model=cfg.model)
     if Path(cfg.data).is_dir():
         x, labels = folder_inputs(ckpt, cfg.data)
     elif not Path(cfg.data).exists() and ":" in cfg.data:

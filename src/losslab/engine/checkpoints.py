@@ -31,13 +31,18 @@ def model_entry(problem: Any) -> dict[str, Any]:
             "mean": data.mean, "std": data.std, "log_softmax": wants_log_softmax(cfg.loss.name)}
 
 
-def rebuild(ckpt: dict[str, Any], option: str = "--checkpoint") -> torch.nn.Module:
+def rebuild(ckpt: dict[str, Any], option: str = "--checkpoint", model: Any = None) -> torch.nn.Module:
     """The checkpoint's model with its weights, in eval mode; a model that no longer matches (a user's class
-    changed since) is one line naming both."""
+    changed since) is one line naming both. `model`: the class or factory a command line names (--model), used
+    instead of the checkpoint's own entry (which is built only when it is an nn.Module class)."""
+    from losslab.components.models import load_user_model
     from losslab.config import ModelConfig
 
     name, shape, outputs = ckpt["model"], tuple(ckpt["input_shape"]), int(ckpt["outputs"])
-    if is_user_model(name):
+    if model is not None:
+        name = model
+        model = build_user_model(model, shape, outputs, load_user_model(model))
+    elif is_user_model(name):
         model = build_user_model(name, shape, outputs, module_class(name, option))
     elif ckpt["task"] == "regression":
         model = torch.nn.Linear(shape[0], 1)
@@ -70,7 +75,8 @@ def module_class(spec: str, option: str) -> Any:
         raise ConfigError(option, f"the model it names: {exc.message}") from None
     if not (inspect.isclass(obj) and issubclass(obj, torch.nn.Module)):
         raise ConfigError(option, f"names {spec}, which is not an nn.Module class: a model entry read from a file is "
-                          "built only when it is one (nothing else in the file is called)")
+                          f"built only when it is one (nothing else in the file is called); if {spec} is your "
+                          f"function that builds the model, name it yourself: --model {spec}")
     return obj
 
 
