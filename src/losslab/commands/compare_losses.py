@@ -45,7 +45,7 @@ from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console
+from losslab.outputs.display import Report, TrialsDisplay, best_cells, epochs_text, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import WIN_MARGIN, distinct_seeds, first_rung_check, loss_key, quantile
 
@@ -355,7 +355,7 @@ def halving_notes(result: CompareLossesResult) -> list[str]:
              "they stopped at (marked (E): their figures are from epoch E)"]
     for i, rung in enumerate(result.halving[:-1], 1):
         kept = ", ".join(rung.continued) or "none (every loss diverged)"
-        lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} loss(es) → the best "
+        lines.append(f"  rung {i} ({epochs_text(rung.epochs)}): {len(rung.candidates)} loss(es) → the best "
                      f"{len(rung.continued)} continue: {kept}")
     if len(result.halving) > 1:
         first, second = result.halving[0], result.halving[1]

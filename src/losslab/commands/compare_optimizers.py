@@ -37,7 +37,15 @@ from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome, check_names
 from losslab.outputs import OutputContext, dispatcher
-from losslab.outputs.display import Report, TrialsDisplay, best_cells, fmt, make_console, median_cell
+from losslab.outputs.display import (
+    Report,
+    TrialsDisplay,
+    best_cells,
+    epochs_text,
+    fmt,
+    make_console,
+    median_cell,
+)
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import (
     Summary,
@@ -270,7 +278,7 @@ def rate_notes(result: CompareResult) -> list[str]:
             for i, rung in enumerate(t["halving"][:-1], 1):
                 kept = "; ".join(f"{n} {', '.join(f'{lr:g}' for lr in v) or '(none)'}"
                                  for n, v in rung["continued"].items())
-                notes.append(f"  rung {i} ({rung['epochs']} epochs), the best continue: {kept}")
+                notes.append(f"  rung {i} ({epochs_text(rung['epochs'])}), the best continue: {kept}")
             if len(t["halving"]) > 1:
                 first, second = t["halving"][0], t["halving"][1]
                 for name in first["scores"]:

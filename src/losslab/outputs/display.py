@@ -623,3 +623,8 @@ def median_cell(summary: Any) -> str:
     if not math.isfinite(summary.median) and getattr(summary, "stood", None) is not None:
         return f"{fmt(summary.stood, '.5g')} (stopped)"
     return fmt(summary.median, ".5g")
+
+
+def epochs_text(n: int) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{n} epoch{'' if n == 1 else 's'}"

@@ -26,7 +26,7 @@ from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
 from losslab.engine.trials import budget, by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome
-from losslab.outputs.display import Report, fmt, median_cell
+from losslab.outputs.display import Report, epochs_text, fmt, median_cell
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, diverged, first_rung_check, loss_key, rank, summarise
 
@@ -321,7 +321,7 @@ def halving_notes(result: GridResult) -> list[str]:
              "stopped after E epochs; only rates that trained every epoch are suggested"]
     for i, rung in enumerate(result.halving[:-1], 1):
         kept = ", ".join(f"{lr:.3g}" for lr in rung.continued) or "none (every rate diverged)"
-        lines.append(f"  rung {i} ({rung.epochs} epochs): {len(rung.candidates)} rate(s) → the best "
+        lines.append(f"  rung {i} ({epochs_text(rung.epochs)}): {len(rung.candidates)} rate(s) → the best "
                      f"{len(rung.continued)} continue: {kept}")
     if len(result.halving) > 1:
         check = first_rung_check(result.halving[0].scores, result.halving[1].scores, result.halving[0].epochs,
