@@ -356,18 +356,32 @@ def condition_number(x: Any, largest: int = 2000) -> Optional[float]:
     return float((s[0] / s[-1]) ** 2) if s[-1] > 0 else None
 
 
+def leaf_outputs(model: torch.nn.Module, sample: torch.Tensor) -> Optional[int]:
+    """Values the leaf modules of `model` output for `sample` (what a training step keeps for the backward pass),
+    or None when the forward fails."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+             for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(sample)
+    except USER_ERRORS:
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(sizes)
+
+
 def training_memory(model_cfg: Any, input_shape: Any, classes: int, batch: int) -> tuple[int, int]:
     """(parameters, activation values) of one training step, measured by building the model and running a
     batch on the `meta` device: no memory is allocated for either."""
-    sizes: list[int] = []
     with torch.device("meta"):
         model = build_classifier(model_cfg, input_shape, classes)
-        hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
-                 for m in model.modules() if not list(m.children())]
-        model(torch.empty(batch, *input_shape))
-    for hook in hooks:
-        hook.remove()
-    return sum(p.numel() for p in model.parameters()), sum(sizes)
+        sizes = leaf_outputs(model, torch.empty(batch, *input_shape))
+    if sizes is None:
+        raise RuntimeError(f"{model_cfg.name} does not run on the meta device")
+    return sum(p.numel() for p in model.parameters()), sizes
 
 
 def check_training_memory(cfg: ClassifyConfig, input_shape: Any, classes: int, batch: int) -> None:

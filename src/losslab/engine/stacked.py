@@ -31,7 +31,7 @@ from losslab.engine.batches import epoch_order
 from losslab.engine.events import Consumer
 from losslab.engine.func_stack import Rows
 from losslab.engine.loop import batch_generator
-from losslab.engine.problems import Problem, RegressionProblem
+from losslab.engine.problems import Problem, RegressionProblem, leaf_outputs
 from losslab.engine.runs import RunResult, RunSpec, conclude, end_run, run_info
 from losslab.engine.skeleton import Plan
 from losslab.engine.stacked_records import History
@@ -122,22 +122,6 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     return None
 
 
-def _activations(model: nn.Module, sample: torch.Tensor) -> Optional[int]:
-    """Values the leaf modules of `model` output for `sample` (None when the forward fails)."""
-    sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
-             for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(sample)
-    except USER_ERRORS:
-        return None
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return sum(sizes)
-
-
 def stacked_memory(template: nn.Module, x: torch.Tensor, batch: int, runs: int) -> float:
     """Bytes that `runs` stacked copies of `template` need for one training step on batches of `batch` rows:
     float32 parameters with their gradient and two optimizer states, and each layer's output kept for the backward
@@ -145,12 +129,12 @@ def stacked_memory(template: nn.Module, x: torch.Tensor, batch: int, runs: int) 
     is allocated), or, for a model that cannot run there, of two real rows scaled to the batch."""
     params = sum(p.numel() for p in template.parameters())
     try:
-        acts = _activations(copy.deepcopy(template).to("meta"), torch.empty(batch, *x.shape[1:], device="meta"))
+        acts = leaf_outputs(copy.deepcopy(template).to("meta"), torch.empty(batch, *x.shape[1:], device="meta"))
     except USER_ERRORS:
         acts = None
     if acts is None:
         rows = min(2, len(x))
-        acts = round((_activations(template, x[:rows]) or 0) * batch / rows)
+        acts = round((leaf_outputs(template, x[:rows]) or 0) * batch / rows)
     return 4.0 * runs * (4 * params + 2 * acts)
 
 
