@@ -26,6 +26,8 @@ SWEEPS = [
      "--seeds", "2", "--epochs", "5"],
     # stackable: one stacked unit, trained the same way in a worker
     ["lr-sweep", "--lrs", "0.01,0.1,0.3", "--seeds", "2", "--epochs", "50"],
+    # a stacked unit per batch size (runs overriding the problem's batch size), the units spread over the workers
+    ["lr-sweep", "--lrs", "0.01,0.1,0.5", "--batch-sizes", "10,40", "--seeds", "2", "--epochs", "5"],
     # successive halving one by one: the survivors go on, on a worker, from the state a rung paused them in
     ["lr-sweep", "--task", "classify", "--dataset", "blobs", "--dropout", "0.2", "--lrs", "0.01,0.03,0.1,0.3",
      "--seeds", "2", "--epochs", "9", "--halving", "--min-epochs", "1"],

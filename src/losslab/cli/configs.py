@@ -39,6 +39,7 @@ from losslab.config import (
     log_grid,
     parse_floats,
     parse_grid,
+    parse_ints,
     parse_lr_for,
 )
 from losslab.errors import ConfigError
@@ -289,14 +290,17 @@ def sweep_config(given: Given) -> SweepConfig:
     task = "classification" if isinstance(run, ClassifyConfig) else "regression"
     if given.lr is not None:
         raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
-    grid_only = ("num", "epochs", "no_vectorize", "target_loss", "target_accuracy", *SCHEDULE)
+    grid_only = ("num", "batch_sizes", "epochs", "no_vectorize", "target_loss", "target_accuracy", *SCHEDULE)
     range_only = ("mode", "steps")
+    if given.batch_sizes is not None and given.set("batch_size"):
+        raise ConfigError("--batch-sizes", "sweeps the batch size: drop --batch-size")
     for name in grid_only if given.range_test else range_only:
         if given.set(name):
             kind = "a grid (without --range-test)" if given.range_test else "--range-test"
             raise ConfigError(flag(name), f"applies to {kind} only")
     return SweepConfig(run=run, range_test=given.range_test, min_lr=given.min_lr, max_lr=given.max_lr,
-                       num=given.num, lrs=parse_floats("--lrs", given.lrs), seeds=given.seeds, mode=given.mode,
+                       num=given.num, lrs=parse_floats("--lrs", given.lrs),
+                       batch_sizes=parse_ints("--batch-sizes", given.batch_sizes), seeds=given.seeds, mode=given.mode,
                        steps=given.steps, halving=given.halving, min_epochs=given.min_epochs,
                        halving_rate=given.halving_rate, target=_target(given, task), vectorize=not given.no_vectorize,
                        executor=executor_config(given), gates=gate_config(given), out=expand(given.out),

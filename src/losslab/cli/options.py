@@ -288,6 +288,8 @@ OPTS: dict[str, Opt] = {
     "num": Opt(int, ("--num",), "Grid: number of log-spaced rates from --min-lr to --max-lr.",
                default_of(SweepConfig, "num")),
     "lrs": Opt(Optional[str], ("--lrs",), "Grid: explicit comma list of rates instead of --min-lr/--max-lr/--num."),
+    "batch_sizes": Opt(Optional[str], ("--batch-sizes",), "Grid: the rates at each of these batch sizes (comma "
+                       "list, e.g. 32,128,512), in one sweep: the best rate per batch size and how it scales."),
     "mode": Opt(str, ("--mode",), "Range test schedule: exp (exponential growth) or linear.",
                 default_of(SweepConfig, "mode")),
     "steps": Opt(int, ("--steps",), "Range test: optimizer steps from --min-lr to --max-lr.",
@@ -376,7 +378,8 @@ PANELS = {
     "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),
     "Landscape": ("path_optims", "line", "plane", "between", "grid", "span", "directions"),
     "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",
-                  "range_test", "min_lr", "max_lr", "num", "lrs", "mode", "steps", "no_vectorize", "target_accuracy"),
+                  "range_test", "min_lr", "max_lr", "num", "lrs", "batch_sizes",
+                  "mode", "steps", "no_vectorize", "target_accuracy"),
     "Executors": EXECUTOR,
     "Gates": ("expect", "target_loss"),
 }

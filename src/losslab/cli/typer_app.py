@@ -461,7 +461,8 @@ def diff(
         return command.main(command.DiffConfig(a, b, out), json_out=json_out)
 
 
-@command("lr-sweep", "task", "range_test", "min_lr", "max_lr", "num", "lrs", "seeds", "mode", "steps", "halving",
+@command("lr-sweep", "task", "range_test", "min_lr", "max_lr", "num", "lrs", "batch_sizes",
+         "seeds", "mode", "steps", "halving",
          "min_epochs", "halving_rate", "no_vectorize",
          *EXECUTOR, "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
          "target_loss", epilog=MANY_RUN_EXIT_CODES, seeds=default_of(SweepConfig, "seeds"))

@@ -318,8 +318,9 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     """One run of a many-run command in its JSON document: identity, status, final metrics, convergence."""
     from losslab.stats import epochs_to_target, run_best_loss
 
-    doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, "status": r.status, "epochs_run": r.epochs_run,
-           "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
+    doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, **dict(r.spec.train), "status": r.status,
+           "epochs_run": r.epochs_run, "elapsed_s": r.elapsed_s,
+           **{k: v for k, v in r.metrics.items() if k != "confusion"}}
     if r.error:
         doc["error"] = r.error
     if r.node is not None:
@@ -336,7 +337,7 @@ def run_records(results: Sequence[Any], group_key: Optional[str]) -> list[dict[s
     for r in results:
         head = {group_key: r.spec.group} if group_key else {}
         for rec in r.records:
-            rows.append({**head, "seed": r.spec.seed, "lr": r.spec.optim.lr, **rec})
+            rows.append({**head, "seed": r.spec.seed, "lr": r.spec.optim.lr, **dict(r.spec.train), **rec})
     return rows
 
 

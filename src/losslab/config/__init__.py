@@ -41,6 +41,7 @@ from losslab.config.parsing import (
     log_grid,
     parse_floats,
     parse_grid,
+    parse_ints,
     parse_lr_for,
 )
 from losslab.config.parts import (
@@ -110,6 +111,7 @@ __all__ = [
     "log_grid",
     "memory_bytes",
     "parse_floats",
+    "parse_ints",
     "parse_grid",
     "parse_lr_for",
 ]

@@ -71,6 +71,7 @@ def check_halving(halving: bool, min_epochs: Optional[int], rate: int, epochs: O
         raise ConfigError("--min-epochs", f"must be from 1 to below --epochs {epochs} (got {min_epochs})")
 
 
+MAX_BATCH_SIZES = 32  # a batch-size sweep's sizes: powers of two from 1 to 2**31 at most
 MAX_RATES = 1000  # a grid's rates: 13 to 50 are usual; 100,000 runs would take hours and say no more
 
 
@@ -153,6 +154,7 @@ class SweepConfig(ManyRuns):
     max_lr: Optional[float] = None  # grid: 1; range test: 10
     num: int = 13
     lrs: Optional[tuple[float, ...]] = None
+    batch_sizes: Optional[tuple[int, ...]] = None  # the grid of rates at each of these batch sizes, in one sweep
     seeds: int = 1
     mode: str = "exp"  # range test schedule: exp or linear
     steps: int = 100
@@ -191,7 +193,33 @@ class SweepConfig(ManyRuns):
         if self.mode not in ("exp", "linear"):
             raise ConfigError("--mode", f"unknown schedule {self.mode!r}; choose from: exp, linear")
         self._check_halving()
+        self._check_batch_sizes()
         check_target(self.task, self.target)
+
+    def _check_batch_sizes(self) -> None:
+        sizes = self.batch_sizes
+        if sizes is None:
+            return
+        if self.range_test:
+            raise ConfigError("--batch-sizes", "gives a grid of rates × batch sizes; the range test runs one "
+                              "batch size")
+        if self.halving:
+            raise ConfigError("--batch-sizes", "trains the whole rate × batch-size grid; --halving ranks the rates of "
+                              "one batch size: drop one of them")
+        if len(set(sizes)) < 2 or any(b <= 0 for b in sizes):
+            raise ConfigError("--batch-sizes", f"needs at least two different positive batch sizes (got "
+                              f"{','.join(map(str, sizes))})")
+        if len(set(sizes)) > MAX_BATCH_SIZES:
+            raise ConfigError("--batch-sizes", f"gives {len(set(sizes))} batch sizes; a sweep takes at most "
+                              f"{MAX_BATCH_SIZES}")
+        rates = len(set(self.lrs)) if self.lrs else self.num
+        check_memory("--batch-sizes", self.seeds * rates * len(set(sizes)) * (self.run.train.epochs or 100)
+                     * RECORD_BYTES, f"{self.seeds * rates * len(set(sizes)):,} runs' records")
+
+    def sizes(self) -> tuple[Optional[int], ...]:
+        """The batch sizes the grid trains at: those of --batch-sizes (ascending), else the run's own."""
+        return tuple(sorted(set(self.batch_sizes))) if self.batch_sizes else (self.run.train.batch_size,)
+    # (with --batch-sizes the run's own --batch-size is not used: each run overrides it)
 
     @property
     def lr_range(self) -> tuple[float, float]:
@@ -221,7 +249,8 @@ class SweepConfig(ManyRuns):
     @property
     def records(self) -> int:
         """Epoch records the command will write (what --out and --tensorboard must have room for)."""
-        return self.seeds * (self.steps if self.range_test else len(self.grid()) * (self.run.train.epochs or 0))
+        return self.seeds * (self.steps if self.range_test else
+                             len(self.grid()) * len(self.sizes()) * (self.run.train.epochs or 0))
 
 
 

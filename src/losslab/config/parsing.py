@@ -22,6 +22,16 @@ def parse_floats(option: str, text: Optional[str]) -> Optional[tuple[float, ...]
     return values
 
 
+def parse_ints(option: str, text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """Parse a comma list such as '32,128,512' into integers."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(option, f"expected comma-separated whole numbers, e.g. 32,128,512 (got {text!r})") from None
+
+
 def log_grid(low: float, high: float, per_decade: int) -> tuple[float, ...]:
     """Log-spaced points from low to high inclusive, `per_decade` per factor of ten (rounded to 3 digits)."""
     n = int(round(math.log10(high / low) * per_decade)) + 1

@@ -92,6 +92,11 @@ class Streamed:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def rebatched(self, batch_size: int) -> "Streamed":
+        """The same data in batches of `batch_size` (a run that overrides the batch size): new loaders, and their
+        own worker processes."""
+        return Streamed(self.dataset, batch_size, self.workers, self.device, self._labels)
+
     def _to(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         xb, yb = batch
         return xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)

@@ -4,7 +4,9 @@ and the range test all train on a `Problem` through the run path (`engine.runs`)
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import replace
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -54,6 +56,36 @@ class Problem:
 
     def __init__(self) -> None:
         self._losses: dict[LossConfig, LossFn] = {}
+        self._views: dict[tuple[tuple[str, Any], ...], "Problem"] = {}
+        self.base: "Problem" = self  # the problem a view was made from (itself when it is not a view)
+
+    def for_run(self, spec: Any) -> "Problem":
+        """The problem as a run spec sees it: this one, or (when the spec overrides training settings such as
+        the batch size) a view that shares its data, model factory, losses and halving budget and differs only
+        in `train_cfg` (and, for streamed data, batches cut to the new size)."""
+        base = self.base
+        if not spec.train:
+            return base
+        view = base._views.get(spec.train)
+        if view is None:
+            view = copy.copy(base)
+            view.base = base
+            view.train_cfg = replace(base.train_cfg, **dict(spec.train))
+            if base.source.streamed and view.train_cfg.batch_size != base.train_cfg.batch_size:
+                view.source = base.source.rebatched(view.train_cfg.batch_size or 64)
+            base._views[spec.train] = view
+        view.until = base.until  # (a halving rung sets the base's)
+        return view
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_views"] = {}  # views are made again where they are needed (a worker process)
+        state["base"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.base = self
 
     def loss_for(self, cfg: Optional[LossConfig]) -> LossFn:
         """The loss a run trains with: the problem's own, or another one a run spec names (built once)."""

@@ -1,6 +1,6 @@
-"""The one run path: a `RunSpec` (optimizer, loss, seed; room for an LR schedule) goes to `execute`, which builds
-the model and optimizer, emits the run's events, trains with `fit`, takes the final metrics and settles the
-status. Single runs, sequential trials and the range test all go through it; the stacked engine builds the
+"""The one run path: a `RunSpec` (optimizer, loss, seed and any training setting it overrides) goes to `execute`,
+which builds the model and optimizer, emits the run's events, trains with `fit`, takes the final metrics and
+settles the status. Single runs, sequential trials and the range test all go through it; the stacked engine builds the
 same `RunResult`s with the same record and status helpers."""
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ _NO_EVENTS = Consumer()
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: what it is compared under (`group`), its optimizer and loss, and the seed of its initial weights
-    and batch order. `loss` None trains with the problem's own loss."""
+    """One run: what it is compared under (`group`), its optimizer and loss, the seed of its initial weights
+    and batch order, and the training settings it changes from the problem's (`train`: TrainConfig fields and
+    values, e.g. (("batch_size", 32),)). `loss` None trains with the problem's own loss."""
 
     group: str
     optim: OptimConfig
     seed: int
     loss: Optional[LossConfig] = None
+    train: tuple[tuple[str, Any], ...] = ()  # overrides of the problem's TrainConfig (Problem.for_run applies them)
     resume: Optional["Paused"] = field(default=None, compare=False, repr=False)  # continue a run a rung paused
 
     def resumed(self, paused: Optional["Paused"]) -> "RunSpec":
@@ -47,7 +49,7 @@ class RunSpec:
         parts: list[tuple[str, Any]] = [("optimizer", self.optim.name)]
         if self.loss is not None and loss is not None:
             parts.append(("loss", loss))
-        return (*parts, ("lr", float(self.optim.lr or 0.0)), ("seed", self.seed))
+        return (*parts, ("lr", float(self.optim.lr or 0.0)), *self.train, ("seed", self.seed))
 
 
 @dataclass
@@ -79,6 +81,7 @@ class RunResult:
 def run_info(problem: Problem, spec: RunSpec, command: Optional[str] = None, *, index: int = 0, total: int = 1,
              epochs: Optional[int] = None, first_epoch: int = 1, stacked_with: int = 1) -> RunInfo:
     """Who the run is; `command` defaults to the running command's (its begin event's)."""
+    problem = problem.for_run(spec)
     return RunInfo(command=command or current_command(), group=spec.group, seed=spec.seed,
                    key=spec.key(problem.loss_cfg.name), index=index, total=total,
                    epochs=epochs or problem.until or problem.train_cfg.epochs or 0, first_epoch=first_epoch,
@@ -204,6 +207,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     its failure is the command's error; Ctrl-C measures a single run where it stopped), else is reported as an
     "error" run so that one trial failing does not stop the others; Ctrl-C as "interrupted".
     """
+    problem = problem.for_run(spec)
     info = info or run_info(problem, spec)
     began = time.perf_counter()
     result = RunResult(spec, "error")

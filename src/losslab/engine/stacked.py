@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence, cast
 
 import torch
@@ -140,10 +141,9 @@ def stacked_memory(template: nn.Module, x: torch.Tensor, batch: int, runs: int) 
 
 def optimizer_groups(specs: Sequence[RunSpec]) -> list[list[int]]:
     """Indices of runs that share optimizer settings (all but learning rate), in first-seen order."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    groups: dict[Any, list[int]] = {}
     for i, t in enumerate(specs):
-        key = (t.optim.name, t.optim.momentum, t.optim.weight_decay, t.optim.betas, t.optim.eps)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(replace(t.optim, lr=None), []).append(i)
     return list(groups.values())
 
 
@@ -529,9 +529,9 @@ def record_keys(names: Optional[Sequence[str]], layer_names: Sequence[str], clip
 
 
 def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *, command: str = "trials",
-                total: Optional[int] = None) -> tuple[list[RunResult], bool]:
+                total: Optional[int] = None, indices: Optional[Sequence[int]] = None) -> tuple[list[RunResult], bool]:
     """Train `specs` stacked with the epoch skeleton; returns their RunResults in the same order, and whether
-    Ctrl-C stopped them."""
+    Ctrl-C stopped them. `indices`: the specs' positions among the command's runs (their events' run index)."""
     from losslab.engine.skeleton import Hooks, Outcome, Plan, train
 
     given = list(specs)
@@ -539,7 +539,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     order = [i for g in optimizer_groups(given) for i in sorted(g, key=lambda i: str(given[i].loss))]
     specs = [given[i] for i in order]
     k = len(specs)
-    infos = [run_info(problem, t, command, index=order[i], total=total or k, stacked_with=k)
+    where = list(indices) if indices is not None else list(range(k))
+    infos = [run_info(problem, t, command, index=where[order[i]], total=total or k, stacked_with=k)
              for i, t in enumerate(specs)]
     plan = Plan.of(problem)
     side = StackedSide(problem, specs, plan)

@@ -15,18 +15,25 @@ _NO_EVENTS = Consumer()
 
 
 def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> list[list[int]]:
-    """Units of spec indices: the stackable specs as one group (when at least two can stack), then each other
-    spec alone."""
+    """Units of spec indices: the stackable specs as one group per batch plan (runs that share their training
+    settings: the same batches, schedule and epochs; when at least two can stack), then each other spec alone."""
     from losslab.engine import stacked
 
     stackable = [i for i, s in enumerate(specs) if stacked.can_stack(s) and s.resume is None] \
         if vectorize and len(specs) > 1 else []  # (a paused run goes on alone, from its own state)
-    if len(stackable) >= 2:
-        why = stacked.unsupported(problem, [specs[i] for i in stackable])
-        if why is not None:
-            problem.unstacked, stackable = why, []
-    rest = [[i] for i in range(len(specs)) if i not in set(stackable)]
-    return ([stackable] if stackable else []) + rest
+    groups: dict[tuple[tuple[str, object], ...], list[int]] = {}
+    for i in stackable:
+        groups.setdefault(specs[i].train, []).append(i)
+    stacks = []
+    for group in groups.values():
+        why = stacked.unsupported(problem.for_run(specs[group[0]]), [specs[i] for i in group]) \
+            if len(group) >= 2 else "alone"
+        if why is None:
+            stacks.append(group)
+        elif why != "alone":
+            problem.base.unstacked = why
+    inside = {i for group in stacks for i in group}
+    return stacks + [[i] for i in range(len(specs)) if i not in inside]
 
 
 def run_unit(problem: Problem, indices: Sequence[int], specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *,
@@ -35,8 +42,10 @@ def run_unit(problem: Problem, indices: Sequence[int], specs: Sequence[RunSpec],
     from losslab.engine import stacked
 
     total = total or len(specs)
+    problem = problem.for_run(specs[indices[0]])  # (a unit's runs share their training settings)
     if len(indices) > 1:
-        results, _ = stacked.run_stacked(problem, [specs[i] for i in indices], events, command=command, total=total)
+        results, _ = stacked.run_stacked(problem, [specs[i] for i in indices], events, command=command, total=total,
+                                         indices=indices)
         return results
     (i,) = indices
     spec = specs[i]

@@ -176,6 +176,33 @@ def sweep_plot(points: Sequence[tuple[Optional[float], float, str]], path: Path,
     _finish(ax, path, xlabel="learning rate", ylabel=ylabel, title=title, logx=True)
 
 
+def heat_map(values: Sequence[Sequence[float]], rates: Sequence[float], rows: Sequence[str], path: Path,
+             marks: Sequence[Optional[int]], title: str = "", ylabel: str = "") -> None:
+    """A grid of values (one row per `rows` label, one column per rate; log colour scale, non-finite cells blank
+    and hatched), the cell `marks[i]` of each row circled."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    data = np.array([[v if _positive(v) else np.nan for v in row] for row in values], dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 2.4 + 0.45 * len(rows)), dpi=100)
+    finite = data[np.isfinite(data)]
+    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size and finite.min() < finite.max() else None
+    ax.set_facecolor("0.85")  # (cells without a finite loss: diverged or failed)
+    image = ax.imshow(data, aspect="auto", cmap="viridis_r", norm=norm, interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="loss (grey: none)")
+    for i, j in enumerate(marks):
+        if j is not None:
+            ax.scatter([j], [i], s=140, facecolors="none", edgecolors="tab:red", linewidths=2)
+    ax.set_xticks(range(len(rates)), [f"{lr:.2g}" for lr in rates], rotation=60, fontsize=7)
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], path: Path,
                     marks: Mapping[str, float | None], title: str = "",
                     raw: Sequence[tuple[Sequence[float], Sequence[float]]] = ()) -> None:

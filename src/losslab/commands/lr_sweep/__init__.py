@@ -7,6 +7,8 @@ the range test's mechanics in `engine.range_test`, drawing in `outputs.plots`. H
 
 from __future__ import annotations
 
+from typing import Any
+
 from losslab.commands.common import (
     DATA_FILES,
     DIAGNOSIS_CHOICES,
@@ -16,6 +18,18 @@ from losslab.commands.common import (
     check_gates,
     finish,
     run_records,
+)
+from losslab.commands.lr_sweep.batch_sizes import (
+    BATCH_PLOTS,
+    BatchSizesResult,
+    Scaling,
+    batch_curves,
+    batch_document,
+    batch_metrics,
+    batch_plots,
+    batch_report,
+    batch_sweep,
+    group_labels,
 )
 from losslab.commands.lr_sweep.grid import (  # (the grid's API)
     GRID_PLOTS,
@@ -47,7 +61,7 @@ from losslab.commands.lr_sweep.range import (  # (the range test's API)
     valley,
 )
 from losslab.config import SweepConfig, check_out_dir
-from losslab.engine.problems import build_problem
+from losslab.engine.problems import AnyProblem, build_problem
 from losslab.engine.range_test import schedule
 from losslab.expect import check_names
 from losslab.outputs import OutputContext, dispatcher
@@ -55,6 +69,8 @@ from losslab.outputs.display import RangeDisplay, TrialsDisplay, make_console, s
 from losslab.stats import loss_key
 
 __all__ = [
+    "BATCH_PLOTS",
+    "BatchSizesResult",
     "COMMAND",
     "GRID_PLOTS",
     "GridResult",
@@ -62,6 +78,12 @@ __all__ = [
     "RangeResult",
     "RangeRun",
     "SUGGESTERS",
+    "Scaling",
+    "batch_curves",
+    "batch_document",
+    "batch_plots",
+    "batch_report",
+    "batch_sweep",
     "grid_curves",
     "grid_document",
     "grid_metrics",
@@ -93,13 +115,16 @@ def metric_names(cfg: SweepConfig) -> list[str]:
     """The names the sweep's `metrics` report, known before training."""
     if cfg.range_test:
         return list(range_metrics(None, True, {name: None for name in SUGGESTERS}))
+    if cfg.batch_sizes:
+        return list(batch_metrics(None, None, None, None, []))
     return list(grid_metrics(None, None, None, []))
 
 
 def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + (RANGE_PLOTS if cfg.range_test else GRID_PLOTS)
+    plots = RANGE_PLOTS if cfg.range_test else BATCH_PLOTS if cfg.batch_sizes else GRID_PLOTS
+    check_out_dir(cfg.out, DATA_FILES + plots
                   + (SHARPNESS_PLOT,) * bool(cfg.run.train.track_sharpness), records=cfg.records)
     check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
     problem = build_problem(cfg.run)
@@ -123,6 +148,8 @@ def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False)
                              rt.status, range_plots(rt), lambda: range_curves(rt), result=rt),
                        Where(console, json_out, quiet, cfg.out, cfg.plot, events))
 
+    if cfg.batch_sizes:
+        return batch_experiment(cfg, problem, ctx, console)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="lr")
     display.plan([lr_label(lr) for lr in cfg.grid()], cfg.seeds)
     events = dispatcher(ctx, [display])
@@ -133,6 +160,20 @@ def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False)
     return (Output(grid_document(grid, outcomes), grid_report(grid, outcomes), run_records(runs, None),
                          outcomes, grid.status, grid_plots(grid), lambda: grid_curves(grid), result=grid),
                    Where(console, json_out, quiet, cfg.out, cfg.plot, events))
+
+
+def batch_experiment(cfg: SweepConfig, problem: AnyProblem, ctx: OutputContext, console: Any) -> tuple[Output, Where]:
+    """The rate × batch-size grid: one live table over every (rate, batch size) group."""
+    display = TrialsDisplay(console, quiet=ctx.quiet, loss_key=loss_key(cfg.task), label="lr")
+    display.plan(group_labels(cfg), cfg.seeds)
+    events = dispatcher(ctx, [display])
+    with display:
+        result = batch_sweep(cfg, problem, events)
+    outcomes = check_gates(cfg.gates, result.status, result.metrics(), loss_key="best_final_loss")
+    runs = [r for grid in result.sizes.values() for rs in grid.runs.values() for r in rs]
+    return (Output(batch_document(result, outcomes), batch_report(result, outcomes), run_records(runs, None),
+                   outcomes, result.status, batch_plots(result), lambda: batch_curves(result), result=result),
+            Where(console, ctx.json_out, ctx.quiet, cfg.out, cfg.plot, events))
 
 
 def main(cfg: SweepConfig, *, json_out: bool, quiet: bool) -> int:

@@ -239,6 +239,19 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
         summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in grid]
         margin.append(Rung(epochs, extra, {s.lr: s.median for s in summaries if s.lr in extra}, [],
                            epochs_asked(specs_for(extra), epochs), margin=why))
+    summaries, suggestion, largest_stable, status = settled(cfg, problem, runs, whole, target, interrupted)
+    return GridResult(cfg, status, summaries, runs, suggestion.lr, largest_stable, target,
+                      any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
+                      problem.data.source, versions(), suggestion, halving, margin, problem.unstacked)
+
+
+def settled(cfg: SweepConfig, problem: AnyProblem, runs: dict[str, list[RunResult]], whole: set[float],
+            target: float, interrupted: bool) -> tuple[list[Summary], Suggestion, Optional[float], str]:
+    """What a grid's runs (by rate label) say: each rate's summary, the suggested rate, the largest stable one
+    (among `whole`, the rates that trained the whole budget) and the grid's status. A diverged run's diagnosis
+    then points at the grid's own largest stable rate."""
+    task = cfg.task
+    summaries = [summarise(lr_label(lr), lr, "grid", runs[lr_label(lr)], task, target) for lr in cfg.grid()]
     full = [s for s in summaries if math.isfinite(s.median) and s.lr in whole]
     finished = [s for s in summaries if math.isfinite(s.median)]
     # stable: seen to train the whole budget without breaking (a rate halving stopped early was not seen there)
@@ -246,16 +259,15 @@ def grid_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consume
               and s.lr in whole and not broke(s, runs[s.name], task)]
     largest_stable = max(stable) if stable else None
     suggestion = suggest(summaries, [s.lr for s in summaries if broke(s, runs[s.name], task)], eligible=full)
+    results = [r for rs in runs.values() for r in rs]
     for r in results:  # a diverged rate's suggestion: the grid's own largest stable rate
         if diverged(r) and largest_stable is not None:
-            r.diagnosis = diagnose_run(problem, r, stable_lr=largest_stable)
+            r.diagnosis = diagnose_run(problem.for_run(r.spec), r, stable_lr=largest_stable)
     if interrupted or finished:
         status = "interrupted" if interrupted else "ok"
     else:
         status = "failed" if all(r.status == "error" for r in results) else "diverged"
-    return GridResult(cfg, status, summaries, runs, suggestion.lr, largest_stable, target,
-                      any(r.stacked_with > 1 for r in results), time.perf_counter() - started, str(problem.device),
-                      problem.data.source, versions(), suggestion, halving, margin, problem.unstacked)
+    return summaries, suggestion, largest_stable, status
 
 
 def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
@@ -267,16 +279,20 @@ def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = No
         "config": result.config.to_dict(),
         "suggested_lr": result.suggested_lr, "largest_stable_lr": result.largest_stable_lr,
         "target": result.target, "vectorized": result.vectorized,
-        "rates": [{"lr": s.lr, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3}, "best_loss": s.best,
-                   "stopped_at_loss": s.stood,
-                   "epochs_to_target": s.epochs_to_target, "diverged": s.diverged, "errors": s.errors, **s.extra}
-                  for s in result.summaries],
+        "rates": rates_document(result.summaries),
         "results": rows,
         "diagnosis": result.diagnosis(),
         "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []), "versions": result.versions,
         "halving": halving_document(result), "one_by_one": result.one_by_one,
     }
+
+
+def rates_document(summaries: Sequence[Summary]) -> list[dict[str, Any]]:
+    """Each rate's summary over its seeds, as a grid's document lists them."""
+    return [{"lr": s.lr, "final_loss": {"median": s.median, "q1": s.q1, "q3": s.q3}, "best_loss": s.best,
+             "stopped_at_loss": s.stood, "epochs_to_target": s.epochs_to_target, "diverged": s.diverged,
+             "errors": s.errors, **s.extra} for s in summaries]
 
 
 def epochs_trained(result: GridResult) -> tuple[int, int]:
