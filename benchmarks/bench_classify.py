@@ -78,7 +78,7 @@ def dataloader_epoch(root: Path, batch: int = 64) -> float:
     assert isinstance(ds, datasets.CIFAR10)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True)
     start = time.perf_counter()
-    for xb, yb in loader:
+    for _batch in loader:
         pass
     return time.perf_counter() - start
 
