@@ -118,12 +118,20 @@ def test_the_checks_see_a_cycle_and_an_upward_import(tmp_path):
 
 
 def test_every_cli_command_has_one_command_module():
+    """One module per command, and the table of training commands names theirs: the CLI registers each row."""
+    import importlib
+
     from losslab.cli import app
+    from losslab.commands.table import COMMANDS
 
     names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
-    files = {p.stem.replace("_", "-") for p in (ROOT / "commands").glob("*.py") if p.stem not in ("__init__", "common")}
+    shared = ("__init__", "common", "table")  # (what every command module uses)
+    files = {p.stem.replace("_", "-") for p in (ROOT / "commands").glob("*.py") if p.stem not in shared}
     files |= {p.parent.name.replace("_", "-") for p in (ROOT / "commands").glob("*/__init__.py")}  # (a package)
     assert names == files
+    for row in COMMANDS:
+        module = importlib.import_module(row.module)
+        assert row.name in names and callable(module.main) and callable(module.experiment), row.name
 
 
 def test_functions_stay_small():

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Union
 
-from losslab.cli.options import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Given, flag
+from losslab.cli.options import Given, flag
+from losslab.commands.table import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Command
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
@@ -354,12 +355,29 @@ def config_from_options(command: str, options: dict[str, Any]) -> Any:
     """A training command's config from option values by Python name (the command line's, a recorded
     invocation's), the rest at their defaults."""
     from losslab.cli.options import SIGNATURES
+    from losslab.commands.table import BY_NAME
 
     _, defaults = SIGNATURES[command]
     values = {**defaults, **option_values(command, options)}
-    build: dict[str, Any] = {"regress": regress_config, "classify": classify_config, "compare-optimizers":
-                             compare_config, "compare-losses": compare_losses_config, "lr-sweep": sweep_config}
-    return build[command](Given(values, defaults))
+    return build_config(BY_NAME[command], Given(values, defaults))
+
+
+def build_config(row: Command, given: Given) -> Any:
+    """A table command's config from its option values: its own builder here, or (a command without one) its
+    config class given `run` (the one-run settings of the options), the executor, gates and outputs, and every
+    other field by option name."""
+    if row.config is not None:
+        return globals()[row.config](given)
+    import dataclasses
+    import importlib
+
+    module, _, name = (row.config_class or "").partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    shared = {"run": run_config(given), "executor": executor_config(given), "gates": gate_config(given),
+              "out": expand(given.out), "tensorboard": expand(given.tensorboard), "plot": given.plot}
+    values = {f.name: shared[f.name] if f.name in shared else getattr(given, f.name)
+              for f in dataclasses.fields(cls) if f.name in shared or given.has(f.name)}
+    return cls(**values).resolved()
 
 
 def gate_options(given: Given) -> Any:

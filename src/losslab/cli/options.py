@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from losslab.cli.experiment import TABLES
+from losslab.commands.table import CLASSIFY_DATA, EXECUTOR, OPTIM, REGRESS_DATA, SCHEDULE
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
@@ -343,20 +344,6 @@ OPTS: dict[str, Opt] = {
                        "1.05 x the least-squares optimum's loss)."),
 }
 
-OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
-SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
-            "lr_factor")
-TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device", "threads",
-         "track_sharpness", "sharpness_samples")
-REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b",
-                "noise", "data_seed", "data", "target", "standardize")
-CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",
-                 "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples", "features",
-                 "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
-                 "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
-EXECUTOR = ("executor", "jobs", "retries", "ray_address", "cpus_per_trial")
-
-
 def other_task_options(task: str) -> set[str]:
     """The options only the other task takes: what `--help` of a command with --task leaves out."""
     mine, theirs = (REGRESS_DATA, CLASSIFY_DATA) if task == "regress" else (CLASSIFY_DATA, REGRESS_DATA)
@@ -388,16 +375,6 @@ PANELS = {
 def panel(name: str) -> str:
     """The --help panel an option is listed in (Output for the rest)."""
     return next((title for title, names in PANELS.items() if name in names), "Output")
-MANY_RUN_OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
-OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "expect", "target_loss", "config", "print_config")
-
-def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for group in groups:
-        for name in group:
-            seen.setdefault(name, None)
-    return tuple(seen)
-
 
 class Given:
     """The options a command was called with, by attribute (`given.lr`); an option the command does not take
@@ -414,6 +391,10 @@ class Given:
         if name not in OPTS:
             raise AttributeError(f"no option {name!r}")
         return OPTS[name].default
+
+    def has(self, name: str) -> bool:
+        """Whether the command takes this option (it then has a value, given or default)."""
+        return name in self._values
 
     def set(self, name: str) -> bool:
         return name in self._values and self._values[name] != self._defaults.get(name, OPTS[name].default)

@@ -14,31 +14,14 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from losslab import interrupt
-from losslab.cli.configs import classify_config, compare_config, compare_losses_config, regress_config, sweep_config
-from losslab.cli.options import (
-    CLASSIFY_DATA,
-    EXECUTOR,
-    MANY_RUN_OUTPUT,
-    OPTIM,
-    OUTPUT,
-    REGRESS_DATA,
-    TRAIN,
-    Given,
-    options,
-    task_helps,
-    unique,
-)
-from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
+from losslab.cli.options import Given, options, task_helps
+from losslab.commands.table import COMMANDS, EXIT_CODES_HELP, Command
 from losslab.errors import ConfigError, ExitCode, Interrupted, OutputClosed, RunFailed, describe
 from losslab.stack import on_fresh_stack
 
 # click's UsageError, whether typer vendors click (new releases) or depends on it (older ones)
 UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
-    "3 training diverged (non-finite loss); 4 internal error or every run failed; 130 interrupted (Ctrl-C)."
-)
 
 _ASCII = {"—": "-", "–": "-", "±": "+-", "·": "*", "×": "x", "θ": "theta", "←": "<-", "→": "->", "…": "...",
           "│": "|", "─": "-", "≤": "<=", "≥": ">=", "−": "-"}
@@ -315,10 +298,6 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print losslab
     """Experiments on PyTorch training."""
 
 
-OPTIMIZER_HELPS = {"rank_by": "What ranks the optimizers: final_loss (default), best_loss, epochs_to_target (the "
-                   "median first epoch reaching --target-loss / --target-accuracy), optimum_distance (regress) or "
-                   "accuracy (classify). The winner must beat the runner-up on it on most paired seeds."}
-MANY_RUN_EXIT_CODES = EXIT_CODES_HELP.replace("3 training diverged (non-finite loss)", "3 every run diverged")
 
 
 def command(name: str, *names: str, epilog: str = EXIT_CODES_HELP, helps: Optional[dict[str, str]] = None,
@@ -333,57 +312,27 @@ def command(name: str, *names: str, epilog: str = EXIT_CODES_HELP, helps: Option
     return decorate
 
 
-@command("regress", *unique(OPTIM, REGRESS_DATA, TRAIN, ("save",), OUTPUT), helps=task_helps("regression"),
-         **REGRESS_DEFAULTS)
-def regress(given: Given) -> int:
-    """Fit linear regression (default data: y = 2x + 3 + 0.1·noise) and compare the learned w, b with the truth
-    and the exact least-squares optimum."""
-    from losslab.commands import regress as command
-    from losslab.commands.common import keep_stdout_for_json
+def _training(row: Command) -> Callable[[Given], int]:
+    """The CLI body of a training command of the table: its options -> its config -> its module's main."""
 
-    with keep_stdout_for_json(given.json_out):
-        return command.main(regress_config(given), json_out=given.json_out, quiet=given.quiet)
+    def run(given: Given) -> int:
+        import importlib
 
+        from losslab.cli.configs import build_config
+        from losslab.commands.common import keep_stdout_for_json
 
-# (--features: blobs 2, or --data columns)
-@command("classify", *unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT),
-         helps=task_helps("classification"), **{k: v for k, v in CLASSIFY_DEFAULTS.items() if k != "features"})
-def classify(given: Given) -> int:
-    """Train a classifier (logistic, MLP or CNN) on embedded data (digits, blobs) or torchvision datasets,
-    with per-epoch validation, per-class accuracy and a confusion matrix."""
-    from losslab.commands import classify as command
-    from losslab.commands.common import keep_stdout_for_json
+        with keep_stdout_for_json(given.json_out):
+            return int(importlib.import_module(row.module).main(build_config(row, given), json_out=given.json_out,
+                                                                 quiet=given.quiet))
 
-    with keep_stdout_for_json(given.json_out):
-        return command.main(classify_config(given), json_out=given.json_out, quiet=given.quiet)
+    run.__name__, run.__doc__ = row.api, row.summary
+    return run
 
 
-@command("compare-optimizers", "task", "optims", "lr", "lr_for", "seeds", "tune", "tune_grid", "halving",
-         "min_epochs", "halving_rate", "target_accuracy",
-         "rank_by", "no_vectorize", *EXECUTOR, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
-         "target_loss", epilog=MANY_RUN_EXIT_CODES, helps=OPTIMIZER_HELPS)
-def compare_optimizers(given: Given) -> int:
-    """Train the same model from the same initial weights on the same data order with several optimizers over
-    several seeds, and rank them by median final loss; a winner must beat the runner-up on most paired seeds."""
-    from losslab.commands import compare_optimizers as command
-    from losslab.commands.common import keep_stdout_for_json
-
-    with keep_stdout_for_json(given.json_out):
-        return command.main(compare_config(given), json_out=given.json_out, quiet=given.quiet)
-
-
-@command("compare-losses", "task", "losses", "outliers", "outlier_shift", "rank_by", "seeds", "halving",
-         "min_epochs", "halving_rate", "no_vectorize",
-         *EXECUTOR, *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
-         epilog=MANY_RUN_EXIT_CODES)
-def compare_losses(given: Given) -> int:
-    """What each loss does to a fit: the same model, initial weights and data order trained with several losses
-    over several seeds (regress: with seeded outliers), ranked by a measure independent of the loss trained."""
-    from losslab.commands import compare_losses as command
-    from losslab.commands.common import keep_stdout_for_json
-
-    with keep_stdout_for_json(given.json_out):
-        return command.main(compare_losses_config(given), json_out=given.json_out, quiet=given.quiet)
+for _row in COMMANDS:  # (each also by its Python name here: typer_app.regress, typer_app.lr_sweep, ...)
+    globals()[_row.api] = command(_row.name, *_row.options, epilog=_row.epilog,
+                                  helps={**(task_helps(_row.task) if _row.task else {}), **_row.helps},
+                                  **_row.defaults)(_training(_row))
 
 
 @app.command("check-loss", cls=_Command, epilog="Exit codes: 0 every check passed; 1 a check failed; 2 bad usage.")
@@ -459,36 +408,6 @@ def diff(
 
     with keep_stdout_for_json(json_out):
         return command.main(command.DiffConfig(a, b, out), json_out=json_out)
-
-
-@command("lr-sweep", "task", "range_test", "min_lr", "max_lr", "num", "lrs", "batch_sizes",
-         "seeds", "mode", "steps", "halving",
-         "min_epochs", "halving_rate", "no_vectorize",
-         *EXECUTOR, "target_accuracy", *OPTIM, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), *MANY_RUN_OUTPUT,
-         "target_loss", epilog=MANY_RUN_EXIT_CODES, seeds=default_of(SweepConfig, "seeds"))
-def lr_sweep(given: Given) -> int:
-    """Find a good learning rate: a grid of short runs (stacked into one batched computation where possible),
-    or with --range-test the LR range test (Smith 2015, as fastai's and Lightning's lr_find) and its suggestions."""
-    from losslab.commands import lr_sweep as command
-    from losslab.commands.common import keep_stdout_for_json
-
-    with keep_stdout_for_json(given.json_out):
-        return command.main(sweep_config(given), json_out=given.json_out, quiet=given.quiet)
-
-
-@command("landscape", "task", "path_optims", "line", "plane", "between", "grid", "span", "directions", *OPTIM,
-         *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN), "json_out", "out", "quiet", "plot", "config", "print_config",
-         epilog="Exit codes: 0 ok; 2 bad usage; 3 every run diverged; 4 internal error; 130 interrupted (Ctrl-C).")
-def landscape(given: Given) -> int:
-    """See the loss surface: the exact surface of a two-parameter model with each optimizer's path (--optims),
-    or for any model the loss along the line from the initial to the final weights (--line) or on a plane through
-    the final weights (--plane); the sharpness (top Hessian eigenvalue) against 2/lr and the Hessian's trace."""
-    from losslab.cli.configs import landscape_config
-    from losslab.commands import landscape as command
-    from losslab.commands.common import keep_stdout_for_json
-
-    with keep_stdout_for_json(given.json_out):
-        return command.main(landscape_config(given), json_out=given.json_out, quiet=given.quiet)
 
 
 @app.command("predict", cls=_Command, epilog="Exit codes: 0 ok; 2 bad usage (a file, a column, a checkpoint that "

@@ -64,13 +64,13 @@ def default_data(task: str) -> Any:
 
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     from losslab import interrupt
-    from losslab.commands.common import emit
+    from losslab.commands.common import context, emit
     from losslab.engine.loss_check import check_loss
     from losslab.interrupt import critical
     from losslab.outputs.files import dumps
-    from losslab.outputs.sinks import OutputContext, dispatcher
+    from losslab.outputs.sinks import dispatcher
 
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    events = dispatcher(context(COMMAND, cfg, json_out))
     fn = load_import_path(cfg.loss)
     result = check_loss(fn, cfg.loss, cfg.task, points=cfg.points, second_order=cfg.second_order,
                         data=default_data(cfg.task))

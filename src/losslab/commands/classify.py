@@ -17,6 +17,7 @@ from losslab.commands.common import (
     Where,
     check_gates,
     clipping_note,
+    context,
     diagnosis_notes,
     finish,
     layers_document,
@@ -30,7 +31,7 @@ from losslab.engine.problems import ClassificationProblem
 from losslab.engine.runs import RunSpec, Start, execute, run_info
 from losslab.errors import USER_ERRORS, ConfigError
 from losslab.expect import Outcome, check_names
-from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs import dispatcher
 from losslab.outputs.display import ProgressDisplay, Report, classify_columns, fmt, make_console, status_notes
 from losslab.outputs.files import atomic_write, outcomes_document, versions
 
@@ -333,7 +334,7 @@ def experiment(cfg: ClassifyConfig, *, json_out: bool = False, quiet: bool = Fal
 
     console = make_console(stderr=json_out)
     progress = ProgressDisplay(console, classify_columns(), quiet=quiet, max_rows=20)
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
+    events = dispatcher(context(COMMAND, cfg, json_out, quiet), [progress])
     result = run(cfg, events, problem)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     return (Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,

@@ -331,6 +331,34 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     return doc
 
 
+def context(command: str, cfg: Any, json_out: bool, quiet: bool = False) -> Any:
+    """The output context of a command's run: its options, task and kind read from its config and the table."""
+    from losslab.commands.table import is_many
+    from losslab.outputs.sinks import OutputContext
+
+    run = getattr(cfg, "run", cfg)  # a many-run command's one-run settings
+    task = getattr(cfg, "task", None) or {"RegressConfig": "regression", "ClassifyConfig": "classification"}.get(
+        type(run).__name__)
+    return OutputContext(command, cfg, json_out, quiet, getattr(cfg, "out", None), getattr(cfg, "tensorboard", None),
+                         task, is_many(command))
+
+
+def entry_name(values: dict[str, Any], columns: Sequence[str]) -> str:
+    """The name of a many-run document's entry from what tells its runs apart: a group's own name (an optimizer,
+    a loss), or `lr=0.01,batch_size=32` for numbers."""
+    if len(columns) == 1 and isinstance(values.get(columns[0]), str):
+        return str(values[columns[0]])
+    return ",".join(f"{c}={float(values[c]):g}" if isinstance(values[c], (int, float)) else f"{c}={values[c]}"
+                    for c in columns)
+
+
+def entries_document(entries: dict[str, dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
+    """The one shape every many-run document shares (what gate, diff and replay read): `entries` {name: {its
+    summary…, "runs": [one document per run, by seed]}} and `entry_columns`, the history.csv columns whose values
+    name an entry (`entry_name`)."""
+    return {"entries": entries, "entry_columns": list(columns)}
+
+
 def run_records(results: Sequence[Any], group_key: Optional[str]) -> list[dict[str, Any]]:
     """Per-epoch rows of many runs for history.csv, prefixed with what tells them apart (group, seed, lr)."""
     rows = []

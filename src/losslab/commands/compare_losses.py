@@ -21,6 +21,8 @@ from losslab.commands.common import (
     Where,
     all_runs,
     check_gates,
+    context,
+    entries_document,
     finish,
     one_by_one_notes,
     pooled_diagnosis,
@@ -44,7 +46,7 @@ from losslab.engine.problems import (
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked
 from losslab.expect import Outcome, check_names
-from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs import dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, best_cells, epochs_text, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import WIN_MARGIN, distinct_seeds, first_rung_check, loss_key, quantile
@@ -389,7 +391,8 @@ def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] 
     return {"command": COMMAND, "status": result.status, "task": result.config.task,
             "config": result.config.to_dict(), "rank_by": result.rank_by,
             "ranking": [s.name for s in result.summaries], "winner": result.winner, "tie": result.winner is None,
-            "paired_wins": result.wins, "losses": losses, "reference": result.reference,
+            "paired_wins": result.wins, "losses": losses, **entries_document(losses, ["loss"]),
+            "reference": result.reference,
             "diagnosis": result.diagnosis(), "data": result.data_source,
             "device": result.device, "elapsed_s": result.elapsed_s,
             "expectations": outcomes_document(outcomes or []), "versions": result.versions,
@@ -498,7 +501,7 @@ def experiment(cfg: CompareLossesConfig, *, json_out: bool = False, quiet: bool 
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task), label="loss")
     display.plan(list(cfg.losses), cfg.seeds)
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [display])
+    events = dispatcher(context(COMMAND, cfg, json_out, quiet), [display])
     with display:
         result = compare(cfg, problem, heldout, rows, events, held)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())

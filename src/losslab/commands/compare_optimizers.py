@@ -18,7 +18,9 @@ from losslab.commands.common import (
     all_runs,
     check_gates,
     columns_note,
+    context,
     default_target,
+    entries_document,
     finish,
     group_sharpness_plots,
     one_by_one_notes,
@@ -36,7 +38,7 @@ from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome, check_names
-from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs import dispatcher
 from losslab.outputs.display import (
     Report,
     TrialsDisplay,
@@ -246,6 +248,7 @@ def document(result: CompareResult, outcomes: Optional[Sequence[Outcome]] = None
         "paired_wins": result.wins,
         "target": result.target,
         "optimizers": optimizers,
+        **entries_document(optimizers, ["optimizer"]),
         "tuning": result.tuning,
         "reference": result.reference,
         "diagnosis": pooled_diagnosis(all_runs(result.runs)),
@@ -395,7 +398,7 @@ def experiment(cfg: CompareConfig, *, json_out: bool = False, quiet: bool = Fals
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet, loss_key=loss_key(cfg.task))
     display.plan(list(cfg.optims), cfg.seeds)
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [display])
+    events = dispatcher(context(COMMAND, cfg, json_out, quiet), [display])
     with display:
         result = compare(cfg, problem, events)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())

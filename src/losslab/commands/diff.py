@@ -163,14 +163,14 @@ def curves_text(result: DiffResult) -> str:
 def main(cfg: DiffConfig, *, json_out: bool) -> int:
     import json
 
-    from losslab.commands.common import emit
+    from losslab.commands.common import context, emit
     from losslab.config import check_out_dir
     from losslab.outputs.display import make_console
     from losslab.outputs.files import dumps, write_plots, write_text
-    from losslab.outputs.sinks import OutputContext, dispatcher
+    from losslab.outputs.sinks import dispatcher
 
     check_out_dir(cfg.out, ("diff.json", "curves.png"))
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    events = dispatcher(context(COMMAND, cfg, json_out))
     result = diff(cfg)
     doc = document(result)
     if cfg.out is not None:

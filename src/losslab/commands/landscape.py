@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from losslab.commands.common import Output, Where, finish, run_records
+from losslab.commands.common import Output, Where, context, finish, run_records
 from losslab.config import LandscapeConfig, check_out_dir
 from losslab.engine.events import Consumer, Dispatcher
 from losslab.engine.problems import build_problem
 from losslab.engine.runs import RunResult, RunSpec, Start, execute, run_info
 from losslab.errors import ConfigError
-from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs import dispatcher
 from losslab.outputs.display import Report, TrialsDisplay, fmt, make_console
 from losslab.outputs.files import versions
 
@@ -359,7 +359,7 @@ def experiment(cfg: LandscapeConfig, *, json_out: bool = False, quiet: bool = Fa
     problem = build_problem(cfg.run)
     _data(problem)
     console = make_console(stderr=json_out)
-    ctx = OutputContext(COMMAND, cfg, json_out, quiet, cfg.out)
+    ctx = context(COMMAND, cfg, json_out, quiet)
     display = TrialsDisplay(console, quiet=quiet, label="optimizer")
     names = cfg.optims or (cfg.run.optim.name,)
     display.plan(list(names), 1)

@@ -200,12 +200,12 @@ def summary(result: Prediction) -> str:
 
 
 def main(cfg: PredictConfig, *, json_out: bool) -> int:
-    from losslab.commands.common import emit
+    from losslab.commands.common import context, emit
     from losslab.interrupt import critical
     from losslab.outputs.files import atomic_write, dumps
-    from losslab.outputs.sinks import OutputContext, dispatcher
+    from losslab.outputs.sinks import dispatcher
 
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    events = dispatcher(context(COMMAND, cfg, json_out))
     result = predict(cfg)
     doc = document(cfg, result)
     text = csv_text(result)

@@ -17,6 +17,7 @@ from losslab.commands.common import (
     Where,
     check_gates,
     clipping_note,
+    context,
     diagnosis_notes,
     finish,
     layers_document,
@@ -28,7 +29,7 @@ from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
 from losslab.engine.runs import RunSpec, Start, execute, run_info
 from losslab.expect import Outcome, check_names
-from losslab.outputs import OutputContext, dispatcher
+from losslab.outputs import dispatcher
 from losslab.outputs.display import Column, ProgressDisplay, Report, epoch_columns, fmt, make_console, status_notes
 from losslab.outputs.files import outcomes_document, versions
 
@@ -198,7 +199,7 @@ def experiment(cfg: RegressConfig, *, json_out: bool = False, quiet: bool = Fals
 
     console = make_console(stderr=json_out)
     progress = ProgressDisplay(console, epoch_columns([Column(n, n) for n in problem.tracked]), quiet=quiet)
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out, quiet, cfg.out), [progress])
+    events = dispatcher(context(COMMAND, cfg, json_out, quiet), [progress])
     result = run(cfg, events, problem)
     outcomes = check_gates(cfg.gates, result.status, result.metrics())
     return (Output(document(result, outcomes), report(result, outcomes), result.records, outcomes,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from losslab import interrupt, toml_text
+from losslab.commands.table import replayable
 from losslab.errors import ConfigError, ExitCode, RunFailed
 
 COMMAND = "replay"
@@ -41,7 +42,7 @@ class Difference:
     replayed: Any
 
 
-REPLAYABLE = ("regress", "classify", "compare-optimizers", "compare-losses", "lr-sweep")
+REPLAYABLE = replayable()
 
 
 def load(path: str) -> dict[str, Any]:
@@ -175,9 +176,10 @@ def replay(cfg: ReplayConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def main(cfg: ReplayConfig, *, json_out: bool) -> int:
-    from losslab.outputs.sinks import OutputContext, dispatcher
+    from losslab.commands.common import context
+    from losslab.outputs.sinks import dispatcher
 
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    events = dispatcher(context(COMMAND, cfg, json_out))
     doc, out = replay(cfg)
     diff, compared = out["first_difference"], out["compared"]
     events.on_command_end(COMMAND, "identical" if diff is None else "differs", out)

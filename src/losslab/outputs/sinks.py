@@ -14,13 +14,18 @@ from losslab.engine.events import Consumer, Dispatcher
 
 @dataclass(frozen=True)
 class OutputContext:
-    """What a consumer factory may look at: the command, its resolved config and the output options."""
+    """What a consumer factory may look at: the command, its resolved config, the output options (`out`: the --out
+    folder, `tensorboard`: the --tensorboard folder), its task ("regression", "classification"; None for a
+    command that trains nothing) and whether it makes many runs (`commands.common.context` fills them in)."""
 
     command: str
     config: Any
     json_out: bool = False
     quiet: bool = False
     out: Optional[str] = None
+    tensorboard: Optional[str] = None
+    task: Optional[str] = None
+    many: bool = False
 
 
 CONSUMERS: Registry[Callable[[OutputContext], Optional[Consumer]]] = Registry("output consumer", "")
@@ -30,7 +35,11 @@ def dispatcher(ctx: OutputContext, own: Sequence[Consumer] = ()) -> Dispatcher:
     """The command's own consumers followed by every registered one that wants this run. Built once per command,
     right before its work starts: it announces the command (`on_command_begin`) to every consumer; `finish`
     (commands.common) ends it."""
+    from losslab.config import check_out_dir
+
     extra = [c for c in (entry.factory(ctx) for entry in CONSUMERS) if c is not None]
+    # the files a consumer writes into --out (Consumer.files), checked with the command's own before any work
+    check_out_dir(ctx.out, tuple(name for c in extra for name in getattr(c, "files", ())))
     events = Dispatcher([*own, *extra])
     events.on_command_begin(ctx.command)
     return events

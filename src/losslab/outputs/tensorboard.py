@@ -162,12 +162,9 @@ def _quiet_writer_threads() -> None:
 
 
 def _factory(ctx: OutputContext) -> Optional[Consumer]:
-    root = getattr(ctx.config, "tensorboard", None)
-    if root is None:
+    if ctx.tensorboard is None:
         return None
-    run = getattr(ctx.config, "run", ctx.config)  # a many-run command's one-run settings
-    return TensorBoardWriter(root, ctx.command, many=ctx.command not in ("regress", "classify"),
-                             regression=type(run).__name__ == "RegressConfig")
+    return TensorBoardWriter(ctx.tensorboard, ctx.command, many=ctx.many, regression=ctx.task == "regression")
 
 
 CONSUMERS.register("tensorboard", "TensorBoard event files (--tensorboard DIR)")(_factory)

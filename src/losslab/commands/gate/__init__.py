@@ -268,16 +268,16 @@ def curve_plot(result: GateResult) -> Any:
 
 def main(cfg: GateOptions, configure: Configure, *, json_out: bool) -> int:
     from losslab import interrupt
-    from losslab.commands.common import emit
+    from losslab.commands.common import context, emit
     from losslab.config import check_out_dir
     from losslab.config.files import check_file_target
     from losslab.outputs.display import make_console
     from losslab.outputs.files import dumps, write_plots, write_text
-    from losslab.outputs.sinks import OutputContext, dispatcher
+    from losslab.outputs.sinks import dispatcher
 
     check_out_dir(cfg.out, ("result.json", "gate.png"))  # before anything runs
     check_file_target("--markdown", cfg.markdown)
-    events = dispatcher(OutputContext(COMMAND, cfg, json_out))
+    events = dispatcher(context(COMMAND, cfg, json_out))
     result = gate(cfg, configure)
     doc = document(result)
     if cfg.out is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from losslab.commands.table import command_of, is_many, replayable
 from losslab.errors import ConfigError
 
 # metric -> lower is better (None: either way is just a change)
@@ -24,8 +25,9 @@ DIRECTION: dict[str, Optional[bool]] = {
     "valley": None, "steepest": None, "min_loss/10": None, "lightning": None,
 }
 FACTS = ("winner", "suggested_lr")
-COMMANDS = ("regress", "classify", "compare-optimizers", "compare-losses", "lr-sweep", "gate")
-ENTRIES = {"compare-optimizers": ("optimizers", "optimizer"), "compare-losses": ("losses", "loss")}
+COMMANDS = (*replayable(), "gate")  # the results gate and diff read
+# documents written before every many-run document listed `entries` (losslab 0.1): where their entries were
+LEGACY_ENTRIES = {"compare-optimizers": ("optimizers", "optimizer"), "compare-losses": ("losses", "loss")}
 OUTPUT_ONLY = ("out", "tensorboard", "save", "json", "quiet", "print-config", "config", "plot", "expect",
                "target-loss", "resume")
 
@@ -141,18 +143,34 @@ def _single_seed(doc: dict[str, Any]) -> int:
     return int(((doc.get("config") or {}).get("train") or {}).get("seed") or 0)
 
 
-def _group_column(doc: dict[str, Any]) -> Optional[str]:
-    return ENTRIES.get(doc["command"], (None, None))[1]
+def _group_column(doc: dict[str, Any]) -> Optional[list[str]]:
+    """The history.csv columns that name a row's entry (None: a one-run result's rows are all its run's)."""
+    if not is_many(doc["command"]):
+        return None
+    if "entry_columns" in doc:
+        return list(doc["entry_columns"])
+    legacy = LEGACY_ENTRIES.get(doc["command"])
+    return [legacy[1]] if legacy else ["lr"] if doc.get("mode") == "grid" else []
 
 
-def _entry_of_row(doc: dict[str, Any], row: dict[str, Any], group: Optional[str]) -> Optional[str]:
-    if doc["command"] in ("regress", "classify"):
+def _entry_of_row(doc: dict[str, Any], row: dict[str, Any], columns: Optional[list[str]]) -> Optional[str]:
+    from losslab.commands.common import entry_name
+
+    if columns is None:
         return "run"
-    if group is not None:
-        return row.get(group)
-    if doc["command"] == "lr-sweep" and doc.get("mode") == "grid" and row.get("lr"):
-        return f"lr={float(row['lr']):g}"
-    return None
+    if not columns or any(row.get(c) in (None, "") for c in columns):
+        return None
+    if len(columns) == 1 and not _numeric(row[columns[0]]):
+        return str(row[columns[0]])
+    return entry_name({c: float(row[c]) for c in columns}, columns)
+
+
+def _numeric(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _put(side: Side, entry: str, seed: int, metrics: dict[str, Any]) -> None:
@@ -169,10 +187,14 @@ def _put(side: Side, entry: str, seed: int, metrics: dict[str, Any]) -> None:
 
 def _fill(side: Side, doc: dict[str, Any]) -> None:
     command = doc["command"]
-    if command in ("regress", "classify"):
+    if not is_many(command):
         _put(side, "run", _single_seed(doc), doc)
-    elif command in ENTRIES:
-        for name, entry in doc[ENTRIES[command][0]].items():
+    elif "entries" in doc:  # the one many-run shape
+        for name, entry in doc["entries"].items():
+            for row in entry["runs"]:
+                _put(side, name, int(row["seed"]), row)
+    elif command in LEGACY_ENTRIES:
+        for name, entry in doc[LEGACY_ENTRIES[command][0]].items():
             for row in entry["runs"]:
                 _put(side, name, int(row["seed"]), row)
     elif doc.get("mode") == "range-test":
@@ -200,16 +222,17 @@ def run_seeds(invocation: dict[str, Any], seeds: Sequence[int], configure: Confi
     import os
 
     command = invocation.get("command")
-    if command not in COMMANDS[:-1]:
-        raise ConfigError("BASELINE", f"its invocation runs {command!r}; gate reruns {', '.join(COMMANDS[:-1])}")
+    row = command_of(str(command))
+    if row is None or not row.replayable:
+        raise ConfigError("BASELINE", f"its invocation runs {command!r}; gate reruns {', '.join(replayable())}")
     options = options_of(invocation)
     cwd, here = invocation.get("cwd"), os.getcwd()
     if isinstance(cwd, str) and os.path.isdir(cwd):  # relative data paths and user modules as they were found
         os.chdir(cwd)
     try:
-        if command in ("regress", "classify"):
-            return _stacked(command, options, seeds, configure, invocation, source)
-        return _many(command, options, seeds, configure, invocation, source)
+        if not row.many:
+            return _stacked(row.name, options, seeds, configure, invocation, source)
+        return _many(row.name, options, seeds, configure, invocation, source)
     finally:
         os.chdir(here)
 
@@ -243,7 +266,7 @@ def _many(command: str, options: dict[str, Any], seeds: Sequence[int], configure
 
     if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
         raise ConfigError("--seeds", f"{command} runs consecutive seeds; these are not: {list(seeds)}")
-    module = importlib.import_module(f"losslab.commands.{command.replace('-', '_')}")
+    module = importlib.import_module(command_of(command).module)  # type: ignore[union-attr]
     cfg = configure(command, {**options, "seed": seeds[0], "seeds": len(seeds)})
     output, _ = module.experiment(cfg, json_out=True, quiet=True)
     if output.status == "interrupted":

@@ -16,6 +16,7 @@ from losslab.commands.common import (
     Output,
     Where,
     check_gates,
+    context,
     finish,
     run_records,
 )
@@ -130,7 +131,7 @@ def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)
-    ctx = OutputContext(COMMAND, cfg, json_out, quiet, cfg.out)
+    ctx = context(COMMAND, cfg, json_out, quiet)
 
     if cfg.range_test:
         progress = RangeDisplay(console, schedule(*cfg.lr_range, cfg.steps, cfg.mode), cfg.seeds, quiet=quiet)

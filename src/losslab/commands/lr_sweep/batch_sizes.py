@@ -12,7 +12,16 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from losslab.commands.common import Plot, default_target, one_by_one_notes, pooled_diagnosis, pooled_notes, run_document
+from losslab.commands.common import (
+    Plot,
+    default_target,
+    entries_document,
+    entry_name,
+    one_by_one_notes,
+    pooled_diagnosis,
+    pooled_notes,
+    run_document,
+)
 from losslab.commands.lr_sweep.grid import (
     EXPECTED_IN_A_SWEEP,
     GRID_VS_RANGE,
@@ -223,6 +232,10 @@ def batch_document(result: BatchSizesResult, outcomes: Optional[Sequence[Outcome
                          "best_final_loss": next((s.median for s in g.summaries if s.lr == g.suggested_lr), None),
                          "rates": rates_document(g.summaries)} for b, g in result.sizes.items()],
         "scaling": result.scaling.document(),
+        **entries_document({entry_name({"lr": s.lr, "batch_size": b}, ["lr", "batch_size"]): {**doc, "runs": [
+            run_document(r, task, result.target) for r in g.runs[s.name]]}
+            for b, g in result.sizes.items() for s, doc in zip(g.summaries, rates_document(g.summaries))},
+            ["lr", "batch_size"]),
         "results": [run_document(r, task, result.target) for g in result.sizes.values() for s in g.summaries
                     for r in g.runs[s.name]],
         "diagnosis": result.diagnosis(),

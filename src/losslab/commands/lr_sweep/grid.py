@@ -14,6 +14,8 @@ from losslab.commands.common import (
     all_runs,
     columns_note,
     default_target,
+    entries_document,
+    entry_name,
     group_sharpness_plots,
     one_by_one_notes,
     pooled_diagnosis,
@@ -281,6 +283,9 @@ def grid_document(result: GridResult, outcomes: Optional[Sequence[Outcome]] = No
         "target": result.target, "vectorized": result.vectorized,
         "rates": rates_document(result.summaries),
         "results": rows,
+        **entries_document({entry_name({"lr": s.lr}, ["lr"]): {**doc, "runs": [
+            run_document(r, task, result.target) for r in result.runs[s.name]]}
+            for s, doc in zip(result.summaries, rates_document(result.summaries))}, ["lr"]),
         "diagnosis": result.diagnosis(),
         "data": result.data_source, "device": result.device, "elapsed_s": result.elapsed_s,
         "expectations": outcomes_document(outcomes or []), "versions": result.versions,

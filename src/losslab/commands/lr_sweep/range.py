@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 from losslab import interrupt
 from losslab.commands.common import (
     Plot,
+    entries_document,
 )
 from losslab.config import SweepConfig
 from losslab.engine.events import Consumer
@@ -235,6 +236,8 @@ def range_document(result: RangeResult, outcomes: Optional[Sequence[Outcome]] = 
         "runs": [{"seed": r.seed, "stopped": r.stopped, "suggestions": r.suggestions, "lr": r.lrs, "loss": r.losses,
                   "smoothed_loss": r.smoothed,
                   "lightning_curve": curve_document(r.lightning_curve)} for r in result.runs],
+        **entries_document({"range test": {"suggestions": result.suggestions, "runs": [
+            {"seed": r.seed, "stopped": r.stopped, **r.suggestions} for r in result.runs]}}, []),
         "state_check": {"unchanged": result.state_unchanged,
                         "sha256_before": [r.hash_before for r in result.runs],
                         "sha256_after": [r.hash_after for r in result.runs]},
