@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -199,3 +200,64 @@ def test_predict_and_check_loss_documents_equal_the_clis_json(cli, tmp_path, mon
     expected = cli("check-loss", "torch.nn.functional:l1_loss", "--json").json()
     got = losslab.check_loss("torch.nn.functional:l1_loss").document()
     assert compare(expected, got, rtol=0.0)[1] is None and got["status"] == "passed"
+
+
+def test_every_function_shows_every_option_with_its_type_and_default():
+    """Tab completion, Shift-Tab and help() read the signature: every option of the command, typed, with the
+    CLI's default; the typed keyword arguments a type checker sees are generated from the same options."""
+    import inspect
+    from pathlib import Path
+
+    import losslab
+    from losslab.cli.options import SIGNATURES
+    from losslab.cli.stubs import SKIPPED, source
+
+    sig = inspect.signature(losslab.classify)
+    names, defaults = SIGNATURES["classify"]
+    assert [p for p in sig.parameters if p != "progress"] == [n for n in names if n not in SKIPPED]
+    assert sig.parameters["batch_size"].default == 64 and sig.parameters["epochs"].default is None
+    assert sig.parameters["lr"].annotation == Optional[float] and sig.parameters["grayscale"].annotation is bool
+    assert "batch_sizes" in inspect.signature(losslab.lr_sweep).parameters
+    assert {"regress", "classify", "compare_optimizers", "lr_sweep", "landscape"} <= set(dir(losslab))
+    generated = Path(losslab.__file__).with_name("api_types.py").read_text()
+    assert generated == source(), "run: python -m losslab.cli.stubs > src/losslab/api_types.py"
+
+
+def test_a_wrong_keyword_names_the_nearest_option():
+    import losslab
+
+    with pytest.raises(losslab.ConfigError, match="epoch=.*did you mean epochs="):
+        losslab.classify(epoch=3)  # type: ignore[call-arg]
+
+
+def test_objects_given_in_python_are_reported_by_what_they_are():
+    import losslab
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    x = torch.randn(256, 4)
+    result = losslab.regress(model=Net(), data=(x, x.sum(1, keepdim=True)), epochs=2, progress=False)
+    report = result.report()
+    assert "model: Net (yours)" in report and "data: tensors (X 256×4, y 256×1): 256 rows" in report
+    assert "_objects" not in report
+
+
+@pytest.mark.slow
+def test_a_type_checker_sees_the_options_types(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text('import losslab\n\nlosslab.regress(lr="fast")\nlosslab.lr_sweep(batch_sizes=[32, 128])\n'
+                      'losslab.classify(epoch=3)\n')
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(script)], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert 'Argument "lr" to "regress" has incompatible type "str"' in out.stdout, out.stdout
+    assert 'Unexpected keyword argument "epoch" for "classify"; did you mean "epochs"?' in out.stdout
+    assert "script.py:4" not in out.stdout  # batch_sizes=[32, 128] is what lr_sweep takes

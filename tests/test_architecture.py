@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "losslab"
 # lowest first; a module may import its own layer or any layer below it, never one above
 LAYERS = [
     {"losslab", "losslab.errors", "losslab.stats", "losslab.verdicts", "losslab.expect", "losslab.invocation",
-     "losslab.toml_text", "losslab.stack", "losslab.limits", "losslab.version",
+     "losslab.toml_text", "losslab.stack", "losslab.limits", "losslab.version", "losslab.objects",
      "losslab.interrupt"},
     {"losslab.components"},
     {"losslab.config"},
     {"losslab.engine"},
     {"losslab.outputs"},
     {"losslab.commands"},
-    {"losslab.cli", "losslab.api"},
+    {"losslab.cli", "losslab.api", "losslab.api_types"},
     {"losslab.__main__"},
 ]
 

@@ -3,14 +3,37 @@ function each from Python (`losslab.regress(...)`, `losslab.compare_optimizers(.
 
 `import losslab` loads no torch: the functions import what they need when called."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losslab.errors import ConfigError
 from losslab.version import __version__
 
-API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "predict", "check_loss",
-       "replay", "gate", "diff", "load", "Result")
+API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "landscape", "predict",
+       "check_loss", "replay", "gate", "diff", "load", "Result")
 __all__ = ["ConfigError", "__version__", *API]
+
+
+if TYPE_CHECKING:  # what a type checker sees of the functions loaded on first use
+    from losslab.api import (  # noqa: F401
+        Result,
+        check_loss,
+        classify,
+        compare_losses,
+        compare_optimizers,
+        diff,
+        gate,
+        landscape,
+        load,
+        lr_find,
+        lr_sweep,
+        predict,
+        regress,
+        replay,
+    )
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *API})
 
 
 def __getattr__(name: str) -> Any:

@@ -16,23 +16,26 @@ raise `losslab.ConfigError` naming the option as the CLI does (`--lr: must be > 
 
 from __future__ import annotations
 
-import itertools
-import sys
-import types
 from typing import Any, Callable, Optional
 
+from typing_extensions import Unpack
+
+from losslab.api_types import (
+    ClassifyOptions,
+    CompareLossesOptions,
+    CompareOptimizersOptions,
+    LandscapeOptions,
+    LrSweepOptions,
+    RegressOptions,
+)
 from losslab.errors import ConfigError
 
-# objects handed over in Python live here, under names that make import paths the command's code resolves
-_OBJECTS = types.ModuleType("losslab._objects", "objects given to the Python API, by generated name")
-sys.modules[_OBJECTS.__name__] = _OBJECTS
-_COUNTER = itertools.count(1)
 
+def _register(value: Any, kind: str, given: Any = None) -> str:
+    """An object's import path for the commands' code (`losslab.objects`); reports name it by what `given` is."""
+    from losslab.objects import describe, register
 
-def _register(value: Any, kind: str) -> str:
-    name = f"{kind}{next(_COUNTER)}"
-    setattr(_OBJECTS, name, value)
-    return f"{_OBJECTS.__name__}:{name}"
+    return register(value, kind, describe(value if given is None else given))
 
 
 def _model_factory(model: Any) -> Any:
@@ -80,9 +83,10 @@ def _options(command: str, given: dict[str, Any]) -> dict[str, Any]:
     if "json" in given:  # the option's Python name is json_out
         given["json_out"] = given.pop("json")
     if "model" in given and given["model"] is not None and not isinstance(given["model"], str):
-        given["model"] = _register(_model_factory(given["model"]), "model")
+        given["model"] = _register(_model_factory(given["model"]), "model", given["model"])
     if "data" in given and given["data"] is not None and not isinstance(given["data"], str):
-        given["dataset"] = _register(_data_function(given.pop("data"), given.get("target")), "data")
+        data = given.pop("data")
+        given["dataset"] = _register(_data_function(data, given.get("target")), "data", data)
         given.pop("target", None)
     if "loss" in given and given["loss"] is not None and not isinstance(given["loss"], str):
         given["loss"] = _register(given["loss"], "loss")
@@ -244,34 +248,61 @@ def _experiment(command: str, options: dict[str, Any], progress: bool) -> Result
     return Result(command, output, where)
 
 
-def regress(*, progress: bool = True, **options: Any) -> Result:
+def regress(*, progress: bool = True, **options: Unpack[RegressOptions]) -> Result:
     """`losslab regress` (options as keyword arguments, e.g. optim="adam", lr=0.01, model=Net, data=(X, y))."""
-    return _run("regress", options, progress)
+    return _run("regress", dict(options), progress)
 
 
-def classify(*, progress: bool = True, **options: Any) -> Result:
+def classify(*, progress: bool = True, **options: Unpack[ClassifyOptions]) -> Result:
     """`losslab classify` (e.g. dataset="digits", model=Net, data=df, target="label", epochs=10)."""
-    return _run("classify", options, progress)
+    return _run("classify", dict(options), progress)
 
 
-def compare_optimizers(*, progress: bool = True, **options: Any) -> Result:
+def compare_optimizers(*, progress: bool = True, **options: Unpack[CompareOptimizersOptions]) -> Result:
     """`losslab compare-optimizers` (e.g. optims=["sgd", "adam"], seeds=3)."""
-    return _run("compare-optimizers", options, progress)
+    return _run("compare-optimizers", dict(options), progress)
 
 
-def compare_losses(*, progress: bool = True, **options: Any) -> Result:
+def compare_losses(*, progress: bool = True, **options: Unpack[CompareLossesOptions]) -> Result:
     """`losslab compare-losses` (e.g. losses=["mse", "l1"], outliers=0.1)."""
-    return _run("compare-losses", options, progress)
+    return _run("compare-losses", dict(options), progress)
 
 
-def lr_sweep(*, progress: bool = True, **options: Any) -> Result:
-    """`losslab lr-sweep`: a grid of rates (e.g. lrs=[0.01, 0.1]), or range_test=True."""
-    return _run("lr-sweep", options, progress)
+def lr_sweep(*, progress: bool = True, **options: Unpack[LrSweepOptions]) -> Result:
+    """`losslab lr-sweep`: a grid of rates (e.g. lrs=[0.01, 0.1], batch_sizes=[32, 128]), or range_test=True."""
+    return _run("lr-sweep", dict(options), progress)
 
 
-def lr_find(*, progress: bool = True, **options: Any) -> Result:
+def lr_find(*, progress: bool = True, **options: Unpack[LrSweepOptions]) -> Result:
     """The LR range test (`losslab lr-sweep --range-test`): `.suggestions` holds the named suggested rates."""
     return _run("lr-sweep", {**options, "range_test": True}, progress)
+
+
+def landscape(*, progress: bool = True, **options: Unpack[LandscapeOptions]) -> Result:
+    """`losslab landscape` (e.g. path_optims=["sgd", "adam"], or line=True for any model)."""
+    return _run("landscape", dict(options), progress)
+
+
+def _signatures() -> None:
+    """Each training function's signature lists every option, with its type and default (what tab completion,
+    a notebook's Shift-Tab and `help()` show), from the CLI's options: the same names and defaults."""
+    import inspect
+    import typing
+
+    import losslab.cli.typer_app  # noqa: F401  (registers every command's options and their defaults)
+    from losslab import api_types
+    from losslab.cli.options import SIGNATURES
+    from losslab.cli.stubs import class_name
+
+    for function, command in ((regress, "regress"), (classify, "classify"), (compare_optimizers, "compare-optimizers"),
+                              (compare_losses, "compare-losses"), (lr_sweep, "lr-sweep"), (lr_find, "lr-sweep"),
+                              (landscape, "landscape")):
+        _, defaults = SIGNATURES[command]
+        typed = typing.get_type_hints(getattr(api_types, class_name(command)))
+        params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name),
+                                    annotation=kind) for name, kind in typed.items()]
+        params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool))
+        setattr(function, "__signature__", inspect.Signature(params, return_annotation=Result))  # noqa: B010
 
 
 class Loaded(Result):
@@ -393,3 +424,6 @@ def diff(a: str, b: str) -> Answer:
 
     result = command.diff(command.DiffConfig(a, b))
     return Answer(result, command.document(result))
+
+
+_signatures()

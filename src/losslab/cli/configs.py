@@ -335,8 +335,11 @@ def option_values(command: str, given: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in given.items():
         if name not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"{name}=", f"is not an option of losslab {command} (its options: {known})")
+            import difflib
+
+            near = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {near[0]}=?" if near else f" (its options: {', '.join(sorted(names))})"
+            raise ConfigError(f"{name}=", f"is not an option of losslab {command}{hint}")
         if isinstance(value, dict):  # lr_for={"adam": 0.01}
             value = [f"{k}={v}" for k, v in value.items()]
         if isinstance(value, (list, tuple)) and OPTS[name].type in (str, Optional[str]):

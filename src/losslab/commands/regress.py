@@ -29,6 +29,7 @@ from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
 from losslab.engine.runs import RunSpec, Start, execute, run_info
 from losslab.expect import Outcome, check_names
+from losslab.objects import shown
 from losslab.outputs import dispatcher
 from losslab.outputs.display import Column, ProgressDisplay, Report, epoch_columns, fmt, make_console, status_notes
 from losslab.outputs.files import outcomes_document, versions
@@ -152,7 +153,7 @@ def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
              f"({cfg.optim.name}, lr {lr}, {cfg.loss.name} loss, {result.device})")
     notes = [f"data: {result.data_source}"]
     if not cfg.linear:
-        notes.append(f"model: {cfg.model} (yours); least-squares is the best linear model, for reference")
+        notes.append(f"model: {shown(cfg.model)} (yours); least-squares is the best linear model, for reference")
     notes += result.notes
     if result.scaling is not None:
         notes.append(result.scaling.describe())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from losslab.components.labels import class_indices
 from losslab.components.registry import Registry
 from losslab.errors import USER_ERRORS, ConfigError, describe
+from losslab.objects import shown
 
 if TYPE_CHECKING:
     import torch
@@ -636,7 +637,7 @@ def _stream_user_dataset(cfg: Any, train: Any, valid: Any, total: int) -> Classi
     train_part.mean = val_part.mean = mean
     train_part.std = val_part.std = std
     classes = int(max(int(y_train.max()), int(y_val.max()))) + 1
-    source = (f"{spec}: {len(train_part)} train / {len(val_part)} validation samples, shape {shape}; streamed "
+    source = (f"{shown(spec)}: {len(train_part)} train / {len(val_part)} validation samples, shape {shape}; streamed "
               f"({total / 2**30:.2f} GiB decoded > --memory-budget)")
     return ClassificationData(None, y_train, None, y_val, [str(c) for c in range(classes)], source, split,
                               train_set=train_part, val_set=val_part, shape=shape, mean=mean, std=std)
@@ -689,7 +690,7 @@ def split_and_normalise(cfg: Any, raw: Raw, per_feature: bool,
     mean, std = _stats(x_train, per_feature=per_feature)
     x_train = ((x_train - mean) / std).contiguous()
     x_val = ((x_val - mean) / std).contiguous()
-    source = (f"{cfg.dataset}: {len(y_train)} train / {len(y_val)} validation samples, shape "
+    source = (f"{shown(cfg.dataset)}: {len(y_train)} train / {len(y_val)} validation samples, shape "
               f"{tuple(x_train.shape[1:])}{raw.note}")
     return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split, mean=mean, std=std,
                               features=raw.features, target=raw.target)

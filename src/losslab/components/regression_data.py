@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from losslab.errors import FLOAT32_MAX, USER_ERRORS, ConfigError
+from losslab.objects import shown
 
 
 @dataclass(frozen=True)
@@ -215,4 +216,4 @@ def read_user_data(spec: str) -> RegressionData:
             raise ConfigError("--dataset", f"{spec}: its {name} hold {np.abs(values).max():.3g}, beyond float32's "
                               f"range ({FLOAT32_MAX:.3g}); rescale them")
     return RegressionData(x.astype(np.float32), y.reshape(-1, 1).astype(np.float32), None, None,
-                          f"{spec}: {len(x)} rows, {x.shape[1]} feature(s)")
+                          f"{shown(spec)}: {len(x)} rows, {x.shape[1]} feature(s)")

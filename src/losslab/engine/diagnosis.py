@@ -14,6 +14,8 @@ from itertools import compress, count, repeat
 from operator import and_, ge, itemgetter, mul
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from losslab.objects import shown
+
 Record = Mapping[str, Any]
 
 # thresholds, named so the README and the tests can quote them
@@ -317,8 +319,8 @@ def _vanishing(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
     return Finding("vanishing-gradients", f"the first layer's gradient ({name(first)}) was below "
                    f"{VANISHING_RATIO:g} of the last layer's ({name(last)}) on {below} of {len(ratios)} epochs "
                    f"(median ratio {median:.2e})", evidence,
-                   f"in {ctx.user_model}: use ReLU activations with Kaiming initialisation, add normalisation layers "
-                   "or residual connections, or use fewer layers" if ctx.user_model else
+                   f"in {shown(ctx.user_model)}: use ReLU activations with Kaiming initialisation, add normalisation "
+                   "layers or residual connections, or use fewer layers" if ctx.user_model else
                    "use --activation relu with --init kaiming, add --batch-norm, or fewer layers (--depth)")
 
 

@@ -23,6 +23,7 @@ from losslab.engine.problems import Problem
 from losslab.engine.schedules import build_schedule
 from losslab.engine.skeleton import Plan
 from losslab.errors import USER_ERRORS
+from losslab.objects import shown
 
 _NO_EVENTS = Consumer()
 
@@ -243,7 +244,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             result.paused = Paused.of(result, model, optimizer, schedule, options)  # a halving rung's end
         if fitted.status == "error":  # what of the user's code was running: their loss or their model
             loss = (spec.loss or problem.loss_cfg).name
-            users = [f"--loss {loss}"] * is_import_path(loss) + [f"--model {problem.user_model}"] * bool(
+            users = [f"--loss {shown(loss)}"] * is_import_path(loss) + [f"--model {shown(problem.user_model)}"] * bool(
                 problem.user_model)
             blame = " (" + ", ".join(users) + ")" if users else ""
             result.error = f"{fitted.error}{blame}"
