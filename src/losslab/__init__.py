@@ -32,14 +32,26 @@ if TYPE_CHECKING:  # what a type checker sees of the functions loaded on first u
     )
 
 
+def _api() -> Any:
+    import importlib
+
+    return importlib.import_module("losslab.api")
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), *API})
+    return sorted({*globals(), *API, *_api().functions()})
 
 
 def __getattr__(name: str) -> Any:
-    """The Python API's functions, imported on first use (the one import here that points up the layers)."""
-    if name in API:
-        from losslab import api
+    """The Python API's functions, imported on first use (the one import here that points up the layers); a
+    training command of the table without a function written in `losslab.api` gets one there."""
+    import os
 
-        return getattr(api, name)
+    here = os.path.dirname(__file__)
+    submodule = os.path.exists(os.path.join(here, f"{name}.py")) or os.path.isdir(os.path.join(here, name))
+    if not name.startswith("_") and not submodule:  # (`from losslab import interrupt` loads the module itself)
+        try:
+            return getattr(_api(), name)
+        except AttributeError:
+            pass
     raise AttributeError(f"module 'losslab' has no attribute {name!r}")

@@ -232,11 +232,12 @@ def _run(command: str, options: dict[str, Any], progress: bool) -> Result:
 def _experiment(command: str, options: dict[str, Any], progress: bool) -> Result:
     import importlib
 
+    from losslab.commands.table import BY_NAME
     from losslab.engine.events import _COMMAND
     from losslab.outputs.notebook import WANTED, in_notebook
 
     cfg = _config(command, options)
-    module = importlib.import_module(f"losslab.commands.{command.replace('-', '_')}")
+    module = importlib.import_module(BY_NAME[command].module)
     notebook = progress and in_notebook()  # one display redrawn in place, instead of the lines on stderr
     token, wanted = _COMMAND.set(command), WANTED.set(notebook)
     try:
@@ -283,26 +284,57 @@ def landscape(*, progress: bool = True, **options: Unpack[LandscapeOptions]) -> 
     return _run("landscape", dict(options), progress)
 
 
-def _signatures() -> None:
-    """Each training function's signature lists every option, with its type and default (what tab completion,
-    a notebook's Shift-Tab and `help()` show), from the CLI's options: the same names and defaults."""
+def _signature(command: str) -> Any:
+    """A training function's signature: every option of the command, with its type and default (what tab
+    completion, a notebook's Shift-Tab and `help()` show), from the CLI's options: the same names and defaults."""
     import inspect
     import typing
 
     import losslab.cli.typer_app  # noqa: F401  (registers every command's options and their defaults)
     from losslab import api_types
-    from losslab.cli.options import SIGNATURES
-    from losslab.cli.stubs import class_name
+    from losslab.cli.options import OPTS, SIGNATURES
+    from losslab.cli.stubs import SKIPPED, class_name
 
+    names, defaults = SIGNATURES[command]
+    typed = getattr(api_types, class_name(command), None)
+    kinds = typing.get_type_hints(typed) if typed is not None else {n: OPTS[n].type for n in names}
+    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name), annotation=kind)
+              for name, kind in kinds.items() if name not in SKIPPED]
+    params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool))
+    return inspect.Signature(params, return_annotation=Result)
+
+
+def _signatures() -> None:
     for function, command in ((regress, "regress"), (classify, "classify"), (compare_optimizers, "compare-optimizers"),
                               (compare_losses, "compare-losses"), (lr_sweep, "lr-sweep"), (lr_find, "lr-sweep"),
                               (landscape, "landscape")):
-        _, defaults = SIGNATURES[command]
-        typed = typing.get_type_hints(getattr(api_types, class_name(command)))
-        params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name),
-                                    annotation=kind) for name, kind in typed.items()]
-        params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool))
-        setattr(function, "__signature__", inspect.Signature(params, return_annotation=Result))  # noqa: B010
+        setattr(function, "__signature__", _signature(command))  # noqa: B010
+
+
+def functions() -> list[str]:
+    """The Python names of every training command of the table (each a function here)."""
+    from losslab.commands.table import COMMANDS
+
+    return [row.api for row in COMMANDS]
+
+
+def __getattr__(name: str) -> Any:
+    """A training command of the table without a function written here (a new one) gets one: `losslab.NAME(**options)`
+    with its options' signature."""
+    from losslab.commands.table import COMMANDS
+
+    row = next((r for r in COMMANDS if r.api == name), None)
+    if row is None:
+        raise AttributeError(f"module 'losslab.api' has no attribute {name!r}")
+
+    def function(*, progress: bool = True, **options: Any) -> Result:
+        return _run(row.name, options, progress)
+
+    function.__name__ = function.__qualname__ = row.api
+    function.__doc__ = f"`losslab {row.name}`: {row.summary}"
+    setattr(function, "__signature__", _signature(row.name))  # noqa: B010
+    globals()[name] = function
+    return function
 
 
 class Loaded(Result):

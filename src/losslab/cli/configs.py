@@ -377,7 +377,8 @@ def build_config(row: Command, given: Given) -> Any:
     module, _, name = (row.config_class or "").partition(":")
     cls = getattr(importlib.import_module(module), name)
     shared = {"run": run_config(given), "executor": executor_config(given), "gates": gate_config(given),
-              "out": expand(given.out), "tensorboard": expand(given.tensorboard), "plot": given.plot}
+              "out": expand(given.out), "tensorboard": expand(given.tensorboard), "plot": given.plot,
+              "vectorize": not given.no_vectorize}
     values = {f.name: shared[f.name] if f.name in shared else getattr(given, f.name)
               for f in dataclasses.fields(cls) if f.name in shared or given.has(f.name)}
     return cls(**values).resolved()

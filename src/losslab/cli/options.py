@@ -344,10 +344,13 @@ OPTS: dict[str, Opt] = {
                        "1.05 x the least-squares optimum's loss)."),
 }
 
-def other_task_options(task: str) -> set[str]:
-    """The options only the other task takes: what `--help` of a command with --task leaves out."""
-    mine, theirs = (REGRESS_DATA, CLASSIFY_DATA) if task == "regress" else (CLASSIFY_DATA, REGRESS_DATA)
-    return set(theirs) - set(mine)
+def task_only(name: str) -> Optional[str]:
+    """The task (regress, classify) an option applies to alone; None for an option both tasks take."""
+    if name in REGRESS_DATA and name not in CLASSIFY_DATA:
+        return "regress"
+    if name in CLASSIFY_DATA and name not in REGRESS_DATA:
+        return "classify"
+    return None
 
 # --help groups the options in panels, in this order
 PANELS = {

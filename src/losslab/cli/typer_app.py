@@ -73,39 +73,24 @@ class _Command(_FlagHelp, TyperCommand):
     (optimizer, loss, data, model, training, ...: cli.options.PANELS) as plain text, without Rich's help."""
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
-        from losslab.cli.options import PANELS, other_task_options
+        from losslab.cli.options import PANELS, task_only
 
         params = self.get_params(ctx)
-        task = _task_asked() if any(p.name == "task" for p in params) else None
-        hidden = other_task_options(task) if task is not None else set()
+        tasks = any(p.name == "task" for p in params)  # (a many-run command: both tasks' options, in sections)
         groups: dict[str, list[Any]] = {}
         for param in params:
-            record = param.get_help_record(ctx) if param.name not in hidden else None
+            record = param.get_help_record(ctx)
             if record is not None:
-                groups.setdefault(getattr(param, "rich_help_panel", None) or "Other", []).append(record)
-        order = [*PANELS, "Output", "Other"]
+                only = task_only(param.name or "") if tasks else None
+                title = f"{only} options (--task {only})" if only else \
+                    (getattr(param, "rich_help_panel", None) or "Other") + " options"
+                groups.setdefault(title, []).append(record)
+        order = [*(f"{p} options" for p in PANELS), "regress options (--task regress)",
+                 "classify options (--task classify)", "Output options", "Other options"]
         for title in sorted(groups, key=lambda t: order.index(t) if t in order else len(order)):
-            with formatter.section(f"{title} options" if title != "Other" else "Options"):
+            heading = {"Other options": "Options"}.get(title, title[0].upper() + title[1:])
+            with formatter.section(heading):
                 formatter.write_dl(groups[title])
-        if hidden:
-            other = "classify" if task == "regress" else "regress"
-            formatter.write_paragraph()
-            formatter.write_text(f"Options of --task {task} are listed; for those of --task {other}: "
-                                 f"{ctx.command_path} --task {other} --help")
-
-
-_asked: list[str] = []  # the command line being run (what --help reads --task from: it is parsed first)
-
-
-def _task_asked() -> str:
-    """The --task a `--help` was asked with (regress unless --task classify is on the command line)."""
-    args = _asked
-    for i, arg in enumerate(args):
-        value = arg.split("=", 1)[1] if arg.startswith("--task=") else (
-            args[i + 1] if arg == "--task" and i + 1 < len(args) else None)
-        if value is not None and value.lower().startswith("c"):
-            return "classify"
-    return "regress"
 
 
 class _Group(_FlagHelp, TyperGroup):
@@ -124,7 +109,6 @@ class _Group(_FlagHelp, TyperGroup):
         _degrade_streams()
         debug = "--debug" in args or _debug()
         args = [a for a in args if a != "--debug"]
-        _asked[:] = args
         try:
             with interrupt.graceful():  # (on a frame chunk of its own: importing torch crosses no chunk end)
                 rv = on_fresh_stack(super().main, args=args, prog_name=prog_name or "losslab",

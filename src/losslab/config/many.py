@@ -38,6 +38,10 @@ class ManyRuns(Resolvable):
     def task(self) -> str:
         return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
 
+    def _resolve(self) -> Any:
+        """The one-run settings resolved (a command with more to resolve overrides this)."""
+        return replace(self, run=self.run.resolved())
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["task"] = self.task

@@ -158,7 +158,10 @@ def _entry_of_row(doc: dict[str, Any], row: dict[str, Any], columns: Optional[li
 
     if columns is None:
         return "run"
-    if not columns or any(row.get(c) in (None, "") for c in columns):
+    if not columns:  # one entry takes every row; several without columns cannot be told apart
+        entries = list(doc.get("entries") or [])
+        return entries[0] if len(entries) == 1 else None
+    if any(row.get(c) in (None, "") for c in columns):
         return None
     if len(columns) == 1 and not _numeric(row[columns[0]]):
         return str(row[columns[0]])
