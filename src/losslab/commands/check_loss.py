@@ -64,10 +64,8 @@ def default_data(task: str) -> Any:
 
 def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     from losslab import interrupt
-    from losslab.commands.common import context, emit
+    from losslab.commands.common import context, end_command
     from losslab.engine.loss_check import check_loss
-    from losslab.interrupt import critical
-    from losslab.outputs.files import dumps
     from losslab.outputs.sinks import dispatcher
 
     events = dispatcher(context(COMMAND, cfg, json_out))
@@ -79,9 +77,5 @@ def main(cfg: CheckLossConfig, *, json_out: bool) -> int:
     console = make_console(stderr=json_out)
     report(result).render(console)
     doc = document(cfg, result)
-    if json_out:
-        text = dumps(doc)
-        with critical():
-            emit(text)
-    events.on_command_end(COMMAND, doc["status"], doc)
+    end_command(events, COMMAND, doc["status"], doc, json_out)
     return int(ExitCode.OK if result.passed else ExitCode.EXPECTATION_FAILED)

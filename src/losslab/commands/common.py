@@ -82,6 +82,17 @@ def json_stream() -> Any:
     return _json_stream or sys.stdout
 
 
+def end_command(events: Any, command: str, status: str, document: Mapping[str, Any], json_out: bool,
+                text: Optional[str] = None) -> None:
+    """The shared ending of a command that trains nothing (check-loss, predict, replay, gate, diff): its JSON
+    document on stdout whole (`text`, default the document's own form), then the command's end event to every
+    consumer. (Training commands end in `finish`.)"""
+    if json_out:
+        with interrupt.critical():
+            emit(text if text is not None else dumps(document))
+    events.on_command_end(command, status, document)
+
+
 def emit(text: str, stream: Any = None) -> None:
     """Write `text` whole to `stream` (default: the JSON stream) or fail with OSError: on a file descriptor every
     byte goes through os.write, whose short writes are retried until the rest raises (a file-size limit, `ulimit

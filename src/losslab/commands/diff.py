@@ -163,7 +163,7 @@ def curves_text(result: DiffResult) -> str:
 def main(cfg: DiffConfig, *, json_out: bool) -> int:
     import json
 
-    from losslab.commands.common import context, emit
+    from losslab.commands.common import context, end_command
     from losslab.config import check_out_dir
     from losslab.outputs.display import make_console
     from losslab.outputs.files import dumps, write_plots, write_text
@@ -178,9 +178,7 @@ def main(cfg: DiffConfig, *, json_out: bool) -> int:
         write_text(Path(cfg.out).expanduser() / "diff.json", dumps(doc))
         if result.a.curves and result.b.curves:
             write_plots(cfg.out, [("curves.png", _plot(result))])
-    if json_out:
-        emit(json.dumps(json.loads(dumps(doc)), indent=2) + "\n")
-    events.on_command_end(COMMAND, "ok", doc)
+    end_command(events, COMMAND, "ok", doc, json_out, json.dumps(json.loads(dumps(doc)), indent=2) + "\n")
     console = make_console(stderr=json_out)
     for part in report(result):
         part.render(console)

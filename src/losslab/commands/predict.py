@@ -200,9 +200,9 @@ def summary(result: Prediction) -> str:
 
 
 def main(cfg: PredictConfig, *, json_out: bool) -> int:
-    from losslab.commands.common import context, emit
+    from losslab.commands.common import context, emit, end_command
     from losslab.interrupt import critical
-    from losslab.outputs.files import atomic_write, dumps
+    from losslab.outputs.files import atomic_write
     from losslab.outputs.sinks import dispatcher
 
     events = dispatcher(context(COMMAND, cfg, json_out))
@@ -214,12 +214,9 @@ def main(cfg: PredictConfig, *, json_out: bool) -> int:
             tmp.write_text(text)
 
         atomic_write(Path(cfg.out).expanduser(), write)
-    with critical():
-        if json_out:
-            emit(dumps(doc))
-        elif cfg.out is None:
+    if not json_out and cfg.out is None:
+        with critical():
             emit(text, sys.stdout)
-
     print(summary(result) + (f"; written to {cfg.out}" if cfg.out else ""), file=sys.stderr)
-    events.on_command_end(COMMAND, "ok", doc)
+    end_command(events, COMMAND, "ok", doc, json_out)
     return int(ExitCode.OK)

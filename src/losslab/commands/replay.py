@@ -176,16 +176,17 @@ def replay(cfg: ReplayConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def main(cfg: ReplayConfig, *, json_out: bool) -> int:
-    from losslab.commands.common import context
+    from losslab.commands.common import context, end_command
     from losslab.outputs.sinks import dispatcher
 
     events = dispatcher(context(COMMAND, cfg, json_out))
     doc, out = replay(cfg)
     diff, compared = out["first_difference"], out["compared"]
-    events.on_command_end(COMMAND, "identical" if diff is None else "differs", out)
+    end_command(events, COMMAND, "identical" if diff is None else "differs", out, json_out,
+                json.dumps(out, indent=2) + "\n")
     if json_out:
-        print(json.dumps(out, indent=2))
-    elif diff is None:
+        return 0 if diff is None else 1
+    if diff is None:
         tol = f" within rtol {cfg.rtol:g}" if cfg.rtol else ""
         print(f"replay: identical — {compared} values of {cfg.path} reproduced{tol} by losslab "
               f"{doc['invocation']['command']}")

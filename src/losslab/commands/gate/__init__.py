@@ -268,7 +268,7 @@ def curve_plot(result: GateResult) -> Any:
 
 def main(cfg: GateOptions, configure: Configure, *, json_out: bool) -> int:
     from losslab import interrupt
-    from losslab.commands.common import context, emit
+    from losslab.commands.common import context, end_command
     from losslab.config import check_out_dir
     from losslab.config.files import check_file_target
     from losslab.outputs.display import make_console
@@ -293,10 +293,7 @@ def main(cfg: GateOptions, configure: Configure, *, json_out: bool) -> int:
             png = (Path(cfg.out).expanduser() / "gate.png").resolve()
             image = str(png.relative_to(md)) if png.is_relative_to(md) else str(png)
         write_text(Path(cfg.markdown).expanduser(), markdown(result, image))
-    if json_out:
-        with interrupt.critical():
-            emit(dumps(doc))
-    events.on_command_end(COMMAND, result.status, doc)
+    end_command(events, COMMAND, result.status, doc, json_out)
     console = make_console(stderr=json_out)
     report(result).render(console)
     return 1 if result.status != "ok" else 0
