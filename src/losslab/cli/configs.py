@@ -9,7 +9,8 @@ import re
 from typing import Any, Optional, Union
 
 from losslab.cli.options import Given, flag
-from losslab.commands.table import CLASSIFY_DATA, REGRESS_DATA, SCHEDULE, Command
+from losslab.commands.table import SCHEDULE, Command
+from losslab.components import tasks
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
@@ -67,19 +68,17 @@ def named(registry: Any, name: Optional[str], option: Optional[str] = None, also
 
 
 def task_of(given: Given) -> str:
-    task = choice("--task", given.task, ("regress", "classify"), "task")
-    return "regression" if task == "regress" else "classification"
+    """The task --task names (components.tasks), by its name ("regression")."""
+    return tasks.task(given.task).name
 
 
 def refuse_other_task(given: Given, task: str) -> None:
-    """With --task regress, classification-only options must stay unset, and the reverse."""
-    shared = set(REGRESS_DATA) & set(CLASSIFY_DATA)
-    other = (set(CLASSIFY_DATA) - shared - {"patience", "save", "resume"} if task == "regression"
-             else set(REGRESS_DATA) - shared)
-    for name in sorted(other):
-        if given.set(name):
-            wanted = "classify" if task == "regression" else "regress"
-            raise ConfigError(flag(name), f"applies to --task {wanted} only")
+    """Options that belong to another task alone must stay unset."""
+    for other in tasks.TASKS:
+        if other.name != task:
+            for name in other.options:
+                if given.set(name) and tasks.only(name) is other:
+                    raise ConfigError(flag(name), f"applies to --task {other.flag} only")
 
 
 def optim_config(given: Given, default_name: str) -> OptimConfig:
@@ -223,9 +222,11 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
 
 def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
     """The one-run settings a many-run command repeats, for its --task; options of the other task refused."""
-    task = task_of(given)
-    refuse_other_task(given, task)
-    return regress_config(given, with_gates=False) if task == "regression" else classify_config(given, with_gates=False)
+    from losslab.commands.table import BY_NAME
+
+    task = tasks.task(given.task)
+    refuse_other_task(given, task.name)
+    return globals()[BY_NAME[task.flag].config or ""](given, with_gates=False)  # (its single-run command's builder)
 
 
 def _target(given: Given, task: str) -> Any:
@@ -238,7 +239,7 @@ def _target(given: Given, task: str) -> Any:
 
 def compare_config(given: Given) -> CompareConfig:
     run = run_config(given)
-    task = "classification" if isinstance(run, ClassifyConfig) else "regression"
+    task = run.task
     if given.tune and given.lr is not None:
         raise ConfigError("--lr", "does not apply with --tune: tuning chooses each optimizer's rate")
     if given.tune and given.lr_for:
@@ -261,10 +262,6 @@ def compare_config(given: Given) -> CompareConfig:
                          **_set(rank_by=given.rank_by)).resolved()
 
 
-DEFAULT_LOSSES = {"regression": "mse,l1,huber,smooth-l1",
-                  "classification": "cross-entropy,mse,focal,weighted-cross-entropy"}
-
-
 def compare_losses_config(given: Given) -> CompareLossesConfig:
     task = task_of(given)
     if given.loss is not None:
@@ -276,8 +273,8 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
     run = run_config(given)
     if given.losses is not None and not given.losses.replace(",", "").strip():
         raise ConfigError("--losses", "is empty; give a comma list of losses, e.g. mse,l1")
-    losses = tuple(named(LOSSES, n.strip(), "--losses") or "" for n in (given.losses or DEFAULT_LOSSES[task]).split(",")
-                   if n.strip())
+    asked = given.losses or ",".join(tasks.task(task).default_losses)
+    losses = tuple(named(LOSSES, n.strip(), "--losses") or "" for n in asked.split(",") if n.strip())
     return CompareLossesConfig(run=run, losses=losses, seeds=given.seeds, outliers=given.outliers,
                                outlier_shift=given.outlier_shift, rank_by=given.rank_by, halving=given.halving,
                                min_epochs=given.min_epochs, halving_rate=given.halving_rate,
@@ -288,7 +285,7 @@ def compare_losses_config(given: Given) -> CompareLossesConfig:
 
 def sweep_config(given: Given) -> SweepConfig:
     run = run_config(given)
-    task = "classification" if isinstance(run, ClassifyConfig) else "regression"
+    task = run.task
     if given.lr is not None:
         raise ConfigError("--lr", "lr-sweep chooses the rates: use --min-lr/--max-lr/--num or --lrs")
     grid_only = ("num", "batch_sizes", "epochs", "no_vectorize", "target_loss", "target_accuracy", *SCHEDULE)

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from losslab.cli.experiment import TABLES
-from losslab.commands.table import CLASSIFY_DATA, EXECUTOR, OPTIM, REGRESS_DATA, SCHEDULE
+from losslab.commands.table import EXECUTOR, OPTIM, SCHEDULE
+from losslab.components import tasks
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
@@ -226,8 +227,8 @@ OPTS: dict[str, Opt] = {
     "resume": Opt(Optional[str], ("--resume",), "Continue training from a checkpoint written by --save "
                   "(--epochs is the total)."),
     # many trials
-    "task": Opt(str, ("--task",), "regress (the regress data and options) or classify (the classify dataset, model "
-                "and loss options).", "regress"),
+    "task": Opt(str, ("--task",), "; ".join(f"{t.flag} ({t.description})" for t in tasks.TASKS) + ".",
+                tasks.TASKS[0].flag),
     "optims": Opt(str, ("--optims",), "Comma list of optimizers to compare: " + ", ".join(OPTIMIZERS.names()) + ".",
                   ",".join(default_of(CompareConfig, "optims"))),
     "lr_for": Opt(Optional[list[str]], ("--lr-for",), "Learning rate for one optimizer, e.g. adam=0.01 (repeatable or "
@@ -345,12 +346,9 @@ OPTS: dict[str, Opt] = {
 }
 
 def task_only(name: str) -> Optional[str]:
-    """The task (regress, classify) an option applies to alone; None for an option both tasks take."""
-    if name in REGRESS_DATA and name not in CLASSIFY_DATA:
-        return "regress"
-    if name in CLASSIFY_DATA and name not in REGRESS_DATA:
-        return "classify"
-    return None
+    """The --task value of the one task an option applies to alone; None for an option every task takes."""
+    task = tasks.only(name)
+    return task.flag if task is not None else None
 
 # --help groups the options in panels, in this order
 PANELS = {

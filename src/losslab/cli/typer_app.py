@@ -85,8 +85,10 @@ class _Command(_FlagHelp, TyperCommand):
                 title = f"{only} options (--task {only})" if only else \
                     (getattr(param, "rich_help_panel", None) or "Other") + " options"
                 groups.setdefault(title, []).append(record)
-        order = [*(f"{p} options" for p in PANELS), "regress options (--task regress)",
-                 "classify options (--task classify)", "Output options", "Other options"]
+        from losslab.components.tasks import FLAGS
+
+        order = [*(f"{p} options" for p in PANELS), *(f"{t} options (--task {t})" for t in FLAGS), "Output options",
+                 "Other options"]
         for title in sorted(groups, key=lambda t: order.index(t) if t in order else len(order)):
             heading = {"Other options": "Options"}.get(title, title[0].upper() + title[1:])
             with formatter.section(heading):
@@ -334,10 +336,9 @@ def check_loss(
     the prediction's graph, finite, and a gradient that matches finite differences (torch.autograd.gradcheck)."""
     from losslab.commands import check_loss as command
     from losslab.commands.common import keep_stdout_for_json
+    from losslab.components.tasks import task as task_named
 
-    if task not in ("regress", "classify"):
-        raise ConfigError("--task", f"unknown task {task!r}; choose from: regress, classify")
-    cfg = command.CheckLossConfig(loss, "regression" if task == "regress" else "classification", second_order, points)
+    cfg = command.CheckLossConfig(loss, task_named(task).name, second_order, points)
     with keep_stdout_for_json(json_out):
         return command.main(cfg, json_out=json_out)
 

@@ -25,7 +25,9 @@ class CheckLossConfig:
     def __post_init__(self) -> None:
         if ":" not in self.loss:
             raise ConfigError("LOSS", f"expected an import path package.module:Name (got {self.loss!r})")
-        if self.task not in ("regression", "classification"):
+        from losslab.components.tasks import NAMES
+
+        if self.task not in NAMES:
             raise ConfigError("--task", f"unknown task {self.task!r}; choose from: regress, classify")
         if not 1 <= self.points <= MAX_POINTS:
             raise ConfigError("--points", f"must be from 1 to {MAX_POINTS} (got {self.points}); each point checks "

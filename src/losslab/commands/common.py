@@ -347,9 +347,7 @@ def context(command: str, cfg: Any, json_out: bool, quiet: bool = False) -> Any:
     from losslab.commands.table import is_many
     from losslab.outputs.sinks import OutputContext
 
-    run = getattr(cfg, "run", cfg)  # a many-run command's one-run settings
-    task = getattr(cfg, "task", None) or {"RegressConfig": "regression", "ClassifyConfig": "classification"}.get(
-        type(run).__name__)
+    task = getattr(cfg, "task", None)  # (a command that trains nothing has none)
     return OutputContext(command, cfg, json_out, quiet, getattr(cfg, "out", None), getattr(cfg, "tensorboard", None),
                          task, is_many(command))
 

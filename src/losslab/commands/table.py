@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from losslab.components.tasks import CLASSIFY_DATA, REGRESS_DATA, TASKS
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
 
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps")
@@ -18,12 +19,6 @@ SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_mi
             "lr_factor")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device", "threads",
          "track_sharpness", "sharpness_samples")
-REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b",
-                "noise", "data_seed", "data", "target", "standardize")
-CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",
-                 "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples", "features",
-                 "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
-                 "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
 EXECUTOR = ("executor", "jobs", "retries", "ray_address", "cpus_per_trial")
 MANY_RUN_OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "config", "print_config", "expect")
 OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "expect", "target_loss", "config", "print_config")
@@ -46,8 +41,9 @@ def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def both_tasks(*names: str) -> tuple[str, ...]:
-    """A many-run command's options: its own, then both tasks' data, model and training options."""
-    return (*names, *unique(REGRESS_DATA, CLASSIFY_DATA, TRAIN))
+    """A many-run command's options: its own, then every task's data, model and loss options and the training
+    options."""
+    return (*names, *unique(*(t.options for t in TASKS), TRAIN))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from losslab.components.losses import check_task
 from losslab.components.optimizers import OPTIMIZERS
+from losslab.components.tasks import TASKS
 from losslab.config.checks import RECORD_BYTES, Resolvable, check_finite, check_memory, check_positive, check_target
 from losslab.config.parsing import log_grid
 from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig, rate_for
@@ -36,7 +37,7 @@ class ManyRuns(Resolvable):
 
     @property
     def task(self) -> str:
-        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+        return self.run.task
 
     def _resolve(self) -> Any:
         """The one-run settings resolved (a command with more to resolve overrides this)."""
@@ -258,8 +259,7 @@ class SweepConfig(ManyRuns):
 
 
 
-LOSS_RANKINGS = {"regression": ("truth_distance", "heldout_medae", "heldout_mse", "heldout_mae"),
-                 "classification": ("macro_f1", "accuracy", "minority_recall", "nll", "ece")}
+LOSS_RANKINGS = {t.name: t.rankings for t in TASKS}  # (components.tasks)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,7 +358,7 @@ class LandscapeConfig(Resolvable):
 
     @property
     def task(self) -> str:
-        return "classification" if isinstance(self.run, ClassifyConfig) else "regression"
+        return self.run.task
 
     def _resolve(self) -> "LandscapeConfig":
         return replace(self, run=self.run.resolved())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 from losslab.components.datasets import dataset_meta, default_data_dir, is_user_dataset
 from losslab.components.losses import check_task, is_import_path
@@ -81,6 +81,8 @@ def known_model(name: str) -> Any:
 
 @dataclass(frozen=True)
 class RegressConfig(Resolvable):
+    task: ClassVar[str] = "regression"  # (components.tasks)
+
     data: RegressDataConfig = field(default_factory=RegressDataConfig)
     model: str = "linear"  # or a user's model: an import path package.module:NAME
     loss: LossConfig = field(default_factory=LossConfig)
@@ -287,6 +289,8 @@ class ClassifyLossConfig(LossConfig):
 
 @dataclass(frozen=True)
 class ClassifyConfig(Resolvable):
+    task: ClassVar[str] = "classification"  # (components.tasks)
+
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: ClassifyLossConfig = field(default_factory=ClassifyLossConfig)

@@ -548,7 +548,10 @@ AnyProblem = Union[RegressionProblem, ClassificationProblem]
 
 
 def build_problem(cfg: Union[RegressConfig, ClassifyConfig]) -> AnyProblem:
-    """The prepared problem of a (resolved) regress or classify config."""
-    if isinstance(cfg, ClassifyConfig):
-        return ClassificationProblem(cfg)
-    return RegressionProblem(cfg)
+    """The prepared problem of a (resolved) one-run config: its task's problem class (components.tasks)."""
+    import importlib
+
+    from losslab.components.tasks import task
+
+    module, _, name = task(cfg.task).problem.partition(":")
+    return getattr(importlib.import_module(module), name)(cfg)

@@ -106,9 +106,12 @@ def read(path: str, role: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def task_of(doc: dict[str, Any]) -> str:
-    if doc.get("task") in ("regression", "classification"):
+    """A result's task: as it says, else its single-run command's (components.tasks), else the first task's."""
+    from losslab.components.tasks import NAMES, TASKS
+
+    if doc.get("task") in NAMES:
         return str(doc["task"])
-    return "classification" if doc.get("command") == "classify" else "regression"
+    return next((t.name for t in TASKS if t.flag == doc.get("command")), TASKS[0].name)
 
 
 def of_result(doc: dict[str, Any], rows: Sequence[dict[str, Any]], source: str, role: str) -> Side:
