@@ -24,6 +24,14 @@ def tutorial_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x).float(), torch.from_numpy(y).float()
 
 
+def written(out: Any) -> list[str]:
+    """The files a command wrote into its --out folder, without those an output consumer registered for itself
+    (`CONSUMERS.register(..., files=...)`): what the command itself is answerable for."""
+    from losslab.outputs.sinks import consumer_files
+
+    return sorted(p.name for p in out.iterdir() if p.name not in consumer_files())
+
+
 class Run:
     def __init__(self, result: Any):
         self.exit_code = result.exit_code

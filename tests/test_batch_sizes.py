@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import written
 from losslab.engine.runs import RunSpec
 
 CLASSIFY = ("--task", "classify", "--subset", "300", "--epochs", "3", "--model", "mlp", "--hidden", "16")
@@ -69,7 +70,7 @@ def test_one_tensorboard_run_per_rate_batch_size_and_seed(cli, tmp_path):
     folders = sorted(p.name for p in (board / "lr-sweep").iterdir())
     assert len(folders) == 8 and not any("version" in f for f in folders)
     assert "sgd-lr0.1-batch_size40-seed1" in folders
-    assert sorted(p.name for p in out.iterdir()) == ["batch_sizes.png", "history.csv", "result.json", "sweep.png"]
+    assert written(out) == ["batch_sizes.png", "history.csv", "result.json", "sweep.png"]
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["seed", "lr", "batch_size", "epoch"]
     assert "batch 10" in run.stdout and "best rate per batch size" in run.stdout

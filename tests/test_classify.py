@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import classify_run as classify
+from conftest import written
 from losslab.components.datasets import load_classification
 from losslab.components.losses import build_loss
 from losslab.components.models import build_classifier
@@ -181,7 +182,7 @@ def test_cli_classify_json_gates_and_files(cli, tmp_path):
     assert doc["command"] == "classify" and len(doc["confusion_matrix"]) == 10
     assert set(doc["per_class_accuracy"]) == {str(i) for i in range(10)}
     assert [e["passed"] for e in doc["expectations"]] == [True, False]
-    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "curves.png", "history.csv", "result.json"]
+    assert written(out) == ["confusion.png", "curves.png", "history.csv", "result.json"]
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header == ("epoch,train_loss,grad_norm,grad_norm/1.weight,grad_norm/1.bias,grad_norm/3.weight,"
                       "grad_norm/3.bias,update_ratio/1.weight,update_ratio/1.bias,update_ratio/3.weight,"

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import written
 from losslab.cli import app
 from losslab.components.losses import LOSSES
 from losslab.components.optimizers import OPTIMIZERS
@@ -61,7 +62,7 @@ def test_out_writes_result_history_and_plot(cli, tmp_path):
     out = tmp_path / "run1"
     run = cli("regress", "--epochs", "50", "--quiet", "--out", str(out), "--json")
     assert run.exit_code == 0, run.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "loss.png", "result.json"]
+    assert written(out) == ["history.csv", "loss.png", "result.json"]
     assert json.loads((out / "result.json").read_text()) == run.json()
     lines = (out / "history.csv").read_text().splitlines()
     assert lines[0] == ("epoch,train_loss,w,b,grad_norm,grad_norm/weight,grad_norm/bias,update_ratio/weight,"

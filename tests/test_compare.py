@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import regress_run as regress
+from conftest import written
 from losslab.commands.compare_optimizers import compare as compare_optimizers
 from losslab.components.regression_data import synthetic
 from losslab.config import CompareConfig, OptimConfig, RegressConfig, TrainConfig
@@ -133,7 +134,7 @@ def test_cli_compare_json_and_gates(cli, tmp_path):
     assert doc["optimizers"]["adam"]["lr"] == 0.05 and doc["optimizers"]["adam"]["lr_source"] == "--lr-for"
     assert len(doc["optimizers"]["sgd"]["runs"]) == 2
     assert [e["passed"] for e in doc["expectations"]] == [True, False]
-    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "history.csv", "result.json"]
+    assert written(out) == ["curves.png", "history.csv", "result.json"]
     lines = (out / "history.csv").read_text().splitlines()
     assert lines[0].startswith("optimizer,seed,lr,epoch,train_loss") and len(lines) == 1 + 2 * 2 * 300
 

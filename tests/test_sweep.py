@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tutorial_tensors
+from conftest import tutorial_tensors, written
 from losslab.commands.lr_sweep import grid_sweep, lightning, min_loss_tenth, range_test, steepest, valley
 from losslab.components.regression_data import synthetic
 from losslab.config import OptimConfig, RegressConfig, SweepConfig, TrainConfig
@@ -121,7 +121,7 @@ def test_cli_grid_json_and_gates(cli, tmp_path):
     doc = run.json()
     assert doc["mode"] == "grid" and len(doc["rates"]) == 5 and len(doc["results"]) == 5
     assert [e["passed"] for e in doc["expectations"]] == [True, False]
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["history.csv", "result.json", "sweep.png"]
+    assert written(tmp_path / "o") == ["history.csv", "result.json", "sweep.png"]
 
 
 def test_cli_range_test_json(cli, tmp_path):

@@ -54,10 +54,7 @@ class RunInfo:
 
 
 class Consumer:
-    """Override only the hooks you need; the engines skip `on_batch_end` for consumers that do not. A consumer
-    that writes files into the command's --out folder names them in `files` (checked before training)."""
-
-    files: tuple[str, ...] = ()
+    """Override only the hooks you need; the engines skip `on_batch_end` for consumers that do not."""
 
     def on_command_begin(self, command: str) -> None:
         """Once, before the command's first run (or check)."""

@@ -28,7 +28,14 @@ class OutputContext:
     many: bool = False
 
 
+# factory(ctx) -> a consumer, or None when it has nothing to do for this command; `files=` (meta): what it writes
+# into --out
 CONSUMERS: Registry[Callable[[OutputContext], Optional[Consumer]]] = Registry("output consumer", "")
+
+
+def consumer_files() -> set[str]:
+    """Every file a registered consumer may write into --out."""
+    return {name for entry in CONSUMERS for name in entry.meta.get("files", ())}
 
 
 def dispatcher(ctx: OutputContext, own: Sequence[Consumer] = ()) -> Dispatcher:
@@ -37,9 +44,10 @@ def dispatcher(ctx: OutputContext, own: Sequence[Consumer] = ()) -> Dispatcher:
     (commands.common) ends it."""
     from losslab.config import check_out_dir
 
-    extra = [c for c in (entry.factory(ctx) for entry in CONSUMERS) if c is not None]
-    # the files a consumer writes into --out (Consumer.files), checked with the command's own before any work
-    check_out_dir(ctx.out, tuple(name for c in extra for name in getattr(c, "files", ())))
+    made = [(entry, entry.factory(ctx)) for entry in CONSUMERS]
+    extra = [c for _, c in made if c is not None]
+    # the files a consumer writes into --out (its registration's `files`), checked before any work
+    check_out_dir(ctx.out, tuple(name for entry, c in made if c is not None for name in entry.meta.get("files", ())))
     events = Dispatcher([*own, *extra])
     events.on_command_begin(ctx.command)
     return events
