@@ -165,7 +165,8 @@ class BatchSizesResult:
         answer = "; ".join(f"batch {b}: --lr {lr:.3g}" for b, lr in suggested.items() if lr is not None)
         for entry in pooled:
             if answer:
-                entry["suggestion"] = re.sub(r"try --lr [0-9.e+-]+", f"use the rate this sweep suggests ({answer})",
+                entry["suggestion"] = re.sub(r"try --lr [0-9.e+-]+", f"use the rate this sweep suggests for each "
+                                             f"batch size — {answer} —",
                                              entry.get("suggestion") or "")
         return pooled
 
