@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from losslab.commands.common import (
-    DATA_FILES,
     DIAGNOSIS_CHOICES,
-    SHARPNESS_PLOT,
     Output,
     Plot,
     Where,
     check_gates,
+    check_outputs,
     clipping_note,
     context,
     diagnosis_notes,
@@ -24,7 +23,7 @@ from losslab.commands.common import (
     model_notes,
     sharpness_plots,
 )
-from losslab.config import ClassifyConfig, ModelConfig, check_out_dir
+from losslab.config import ClassifyConfig, ModelConfig
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.loop import batch_generator
 from losslab.engine.problems import ClassificationProblem
@@ -326,9 +325,7 @@ def terminal_curves(result: ClassifyResult) -> str:
 def experiment(cfg: ClassifyConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS + (SHARPNESS_PLOT,) * bool(cfg.train.track_sharpness),
-                  records=cfg.records)
-    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+    check_outputs(cfg, PLOTS)
     problem = ClassificationProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 

@@ -300,6 +300,17 @@ def one_by_one_notes(reason: Optional[str]) -> list[str]:
 SHARPNESS_PLOT = "sharpness.png"  # with --track-sharpness: the sharpness against 2/lr
 
 
+def check_outputs(cfg: Any, plots: Sequence[str], sharpness: bool = True) -> None:
+    """Before anything trains: --out can take the result files, the command's `plots` (and, with
+    --track-sharpness and `sharpness`, the sharpness plot) and every epoch record; --tensorboard every record."""
+    from losslab.config import check_out_dir
+
+    run = getattr(cfg, "run", cfg)  # a many-run command's one-run settings
+    tracked = sharpness and bool(run.train.track_sharpness)
+    check_out_dir(cfg.out, DATA_FILES + tuple(plots) + (SHARPNESS_PLOT,) * tracked, records=cfg.records)
+    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+
+
 def sharpness_plots(records: Sequence[Mapping[str, Any]], title: str) -> list[Plot]:
     """The sharpness plot of a run whose records measured it (none otherwise)."""
     if not any("sharpness" in r for r in records):

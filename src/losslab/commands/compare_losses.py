@@ -14,13 +14,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from losslab.commands.common import (
-    DATA_FILES,
     DIAGNOSIS_CHOICES,
     Output,
     Plot,
     Where,
     all_runs,
     check_gates,
+    check_outputs,
     context,
     entries_document,
     finish,
@@ -33,7 +33,7 @@ from losslab.commands.common import (
 )
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
-from losslab.config import CompareLossesConfig, RegressConfig, check_out_dir
+from losslab.config import CompareLossesConfig, RegressConfig
 from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import (
@@ -493,8 +493,7 @@ def terminal_curves(result: CompareLossesResult) -> str:
 def experiment(cfg: CompareLossesConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS, records=cfg.records)
-    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+    check_outputs(cfg, PLOTS, sharpness=False)
     problem, heldout, rows, held = prepare(cfg)
     check_losses(cfg, problem)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (
-    DATA_FILES,
     DIAGNOSIS_CHOICES,
-    SHARPNESS_PLOT,
     Output,
     Plot,
     Where,
     all_runs,
     check_gates,
+    check_outputs,
     columns_note,
     context,
     default_target,
@@ -31,7 +30,7 @@ from losslab.commands.common import (
     settle,
     verdict,
 )
-from losslab.config import ClassifyConfig, CompareConfig, check_out_dir
+from losslab.config import ClassifyConfig, CompareConfig
 from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -389,9 +388,7 @@ def terminal_curves(result: CompareResult) -> str:
 def experiment(cfg: CompareConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
-    check_out_dir(cfg.out, DATA_FILES + PLOTS + (SHARPNESS_PLOT,) * bool(cfg.run.train.track_sharpness),
-                  records=cfg.records)
-    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+    check_outputs(cfg, PLOTS)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg, problem), DIAGNOSIS_CHOICES)
 

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (
-    DATA_FILES,
     DIAGNOSIS_CHOICES,
-    SHARPNESS_PLOT,
     Output,
     Plot,
     Where,
     check_gates,
+    check_outputs,
     clipping_note,
     context,
     diagnosis_notes,
@@ -24,7 +23,7 @@ from losslab.commands.common import (
     model_notes,
     sharpness_plots,
 )
-from losslab.config import RegressConfig, check_out_dir
+from losslab.config import RegressConfig
 from losslab.engine.events import Consumer
 from losslab.engine.problems import RegressionProblem
 from losslab.engine.runs import RunSpec, Start, execute, run_info
@@ -192,9 +191,7 @@ def experiment(cfg: RegressConfig, *, json_out: bool = False, quiet: bool = Fals
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     # validate everything that can be checked before training
-    check_out_dir(cfg.out, DATA_FILES + PLOTS + (SHARPNESS_PLOT,) * bool(cfg.train.track_sharpness),
-                  records=cfg.records)
-    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+    check_outputs(cfg, PLOTS)
     problem = RegressionProblem(cfg)
     check_names(cfg.gates.expect, metric_names(problem), DIAGNOSIS_CHOICES)
 

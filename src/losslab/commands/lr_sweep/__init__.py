@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from losslab.commands.common import (
-    DATA_FILES,
     DIAGNOSIS_CHOICES,
-    SHARPNESS_PLOT,
     Output,
     Where,
     check_gates,
+    check_outputs,
     context,
     finish,
     run_records,
@@ -61,7 +60,7 @@ from losslab.commands.lr_sweep.range import (  # (the range test's API)
     suggestions,
     valley,
 )
-from losslab.config import SweepConfig, check_out_dir
+from losslab.config import SweepConfig
 from losslab.engine.problems import AnyProblem, build_problem
 from losslab.engine.range_test import schedule
 from losslab.expect import check_names
@@ -125,9 +124,7 @@ def experiment(cfg: SweepConfig, *, json_out: bool = False, quiet: bool = False)
     """The command's checks, training and results, up to its outputs (what the CLI and the Python API share)."""
     cfg = cfg.resolved()
     plots = RANGE_PLOTS if cfg.range_test else BATCH_PLOTS if cfg.batch_sizes else GRID_PLOTS
-    check_out_dir(cfg.out, DATA_FILES + plots
-                  + (SHARPNESS_PLOT,) * bool(cfg.run.train.track_sharpness), records=cfg.records)
-    check_out_dir(cfg.tensorboard, option="--tensorboard", records=cfg.records)
+    check_outputs(cfg, plots)
     problem = build_problem(cfg.run)
     check_names(cfg.gates.expect, metric_names(cfg), DIAGNOSIS_CHOICES)
     console = make_console(stderr=json_out)
