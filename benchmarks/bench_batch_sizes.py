@@ -32,7 +32,7 @@ def main() -> None:
                                                                       device="cpu")).resolved()
     problem = ClassificationProblem(cfg)
     rates = [1e-4 * (1.0 / 1e-4) ** (i / 7) for i in range(8)]
-    specs = [RunSpec(f"{lr:.3g}, batch {b}", replace(cfg.optim, lr=lr), 0, train=(("batch_size", b),))
+    specs = [RunSpec(f"{lr:.3g}, batch {b}", replace(cfg.optim, lr=lr), 0, changes=(("train.batch_size", b),))
              for b in SIZES for lr in rates]
     run_trials(problem, specs[:2], vectorize=False)  # warm up: the first optimizer's construction
     run_trials(problem, specs[:2], vectorize=True)

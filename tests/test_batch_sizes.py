@@ -110,5 +110,31 @@ def test_a_run_spec_overriding_the_batch_size_is_told_apart_by_its_key():
     from losslab.config import OptimConfig
 
     plain = RunSpec("g", OptimConfig("sgd", lr=0.1), 0)
-    small = RunSpec("g", OptimConfig("sgd", lr=0.1), 0, train=(("batch_size", 8),))
+    small = RunSpec("g", OptimConfig("sgd", lr=0.1), 0, changes=(("train.batch_size", 8),))
     assert plain.key() != small.key() and ("batch_size", 8) in small.key()
+
+
+def test_a_run_may_change_any_field_of_its_config_the_model_width_or_the_data_seed():
+    """A change outside the training settings gives the run a problem prepared from the changed config: the same
+    numbers as a problem built from that config directly."""
+    from dataclasses import replace
+
+    from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, TrainConfig
+    from losslab.engine.problems import build_problem
+    from losslab.engine.trials import run_trials
+
+    cfg = ClassifyConfig(data=ClassifyDataConfig(dataset="blobs"), model=ModelConfig("mlp", hidden=16),
+                         train=TrainConfig(epochs=3, device="cpu")).resolved()
+    changes = [(("model.hidden", 32),), (("data.data_seed", 7),), (("train.batch_size", 16), ("model.depth", 2))]
+    specs = [RunSpec(str(c), cfg.optim, 0, changes=c) for c in changes] + [RunSpec("as is", cfg.optim, 0)]
+    together, _ = run_trials(build_problem(cfg), specs)
+    references = [replace(cfg, model=replace(cfg.model, hidden=32)),
+                  replace(cfg, data=replace(cfg.data, data_seed=7)),
+                  replace(cfg, train=replace(cfg.train, batch_size=16), model=replace(cfg.model, depth=2))]
+    for got, ref in zip(together, references):
+        alone, _ = run_trials(build_problem(ref.resolved()), [RunSpec("ref", cfg.optim, 0)])
+        assert got.status == "ok" and got.metrics["final_loss"] == alone[0].metrics["final_loss"]
+        assert got.records[-1]["train_loss"] == alone[0].records[-1]["train_loss"]
+    finals = {r.metrics["final_loss"] for r in together}
+    assert len(finals) == 4  # each change changed the run
+    assert together[2].spec.changed() == {"batch_size": 16, "depth": 2}

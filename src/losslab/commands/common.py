@@ -340,7 +340,7 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     """One run of a many-run command in its JSON document: identity, status, final metrics, convergence."""
     from losslab.stats import epochs_to_target, run_best_loss
 
-    doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, **dict(r.spec.train), "status": r.status,
+    doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, **r.spec.changed(), "status": r.status,
            "epochs_run": r.epochs_run, "elapsed_s": r.elapsed_s,
            **{k: v for k, v in r.metrics.items() if k != "confusion"}}
     if r.error:
@@ -385,7 +385,7 @@ def run_records(results: Sequence[Any], group_key: Optional[str]) -> list[dict[s
     for r in results:
         head = {group_key: r.spec.group} if group_key else {}
         for rec in r.records:
-            rows.append({**head, "seed": r.spec.seed, "lr": r.spec.optim.lr, **dict(r.spec.train), **rec})
+            rows.append({**head, "seed": r.spec.seed, "lr": r.spec.optim.lr, **r.spec.changed(), **rec})
     return rows
 
 

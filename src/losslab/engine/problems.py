@@ -60,20 +60,28 @@ class Problem:
         self.base: "Problem" = self  # the problem a view was made from (itself when it is not a view)
 
     def for_run(self, spec: Any) -> "Problem":
-        """The problem as a run spec sees it: this one, or (when the spec overrides training settings such as
-        the batch size) a view that shares its data, model factory, losses and halving budget and differs only
-        in `train_cfg` (and, for streamed data, batches cut to the new size)."""
+        """The problem as a run spec sees it: this one, or one with the spec's `changes` made (made once, kept).
+        Changes of training settings only (`train.batch_size`, `train.epochs`, `train.schedule`, ...) give a view
+        that shares this problem's data, model factory, losses and halving budget and differs in `train_cfg`
+        (and, for streamed data, batches cut to the new size); any other change (`model.hidden`,
+        `data.data_seed`) gives a problem prepared from the changed config."""
         base = self.base
-        if not spec.train:
+        if not spec.changes:
             return base
-        view = base._views.get(spec.train)
+        view = base._views.get(spec.changes)
         if view is None:
-            view = copy.copy(base)
+            cfg = base.cfg
+            for path, value in spec.changes:
+                cfg = changed(cfg, path, value)
+            if all(path.startswith("train.") for path, _ in spec.changes):
+                view = copy.copy(base)
+                view.train_cfg = cfg.train
+                if base.source.streamed and view.train_cfg.batch_size != base.train_cfg.batch_size:
+                    view.source = base.source.rebatched(view.train_cfg.batch_size or 64)
+            else:
+                view = build_problem(cfg.resolved())
             view.base = base
-            view.train_cfg = replace(base.train_cfg, **dict(spec.train))
-            if base.source.streamed and view.train_cfg.batch_size != base.train_cfg.batch_size:
-                view.source = base.source.rebatched(view.train_cfg.batch_size or 64)
-            base._views[spec.train] = view
+            base._views[spec.changes] = view
         view.until = base.until  # (a halving rung sets the base's)
         return view
 
@@ -126,6 +134,14 @@ class Problem:
     def final_metrics(self, model: torch.nn.Module, loss_fn: Optional[LossFn] = None) -> dict[str, Any]:
         """Metrics of the trained model; always has `final_loss`."""
         raise NotImplementedError
+
+
+def changed(cfg: Any, path: str, value: Any) -> Any:
+    """A config with the field at dotted `path` (`train.batch_size`) set to `value`, validated again."""
+    head, _, rest = path.partition(".")
+    if not hasattr(cfg, head):
+        raise ConfigError("changes", f"{path}: the run's config has no field {head!r}")
+    return replace(cfg, **{head: changed(getattr(cfg, head), rest, value) if rest else value})
 
 
 def materialise(model: torch.nn.Module, source: Any, spec: str) -> torch.nn.Module:

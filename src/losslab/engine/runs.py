@@ -31,14 +31,15 @@ _NO_EVENTS = Consumer()
 @dataclass(frozen=True)
 class RunSpec:
     """One run: what it is compared under (`group`), its optimizer and loss, the seed of its initial weights
-    and batch order, and the training settings it changes from the problem's (`train`: TrainConfig fields and
-    values, e.g. (("batch_size", 32),)). `loss` None trains with the problem's own loss."""
+    and batch order, and any other field of the run's config it sets otherwise than the problem (`changes`: dotted
+    paths and values, e.g. (("train.batch_size", 32),), (("model.hidden", 64),), (("data.data_seed", 3),);
+    `Problem.for_run` applies them). `loss` None trains with the problem's own loss."""
 
     group: str
     optim: OptimConfig
     seed: int
     loss: Optional[LossConfig] = None
-    train: tuple[tuple[str, Any], ...] = ()  # overrides of the problem's TrainConfig (Problem.for_run applies them)
+    changes: tuple[tuple[str, Any], ...] = ()
     resume: Optional["Paused"] = field(default=None, compare=False, repr=False)  # continue a run a rung paused
 
     def resumed(self, paused: Optional["Paused"]) -> "RunSpec":
@@ -50,7 +51,11 @@ class RunSpec:
         parts: list[tuple[str, Any]] = [("optimizer", self.optim.name)]
         if self.loss is not None and loss is not None:
             parts.append(("loss", loss))
-        return (*parts, ("lr", float(self.optim.lr or 0.0)), *self.train, ("seed", self.seed))
+        return (*parts, ("lr", float(self.optim.lr or 0.0)), *self.changed().items(), ("seed", self.seed))
+
+    def changed(self) -> dict[str, Any]:
+        """Its changes by field name (`batch_size`), as its key, JSON row and history.csv row name them."""
+        return {path.rsplit(".", 1)[-1]: value for path, value in self.changes}
 
 
 @dataclass

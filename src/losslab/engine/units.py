@@ -23,7 +23,7 @@ def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> 
         if vectorize and len(specs) > 1 else []  # (a paused run goes on alone, from its own state)
     groups: dict[tuple[tuple[str, object], ...], list[int]] = {}
     for i in stackable:
-        groups.setdefault(specs[i].train, []).append(i)
+        groups.setdefault(specs[i].changes, []).append(i)
     stacks = []
     for group in groups.values():
         why = stacked.unsupported(problem.for_run(specs[group[0]]), [specs[i] for i in group]) \

@@ -157,7 +157,7 @@ class BatchSizesResult:
         suggested = {b: grid.suggested_lr for b, grid in self.sizes.items()}
 
         def keep(run: Any, finding: Any) -> bool:
-            lr = suggested.get(dict(run.spec.train).get("batch_size", 0))
+            lr = suggested.get(run.spec.changed().get("batch_size", 0))
             return not (lr is not None and (run.spec.optim.lr or 0) < lr and finding.code in EXPECTED_IN_A_SWEEP)
 
         pooled = pooled_diagnosis([r for grid in self.sizes.values() for rs in grid.runs.values() for r in rs],
@@ -195,7 +195,7 @@ def batch_sweep(cfg: SweepConfig, problem: AnyProblem, events: Consumer = Consum
     check_sizes(sizes, problem.n)
     seeds = [cfg.run.train.seed + i for i in range(cfg.seeds)]
     target = cfg.target if cfg.target is not None else default_target(problem)
-    specs = [RunSpec(size_label(lr, b), replace(cfg.run.optim, lr=lr), seed, train=(("batch_size", b),))
+    specs = [RunSpec(size_label(lr, b), replace(cfg.run.optim, lr=lr), seed, changes=(("train.batch_size", b),))
              for b in sizes for seed in seeds for lr in cfg.grid()]
     results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)
     grids: dict[int, GridResult] = {}
