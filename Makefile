@@ -21,12 +21,14 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 
+# two workers (the machines have two cores); the Ray modules share one worker (xdist_group "ray"): one runtime
+# at a time
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # feedback in about a minute: everything but the tests marked slow (real processes, Ray, long training)
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup
 
 run: setup
 	$(VENV)/bin/losslab regress --optim adam --lr 0.01

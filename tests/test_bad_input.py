@@ -528,15 +528,22 @@ def test_a_tensorboard_run_folder_in_the_way_gets_a_version_and_a_read_only_one_
         assert_one_line(run("regress", "--epochs", "3", "--tensorboard", str(tmp_path / "tb")), 2, "--tensorboard")
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """One classify checkpoint (a real --save) that each damage below starts from."""
+    path = tmp_path_factory.mktemp("checkpoint") / "c.pt"
+    assert run("classify", "--epochs", "1", "--save", str(path), "--quiet").returncode == 0
+    return path
+
+
 @pytest.mark.parametrize("damage, needle", [
     (lambda c: c.pop("optimizer"), "has no 'optimizer'"), (lambda c: c.update(epoch="two"), "'epoch' is a str"),
     (lambda c: c.update(state_dict={k: v[:1] for k, v in c["state_dict"].items()}), "weights"),
     (lambda c: c.update(generator=__import__("torch").zeros(3, dtype=__import__("torch").uint8)), "generator")])
-def test_damaged_checkpoints_are_one_line(tmp_path, damage, needle):
+def test_damaged_checkpoints_are_one_line(tmp_path, checkpoint, damage, needle):
     import torch
 
-    assert run("classify", "--epochs", "1", "--save", str(tmp_path / "c.pt"), "--quiet").returncode == 0
-    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    ckpt = torch.load(checkpoint, weights_only=True)
     damage(ckpt)
     torch.save(ckpt, tmp_path / "d.pt")
     assert_one_line(run("classify", "--epochs", "3", "--resume", str(tmp_path / "d.pt")), 2, needle)

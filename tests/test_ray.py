@@ -8,7 +8,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 # every test here runs real processes (or a Ray runtime): `make test-fast` leaves them out
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray runtime at a time
 
 from test_executors import SWEEPS, dying_loss, interrupted_sweep, retried_then_reported, same_numbers  # noqa: E402,F401
 

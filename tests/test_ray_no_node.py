@@ -13,7 +13,7 @@ pytest.importorskip("ray")
 
 from test_ray_cluster import ENV, LOSSLAB, SLOWISH, cluster, stop  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray runtime at a time
 
 
 @pytest.fixture
