@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 
 def losslab_bin() -> str:
@@ -30,3 +31,18 @@ def ratio_to_regress(cmd: list[str], repeats: int) -> tuple[float, list[float], 
         ones.append(wall(one))
         many.append(wall(cmd))
     return min(many) / min(ones), ones, many
+
+
+def alternating_pairs(timed: Callable[[bool], tuple[float, Any]],
+                      pairs: int) -> tuple[list[float], list[float], list[float], Any, Any]:
+    """`timed(False)` then `timed(True)`, `pairs` times (a noisy neighbour slows both sides of a pair alike): their
+    times, each pair's ratio false/true, and the last outputs of each side."""
+    off_times, on_times, ratios = [], [], []
+    off = on = None
+    for _ in range(pairs):
+        t, off = timed(False)
+        off_times.append(t)
+        t, on = timed(True)
+        on_times.append(t)
+        ratios.append(off_times[-1] / on_times[-1])
+    return off_times, on_times, ratios, off, on

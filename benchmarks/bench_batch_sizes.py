@@ -14,6 +14,8 @@ import statistics
 import time
 from dataclasses import replace
 
+from _common import alternating_pairs  # benchmarks/ is on sys.path when run as a script
+
 from losslab.config import ClassifyConfig, ClassifyDataConfig, ModelConfig, OptimConfig, TrainConfig
 from losslab.engine.problems import ClassificationProblem
 from losslab.engine.runs import RunSpec
@@ -45,13 +47,7 @@ def main() -> None:
         assert all(r.stacked_with == (8 if vectorize else 1) for r in results)  # one stacked unit per batch size
         return took, [(r.status, r.metrics.get("final_loss", float("nan"))) for r in results]
 
-    seq_times, vec_times, ratios = [], [], []
-    for _ in range(args.pairs):  # alternating pairs: a noisy neighbour slows both sides of a pair alike
-        t, seq = timed(False)
-        seq_times.append(t)
-        t, vec = timed(True)
-        vec_times.append(t)
-        ratios.append(seq_times[-1] / vec_times[-1])
+    seq_times, vec_times, ratios, seq, vec = alternating_pairs(timed, args.pairs)
     gaps = [abs(a - b) / abs(a) for (sa, a), (sb, b) in zip(seq, vec) if sa == sb == "ok"]
     calm = [g for g, lr in zip(gaps, [lr for _ in SIZES for lr in rates]) if lr <= 0.01]
     print(f"{len(SIZES)} batch sizes {SIZES} x {len(rates)} rates x {args.epochs} epochs (digits, mlp 64, adam):")

@@ -14,7 +14,7 @@ import gc
 import statistics
 import time
 
-from _common import losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path when run as a script
+from _common import alternating_pairs, losslab_bin, ratio_to_regress  # benchmarks/ is on sys.path when run as a script
 
 from losslab.components.regression_data import synthetic
 from losslab.config import OptimConfig, RegressConfig, TrainConfig
@@ -36,7 +36,6 @@ def main() -> None:
     trials = [RunSpec(f"{lr:.3g}", OptimConfig(args.optim, lr=lr), 0) for lr in lrs]
     run_trials(problem, trials[:2], vectorize=False)  # warm up: first optimizer construction
     run_trials(problem, trials[:2], vectorize=True)
-    ratios, seq_times, vec_times = [], [], []
 
     def timed(vectorize: bool) -> tuple[float, list[tuple[str, dict[str, float]]]]:
         """Wall time of one sweep and each run's (status, final weights); the records are dropped before the
@@ -47,12 +46,7 @@ def main() -> None:
         took = time.perf_counter() - start
         return took, [(r.status, r.metrics.get("params", {})) for r in results]
 
-    for _ in range(args.pairs):  # alternating pairs: a noisy neighbour slows both sides of a pair alike
-        t, seq = timed(False)
-        seq_times.append(t)
-        t, vec = timed(True)
-        vec_times.append(t)
-        ratios.append(seq_times[-1] / vec_times[-1])
+    seq_times, vec_times, ratios, seq, vec = alternating_pairs(timed, args.pairs)
     t_seq, t_vec, speedup = statistics.median(seq_times), statistics.median(vec_times), statistics.median(ratios)
     worst = 0.0
     for (s_status, s_params), (v_status, v_params) in zip(seq, vec):

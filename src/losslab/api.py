@@ -298,8 +298,8 @@ def _signature(command: str) -> Any:
     names, defaults = SIGNATURES[command]
     typed = getattr(api_types, class_name(command), None)
     kinds = typing.get_type_hints(typed) if typed is not None else {n: OPTS[n].type for n in names}
-    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name), annotation=kind)
-              for name, kind in kinds.items() if name not in SKIPPED]
+    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name),
+                                annotation=kinds[name]) for name in names if name in kinds and name not in SKIPPED]
     params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool))
     return inspect.Signature(params, return_annotation=Result)
 

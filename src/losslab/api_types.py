@@ -6,29 +6,19 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence, TypedDict, Union
 
 
-class RegressOptions(TypedDict, total=False):
-    """`losslab.regress(...)`: the options of `losslab regress`."""
+class TrainingOptions(TypedDict, total=False):
+    """The options every training command takes."""
 
-    optim: str
     lr: Optional[float]
-    momentum: Optional[float]
-    weight_decay: Optional[float]
-    betas: Optional[Union[str, Sequence[float]]]
-    eps: Optional[float]
     dataset: Optional[Union[str, Any]]
     model: Optional[Union[str, type, Callable[..., Any], Any]]
     loss: Optional[Union[str, Callable[..., Any]]]
     no_check_loss: bool
-    delta: float
     samples: Optional[int]
     features: Optional[Union[str, Sequence[str]]]
-    true_w: Optional[Union[str, Sequence[float]]]
-    true_b: float
-    noise: float
     data_seed: int
     data: Optional[Any]
     target: Optional[str]
-    standardize: Optional[bool]
     epochs: Optional[int]
     batch_size: Optional[int]
     clip_grad_norm: Optional[float]
@@ -47,20 +37,23 @@ class RegressOptions(TypedDict, total=False):
     threads: Optional[int]
     track_sharpness: Optional[int]
     sharpness_samples: int
-    save: Optional[str]
     out: Optional[str]
     plot: Optional[bool]
-    tensorboard: Optional[str]
-    expect: Optional[Union[str, Sequence[str]]]
-    target_loss: Optional[float]
 
 
-class ClassifyOptions(TypedDict, total=False):
-    """`losslab.classify(...)`: the options of `losslab classify`."""
+class RegressTaskOptions(TypedDict, total=False):
+    """The options of --task regress."""
 
-    dataset: Optional[Union[str, Any]]
-    data: Optional[Any]
-    target: Optional[str]
+    delta: float
+    true_w: Optional[Union[str, Sequence[float]]]
+    true_b: float
+    noise: float
+    standardize: Optional[bool]
+
+
+class ClassifyTaskOptions(TypedDict, total=False):
+    """The options of --task classify."""
+
     data_dir: Optional[str]
     val_dir: Optional[str]
     image_size: Optional[str]
@@ -70,64 +63,60 @@ class ClassifyOptions(TypedDict, total=False):
     download: bool
     subset: Optional[int]
     val_fraction: float
-    data_seed: int
     classes: int
-    samples: Optional[int]
-    features: Optional[Union[str, Sequence[str]]]
     class_sep: float
     imbalance: Optional[float]
-    model: Optional[Union[str, type, Callable[..., Any], Any]]
     hidden: int
     depth: int
     activation: Optional[str]
     init: str
     dropout: float
     batch_norm: bool
-    loss: Optional[Union[str, Callable[..., Any]]]
-    no_check_loss: bool
     label_smoothing: float
     class_weights: Optional[str]
     gamma: float
+
+
+class ManyRunOptions(TrainingOptions, RegressTaskOptions, ClassifyTaskOptions, total=False):
+    """The options every many-run command takes besides."""
+
+    task: str
+
+
+class RegressOptions(TrainingOptions, RegressTaskOptions, total=False):
+    """`losslab.regress(...)`: the options of `losslab regress`."""
+
     optim: str
-    lr: Optional[float]
     momentum: Optional[float]
     weight_decay: Optional[float]
     betas: Optional[Union[str, Sequence[float]]]
     eps: Optional[float]
-    epochs: Optional[int]
-    batch_size: Optional[int]
-    clip_grad_norm: Optional[float]
-    clip_grad_value: Optional[float]
-    schedule: str
-    warmup: int
-    step_size: Optional[int]
-    milestones: Optional[Union[str, Sequence[int]]]
-    lr_gamma: float
-    eta_min: float
-    peak_lr: Optional[float]
-    lr_patience: int
-    lr_factor: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    track_sharpness: Optional[int]
-    sharpness_samples: int
-    patience: Optional[int]
     save: Optional[str]
-    resume: Optional[str]
-    out: Optional[str]
-    plot: Optional[bool]
     tensorboard: Optional[str]
     expect: Optional[Union[str, Sequence[str]]]
     target_loss: Optional[float]
 
 
-class CompareOptimizersOptions(TypedDict, total=False):
+class ClassifyOptions(TrainingOptions, ClassifyTaskOptions, total=False):
+    """`losslab.classify(...)`: the options of `losslab classify`."""
+
+    optim: str
+    momentum: Optional[float]
+    weight_decay: Optional[float]
+    betas: Optional[Union[str, Sequence[float]]]
+    eps: Optional[float]
+    patience: Optional[int]
+    save: Optional[str]
+    resume: Optional[str]
+    tensorboard: Optional[str]
+    expect: Optional[Union[str, Sequence[str]]]
+    target_loss: Optional[float]
+
+
+class CompareOptimizersOptions(ManyRunOptions, total=False):
     """`losslab.compare_optimizers(...)`: the options of `losslab compare-optimizers`."""
 
-    task: str
     optims: Optional[Union[str, Sequence[str]]]
-    lr: Optional[float]
     lr_for: Optional[Union[str, Sequence[str], dict[str, float]]]
     seeds: int
     tune: bool
@@ -143,70 +132,14 @@ class CompareOptimizersOptions(TypedDict, total=False):
     retries: int
     ray_address: Optional[str]
     cpus_per_trial: float
-    dataset: Optional[Union[str, Any]]
-    model: Optional[Union[str, type, Callable[..., Any], Any]]
-    loss: Optional[Union[str, Callable[..., Any]]]
-    no_check_loss: bool
-    delta: float
-    samples: Optional[int]
-    features: Optional[Union[str, Sequence[str]]]
-    true_w: Optional[Union[str, Sequence[float]]]
-    true_b: float
-    noise: float
-    data_seed: int
-    data: Optional[Any]
-    target: Optional[str]
-    standardize: Optional[bool]
-    data_dir: Optional[str]
-    val_dir: Optional[str]
-    image_size: Optional[str]
-    grayscale: bool
-    memory_budget: str
-    workers: int
-    download: bool
-    subset: Optional[int]
-    val_fraction: float
-    classes: int
-    class_sep: float
-    imbalance: Optional[float]
-    hidden: int
-    depth: int
-    activation: Optional[str]
-    init: str
-    dropout: float
-    batch_norm: bool
-    label_smoothing: float
-    class_weights: Optional[str]
-    gamma: float
-    epochs: Optional[int]
-    batch_size: Optional[int]
-    clip_grad_norm: Optional[float]
-    clip_grad_value: Optional[float]
-    schedule: str
-    warmup: int
-    step_size: Optional[int]
-    milestones: Optional[Union[str, Sequence[int]]]
-    lr_gamma: float
-    eta_min: float
-    peak_lr: Optional[float]
-    lr_patience: int
-    lr_factor: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    track_sharpness: Optional[int]
-    sharpness_samples: int
-    out: Optional[str]
-    plot: Optional[bool]
     tensorboard: Optional[str]
     expect: Optional[Union[str, Sequence[str]]]
     target_loss: Optional[float]
 
 
-class CompareLossesOptions(TypedDict, total=False):
+class CompareLossesOptions(ManyRunOptions, total=False):
     """`losslab.compare_losses(...)`: the options of `losslab compare-losses`."""
 
-    task: str
     losses: Optional[Union[str, Sequence[str]]]
     outliers: Optional[float]
     outlier_shift: float
@@ -222,74 +155,17 @@ class CompareLossesOptions(TypedDict, total=False):
     ray_address: Optional[str]
     cpus_per_trial: float
     optim: str
-    lr: Optional[float]
     momentum: Optional[float]
     weight_decay: Optional[float]
     betas: Optional[Union[str, Sequence[float]]]
     eps: Optional[float]
-    dataset: Optional[Union[str, Any]]
-    model: Optional[Union[str, type, Callable[..., Any], Any]]
-    loss: Optional[Union[str, Callable[..., Any]]]
-    no_check_loss: bool
-    delta: float
-    samples: Optional[int]
-    features: Optional[Union[str, Sequence[str]]]
-    true_w: Optional[Union[str, Sequence[float]]]
-    true_b: float
-    noise: float
-    data_seed: int
-    data: Optional[Any]
-    target: Optional[str]
-    standardize: Optional[bool]
-    data_dir: Optional[str]
-    val_dir: Optional[str]
-    image_size: Optional[str]
-    grayscale: bool
-    memory_budget: str
-    workers: int
-    download: bool
-    subset: Optional[int]
-    val_fraction: float
-    classes: int
-    class_sep: float
-    imbalance: Optional[float]
-    hidden: int
-    depth: int
-    activation: Optional[str]
-    init: str
-    dropout: float
-    batch_norm: bool
-    label_smoothing: float
-    class_weights: Optional[str]
-    gamma: float
-    epochs: Optional[int]
-    batch_size: Optional[int]
-    clip_grad_norm: Optional[float]
-    clip_grad_value: Optional[float]
-    schedule: str
-    warmup: int
-    step_size: Optional[int]
-    milestones: Optional[Union[str, Sequence[int]]]
-    lr_gamma: float
-    eta_min: float
-    peak_lr: Optional[float]
-    lr_patience: int
-    lr_factor: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    track_sharpness: Optional[int]
-    sharpness_samples: int
-    out: Optional[str]
-    plot: Optional[bool]
     tensorboard: Optional[str]
     expect: Optional[Union[str, Sequence[str]]]
 
 
-class LrSweepOptions(TypedDict, total=False):
+class LrSweepOptions(ManyRunOptions, total=False):
     """`losslab.lr_sweep(...)`: the options of `losslab lr-sweep`."""
 
-    task: str
     range_test: bool
     min_lr: Optional[float]
     max_lr: Optional[float]
@@ -310,75 +186,18 @@ class LrSweepOptions(TypedDict, total=False):
     cpus_per_trial: float
     target_accuracy: Optional[float]
     optim: str
-    lr: Optional[float]
     momentum: Optional[float]
     weight_decay: Optional[float]
     betas: Optional[Union[str, Sequence[float]]]
     eps: Optional[float]
-    dataset: Optional[Union[str, Any]]
-    model: Optional[Union[str, type, Callable[..., Any], Any]]
-    loss: Optional[Union[str, Callable[..., Any]]]
-    no_check_loss: bool
-    delta: float
-    samples: Optional[int]
-    features: Optional[Union[str, Sequence[str]]]
-    true_w: Optional[Union[str, Sequence[float]]]
-    true_b: float
-    noise: float
-    data_seed: int
-    data: Optional[Any]
-    target: Optional[str]
-    standardize: Optional[bool]
-    data_dir: Optional[str]
-    val_dir: Optional[str]
-    image_size: Optional[str]
-    grayscale: bool
-    memory_budget: str
-    workers: int
-    download: bool
-    subset: Optional[int]
-    val_fraction: float
-    classes: int
-    class_sep: float
-    imbalance: Optional[float]
-    hidden: int
-    depth: int
-    activation: Optional[str]
-    init: str
-    dropout: float
-    batch_norm: bool
-    label_smoothing: float
-    class_weights: Optional[str]
-    gamma: float
-    epochs: Optional[int]
-    batch_size: Optional[int]
-    clip_grad_norm: Optional[float]
-    clip_grad_value: Optional[float]
-    schedule: str
-    warmup: int
-    step_size: Optional[int]
-    milestones: Optional[Union[str, Sequence[int]]]
-    lr_gamma: float
-    eta_min: float
-    peak_lr: Optional[float]
-    lr_patience: int
-    lr_factor: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    track_sharpness: Optional[int]
-    sharpness_samples: int
-    out: Optional[str]
-    plot: Optional[bool]
     tensorboard: Optional[str]
     expect: Optional[Union[str, Sequence[str]]]
     target_loss: Optional[float]
 
 
-class LandscapeOptions(TypedDict, total=False):
+class LandscapeOptions(ManyRunOptions, total=False):
     """`losslab.landscape(...)`: the options of `losslab landscape`."""
 
-    task: str
     path_optims: Optional[Union[str, Sequence[str]]]
     line: bool
     plane: bool
@@ -387,63 +206,7 @@ class LandscapeOptions(TypedDict, total=False):
     span: float
     directions: str
     optim: str
-    lr: Optional[float]
     momentum: Optional[float]
     weight_decay: Optional[float]
     betas: Optional[Union[str, Sequence[float]]]
     eps: Optional[float]
-    dataset: Optional[Union[str, Any]]
-    model: Optional[Union[str, type, Callable[..., Any], Any]]
-    loss: Optional[Union[str, Callable[..., Any]]]
-    no_check_loss: bool
-    delta: float
-    samples: Optional[int]
-    features: Optional[Union[str, Sequence[str]]]
-    true_w: Optional[Union[str, Sequence[float]]]
-    true_b: float
-    noise: float
-    data_seed: int
-    data: Optional[Any]
-    target: Optional[str]
-    standardize: Optional[bool]
-    data_dir: Optional[str]
-    val_dir: Optional[str]
-    image_size: Optional[str]
-    grayscale: bool
-    memory_budget: str
-    workers: int
-    download: bool
-    subset: Optional[int]
-    val_fraction: float
-    classes: int
-    class_sep: float
-    imbalance: Optional[float]
-    hidden: int
-    depth: int
-    activation: Optional[str]
-    init: str
-    dropout: float
-    batch_norm: bool
-    label_smoothing: float
-    class_weights: Optional[str]
-    gamma: float
-    epochs: Optional[int]
-    batch_size: Optional[int]
-    clip_grad_norm: Optional[float]
-    clip_grad_value: Optional[float]
-    schedule: str
-    warmup: int
-    step_size: Optional[int]
-    milestones: Optional[Union[str, Sequence[int]]]
-    lr_gamma: float
-    eta_min: float
-    peak_lr: Optional[float]
-    lr_patience: int
-    lr_factor: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    track_sharpness: Optional[int]
-    sharpness_samples: int
-    out: Optional[str]
-    plot: Optional[bool]

@@ -56,12 +56,39 @@ def source() -> str:
              '`python -m losslab.cli.stubs`: do not edit; tests/test_api.py checks it is current)."""', "",
              "from __future__ import annotations", "",
              "from typing import Any, Callable, Optional, Sequence, TypedDict, Union", ""]
+    taken = {row.name: [n for n in SIGNATURES[row.name][0] if n not in SKIPPED] for row in COMMANDS}
+    many = [row for row in COMMANDS if row.many]
+
+    def common(rows: list[Any], but: list[str]) -> list[str]:
+        return [n for n in taken[rows[0].name] if n not in but and all(n in taken[r.name] for r in rows)]
+
+    everyone = common(list(COMMANDS), [])
+    shared = common(many, everyone) if many else []
+
+    def block(name: str, base: str, doc: str, options: list[str]) -> list[str]:
+        return ["", f"class {name}({base}, total=False):", f'    """{doc}"""', "",
+                *(f"    {o}: {python_type(o, OPTS[o].type)}" for o in options), ""]
+
+    from losslab.components.tasks import TASKS
+
+    lines += block("TrainingOptions", "TypedDict", "The options every training command takes.", everyone)
+    bases: dict[str, list[str]] = {}  # a task's options, for its single-run command and every many-run one
+    for task in TASKS:
+        name = class_name(f"{task.flag}-task")
+        options = [n for n in task.options if n not in everyone and n in OPTS and n not in SKIPPED]
+        lines += block(name, "TypedDict", f"The options of --task {task.flag}.", options)
+        bases[task.flag] = [name, *options]
+    tasks_ = [b[0] for b in bases.values()]
+    in_tasks = {n for b in bases.values() for n in b[1:]}
+    lines += block("ManyRunOptions", ", ".join(["TrainingOptions", *tasks_]),
+                   "The options every many-run command takes besides.", [n for n in shared if n not in in_tasks])
     for row in COMMANDS:
-        names, _ = SIGNATURES[row.name]
-        lines += ["", f"class {class_name(row.name)}(TypedDict, total=False):",
-                  f'    """`losslab.{row.api}(...)`: the options of `losslab {row.name}`."""', ""]
-        lines += [f"    {name}: {python_type(name, OPTS[name].type)}" for name in names if name not in SKIPPED]
-        lines.append("")
+        own_task = bases.get(row.name, [])
+        base = "ManyRunOptions" if row.many else ", ".join(["TrainingOptions", *own_task[:1]])
+        inherited = set(everyone) | (set(shared) | in_tasks if row.many else set(own_task[1:]))
+        own = [n for n in taken[row.name] if n not in inherited]
+        lines += block(class_name(row.name), base, f"`losslab.{row.api}(...)`: the options of `losslab {row.name}`.",
+                       own)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
