@@ -191,12 +191,12 @@ def _two_quick_presses(out: Path) -> tuple[int, str, str]:
 def test_two_quick_ctrl_c_end_with_130_many_times_in_a_row(tmp_path):
     """A second press during the interpreter's teardown once aborted it 1 time in 12-30 ("Fatal Python error:
     PyThreadState_Get … finalizing", SIGABRT); since `cli.leave` ignores signals and skips the teardown there is
-    no teardown to abort. Twelve runs, two at a time (the machine has two cores): were the teardown back, this
-    would catch it with a probability of about 1 − (1 − 1/20)^12 ≈ 46 %, and every CI run samples again."""
+    no teardown to abort. Ten runs, two at a time (the machine has two cores): were the teardown back, this
+    would catch it with a probability of about 1 − (1 − 1/20)^10 ≈ 40 %, and every CI run samples again."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        ends = list(pool.map(lambda i: _two_quick_presses(tmp_path / f"o{i}"), range(12)))
+        ends = list(pool.map(lambda i: _two_quick_presses(tmp_path / f"o{i}"), range(10)))
     failures = [(code, stderr[-300:]) for code, _, stderr in ends if code != 130]
     assert not failures, failures
     for i, (_, stdout, _) in enumerate(ends):

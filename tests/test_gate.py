@@ -111,7 +111,7 @@ def test_curves_separate_where_the_medians_leave_the_seed_spread():
 
 # --- planted regressions, false alarms -------------------------------------------------------------------------
 
-DIGITS = {"dataset": "plant:full", "epochs": 3, "optim": "sgd", "lr": 0.02, "batch_size": 32}
+DIGITS = {"dataset": "plant:full", "epochs": 2, "optim": "sgd", "lr": 0.02, "batch_size": 32}
 CIRCLES = {"dataset": "plant:circles", "model": "plant:Deep", "epochs": 20, "optim": "adam", "lr": 0.01}
 
 
