@@ -9,8 +9,34 @@ from losslab.errors import ConfigError
 EXPECTED_CLASSES = {
     "sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD, "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
-    "lbfgs": torch.optim.LBFGS,
+    "lbfgs": torch.optim.LBFGS, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam, "adamax": torch.optim.Adamax,
+    "adadelta": torch.optim.Adadelta, "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD,
+    "adafactor": torch.optim.Adafactor,
 }
+CATALOGUE = ("nadam", "radam", "adamax", "adadelta", "rprop", "asgd", "adafactor")  # torch.optim's, by name
+
+
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_torch_catalogue_optimizers_train_as_a_hand_written_loop(name):
+    """The default regression with each of torch.optim's other classes, against the tutorial's loop written out
+    with the same class, rate, initial weights and data: the same weights to the bit."""
+    from conftest import tutorial_tensors
+    from losslab.config import RegressConfig, TrainConfig
+    from losslab.engine.problems import RegressionProblem
+    from losslab.engine.runs import RunSpec, execute
+
+    cfg = RegressConfig(optim=OptimConfig(name), train=TrainConfig(epochs=60, device="cpu")).resolved()
+    result = execute(RegressionProblem(cfg), RunSpec("run", cfg.optim, 0))
+    x, y = tutorial_tensors()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    opt = EXPECTED_CLASSES[name](model.parameters(), lr=cfg.optim.lr)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    assert result.status == "ok"
+    assert result.metrics["params"] == {"w": model.weight.item(), "b": model.bias.item()}
 
 
 def test_unknown_name_lists_choices():

@@ -93,6 +93,38 @@ def _lbfgs(params: Iterable[Any], cfg: Any) -> Any:
     return torch.optim.LBFGS(params, lr=cfg.lr, line_search_fn="strong_wolfe")
 
 
+def _torch_class(class_name: str, options: Iterable[str]) -> Callable[..., Any]:
+    """A factory of torch.optim's `class_name` given the rate and the options the user set among `options`."""
+    names = sorted(options)
+
+    def build(params: Iterable[Any], cfg: Any) -> Any:
+        import torch
+
+        return getattr(torch.optim, class_name)(params, lr=cfg.lr, **_kwargs(cfg, *names))
+
+    build.__name__ = f"_{class_name.lower()}"
+    return build
+
+
+# the rest of torch.optim's catalogue, by its lower-case name; trained one by one (no batched update here).
+# Rates: regression's full-batch tutorial problem and classification's mini-batch default (per optimizer family)
+for _name, _class, _description, _rates, _accepts in (
+        ("nadam", "NAdam", "Adam with Nesterov momentum (Dozat 2016)", _lr(0.01, 0.002), _ADAM_LIKE),
+        ("radam", "RAdam", "rectified Adam: the adaptive rate warms up by itself (Liu et al. 2019)", _lr(0.02, 0.001),
+         _ADAM_LIKE),
+        ("adamax", "Adamax", "Adam with the infinity norm (Kingma & Ba 2014)", _lr(0.02, 0.002), _ADAM_LIKE),
+        ("adadelta", "Adadelta", "per-parameter rates from running averages (Zeiler 2012)", _lr(1.0, 1.0),
+         {"weight_decay", "eps"}),
+        ("rprop", "Rprop", "steps from the gradient's sign, for full batches (Riedmiller & Braun 1993)",
+         _lr(0.01, 0.01), set()),
+        ("asgd", "ASGD", "averaged SGD (Polyak & Juditsky 1992)", _lr(0.1, 0.05), {"weight_decay"}),
+        ("adafactor", "Adafactor", "factored second moments (Shazeer & Stern 2018)", _lr(0.05, 0.01),
+         {"weight_decay"}),
+):
+    OPTIMIZERS.register(_name, _description, default_lr=_rates, accepts=set(_accepts), stacked=None,
+                        torch_class=_class)(_torch_class(_class, _accepts))
+
+
 def default_lr(name: str, task: str) -> float:
     """The learning rate an optimizer gets when --lr is not given, per task."""
     return OPTIMIZERS.lookup(name).meta["default_lr"][task]
