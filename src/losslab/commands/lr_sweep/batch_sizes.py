@@ -80,7 +80,8 @@ class Scaling:
         xs, ys = [math.log(b) for b, _ in points], [math.log(lr) for _, lr in points]
         line = linregress(xs, ys)
         span = xs[-1] - xs[0]
-        return Scaling(list(points), float(line.slope), float(line.stderr) if len(points) > 2 else None, step,
+        stderr = float(line.stderr) if len(points) > 2 and math.isfinite(line.stderr) else None
+        return Scaling(list(points), float(line.slope), stderr, step,
                        math.log(step) / span if step is not None and span > 0 else None)
 
     def predicted(self, alpha: float, size: int) -> Optional[float]:
@@ -295,8 +296,9 @@ def scaling_report(result: BatchSizesResult, outcomes: Sequence[Outcome]) -> Rep
         if best is not None and best[0] == b:
             best_cells.update({(i, 0), (i, 2)})
     notes = [result.scaling.describe(),
-             "steps: optimizer steps per epoch; the rule columns scale the smallest batch size's best rate by "
-             "(batch / smallest) and by √(batch / smallest)",
+             "steps: optimizer steps per epoch; best lr: the grid's suggested rate; stable: the largest stable rate; "
+             "linear and sqrt: the smallest batch size's best rate scaled by (batch / smallest) and by "
+             "√(batch / smallest)",
              f"median loss: the suggested rate's median {loss_name(result.config.task)} over seeds"]
     if best is not None:
         notes.append(f"best: batch size {best[0]} at --lr {best[1].lr:.3g} (lowest median loss of the suggested rates)")
@@ -307,8 +309,8 @@ def scaling_report(result: BatchSizesResult, outcomes: Sequence[Outcome]) -> Rep
     notes += pooled_notes(result.diagnosis())
     notes += [o.describe() for o in outcomes]
     return Report("best rate per batch size",
-                  ["batch size", "steps", "suggested lr", "largest stable", "median loss", "linear rule",
-                   "sqrt rule"], rows, notes, best_cells)
+                  ["batch", "steps", "best lr", "stable", "median loss", "linear", "sqrt"], rows, notes,
+                  best_cells)
 
 
 def batch_plots(result: BatchSizesResult) -> list[Plot]:
