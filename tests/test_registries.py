@@ -11,7 +11,7 @@ EXPECTED_CLASSES = {
     "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
     "lbfgs": torch.optim.LBFGS, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam, "adamax": torch.optim.Adamax,
     "adadelta": torch.optim.Adadelta, "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD,
-    "adafactor": torch.optim.Adafactor,
+    "adafactor": torch.optim.Adafactor, "muon": torch.optim.Muon,
 }
 CATALOGUE = ("nadam", "radam", "adamax", "adadelta", "rprop", "asgd", "adafactor")  # torch.optim's, by name
 
@@ -55,7 +55,8 @@ def test_every_registered_optimizer_has_its_torch_class_here():
 def test_every_optimizer_builds_the_torch_class_with_its_default_lr(name):
     for task in ("regression", "classification"):
         cfg = OptimConfig(name=name).for_task(task)
-        opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
+        shape = (2, 2) if name == "muon" else (2,)  # (Muon takes matrices only)
+        opt = build_optimizer([torch.nn.Parameter(torch.zeros(*shape))], cfg)
         assert type(opt) is EXPECTED_CLASSES[name]
         assert opt.param_groups[0]["lr"] == OPTIMIZERS.lookup(name).meta["default_lr"][task] == cfg.lr
 

@@ -14,7 +14,7 @@ from losslab.components import tasks
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
-from losslab.components.optimizers import OPTIMIZERS
+from losslab.components.optimizers import OPTIMIZERS, kind, parse_argument, registered
 from losslab.components.registry import choice
 from losslab.components.schedules import SCHEDULES
 from losslab.components.tables import expand
@@ -81,10 +81,50 @@ def refuse_other_task(given: Given, task: str) -> None:
                     raise ConfigError(flag(name), f"applies to --task {other.flag} only")
 
 
+def optimizer_named(name: str, option: str = "--optim") -> str:
+    """A registry name in its registered spelling; an import path or a library's name checked to name an
+    optimizer class (one line naming `option` if not)."""
+    name = name.strip()
+    if registered(name):
+        return OPTIMIZERS.canonical(name)
+    kind(name, option)
+    return name
+
+
+def optim_names(text: str, option: str) -> tuple[str, ...]:
+    return tuple(optimizer_named(o, option) for o in text.split(",") if o.strip())
+
+
+def optim_args(given: Given, names: tuple[str, ...]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """--optim-arg per optimizer: KEY=VALUE applies to each of `names`, NAME.KEY=VALUE to NAME's alone (NAME as
+    given, or the class name of an import path: lion.betas, Lion.betas, myopt:Lion.betas)."""
+    out: dict[str, list[tuple[str, Any]]] = {n: [] for n in names}
+    for text in given.optim_arg or ():
+        key, value = parse_argument(text)
+        head, dot, last = key.rpartition(".")
+        if not dot:
+            for name in names:
+                out[name].append((key, value))
+            continue
+        folded = head.lower()
+        matches = [n for n in names if folded in (n.lower(), n.rpartition(":")[2].lower())]
+        if not matches:
+            raise ConfigError("--optim-arg", f"{text!r} names {head!r}, which is not among the optimizers "
+                              f"({', '.join(names)})")
+        out[matches[0]].append((last, value))
+    return {n: tuple(v) for n, v in out.items()}
+
+
 def optim_config(given: Given, default_name: str) -> OptimConfig:
-    return OptimConfig(**_set(name=named(OPTIMIZERS, given.optim or default_name), lr=given.lr, momentum=given.momentum,
+    """The run's optimizer; --optim-arg goes to it unless the command trains several optimizers (their configs
+    take it per optimizer)."""
+    name = optimizer_named(given.optim or default_name)
+    if given.has("optims") or given.set("path_optims"):
+        return OptimConfig(**_set(name=name, lr=given.lr, momentum=given.momentum, weight_decay=given.weight_decay,
+                                  betas=parse_floats("--betas", given.betas), eps=given.eps))
+    return OptimConfig(**_set(name=name, lr=given.lr, momentum=given.momentum,
                               weight_decay=given.weight_decay, betas=parse_floats("--betas", given.betas),
-                              eps=given.eps))
+                              eps=given.eps, args=optim_args(given, (name,))[name] or None))
 
 
 def gate_config(given: Given, with_target_loss: bool = True) -> GateConfig:
@@ -249,10 +289,11 @@ def compare_config(given: Given) -> CompareConfig:
     if task == "classification" and given.target_loss is not None:
         raise ConfigError("--target-loss", "compare-optimizers --task classify reports epochs to "
                           "--target-accuracy; it has no loss target")
-    optims = tuple(named(OPTIMIZERS, o.strip(), "--optims") or "" for o in given.optims.split(",") if o.strip())
+    optims = optim_names(given.optims, "--optims")
     target = _target(given, task)
     return CompareConfig(run=run, optims=optims, lr=given.lr, lr_for=parse_lr_for(given.lr_for), seeds=given.seeds,
-                         tune=given.tune, halving=given.halving, min_epochs=given.min_epochs,
+                         optim_args=tuple(optim_args(given, optims).items()), tune=given.tune,
+                         halving=given.halving, min_epochs=given.min_epochs,
                          halving_rate=given.halving_rate,
                          tune_grid=(parse_grid("--tune-grid", given.tune_grid) if given.tune_grid
                                     else log_grid(1e-4, 1, 3)),
@@ -310,15 +351,16 @@ def landscape_config(given: Given) -> LandscapeConfig:
     run = run_config(given)
     if given.line and given.plane:
         raise ConfigError("--line", "and --plane are two views: choose one")
-    optims = tuple(named(OPTIMIZERS, o.strip(), "--optims") or "" for o in (given.path_optims or "").split(",")
-                   if o.strip())
+    optims = optim_names(given.path_optims or "", "--optims")
     if given.path_optims is not None and not optims:
         raise ConfigError("--optims", "names no optimizer")
     if len(optims) > 1 and given.lr is not None:
         raise ConfigError("--lr", "with several --optims each takes its own default rate (one --lr cannot suit "
                           "them all)")
     between = tuple(str(expand(p)) for p in given.between) if given.between else None
-    return LandscapeConfig(run=run, optims=optims, mode="plane" if given.plane else "line" if given.line or between
+    per_optim = tuple(optim_args(given, optims or (run.optim.name,)).items())
+    return LandscapeConfig(run=run, optims=optims, optim_args=per_optim,
+                           mode="plane" if given.plane else "line" if given.line or between
                            else "auto", grid=given.grid, span=given.span, directions=given.directions,
                            between=between, out=expand(given.out), plot=given.plot).resolved()  # type: ignore[arg-type]
 

@@ -104,13 +104,20 @@ def _lr_help(task: Optional[str] = None) -> str:
 
 OPTS: dict[str, Opt] = {
     # optimizer
-    "optim": Opt(str, ("--optim",), f"Optimizer: {OPTIMIZERS.help()}."),
+    "optim": Opt(str, ("--optim",), f"Optimizer: {OPTIMIZERS.help()}; or a name pytorch-optimizer knows when it is "
+                 "installed (lion, soap, sophiah, …); or any optimizer class by import path package.module:Class "
+                 "(torch.optim:NAdam, myopt:Lion from the current folder). `losslab optimizers` lists them."),
     "lr": Opt(Optional[float], ("--lr",), _lr_help()),
     "momentum": Opt(Optional[float], ("--momentum",), f"Momentum ({_takes('momentum')})."),
     "weight_decay": Opt(Optional[float], ("--weight-decay",),
                         f"L2 / decoupled weight decay ({_takes('weight_decay')})."),
     "betas": Opt(Optional[str], ("--betas",), f"Betas, e.g. 0.9,0.999 ({_takes('betas')})."),
     "eps": Opt(Optional[float], ("--eps",), f"Denominator epsilon ({_takes('eps')})."),
+    "optim_arg": Opt(Optional[list[str]], ("--optim-arg",), "A constructor argument of the optimizer's class "
+                     "(repeatable): KEY=VALUE, the value a Python literal (betas=0.95,0.98; foreach=False) or an "
+                     "import path for an argument that takes a class (base_optimizer=torch.optim:SGD); with "
+                     "several optimizers NAME.KEY=VALUE sets one optimizer's (lion.betas=0.95,0.98). Checked "
+                     "against the class's signature before training."),
     # loss
     "loss": Opt(Optional[str], ("--loss",), _loss_help()),
     "no_check_loss": Opt(bool, ("--no-check-loss",), "Train an import-path loss without first checking its "
@@ -229,7 +236,8 @@ OPTS: dict[str, Opt] = {
     # many trials
     "task": Opt(str, ("--task",), "; ".join(f"{t.flag} ({t.description})" for t in tasks.TASKS) + ".",
                 tasks.TASKS[0].flag),
-    "optims": Opt(str, ("--optims",), "Comma list of optimizers to compare: " + ", ".join(OPTIMIZERS.names()) + ".",
+    "optims": Opt(str, ("--optims",), "Comma list of optimizers to compare: " + ", ".join(OPTIMIZERS.names())
+                  + ", a name pytorch-optimizer knows (lion, soap, …) or a class by import path (myopt:Lion).",
                   ",".join(default_of(CompareConfig, "optims"))),
     "lr_for": Opt(Optional[list[str]], ("--lr-for",), "Learning rate for one optimizer, e.g. adam=0.01 (repeatable or "
                   "comma list); overrides --lr and the default."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from losslab.commands.common import (
@@ -111,7 +111,7 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
     rungs: list[dict[str, Any]] = []
 
     def specs_for(alive: dict[str, list[float]]) -> list[RunSpec]:
-        return [RunSpec(f"{name}@{lr:g}", replace(cfg.run.optim, name=name, lr=lr), seed)
+        return [RunSpec(f"{name}@{lr:g}", cfg.optim_for(name, lr), seed)
                 for name in cfg.optims for lr in alive[name]]
 
     def after(k: int, rung: int, alive: dict[str, list[float]], specs: list[RunSpec],
@@ -169,7 +169,7 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
             else:
                 chosen[name] = None  # every rate diverged: keep the default and say so
     # seed-major order: all optimizers progress together, and machine noise hits them alike
-    specs = [RunSpec(name, replace(cfg.run.optim, name=name, lr=lrs[name][0]), seed)
+    specs = [RunSpec(name, cfg.optim_for(name, lrs[name][0]), seed)
              for seed in seeds for name in cfg.optims]
     if not interrupted:
         results, interrupted = run_trials(problem, specs, events, vectorize=cfg.vectorize, executor=cfg.executor)

@@ -8,11 +8,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 from losslab.components.losses import check_task
-from losslab.components.optimizers import OPTIMIZERS
 from losslab.components.tasks import TASKS
 from losslab.config.checks import RECORD_BYTES, Resolvable, check_finite, check_memory, check_positive, check_target
 from losslab.config.parsing import log_grid
-from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig, rate_for
+from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig, OptimConfig, rate_for
 from losslab.config.single import ClassifyConfig, ClassifyLossConfig, RegressConfig, RunConfig
 from losslab.errors import ConfigError
 
@@ -92,6 +91,7 @@ class CompareConfig(ManyRuns):
     optims: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
     lr: Optional[float] = None
     lr_for: tuple[tuple[str, float], ...] = ()
+    optim_args: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # --optim-arg, per optimizer
     tune: bool = False
     tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
     halving: bool = False  # tuning by successive halving: each optimizer's best 1/halving_rate rates continue
@@ -109,10 +109,10 @@ class CompareConfig(ManyRuns):
                               f"{', '.join(OPTIMIZER_RANKINGS[self.task])}")
         if not self.optims:
             raise ConfigError("--optims", "give at least one optimizer, e.g. sgd,adam")
-        for name in self.optims:
-            OPTIMIZERS.lookup(name)  # unknown names list the choices
         if len(set(self.optims)) != len(self.optims):
             raise ConfigError("--optims", f"lists an optimizer twice: {','.join(self.optims)}")
+        for name in self.optims:  # unknown names list the choices; arguments are checked against each class
+            self.optim_for(name, None)
         check_positive("--lr", self.lr)
         for name, value in self.lr_for:
             if name not in self.optims:
@@ -125,6 +125,10 @@ class CompareConfig(ManyRuns):
 
     def _resolve(self) -> "CompareConfig":
         return replace(self, run=self.run.resolved())
+
+    def optim_for(self, name: str, lr: Optional[float]) -> OptimConfig:
+        """One optimizer's settings: the shared ones, its rate and its own --optim-arg arguments."""
+        return replace(self.run.optim, name=name, lr=lr, args=dict(self.optim_args).get(name, ()))
 
     def lr_of(self, name: str) -> tuple[float, str]:
         """The learning rate an optimizer gets before any tuning, and where it came from (`rate_for`)."""
@@ -330,6 +334,7 @@ class LandscapeConfig(Resolvable):
 
     run: RunConfig
     optims: tuple[str, ...] = ()  # paths of these optimizers on one surface (default: the run's --optim)
+    optim_args: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # --optim-arg, per optimizer
     mode: str = "auto"  # auto: the exact surface for two-parameter models, else the plane; line; plane
     grid: int = 41  # points per axis
     span: float = 1.0  # plane: alpha and beta from -span to span; line: t from -span/4 to 1 + span/4
@@ -366,11 +371,12 @@ class LandscapeConfig(Resolvable):
     def optim_for(self, name: str) -> Any:
         """The optimizer settings of one path: the run's own for its --optim, that optimizer's default rate (and
         the shared hyper-parameters that apply to it) for the others of --optims."""
+        args = dict(self.optim_args).get(name, ())
         if name == self.run.optim.name:
-            return self.run.optim
+            return replace(self.run.optim, args=args) if args else self.run.optim
         dataset = self.run.data.dataset if isinstance(self.run, ClassifyConfig) else None
         return replace(self.run.optim, name=name, lr=rate_for(name, self.task, dataset)[0], momentum=None, betas=None,
-                       eps=None)
+                       eps=None, args=args)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from losslab.components.datasets import dataset_meta
-from losslab.components.optimizers import OPTIMIZERS, default_lr
+from losslab.components.optimizers import OPTIMIZERS, SHARED, check_arguments, default_lr, family_lr, kind, registered
 from losslab.components.schedules import SCHEDULES
 from losslab.config.checks import MAX_SEED, RECORD_BYTES, check_finite, check_memory, check_non_negative, check_positive
 from losslab.errors import ConfigError
@@ -34,9 +34,9 @@ class OptimConfig:
     weight_decay: Optional[float] = None
     betas: Optional[tuple[float, float]] = None
     eps: Optional[float] = None
+    args: tuple[tuple[str, Any], ...] = ()  # --optim-arg KEY=VALUE: the class's other constructor arguments
 
     def __post_init__(self) -> None:
-        entry = OPTIMIZERS.lookup(self.name)
         check_positive("--lr", self.lr)
         check_non_negative("--momentum", self.momentum)
         check_non_negative("--weight-decay", self.weight_decay)
@@ -46,19 +46,21 @@ class OptimConfig:
         if self.betas is not None:
             if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
                 raise ConfigError("--betas", f"expected two numbers in [0, 1), e.g. 0.9,0.999 (got {self.betas})")
-        accepts = entry.meta["accepts"]
-        for option, value in (
-            ("--momentum", self.momentum),
-            ("--weight-decay", self.weight_decay),
-            ("--betas", self.betas),
-            ("--eps", self.eps),
-        ):
-            key = option.lstrip("-").replace("-", "_")
-            if value is not None and key not in accepts:
+        keys = [key for key, _ in self.args]
+        if len(set(keys)) != len(keys):
+            raise ConfigError("--optim-arg", f"sets {sorted(k for k in keys if keys.count(k) > 1)[0]} twice")
+        shared = {key: getattr(self, key) for key in SHARED if getattr(self, key) is not None}
+        if not registered(self.name):
+            check_arguments(kind(self.name), self.args, shared)
+            return
+        accepts = OPTIMIZERS.lookup(self.name).meta["accepts"]
+        for key in shared:
+            if key not in accepts:
                 users = [e.name for e in OPTIMIZERS if key in e.meta["accepts"]]
-                raise ConfigError(
-                    option, f"does not apply to --optim {self.name} (applies to: {', '.join(users)})"
-                )
+                raise ConfigError(f"--{key.replace('_', '-')}", f"does not apply to --optim {self.name} (applies to: "
+                                  f"{', '.join(users)})")
+        if self.args:
+            check_arguments(kind(self.name), [(k, v) for k, v in self.args if k != "rest"], {})
 
     def for_task(self, task: str, dataset: Optional[str] = None) -> "OptimConfig":
         """The same config with `lr` resolved (`rate_for`)."""
@@ -75,6 +77,8 @@ def rate_for(optim: str, task: str, dataset: Optional[str] = None, given: Option
     rates = (dataset_meta(dataset).get("default_lr") or {}) if dataset is not None else {}
     if optim in rates:
         return rates[optim], f"{dataset} default"
+    if not registered(optim):
+        return family_lr(kind(optim), task)
     return default_lr(optim, task), "default"
 
 
