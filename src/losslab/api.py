@@ -16,6 +16,7 @@ raise `losslab.ConfigError` naming the option as the CLI does (`--lr: must be > 
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Optional
 
 from typing_extensions import Unpack
@@ -90,7 +91,38 @@ def _options(command: str, given: dict[str, Any]) -> dict[str, Any]:
         given.pop("target", None)
     if "loss" in given and given["loss"] is not None and not isinstance(given["loss"], str):
         given["loss"] = _register(given["loss"], "loss")
+    for key in ("optim", "optims", "path_optims"):  # optimizer classes (or partials of them) given as objects
+        value, arguments = given.get(key), list(given.get("optim_arg") or [])
+        if isinstance(value, (list, tuple)):
+            paths = [v if isinstance(v, str) else _optimizer_path(v, arguments, True) for v in value]
+            given[key] = paths
+        elif value is not None and not isinstance(value, str):
+            given[key] = _optimizer_path(value, arguments, False)
+        if arguments:
+            given["optim_arg"] = arguments
     return option_values(command, given)
+
+
+def _optimizer_path(value: Any, arguments: list[str], prefixed: bool) -> str:
+    """An optimizer class's import path: its own module's (`myopt:Lion`, replayable and importable by workers)
+    when the module gives back the same class, else a generated one (a class defined in a notebook). A partial's
+    keywords become --optim-arg arguments (`Lion.betas=(0.95, 0.98)` with several optimizers)."""
+    import functools
+    import importlib
+
+    cls = value.func if isinstance(value, functools.partial) else value
+    module, qualname = getattr(cls, "__module__", None), getattr(cls, "__qualname__", "")
+    path = None
+    if isinstance(module, str) and module != "__main__" and "<" not in qualname and module.split(".")[0] in sys.modules:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        path = f"{module}:{qualname}" if found is cls else None
+    path = path or _register(cls, "optim")
+    if isinstance(value, functools.partial):
+        head = f"{qualname.rpartition('.')[2]}." if prefixed else ""
+        arguments += [f"{head}{key}={v!r}" for key, v in value.keywords.items()]
+    return path
 
 
 def _config(command: str, options: dict[str, Any]) -> Any:

@@ -16,8 +16,11 @@ _SHOWN: dict[str, str] = {}
 
 
 def register(value: Any, kind: str, shown: str) -> str:
-    """`value`'s import path (`losslab._objects:model1`); reports call it `shown`."""
+    """`value`'s import path (`losslab._objects:model1`; an optimizer class under its own name when that is free,
+    `losslab._objects:Lion`); reports call it `shown`."""
     name = f"{kind}{next(_COUNTER)}"
+    if kind == "optim" and shown.isidentifier() and getattr(MODULE, shown, value) is value:
+        name = shown
     setattr(MODULE, name, value)
     path = f"{MODULE.__name__}:{name}"
     _SHOWN[path] = shown
@@ -39,6 +42,11 @@ def describe(value: Any) -> str:
         return f"{kind} ({shapes})"
     if hasattr(value, "columns") and hasattr(value, "shape"):
         return f"DataFrame ({value.shape[0]}×{value.shape[1]})"
+    import functools
+
+    if isinstance(value, functools.partial):
+        arguments = ", ".join(f"{key}={v!r}" for key, v in value.keywords.items())
+        return f"{describe(value.func)}({arguments})"
     name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
     if isinstance(name, str) and (isinstance(value, type) or callable(value) and not hasattr(value, "__dict__")
                                   or type(value).__name__ == "function"):

@@ -21,6 +21,8 @@ from losslab.commands.common import (
     finish,
     layers_document,
     model_notes,
+    optimizer_document,
+    optimizer_notes,
     sharpness_plots,
 )
 from losslab.config import ClassifyConfig, ModelConfig
@@ -57,6 +59,7 @@ class ClassifyResult:
     restored_best: bool = False
     resumed_from: Optional[int] = None
     notes: list[str] = field(default_factory=list)
+    optimizer: dict[str, Any] = field(default_factory=dict)  # common.optimizer_document
     diverged_epoch: Optional[int] = None
     versions: dict[str, str] = field(default_factory=dict)
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
@@ -178,7 +181,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
     ckpt = load_checkpoint(cfg.resume, cfg, data) if cfg.resume else None
     spec = RunSpec("run", cfg.optim, cfg.train.seed)
     model = problem.new_model(cfg.train.seed)
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    optimizer = build_optimizer(model, cfg.optim)
     generator = batch_generator(cfg.train.seed)  # kept here: a checkpoint saves its state
     first_epoch, notes = 1, model_notes(problem)
     if ckpt is not None:
@@ -217,6 +220,7 @@ def run(cfg: ClassifyConfig, events: Consumer = Consumer(),
         device=str(problem.device), data_source=data.source, split=data.split, restored_best=restored,
         resumed_from=ckpt["epoch"] if ckpt else None, notes=notes, diverged_epoch=result.diverged_epoch,
         versions=versions(), diagnosis=result.diagnosis, error=result.error, model=model,
+        optimizer=optimizer_document(cfg.optim, model, result),
     )
 
 
@@ -246,6 +250,7 @@ def document(result: ClassifyResult, outcomes: Optional[Sequence[Outcome]] = Non
         "device": result.device,
         "elapsed_s": result.elapsed_s,
         "notes": result.notes,
+        "optimizer": result.optimizer,
         "error": result.error,
         "diagnosis": [f.to_dict() for f in result.diagnosis],
         "layers": layers_document(result.records),
@@ -276,7 +281,8 @@ def report(result: ClassifyResult, outcomes: Sequence[Outcome] = ()) -> list[Rep
     summary_rows = [["accuracy", f"{result.accuracy:.4f}"], ["validation loss", fmt(result.valid_loss)],
                     ["weights from epoch", weights_epoch(result)],
                     ["lowest validation loss at epoch", f"{result.best_epoch}{restored}" if result.best_epoch else "—"]]
-    notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes)
+    notes = [f"data: {result.data_source}; validation: {result.split}"] + list(result.notes) + optimizer_notes(
+        result.optimizer)
     if result.resumed_from is not None:
         notes.append(f"resumed from a checkpoint at epoch {result.resumed_from}")
     notes += status_notes(result)

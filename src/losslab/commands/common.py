@@ -213,6 +213,45 @@ def model_notes(problem: Any) -> list[str]:
             f"gradient from the loss and never train: {shown}"]
 
 
+def optimizer_document(optim: Any, model: Any, result: Any) -> dict[str, Any]:
+    """What trained: the optimizer's class and where it came from, its --optim-arg arguments, its protocol, the
+    steps and forward-backward passes it spent and, for a routed optimizer (Muon), which parameter went where."""
+    from losslab.components.optimizers import kind
+
+    k = kind(optim.name)
+    from losslab.objects import shown
+
+    doc: dict[str, Any] = {"name": shown(optim.name), "class": k.label, "arguments": dict(optim.args),
+                           "protocol": k.protocol.words(), "steps": result.optimizer_steps,
+                           "grad_evals": result.grad_evals}
+    if k.protocol.routed and model is not None:
+        from losslab.components.routing import route
+
+        rest = str(dict(optim.args).get("rest", "adamw"))
+        doc["routes"] = {name: "muon" if where == "muon" else rest for name, where in route(model).items()}
+    return doc
+
+
+def optimizer_notes(doc: dict[str, Any]) -> list[str]:
+    """The report's lines on an optimizer with a protocol, arguments or routing of its own (none for a plain one)."""
+    notes = []
+    if doc["protocol"] or doc["arguments"]:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in doc["arguments"].items())
+        notes.append(f"optimizer: {doc['class']}" + (f", {arguments}" if arguments else "")
+                     + "".join(f"; {w}" for w in doc["protocol"]))
+    if doc["grad_evals"] != doc["steps"]:
+        notes.append(f"gradient evaluations: {doc['grad_evals']:,} forward-backward passes in {doc['steps']:,} "
+                     "steps")
+    routes = doc.get("routes")
+    if routes:
+        by: dict[str, list[str]] = {}
+        for name, where in routes.items():
+            by.setdefault(where, []).append(name)
+        notes.append("routing: " + "; ".join(f"{where} ← {', '.join(names)}" for where, names in by.items())
+                     + ("" if "muon" in by else " (no hidden 2-D weight: Muon trains nothing here)"))
+    return notes
+
+
 # --- many-run commands ---------------------------------------------------------------------------
 
 def default_target(problem: Any) -> float:
@@ -341,8 +380,8 @@ def run_document(r: Any, task: str, target: Optional[float]) -> dict[str, Any]:
     from losslab.stats import epochs_to_target, run_best_loss
 
     doc = {"seed": r.spec.seed, "lr": r.spec.optim.lr, **r.spec.changed(), "status": r.status,
-           "epochs_run": r.epochs_run, "elapsed_s": r.elapsed_s,
-           **{k: v for k, v in r.metrics.items() if k != "confusion"}}
+           "epochs_run": r.epochs_run, "steps": r.optimizer_steps, "grad_evals": r.grad_evals,
+           "elapsed_s": r.elapsed_s, **{k: v for k, v in r.metrics.items() if k != "confusion"}}
     if r.error:
         doc["error"] = r.error
     if r.node is not None:

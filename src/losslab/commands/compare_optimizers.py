@@ -37,6 +37,7 @@ from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
 from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome, check_names
+from losslab.objects import shown
 from losslab.outputs import dispatcher
 from losslab.outputs.display import (
     Report,
@@ -265,7 +266,7 @@ def rate_notes(result: CompareResult) -> list[str]:
     cfg, notes = result.config, []
     defaults = [s for s in result.summaries if s.lr_source.endswith("default")]
     if len(defaults) > 1 and len({s.lr for s in result.summaries}) > 1:
-        rates = ", ".join(f"{s.name} {s.lr:g} ({s.lr_source})" for s in defaults)
+        rates = ", ".join(f"{shown(s.name)} {s.lr:g} ({s.lr_source})" for s in defaults)
         notes.append(f"untuned: these rates are each optimizer's default ({rates}), not found for this problem, "
                      "so the ranking compares the rates as much as the optimizers; --tune gives every optimizer the "
                      "same search")
@@ -302,14 +303,15 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     ranking_headers = ["#", "optimizer", "lr", "median loss", "IQR", "best loss", "diverged"]
     ranking = []
     for i, s in enumerate(result.summaries, start=1):
-        ranking.append([str(i), s.name, f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
+        ranking.append([str(i), str(shown(s.name)), f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
                         median_cell(s), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
                         f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
     detail_headers = ["optimizer", "to target", "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
     detail = []
     for s in result.summaries:
         reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
-        row = [s.name, reach, fmt(s.time_per_epoch * 1e3, ".3g") if math.isfinite(s.time_per_epoch) else "—"]
+        row = [str(shown(s.name)), reach,
+               fmt(s.time_per_epoch * 1e3, ".3g") if math.isfinite(s.time_per_epoch) else "—"]
         if regress:
             row += [fmt(s.extra.get(p)) for p in param_names] + [fmt(s.extra.get("optimum_distance"), ".2e")]
         else:
@@ -381,7 +383,8 @@ def terminal_curves(result: CompareResult) -> str:
     from losslab.outputs.terminal_plot import curves, median_by_epoch
 
     key = "train_loss" if result.config.task == "regression" else "valid_loss"
-    series = [(s.name, *median_by_epoch([r.records for r in result.runs[s.name]], key)) for s in result.summaries]
+    series = [(str(shown(s.name)), *median_by_epoch([r.records for r in result.runs[s.name]], key))
+              for s in result.summaries]
     return curves(series, title=f"median {key.replace('_', ' ')} over seeds", xlabel="epoch")
 
 

@@ -137,7 +137,7 @@ def train_paths(cfg: LandscapeConfig, problem: Any, events: Consumer) -> list[Pa
         snapshots = Snapshots(model, cfg.run.train.epochs or 1)
         info = run_info(problem, spec, COMMAND, index=i, total=len(names))
         result = execute(problem, spec, Dispatcher([snapshots, events]), info=info,
-                         start=Start(model, build_optimizer(model.parameters(), optim)), single=True)
+                         start=Start(model, build_optimizer(model, optim)), single=True)
         import torch
 
         paths.append(Path(name, float(optim.lr or 0.0), result, model, torch.stack(snapshots.points),

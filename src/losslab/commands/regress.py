@@ -21,6 +21,8 @@ from losslab.commands.common import (
     finish,
     layers_document,
     model_notes,
+    optimizer_document,
+    optimizer_notes,
     sharpness_plots,
 )
 from losslab.config import RegressConfig
@@ -55,6 +57,7 @@ class RegressResult:
     diagnosis: list[Any] = field(default_factory=list)  # engine.diagnosis.Finding
     scaling: Any = None  # components.regression_data.Scaling when trained on standardised columns
     notes: list[str] = field(default_factory=list)  # what the report says of a user's model
+    optimizer: dict[str, Any] = field(default_factory=dict)  # common.optimizer_document
     model: Any = None  # the trained model (the Python API returns it; no document holds it)
     error: Optional[str] = None  # why training failed (status "error")
 
@@ -96,7 +99,7 @@ def run(cfg: RegressConfig, events: Consumer = Consumer(),
         true_params=problem.true_params, optimum=problem.optimum, elapsed_s=result.elapsed_s,
         device=str(problem.device), data_source=problem.data.source, diverged_epoch=result.diverged_epoch,
         versions=versions(), diagnosis=result.diagnosis, scaling=problem.scaling, notes=model_notes(problem),
-        error=result.error, model=model,
+        error=result.error, model=model, optimizer=optimizer_document(cfg.optim, model, result),
     )
 
 
@@ -128,6 +131,7 @@ def document(result: RegressResult, outcomes: Optional[Sequence[Outcome]] = None
         "data": result.data_source,
         "standardization": result.scaling.to_dict() if result.scaling is not None else None,
         "notes": result.notes,
+        "optimizer": result.optimizer,
         "error": result.error,
         "device": result.device,
         "elapsed_s": result.elapsed_s,
@@ -154,6 +158,7 @@ def report(result: RegressResult, outcomes: Sequence[Outcome] = ()) -> Report:
     if not cfg.linear:
         notes.append(f"model: {shown(cfg.model)} (yours); least-squares is the best linear model, for reference")
     notes += result.notes
+    notes += optimizer_notes(result.optimizer)
     if result.scaling is not None:
         notes.append(result.scaling.describe())
     if cfg.loss.name != "mse":

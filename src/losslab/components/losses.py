@@ -202,7 +202,10 @@ def standard_library(spec: str, obj: Any, option: str) -> None:
     """Refuse an object of Python's own library before anything calls it: no model, loss or dataset is one, and
     an import path read from a file (a checkpoint, a result to replay, a --config) could otherwise name
     `sys:exit`, `os:abort`, `tempfile:mkdtemp` or `code:interact`."""
-    roots = {spec.partition(":")[0].split(".")[0], str(getattr(obj, "__module__", None) or "").split(".")[0]}
+    import functools
+
+    inner = obj.func if isinstance(obj, functools.partial) else obj  # a partial of a user's class is the class's
+    roots = {spec.partition(":")[0].split(".")[0], str(getattr(inner, "__module__", None) or "").split(".")[0]}
     stdlib = sorted(r for r in roots if r in sys.stdlib_module_names or r == "builtins")
     if stdlib:
         raise ConfigError(option, f"{spec} is part of Python's standard library ({stdlib[0]}): losslab calls only "

@@ -293,13 +293,16 @@ def check_arguments(k: Kind, args: Sequence[tuple[str, Any]], shared: Mapping[st
               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     if inspect.isclass(k.cls):
         params.pop("params", None)
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    # **kwargs count as settings only in a wrapper, which hands them to the optimizer it wraps (SAM's base_optimizer);
+    # elsewhere (pytorch-optimizer's classes take **kwargs and ignore them) a key must be a named parameter
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()) and any(
+        "optimizer" in n for n in params)
     fixed = set(getattr(k.factory, "keywords", None) or {})
     for key, value in list(args) + [(n, v) for n, v in shared.items()]:
         from_shared = (key, value) not in list(args)
         opt = f"--{key.replace('_', '-')}" if from_shared else option
         if key not in params and not open_ended:
-            near = did_you_mean(key, list(params)).replace("(did you mean ", "(did you mean ")
+            near = did_you_mean(key, list(params))
             raise ConfigError(opt, f"{k.label} takes no argument {key!r}{near}; it takes: "
                               f"{', '.join(n for n in params if n not in fixed) or 'none'}")
         default = params[key].default if key in params else inspect.Parameter.empty

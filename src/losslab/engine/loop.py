@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -33,6 +34,8 @@ class FitResult:
     diverged_epoch: Optional[int] = None
     stopped_early: bool = False
     error: Optional[str] = None
+    steps: int = 0  # optimizer steps taken
+    grad_evals: int = 0  # forward-backward passes (SAM: two per step; LBFGS: as many as its line search asked)
 
 
 # history.csv keeps per-layer columns for models with at most this many parameter tensors (it stays readable);
@@ -192,12 +195,16 @@ class FitOptions:
     schedule: Any = None
     sharpness: Optional[Callable[[torch.nn.Module], float]] = None  # measured after every `sharpness_every` epochs
     sharpness_every: int = 1
+    max_grad_evals: Optional[int] = None  # stop when this many forward-backward passes are spent (a budget)
 
 
 class SingleSide:
-    """The skeleton's model-and-update part for one run: a model, its loss and its torch.optim optimizer, in the
-    textbook order (forward, loss, zero_grad, backward, step), with LBFGS's closure; clipping and the per-layer
-    figures of the epoch's last step; the record of each epoch as soon as it ends."""
+    """The skeleton's model-and-update part for one run: a model, its loss and its optimizer, in the textbook order
+    (forward, loss, zero_grad, backward, step) or as the optimizer's protocol asks (`optimizers.Protocol`: a
+    closure-driven step, SAM's second pass, backward with create_graph, schedule-free's train/eval modes);
+    clipping and the per-layer figures of the epoch's last step (gradients taken before the step: some optimizers
+    clear or replace them); the record of each epoch as soon as it ends; the steps and forward-backward passes
+    spent."""
 
     runs = 1
 
@@ -208,13 +215,22 @@ class SingleSide:
         self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in self.named]
         self.small = sum(p.numel() for p in self.params) <= _SMALL_MODEL
-        self.needs_closure = isinstance(optimizer, torch.optim.LBFGS)
+        from losslab.components.optimizers import protocol_of
+
+        self.protocol = protocol_of(type(optimizer))
         self.clip = Clipper(self.params, options.clip_grad_norm, options.clip_grad_value)
         self.ratios: dict[str, float] = {}
         self.previous: Optional[list[Any]] = None  # full batch: the values after the last step are the next start
         self.full = source.full() if plan.full_batch else None  # the one batch of full-batch training
         self.total, self.seen, self.last_loss = 0.0, 0, math.nan
         self.active = True
+        self.steps = self.evals = 0
+        self.norms: Optional[tuple[float, dict[str, float]]] = None  # the last step's gradient norms
+
+    def modes(self, training: bool) -> None:
+        """Schedule-free optimizers keep two points: train() before training steps, eval() before evaluating."""
+        if self.protocol.train_eval:
+            getattr(self.optimizer, "train" if training else "eval")()
 
     def rates(self) -> list[float]:
         return [self.optimizer.param_groups[0]["lr"]]
@@ -222,6 +238,7 @@ class SingleSide:
     def batches(self, epoch: int) -> Any:
         if not self.model.training:  # (evaluation switched it off; a no-op module walk per epoch costs otherwise)
             self.model.train()
+        self.modes(True)
         self.total, self.seen = 0.0, 0
         if self.full is not None:
             return (self.full,)
@@ -237,20 +254,32 @@ class SingleSide:
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], last: bool) -> float:
         xb, yb = batch
-        if self.needs_closure:
+        if self.protocol.closure:
             value = self._closure_step(xb, yb, last)
         else:  # forward, loss, zero_grad, backward, step: the textbook order
             loss = self.loss_fn(self.model(xb), yb)
             value = loss.item()
             if math.isfinite(value):  # (no step on a non-finite loss)
                 self.optimizer.zero_grad()
-                loss.backward()
+                if self.protocol.create_graph:
+                    with warnings.catch_warnings():  # (the reference cycle it warns of: grads are set to None after)
+                        warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
+                        loss.backward(create_graph=True)
+                else:
+                    loss.backward()
+                self.evals += 1
                 if self.clip.on:
                     self.clip()
                 if last:
-                    self._measured(self.optimizer.step)
+                    self.norms = layer_grad_norms(self.named, self.small)
+                take = self._two_pass(xb, yb) if self.protocol.two_pass else self.optimizer.step
+                if last:
+                    self._measured(take)
                 else:
-                    self.optimizer.step()
+                    take()
+                self.steps += 1
+                if self.protocol.create_graph:  # (the graph of the gradient is not kept past the step)
+                    self.optimizer.zero_grad()
         if self.full is None:  # mini-batches: the epoch's loss is their mean over rows
             rows = yb.shape[0]
             self.total += value * rows
@@ -258,32 +287,53 @@ class SingleSide:
         self.last_loss = value
         return value
 
-    def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
+    def _closure(self, xb: torch.Tensor, yb: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """The closure a closure-driven step calls: zero_grad, forward, backward (counted), clipping."""
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad()
             loss = self.loss_fn(self.model(xb), yb)
             loss.backward()
+            self.evals += 1
             if self.clip.on:
                 self.clip()
             return loss
 
+        return closure
+
+    def _two_pass(self, xb: torch.Tensor, yb: torch.Tensor) -> Callable[[], Any]:
+        """SAM's step: the gradient is taken; step(closure) moves to a perturbed point, takes a second one there
+        through the closure and updates."""
+        closure = self._closure(xb, yb)
+        return lambda: self.optimizer.step(closure)
+
+    def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor, last: bool) -> float:
+        closure = self._closure(xb, yb)
         loss = self._measured(lambda: self.optimizer.step(closure)) if last else self.optimizer.step(closure)
+        self.steps += 1
+        if last:
+            self.norms = layer_grad_norms(self.named, self.small)
         return loss.detach().item()
 
     def losses(self, batch_loss: float) -> list[float]:
         return [batch_loss]
 
     def broken(self, batch_loss: float) -> bool:
+        budget = self.options.max_grad_evals
+        if budget is not None and self.evals >= budget:  # the budget is spent: this epoch is the run's last
+            self.active = False
+            return True
         return not math.isfinite(batch_loss)
 
     def end_epoch(self, epoch: int, rates: list[float], start: float) -> list[tuple[int, dict[str, Any]]]:
         train_loss = self.last_loss if self.full is not None else self.total / self.seen
-        total_norm, layer_norms = layer_grad_norms(self.named, self.small)
+        total_norm, layer_norms = self.norms if self.norms is not None else layer_grad_norms(self.named, self.small)
+        self.norms = None
         track = self.options.track
         record = epoch_record(epoch, train_loss, track() if track is not None else None, total_norm,
                               rates[0], layer_norms, self.ratios, self.clip.epoch_fraction())
         self.ratios = {}
         if self.options.evaluate is not None and math.isfinite(train_loss):
+            self.modes(False)
             self.model.eval()
             with torch.no_grad():
                 record.update(self.options.evaluate(self.model))
@@ -319,5 +369,6 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], 
     out = train(side, plan, range(options.first_epoch, epochs + 1),
                 Hooks(events, [run or RunInfo("fit")], schedules, options.on_step))
     model.eval()
+    side.modes(False)  # (what is measured, saved or plotted next is the optimizer's evaluation point)
     return FitResult(out.status[0], out.records[0], out.epochs_run[0], out.elapsed_s, out.diverged_epoch[0],
-                     out.stopped_early[0], out.error)
+                     out.stopped_early[0], out.error, side.steps, side.evals)

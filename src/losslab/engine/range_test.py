@@ -82,7 +82,7 @@ def range_test_run(problem: Problem, cfg: SweepConfig, seed: int, events: Consum
     late = 1 if lightning else 0
     spec = RunSpec("range test", replace(cfg.run.optim, lr=lrs[0]), seed)
     model = problem.new_model(seed)
-    optimizer = build_optimizer(model.parameters(), spec.optim)
+    optimizer = build_optimizer(model, spec.optim)
     before = state_hash(model, optimizer)
     saved_model, saved_optim = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     losses: list[float] = []

@@ -18,7 +18,7 @@ from losslab.components.optimizers import build_optimizer
 from losslab.config import LossConfig, OptimConfig
 from losslab.engine.diagnosis import Context, Finding, diagnose
 from losslab.engine.events import Consumer, RunInfo, current_command
-from losslab.engine.loop import FitOptions, FitResult, batch_generator, fit, settle_status
+from losslab.engine.loop import FitOptions, FitResult, SingleSide, batch_generator, fit, settle_status
 from losslab.engine.problems import Problem
 from losslab.engine.schedules import build_schedule
 from losslab.engine.skeleton import Plan
@@ -74,6 +74,8 @@ class RunResult:
     steps: Optional[dict[str, list[float]]] = None  # per-step series of a run that has them (the range test)
     node: Optional[str] = None  # the Ray node it trained on (--executor ray)
     paused: Optional["Paused"] = None  # stopped at a halving rung's end: the state to continue from
+    optimizer_steps: int = 0  # optimizer steps taken
+    grad_evals: int = 0  # forward-backward passes spent (SAM: two per step; a line search: as many as it asked)
 
     @property
     def score(self) -> float:
@@ -139,6 +141,8 @@ class Paused:
     records: list[dict[str, Any]]
     elapsed_s: float
     state: dict[str, Any]
+    steps: int = 0
+    grad_evals: int = 0
 
     @staticmethod
     def of(result: "RunResult", model: torch.nn.Module, optimizer: Any, schedule: Any, options: FitOptions) -> "Paused":
@@ -148,12 +152,13 @@ class Paused:
                  "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                  "sharpness": getattr(options.sharpness, "vector", None)}
-        return Paused(result.epochs_run, list(result.records), result.elapsed_s, state)
+        return Paused(result.epochs_run, list(result.records), result.elapsed_s, state, result.optimizer_steps,
+                      result.grad_evals)
 
     def start(self, model: torch.nn.Module, spec: "RunSpec") -> Start:
         """Where the run goes on: its model (built from its seed) and a new optimizer given their saved states."""
         model.load_state_dict(self.state["model"])
-        optimizer = build_optimizer(model.parameters(), spec.optim)
+        optimizer = build_optimizer(model, spec.optim)
         optimizer.load_state_dict(self.state["optimizer"])
         generator = batch_generator(spec.seed)
         if self.state["generator"] is not None:
@@ -202,6 +207,44 @@ def end_run(events: Consumer, info: RunInfo, result: RunResult) -> bool:
     return True
 
 
+def check_optimizer(problem: Problem, optim: OptimConfig) -> None:
+    """An optimizer losslab does not register, tried on a copy of the model for one step on a real batch before
+    anything trains: a constructor that raises, an argument the class takes through **kwargs but ignores, a step()
+    that fails (e.g. one that needs a closure and was given none) — each one line naming --optim or --optim-arg.
+    Checked once per problem and settings."""
+    from losslab.components.optimizers import kind, registered
+    from losslab.errors import ConfigError, describe
+
+    checked = problem.base.__dict__.setdefault("_optimizers_checked", set())
+    if registered(optim.name) or repr(optim) in checked:
+        return
+    k = kind(optim.name)
+    state = torch.get_rng_state()
+    try:
+        model = problem.new_model(0)
+        optimizer = build_optimizer(model, optim.for_task(problem.task) if optim.lr is None else optim)
+        known = {key for group in optimizer.param_groups for key in group} | set(getattr(optimizer, "defaults", {}))
+        ignored = [key for key, _ in optim.args if key not in known and key != "rest"]
+        if ignored and isinstance(getattr(optimizer, "defaults", None), dict):
+            raise ConfigError("--optim-arg", f"{k.label} accepts {ignored[0]}= through **kwargs but does not use "
+                              f"it (not among its settings: {', '.join(sorted(optimizer.defaults))})")
+        plan = Plan.of(problem)
+        source = problem.source
+        batch = source.full() if plan.full_batch else next(iter(source.epoch(plan.size, batch_generator(0))))
+        side = SingleSide(model, problem.loss_for(None), optimizer, source, plan, FitOptions())
+        side.step(batch, True)
+    except ConfigError:
+        raise
+    except USER_ERRORS as exc:
+        hint = (" (losslab passes a closure to a step(closure) whose closure has no default, as LBFGS's, and to "
+                "SAM-style classes with first_step/second_step)" if "closure" in str(exc).lower() else "")
+        raise ConfigError("--optim", f"{k.label}: one step on a real batch fails before training: "
+                          f"{describe(exc)}{hint}") from None
+    finally:
+        torch.set_rng_state(state)
+    checked.add(repr(optim))
+
+
 def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, info: Optional[RunInfo] = None,
             start: Optional[Start] = None, single: bool = False, stepped: Optional[Stepped] = None,
             after_fit: Optional[Callable[[FitResult], None]] = None) -> RunResult:
@@ -214,6 +257,8 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
     "error" run so that one trial failing does not stop the others; Ctrl-C as "interrupted".
     """
     problem = problem.for_run(spec)
+    if single:
+        check_optimizer(problem, spec.optim)
     info = info or run_info(problem, spec)
     began = time.perf_counter()
     result = RunResult(spec, "error")
@@ -222,7 +267,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         events.on_run_begin(info)
         model = start.model if start is not None else problem.new_model(spec.seed)
         optimizer = start.optimizer if start is not None and start.optimizer is not None else \
-            build_optimizer(model.parameters(), spec.optim)
+            build_optimizer(model, spec.optim)
         loss_fn = problem.loss_for(spec.loss)
         train = problem.train_cfg
         schedule = None if stepped is not None else build_schedule(  # the range test sets rates itself
@@ -234,7 +279,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             track=problem.track(model), first_epoch=start.first_epoch if start is not None else 1,
             on_step=stepped.on_step if stepped is not None else None, schedule=schedule,
             sharpness=problem.sharpness_tracker(loss_fn) if train.track_sharpness else None,
-            sharpness_every=train.track_sharpness or 1)
+            sharpness_every=train.track_sharpness or 1, max_grad_evals=train.max_grad_evals)
         paused = start.paused if start is not None else None
         if paused is not None:
             paused.restore(schedule, options)
@@ -244,7 +289,8 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
         result = RunResult(spec, fitted.status, before.records + fitted.records,
                            epochs_run=fitted.epochs_run or before.epoch, elapsed_s=before.elapsed_s + fitted.elapsed_s,
                            diverged_epoch=fitted.diverged_epoch, stopped_early=fitted.stopped_early,
-                           error=fitted.error)
+                           error=fitted.error, optimizer_steps=before.steps + fitted.steps,
+                           grad_evals=before.grad_evals + fitted.grad_evals)
         if fitted.status == "ok" and not fitted.stopped_early and result.epochs_run == problem.until:
             result.paused = Paused.of(result, model, optimizer, schedule, options)  # a halving rung's end
         if fitted.status == "error":  # what of the user's code was running: their loss or their model

@@ -555,8 +555,11 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
     interrupted = out.interrupted
     results = []
     for i, t in enumerate(specs):
+        at = out.diverged_epoch[i]
+        steps = (at - 1 if at is not None else out.epochs_run[i]) * plan.batches
         result = RunResult(t, out.status[i], out.records[i], {}, out.epochs_run[i], out.elapsed_s / k,
-                           error=out.error, stacked_with=k, diverged_epoch=out.diverged_epoch[i])
+                           error=out.error, stacked_with=k, diverged_epoch=out.diverged_epoch[i],
+                           optimizer_steps=steps, grad_evals=steps)
         try:
             conclude(problem, result, side.model_of(i), problem.loss_for(t.loss),
                      measure=result.status in ("ok", "diverged"))

@@ -18,7 +18,7 @@ from losslab import interrupt
 from losslab.config.many import ManyRuns
 from losslab.engine.events import Consumer, current_command
 from losslab.engine.problems import Problem
-from losslab.engine.runs import RunResult, RunSpec
+from losslab.engine.runs import RunResult, RunSpec, check_optimizer
 from losslab.engine.units import plan, run_unit
 
 _NO_EVENTS = Consumer()
@@ -31,6 +31,8 @@ def run_trials(problem: Problem, specs: Sequence[RunSpec], events: Consumer = _N
     (config.ExecutorConfig) says where: None or `local` in this process. The runs carry the running command's
     name (workers get it from here)."""
     command = current_command()
+    for spec in specs:  # a class losslab does not register takes one step on a real batch before anything trains
+        check_optimizer(problem.for_run(spec), spec.optim)
     units = plan(problem, specs, vectorize)
     if executor is not None and executor.name == "process":
         from losslab.engine.executors import run_process
