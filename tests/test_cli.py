@@ -20,7 +20,7 @@ def test_json_document_is_the_only_thing_on_stdout(cli):
                 "elapsed_s", "versions"):
         assert key in doc
     assert doc["command"] == "regress" and doc["status"] == "ok" and doc["epochs_run"] == 800
-    assert doc["config"]["optim"] == {"name": "adam", "lr": 0.05, "momentum": None, "weight_decay": None,
+    assert doc["config"]["optim"] == {"name": "adam", "lr": 0.05, "momentum": None, "weight_decay": None, "args": [],
                                       "betas": None, "eps": None}
     assert doc["true_params"] == {"w": 2.0, "b": 3.0}
     data = synthetic()

@@ -10,6 +10,7 @@ class TrainingOptions(TypedDict, total=False):
     """The options every training command takes."""
 
     lr: Optional[float]
+    optim_arg: Optional[Sequence[str]]
     dataset: Optional[Union[str, Any]]
     model: Optional[Union[str, type, Callable[..., Any], Any]]
     loss: Optional[Union[str, Callable[..., Any]]]

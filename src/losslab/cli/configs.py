@@ -112,7 +112,7 @@ def optim_args(given: Given, names: tuple[str, ...]) -> dict[str, tuple[tuple[st
             raise ConfigError("--optim-arg", f"{text!r} names {head!r}, which is not among the optimizers "
                               f"({', '.join(names)})")
         out[matches[0]].append((last, value))
-    return {n: tuple(v) for n, v in out.items()}
+    return {n: tuple(v) for n, v in out.items() if v}
 
 
 def optim_config(given: Given, default_name: str) -> OptimConfig:
@@ -124,7 +124,7 @@ def optim_config(given: Given, default_name: str) -> OptimConfig:
                                   betas=parse_floats("--betas", given.betas), eps=given.eps))
     return OptimConfig(**_set(name=name, lr=given.lr, momentum=given.momentum,
                               weight_decay=given.weight_decay, betas=parse_floats("--betas", given.betas),
-                              eps=given.eps, args=optim_args(given, (name,))[name] or None))
+                              eps=given.eps, args=optim_args(given, (name,)).get(name)))
 
 
 def gate_config(given: Given, with_target_loss: bool = True) -> GateConfig:

@@ -388,7 +388,8 @@ def build_optimizer(target: Any, cfg: Any) -> Any:
     if k.protocol.routed and isinstance(target, nn.Module):
         from losslab.components.routing import Routed
 
-        return Routed.build(target, cfg, k)
+        fixed = OPTIMIZERS.lookup(k.name).meta["fixed"] if k.registered else {}
+        return Routed.build(target, cfg, k.factory, arguments(cfg), fixed)
     params: Any = target.parameters() if isinstance(target, nn.Module) and not k.protocol.takes_model else target
     try:
         if k.registered:

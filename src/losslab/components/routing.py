@@ -45,10 +45,9 @@ class Routed(torch.optim.Optimizer):
         return merged
 
     @staticmethod
-    def build(model: nn.Module, cfg: Any, k: Any) -> "Routed":
-        from losslab.components.optimizers import OPTIMIZERS, arguments
-
-        args = arguments(cfg)
+    def build(model: nn.Module, cfg: Any, muon: Any, args: dict[str, Any], fixed: dict[str, Any]) -> "Routed":
+        """`muon(params, lr=..., **kwargs)` builds the Muon part; `args` are --optim-arg's (resolved), `fixed` the
+        registry entry's arguments."""
         rest = str(args.pop("rest", "adamw")).lower()
         if rest not in RESTS:
             raise ConfigError("--optim-arg", f"rest={rest!r}: the rest of the parameters go to one of "
@@ -57,11 +56,10 @@ class Routed(torch.optim.Optimizer):
         named = dict(model.named_parameters())
         mine = [named[n] for n, where in routes.items() if where == "muon"]
         others = [named[n] for n, where in routes.items() if where == "rest"]
-        fixed = OPTIMIZERS.lookup("muon").meta["fixed"] if k.registered else {}
         shared = {n: getattr(cfg, n) for n in ("momentum", "weight_decay", "eps") if getattr(cfg, n) is not None}
         parts: list[tuple[str, torch.optim.Optimizer]] = []
         if mine:
-            parts.append(("muon", k.factory(mine, lr=cfg.lr, **{**fixed, **shared, **args})))
+            parts.append(("muon", muon(mine, lr=cfg.lr, **{**fixed, **shared, **args})))
         if others:
             decay = {"weight_decay": cfg.weight_decay} if cfg.weight_decay is not None else {}
             parts.append((rest, torch.optim.AdamW(others, lr=cfg.lr, **decay) if rest == "adamw" else

@@ -224,7 +224,9 @@ def check_optimizer(problem: Problem, optim: OptimConfig) -> None:
         model = problem.new_model(0)
         optimizer = build_optimizer(model, optim.for_task(problem.task) if optim.lr is None else optim)
         known = {key for group in optimizer.param_groups for key in group} | set(getattr(optimizer, "defaults", {}))
-        ignored = [key for key, _ in optim.args if key not in known and key != "rest"]
+        signature = k.signature()
+        named = set(signature.parameters) if signature is not None else set()
+        ignored = [key for key, _ in optim.args if key not in known | named | {"rest"}]
         if ignored and isinstance(getattr(optimizer, "defaults", None), dict):
             raise ConfigError("--optim-arg", f"{k.label} accepts {ignored[0]}= through **kwargs but does not use "
                               f"it (not among its settings: {', '.join(sorted(optimizer.defaults))})")
