@@ -234,6 +234,7 @@ def check_optimizer(problem: Problem, optim: OptimConfig) -> None:
         source = problem.source
         batch = source.full() if plan.full_batch else next(iter(source.epoch(plan.size, batch_generator(0))))
         side = SingleSide(model, problem.loss_for(None), optimizer, source, plan, FitOptions())
+        side.modes(True)
         side.step(batch, True)
     except ConfigError:
         raise
