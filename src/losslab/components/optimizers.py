@@ -197,12 +197,22 @@ def registered(name: str) -> bool:
     return not is_path(name) and fold(name) in {fold(n) for n in OPTIMIZERS.names()}
 
 
+_KNOWN: dict[str, Kind] = {}  # kinds resolved in another process and handed to this one (`remember`)
+
+
+def remember(k: Kind) -> None:
+    """A kind resolved where the command started (a worker may not be able to import a user's file)."""
+    _KNOWN[k.name] = k
+
+
 @functools.lru_cache(maxsize=None)
 def kind(name: str, option: str = "--optim") -> Kind:
     """The optimizer `name` names: a registry name, an import path, or a name of pytorch-optimizer's
     `load_optimizer` (when installed). Failures are one line naming `option`."""
     import torch
 
+    if name in _KNOWN:
+        return _KNOWN[name]
     if registered(name):
         entry = OPTIMIZERS.lookup(name)
         cls = getattr(torch.optim, entry.meta["torch_class"])

@@ -172,6 +172,10 @@ def prepare(problem: Any, specs: Sequence[RunSpec]) -> None:
             problem.loss_for(spec.loss)
         except Exception:
             pass
+    from losslab.components.optimizers import kind, registered
+
+    # a user's optimizer class travels with the problem (`units.run_unit` hands it to the worker's registry)
+    problem.base.optimizer_kinds = {s.optim.name: kind(s.optim.name) for s in specs if not registered(s.optim.name)}
 
 
 POLL_SECONDS = 0.2  # how often a waiting parent looks for Ctrl-C
@@ -378,13 +382,14 @@ def _ray_unit(payload: bytes, digest: str, indices: list[int], specs: list[RunSp
 
 def ray_payload(problem: Any, specs: Sequence[RunSpec]) -> bytes:
     """The problem for Ray workers, with cloudpickle: a user's loss from a module that is not installed (a file in
-    the current folder, `--loss mylosses:huber`) or model (`--model mynet:Net`) travels by value, so it works on
-    every node of a cluster."""
+    the current folder, `--loss mylosses:huber`), model (`--model mynet:Net`) or optimizer (`--optim myopt:Lion`)
+    travels by value, so it works on every node of a cluster."""
     import sys
 
     from ray import cloudpickle
 
-    names = {problem.loss_cfg.name, *(s.loss.name for s in specs if s.loss is not None)}
+    names = {problem.loss_cfg.name, *(s.loss.name for s in specs if s.loss is not None),
+             *(s.optim.name for s in specs)}  # a user's optimizer class (`--optim myopt:Lion`) too
     if getattr(problem, "user_model", None) is not None:  # a user's model travels the same way
         names.add(problem.user_model)
     for name in names:

@@ -39,8 +39,11 @@ def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> 
 def run_unit(problem: Problem, indices: Sequence[int], specs: Sequence[RunSpec], events: Consumer = _NO_EVENTS, *,
              command: str = "trials", total: Optional[int] = None) -> list[RunResult]:
     """One unit: a stacked group in one batched computation, or one trial through the run path."""
+    from losslab.components.optimizers import remember
     from losslab.engine import stacked
 
+    for k in getattr(problem.base, "optimizer_kinds", {}).values():  # (classes resolved where the command began)
+        remember(k)
     total = total or len(specs)
     problem = problem.for_run(specs[indices[0]])  # (a unit's runs share their training settings)
     if len(indices) > 1:
