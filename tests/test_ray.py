@@ -82,6 +82,7 @@ def test_sigterm_stops_a_ray_sweep_like_ctrl_c(tmp_path):
 
 
 RAYNET = '''
+import torch
 from torch import nn
 
 
@@ -92,6 +93,20 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+class Lion(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.99)):
+        super().__init__(params, dict(lr=lr, betas=betas))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                m = self.state[p].setdefault("exp_avg", torch.zeros_like(p))
+                p.add_(m.lerp(p.grad, 1 - beta1).sign_(), alpha=-group["lr"])
+                m.lerp_(p.grad, 1 - beta2)
 '''
 
 
@@ -104,11 +119,11 @@ def test_a_user_model_from_a_file_reaches_ray_workers_by_value(cli, tmp_path, mo
     monkeypatch.delitem(sys.modules, "raynet", raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    args = ["compare-optimizers", "--task", "classify", "--model", "raynet:Net", "--optims", "sgd,adam", "--seeds",
-            "1", "--epochs", "2", "--json", "--no-vectorize", "--device", "cpu"]
+    args = ["compare-optimizers", "--task", "classify", "--model", "raynet:Net", "--optims", "sgd,raynet:Lion",
+            "--seeds", "1", "--epochs", "2", "--json", "--no-vectorize", "--device", "cpu"]
     local, on_ray = cli(*args), cli(*args, "--executor", "ray")
     assert local.exit_code == on_ray.exit_code == 0, on_ray.stderr
-    for name in ("sgd", "adam"):
+    for name in ("sgd", "raynet:Lion"):  # (a user's optimizer class travels the same way)
         [a], [b] = local.json()["optimizers"][name]["runs"], on_ray.json()["optimizers"][name]["runs"]
         assert a["status"] == b["status"] == "ok"
         assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5)  # (a Ray task runs on one thread)
