@@ -322,3 +322,25 @@ def test_the_json_says_what_trained(cli):
     assert doc["optimizer"]["class"] == "LBFGS (torch.optim)"
     assert doc["optimizer"]["steps"] == 3 and doc["optimizer"]["grad_evals"] > 3
     assert json.dumps(doc["optimizer"])
+
+
+@pytest.mark.parametrize("name", ["nadam", "myopt:Lion", "schedulefree:SGDScheduleFree"])
+def test_any_plain_step_optimizer_stacks_and_equals_its_runs_one_by_one(user_file, name):
+    """Trials of a class losslab did not write train stacked through its own step() (one parameter group per run
+    over views of the stacked parameters) and end where the same runs end one by one."""
+    from losslab.engine.problems import ClassificationProblem, RegressionProblem
+    from losslab.engine.runs import RunSpec
+    from losslab.engine.trials import run_trials
+
+    for problem in (RegressionProblem(RegressConfig(train=TrainConfig(epochs=30, device="cpu")).resolved()),
+                    ClassificationProblem(ClassifyConfig(train=TrainConfig(epochs=2, batch_size=64,
+                                                                           device="cpu")).resolved())):
+        specs = [RunSpec(f"{lr}", OptimConfig(name, lr=lr), seed) for lr in (1e-3, 3e-3) for seed in (0, 1)]
+        stacked, _ = run_trials(problem, specs, vectorize=True)
+        alone, _ = run_trials(problem, specs, vectorize=False)
+        if name.startswith("schedulefree"):  # (train/eval switches its parameters: it runs one by one, and says so)
+            assert stacked[0].stacked_with == 1 and "train and eval" in problem.unstacked
+            continue
+        assert stacked[0].stacked_with == 4, problem.unstacked
+        for a, b in zip(stacked, alone):
+            assert a.metrics["final_loss"] == pytest.approx(b.metrics["final_loss"], rel=1e-5)

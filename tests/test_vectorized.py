@@ -24,7 +24,10 @@ from losslab.engine.trials import run_trials
 OPTIONS = {"momentum": {"weight_decay": 0.01}, "adam": {"weight_decay": 0.01}, "rmsprop": {"momentum": 0.5},
            "sgd": {"momentum": 0.3}}
 LRS = {"sgd": (0.01, 0.1), "momentum": (0.01, 0.05), "nesterov": (0.01, 0.05), "adam": (0.003, 0.03),
-       "adamw": (0.003, 0.03), "rmsprop": (0.001, 0.01), "adagrad": (0.05, 0.3)}
+       "adamw": (0.003, 0.03), "rmsprop": (0.001, 0.01), "adagrad": (0.05, 0.3),
+       # torch.optim's other classes: stacked through their own step() (one parameter group per run)
+       "nadam": (0.003, 0.01), "radam": (0.003, 0.01), "adamax": (0.003, 0.01), "adadelta": (0.5, 1.0),
+       "rprop": (0.001, 0.01), "asgd": (0.01, 0.05), "adafactor": (0.003, 0.01)}
 
 
 def _compare(problem, trials, rel=1e-5):
@@ -134,7 +137,7 @@ def test_mixed_optimizers_in_one_stack_match_sequential():
     cfg = RegressConfig(train=TrainConfig(epochs=150, batch_size=32, device="cpu"))
     problem = RegressionProblem(cfg, synthetic())
     trials = [Trial(n, OptimConfig(n).for_task("regression"), seed)
-              for seed in (0, 1, 2) for n in stackable_optimizers()]
+              for seed in (0, 1) for n in stackable_optimizers()]
     assert unsupported(problem, trials) is None
     seq, vec = _compare(problem, trials)
     for s, v in zip(seq, vec):

@@ -12,7 +12,7 @@ one after another instead.
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -26,10 +26,17 @@ class Rows:
 
     k: int
     params: list[torch.Tensor]
+    bounds: list[tuple[int, int]]
+    shapes: list[Any]  # each parameter's shape in the module
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def run_views(self, tensor: torch.Tensor, k: int) -> list[torch.Tensor]:
+        """Run k's parameters as views of row k of a (K, P) tensor (`flat`, or the gradients laid out like it),
+        each in the shape the module itself gives it: what an optimizer of one run sees."""
+        return [tensor[k, a:b].view(shape) for (a, b), shape in zip(self.bounds, self.shapes)]
 
     def gradient(self, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(K, P) the last backward's gradients, laid out like `flat` (written into `out` when given)."""

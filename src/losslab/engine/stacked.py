@@ -27,7 +27,7 @@ from torch import nn
 
 from losslab import interrupt
 from losslab.components.losses import is_import_path
-from losslab.components.optimizers import OPTIMIZERS, build_optimizer, stacked_update
+from losslab.components.optimizers import OPTIMIZERS, build_optimizer, kind, stacked_update
 from losslab.engine.batches import epoch_order
 from losslab.engine.events import Consumer
 from losslab.engine.func_stack import Rows
@@ -38,6 +38,7 @@ from losslab.engine.skeleton import Plan
 from losslab.engine.stacked_records import History
 from losslab.errors import USER_ERRORS
 from losslab.limits import memory_bytes
+from losslab.objects import shown
 
 _LAYERS = (nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten, nn.LogSoftmax)
 
@@ -68,18 +69,30 @@ def hyperparameters(optim_cfg: Any) -> dict[str, Any]:
 
 
 def stackable_optimizers() -> list[str]:
-    return [e.name for e in OPTIMIZERS if e.meta.get("stacked")]
+    return [e.name for e in OPTIMIZERS if kind(e.name).protocol.stackable is None]
 
 
 def can_stack(spec: RunSpec) -> bool:
-    return stacked_update(spec.optim.name) is not None
+    """Whether the run's optimizer can train stacked: a hand-written batched update, or its own step() driven over
+    per-run views (any class whose protocol is a plain step)."""
+    return stacked_update(spec.optim.name) is not None or kind(spec.optim.name).protocol.stackable is None
+
+
+def cannot_stack(specs: Sequence[RunSpec]) -> Optional[str]:
+    """Why some of these runs' optimizers train one by one whatever the problem (a closure, train/eval modes), or
+    None."""
+    for name in dict.fromkeys(s.optim.name for s in specs):
+        why = kind(name).protocol.stackable
+        if stacked_update(name) is None and why is not None:
+            return f"{shown(name)} cannot stack: {why}"
+    return None
 
 
 def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     """None when these runs can train stacked; otherwise the reason they run one after another."""
-    for name in sorted({s.optim.name for s in specs}):
-        if stacked_update(name) is None:
-            return f"no batched update for {name}"
+    why = cannot_stack(specs)
+    if why is not None:
+        return why
     losses = {s.loss or problem.loss_cfg for s in specs}
     if any(is_import_path(cfg.name) for cfg in losses):
         return "custom losses run sequentially"
@@ -108,7 +121,8 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
         if why is not None:
             return why
     try:
-        hypers = [hyperparameters(specs[g[0]].optim) for g in optimizer_groups(specs)]
+        hypers = [hyperparameters(specs[g[0]].optim) for g in optimizer_groups(specs)
+                  if stacked_update(specs[g[0]].optim.name) is not None]
         with torch.no_grad():  # every loss must work per run under vmap
             x, y = in_memory(problem)
             out = stack_of([template, template])(x[:2], True)
@@ -190,6 +204,7 @@ class StackedModel(Rows):
         self.flat = torch.stack([torch.cat([self._stored(p).reshape(-1) for p in m.parameters()]) for m in templates])
         self.params: list[torch.Tensor] = []
         self.bounds: list[tuple[int, int]] = []
+        self.shapes = [p.shape for p in templates[0].parameters()]
         offset = 0
         for p in templates[0].parameters():
             size, shape = p.numel(), self._stored(p).shape
@@ -204,6 +219,12 @@ class StackedModel(Rows):
 
     def train(self, mode: bool = True) -> None:
         """(Its layers behave the same in training and evaluation.)"""
+
+    def run_views(self, tensor: torch.Tensor, k: int) -> list[torch.Tensor]:
+        """Run k's parameters as views of row k of a (K, P) tensor, each in the module's own shape (weights
+        (out, in): a transposed view of the stored (in, out))."""
+        return [tensor[k, a:b].view(shape[1], shape[0]).t() if len(shape) == 2 else tensor[k, a:b].view(shape)
+                for (a, b), shape in zip(self.bounds, self.shapes)]
 
     def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """x is (B, ...) for all trials (shared) or (K, B, ...); returns (K, B, outputs)."""
@@ -337,6 +358,32 @@ class BatchedOptimizer:
         p.addcmul_(g / std, lr, value=-1)
 
 
+class OwnStep:
+    """Any optimizer class driven through its own step() for the runs [start, stop) of a stack: one optimizer with
+    one parameter group per run, over per-run views of the stacked parameters in each parameter's own shape, each
+    group at its run's rate; before every step each view's `.grad` is set to the run's view of the stacked gradient.
+    torch's (or the library's, or the user's) code does every update: nothing is re-implemented."""
+
+    def __init__(self, optim: Any, model: Any, lrs: Sequence[float], start: int, stop: int):
+        self.start, self.stop, self.model = start, stop, model
+        self.views = [model.run_views(model.flat, k) for k in range(start, stop)]
+        groups = [{"params": views, "lr": lr} for views, lr in zip(self.views, lrs)]
+        self.optimizer = build_optimizer(groups, optim)
+
+    def rates(self) -> list[float]:
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def set_rates(self, rates: Sequence[float]) -> None:
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            group["lr"] = rate
+
+    def step(self, grad: torch.Tensor) -> None:
+        for k, views in zip(range(self.start, self.stop), self.views):
+            for view, g in zip(views, self.model.run_views(grad, k)):
+                view.grad = g
+        self.optimizer.step()
+
+
 class StackedSide:
     """The skeleton's model-and-update part for K runs at once: one batched forward/backward over the stacked
     parameters, each run's own gradient in its row, clipping per row, and one batched update per optimizer block.
@@ -356,8 +403,9 @@ class StackedSide:
             stop_i = start_i + len(group)
             lrs = torch.tensor([specs[i].optim.lr for i in group], dtype=torch.float64)
             first = specs[group[0]].optim
-            self.optimizers.append(BatchedOptimizer(stacked_update(first.name), hyperparameters(first), model.flat,
-                                                    lrs, start_i, stop_i))
+            update = stacked_update(first.name)
+            self.optimizers.append(BatchedOptimizer(update, hyperparameters(first), model.flat, lrs, start_i, stop_i)
+                                   if update is not None else OwnStep(first, model, lrs.tolist(), start_i, stop_i))
             start_i = stop_i
         self.segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
         self.x, self.y = in_memory(problem)
@@ -607,7 +655,7 @@ def _carrier_schedules(problem: Problem, specs: Sequence[RunSpec], batches: int)
     return out
 
 
-def _apply_rates(optimizers: Sequence[BatchedOptimizer], schedules: Sequence[tuple[Any, Any]]) -> None:
+def _apply_rates(optimizers: Sequence[Any], schedules: Sequence[tuple[Any, Any]]) -> None:
     rates = [carrier.param_groups[0]["lr"] for carrier, _ in schedules]
     for optimizer in optimizers:
         optimizer.set_rates(rates[optimizer.start:optimizer.stop])

@@ -21,6 +21,10 @@ def plan(problem: Problem, specs: Sequence[RunSpec], vectorize: bool = True) -> 
 
     stackable = [i for i, s in enumerate(specs) if stacked.can_stack(s) and s.resume is None] \
         if vectorize and len(specs) > 1 else []  # (a paused run goes on alone, from its own state)
+    if vectorize and len(specs) > 1:
+        why = stacked.cannot_stack([s for s in specs if s.resume is None])
+        if why is not None:
+            problem.base.unstacked = why
     groups: dict[tuple[tuple[str, object], ...], list[int]] = {}
     for i in stackable:
         groups.setdefault(specs[i].changes, []).append(i)
