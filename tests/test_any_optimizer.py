@@ -14,7 +14,6 @@ import torch
 
 from conftest import classify_run, regress_run, tutorial_tensors
 from losslab.config import ClassifyConfig, OptimConfig, RegressConfig, TrainConfig
-from losslab.errors import ConfigError
 
 LION = '''
 import torch
@@ -244,8 +243,9 @@ def test_muon_routes_hidden_matrices_and_lists_the_routes():
 
 
 def test_python_takes_the_class_a_partial_and_a_list_of_them(user_file):
-    import losslab
     import myopt
+
+    import losslab
 
     whole = losslab.regress(optim=myopt.Lion, lr=0.01, epochs=40, progress=False)
     assert whole.document()["config"]["optim"]["name"] == "myopt:Lion"
