@@ -344,3 +344,15 @@ def test_any_plain_step_optimizer_stacks_and_equals_its_runs_one_by_one(user_fil
         assert stacked[0].stacked_with == 4, problem.unstacked
         for a, b in zip(stacked, alone):
             assert a.metrics["final_loss"] == pytest.approx(b.metrics["final_loss"], rel=1e-5)
+
+
+def test_losslab_optimizers_lists_what_optim_takes(cli):
+    doc = cli("optimizers", "--json").json()
+    rows = {r["name"]: r for r in doc["optimizers"]}
+    assert rows["adam"]["stacks"] == "batched update" and rows["nadam"]["stacks"] == "own step()"
+    assert rows["lbfgs"]["stacks"].startswith("no:") and "closure" in rows["lbfgs"]["protocol"][0]
+    assert rows["muon"]["default_lr"] == {"regression": 0.01, "classification": 0.001}
+    assert "train" in rows["schedulefree:AdamWScheduleFree"]["protocol"][0]
+    assert doc["libraries"]["pytorch_optimizer"] >= 100 and "SparseAdam" in doc["refused"]
+    every = {r["name"]: r for r in cli("optimizers", "--all", "--json").json()["optimizers"]}
+    assert every["lion"]["class"] == "Lion (pytorch_optimizer)" and every["sophiah"]["stacks"].startswith("no:")

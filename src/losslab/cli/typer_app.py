@@ -321,6 +321,21 @@ for _row in COMMANDS:  # (each also by its Python name here: typer_app.regress, 
                                   **_row.defaults)(_training(_row))
 
 
+@app.command("optimizers", cls=_Command, epilog="Exit codes: 0 listed; 2 bad usage.")
+def optimizers(
+    every: Annotated[bool, typer.Option("--all", help="Also list every optimizer of pytorch-optimizer (when "
+                                                      "installed), one row each.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """What --optim takes: losslab's names (torch.optim's catalogue), the installed libraries' optimizers and any
+    class by import path, with each one's protocol, default rates and whether its trials stack."""
+    from losslab.commands import optimizers as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    with keep_stdout_for_json(json_out):
+        return command.main(command.OptimizersConfig(every), json_out=json_out)
+
+
 @app.command("check-loss", cls=_Command, epilog="Exit codes: 0 every check passed; 1 a check failed; 2 bad usage.")
 def check_loss(
     loss: Annotated[str, typer.Argument(help="The loss as an import path package.module:Name: a class (built with "
