@@ -356,3 +356,19 @@ def test_losslab_optimizers_lists_what_optim_takes(cli):
     assert doc["libraries"]["pytorch_optimizer"] >= 100 and "SparseAdam" in doc["refused"]
     every = {r["name"]: r for r in cli("optimizers", "--all", "--json").json()["optimizers"]}
     assert every["lion"]["class"] == "Lion (pytorch_optimizer)" and every["sophiah"]["stacks"].startswith("no:")
+
+
+def test_an_equal_budget_of_gradient_evaluations(cli):
+    """--budget gradient-evaluations: SAM's two passes per step are not free — it trains half the steps, and ends
+    where a run of half the epochs ends."""
+    common = ["--optims", "sgd,pytorch_optimizer:SAM", "--optim-arg", "SAM.base_optimizer=torch.optim:SGD", "--lr",
+              "0.1", "--epochs", "60", "--seeds", "1", "--json"]
+    equal_epochs = cli("compare-optimizers", *common).json()["entries"]
+    equal_passes = cli("compare-optimizers", *common, "--budget", "gradient-evaluations").json()["entries"]
+    sam, sgd = equal_passes["pytorch_optimizer:SAM"]["runs"][0], equal_passes["sgd"]["runs"][0]
+    assert (sam["steps"], sam["grad_evals"], sgd["steps"], sgd["grad_evals"]) == (30, 60, 60, 60)
+    assert equal_epochs["pytorch_optimizer:SAM"]["runs"][0]["grad_evals"] == 120
+    half = cli("regress", "--optim", "pytorch_optimizer:SAM", "--optim-arg", "base_optimizer=torch.optim:SGD",
+               "--lr", "0.1", "--epochs", "30", "--json").json()
+    assert sam["final_loss"] == half["final_loss"]
+    cli("compare-optimizers", "--budget", "flops").assert_usage_error("--budget")

@@ -122,6 +122,7 @@ class CompareOptimizersOptions(ManyRunOptions, total=False):
     seeds: int
     tune: bool
     tune_grid: Optional[Union[str, Sequence[float]]]
+    budget: str
     halving: bool
     min_epochs: Optional[int]
     halving_rate: int

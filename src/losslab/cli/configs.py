@@ -19,6 +19,7 @@ from losslab.components.registry import choice
 from losslab.components.schedules import SCHEDULES
 from losslab.components.tables import expand
 from losslab.config import (
+    BUDGETS,
     CLASSIFY_DEFAULTS,
     DEVICES,
     REGRESS_DEFAULTS,
@@ -300,6 +301,7 @@ def compare_config(given: Given) -> CompareConfig:
                          target=target, vectorize=not given.no_vectorize, executor=executor_config(given),
                          gates=gate_config(given, with_target_loss=False), out=expand(given.out),
                          tensorboard=expand(given.tensorboard), plot=given.plot,
+                         budget=choice("--budget", given.budget, BUDGETS, "budget"),
                          **_set(rank_by=given.rank_by)).resolved()
 
 

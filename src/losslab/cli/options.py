@@ -328,6 +328,10 @@ OPTS: dict[str, Opt] = {
                     "(--data, --dataset diabetes) is used as it is unless you give it."),
     "outlier_shift": Opt(float, ("--outlier-shift",), "regress: how far outlier targets are shifted.",
                          default_of(CompareLossesConfig, "outlier_shift")),
+    "budget": Opt(str, ("--budget",), "What every optimizer gets the same of: epochs (the default: every run "
+                  "trains --epochs), or gradient-evaluations (forward-backward passes: --epochs × the steps of an "
+                  "epoch; an optimizer that takes two per step, as SAM, or a line search's several, trains fewer "
+                  "steps).", "epochs"),
     "rank_by": Opt(Optional[str], ("--rank-by",), "Ranking measure (regress: truth_distance, or heldout_medae — the "
                    "held-out median absolute error, which none of the built-in losses minimises — when the truth "
                    "is unknown; also heldout_mse, heldout_mae; classify: macro_f1, accuracy, minority_recall, nll, "

@@ -4,6 +4,7 @@ over several seeds, summarised robustly (median, IQR) and ranked with a paired-s
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -139,6 +140,13 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
     started = time.perf_counter()
     cfg = cfg.resolved()
     task = cfg.task
+    if cfg.budget == "gradient-evaluations":  # every run stops when it has spent what --epochs of plain steps spend
+        from dataclasses import replace
+
+        from losslab.engine.skeleton import Plan
+
+        problem.train_cfg = replace(problem.train_cfg,
+                                    max_grad_evals=(problem.train_cfg.epochs or 0) * Plan.of(problem).batches)
     base = cfg.run.train.seed
     seeds = [base + i for i in range(cfg.seeds)]
     lrs: dict[str, tuple[float, str]] = {name: cfg.lr_of(name) for name in cfg.optims}
@@ -291,6 +299,23 @@ def rate_notes(result: CompareResult) -> list[str]:
     return notes
 
 
+def pass_notes(result: CompareResult) -> list[str]:
+    """The budget, and the optimizers whose steps are not one forward-backward pass each (SAM, a line search)."""
+    notes = []
+    spent = {name: (statistics.median(r.optimizer_steps for r in runs), statistics.median(r.grad_evals for r in runs))
+             for name, runs in result.runs.items() if runs and any(r.status != "not run" for r in runs)}
+    uneven = {name: pair for name, pair in spent.items() if pair[0] != pair[1]}
+    if result.config.budget == "gradient-evaluations":
+        budget = next(iter(spent.values()), (0, 0))[1] if spent else 0
+        notes.append(f"budget: the same forward-backward passes for every run (--epochs × steps per epoch, "
+                     f"{max(p[1] for p in spent.values()) if spent else budget:,.0f} at most)")
+    for name, (steps, evals) in uneven.items():
+        notes.append(f"{shown(name)}: {evals:,.0f} gradient evaluations in {steps:,.0f} steps per run (median)"
+                     + ("" if result.config.budget == "gradient-evaluations" else
+                        " — --budget gradient-evaluations gives every optimizer the same passes"))
+    return notes
+
+
 def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     """Two tables so each fits a terminal: the ranking by final loss, then speed and what was learned."""
     cfg = result.config
@@ -332,6 +357,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     notes += verdict(result, cfg.seeds, f"better {measure}" if cfg.rank_by != "final_loss" else "lower final loss",
                      f"the best median {measure}" if cfg.rank_by != "final_loss" else "the lowest median")
     notes += rate_notes(result)
+    notes += pass_notes(result)
     for name, runs in result.runs.items():
         for r in runs:
             if r.status in ("error",):

@@ -88,8 +88,8 @@ COMMANDS: tuple[Command, ...] = (
             "Train the same model from the same initial weights on the same data order with several optimizers "
             "over several seeds, and rank them by median final loss; a winner must beat the runner-up on most "
             "paired seeds.",
-            ("task", "optims", "lr", "lr_for", "optim_arg", "seeds", "tune", "tune_grid", *HALVING, "target_accuracy",
-             "rank_by", "no_vectorize", *EXECUTOR, *both_tasks(), *MANY_RUN_OUTPUT, "target_loss"),
+            ("task", "optims", "lr", "lr_for", "optim_arg", "seeds", "tune", "tune_grid", "budget", *HALVING,
+             "target_accuracy", "rank_by", "no_vectorize", *EXECUTOR, *both_tasks(), *MANY_RUN_OUTPUT, "target_loss"),
             many=True, config="compare_config", epilog=MANY_RUN_EXIT_CODES, helps=OPTIMIZER_HELPS),
     Command("compare-losses", "losslab.commands.compare_losses",
             "What each loss does to a fit: the same model, initial weights and data order trained with several "

@@ -31,6 +31,7 @@ from losslab.config.files import (
     check_space,
 )
 from losslab.config.many import (
+    BUDGETS,
     LOSS_RANKINGS,
     CompareConfig,
     CompareLossesConfig,
@@ -69,6 +70,7 @@ from losslab.config.single import (
 )
 
 __all__ = [
+    "BUDGETS",
     "CLASSIFY_DEFAULTS",
     "ClassifyConfig",
     "ClassifyDataConfig",

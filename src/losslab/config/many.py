@@ -80,6 +80,7 @@ MAX_RATES = 1000  # a grid's rates: 13 to 50 are usual; 100,000 runs would take 
 
 
 # what compare-optimizers may rank by (lower is better, but accuracy)
+BUDGETS = ("epochs", "gradient-evaluations")  # compare-optimizers --budget
 OPTIMIZER_RANKINGS = {"regression": ("final_loss", "best_loss", "epochs_to_target", "optimum_distance"),
                       "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
 
@@ -99,9 +100,12 @@ class CompareConfig(ManyRuns):
     halving_rate: int = 3
     target: Optional[float] = None  # regression: a loss; classification: a validation accuracy
     rank_by: str = "final_loss"  # what ranks the optimizers (OPTIMIZER_RANKINGS)
+    budget: str = "epochs"  # BUDGETS: every run trains the epochs, or spends the same forward-backward passes
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.budget not in BUDGETS:
+            raise ConfigError("--budget", f"unknown budget {self.budget!r}; choose from: {', '.join(BUDGETS)}")
         check_halving(self.halving, self.min_epochs, self.halving_rate, self.run.train.epochs,
                       None if self.tune else "tunes the rates (--tune): it applies with --tune")
         if self.rank_by not in OPTIMIZER_RANKINGS[self.task]:
