@@ -372,3 +372,18 @@ def test_an_equal_budget_of_gradient_evaluations(cli):
                "--lr", "0.1", "--epochs", "30", "--json").json()
     assert sam["final_loss"] == half["final_loss"]
     cli("compare-optimizers", "--budget", "flops").assert_usage_error("--budget")
+
+
+def test_tuning_centres_each_optimizers_grid_on_its_own_default():
+    """--tune without --tune-grid: 13 rates over four decades around each optimizer's own default (Lion's family
+    rate sits 3x below AdamW's), the same number for every optimizer; --tune-grid gives one grid to all."""
+    from losslab.config import CompareConfig
+
+    cfg = CompareConfig(run=RegressConfig(), optims=("sgd", "adam", "lion"), tune=True).resolved()
+    grids = {name: cfg.grid_for(name) for name in cfg.optims}
+    assert {len(g) for g in grids.values()} == {13}
+    assert grids["sgd"][6] == 0.1 and grids["adam"][6] == 0.01 and grids["lion"][6] == 0.003
+    for grid in grids.values():
+        assert grid[-1] / grid[0] == pytest.approx(1e4, rel=0.01)
+    given = CompareConfig(run=RegressConfig(), optims=("sgd", "lion"), tune=True, tune_grid=(0.01, 0.1)).resolved()
+    assert given.grid_for("sgd") == given.grid_for("lion") == (0.01, 0.1)

@@ -39,7 +39,6 @@ from losslab.config import (
     ScheduleConfig,
     SweepConfig,
     TrainConfig,
-    log_grid,
     parse_floats,
     parse_grid,
     parse_ints,
@@ -296,8 +295,7 @@ def compare_config(given: Given) -> CompareConfig:
                          optim_args=tuple(optim_args(given, optims).items()), tune=given.tune,
                          halving=given.halving, min_epochs=given.min_epochs,
                          halving_rate=given.halving_rate,
-                         tune_grid=(parse_grid("--tune-grid", given.tune_grid) if given.tune_grid
-                                    else log_grid(1e-4, 1, 3)),
+                         tune_grid=parse_grid("--tune-grid", given.tune_grid) if given.tune_grid else None,
                          target=target, vectorize=not given.no_vectorize, executor=executor_config(given),
                          gates=gate_config(given, with_target_loss=False), out=expand(given.out),
                          tensorboard=expand(given.tensorboard), plot=given.plot,

@@ -246,8 +246,9 @@ OPTS: dict[str, Opt] = {
     "tune": Opt(bool, ("--tune",), "Give every optimizer the same tuning budget: each rate of --tune-grid trained on "
                 "one tuning seed; the best by final (classify: validation) loss is rerun on the seeds.",
                 default_of(CompareConfig, "tune")),
-    "tune_grid": Opt(Optional[str], ("--tune-grid",), "Tuning rates: MIN:MAX:PER_DECADE log-spaced or a comma list "
-                     "(default 1e-4:1:3, 13 rates)."),
+    "tune_grid": Opt(Optional[str], ("--tune-grid",), "Tuning rates for every optimizer: MIN:MAX:PER_DECADE log-spaced "
+                     "or a comma list (default: 13 rates per optimizer, log-spaced over four decades centred on its "
+                     "own default rate: sgd 0.001…10, adam 1e-4…1, lion 3e-5…0.3)."),
     "path_optims": Opt(Optional[str], ("--optims",), "landscape: comma list of optimizers whose paths from one "
                        "start are drawn on one surface (each at its default rate); default: --optim only."),
     "line": Opt(bool, ("--line",), "landscape: the loss along the line from the initial to the final weights.",

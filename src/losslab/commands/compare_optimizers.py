@@ -129,9 +129,9 @@ def tune_runs(cfg: CompareConfig, problem: AnyProblem, events: Consumer,
                       "continued": kept, "epochs_trained": epochs_asked(specs, rung)})
         return kept
 
-    alive = {name: list(cfg.tune_grid) for name in cfg.optims}
+    alive = {name: list(cfg.grid_for(name)) for name in cfg.optims}
     _, interrupted = by_rungs(problem, schedule, alive, specs_for, after, events, cfg)
-    order = [(name, lr) for name in cfg.optims for lr in cfg.tune_grid if (name, lr) in latest]
+    order = [(name, lr) for name in cfg.optims for lr in cfg.grid_for(name) if (name, lr) in latest]
     return [latest[key] for key in order], interrupted, rungs
 
 
@@ -155,20 +155,23 @@ def compare(cfg: CompareConfig, problem: AnyProblem, events: Consumer = Consumer
     if cfg.tune:
         tune_seed = base + 1000  # distinct from the evaluation seeds
         results, interrupted, rungs = tune_runs(cfg, problem, events, tune_seed)
-        tuning = {"seed": tune_seed, "grid": list(cfg.tune_grid), "epochs": cfg.run.train.epochs,
-                  "budget": f"{len(cfg.tune_grid)} learning rates x {cfg.run.train.epochs} epochs on seed "
+        rates = len(cfg.grid_for(cfg.optims[0]))
+        centred = "" if cfg.tune_grid is not None else " centred on each one's default"
+        tuning = {"seed": tune_seed, "grid": {n: list(cfg.grid_for(n)) for n in cfg.optims},
+                  "epochs": cfg.run.train.epochs,
+                  "budget": f"{rates} learning rates{centred} x {cfg.run.train.epochs} epochs on seed "
                             f"{tune_seed}, the same for every optimizer" + (
                                 f", by successive halving (rate {cfg.halving_rate}, rungs at "
                                 f"{', '.join(str(r['epochs']) for r in rungs)} epochs)" if rungs else ""),
                   "results": {}, "chosen": {}, "halving": rungs or None,
                   "epochs_trained": sum(r["epochs_trained"] for r in rungs) if rungs else None,
-                  "epochs_full": len(cfg.tune_grid) * len(cfg.optims) * (cfg.run.train.epochs or 0)}
+                  "epochs_full": rates * len(cfg.optims) * (cfg.run.train.epochs or 0)}
         results_of, chosen = tuning["results"], tuning["chosen"]
         for name in cfg.optims:
             mine = [r for r in results if r.spec.optim.name == name]
             results_of[name] = [{"lr": r.spec.optim.lr, "final_loss": r.score, "status": r.status}
                                        for r in mine]
-            whole = rungs[-1]["candidates"][name] if rungs else cfg.tune_grid  # (halving: only the whole budget's)
+            whole = rungs[-1]["candidates"][name] if rungs else cfg.grid_for(name)  # (halving: the whole budget's)
             finished = [r for r in mine if math.isfinite(r.score) and r.spec.optim.lr in whole]
             if finished:
                 best = min(finished, key=lambda r: r.score)

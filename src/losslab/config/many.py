@@ -10,7 +10,6 @@ from typing import Any, Optional
 from losslab.components.losses import check_task
 from losslab.components.tasks import TASKS
 from losslab.config.checks import RECORD_BYTES, Resolvable, check_finite, check_memory, check_positive, check_target
-from losslab.config.parsing import log_grid
 from losslab.config.parts import ExecutorConfig, GateConfig, LossConfig, OptimConfig, rate_for
 from losslab.config.single import ClassifyConfig, ClassifyLossConfig, RegressConfig, RunConfig
 from losslab.errors import ConfigError
@@ -81,6 +80,7 @@ MAX_RATES = 1000  # a grid's rates: 13 to 50 are usual; 100,000 runs would take 
 
 # what compare-optimizers may rank by (lower is better, but accuracy)
 BUDGETS = ("epochs", "gradient-evaluations")  # compare-optimizers --budget
+TUNE_RATES = 13  # --tune's trials per optimizer when --tune-grid is not given
 OPTIMIZER_RANKINGS = {"regression": ("final_loss", "best_loss", "epochs_to_target", "optimum_distance"),
                       "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
 
@@ -94,7 +94,8 @@ class CompareConfig(ManyRuns):
     lr_for: tuple[tuple[str, float], ...] = ()
     optim_args: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # --optim-arg, per optimizer
     tune: bool = False
-    tune_grid: tuple[float, ...] = field(default_factory=lambda: log_grid(1e-4, 1.0, 3))
+    tune_grid: Optional[tuple[float, ...]] = None  # --tune's rates for every optimizer; None: centred on each's own
+
     halving: bool = False  # tuning by successive halving: each optimizer's best 1/halving_rate rates continue
     min_epochs: Optional[int] = None
     halving_rate: int = 3
@@ -122,13 +123,23 @@ class CompareConfig(ManyRuns):
             if name not in self.optims:
                 raise ConfigError("--lr-for", f"{name!r} is not among --optims {','.join(self.optims)}")
             check_positive("--lr-for", value)
-        runs = self.seeds * len(self.optims) * (1 + (len(self.tune_grid) if self.tune else 0))
+        runs = self.seeds * len(self.optims) * (1 + (TUNE_RATES if self.tune else 0))
         check_memory("--seeds", runs * (self.run.train.epochs or 100) * RECORD_BYTES, f"{runs:,} runs' records")
         check_target(self.task, self.target)
 
 
     def _resolve(self) -> "CompareConfig":
         return replace(self, run=self.run.resolved())
+
+    def grid_for(self, name: str) -> tuple[float, ...]:
+        """The rates --tune trains for one optimizer: --tune-grid's, or 13 log-spaced over four decades centred on
+        the optimizer's own default rate (sgd 0.1: 0.001 … 10; lion 0.003: 3e-05 … 0.3), so every optimizer gets
+        the same number of trials around where its family trains."""
+        if self.tune_grid is not None:
+            return self.tune_grid
+        centre = self.lr_of(name)[0]
+        half = TUNE_RATES // 2
+        return tuple(float(f"{centre * 10 ** (i / 3):.3g}") for i in range(-half, half + 1))
 
     def optim_for(self, name: str, lr: Optional[float]) -> OptimConfig:
         """One optimizer's settings: the shared ones, its rate and its own --optim-arg arguments."""
@@ -153,7 +164,7 @@ class CompareConfig(ManyRuns):
     @property
     def records(self) -> int:
         """Epoch records the command will write (what --out and --tensorboard must have room for)."""
-        rates = 1 + (len(self.tune_grid) if self.tune else 0)
+        rates = 1 + (TUNE_RATES if self.tune else 0)
         return self.seeds * len(self.optims) * rates * (self.run.train.epochs or 0)
 
 
