@@ -240,6 +240,8 @@ def test_muon_routes_hidden_matrices_and_lists_the_routes():
 
     hand = _hand_digits(cfg, Both)
     assert [r["valid_loss"] for r in result.records] == pytest.approx(hand, rel=1e-5)
+    sgd_rest = classify_run(_digits("muon", lr=0.002, args=(("rest", "sgd"),)))
+    assert sgd_rest.optimizer["routes"]["1.bias"] == "sgd" and sgd_rest.records != result.records
 
 
 def test_python_takes_the_class_a_partial_and_a_list_of_them(user_file):
@@ -281,6 +283,8 @@ def test_compare_optimizers_takes_per_optimizer_arguments(cli, user_file):
     (["--optim", "lionn"], "--optim", "did you mean lion"),
     (["--optim", "torch.optim:SparseAdam"], "--optim", "sparse"),
     (["--optim", "adam", "--optim-arg", "sgd.momentum=0.9"], "--optim-arg", "not among the optimizers"),
+    (["--optim", "adam", "--muon-rest", "sgd"], "--muon-rest", "applies to muon only"),
+    (["--optim", "muon", "--muon-rest", "lion"], "--muon-rest", "adamw, sgd"),
 ])
 def test_bad_optimizers_are_one_line_before_training(cli, user_file, args, option, words):
     run = cli("regress", *args, "--epochs", "5")

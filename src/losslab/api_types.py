@@ -11,6 +11,7 @@ class TrainingOptions(TypedDict, total=False):
 
     lr: Optional[float]
     optim_arg: Optional[Sequence[str]]
+    muon_rest: Optional[str]
     dataset: Optional[Union[str, Any]]
     model: Optional[Union[str, type, Callable[..., Any], Any]]
     loss: Optional[Union[str, Callable[..., Any]]]

@@ -14,7 +14,7 @@ from losslab.components import tasks
 from losslab.components.datasets import DATASETS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
-from losslab.components.optimizers import OPTIMIZERS, kind, parse_argument, registered
+from losslab.components.optimizers import OPTIMIZERS, RESTS, kind, parse_argument, registered
 from losslab.components.registry import choice
 from losslab.components.schedules import SCHEDULES
 from losslab.components.tables import expand
@@ -112,6 +112,13 @@ def optim_args(given: Given, names: tuple[str, ...]) -> dict[str, tuple[tuple[st
             raise ConfigError("--optim-arg", f"{text!r} names {head!r}, which is not among the optimizers "
                               f"({', '.join(names)})")
         out[matches[0]].append((last, value))
+    if given.muon_rest is not None:  # (--optim-arg rest=... by its own name)
+        routed = [n for n in names if kind(n).protocol.routed]
+        if not routed:
+            raise ConfigError("--muon-rest", f"applies to muon only (the optimizers here: {', '.join(names)})")
+        rest = choice("--muon-rest", given.muon_rest, RESTS, "optimizer")
+        for name in routed:
+            out[name] = [(k, v) for k, v in out[name] if k != "rest"] + [("rest", rest)]
     return {n: tuple(v) for n, v in out.items() if v}
 
 

@@ -113,6 +113,8 @@ OPTS: dict[str, Opt] = {
                         f"L2 / decoupled weight decay ({_takes('weight_decay')})."),
     "betas": Opt(Optional[str], ("--betas",), f"Betas, e.g. 0.9,0.999 ({_takes('betas')})."),
     "eps": Opt(Optional[float], ("--eps",), f"Denominator epsilon ({_takes('eps')})."),
+    "muon_rest": Opt(Optional[str], ("--muon-rest",), "muon: the optimizer of the parameters Muon does not take "
+                     "(embeddings, biases, norms, the output layer): adamw (the default) or sgd (momentum 0.9)."),
     "optim_arg": Opt(Optional[list[str]], ("--optim-arg",), "A constructor argument of the optimizer's class "
                      "(repeatable): KEY=VALUE, the value a Python literal (betas=0.95,0.98; foreach=False) or an "
                      "import path for an argument that takes a class (base_optimizer=torch.optim:SGD); with "

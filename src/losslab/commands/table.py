@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 from losslab.components.tasks import CLASSIFY_DATA, REGRESS_DATA, TASKS
 from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
 
-OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps", "optim_arg")
+OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps", "optim_arg", "muon_rest")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
             "lr_factor")
 TRAIN = ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", *SCHEDULE, "seed", "device", "threads",
@@ -88,7 +88,8 @@ COMMANDS: tuple[Command, ...] = (
             "Train the same model from the same initial weights on the same data order with several optimizers "
             "over several seeds, and rank them by median final loss; a winner must beat the runner-up on most "
             "paired seeds.",
-            ("task", "optims", "lr", "lr_for", "optim_arg", "seeds", "tune", "tune_grid", "budget", *HALVING,
+            ("task", "optims", "lr", "lr_for", "optim_arg", "muon_rest", "seeds", "tune", "tune_grid", "budget",
+             *HALVING,
              "target_accuracy", "rank_by", "no_vectorize", *EXECUTOR, *both_tasks(), *MANY_RUN_OUTPUT, "target_loss"),
             many=True, config="compare_config", epilog=MANY_RUN_EXIT_CODES, helps=OPTIMIZER_HELPS),
     Command("compare-losses", "losslab.commands.compare_losses",

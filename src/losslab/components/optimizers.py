@@ -23,6 +23,7 @@ OPTIMIZERS: Registry[Callable[..., Any]] = Registry("optimizer", "--optim")
 
 SHARED = ("momentum", "weight_decay", "betas", "eps")  # the options every command has (--momentum, ...)
 _ADAM_LIKE = {"weight_decay", "betas", "eps"}
+RESTS = ("adamw", "sgd")  # what trains the parameters a routed optimizer (Muon) does not take (--muon-rest)
 LIBRARY = "pytorch_optimizer"  # the package whose names `--optim` also takes (pip install pytorch-optimizer)
 
 

@@ -10,10 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from losslab.errors import ConfigError
-
-RESTS = ("adamw", "sgd")
-
 
 def route(model: nn.Module) -> dict[str, str]:
     """Each trainable parameter's optimizer: `muon` for 2-D weights except the model's last 2-D weight (its output
@@ -48,10 +44,7 @@ class Routed(torch.optim.Optimizer):
     def build(model: nn.Module, cfg: Any, muon: Any, args: dict[str, Any], fixed: dict[str, Any]) -> "Routed":
         """`muon(params, lr=..., **kwargs)` builds the Muon part; `args` are --optim-arg's (resolved), `fixed` the
         registry entry's arguments."""
-        rest = str(args.pop("rest", "adamw")).lower()
-        if rest not in RESTS:
-            raise ConfigError("--optim-arg", f"rest={rest!r}: the rest of the parameters go to one of "
-                              f"{', '.join(RESTS)}")
+        rest = str(args.pop("rest", "adamw")).lower()  # (checked by the config: optimizers.RESTS)
         routes = route(model)
         named = dict(model.named_parameters())
         mine = [named[n] for n, where in routes.items() if where == "muon"]

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from losslab.components.datasets import dataset_meta
-from losslab.components.optimizers import OPTIMIZERS, SHARED, check_arguments, default_lr, family_lr, kind, registered
+from losslab.components.optimizers import (
+    OPTIMIZERS,
+    RESTS,
+    SHARED,
+    check_arguments,
+    default_lr,
+    family_lr,
+    kind,
+    registered,
+)
 from losslab.components.schedules import SCHEDULES
 from losslab.config.checks import MAX_SEED, RECORD_BYTES, check_finite, check_memory, check_non_negative, check_positive
 from losslab.errors import ConfigError
@@ -59,6 +68,10 @@ class OptimConfig:
                 users = [e.name for e in OPTIMIZERS if key in e.meta["accepts"]]
                 raise ConfigError(f"--{key.replace('_', '-')}", f"does not apply to --optim {self.name} (applies to: "
                                   f"{', '.join(users)})")
+        rest = dict(self.args).get("rest")
+        if rest is not None and (not kind(self.name).protocol.routed or rest not in RESTS):
+            raise ConfigError("--muon-rest", f"rest={rest!r}: the parameters Muon does not take go to "
+                              f"{' or '.join(RESTS)}, and only with --optim muon")
         if self.args:
             check_arguments(kind(self.name), [(k, v) for k, v in self.args if k != "rest"], {})
 
