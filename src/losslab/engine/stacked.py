@@ -130,10 +130,30 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
                 torch.func.vmap(problem.loss_for(cfg), in_dims=(0, None))(out, y[:2])
     except USER_ERRORS as exc:
         return f"batched form failed: {type(exc).__name__}: {exc}"
+    why = _own_steps_run(template, specs)
+    if why is not None:
+        return why
     for h in hypers:
         if h.get("amsgrad") or h.get("centered") or h.get("maximize") or h.get("dampening", 0) \
                 or h.get("lr_decay", 0) or h.get("initial_accumulator_value", 0):
             return "optimizer options without a batched form"
+    return None
+
+
+def _own_steps_run(template: nn.Module, specs: Sequence[RunSpec]) -> Optional[str]:
+    """None when every optimizer the stack drives through its own step() takes a step over per-run views of a
+    two-run stack (a class that needs whole tensors, or fails on views, would otherwise fail every run of the
+    stack); else why not."""
+    for group in optimizer_groups(specs):
+        optim = specs[group[0]].optim
+        if stacked_update(optim.name) is not None:
+            continue
+        stack = stack_of([copy.deepcopy(template), copy.deepcopy(template)])
+        try:
+            own = OwnStep(optim, stack, [optim.lr or 1e-3] * 2, 0, 2)
+            own.step(torch.ones_like(stack.flat) * 1e-3)
+        except USER_ERRORS as exc:
+            return f"{shown(optim.name)} cannot stack: its step() fails on per-run views: {type(exc).__name__}: {exc}"
     return None
 
 
