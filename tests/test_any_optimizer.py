@@ -391,3 +391,25 @@ def test_tuning_centres_each_optimizers_grid_on_its_own_default():
         assert grid[-1] / grid[0] == pytest.approx(1e4, rel=0.01)
     given = CompareConfig(run=RegressConfig(), optims=("sgd", "lion"), tune=True, tune_grid=(0.01, 0.1)).resolved()
     assert given.grid_for("sgd") == given.grid_for("lion") == (0.01, 0.1)
+
+
+def test_stacked_own_steps_follow_each_runs_own_schedule():
+    """Runs stacked through NAdam's own step() at one rate share a parameter group, unless ReduceLROnPlateau can
+    part their rates: each run's rates and final loss equal its run alone."""
+    from losslab.config import ScheduleConfig
+    from losslab.engine.problems import RegressionProblem
+    from losslab.engine.runs import RunSpec
+    from losslab.engine.trials import run_trials
+
+    for schedule in (ScheduleConfig("plateau", lr_patience=2, lr_factor=0.5), ScheduleConfig("cosine")):
+        cfg = RegressConfig(train=TrainConfig(epochs=40, batch_size=16, device="cpu", schedule=schedule)).resolved()
+        problem = RegressionProblem(cfg)
+        specs = [RunSpec("nadam", OptimConfig("nadam", lr=0.05), seed) for seed in range(4)]
+        stacked, _ = run_trials(problem, specs, vectorize=True)
+        alone, _ = run_trials(problem, specs, vectorize=False)
+        assert stacked[0].stacked_with == 4
+        for a, b in zip(stacked, alone):
+            assert [r["lr"] for r in a.records] == [r["lr"] for r in b.records]
+            assert a.metrics["final_loss"] == pytest.approx(b.metrics["final_loss"], rel=1e-6)
+        if schedule.name == "plateau":
+            assert len({r.records[-1]["lr"] for r in stacked}) > 1  # (the rates did part)

@@ -384,23 +384,37 @@ class OwnStep:
     group at its run's rate; before every step each view's `.grad` is set to the run's view of the stacked gradient.
     torch's (or the library's, or the user's) code does every update: nothing is re-implemented."""
 
-    def __init__(self, optim: Any, model: Any, lrs: Sequence[float], start: int, stop: int):
+    def __init__(self, optim: Any, model: Any, lrs: Sequence[float], start: int, stop: int,
+                 apart: bool = False):
+        """`apart`: the runs' rates may part ways later (ReduceLROnPlateau follows each run's own loss)."""
         self.start, self.stop, self.model = start, stop, model
         self.views = [model.run_views(model.flat, k) for k in range(start, stop)]
-        groups = [{"params": views, "lr": lr} for views, lr in zip(self.views, lrs)]
+        self.buffer = torch.zeros_like(model.flat)  # the step's gradients, copied in: their views are made once
+        self.grads = [g for k in range(start, stop) for g in model.run_views(self.buffer, k)]
+        self.params = [p for views in self.views for p in views]
+        # runs at one rate share one group (the optimizer's multi-tensor path then takes them all in one call);
+        # runs at different rates get a group each
+        self.shared = len(set(lrs)) == 1 and not apart
+        groups = [{"params": self.params, "lr": lrs[0]}] if self.shared else \
+            [{"params": views, "lr": lr} for views, lr in zip(self.views, lrs)]
         self.optimizer = build_optimizer(groups, optim)
+        self.count = stop - start
 
     def rates(self) -> list[float]:
-        return [float(group["lr"]) for group in self.optimizer.param_groups]
+        rates = [float(group["lr"]) for group in self.optimizer.param_groups]
+        return rates * self.count if self.shared else rates
 
     def set_rates(self, rates: Sequence[float]) -> None:
+        if self.shared:  # (one rate: a schedule moves every run's alike)
+            self.optimizer.param_groups[0]["lr"] = rates[0]
+            return
         for group, rate in zip(self.optimizer.param_groups, rates):
             group["lr"] = rate
 
     def step(self, grad: torch.Tensor) -> None:
-        for k, views in zip(range(self.start, self.stop), self.views):
-            for view, g in zip(views, self.model.run_views(grad, k)):
-                view.grad = g
+        self.buffer.copy_(grad)
+        for param, g in zip(self.params, self.grads):  # (again each step: a step() may set .grad to None)
+            param.grad = g
         self.optimizer.step()
 
 
@@ -425,7 +439,8 @@ class StackedSide:
             first = specs[group[0]].optim
             update = stacked_update(first.name)
             self.optimizers.append(BatchedOptimizer(update, hyperparameters(first), model.flat, lrs, start_i, stop_i)
-                                   if update is not None else OwnStep(first, model, lrs.tolist(), start_i, stop_i))
+                                   if update is not None else OwnStep(first, model, lrs.tolist(), start_i, stop_i,
+                                                                      problem.train_cfg.schedule.name == "plateau"))
             start_i = stop_i
         self.segments = [(a, b, *batched_loss(problem, specs[a], fn)) for a, b, fn in loss_segments(problem, specs)]
         self.x, self.y = in_memory(problem)
