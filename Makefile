@@ -45,6 +45,7 @@ bench: setup
 	$(PY) benchmarks/bench_vectorized.py
 	$(PY) benchmarks/bench_imagefolder.py
 	$(PY) benchmarks/bench_executors.py
+	$(PY) benchmarks/bench_any_optimizer.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
