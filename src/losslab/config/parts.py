@@ -55,6 +55,8 @@ class OptimConfig:
         if self.betas is not None:
             if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
                 raise ConfigError("--betas", f"expected two numbers in [0, 1), e.g. 0.9,0.999 (got {self.betas})")
+        # (frozen all the way down: lists from JSON, TOML or Python become tuples, so the config stays hashable)
+        object.__setattr__(self, "args", tuple((str(key), _frozen(value)) for key, value in self.args))
         keys = [key for key, _ in self.args]
         if len(set(keys)) != len(keys):
             raise ConfigError("--optim-arg", f"sets {sorted(k for k in keys if keys.count(k) > 1)[0]} twice")
@@ -78,6 +80,10 @@ class OptimConfig:
     def for_task(self, task: str, dataset: Optional[str] = None) -> "OptimConfig":
         """The same config with `lr` resolved (`rate_for`)."""
         return self if self.lr is not None else replace(self, lr=rate_for(self.name, task, dataset)[0])
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def rate_for(optim: str, task: str, dataset: Optional[str] = None, given: Optional[float] = None,
