@@ -413,3 +413,35 @@ def test_stacked_own_steps_follow_each_runs_own_schedule():
             assert a.metrics["final_loss"] == pytest.approx(b.metrics["final_loss"], rel=1e-6)
         if schedule.name == "plateau":
             assert len({r.records[-1]["lr"] for r in stacked}) > 1  # (the rates did part)
+
+
+def test_soap_from_the_library_trains_as_a_hand_written_loop():
+    """pytorch-optimizer's SOAP (a preconditioner per weight matrix) on digits: the run's validation losses equal
+    a hand loop's with the same class, rate, weights and batch order."""
+    from pytorch_optimizer import SOAP
+
+    cfg = _digits("soap", lr=0.003)
+    result = classify_run(cfg)
+    hand = _hand_digits(cfg, lambda m: SOAP(m.parameters(), lr=0.003))
+    assert [r["valid_loss"] for r in result.records] == pytest.approx(hand, rel=1e-5)
+
+
+def test_a_model_taking_optimizer_is_built_from_the_model():
+    """pytorch-optimizer's LOMO takes the model itself: found from its constructor, given the model."""
+    from losslab.components.optimizers import build_optimizer, kind
+
+    assert kind("lomo").protocol.takes_model
+    model = torch.nn.Linear(2, 1)
+    optimizer = build_optimizer(model, OptimConfig("lomo", lr=0.01))
+    assert optimizer.model is model
+
+
+@pytest.mark.slow
+def test_a_users_optimizer_file_trains_the_same_on_worker_processes(cli, user_file):
+    args = ["compare-optimizers", "--optims", "adam,myopt:Lion", "--lr", "0.01", "--epochs", "30", "--seeds", "2",
+            "--json", "--no-vectorize"]
+    local, pooled = cli(*args), cli(*args, "--executor", "process", "--jobs", "2")
+    assert local.exit_code == pooled.exit_code == 0, pooled.stderr
+    for name in ("adam", "myopt:Lion"):
+        assert [r["final_loss"] for r in local.json()["entries"][name]["runs"]] == \
+            [r["final_loss"] for r in pooled.json()["entries"][name]["runs"]]

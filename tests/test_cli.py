@@ -166,7 +166,7 @@ def test_version_completion_and_python_dash_m():
                             env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert "_losslab_completion" in script.stdout
     env = {**os.environ, "COMP_WORDS": "losslab regress --opt", "COMP_CWORD": "2", "_LOSSLAB_COMPLETE": "complete_bash"}
-    assert subprocess.run([exe], capture_output=True, text=True, env=env).stdout.split() == ["--optim"]
+    assert subprocess.run([exe], capture_output=True, text=True, env=env).stdout.split() == ["--optim", "--optim-arg"]
 
 
 def test_help_groups_options_in_panels_and_lists_what_applies_to_the_task(cli):

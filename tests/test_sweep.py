@@ -339,7 +339,7 @@ def test_tuning_by_halving_chooses_rates_as_good_as_the_full_tuning_grid(cli):
     for name, lr in halved["chosen"].items():
         assert lr in halved["halving"][-1]["candidates"][name]
         scores = {r["lr"]: r["final_loss"] for r in full["results"][name]}
-        best = min(v for v in scores.values() if math.isfinite(v))
+        best = min(v for v in scores.values() if v is not None and math.isfinite(v))  # (JSON: a divergence is null)
         assert scores[lr] <= 1.1 * best, (name, lr)
     cli("compare-optimizers", "--halving").assert_usage_error("--halving")
 

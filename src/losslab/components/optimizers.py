@@ -206,10 +206,10 @@ def remember(k: Kind) -> None:
     _KNOWN[k.name] = k
 
 
-@functools.lru_cache(maxsize=None)
 def kind(name: str, option: str = "--optim") -> Kind:
     """The optimizer `name` names: a registry name, an import path, or a name of pytorch-optimizer's
-    `load_optimizer` (when installed). Failures are one line naming `option`."""
+    `load_optimizer` (when installed). Failures are one line naming `option`. (Resolved each time: an import path
+    reads the module Python has cached, so a module reloaded in a notebook gives its new class.)"""
     import torch
 
     if name in _KNOWN:
@@ -230,6 +230,7 @@ def kind(name: str, option: str = "--optim") -> Kind:
     raise ConfigError(option, unknown_message(name, library))
 
 
+@functools.lru_cache(maxsize=1)
 def _library() -> Optional[dict[str, Any]]:
     """pytorch-optimizer's optimizers by lower-case name, or None when it is not installed."""
     try:
