@@ -328,7 +328,7 @@ def test_the_json_says_what_trained(cli):
     assert json.dumps(doc["optimizer"])
 
 
-@pytest.mark.parametrize("name", ["nadam", "myopt:Lion", "schedulefree:SGDScheduleFree"])
+@pytest.mark.parametrize("name", ["nadam", "myopt:Lion", "prodigy", "schedulefree:SGDScheduleFree"])
 def test_any_plain_step_optimizer_stacks_and_equals_its_runs_one_by_one(user_file, name):
     """Trials of a class losslab did not write train stacked through its own step() (one parameter group per run
     over views of the stacked parameters) and end where the same runs end one by one."""
@@ -445,3 +445,18 @@ def test_a_users_optimizer_file_trains_the_same_on_worker_processes(cli, user_fi
     for name in ("adam", "myopt:Lion"):
         assert [r["final_loss"] for r in local.json()["entries"][name]["runs"]] == \
             [r["final_loss"] for r in pooled.json()["entries"][name]["runs"]]
+
+
+def test_stacked_runs_take_the_fewest_step_calls_that_keep_them_apart():
+    """An elementwise class at one rate steps whole (runs, ...) tensors; a class that uses shapes or norms steps a
+    group per run; one that keeps a statistic per group (Prodigy's d) steps an optimizer per run."""
+    from losslab.engine.problems import ClassificationProblem
+    from losslab.engine.stacked import OwnStep, stack_of
+
+    problem = ClassificationProblem(ClassifyConfig(train=TrainConfig(epochs=1, device="cpu")).resolved())
+    stack = stack_of([problem.new_model(seed) for seed in range(3)])
+    layout = {name: (OwnStep(OptimConfig(name, lr=0.01), stack, [0.01] * 3, 0, 3).layout,
+                     OwnStep(OptimConfig(name, lr=0.01), stack, [0.01, 0.02, 0.03], 0, 3).layout)
+              for name in ("nadam", "lion", "adafactor", "lamb", "prodigy")}
+    assert layout == {"nadam": ("whole", "groups"), "lion": ("whole", "groups"), "adafactor": ("groups", "groups"),
+                      "lamb": ("groups", "groups"), "prodigy": ("each", "each")}

@@ -378,44 +378,121 @@ class BatchedOptimizer:
         p.addcmul_(g / std, lr, value=-1)
 
 
+def _block_views(model: Any, tensor: torch.Tensor, start: int, stop: int) -> list[torch.Tensor]:
+    """Rows [start, stop) of a (K, P) tensor as one (runs, ...) view per parameter, in the stack's layout."""
+    return [tensor[start:stop, a:b].view(stop - start, *p.shape[1:]) for p, (a, b) in zip(model.params, model.bounds)]
+
+
+def _per_run_views(model: Any, tensor: torch.Tensor, start: int, stop: int) -> list[torch.Tensor]:
+    return [v for k in range(start, stop) for v in model.run_views(tensor, k)]
+
+
+def _each_run(optim: Any, params: list[torch.Tensor], lrs: Sequence[float]) -> list[Any]:
+    """One optimizer per run (over `params`' run-th share), at its rate: what each run alone would have."""
+    share = len(params) // len(lrs)
+    return [build_optimizer([{"params": params[i * share:(i + 1) * share], "lr": lr}], optim)
+            for i, lr in enumerate(lrs)]
+
+
+def _run_groups(optim: Any, params: list[torch.Tensor], lrs: Sequence[float]) -> list[Any]:
+    """One optimizer with a parameter group per run, at its rate."""
+    share = len(params) // len(lrs)
+    return [build_optimizer([{"params": params[i * share:(i + 1) * share], "lr": lr} for i, lr in enumerate(lrs)],
+                            optim)]
+
+
+def _whole(optim: Any, params: list[torch.Tensor], lrs: Sequence[float]) -> list[Any]:
+    """One optimizer over whole (runs, ...) blocks at the runs' one rate."""
+    return [build_optimizer([{"params": params, "lr": lrs[0]}], optim)]
+
+
+LAYOUTS = {"whole": (_block_views, _whole), "groups": (_per_run_views, _run_groups),
+           "each": (_per_run_views, _each_run)}
+
+
+def alike(optim: Any, model: Any, start: int, stop: int, lrs: Sequence[float], layout: str, steps: int = 3) -> bool:
+    """Whether the class gives the runs [start, stop) in `layout` exactly what an optimizer per run gives them
+    (`each`, what every run alone has): a few steps of random gradients on copies of the stack, compared to the
+    bit, and the numbers it keeps per group (Prodigy's and D-Adaptation's d) equal. `whole` passes for a class
+    that updates every element on its own (Adam, Lion, NAdam; not Adafactor, Muon, SOAP, LAMB or Prodigy, whose
+    steps use a tensor's shape or norm or a statistic of the group); `groups` for one whose groups do not share a
+    statistic."""
+    rows = model.flat[start:stop].detach().clone()
+    generator = torch.Generator().manual_seed(0)
+    try:
+        sides = []
+        for name in ("each", layout):
+            views, build = LAYOUTS[name]
+            tensor, grad = torch.zeros_like(model.flat), torch.zeros_like(model.flat)
+            tensor[start:stop] = rows
+            params = views(model, tensor, start, stop)
+            sides.append((tensor, params, views(model, grad, start, stop), grad, build(optim, params, lrs)))
+        for _ in range(steps):
+            g = torch.randn(rows.shape, generator=generator) * 1e-2
+            for _, params, grads, grad, optimizers in sides:
+                grad[start:stop] = g
+                for p, pg in zip(params, grads):
+                    p.grad = pg
+                for optimizer in optimizers:
+                    optimizer.step()
+        reference = [o.param_groups[0] for o in sides[0][4]]
+        groups = [g for o in sides[1][4] for g in o.param_groups]
+        if len(groups) == 1:  # (one group for every run: each run's numbers must equal its)
+            groups = groups * len(reference)
+        mixed = any(_number(mine.get(key)) != _number(value) for ref, mine in zip(reference, groups)
+                    for key, value in ref.items() if key != "params" and _number(value) is not None)
+        return bool(torch.equal(sides[0][0], sides[1][0])) and not mixed
+    except USER_ERRORS:
+        return False
+
+
+def _number(value: Any) -> Optional[float]:
+    """A group setting as a number (a one-element tensor too), or None for anything else."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class OwnStep:
-    """Any optimizer class driven through its own step() for the runs [start, stop) of a stack: one optimizer with
-    one parameter group per run, over per-run views of the stacked parameters in each parameter's own shape, each
-    group at its run's rate; before every step each view's `.grad` is set to the run's view of the stacked gradient.
-    torch's (or the library's, or the user's) code does every update: nothing is re-implemented."""
+    """Any optimizer class driven through its own step() for the runs [start, stop) of a stack, over views of the
+    stacked parameters: an optimizer per run over its parameters in their own shapes, at its rate — exactly what the
+    run alone has; or, for runs at one rate whose class updates every element on its own (`elementwise`), one
+    optimizer over whole (runs, ...) tensors, one per layer, so its step makes as few calls as one run's. Before
+    every step each view's `.grad` is set to the matching view of the stacked gradient. torch's (or the library's,
+    or the user's) code does every update: nothing is re-implemented."""
 
     def __init__(self, optim: Any, model: Any, lrs: Sequence[float], start: int, stop: int,
                  apart: bool = False):
         """`apart`: the runs' rates may part ways later (ReduceLROnPlateau follows each run's own loss)."""
         self.start, self.stop, self.model = start, stop, model
-        self.views = [model.run_views(model.flat, k) for k in range(start, stop)]
-        self.buffer = torch.zeros_like(model.flat)  # the step's gradients, copied in: their views are made once
-        self.grads = [g for k in range(start, stop) for g in model.run_views(self.buffer, k)]
-        self.params = [p for views in self.views for p in views]
-        # runs at one rate share one group (the optimizer's multi-tensor path then takes them all in one call);
-        # runs at different rates get a group each
-        self.shared = len(set(lrs)) == 1 and not apart
-        groups = [{"params": self.params, "lr": lrs[0]}] if self.shared else \
-            [{"params": views, "lr": lr} for views, lr in zip(self.views, lrs)]
-        self.optimizer = build_optimizer(groups, optim)
         self.count = stop - start
+        # the fewest step() calls that give every run what it alone would have: whole tensors for an elementwise
+        # class at one rate (not when ReduceLROnPlateau can part the rates), a group per run when groups share no
+        # statistic, else an optimizer per run
+        one_rate = len(set(lrs)) == 1 and not apart and self.count > 1
+        self.layout = next(name for name in ("whole", "groups", "each") if name == "each" or (
+            (one_rate or name == "groups") and alike(optim, model, start, stop, lrs, name)))
+        views, build = LAYOUTS[self.layout]
+        self.buffer = torch.zeros_like(model.flat)  # the step's gradients, copied in: their views are made once
+        self.params = views(model, model.flat, start, stop)
+        self.grads = views(model, self.buffer, start, stop)
+        self.optimizers = build(optim, self.params, lrs)
 
     def rates(self) -> list[float]:
-        rates = [float(group["lr"]) for group in self.optimizer.param_groups]
-        return rates * self.count if self.shared else rates
+        rates = [float(g["lr"]) for o in self.optimizers for g in o.param_groups]
+        return rates * self.count if self.layout == "whole" else rates
 
     def set_rates(self, rates: Sequence[float]) -> None:
-        if self.shared:  # (one rate: a schedule moves every run's alike)
-            self.optimizer.param_groups[0]["lr"] = rates[0]
-            return
-        for group, rate in zip(self.optimizer.param_groups, rates):
+        groups = [g for o in self.optimizers for g in o.param_groups]
+        for group, rate in zip(groups, rates):  # (whole: one rate, a schedule moves every run's alike)
             group["lr"] = rate
 
     def step(self, grad: torch.Tensor) -> None:
         self.buffer.copy_(grad)
         for param, g in zip(self.params, self.grads):  # (again each step: a step() may set .grad to None)
             param.grad = g
-        self.optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
 
 
 class StackedSide:
