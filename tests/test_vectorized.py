@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from losslab.components.datasets import load_classification
+from losslab.components.optimizers import stacked_update
 from losslab.components.regression_data import synthetic
 from losslab.config import (
     ClassifyConfig,
@@ -28,6 +29,12 @@ LRS = {"sgd": (0.01, 0.1), "momentum": (0.01, 0.05), "nesterov": (0.01, 0.05), "
        # torch.optim's other classes: stacked through their own step() (one parameter group per run)
        "nadam": (0.003, 0.01), "radam": (0.003, 0.01), "adamax": (0.003, 0.01), "adadelta": (0.5, 1.0),
        "rprop": (0.001, 0.01), "asgd": (0.01, 0.05), "adafactor": (0.003, 0.01)}
+
+
+# the optimizers with a batched update of losslab's own, then torch's others (stacked through their own step(): in
+# the full suite only, `make test-fast` keeps to a minute)
+BY_HAND_THEN_OWN_STEP = [name if stacked_update(name) else pytest.param(name, marks=pytest.mark.slow)
+                         for name in stackable_optimizers()]
 
 
 def _compare(problem, trials, rel=1e-5):
@@ -58,7 +65,7 @@ def test_regression_trials_match_torch_optim(name):
         assert v.records[-1]["grad_norm"] == pytest.approx(s.records[-1]["grad_norm"], rel=1e-3, abs=1e-6)
 
 
-@pytest.mark.parametrize("name", stackable_optimizers())
+@pytest.mark.parametrize("name", BY_HAND_THEN_OWN_STEP)
 @pytest.mark.parametrize("model", ["logistic", "mlp"])
 def test_classifier_trials_match_torch_optim(name, model):
     cfg = ClassifyConfig(data=ClassifyDataConfig("digits", subset=200), model=ModelConfig(model, hidden=16),
@@ -71,7 +78,7 @@ def test_classifier_trials_match_torch_optim(name, model):
         assert v.records[-1]["valid_acc"] == pytest.approx(s.records[-1]["valid_acc"], abs=1e-6)
 
 
-@pytest.mark.parametrize("name", stackable_optimizers())
+@pytest.mark.parametrize("name", BY_HAND_THEN_OWN_STEP)
 @pytest.mark.parametrize("model, loss", [("logistic", "cross-entropy"), ("mlp", "nll")])
 def test_final_parameters_of_classifiers_match(name, model, loss):
     """Compare the weights themselves, not only the losses, with mini-batches and two seeds."""
