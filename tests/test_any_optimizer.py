@@ -67,6 +67,17 @@ class FailsLater(torch.optim.SGD):
 
 class NotAnOptimizer:
     pass
+
+
+class ClearsGrad(torch.optim.SGD):
+    """SGD that sets every gradient to None inside its step (as some memory-saving optimizers do)."""
+
+    def step(self, closure=None):
+        out = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+        return out
 '''
 
 
@@ -460,3 +471,13 @@ def test_stacked_runs_take_the_fewest_step_calls_that_keep_them_apart():
               for name in ("nadam", "lion", "adafactor", "lamb", "prodigy")}
     assert layout == {"nadam": ("whole", "groups"), "lion": ("whole", "groups"), "adafactor": ("groups", "groups"),
                       "lamb": ("groups", "groups"), "prodigy": ("each", "each")}
+
+
+def test_gradient_figures_are_taken_before_a_step_that_clears_them(user_file):
+    """An optimizer that sets p.grad to None inside step(): the records' gradient norms are the step's gradients
+    (equal to plain SGD's, which follows the same path), not missing."""
+    clears = _regress("myopt:ClearsGrad", epochs=20, lr=0.1)
+    plain = _regress("sgd", epochs=20, lr=0.1)
+    assert clears.params == plain.params
+    for a, b in zip(clears.records, plain.records):
+        assert a["grad_norm"] == b["grad_norm"] > 0 and a["grad_norm/weight"] == b["grad_norm/weight"]
