@@ -3,7 +3,7 @@ logits `[B, T, V]`. `bigram` is a logits table (trained to convergence it lands 
 cross-entropy); `rnn`, `gru`, `lstm` are recurrent stacks; `gpt` is a decoder-only transformer in nanoGPT's shape
 (token and position embeddings, pre-norm blocks of causal self-attention through
 `torch.nn.functional.scaled_dot_product_attention` and a 4x MLP, a final LayerNorm, the head tied to the token
-embedding).
+embedding, GPT-2's initialisation).
 """
 
 from __future__ import annotations
@@ -120,6 +120,17 @@ def gpt(shape: LMShape) -> Any:
             self.ln_f = nn.LayerNorm(shape.embed)
             self.head = nn.Linear(shape.embed, shape.vocab, bias=False)
             self.head.weight = self.wte.weight  # tied, as nanoGPT and GPT-2
+            self.apply(self._init)  # GPT-2's initialisation, as nanoGPT's: N(0, 0.02), zero biases, ...
+            for block in self.blocks:  # ... and the residual projections scaled by 1/sqrt(2 layers)
+                torch.nn.init.normal_(block.proj.weight, std=0.02 / (2 * shape.layers) ** 0.5)
+                torch.nn.init.normal_(block.mlp[2].weight, std=0.02 / (2 * shape.layers) ** 0.5)
+
+        @staticmethod
+        def _init(module: Any) -> None:
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                torch.nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
 
         def forward(self, idx: Any) -> Any:
             t = idx.shape[1]
