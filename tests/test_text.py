@@ -90,3 +90,23 @@ def test_a_text_file_that_cannot_train_is_one_line_naming_the_option(tmp_path, c
         read_text(str(tmp_path / "missing.txt"))
     (tmp_path / "ok.txt").write_text("To be, or not to be", encoding="utf-8")
     assert read_text(str(tmp_path / "ok.txt")) == "To be, or not to be"
+
+
+def test_a_bpe_vocabulary_file_in_tiktokens_format(tmp_path):
+    """A small byte-pair vocabulary written here in tiktoken's file format (base64 token, rank): every byte, then
+    merges; the text round-trips and the merges are used."""
+    import base64
+
+    from losslab.components.text import BPETokenizer
+
+    tokens = [bytes([b]) for b in range(256)] + [b"th", b"the", b" the", b"at"]
+    path = tmp_path / "tiny.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(t).decode()} {rank}\n" for rank, t in enumerate(tokens)))
+    tok = BPETokenizer(str(path))
+    assert tok.vocab_size == 260
+    ids = tok.encode("the cat at the mat")
+    assert tok.decode(ids) == "the cat at the mat"
+    assert 258 in ids and 259 in ids and len(ids) < len("the cat at the mat")  # " the" and "at" merged
+    with pytest.raises(ConfigError) as err:
+        BPETokenizer(str(tmp_path / "missing.tiktoken"))
+    assert err.value.option == "--tokenizer"

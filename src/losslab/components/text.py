@@ -101,6 +101,49 @@ class ByteTokenizer:
         return bytes(ids).decode("utf-8", errors="replace")
 
 
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""  # GPT-2's split
+
+
+class BPETokenizer:
+    """Byte-pair encoding through tiktoken (an optional extra: pip install tiktoken): `gpt2` from tiktoken's cache
+    (it downloads the vocabulary at first use; without a network a cached copy must be there), or a vocabulary
+    file in tiktoken's format (`--tokenizer FILE.tiktoken`: one base64 token and its rank per line), split as
+    GPT-2 splits text."""
+
+    def __init__(self, name: str, option: str = "--tokenizer"):
+        try:
+            import tiktoken
+            from tiktoken.load import load_tiktoken_bpe
+        except ImportError:
+            raise ConfigError(option, f"{name} needs tiktoken, which is not installed (pip install tiktoken)") from None
+        try:
+            if name == "gpt2":
+                self.encoding = tiktoken.get_encoding("gpt2")
+            else:
+                ranks = load_tiktoken_bpe(str(Path(name).expanduser()))
+                self.encoding = tiktoken.Encoding(Path(name).stem, pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                                                  special_tokens={})
+        except (OSError, ValueError) as exc:
+            where = ("tiktoken's gpt2 vocabulary is not in its cache and could not be downloaded; put a copy in "
+                     "TIKTOKEN_CACHE_DIR or give a FILE.tiktoken" if name == "gpt2" else f"cannot read {name}")
+            raise ConfigError(option, f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
+        except Exception as exc:  # (requests' ConnectionError and tiktoken's own errors share no base here)
+            raise ConfigError(option, f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.encoding.n_vocab)
+
+    def encode(self, text: str, option: str = "--data") -> list[int]:
+        try:
+            return list(self.encoding.encode_ordinary(text))
+        except Exception as exc:  # (a vocabulary without every byte cannot encode some texts)
+            raise ConfigError(option, f"the tokenizer cannot encode this text: {type(exc).__name__}: {exc}") from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.encoding.decode(list(ids)))
+
+
 def ngram_baselines(train: Sequence[int], valid: Sequence[int], vocab: int,
                     alpha: float = ALPHA) -> dict[str, float]:
     """The validation cross-entropy, in nats per token, of n-gram models counted on the training tokens: uniform
