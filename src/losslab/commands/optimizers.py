@@ -37,13 +37,13 @@ def row(name: str, registered: bool) -> dict[str, Any]:
 
 
 def listing(cfg: OptimizersConfig) -> dict[str, Any]:
-    from losslab.components.optimizers import LIBRARY, OPTIMIZERS, REFUSED, _library
+    from losslab.components.optimizers import LIBRARY, OPTIMIZERS, REFUSED, library
 
     rows = [row(name, True) for name in OPTIMIZERS.names()]
-    library = _library()
-    libraries: dict[str, Any] = {LIBRARY: None if library is None else len(library)}
-    if library is not None and cfg.all:
-        rows += [row(name, False) for name in sorted(library) if name not in OPTIMIZERS.names()]
+    found = library()
+    libraries: dict[str, Any] = {LIBRARY: None if found is None else len(found)}
+    if found is not None and cfg.all:
+        rows += [row(name, False) for name in sorted(found) if name not in OPTIMIZERS.names()]
     try:
         import schedulefree  # noqa: F401
 

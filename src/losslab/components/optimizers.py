@@ -223,15 +223,15 @@ def kind(name: str, option: str = "--optim") -> Kind:
 
         obj = import_object(name, option)
         return _kind_of(name, obj, option)
-    library = _library()
-    if library is not None and fold(name).replace("-", "") in library:
-        cls = library[fold(name).replace("-", "")]
+    found = library()
+    if found is not None and fold(name).replace("-", "") in found:
+        cls = found[fold(name).replace("-", "")]
         return Kind(name, cls, f"{cls.__name__} ({LIBRARY})", protocol_of(cls))
-    raise ConfigError(option, unknown_message(name, library))
+    raise ConfigError(option, unknown_message(name, found))
 
 
 @functools.lru_cache(maxsize=1)
-def _library() -> Optional[dict[str, Any]]:
+def library() -> Optional[dict[str, Any]]:
     """pytorch-optimizer's optimizers by lower-case name, or None when it is not installed."""
     try:
         import pytorch_optimizer
@@ -385,10 +385,6 @@ def stacked_update(name: str) -> Any:
         return None
     return OPTIMIZERS.lookup(name).meta.get("stacked")
 
-
-def needs_closure(name: str) -> bool:
-    p = kind(name).protocol
-    return p.closure or p.two_pass
 
 
 def build_optimizer(target: Any, cfg: Any) -> Any:

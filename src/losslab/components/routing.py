@@ -79,10 +79,3 @@ class Routed(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for (_, optimizer), (_, saved) in zip(self.parts, state_dict["parts"]):
             optimizer.load_state_dict(saved)
-
-    def described(self) -> str:
-        """`muon: 1.weight, 2.weight; adamw: 0.bias, …` (the report's routing line)."""
-        by: dict[str, list[str]] = {}
-        for name, where in self.routes.items():
-            by.setdefault(where, []).append(name)
-        return "; ".join(f"{where}: {', '.join(names)}" for where, names in by.items())

@@ -222,7 +222,7 @@ def check_optimizer(problem: Problem, optim: OptimConfig) -> None:
     state = torch.get_rng_state()
     try:
         model = problem.new_model(0)
-        optimizer = build_optimizer(model, optim.for_task(problem.task) if optim.lr is None else optim)
+        optimizer = build_optimizer(model, optim.for_task(problem.task))
         known = {key for group in optimizer.param_groups for key in group} | set(getattr(optimizer, "defaults", {}))
         signature = k.signature()
         named = set(signature.parameters) if signature is not None else set()
