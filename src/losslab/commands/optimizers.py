@@ -32,7 +32,7 @@ def row(name: str, registered: bool) -> dict[str, Any]:
         description = family_lr(k, "regression")[1]
     why = k.protocol.stackable
     stacks = "batched update" if stacked_update(name) else "own step()" if why is None else f"no: {why}"
-    return {"name": name, "class": k.label, "protocol": k.protocol.words() or ["plain step"],
+    return {"name": name, "class": k.label, "protocol": k.protocol.words() or ["plain step"], "tag": k.protocol.tag,
             "default_lr": rates, "stacks": stacks, "description": description}
 
 
@@ -56,8 +56,9 @@ def listing(cfg: OptimizersConfig) -> dict[str, Any]:
 
 
 def report(doc: dict[str, Any], every: bool) -> Report:
-    rows = [[r["name"], r["class"], "/".join(format(v, "g") for v in r["default_lr"].values()), r["stacks"],
-             "; ".join(r["protocol"])] for r in doc["optimizers"]]
+    rows = [[r["name"], "/".join(format(v, "g") for v in r["default_lr"].values()),
+             "no" if r["stacks"].startswith("no") else r["stacks"].replace(" update", "").replace("()", ""), r["tag"]]
+            for r in doc["optimizers"]]
     count = doc["libraries"].get("pytorch_optimizer")
     notes = [("pytorch-optimizer: not installed (pip install pytorch-optimizer, or losslab's extra: pip install "
               "'losslab[optimizers]')") if count is None else
@@ -66,10 +67,13 @@ def report(doc: dict[str, Any], every: bool) -> Report:
     notes += [f"refused: {name} {why}" for name, why in doc["refused"].items()]
     notes.append("any other class by import path: --optim package.module:Class (torch.optim:NAdam, myopt:Lion); "
                  "its constructor's other arguments with --optim-arg KEY=VALUE")
-    notes.append("default lr: regression/classification; stacks: how trials of it train together (a batched "
-                 "update losslab wrote, the class's own step() over per-run parameter groups, or one by one)")
-    return Report("losslab optimizers: what --optim takes", ["name", "class", "default lr", "stacks", "protocol"],
-                  rows, notes, text=frozenset({0, 1, 3, 4}))
+    notes.append("default lr: regression/classification; stacks: how trials of it train together (batched: an "
+                 "update losslab wrote; own step: the class's step() over views of the stacked parameters; no: one "
+                 "by one); protocol: plain (forward, backward, step), closure (LBFGS), two passes (SAM), "
+                 "create_graph (a Hessian estimate), train/eval (schedule-free), routed (Muon), model (built from "
+                 "the model); --json gives each one's class, protocol in words and why it does not stack")
+    return Report("losslab optimizers: what --optim takes", ["name", "default lr", "stacks", "protocol"],
+                  rows, notes, text=frozenset({0, 2, 3}))
 
 
 def main(cfg: OptimizersConfig, *, json_out: bool, out: Optional[Any] = None) -> int:

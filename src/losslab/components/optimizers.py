@@ -128,6 +128,13 @@ class Protocol:
             (self.takes_model, "built from the model")) if on]
 
     @property
+    def tag(self) -> str:
+        """The protocol in a word (the `losslab optimizers` table; `words` says it in full)."""
+        return ", ".join(tag for on, tag in ((self.closure, "closure"), (self.two_pass, "two passes"),
+                                             (self.create_graph, "create_graph"), (self.train_eval, "train/eval"),
+                                             (self.routed, "routed"), (self.takes_model, "model")) if on) or "plain"
+
+    @property
     def passes(self) -> Optional[int]:
         """Forward-backward passes per step; None when the step decides (a line search)."""
         return None if self.closure else 2 if self.two_pass else 1
