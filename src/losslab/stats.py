@@ -32,14 +32,16 @@ def loss_key(task: str) -> str:
 
 
 def epochs_to_target(records: Sequence[dict[str, Any]], task: str, target: Optional[float]) -> Optional[int]:
-    """First epoch whose training loss is at most the target (regression) or whose validation accuracy is at
-    least it (classification)."""
+    """First epoch whose training loss is at most the target (regression), whose validation accuracy is at
+    least it (classification) or whose validation loss is at most it (a language model)."""
     if target is None:
         return None
     for r in records:
         if task == "regression" and r.get("train_loss", math.inf) <= target:
             return r["epoch"]
         if task == "classification" and r.get("valid_acc", -1.0) >= target:
+            return r["epoch"]
+        if task == "language-model" and r.get("valid_loss", math.inf) <= target:
             return r["epoch"]
     return None
 

@@ -19,6 +19,7 @@ from losslab.components.registry import choice
 from losslab.components.schedules import SCHEDULES
 from losslab.components.tables import expand
 from losslab.config import (
+    LM_DEFAULTS,
     BUDGETS,
     CLASSIFY_DEFAULTS,
     DEVICES,
@@ -44,6 +45,7 @@ from losslab.config import (
     parse_ints,
     parse_lr_for,
 )
+from losslab.config.lm import LM_DATASETS, LMConfig, LMDataConfig, LMLossConfig, LMModelConfig, SampleConfig
 from losslab.errors import ConfigError
 
 
@@ -267,7 +269,33 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                           out=expand(given.out), tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 
-def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
+def lm_config(given: Given, *, with_gates: bool = True) -> LMConfig:
+    """`losslab lm` (and --task lm): the text, tokenizer, model, loss and sampling; the loop's defaults are
+    LM_DEFAULTS (the schedule and clipping only where the command's own defaults give them: `losslab lm`)."""
+    from losslab.components.lm_models import LM_MODELS
+
+    dataset = given.dataset or "shakespeare"
+    data = LMDataConfig(**_set(dataset=dataset if ":" in dataset else named_choice("--dataset", dataset, LM_DATASETS),
+                               text=expand(given.data), tokenizer=given.tokenizer, block_size=given.block_size,
+                               eval_every=given.eval_every, eval_batches=given.eval_batches))
+    model = LMModelConfig(**_set(name=named(LM_MODELS, given.model, also=YOURS), layers=given.layers,
+                                 heads=given.heads, embed=given.embed, hidden=given.hidden, dropout=given.dropout))
+    loss = LMLossConfig(**_set(name=named(LOSSES, given.loss, also=YOURS), label_smoothing=given.label_smoothing,
+                               gamma=given.gamma), check=not given.no_check_loss)
+    sample = SampleConfig(**_set(tokens=given.sample, temperature=given.temperature, top_k=given.top_k,
+                                 prompt=given.prompt))
+    return LMConfig(data=data, model=model, loss=loss, optim=optim_config(given, LM_DEFAULTS["optim"]),
+                    train=train_config(given, epochs=LM_DEFAULTS["epochs"], batch_size=LM_DEFAULTS["batch_size"]),
+                    sample=sample, gates=gate_config(given) if with_gates else GateConfig(),
+                    patience=given.patience, save=expand(given.save), out=expand(given.out),
+                    tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
+
+
+def named_choice(option: str, name: str, names: tuple[str, ...]) -> str:
+    return choice(option, name, names, "text")
+
+
+def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig, LMConfig]:
     """The one-run settings a many-run command repeats, for its --task; options of the other task refused."""
     from losslab.commands.table import BY_NAME
 
@@ -279,9 +307,10 @@ def run_config(given: Given) -> Union[RegressConfig, ClassifyConfig]:
 def _target(given: Given, task: str) -> Any:
     """The threshold whose first epoch is reported: a loss for regression, a validation accuracy for
     classification (--target-loss there is a gate on the loss, not this threshold)."""
-    if task == "regression" and given.target_accuracy is not None:
-        raise ConfigError("--target-accuracy", "applies to --task classify only (regress uses --target-loss)")
-    return given.target_loss if task == "regression" else given.target_accuracy
+    if task != "classification" and given.target_accuracy is not None:
+        raise ConfigError("--target-accuracy", f"applies to --task classify only ({tasks.task(task).flag} uses "
+                          "--target-loss)")
+    return given.target_accuracy if task == "classification" else given.target_loss
 
 
 def compare_config(given: Given) -> CompareConfig:

@@ -36,6 +36,7 @@ from losslab.config import (
     TrainConfig,
     default_of,
 )
+from losslab.config.lm import LMDataConfig, LMModelConfig, SampleConfig
 from losslab.config.many import ManyRuns
 from losslab.errors import Interrupted, OutputClosed
 
@@ -228,6 +229,28 @@ OPTS: dict[str, Opt] = {
                    default_of(ModelConfig, "dropout")),
     "batch_norm": Opt(bool, ("--batch-norm",), "mlp: BatchNorm1d after each hidden Linear.",
                       default_of(ModelConfig, "batch_norm")),
+    # language models
+    "tokenizer": Opt(str, ("--tokenizer",), "lm: char (one token per character of the training text), byte (UTF-8 "
+                     "bytes), gpt2 (tiktoken's BPE; pip install tiktoken) or a FILE.tiktoken vocabulary.",
+                     default_of(LMDataConfig, "tokenizer")),
+    "block_size": Opt(int, ("--block-size",), "lm: tokens per training window (the model's context).",
+                      default_of(LMDataConfig, "block_size")),
+    "eval_every": Opt(int, ("--eval-every",), "lm: optimizer steps per epoch; the validation loss is measured "
+                      "after each (--epochs 20 --eval-every 100: 2,000 steps).", default_of(LMDataConfig, "eval_every")),
+    "eval_batches": Opt(int, ("--eval-batches",), "lm: batches of fixed validation windows each evaluation "
+                        "averages (the final figures use the whole validation split).",
+                        default_of(LMDataConfig, "eval_batches")),
+    "layers": Opt(int, ("--layers",), "lm: layers of gpt, rnn, gru, lstm.", default_of(LMModelConfig, "layers")),
+    "heads": Opt(int, ("--heads",), "lm gpt: attention heads (they divide --embed).",
+                 default_of(LMModelConfig, "heads")),
+    "embed": Opt(int, ("--embed",), "lm: embedding width (gpt: the model's width).", default_of(LMModelConfig, "embed")),
+    "sample": Opt(int, ("--sample",), "lm: tokens of text generated after training (0: none).",
+                  default_of(SampleConfig, "tokens")),
+    "temperature": Opt(float, ("--temperature",), "lm: sampling temperature (0: greedy, the most likely token).",
+                       default_of(SampleConfig, "temperature")),
+    "top_k": Opt(Optional[int], ("--top-k",), "lm: sample among the K most likely tokens only."),
+    "prompt": Opt(str, ("--prompt",), "lm: the text the sample continues (every character in the vocabulary).",
+                  default_of(SampleConfig, "prompt")),
     "patience": Opt(Optional[int], ("--patience",), "Stop after this many epochs without a lower validation loss, "
                     "and restore the best weights."),
     "save": Opt(Optional[str], ("--save",), "Write a checkpoint (weights, how to build the model, the inputs' "
@@ -373,7 +396,9 @@ PANELS = {
     "Data": ("task", "dataset", "data", "target", "features", "samples", "true_w", "true_b", "noise", "data_seed",
              "standardize", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget", "workers", "download",
              "subset", "val_fraction", "classes", "class_sep", "imbalance"),
-    "Model": ("model", "hidden", "depth", "activation", "init", "dropout", "batch_norm"),
+    "Model": ("model", "hidden", "depth", "activation", "init", "dropout", "batch_norm", "layers", "heads", "embed"),
+    "Language model": ("tokenizer", "block_size", "eval_every", "eval_batches", "sample", "temperature", "top_k",
+                       "prompt"),
     "Training": ("epochs", "batch_size", "clip_grad_norm", "clip_grad_value", "seed", "device", "threads",
                  "track_sharpness", "sharpness_samples",
                  "patience", "save", "resume"),

@@ -255,7 +255,10 @@ def optimizer_notes(doc: dict[str, Any]) -> list[str]:
 # --- many-run commands ---------------------------------------------------------------------------
 
 def default_target(problem: Any) -> float:
-    """Regression: 1.05x the least-squares optimum's loss; classification: 0.9 validation accuracy."""
+    """Regression: 1.05x the least-squares optimum's loss; classification: 0.9 validation accuracy; a language
+    model: the trigram baseline's validation loss (below it, the model uses more than two tokens of context)."""
+    if problem.task == "language-model":
+        return float(problem.baselines.get("trigram", problem.baselines["uniform"]))
     return 1.05 * problem.optimum["loss"] if problem.task == "regression" else 0.9
 
 

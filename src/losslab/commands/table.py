@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from losslab.components.tasks import CLASSIFY_DATA, REGRESS_DATA, TASKS
-from losslab.config import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
+from losslab.components.tasks import CLASSIFY_DATA, LM_DATA, REGRESS_DATA, TASKS
+from losslab.config import CLASSIFY_DEFAULTS, LM_DEFAULTS, REGRESS_DEFAULTS, SweepConfig, default_of
 
 OPTIM = ("optim", "lr", "momentum", "weight_decay", "betas", "eps", "optim_arg", "muon_rest")
 SCHEDULE = ("schedule", "warmup", "step_size", "milestones", "lr_gamma", "eta_min", "peak_lr", "lr_patience",
@@ -84,6 +84,12 @@ COMMANDS: tuple[Command, ...] = (
             unique(CLASSIFY_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT), many=False,
             config="classify_config", task="classification",
             defaults={k: v for k, v in CLASSIFY_DEFAULTS.items() if k != "features"}),  # (--features: blobs 2)
+    Command("lm", "losslab.commands.lm",
+            "Train a next-token language model (default: a small GPT on tiny Shakespeare, characters) and report "
+            "its validation loss, bits per character and perplexity beside the n-gram baselines, then a sample "
+            "of generated text.",
+            unique(LM_DATA, OPTIM, TRAIN, ("patience", "save"), OUTPUT), many=False, config="lm_config",
+            task="language-model", defaults=LM_DEFAULTS),
     Command("compare-optimizers", "losslab.commands.compare_optimizers",
             "Train the same model from the same initial weights on the same data order with several optimizers "
             "over several seeds, and rank them by median final loss; a winner must beat the runner-up on most "

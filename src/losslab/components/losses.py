@@ -52,7 +52,7 @@ def _huber(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
 
 
 @LOSSES.register("cross-entropy", "softmax cross-entropy on logits and class indices (--label-smoothing)",
-                 tasks=("classification",))
+                 tasks=("classification", "language-model"))
 def _cross_entropy(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
 
@@ -67,7 +67,8 @@ def _weighted_cross_entropy(cfg: Any, weight: Any = None, classes: int = 0) -> A
     return nn.CrossEntropyLoss(weight=weight)
 
 
-@LOSSES.register("nll", "negative log-likelihood; the model then ends in log_softmax", tasks=("classification",),
+@LOSSES.register("nll", "negative log-likelihood; the model then ends in log_softmax",
+                 tasks=("classification", "language-model"),
                  log_softmax=True)
 def _nll(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     from torch import nn
@@ -76,7 +77,7 @@ def _nll(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
 
 
 @LOSSES.register("focal", "focal loss -(1-p)^gamma log p (Lin et al. 2017; --gamma) for hard or rare classes",
-                 tasks=("classification",))
+                 tasks=("classification", "language-model"))
 def _focal(cfg: Any, weight: Any = None, classes: int = 0) -> Any:
     return FocalLoss(getattr(cfg, "gamma", 2.0), weight)
 
@@ -124,6 +125,8 @@ def check_task(name: str, task: str) -> None:
         fitting = [e.name for e in LOSSES if task in e.meta["tasks"]]
         if task == "regression":
             why = "regression fits a real-valued target, but it expects class labels"
+        elif task == "language-model":
+            why = "a language model predicts the next token with a distribution over the vocabulary"
         else:
             why = "classification predicts class labels, but it expects a real-valued target"
         raise ConfigError(

@@ -161,15 +161,17 @@ def known_arguments(input_shape: tuple[int, ...], outputs: int) -> dict[str, Any
     return out
 
 
-def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, factory: Any = None) -> Any:
+def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, factory: Any = None,
+                     also: Optional[dict[str, Any]] = None) -> Any:
     """`spec`'s model (its class or function `factory`, loaded when not given) built with what its signature asks
-    for (by keyword), or with no arguments; its failures are one line naming --model."""
+    for (by keyword), or with no arguments (`also`: more it may ask for, as a language model's vocab_size and
+    block_size); its failures are one line naming --model."""
     import inspect
 
     from torch import nn
 
     factory = factory if factory is not None else load_user_model(spec)
-    known = known_arguments(input_shape, outputs)
+    known = {**known_arguments(input_shape, outputs), **(also or {})}
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # a builtin without a signature: call it with nothing
@@ -179,7 +181,7 @@ def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, fact
                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if missing:
         raise ConfigError("--model", f"{spec} needs {', '.join(missing)}, which losslab cannot give (it passes "
-                          f"{', '.join(k for k in KNOWN_ARGUMENTS if k in known)} by name where asked)")
+                          f"{', '.join(k for k in (*KNOWN_ARGUMENTS, *(also or {})) if k in known)} by name where asked)")
     import torch
 
     from losslab.components.losses import user_code

@@ -31,6 +31,11 @@ def _lr(regression: float, classification: float) -> dict[str, float]:
     return {"regression": regression, "classification": classification}
 
 
+def for_task(rates: Mapping[str, float], task: str) -> float:
+    """A task's rate of a family's table: a language model's is the mini-batch (classification) one."""
+    return rates[task] if task in rates else rates["classification"]
+
+
 def _kwargs(cfg: Any, *names: str) -> dict[str, Any]:
     """The options the user set, among those this optimizer takes."""
     return {n: getattr(cfg, n) for n in names if getattr(cfg, n, None) is not None}
@@ -368,7 +373,7 @@ def family_lr(k: Kind, task: str) -> tuple[float, str]:
     class's signature gives, else 0.001; and where it came from."""
     rates = FAMILY_LR.get(k.cls.__name__.lower()) if inspect.isclass(k.cls) else None
     if rates is not None:
-        return rates[task], f"{k.cls.__name__} family default"
+        return for_task(rates, task), f"{k.cls.__name__} family default"
     keywords = getattr(k.factory, "keywords", None) or {}
     if isinstance(keywords.get("lr"), (int, float)):
         return float(keywords["lr"]), "given with the class"
@@ -382,7 +387,7 @@ def family_lr(k: Kind, task: str) -> tuple[float, str]:
 def default_lr(name: str, task: str) -> float:
     """The learning rate an optimizer gets when --lr is not given, per task."""
     if registered(name):
-        return float(OPTIMIZERS.lookup(name).meta["default_lr"][task])
+        return float(for_task(OPTIMIZERS.lookup(name).meta["default_lr"], task))
     return family_lr(kind(name), task)[0]
 
 

@@ -29,6 +29,9 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples", "features",
                  "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
                  "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
+LM_DATA = ("dataset", "data", "tokenizer", "block_size", "eval_every", "eval_batches", "model", "layers", "heads",
+           "embed", "hidden", "dropout", "loss", "no_check_loss", "label_smoothing", "gamma", "sample", "temperature",
+           "top_k", "prompt")
 
 TASKS: tuple[Task, ...] = (
     Task("regression", "regress", "the regress data and options: a real-valued target", REGRESS_DATA,
@@ -38,6 +41,8 @@ TASKS: tuple[Task, ...] = (
          ("cross-entropy", "mse", "focal", "weighted-cross-entropy"), ("macro_f1", "accuracy", "minority_recall",
                                                                        "nll", "ece"),
          "losslab.engine.problems:ClassificationProblem"),
+    Task("language-model", "lm", "a next-token language model on text: the lm text, tokenizer, model and sampling "
+         "options", LM_DATA, ("cross-entropy", "focal"), ("nll", "accuracy"), "losslab.engine.lm_problem:LMProblem"),
 )
 NAMES = tuple(t.name for t in TASKS)
 FLAGS = tuple(t.flag for t in TASKS)

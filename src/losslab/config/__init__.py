@@ -47,6 +47,7 @@ from losslab.config.parsing import (
 )
 from losslab.config.parts import (
     CLASSIFY_DEFAULTS,
+    LM_DEFAULTS,
     DEVICES,
     EXECUTORS,
     REGRESS_DEFAULTS,
@@ -72,6 +73,7 @@ from losslab.config.single import (
 __all__ = [
     "BUDGETS",
     "CLASSIFY_DEFAULTS",
+    "LM_DEFAULTS",
     "ClassifyConfig",
     "ClassifyDataConfig",
     "ClassifyLossConfig",

@@ -39,7 +39,7 @@ RECORD_BYTES = 600  # one epoch's record as Python objects, with room for tracke
 
 def check_target(task: str, target: Optional[float]) -> None:
     """A regression target is a loss (--target-loss); a classification target an accuracy (--target-accuracy)."""
-    option = "--target-loss" if task == "regression" else "--target-accuracy"
+    option = "--target-accuracy" if task == "classification" else "--target-loss"
     check_finite(option, target)
     if task == "classification" and target is not None and not 0 < target <= 1:
         raise ConfigError(option, f"must be in (0, 1] (got {target:g})")

@@ -82,7 +82,8 @@ MAX_RATES = 1000  # a grid's rates: 13 to 50 are usual; 100,000 runs would take 
 BUDGETS = ("epochs", "gradient-evaluations")  # compare-optimizers --budget
 TUNE_RATES = 13  # --tune's trials per optimizer when --tune-grid is not given
 OPTIMIZER_RANKINGS = {"regression": ("final_loss", "best_loss", "epochs_to_target", "optimum_distance"),
-                      "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
+                      "classification": ("final_loss", "best_loss", "epochs_to_target", "accuracy"),
+                      "language-model": ("final_loss", "best_loss", "epochs_to_target", "accuracy")}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,6 +33,12 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {"optim": "adam", "loss": "cross-entropy", "
                                      "features": 2}
 
 
+# `losslab lm`: nanoGPT's CPU recipe shape (batch 12 of 64-token windows, AdamW 1e-3, clipping 1.0, warm-up
+# and cosine decay); an epoch is --eval-every steps, 20 of them 2,000 steps.
+LM_DEFAULTS: dict[str, Any] = {"optim": "adamw", "loss": "cross-entropy", "batch_size": 12, "epochs": 20,
+                               "clip_grad_norm": 1.0, "schedule": "cosine", "warmup": 1}
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimizer choice and hyper-parameters; None means the optimizer's own default."""

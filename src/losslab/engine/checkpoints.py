@@ -25,6 +25,11 @@ def model_entry(problem: Any) -> dict[str, Any]:
                 "features": list(data.feature_names) if data.feature_names else None, "target": data.target_name,
                 "scaling": scaling.to_dict() if scaling is not None else None, "log_softmax": False}
     data = problem.data
+    if problem.task == "language-model":
+        tokenizer = getattr(data.tokenizer, "chars", None)
+        return {"task": "language-model", "model": cfg.model.name, "input_shape": [problem.block],
+                "outputs": problem.vocab, "shape": vars(problem.shape()).copy(), "tokenizer": cfg.data.tokenizer,
+                "vocabulary": tokenizer, "log_softmax": wants_log_softmax(cfg.loss.name)}
     return {"task": "classification", "model": cfg.model.name, "hidden": cfg.model.hidden,
             "architecture": cfg.model.architecture(), "input_shape": list(data.input_shape), "outputs": problem.k,
             "classes": list(data.classes), "features": data.features, "target": data.target,
@@ -39,11 +44,17 @@ def rebuild(ckpt: dict[str, Any], option: str = "--checkpoint", model: Any = Non
     from losslab.config import ModelConfig
 
     name, shape, outputs = ckpt["model"], tuple(ckpt["input_shape"]), int(ckpt["outputs"])
+    lm = ckpt["task"] == "language-model"
+    also = {"vocab_size": outputs, "block_size": shape[0]} if lm else None
     if model is not None:
         name = model
-        model = build_user_model(model, shape, outputs, load_user_model(model))
+        model = build_user_model(model, shape, outputs, load_user_model(model), also)
     elif is_user_model(name):
-        model = build_user_model(name, shape, outputs, module_class(name, option))
+        model = build_user_model(name, shape, outputs, module_class(name, option), also)
+    elif lm:
+        from losslab.components.lm_models import LMShape, build_lm
+
+        model = build_lm(name, LMShape(**ckpt["shape"]))
     elif ckpt["task"] == "regression":
         model = torch.nn.Linear(shape[0], 1)
     else:
@@ -51,7 +62,7 @@ def rebuild(ckpt: dict[str, Any], option: str = "--checkpoint", model: Any = Non
         model = build_classifier(ModelConfig(name=name, hidden=ckpt.get("hidden", 128), **arch), shape, outputs)
     if ckpt.get("log_softmax"):
         layers = list(model) if isinstance(model, torch.nn.Sequential) else [model]
-        model = torch.nn.Sequential(*layers, torch.nn.LogSoftmax(dim=1))
+        model = torch.nn.Sequential(*layers, torch.nn.LogSoftmax(dim=-1))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as exc:

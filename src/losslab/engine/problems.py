@@ -53,6 +53,7 @@ class Problem:
     no_gradient: list[str] = []  # its parameters the loss's gradient does not reach (they never train)
     until: Optional[int] = None  # a halving rung's last epoch: runs stop there; their schedules span every epoch
     unstacked: Optional[str] = None  # why runs that could have stacked trained one after another (reports say it)
+    cannot_stack: Optional[str] = None  # why this kind of problem never trains stacked
     optimizer_kinds: dict[str, Any] = {}  # optimizer classes resolved here, for worker processes (executors.prepare)
 
     def __init__(self) -> None:

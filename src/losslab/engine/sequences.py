@@ -14,9 +14,8 @@ from losslab.errors import ConfigError
 def windows(ids: torch.Tensor, block: int, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`batch` windows at random starts: inputs ids[s:s+block] and targets ids[s+1:s+block+1], each (batch, block)."""
     starts = torch.randint(len(ids) - block, (batch,), generator=generator)
-    x = torch.stack([ids[s:s + block] for s in starts.tolist()])
-    y = torch.stack([ids[s + 1:s + block + 1] for s in starts.tolist()])
-    return x, y
+    index = (starts[:, None] + torch.arange(block)).to(ids.device)
+    return ids[index], ids[index + 1]
 
 
 def evaluation_windows(ids: torch.Tensor, block: int, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

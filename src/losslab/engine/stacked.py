@@ -90,7 +90,7 @@ def cannot_stack(specs: Sequence[RunSpec]) -> Optional[str]:
 
 def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
     """None when these runs can train stacked; otherwise the reason they run one after another."""
-    why = cannot_stack(specs)
+    why = cannot_stack(specs) or problem.cannot_stack
     if why is not None:
         return why
     losses = {s.loss or problem.loss_cfg for s in specs}
