@@ -326,10 +326,12 @@ def verdict(result: Any, seeds: int, better: str, best: str) -> list[str]:
     return ["no winner: " + unfinished_note(result.status, [r for rs in result.runs.values() for r in rs])]
 
 
-def columns_note(regress: bool, target: Optional[float]) -> str:
+def columns_note(task: str, target: Optional[float]) -> str:
     """What a many-run table's loss columns mean."""
+    regress = task == "regression"
+    reaching = {"regression": "loss", "classification": "accuracy"}.get(task, "validation loss")
     return (f"median loss and IQR: final {'training' if regress else 'validation'} loss over seeds; to target: "
-            f"median first epoch reaching {'loss' if regress else 'accuracy'} {fmt(target, '.4g')} (runs that "
+            f"median first epoch reaching {reaching} {fmt(target, '.4g')} (runs that "
             "reached it); best loss: the lowest of the epochs' losses (each taken before its epoch's steps) and the "
             "final one")
 

@@ -33,13 +33,14 @@ from losslab.commands.common import (
 )
 from losslab.components.datasets import load_classification, minority_classes
 from losslab.components.regression_data import RegressionData, synthetic, with_outliers
-from losslab.config import CompareLossesConfig, RegressConfig
+from losslab.config import LOSS_RANKINGS, ClassifyConfig, CompareLossesConfig, RegressConfig
 from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import (
     AnyProblem,
     ClassificationProblem,
     RegressionProblem,
+    build_problem,
     heldout_errors,
     load_regression_data,
 )
@@ -54,6 +55,7 @@ from losslab.stats import WIN_MARGIN, distinct_seeds, first_rung_check, loss_key
 COMMAND = "compare-losses"
 PLOTS = ("fits.png", "curves.png")  # fits.png for one-feature regression only
 HIGHER_IS_BETTER = {"macro_f1", "accuracy", "minority_recall"}
+LM_MEASURES = ("nll", "accuracy", "perplexity", "bits_per_char")
 # held-out errors of a regression: MSE favours the mse loss and MAE the l1 loss by construction; the median
 # absolute error is minimised by none of the built-in losses and is not dominated by a minority of outlier rows
 HELDOUT = ("heldout_medae", "heldout_mse", "heldout_mae")
@@ -124,6 +126,8 @@ def metrics(winner: Optional[str], summaries: Sequence[LossSummary], diagnosis: 
 def measure_names(task: str, params: Sequence[str], truth: bool) -> list[str]:
     if task == "classification":
         return ["accuracy", "macro_f1", "minority_recall", "nll", "ece"]
+    if task == "language-model":
+        return list(LM_MEASURES)
     names = list(params) + (["truth_distance"] + [f"{p}_error" for p in params] if truth else []) + list(HELDOUT)
     return names + ["final_loss"]
 
@@ -194,7 +198,9 @@ def prepare(cfg: CompareLossesConfig) -> tuple[AnyProblem, Optional[RegressionDa
         problem = RegressionProblem(cfg.run, train)
         problem.heldout = heldout
         return problem, heldout, rows, held
-    return ClassificationProblem(cfg.run, load_classification(cfg.run.data)), None, None, None
+    if isinstance(cfg.run, ClassifyConfig):
+        return ClassificationProblem(cfg.run, load_classification(cfg.run.data)), None, None, None
+    return build_problem(cfg.run), None, None, None
 
 
 def check_losses(cfg: CompareLossesConfig, problem: AnyProblem) -> None:
@@ -232,8 +238,10 @@ def measured(problem: AnyProblem, heldout: Optional[RegressionData], names: Sequ
         elif isinstance(problem, RegressionProblem):
             assert heldout is not None
             measures[r.spec.group].append(regression_measures(problem, heldout, r))
-        else:
+        elif isinstance(problem, ClassificationProblem):
             measures[r.spec.group].append(classification_measures(problem, r))
+        else:  # a language model: its cross-entropy and accuracy on the whole validation split
+            measures[r.spec.group].append({k: r.metrics[k] for k in LM_MEASURES})
     return runs, measures
 
 
@@ -285,7 +293,7 @@ def compare(cfg: CompareLossesConfig, problem: AnyProblem, heldout: Optional[Reg
     started = time.perf_counter()
     task = cfg.task
     truth = isinstance(problem, RegressionProblem) and problem.true_params is not None and problem.user_model is None
-    rank_by = cfg.rank_by or ("macro_f1" if task == "classification" else
+    rank_by = cfg.rank_by or (LOSS_RANKINGS[task][0] if task != "regression" else
                               "truth_distance" if truth else "heldout_medae")
     results, interrupted, rungs, reached = halve(cfg, problem, heldout, events, rank_by)
     runs, measures = measured(problem, heldout, cfg.losses, results)
@@ -411,8 +419,8 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
                                                                                            "heldout_medae")
         cols = params + [c for c in dict.fromkeys(shown) if any(c in s.measures for s in result.summaries)]
     else:
-        cols = ["accuracy", "macro_f1", "minority_recall", "nll", "ece"]
-    short = {"truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE", "heldout_mae": "held-out MAE",
+        cols = measure_names(cfg.task, [], False)
+    short = {"bits_per_char": "bits/char", "truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE", "heldout_mae": "held-out MAE",
              "heldout_medae": "held-out MedAE", "macro_f1": "macro-F1",
              "minority_recall": "minority recall"}
     headers = ["#", "loss", *[short.get(c, c) for c in cols], "diverged"]

@@ -31,7 +31,7 @@ from losslab.commands.common import (
     settle,
     verdict,
 )
-from losslab.config import ClassifyConfig, CompareConfig
+from losslab.config import CompareConfig
 from losslab.config.many import halving_rungs
 from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem, RegressionProblem, build_problem
@@ -345,13 +345,13 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         else:
             row += [fmt(s.extra.get("accuracy"), ".4f")]
         detail.append(row)
-    task = ("regression" if not isinstance(cfg.run, ClassifyConfig) else
-            f"classification ({cfg.run.data.dataset}, {cfg.run.model.name})")
+    task = ("regression" if cfg.task == "regression" else f"{cfg.task} ({cfg.run.data.dataset}, "
+                                                        f"{cfg.run.model.name})")
     title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
              f"{cfg.run.train.epochs} epochs, ranked by median {cfg.rank_by.replace('_', ' ')} "
              f"({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}",
-             columns_note(regress, result.target)]
+             columns_note(cfg.task, result.target)]
     if regress and result.reference:
         ref = result.reference
         notes.append("least-squares optimum: " + ", ".join(f"{k}={v:.6g}" for k, v in ref["params"].items())

@@ -33,13 +33,16 @@ def unflatten(model: nn.Module, vector: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def loss_at(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], Any]:
-    """The loss as a function of the flat parameter vector (buffers as they are)."""
+    """The loss as a function of the flat parameter vector (buffers as they are). Attention runs on its math
+    kernel here: the fused CPU kernels have neither a second derivative (Hessian-vector products) nor a vmap rule."""
     from torch.func import functional_call
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     buffers = dict(model.named_buffers())
 
     def f(theta: torch.Tensor) -> torch.Tensor:
-        return loss_fn(functional_call(model, ({**unflatten(model, theta), **buffers},), (x,)), y)
+        with sdpa_kernel(SDPBackend.MATH):
+            return loss_fn(functional_call(model, ({**unflatten(model, theta), **buffers},), (x,)), y)
     return f
 
 

@@ -84,7 +84,6 @@ class LMProblem(Problem):
         self.data = text if text is not None else load_text(cfg.data)
         self.vocab = self.data.vocab_size
         self.block = cfg.data.block_size
-        self.x = self.y = None
         ids = self.data.train_ids.to(self.device)
         self.valid_ids = self.data.valid_ids.to(self.device)
         if len(ids) <= self.block + 1:
@@ -94,6 +93,7 @@ class LMProblem(Problem):
         batch = cfg.train.batch_size or 1
         x_val, y_val = evaluation_windows(self.valid_ids, self.block, cfg.data.eval_batches * batch)
         self.x_val, self.y_val = x_val, y_val
+        self.x, self.y = self.source.head(len(x_val))  # fixed training windows: what landscape evaluates
         self.user_model = cfg.model.name if is_user_model(cfg.model.name) else None
         self.model_factory = load_user_model(self.user_model) if self.user_model is not None else None
         self.baselines = self.data.baselines()

@@ -379,7 +379,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
              f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
              f"({'vectorized' if result.vectorized else 'sequential'})")
     notes = [f"data: {result.data_source}",
-             columns_note(regress, result.target),
+             columns_note(cfg.task, result.target),
              f"suggested lr (←): "
              f"{(result.suggestion or Suggestion(result.suggested_lr, None, None)).describe()}",
              f"largest stable rate (no seed diverged or ended above its first epoch's loss): "
