@@ -16,11 +16,7 @@ class TrainingOptions(TypedDict, total=False):
     model: Optional[Union[str, type, Callable[..., Any], Any]]
     loss: Optional[Union[str, Callable[..., Any]]]
     no_check_loss: bool
-    samples: Optional[int]
-    features: Optional[Union[str, Sequence[str]]]
-    data_seed: int
     data: Optional[Any]
-    target: Optional[str]
     epochs: Optional[int]
     batch_size: Optional[int]
     clip_grad_norm: Optional[float]
@@ -47,15 +43,20 @@ class RegressTaskOptions(TypedDict, total=False):
     """The options of --task regress."""
 
     delta: float
+    samples: Optional[int]
+    features: Optional[Union[str, Sequence[str]]]
     true_w: Optional[Union[str, Sequence[float]]]
     true_b: float
     noise: float
+    data_seed: int
+    target: Optional[str]
     standardize: Optional[bool]
 
 
 class ClassifyTaskOptions(TypedDict, total=False):
     """The options of --task classify."""
 
+    target: Optional[str]
     data_dir: Optional[str]
     val_dir: Optional[str]
     image_size: Optional[str]
@@ -65,7 +66,10 @@ class ClassifyTaskOptions(TypedDict, total=False):
     download: bool
     subset: Optional[int]
     val_fraction: float
+    data_seed: int
     classes: int
+    samples: Optional[int]
+    features: Optional[Union[str, Sequence[str]]]
     class_sep: float
     imbalance: Optional[float]
     hidden: int
@@ -79,7 +83,27 @@ class ClassifyTaskOptions(TypedDict, total=False):
     gamma: float
 
 
-class ManyRunOptions(TrainingOptions, RegressTaskOptions, ClassifyTaskOptions, total=False):
+class LmTaskOptions(TypedDict, total=False):
+    """The options of --task lm."""
+
+    tokenizer: str
+    block_size: int
+    eval_every: int
+    eval_batches: int
+    layers: int
+    heads: int
+    embed: int
+    hidden: int
+    dropout: float
+    label_smoothing: float
+    gamma: float
+    sample: int
+    temperature: float
+    top_k: Optional[int]
+    prompt: Optional[str]
+
+
+class ManyRunOptions(TrainingOptions, RegressTaskOptions, ClassifyTaskOptions, LmTaskOptions, total=False):
     """The options every many-run command takes besides."""
 
     task: str
@@ -110,6 +134,21 @@ class ClassifyOptions(TrainingOptions, ClassifyTaskOptions, total=False):
     patience: Optional[int]
     save: Optional[str]
     resume: Optional[str]
+    tensorboard: Optional[str]
+    expect: Optional[Union[str, Sequence[str]]]
+    target_loss: Optional[float]
+
+
+class LmOptions(TrainingOptions, LmTaskOptions, total=False):
+    """`losslab.lm(...)`: the options of `losslab lm`."""
+
+    optim: str
+    momentum: Optional[float]
+    weight_decay: Optional[float]
+    betas: Optional[Union[str, Sequence[float]]]
+    eps: Optional[float]
+    patience: Optional[int]
+    save: Optional[str]
     tensorboard: Optional[str]
     expect: Optional[Union[str, Sequence[str]]]
     target_loss: Optional[float]

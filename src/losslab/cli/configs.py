@@ -19,10 +19,10 @@ from losslab.components.registry import choice
 from losslab.components.schedules import SCHEDULES
 from losslab.components.tables import expand
 from losslab.config import (
-    LM_DEFAULTS,
     BUDGETS,
     CLASSIFY_DEFAULTS,
     DEVICES,
+    LM_DEFAULTS,
     REGRESS_DEFAULTS,
     ClassifyConfig,
     ClassifyDataConfig,

@@ -236,21 +236,23 @@ OPTS: dict[str, Opt] = {
     "block_size": Opt(int, ("--block-size",), "lm: tokens per training window (the model's context).",
                       default_of(LMDataConfig, "block_size")),
     "eval_every": Opt(int, ("--eval-every",), "lm: optimizer steps per epoch; the validation loss is measured "
-                      "after each (--epochs 20 --eval-every 100: 2,000 steps).", default_of(LMDataConfig, "eval_every")),
+                      "after each (--epochs 20 --eval-every 100: 2,000 steps).",
+                      default_of(LMDataConfig, "eval_every")),
     "eval_batches": Opt(int, ("--eval-batches",), "lm: batches of fixed validation windows each evaluation "
                         "averages (the final figures use the whole validation split).",
                         default_of(LMDataConfig, "eval_batches")),
     "layers": Opt(int, ("--layers",), "lm: layers of gpt, rnn, gru, lstm.", default_of(LMModelConfig, "layers")),
     "heads": Opt(int, ("--heads",), "lm gpt: attention heads (they divide --embed).",
                  default_of(LMModelConfig, "heads")),
-    "embed": Opt(int, ("--embed",), "lm: embedding width (gpt: the model's width).", default_of(LMModelConfig, "embed")),
+    "embed": Opt(int, ("--embed",), "lm: embedding width (gpt: the model's width).",
+                 default_of(LMModelConfig, "embed")),
     "sample": Opt(int, ("--sample",), "lm: tokens of text generated after training (0: none).",
                   default_of(SampleConfig, "tokens")),
     "temperature": Opt(float, ("--temperature",), "lm: sampling temperature (0: greedy, the most likely token).",
                        default_of(SampleConfig, "temperature")),
     "top_k": Opt(Optional[int], ("--top-k",), "lm: sample among the K most likely tokens only."),
-    "prompt": Opt(str, ("--prompt",), "lm: the text the sample continues (every character in the vocabulary).",
-                  default_of(SampleConfig, "prompt")),
+    "prompt": Opt(Optional[str], ("--prompt",), "lm: the text the sample continues, every character in the "
+                  "vocabulary (default: a new line, or the validation text's first token where there is none)."),
     "patience": Opt(Optional[int], ("--patience",), "Stop after this many epochs without a lower validation loss, "
                     "and restore the best weights."),
     "save": Opt(Optional[str], ("--save",), "Write a checkpoint (weights, how to build the model, the inputs' "

@@ -420,7 +420,8 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
         cols = params + [c for c in dict.fromkeys(shown) if any(c in s.measures for s in result.summaries)]
     else:
         cols = measure_names(cfg.task, [], False)
-    short = {"bits_per_char": "bits/char", "truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE", "heldout_mae": "held-out MAE",
+    short = {"bits_per_char": "bits/char", "truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE",
+             "heldout_mae": "held-out MAE",
              "heldout_medae": "held-out MedAE", "macro_f1": "macro-F1",
              "minority_recall": "minority recall"}
     headers = ["#", "loss", *[short.get(c, c) for c in cols], "diverged"]
@@ -446,7 +447,8 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
             notes.append("held out: a fresh draw of the synthetic data (data seed + 1), clean: the fit never saw it")
         else:
             notes.append(f"held out: {len(ref['heldout_rows'])} of your rows chosen by --data-seed "
-                         f"{cfg.run.data.data_seed} (their numbers are in the JSON's reference.heldout_rows), as "
+                         f"{getattr(cfg.run.data, 'data_seed', '')} (their numbers are in the JSON's "
+                         "reference.heldout_rows), as "
                          "they are: any outliers your data has are in them too")
         if result.rank_by == "heldout_medae":
             notes.append("ranked by the held-out median absolute error (MedAE): none of mse, l1, huber, smooth-l1 "

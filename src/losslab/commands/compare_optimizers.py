@@ -346,7 +346,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
             row += [fmt(s.extra.get("accuracy"), ".4f")]
         detail.append(row)
     task = ("regression" if cfg.task == "regression" else f"{cfg.task} ({cfg.run.data.dataset}, "
-                                                        f"{cfg.run.model.name})")
+                                                        f"{getattr(cfg.run.model, 'name', cfg.run.model)})")
     title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
              f"{cfg.run.train.epochs} epochs, ranked by median {cfg.rank_by.replace('_', ' ')} "
              f"({result.elapsed_s:.1f} s)")

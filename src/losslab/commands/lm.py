@@ -82,7 +82,7 @@ def run(cfg: LMConfig, events: Consumer = Consumer(), problem: Optional[LMProble
 
     cfg = cfg.resolved()
     problem = problem or LMProblem(cfg)
-    prompt = problem.data.encode_prompt(cfg.sample.prompt) if cfg.sample.tokens else None
+    prompt = problem.data.encode_prompt(cfg.sample.prompt)
     spec = RunSpec("run", cfg.optim, cfg.train.seed)
     model = problem.new_model(cfg.train.seed)
     optimizer = build_optimizer(model, cfg.optim)
@@ -100,16 +100,16 @@ def run(cfg: LMConfig, events: Consumer = Consumer(), problem: Optional[LMProble
                      start=Start(model, optimizer, batch_generator(cfg.train.seed)), single=True,
                      after_fit=restore_best)
     sample = None
-    if prompt is not None and result.status in ("ok", "interrupted") and result.records:
+    if cfg.sample.tokens and result.status in ("ok", "interrupted") and result.records:
         sample = generate_text(problem, model, prompt, cfg)
     if cfg.save is not None and result.status != "diverged" and result.records:
-        save(cfg.save, problem, model, best.best_epoch if restored else result.records[-1]["epoch"])
+        save(cfg.save, problem, model, (best.best_epoch if restored else None) or result.records[-1]["epoch"])
     return LMResult(
         config=cfg, status=result.status, records=result.records, metrics=result.metrics,
         best_epoch=best.best_epoch, elapsed_s=result.elapsed_s, device=str(problem.device),
         data_source=problem.data.source, parameters=sum(p.numel() for p in model.parameters()),
         steps=result.optimizer_steps or 0, tokens_per_step=(cfg.train.batch_size or 1) * problem.block,
-        sample=sample, prompt=cfg.sample.prompt, restored_best=restored, notes=model_notes(problem),
+        sample=sample, prompt=problem.data.decode(prompt.tolist()), restored_best=restored, notes=model_notes(problem),
         optimizer=optimizer_document(cfg.optim, model, result), diverged_epoch=result.diverged_epoch,
         versions=versions(), diagnosis=result.diagnosis, error=result.error, model=model)
 
@@ -178,15 +178,16 @@ def report(result: LMResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     title = (f"losslab lm: {result.status} — {cfg.model.name} ({result.parameters:,} parameters), {cfg.loss.name}, "
              f"{cfg.optim.name} lr {fmt(cfg.optim.lr, 'g')}: {result.steps:,} steps in {result.elapsed_s:.1f} s on "
              f"{result.device}")
-    notes = [verdict(m), f"data: {result.data_source}", f"validation: {m.get('tokens_evaluated', 0):,} tokens in windows of "
-             f"{cfg.data.block_size}; next-token accuracy {fmt(m.get('accuracy'), '.4f')}"]
+    notes = [verdict(m), f"data: {result.data_source}",
+             f"validation: {m.get('tokens_evaluated', 0):,} tokens in windows of {cfg.data.block_size}; "
+             f"next-token accuracy {fmt(m.get('accuracy'), '.4f')}"]
     notes += list(result.notes) + optimizer_notes(result.optimizer) + status_notes(result)
     notes += clipping_note(result.records, cfg.train) + diagnosis_notes(result.diagnosis)
     notes += [o.describe() for o in outcomes]
     reports = [Report(title, ["validation (whole split)", "nats/token", "bits/char", "perplexity"],
                       ladder_rows(m, m.get("chars_per_token", 1.0)), notes)]
     if result.sample is not None:
-        shown = cfg.sample.prompt + result.sample
+        shown = result.prompt + result.sample
         reports.append(Report(f"sample ({cfg.sample.tokens} tokens, temperature {cfg.sample.temperature:g}"
                               f"{f', top-k {cfg.sample.top_k}' if cfg.sample.top_k else ''}, seed {cfg.train.seed})",
                               ["text"], [[line] for line in shown.strip("\n").splitlines()], []))
@@ -223,8 +224,7 @@ def experiment(cfg: LMConfig, *, json_out: bool = False, quiet: bool = False) ->
     check_names(cfg.gates.expect, list(METRIC_NAMES), DIAGNOSIS_CHOICES)
     problem = LMProblem(cfg)
     check_sampling(cfg.sample.temperature, cfg.sample.top_k, problem.vocab)
-    if cfg.sample.tokens:
-        problem.data.encode_prompt(cfg.sample.prompt)  # a character the vocabulary lacks: refused before training
+    problem.data.encode_prompt(cfg.sample.prompt)  # a character the vocabulary lacks: refused before training
     console = make_console(stderr=json_out)
     progress = ProgressDisplay(console, classify_columns(), quiet=quiet, max_rows=20)
     events = dispatcher(context(COMMAND, cfg, json_out, quiet), [progress])

@@ -180,8 +180,9 @@ def build_user_model(spec: str, input_shape: tuple[int, ...], outputs: int, fact
     missing = [name for name, p in params.items() if name not in known and p.default is p.empty
                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if missing:
+        given = ", ".join(k for k in (*KNOWN_ARGUMENTS, *(also or {})) if k in known)
         raise ConfigError("--model", f"{spec} needs {', '.join(missing)}, which losslab cannot give (it passes "
-                          f"{', '.join(k for k in (*KNOWN_ARGUMENTS, *(also or {})) if k in known)} by name where asked)")
+                          f"{given} by name where asked)")
     import torch
 
     from losslab.components.losses import user_code

@@ -47,9 +47,9 @@ from losslab.config.parsing import (
 )
 from losslab.config.parts import (
     CLASSIFY_DEFAULTS,
-    LM_DEFAULTS,
     DEVICES,
     EXECUTORS,
+    LM_DEFAULTS,
     REGRESS_DEFAULTS,
     ExecutorConfig,
     GateConfig,

@@ -92,7 +92,7 @@ class SampleConfig:
     tokens: int = 300
     temperature: float = 0.8
     top_k: Optional[int] = None
-    prompt: str = "\n"
+    prompt: Optional[str] = None  # None: a new line where the vocabulary has one, else the validation's first token
 
     def __post_init__(self) -> None:
         if not 0 <= self.tokens <= 100_000:

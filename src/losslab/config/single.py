@@ -19,6 +19,7 @@ from losslab.config.checks import (
     default_of,
 )
 from losslab.config.files import check_file_target
+from losslab.config.lm import LMConfig
 from losslab.config.parsing import parse_floats
 from losslab.config.parts import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, GateConfig, LossConfig, OptimConfig, TrainConfig
 from losslab.errors import ConfigError
@@ -337,4 +338,4 @@ class ClassifyConfig(Resolvable):
         return asdict(self)
 
 
-RunConfig = Union[RegressConfig, ClassifyConfig]  # the one-run settings a many-run command repeats
+RunConfig = Union[RegressConfig, ClassifyConfig, LMConfig]  # the one-run settings a many-run command repeats

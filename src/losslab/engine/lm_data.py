@@ -36,9 +36,18 @@ class TextData:
     def baselines(self) -> dict[str, float]:
         return _baselines(self.train_ids.numpy().tobytes(), self.valid_ids.numpy().tobytes(), self.vocab_size)
 
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
+    def encode_prompt(self, prompt: Optional[str]) -> torch.Tensor:
+        """The prompt's tokens; None: a new line where the vocabulary has one (nanoGPT's start), else the
+        validation split's first token."""
+        if prompt is None:
+            if self.tokenizer is not None and "\n" in self.decode(range(min(self.vocab_size, 256))):
+                return torch.tensor(self.tokenizer.encode("\n"), dtype=torch.int64)
+            return self.valid_ids[:1].clone()
         if self.tokenizer is None:
-            raise ConfigError("--prompt", "a token dataset has no tokenizer: the sample starts from its first token")
+            raise ConfigError("--prompt", "a token dataset has no tokenizer to read a prompt with: leave --prompt "
+                              "out (the sample starts from the validation split's first token)")
+        if not prompt:
+            raise ConfigError("--prompt", "is empty: give some text, or leave it out")
         return torch.tensor(self.tokenizer.encode(prompt, "--prompt"), dtype=torch.int64)
 
     def decode(self, ids: Any) -> str:

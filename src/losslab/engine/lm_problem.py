@@ -60,13 +60,15 @@ class Windows:
         return self.head(1)[1]
 
 
-def flattened(fn: LossFn) -> LossFn:
-    """A classification loss on next-token logits: (B, T, V) and (B, T) seen as B·T rows."""
-    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return fn(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+class flattened:  # noqa: N801  (used as a function: flattened(fn))
+    """A classification loss on next-token logits: (B, T, V) and (B, T) seen as B·T rows (a class, so worker
+    processes receive it with the problem)."""
 
-    loss.__name__ = getattr(fn, "__name__", type(fn).__name__)
-    return loss
+    def __init__(self, fn: LossFn):
+        self.fn = fn
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(out.reshape(-1, out.shape[-1]), target.reshape(-1))
 
 
 class LMProblem(Problem):

@@ -565,7 +565,7 @@ class ClassificationProblem(Problem):
 AnyProblem = Union[RegressionProblem, ClassificationProblem]
 
 
-def build_problem(cfg: Union[RegressConfig, ClassifyConfig]) -> AnyProblem:
+def build_problem(cfg: Any) -> AnyProblem:
     """The prepared problem of a (resolved) one-run config: its task's problem class (components.tasks)."""
     import importlib
 

@@ -1,0 +1,224 @@
+"""`losslab lm` and `--task lm` (issue 34): the training loop against hand-written loops, the bigram against
+counting, the reported figures against their definitions, a user's model and token data, every command, and bad
+input refused in one line before training."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import losslab
+from losslab.components.lm_models import LMShape, build_lm
+from losslab.config.lm import LMConfig, LMDataConfig, LMModelConfig
+from losslab.config.parts import OptimConfig, ScheduleConfig, TrainConfig
+from losslab.engine.lm_problem import LMProblem
+
+TINY = {"layers": 1, "heads": 2, "embed": 32, "hidden": 32, "block_size": 16, "batch_size": 4, "eval_every": 5,
+        "eval_batches": 2, "epochs": 2, "sample": 0, "device": "cpu"}
+
+
+def text_file(tmp_path, text, name="t.txt"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def markov_text(length=6000, seed=0):
+    """A text from a random first-order Markov chain over six letters: its bigram statistics are all there is."""
+    rng = np.random.default_rng(seed)
+    letters = "abcdef"
+    table = rng.dirichlet(np.ones(6) * 0.5, size=6)
+    out, state = [], 0
+    for _ in range(length):
+        state = rng.choice(6, p=table[state])
+        out.append(letters[state])
+    return "".join(out)
+
+
+def hand_loop(model_name, cfg, steps, clip=None):
+    """nanoGPT's loop written out: get_batch from a generator seeded like the run, cross-entropy on flattened
+    logits, AdamW's own step, optional clipping."""
+    problem = LMProblem(cfg)
+    ids = problem.data.train_ids
+    block, batch = cfg.data.block_size, cfg.train.batch_size
+    torch.manual_seed(cfg.train.seed)
+    m = cfg.model
+    model = build_lm(model_name, LMShape(vocab=problem.vocab, block_size=block, embed=m.embed, heads=m.heads,
+                                         layers=m.layers, hidden=m.hidden))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
+    g = torch.Generator().manual_seed(cfg.train.seed)
+    for _ in range(steps):
+        starts = torch.randint(len(ids) - block, (batch,), generator=g)
+        x = torch.stack([ids[s:s + block] for s in starts.tolist()])
+        y = torch.stack([ids[s + 1:s + 1 + block] for s in starts.tolist()])
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+    return model
+
+
+def lm_config(tmp_path, model="gpt", clip=None, **data):
+    text = text_file(tmp_path, markov_text(4000))
+    return LMConfig(data=LMDataConfig(text=text, block_size=16, eval_every=5, eval_batches=2, **data),
+                    model=LMModelConfig(name=model, layers=1, heads=2, embed=32, hidden=32),
+                    optim=OptimConfig("adamw", lr=3e-3),
+                    train=TrainConfig(epochs=2, batch_size=4, device="cpu", clip_grad_norm=clip)).resolved()
+
+
+@pytest.mark.parametrize("model,clip", [("gpt", 1.0), ("lstm", None)])
+def test_the_loop_equals_a_hand_written_loop_bit_for_bit(tmp_path, model, clip):
+    from losslab.commands.lm import run
+
+    cfg = lm_config(tmp_path, model, clip)
+    result = run(cfg)
+    assert result.status == "ok" and result.steps == 10
+    reference = hand_loop(model, cfg, 10, clip)
+    for (name, a), (_, b) in zip(result.model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_a_bigram_trained_to_convergence_equals_the_counted_bigram(tmp_path):
+    """Windows of one token make every training transition equally likely: the minimum of the expected loss is
+    the counted bigram's cross-entropy on the training split."""
+    from losslab.commands.lm import run
+
+    text = markov_text(3000, seed=1)
+    cfg = LMConfig(data=LMDataConfig(text=text_file(tmp_path, text), block_size=1, eval_every=50, eval_batches=1),
+                   model=LMModelConfig(name="bigram"), optim=OptimConfig("adam", lr=0.1),
+                   train=TrainConfig(epochs=20, batch_size=2048, device="cpu",
+                                     schedule=ScheduleConfig("cosine"))).resolved()
+    result = run(cfg)
+    problem = LMProblem(cfg)
+    ids = problem.data.train_ids.numpy()
+    counts = np.zeros((problem.vocab, problem.vocab))
+    np.add.at(counts, (ids[:-1], ids[1:]), 1)
+    p = counts / counts.sum(axis=1, keepdims=True)
+    counted = -np.mean(np.log(p[ids[:-1], ids[1:]]))
+    with torch.no_grad():
+        logits = result.model(torch.as_tensor(ids[:-1])[:, None])[:, 0].double()
+        learned = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(ids[1:])))
+    assert abs(learned - counted) <= 1e-3
+
+
+def test_reported_figures_follow_their_definitions_and_the_baselines_are_counted(tmp_path):
+    result = losslab.lm(data=text_file(tmp_path, markov_text(4000)), **TINY, progress=False)
+    doc = result.document()
+    assert doc["perplexity"] == pytest.approx(math.exp(doc["nll"]), rel=1e-12)
+    assert doc["bits_per_char"] == pytest.approx(doc["nll"] / math.log(2), rel=1e-12)  # one character per token
+    assert doc["final_loss"] == pytest.approx(doc["nll"], rel=1e-6)  # cross-entropy trains: the same number
+    text = markov_text(4000)
+    train, valid = text[:3600], text[3600:]
+    vocab = sorted(set(train))
+    assert doc["baselines"]["uniform"] == pytest.approx(math.log(len(vocab)))
+    counts = {c: train.count(c) for c in vocab}
+    unigram = -np.mean([math.log((counts[c] + 0.1) / (len(train) + 0.1 * len(vocab))) for c in valid])
+    assert doc["baselines"]["unigram"] == pytest.approx(unigram, rel=1e-12)
+    assert doc["tokens_evaluated"] == (len(valid) - 1) // 16 * 16
+    assert len(result.history) == 2 and {"valid_loss", "valid_acc"} <= set(result.history[0])
+
+
+def test_the_same_command_twice_gives_the_same_numbers_and_sample(tmp_path):
+    args = dict(data=text_file(tmp_path, markov_text(4000)), **{**TINY, "sample": 40}, progress=False)
+    a, b = losslab.lm(**args).document(), losslab.lm(**args).document()
+    assert a["nll"] == b["nll"] and a["sample"] == b["sample"] and len(a["sample"]) == 40
+    greedy = losslab.lm(**{**args, "temperature": 0.0}).document()["sample"]
+    assert greedy == losslab.lm(**{**args, "temperature": 0.0, "seed": 0}).document()["sample"]
+
+
+GRU = """
+import torch
+from torch import nn
+
+class CharGRU(nn.Module):
+    def __init__(self, vocab_size, hidden=24):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, vocab_size)
+
+    def forward(self, idx):
+        out, _ = self.gru(self.embed(idx))
+        return self.head(out)
+
+class WrongShape(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, 8)
+
+    def forward(self, idx):
+        return self.embed(idx).mean(dim=1)
+
+def tokens():
+    return torch.arange(3000) % 7
+
+def pieces():
+    return [{"input_ids": torch.arange(50) % 5} for _ in range(60)]
+"""
+
+
+def test_a_users_model_and_token_data(cli, tmp_path, monkeypatch):
+    (tmp_path / "mylm.py").write_text(textwrap.dedent(GRU))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = text_file(tmp_path, markov_text(4000))
+    small = ["--epochs", "2", "--eval-every", "5", "--eval-batches", "2", "--block-size", "16", "--batch-size",
+             "4", "--sample", "20", "--device", "cpu", "--json"]
+    run = cli("lm", "--model", "mylm:CharGRU", "--data", text, *small)
+    assert run.exit_code == 0, run.stdout
+    assert run.json()["status"] == "ok" and len(run.json()["sample"]) == 20
+    wrong = cli("lm", "--model", "mylm:WrongShape", "--data", text, *small)
+    wrong.assert_usage_error("--model")
+    assert "next-token logits" in wrong.stderr
+    for spec, vocab in (("mylm:tokens", 7), ("mylm:pieces", 5)):
+        run = cli("lm", "--dataset", spec, "--model", "bigram", *small[:-3], "--json", "--sample", "0")
+        assert run.exit_code == 0, run.stdout
+        assert run.json()["baselines"]["uniform"] == pytest.approx(math.log(vocab))
+
+
+@pytest.mark.parametrize("args,option", [
+    (["--data", "EMPTY"], "--data"), (["--data", "BINARY"], "--data"), (["--data", "LATIN1"], "--data"),
+    (["--data", "SHORT"], "--block-size"), (["--prompt", "ROMEO: ☃"], "--prompt"), (["--temperature", "-1"],
+                                                                                   "--temperature"),
+    (["--heads", "3"], "--heads"), (["--model", "gtp"], "--model"), (["--tokenizer", "words"], "--tokenizer"),
+    (["--top-k", "0"], "--top-k"), (["--target-accuracy", "0.5"], "--target-accuracy")])
+def test_bad_input_is_one_line_before_training(cli, tmp_path, args, option):
+    files = {"EMPTY": b"  \n", "BINARY": b"ab\x00cd" * 10, "LATIN1": "café".encode("latin-1") * 50,
+             "SHORT": b"to be or not to be, that is the question" * 2}
+    for key, content in files.items():
+        (tmp_path / key).write_bytes(content)
+    args = [str(tmp_path / a) if a in files else a for a in args]
+    run = cli("lm", *args, "--epochs", "2", "--eval-every", "1")
+    run.assert_usage_error(option)
+
+
+@pytest.mark.slow
+def test_every_many_run_command_takes_task_lm(cli, tmp_path):
+    text = text_file(tmp_path, markov_text(4000))
+    small = ["--task", "lm", "--data", text, "--epochs", "2", "--eval-every", "5", "--eval-batches", "2",
+             "--block-size", "16", "--batch-size", "4", "--layers", "1", "--embed", "32", "--heads", "2",
+             "--seeds", "1", "--json"]
+    compared = cli("compare-optimizers", "--optims", "adamw,muon,lion", *small, "--threads", "1")
+    assert compared.exit_code == 0, compared.stdout
+    doc = compared.json()
+    assert set(doc["ranking"]) == {"adamw", "muon", "lion"}
+    process = cli("compare-optimizers", "--optims", "adamw,muon,lion", *small, "--threads", "1", "--executor",
+                  "process", "--jobs", "2")  # (one thread each, as a worker: Muon's matrix products then agree)
+    assert {k: v["final_loss"] for k, v in process.json()["optimizers"].items()} == {
+        k: v["final_loss"] for k, v in doc["optimizers"].items()}
+    swept = cli("lr-sweep", "--lrs", "0.001,0.01", *small)
+    assert swept.exit_code == 0 and swept.json()["suggested_lr"] in (0.001, 0.01)
+    tested = cli("lr-sweep", "--range-test", "--task", "lm", "--data", text, "--steps", "20", "--block-size", "16",
+                 "--batch-size", "4", "--layers", "1", "--json")
+    assert tested.exit_code == 0 and tested.json()["suggested_lr"] > 0
+    losses = cli("compare-losses", *small)
+    assert losses.exit_code == 0 and losses.json()["rank_by"] == "nll"
+    line = cli("landscape", "--line", "--grid", "5", *small[:-3], "--json")  # (no --seeds)
+    assert line.exit_code == 0, line.stdout
