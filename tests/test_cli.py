@@ -188,7 +188,8 @@ def test_help_of_a_command_with_a_task_lists_each_tasks_own_options_in_its_secti
         return {line.split()[0] for line in lines if line.startswith("  --")}
 
     text = cli(command, "--help").stdout
-    assert {"--hidden", "--data-dir", "--subset"} <= section(text, "Classify options (--task classify)")
+    assert {"--depth", "--data-dir", "--subset"} <= section(text, "Classify options (--task classify)")
+    assert {"--tokenizer", "--block-size", "--layers"} <= section(text, "Language-model options (--task lm)")
     assert {"--true-w", "--noise"} <= section(text, "Regress options (--task regress)")
     assert cli(command, "--task", "classify", "--help").stdout == text
     assert "--epochs" in section(text, "Training options")

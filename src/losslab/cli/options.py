@@ -17,6 +17,7 @@ from losslab.cli.experiment import TABLES
 from losslab.commands.table import EXECUTOR, OPTIM, SCHEDULE
 from losslab.components import tasks
 from losslab.components.datasets import DATASETS
+from losslab.components.lm_models import LM_MODELS
 from losslab.components.losses import LOSSES
 from losslab.components.models import MODELS
 from losslab.components.optimizers import OPTIMIZERS
@@ -56,7 +57,7 @@ def _loss_help(task: Optional[str] = None) -> str:
 
     described = "; ".join(f"{e.name}: {e.description}" for e in LOSSES if task is None or task in e.meta["tasks"])
     listed = f"{task}: {names(task)}" if task else (f"regression: {names('regression')}; classification: "
-                                                    f"{names('classification')}")
+                                                    f"{names('classification')}; lm: {names('language-model')}")
     return f"Loss ({listed}) — {described}; or an import path package.module:Name (class or function)."
 
 
@@ -78,6 +79,21 @@ def task_helps(task: str) -> dict[str, str]:
                         "target column; see --target and --features.",
                 "target": "With --data: the target column's name (default: the last column).",
                 "lr": _lr_help("regression")}
+    if task == "language-model":
+        return {"loss": _loss_help("language-model"),
+                "dataset": "Text: shakespeare (default; tiny Shakespeare, 1,115,394 characters, embedded), or your "
+                           "token ids by import path package.module:NAME: a LongTensor, a pair (train, valid) of them "
+                           "or a Dataset of sequences (tensors, or dicts with input_ids); --data for a text file.",
+                "data": "A UTF-8 text file to train on instead (the first 90 % trains, the last 10 % validates).",
+                "model": "Model: " + "; ".join(f"{e.name}: {e.description}" for e in LM_MODELS) + " (default gpt); "
+                         "or your own by import path package.module:NAME (given vocab_size and block_size by name "
+                         "where its signature asks; token ids (batch, time) in, logits (batch, time, vocabulary) "
+                         "out).",
+                "epochs": "Number of epochs, each --eval-every optimizer steps (default 20: 2,000 steps).",
+                "batch_size": "Windows of --block-size tokens per step (default 12), drawn at random starts by a "
+                              "generator seeded with --seed.",
+                "lr": "Learning rate (default per optimizer: adamw 0.001 and the mini-batch defaults of the other "
+                      "optimizers; `losslab optimizers` lists them)."}
     return {"loss": _loss_help("classification"), "lr": _lr_help("classification")}
 
 
@@ -179,7 +195,7 @@ OPTS: dict[str, Opt] = {
                      "and of the validation split.", default_of(RegressDataConfig, "data_seed")),
     "data": Opt(Optional[str], ("--data",), "A CSV file (comma, semicolon or tab separated; header optional): "
                 "feature columns and a target (regress) or label (classify: strings or integers) column; see "
-                "--target and --features."),
+                "--target and --features. lm: a UTF-8 text file (the first 90 % trains)."),
     "standardize": Opt(Optional[bool], ("--standardize/--no-standardize",), "regress: train on standardised "
                        "columns (features and target to mean 0, std 1; reported weights stay in the data's units). "
                        "Default: on for --data FILE.csv, off for the synthetic and bundled data."),
@@ -187,7 +203,9 @@ OPTS: dict[str, Opt] = {
     "dataset": Opt(Optional[str], ("--dataset",), "Dataset. regress: synthetic (default; the tutorial's y = 2x + 3 + "
                    f"noise), diabetes (scikit-learn's, bundled). classify (default digits): {DATASETS.help()}; or your "
                    "own: an import path package.module:NAME to tensors (X, y), a Dataset of (input, label) pairs, "
-                   "or a pair (train, valid) of them (a function returning one is called)."),
+                   "or a pair (train, valid) of them (a function returning one is called). lm: shakespeare (default; "
+                   "tiny Shakespeare, embedded) or your token ids by import path: a LongTensor, a pair (train, "
+                   "valid) of them or a Dataset of sequences (tensors or dicts with input_ids)."),
     "data_dir": Opt(Optional[str], ("--data-dir",), "torchvision root holding MNIST/, FashionMNIST/, "
                     "cifar-10-batches-py/ (default $LOSSLAB_DATA or ~/.cache/losslab/data)."),
     "val_dir": Opt(Optional[str], ("--val-dir",), "imagefolder: a validation folder with the same class "
@@ -218,14 +236,18 @@ OPTS: dict[str, Opt] = {
                  "input_shape, in_channels, classes/num_classes or out_features by name where its signature asks). "
                  "regress: linear (default). classify (default per dataset: " + ", ".join(
         f"{e.name} {e.meta['default_model']}" for e in DATASETS) + "): " + "; ".join(
-        f"{e.name}: {e.description}" for e in MODELS if e.meta["task"] == "classification") + "."),
-    "hidden": Opt(int, ("--hidden",), "Hidden units of the mlp.", default_of(ModelConfig, "hidden")),
+        f"{e.name}: {e.description}" for e in MODELS if e.meta["task"] == "classification") + ". lm (default gpt): "
+        + "; ".join(f"{e.name}: {e.description}" for e in LM_MODELS) + "; yours gets vocab_size and block_size by "
+        "name and maps token ids (batch, time) to logits (batch, time, vocabulary)."),
+    "hidden": Opt(int, ("--hidden",), "Hidden units of the mlp (classify) and of rnn, gru, lstm (lm).",
+                  default_of(ModelConfig, "hidden")),
     "depth": Opt(int, ("--depth",), "Hidden layers of the mlp.", default_of(ModelConfig, "depth")),
     "activation": Opt(Optional[str], ("--activation",), "Activation: relu, tanh, sigmoid, gelu or none (default: "
                       "mlp relu; cnn none, as in the tutorial CNN)."),
     "init": Opt(str, ("--init",), "Weight initialisation: default (PyTorch's), xavier (Glorot uniform) or kaiming "
                 "(He normal), for the activation in use; biases zero.", default_of(ModelConfig, "init")),
-    "dropout": Opt(float, ("--dropout",), "mlp: dropout probability after each hidden activation.",
+    "dropout": Opt(float, ("--dropout",), "mlp: dropout probability after each hidden activation; lm: the "
+                   "model's dropout (gpt: attention, residual and embedding; rnn: between layers).",
                    default_of(ModelConfig, "dropout")),
     "batch_norm": Opt(bool, ("--batch-norm",), "mlp: BatchNorm1d after each hidden Linear.",
                       default_of(ModelConfig, "batch_norm")),

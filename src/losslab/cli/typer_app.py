@@ -76,18 +76,19 @@ class _Command(_FlagHelp, TyperCommand):
         from losslab.cli.options import PANELS, task_only
 
         params = self.get_params(ctx)
-        tasks = any(p.name == "task" for p in params)  # (a many-run command: both tasks' options, in sections)
+        from losslab.components.tasks import TASKS
+
+        tasks = any(p.name == "task" for p in params)  # (a many-run command: every task's options, in sections)
+        tasks_by_flag = {t.flag: t for t in TASKS}
         groups: dict[str, list[Any]] = {}
         for param in params:
             record = param.get_help_record(ctx)
             if record is not None:
                 only = task_only(param.name or "") if tasks else None
-                title = f"{only} options (--task {only})" if only else \
+                title = tasks_by_flag[only].section if only else \
                     (getattr(param, "rich_help_panel", None) or "Other") + " options"
                 groups.setdefault(title, []).append(record)
-        from losslab.components.tasks import FLAGS
-
-        order = [*(f"{p} options" for p in PANELS), *(f"{t} options (--task {t})" for t in FLAGS), "Output options",
+        order = [*(f"{p} options" for p in PANELS), *(t.section for t in TASKS), "Output options",
                  "Other options"]
         for title in sorted(groups, key=lambda t: order.index(t) if t in order else len(order)):
             heading = {"Other options": "Options"}.get(title, title[0].upper() + title[1:])

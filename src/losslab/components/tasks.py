@@ -21,6 +21,11 @@ class Task:
     default_losses: tuple[str, ...]  # what compare-losses compares when --losses is not given
     rankings: tuple[str, ...]  # loss-independent measures compare-losses ranks by (the first: the default)
     problem: str  # "package.module:Class" of its prepared problem (engine.problems)
+    heading: str = ""  # its options' --help section ("language-model options"); default its flag
+
+    @property
+    def section(self) -> str:
+        return f"{self.heading or self.flag} options (--task {self.flag})"
 
 
 REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples", "features", "true_w", "true_b",
@@ -42,7 +47,8 @@ TASKS: tuple[Task, ...] = (
                                                                        "nll", "ece"),
          "losslab.engine.problems:ClassificationProblem"),
     Task("language-model", "lm", "a next-token language model on text: the lm text, tokenizer, model and sampling "
-         "options", LM_DATA, ("cross-entropy", "focal"), ("nll", "accuracy"), "losslab.engine.lm_problem:LMProblem"),
+         "options", LM_DATA, ("cross-entropy", "focal"), ("nll", "accuracy"), "losslab.engine.lm_problem:LMProblem",
+         "language-model"),
 )
 NAMES = tuple(t.name for t in TASKS)
 FLAGS = tuple(t.flag for t in TASKS)
