@@ -222,3 +222,43 @@ def test_every_many_run_command_takes_task_lm(cli, tmp_path):
     assert losses.exit_code == 0 and losses.json()["rank_by"] == "nll"
     line = cli("landscape", "--line", "--grid", "5", *small[:-3], "--json")  # (no --seeds)
     assert line.exit_code == 0, line.stdout
+
+
+SEQUENCES = """
+import torch
+from torch import nn
+
+class BagOfEmbeddings(nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.embed = nn.Embedding(20, 16)
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids).mean(dim=1))
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, 20, (400, 12), generator=g)
+        self.labels = (self.ids < 10).sum(dim=1).gt(6).long()
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.labels[i]}
+"""
+
+
+def test_a_sequence_classifier_with_an_embedding_trains_under_classify_on_dict_items(cli, tmp_path, monkeypatch):
+    """Integer inputs stay integers (an nn.Embedding reads them); dict items are read by key; the built-in mlp,
+    which would read token ids as numbers, is refused."""
+    (tmp_path / "seqcls.py").write_text(textwrap.dedent(SEQUENCES))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = cli("classify", "--dataset", "seqcls:Items", "--model", "seqcls:BagOfEmbeddings", "--epochs", "30",
+              "--device", "cpu", "--json")
+    assert run.exit_code == 0, run.stdout
+    assert run.json()["accuracy"] > 0.9
+    cli("classify", "--dataset", "seqcls:Items", "--epochs", "2").assert_usage_error("--model")

@@ -476,12 +476,14 @@ def _label(value: Any) -> Any:
 
 
 def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
-    """(inputs float32, labels int64) of one part of a user's dataset, or a one-line error naming --dataset."""
+    """(inputs float32 — or int64 where they are integers, token ids an nn.Embedding reads —, labels int64) of one
+    part of a user's dataset, or a one-line error naming --dataset."""
     import numpy as np
     import torch
 
     try:
-        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().float()
+        xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach()
+        xt = xt.long() if not xt.is_floating_point() and not xt.is_complex() and xt.dtype != torch.bool else xt.float()
         yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).detach()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError("--dataset", f"{spec}: its {part} inputs or labels are not numbers (labels are class "
@@ -493,9 +495,27 @@ def _tensors(x: Any, y: Any, spec: str, part: str) -> tuple[Any, Any]:
     if len(xt) != len(yt):
         raise ConfigError("--dataset", f"{spec}: {len(xt)} inputs but {len(yt)} labels in its {part} split")
     yt = class_indices(yt, spec, part)
-    if not torch.isfinite(xt).all():
+    if xt.is_floating_point() and not torch.isfinite(xt).all():
         raise ConfigError("--dataset", f"{spec}: its {part} inputs hold NaN or infinite values")
     return xt, yt
+
+
+INPUT_KEYS = ("input_ids", "inputs", "input", "x")  # a dict item's input, by the first of these it has
+TARGET_KEYS = ("labels", "label", "targets", "target", "y")  # and its label
+
+
+def _pair(item: Any, spec: str, part: str, i: int) -> tuple[Any, Any]:
+    """An item's (input, label): a pair, or a dict with one of INPUT_KEYS and one of TARGET_KEYS (the Hugging Face
+    shape {"input_ids": ..., "labels": ...})."""
+    if isinstance(item, dict):
+        x = next((k for k in INPUT_KEYS if k in item), None)
+        y = next((k for k in TARGET_KEYS if k in item), None)
+        if x is None or y is None:
+            raise ConfigError("--dataset", f"{spec}: its {part} item {i} is a dict with keys {', '.join(map(str, item))}"
+                              f"; losslab reads the input from {'/'.join(INPUT_KEYS)} and the label from "
+                              f"{'/'.join(TARGET_KEYS)}")
+        return item[x], item[y]
+    return item[0], item[1]
 
 
 def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
@@ -507,7 +527,9 @@ def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
         check_memory("--dataset", n * (_sample_bytes(dataset, spec) + 8), f"{spec}: {n:,} {part} items in memory")
     try:
         items = [dataset[i] for i in range(n)]
-        xs, ys = zip(*[(item[0], item[1]) for item in items]) if items else ((), ())
+        xs, ys = zip(*[_pair(item, spec, part, i) for i, item in enumerate(items)]) if items else ((), ())
+    except ConfigError:
+        raise
     except USER_ERRORS as exc:
         raise ConfigError("--dataset", f"{spec}: reading its {part} items failed: {type(exc).__name__}: "
                           f"{exc}") from None
@@ -531,7 +553,7 @@ def _user_parts(spec: str) -> tuple[Any, Any]:
 
     obj = user_data(spec, "--dataset")
     def part_like(v: Any) -> bool:
-        return isinstance(v, torch.utils.data.Dataset) or (isinstance(v, (tuple, list)) and len(v) == 2)
+        return isinstance(v, torch.utils.data.Dataset) or is_items(v) or (isinstance(v, (tuple, list)) and len(v) == 2)
 
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(part_like(v) for v in obj):
         return obj[0], obj[1]
@@ -541,10 +563,15 @@ def _user_parts(spec: str) -> tuple[Any, Any]:
     return obj, None
 
 
+def is_items(value: Any) -> bool:
+    """A list of dict items ({"input_ids": ..., "labels": ...}): a map-style dataset as DataLoader takes one."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+
+
 def _read_part(value: Any, spec: str, part: str) -> tuple[Any, Any]:
     import torch
 
-    if isinstance(value, torch.utils.data.Dataset):
+    if isinstance(value, torch.utils.data.Dataset) or is_items(value):
         return _decode(value, spec, part)
     return _tensors(value[0], value[1], spec, part)
 
@@ -571,8 +598,9 @@ def _sample_bytes(dataset: Any, spec: str) -> int:
     if dataset_length(dataset, spec, "training") == 0:
         raise ConfigError("--dataset", f"{spec}: its training split is empty")
     try:
-        item = dataset[0]
-        return 4 * int(np.asarray(item[0]).size)
+        return 4 * int(np.asarray(_pair(dataset[0], spec, "training", 0)[0]).size)
+    except ConfigError:
+        raise
     except USER_ERRORS as exc:
         raise ConfigError("--dataset", f"{spec}: reading its training items failed: {type(exc).__name__}: "
                           f"{exc}") from None
@@ -687,9 +715,12 @@ def split_and_normalise(cfg: Any, raw: Raw, per_feature: bool,
     if cfg.imbalance is not None and cfg.dataset != "blobs":
         x_train, y_train, note = make_imbalanced(x_train, y_train, len(raw.classes), cfg.imbalance, g)
         split += note
-    mean, std = _stats(x_train, per_feature=per_feature)
-    x_train = ((x_train - mean) / std).contiguous()
-    x_val = ((x_val - mean) / std).contiguous()
+    if x_train.is_floating_point():
+        mean, std = _stats(x_train, per_feature=per_feature)
+        x_train = ((x_train - mean) / std).contiguous()
+        x_val = ((x_val - mean) / std).contiguous()
+    else:  # integer inputs (token ids) stay integers, as they are
+        mean, std = torch.zeros(x_train.shape[1:]), torch.ones(x_train.shape[1:])
     source = (f"{shown(cfg.dataset)}: {len(y_train)} train / {len(y_val)} validation samples, shape "
               f"{tuple(x_train.shape[1:])}{raw.note}")
     return ClassificationData(x_train, y_train, x_val, y_val, raw.classes, source, split, mean=mean, std=std,

@@ -25,17 +25,22 @@ EVAL_CHUNK = 64  # windows per forward pass when evaluating
 
 
 class Windows:
-    """The training split as a source of batches: each epoch `steps` batches of random windows (inputs and the
-    same windows shifted by one as targets), drawn from the run's generator as nanoGPT's get_batch draws them."""
+    """The training split as a source of batches: each epoch `steps` batches of `batch` random windows (inputs
+    and the same windows shifted by one as targets), drawn from the run's generator as nanoGPT's get_batch draws
+    them. Its length is the windows of an epoch, so a plan cuts it into `steps` batches."""
 
     streamed = False
 
-    def __init__(self, ids: torch.Tensor, block: int, steps: int):
-        self.ids, self.block, self.steps = ids, block, steps
+    def __init__(self, ids: torch.Tensor, block: int, steps: int, batch: int):
+        self.ids, self.block, self.steps, self.batch = ids, block, steps, batch
         self.offsets = torch.arange(block, device=ids.device)
 
     def __len__(self) -> int:
-        return len(self.ids) - self.block
+        return self.steps * self.batch
+
+    def rebatched(self, batch: int) -> "Windows":
+        """The same text in batches of `batch` windows (a run that overrides the batch size)."""
+        return Windows(self.ids, self.block, self.steps, batch)
 
     def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return windows(self.ids, self.block, batch, generator)
@@ -46,7 +51,7 @@ class Windows:
 
     def head(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`rows` windows from the start of the text, one after another (the checks' and the probes' batch)."""
-        starts = torch.arange(min(rows, len(self) // self.block or 1), device=self.ids.device) * self.block
+        starts = torch.arange(min(rows, (len(self.ids) - 1) // self.block or 1), device=self.ids.device) * self.block
         index = starts[:, None] + self.offsets
         return self.ids[index], self.ids[index + 1]
 
@@ -91,8 +96,8 @@ class LMProblem(Problem):
         if len(ids) <= self.block + 1:
             raise ConfigError("--block-size", f"the training split has {len(ids):,} tokens: too few for windows of "
                               f"{self.block} (lower --block-size or give a longer text)")
-        self.source = Windows(ids, self.block, cfg.data.eval_every)
         batch = cfg.train.batch_size or 1
+        self.source = Windows(ids, self.block, cfg.data.eval_every, batch)
         x_val, y_val = evaluation_windows(self.valid_ids, self.block, cfg.data.eval_batches * batch)
         self.x_val, self.y_val = x_val, y_val
         self.x, self.y = self.source.head(len(x_val))  # fixed training windows: what landscape evaluates
@@ -105,11 +110,6 @@ class LMProblem(Problem):
         if self.user_model is not None:
             self.no_gradient = check_lm_model(self.user_model, first, x, y, self.loss_fn, self.vocab)
         check_loss_output(self.loss_fn, first, x, y)
-
-    @property
-    def n(self) -> int:
-        """Windows per epoch: the plan cuts them into --eval-every batches."""
-        return self.cfg.data.eval_every * (self.train_cfg.batch_size or 1)
 
     def shape(self) -> LMShape:
         m = self.cfg.model

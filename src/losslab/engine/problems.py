@@ -78,7 +78,7 @@ class Problem:
             if all(path.startswith("train.") for path, _ in spec.changes):
                 view = copy.copy(base)
                 view.train_cfg = cfg.train
-                if base.source.streamed and view.train_cfg.batch_size != base.train_cfg.batch_size:
+                if hasattr(base.source, "rebatched") and view.train_cfg.batch_size != base.train_cfg.batch_size:
                     view.source = base.source.rebatched(view.train_cfg.batch_size or 64)
             else:
                 view = build_problem(cfg.resolved())
@@ -502,6 +502,10 @@ class ClassificationProblem(Problem):
             self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
             self.x_val = data.x_val.to(self.device)
             self.source, self.valid = InMemory(self.x, self.y), InMemory(self.x_val, self.y_val)
+        if self.x is not None and not self.x.is_floating_point() and self.user_model is None:
+            raise ConfigError("--model", f"the inputs of {cfg.data.dataset} are integers (token ids): the built-in "
+                              f"{cfg.model.name} would read them as numbers; give your own model with an nn.Embedding "
+                              "(--model package.module:NAME)")
         check_training_memory(cfg, data.input_shape, self.k, cfg.train.batch_size or (64 if data.streamed else self.n))
         self.loss_fn = self._build_loss(cfg.loss)
         batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
