@@ -512,8 +512,8 @@ def _pair(item: Any, spec: str, part: str, i: int) -> tuple[Any, Any]:
         y = next((k for k in TARGET_KEYS if k in item), None)
         if x is None or y is None:
             keys = ", ".join(map(str, item))
-            raise ConfigError("--dataset", f"{spec}: its {part} item {i} is a dict with keys {keys}; losslab reads the input from {'/'.join(INPUT_KEYS)} and the label from "
-                              f"{'/'.join(TARGET_KEYS)}")
+            raise ConfigError("--dataset", f"{spec}: its {part} item {i} is a dict with keys {keys}; losslab reads "
+                              f"the input from {'/'.join(INPUT_KEYS)} and the label from {'/'.join(TARGET_KEYS)}")
         return item[x], item[y]
     return item[0], item[1]
 
