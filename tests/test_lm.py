@@ -262,3 +262,24 @@ def test_a_sequence_classifier_with_an_embedding_trains_under_classify_on_dict_i
     assert run.exit_code == 0, run.stdout
     assert run.json()["accuracy"] > 0.9
     cli("classify", "--dataset", "seqcls:Items", "--epochs", "2").assert_usage_error("--model")
+
+
+def test_a_saved_model_continues_a_prompt(cli, tmp_path):
+    from losslab.engine.sequences import generate
+
+    text = text_file(tmp_path, markov_text(4000))
+    saved = str(tmp_path / "lm.pt")
+    result = losslab.lm(data=text, save=saved, **TINY, progress=False)
+    run = cli("predict", "--checkpoint", saved, "--prompt", "abc", "--tokens", "25", "--temperature", "0", "--json")
+    assert run.exit_code == 0, run.stderr
+    continued = run.json()["predictions"][0]
+    vocab = sorted(set(markov_text(4000)[:3600]))
+    ids = torch.tensor([vocab.index(c) for c in "abc"])
+    greedy = generate(result.model, ids, 25, 16, temperature=0)
+    assert continued == "abc" + "".join(vocab[i] for i in greedy.tolist())
+    sampled = [cli("predict", "--checkpoint", saved, "--prompt", "ab", "--seed", "3", "--json").json()
+               for _ in range(2)]
+    assert sampled[0]["predictions"] == sampled[1]["predictions"] and len(sampled[0]["predictions"][0]) == 202
+    cli("predict", "--checkpoint", saved, "--prompt", "abz").assert_usage_error("--prompt")
+    cli("predict", "--checkpoint", saved, "--prompt", "ab", "--temperature", "-1").assert_usage_error("--temperature")
+    cli("predict", "--checkpoint", saved, "--data", text).assert_usage_error("--data")

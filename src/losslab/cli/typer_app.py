@@ -414,15 +414,16 @@ def diff(
 @app.command("predict", cls=_Command, epilog="Exit codes: 0 ok; 2 bad usage (a file, a column, a checkpoint that "
              "no longer fits its model).")
 def predict(
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="A checkpoint written by --save (regress or "
-                                                                 "classify; built-in or your own model).")],
-    data: Annotated[str, typer.Option("--data", help="A CSV table of inputs (the feature columns the model was "
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="A checkpoint written by --save (regress, "
+                                                                 "classify or lm; built-in or your own model).")],
+    data: Annotated[Optional[str], typer.Option("--data", help="regress, classify: a CSV table of inputs (the "
+                                                     "feature columns the model was "
                                                      "trained on, by header name or the first ones; an image "
                                                      "model's rows of pixels), or a folder of images (class "
                                                      "subfolders give labels), or an import path "
                                                      "package.module:NAME giving X, (X, y) or a Dataset. Labels or a "
                                                      "target column there are "
-                                                     "compared with the predictions.")],
+                                                     "compared with the predictions.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Write the predictions to this CSV file (default: "
                                                              "stdout).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
@@ -430,14 +431,23 @@ def predict(
                                                                  "builds the saved model, when the checkpoint names a "
                                                                  "function: a file's own entry is built only when "
                                                                  "it is an nn.Module class.")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="A language model (losslab lm --save): the text "
+                                                                   "it continues (default: a new line).")] = None,
+    tokens: Annotated[int, typer.Option("--tokens", help="A language model: tokens to generate.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="A language model: sampling temperature (0: "
+                                                                     "greedy).")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="A language model: sample among the K most likely "
+                                                                 "tokens only.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="A language model: the sampling seed.")] = 0,
 ) -> int:
     """Predict with a saved model: values (regress) or classes with their probabilities (classify), the inputs
-    prepared as in training."""
+    prepared as in training; or continue a text with a language model (lm)."""
     from losslab.cli.configs import expand
     from losslab.commands import predict as command
     from losslab.commands.common import keep_stdout_for_json
 
-    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out), model)
+    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out), model, prompt,
+                                tokens, temperature, top_k, seed)
     with keep_stdout_for_json(json_out):
         return command.main(cfg, json_out=json_out)
 
