@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from losslab.errors import ConfigError
 from losslab.version import __version__
 
-API = ("regress", "classify", "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "landscape", "predict",
+API = ("regress", "classify", "lm",
+       "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "landscape", "predict",
        "check_loss", "replay", "gate", "diff", "load", "Result")
 __all__ = ["ConfigError", "__version__", *API]
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # what a type checker sees of the functions loaded on first u
         diff,
         gate,
         landscape,
+        lm,
         load,
         lr_find,
         lr_sweep,

@@ -26,6 +26,7 @@ from losslab.api_types import (
     CompareLossesOptions,
     CompareOptimizersOptions,
     LandscapeOptions,
+    LmOptions,
     LrSweepOptions,
     RegressOptions,
 )
@@ -291,6 +292,11 @@ def classify(*, progress: bool = True, **options: Unpack[ClassifyOptions]) -> Re
     return _run("classify", dict(options), progress)
 
 
+def lm(*, progress: bool = True, **options: Unpack[LmOptions]) -> Result:
+    """`losslab lm` (e.g. model="gpt", epochs=20, prompt="ROMEO:"; `.model` is the trained model)."""
+    return _run("lm", dict(options), progress)
+
+
 def compare_optimizers(*, progress: bool = True, **options: Unpack[CompareOptimizersOptions]) -> Result:
     """`losslab compare-optimizers` (e.g. optims=["sgd", "adam"], seeds=3)."""
     return _run("compare-optimizers", dict(options), progress)
@@ -337,7 +343,8 @@ def _signature(command: str) -> Any:
 
 
 def _signatures() -> None:
-    for function, command in ((regress, "regress"), (classify, "classify"), (compare_optimizers, "compare-optimizers"),
+    for function, command in ((regress, "regress"), (classify, "classify"), (lm, "lm"),
+                              (compare_optimizers, "compare-optimizers"),
                               (compare_losses, "compare-losses"), (lr_sweep, "lr-sweep"), (lr_find, "lr-sweep"),
                               (landscape, "landscape")):
         setattr(function, "__signature__", _signature(command))  # noqa: B010
@@ -442,12 +449,15 @@ class Answer:
         return getattr(self.raw, name)
 
 
-def predict(checkpoint: str, data: str) -> Answer:
+def predict(checkpoint: str, data: Optional[str] = None, *, prompt: Optional[str] = None, tokens: int = 200,
+            temperature: float = 0.8, top_k: Optional[int] = None, seed: int = 0) -> Answer:
     """`losslab predict`: the saved model's predictions for a table, an image folder or an import path
-    (`.predictions`, `.probabilities`, `.metrics` against the data's own labels or targets)."""
+    (`.predictions`, `.probabilities`, `.metrics` against the data's own labels or targets); a language model's
+    continuation of `prompt` (`.predictions[0]`)."""
     from losslab.commands import predict as command
 
-    cfg = command.PredictConfig(checkpoint, data)
+    cfg = command.PredictConfig(checkpoint, data, prompt=prompt, tokens=tokens, temperature=temperature,
+                                top_k=top_k, seed=seed)
     result = command.predict(cfg)
     return Answer(result, command.document(cfg, result))
 
