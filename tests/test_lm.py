@@ -283,3 +283,16 @@ def test_a_saved_model_continues_a_prompt(cli, tmp_path):
     cli("predict", "--checkpoint", saved, "--prompt", "abz").assert_usage_error("--prompt")
     cli("predict", "--checkpoint", saved, "--prompt", "ab", "--temperature", "-1").assert_usage_error("--temperature")
     cli("predict", "--checkpoint", saved, "--data", text).assert_usage_error("--data")
+
+
+def test_tensorboard_gets_the_curves_and_the_generated_sample(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = losslab.lm(data=text_file(tmp_path, markov_text(4000)), tensorboard=str(tmp_path / "tb"),
+                        **{**TINY, "sample": 30}, progress=False)
+    runs = list((tmp_path / "tb" / "lm").iterdir())
+    assert len(runs) == 1
+    events = EventAccumulator(str(runs[0]), size_guidance={"tensors": 0}).Reload()
+    assert [e.value for e in events.Scalars("loss/valid")] == [r["valid_loss"] for r in result.history]
+    text = events.Tensors("sample/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert result.document()["sample"].splitlines()[-1].strip() in text and text.startswith("    ")

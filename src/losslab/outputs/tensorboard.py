@@ -39,6 +39,7 @@ class TensorBoardWriter(Consumer):
         self.root, self.command, self.many, self.regression = Path(root), command, many, regression
         self.writers: dict[tuple[Any, ...], Any] = {}
         self.failed = ""  # why writing stopped (a full disk), once it has
+        self.last_dir: Optional[str] = None  # the last run's folder (a language model's sample is written there)
         _quiet_writer_threads()
 
     def directory(self, run: RunInfo) -> Path:
@@ -63,6 +64,7 @@ class TensorBoardWriter(Consumer):
             try:
                 where.mkdir(parents=True)
                 self.writers[key] = SummaryWriter(log_dir=str(where))
+                self.last_dir = str(where)
             except OSError as exc:
                 raise ConfigError("--tensorboard", f"cannot write the run folder {where}: "
                                   f"{exc.strerror or exc}") from None
@@ -131,7 +133,21 @@ class TensorBoardWriter(Consumer):
         self.writers.pop((run.key, run.index), None)
 
     def on_command_end(self, command: str, status: str, document: Any) -> None:
+        sample = document.get("sample") if isinstance(document, dict) else None
+        if isinstance(sample, str) and self.last_dir is not None and not self.failed:
+            self._sample(document.get("prompt") or "", sample, int(document.get("steps") or 0))
         self.close()
+
+    def _sample(self, prompt: str, sample: str, step: int) -> None:
+        """A language model's generated text, as TensorBoard's Text tab shows it (indented: kept verbatim)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        text = "\n".join("    " + line for line in (prompt + sample).splitlines())
+        try:
+            with SummaryWriter(log_dir=self.last_dir) as writer:
+                writer.add_text("sample", text, step)
+        except OSError as exc:
+            self._stop(exc)
 
     def close(self) -> None:
         """Anything still open (Ctrl-C between events) is flushed."""
