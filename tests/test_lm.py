@@ -296,3 +296,17 @@ def test_tensorboard_gets_the_curves_and_the_generated_sample(tmp_path):
     assert [e.value for e in events.Scalars("loss/valid")] == [r["valid_loss"] for r in result.history]
     text = events.Tensors("sample/text_summary")[0].tensor_proto.string_val[0].decode()
     assert result.document()["sample"].splitlines()[-1].strip() in text and text.startswith("    ")
+
+
+@pytest.mark.slow
+def test_replay_and_gate_read_an_lm_result(cli, tmp_path):
+    args = ["lm", "--data", text_file(tmp_path, markov_text(4000)), "--epochs", "2", "--eval-every", "5",
+            "--eval-batches", "2", "--block-size", "16", "--batch-size", "4", "--layers", "1", "--embed", "32",
+            "--heads", "2", "--sample", "20", "--json"]
+    first = cli(*args)
+    (tmp_path / "lm.json").write_text(first.stdout)
+    replayed = cli("replay", str(tmp_path / "lm.json"))
+    assert replayed.exit_code == 0 and "replay: identical" in replayed.stdout
+    gated = cli("gate", str(tmp_path / "lm.json"), "--seeds", "2", "--json")
+    assert gated.exit_code == 0, gated.stdout
+    assert {m["metric"] for m in gated.json()["metrics"]} >= {"final_loss", "accuracy"}
