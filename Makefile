@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/bench_imagefolder.py
 	$(PY) benchmarks/bench_executors.py
 	$(PY) benchmarks/bench_any_optimizer.py
+	$(PY) benchmarks/bench_lm.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
