@@ -310,3 +310,22 @@ def test_replay_and_gate_read_an_lm_result(cli, tmp_path):
     gated = cli("gate", str(tmp_path / "lm.json"), "--seeds", "2", "--json")
     assert gated.exit_code == 0, gated.stdout
     assert {m["metric"] for m in gated.json()["metrics"]} >= {"final_loss", "accuracy"}
+
+
+def test_clipping_is_a_finding_only_when_the_loss_does_not_fall(tmp_path):
+    """The recipe clips most steps at 1.0 while the loss falls: not a finding; clipping at 1e9 on most steps while
+    the loss rises is exploding gradients."""
+    text = text_file(tmp_path, markov_text(4000))
+    healthy = losslab.lm(data=text, clip_grad_norm=1.0, **TINY, progress=False)
+    assert healthy.history["clipped"][0] > 0.5 and "exploding-gradients" not in healthy.metrics["diagnosis"]
+    blown = losslab.lm(data=text, optim="sgd", lr=1e4, clip_grad_norm=1e9, **{**TINY, "epochs": 3}, progress=False)
+    assert "exploding-gradients" in blown.metrics["diagnosis"]
+
+
+def test_expectations_name_the_language_model_figures(cli, tmp_path):
+    args = ["lm", "--data", text_file(tmp_path, markov_text(4000)), "--epochs", "2", "--eval-every", "5",
+            "--eval-batches", "2", "--block-size", "16", "--batch-size", "4", "--layers", "1", "--embed", "32",
+            "--heads", "2", "--sample", "0", "--quiet"]
+    assert cli(*args, "--expect", "nll<=3", "--expect", "bits_per_char<=4.5").exit_code == 0
+    assert cli(*args, "--expect", "perplexity<=1.1").exit_code == 1
+    cli(*args, "--expect", "perplexty<=3").assert_usage_error("--expect")

@@ -43,7 +43,7 @@ class LMResult:
     config: LMConfig
     status: str
     records: list[dict[str, Any]]
-    metrics: dict[str, Any]  # the final metrics on the whole validation split (LMProblem.final_metrics)
+    final: dict[str, Any]  # the final metrics on the whole validation split (LMProblem.final_metrics)
     best_epoch: Optional[int]
     elapsed_s: float
     device: str
@@ -62,10 +62,10 @@ class LMResult:
     error: Optional[str] = None
     model: Any = None
 
-    def flat_metrics(self) -> dict[str, Any]:
+    def metrics(self) -> dict[str, Any]:
         """The numbers --expect checks and gate compares."""
         last = self.records[-1] if self.records else {}
-        out = {k: v for k, v in self.metrics.items() if not isinstance(v, dict)}
+        out = {k: v for k, v in self.final.items() if not isinstance(v, dict)}
         return {**out, "best_epoch": self.best_epoch, "epochs_run": len(self.records), "steps": self.steps,
                 "elapsed_s": self.elapsed_s, "train_loss": last.get("train_loss"),
                 "diagnosis": [f.code for f in self.diagnosis]}
@@ -105,7 +105,7 @@ def run(cfg: LMConfig, events: Consumer = Consumer(), problem: Optional[LMProble
     if cfg.save is not None and result.status != "diverged" and result.records:
         save(cfg.save, problem, model, (best.best_epoch if restored else None) or result.records[-1]["epoch"])
     return LMResult(
-        config=cfg, status=result.status, records=result.records, metrics=result.metrics,
+        config=cfg, status=result.status, records=result.records, final=result.metrics,
         best_epoch=best.best_epoch, elapsed_s=result.elapsed_s, device=str(problem.device),
         data_source=problem.data.source, parameters=sum(p.numel() for p in model.parameters()),
         steps=result.optimizer_steps or 0, tokens_per_step=(cfg.train.batch_size or 1) * problem.block,
@@ -137,7 +137,7 @@ def save(path: str, problem: LMProblem, model: Any, epoch: int) -> None:
 def document(result: LMResult, outcomes: Optional[Sequence[Outcome]] = None) -> dict[str, Any]:
     """The `--json` / result.json document of `losslab lm`."""
     last = result.records[-1] if result.records else {}
-    return {"command": COMMAND, "status": result.status, "config": result.config.to_dict(), **result.metrics,
+    return {"command": COMMAND, "status": result.status, "config": result.config.to_dict(), **result.final,
             "train_loss": last.get("train_loss"), "epochs_run": len(result.records), "steps": result.steps,
             "tokens_per_step": result.tokens_per_step, "best_epoch": result.best_epoch,
             "restored_best": result.restored_best, "diverged_epoch": result.diverged_epoch,
@@ -174,7 +174,7 @@ def verdict(metrics: dict[str, Any]) -> str:
 
 
 def report(result: LMResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
-    cfg, m = result.config, result.metrics
+    cfg, m = result.config, result.final
     title = (f"losslab lm: {result.status} — {cfg.model.name} ({result.parameters:,} parameters), {cfg.loss.name}, "
              f"{cfg.optim.name} lr {fmt(cfg.optim.lr, 'g')}: {result.steps:,} steps in {result.elapsed_s:.1f} s on "
              f"{result.device}")
@@ -229,7 +229,7 @@ def experiment(cfg: LMConfig, *, json_out: bool = False, quiet: bool = False) ->
     progress = ProgressDisplay(console, classify_columns(), quiet=quiet, max_rows=20)
     events = dispatcher(context(COMMAND, cfg, json_out, quiet), [progress])
     result = run(cfg, events, problem)
-    outcomes = check_gates(cfg.gates, result.status, result.flat_metrics())
+    outcomes = check_gates(cfg.gates, result.status, result.metrics())
     return (Output(document(result, outcomes), report(result, outcomes), result.records, outcomes, result.status,
                    plots(result), lambda: terminal_curves(result), result=result),
             Where(console, json_out, quiet, cfg.out, cfg.plot, events))

@@ -32,8 +32,8 @@ PLATEAU_FAR = 0.1  # ...while 10% above the least-squares optimum's loss (classi
 VANISHING_RATIO = 1e-4  # the first layer's gradient norm below 1e-4 of the last layer's...
 VANISHING_SHARE = 0.5  # ...on more than half of the epochs
 EXPLODING_GROWTH = 10.0  # the gradient norm growing >= 10x per epoch, two epochs in a row
-CLIPPING_SHARE = 0.5  # or clipping active on more than half of all steps (not for a language model: its recipe
-# clips most steps at norm 1.0 while gradient norms are 1-3 — the recipe working, not a gradient exploding)
+CLIPPING_SHARE = 0.5  # or clipping active on more than half of all steps (not for a language model whose loss
+# falls: its recipe clips most steps at norm 1.0 while gradient norms are 1-3 — the recipe working)
 OVERFITTING_EPOCHS = 5  # validation loss rising for this many epochs after its best while training loss falls
 OVERFITTING_RISE = 0.02  # and ending at least 2% above its best
 SLOW_DISTANCE = 0.01  # regression: parameters still more than 1% (relative) from the least-squares optimum
@@ -343,7 +343,9 @@ def _exploding(records: Sequence[Record], ctx: Context) -> Optional[Finding]:
                        f"(to epoch {e}), at least {EXPLODING_GROWTH:g}x per epoch", evidence,
                        _lower_rate(ctx, records[-1].get("lr", ctx.lr), records[:first + 3]))
     clipped = [r["clipped"] for r in records if "clipped" in r] if records and "clipped" in records[0] else []
-    if clipped and statistics.fmean(clipped) > CLIPPING_SHARE and ctx.task != "language-model":
+    losses = getattr(records, "losses", [])
+    recipe = ctx.task == "language-model" and len(losses) > 1 and losses[-1] < losses[0]  # clipped, and learning
+    if clipped and statistics.fmean(clipped) > CLIPPING_SHARE and not recipe:
         share = statistics.fmean(clipped)
         evidence = {"clipped_share": share, "option": ctx.clip_option}
         return Finding("exploding-gradients", f"gradient clipping ({ctx.clip_option}) was active on {share:.0%} of "
