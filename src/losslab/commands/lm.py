@@ -190,7 +190,7 @@ def report(result: LMResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
         shown = result.prompt + result.sample
         reports.append(Report(f"sample ({cfg.sample.tokens} tokens, temperature {cfg.sample.temperature:g}"
                               f"{f', top-k {cfg.sample.top_k}' if cfg.sample.top_k else ''}, seed {cfg.train.seed})",
-                              ["text"], [[line] for line in shown.strip("\n").splitlines()], []))
+                              [], [], shown.strip("\n").splitlines()))
     return reports
 
 

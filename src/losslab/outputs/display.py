@@ -367,14 +367,15 @@ class Report:
             for i, row in enumerate(self.rows):
                 table.add_row(*(Text(c, style="bold green") if (i, j) in self.best else c
                                 for j, c in enumerate(row)))
-            console.print(table)
+            if self.headers:  # (a report of lines only: a sample of text)
+                console.print(table)
             for note in self.notes:
                 console.print(note, markup=False)
         else:
             print(self.plain(), file=stream.file, flush=True)
 
     def plain(self) -> str:
-        grid = [self.headers] + self.rows
+        grid = [self.headers] + self.rows if self.headers else []
         widths = [max(len(r[i]) for r in grid) for i in range(len(self.headers))]
         lines = [self.title]
         for r in grid:
