@@ -17,7 +17,7 @@ from losslab.components.models import build_user_model, is_user_model, load_user
 from losslab.config.lm import LMConfig
 from losslab.config.parts import LossConfig
 from losslab.engine.loop import resolve_device, use_threads
-from losslab.engine.problems import LossFn, Problem, check_loss_output, checked_loss
+from losslab.engine.problems import LossFn, Problem, backward_reaches, check_loss_output, checked_loss
 from losslab.engine.sequences import evaluation_windows, windows
 from losslab.errors import USER_ERRORS, ConfigError, describe
 
@@ -190,12 +190,4 @@ def check_lm_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.
             raise ConfigError("--model", f"{spec} returns shape {tuple(out.shape)} for token ids of shape "
                               f"{tuple(x.shape)}; a language model returns next-token logits (batch, time, "
                               f"vocabulary): {want}")
-        if not torch.isfinite(out).all():
-            raise ConfigError("--model", f"{spec} returns non-finite values (NaN or inf) on the first batch")
-        try:
-            loss_fn(out, y).backward()
-        except USER_ERRORS as exc:
-            raise ConfigError("--model", f"{spec}: the backward pass through it fails: {describe(exc)}") from None
-    frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    model.zero_grad(set_to_none=True)
-    return frozen
+    return backward_reaches(spec, model, out, y, loss_fn)

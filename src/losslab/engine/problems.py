@@ -209,14 +209,7 @@ def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
             what = "one value per row" if outputs == 1 and y.is_floating_point() else f"{outputs} logits per row"
             raise ConfigError("--model", f"{spec} returns shape {tuple(out.shape)} for a batch of {len(x)}; this "
                               f"task needs {what}: {want}")
-        if not torch.isfinite(out).all():
-            raise ConfigError("--model", f"{spec} returns non-finite values (NaN or inf) on the first batch")
-        try:
-            loss_fn(out, y).backward()
-        except USER_ERRORS as exc:
-            raise ConfigError("--model", f"{spec}: the backward pass through it fails: {describe(exc)}") from None
-    frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    model.zero_grad(set_to_none=True)
+    frozen = backward_reaches(spec, model, out, y, loss_fn)
     model.eval()  # validation and the final loss run it in eval mode: the same shape there
     try:
         with torch.no_grad():
@@ -230,6 +223,21 @@ def check_model(spec: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError("--model", f"{spec} returns {shape} in eval mode (validation, the final loss) but {want} "
                           f"in training mode for a batch of {len(x)}")
+    return frozen
+
+
+def backward_reaches(spec: str, model: torch.nn.Module, out: torch.Tensor, y: torch.Tensor, loss_fn: Any) -> list[str]:
+    """A user's model's first output is finite and the loss's backward runs through it (one line naming --model
+    if not); returns the names of the parameters the gradient does not reach (they would never train)."""
+    with torch.enable_grad():
+        if not torch.isfinite(out).all():
+            raise ConfigError("--model", f"{spec} returns non-finite values (NaN or inf) on the first batch")
+        try:
+            loss_fn(out, y).backward()
+        except USER_ERRORS as exc:
+            raise ConfigError("--model", f"{spec}: the backward pass through it fails: {describe(exc)}") from None
+    frozen = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
     return frozen
 
 
