@@ -329,3 +329,31 @@ def test_expectations_name_the_language_model_figures(cli, tmp_path):
     assert cli(*args, "--expect", "nll<=3", "--expect", "bits_per_char<=4.5").exit_code == 0
     assert cli(*args, "--expect", "perplexity<=1.1").exit_code == 1
     cli(*args, "--expect", "perplexty<=3").assert_usage_error("--expect")
+
+
+STOPS = """
+from torch import nn
+
+calls = {"n": 0}
+
+class Stops(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 13:
+                raise KeyboardInterrupt
+        return self.table(idx)
+"""
+
+
+def test_ctrl_c_keeps_the_epochs_so_far_the_report_and_a_sample(tmp_path, monkeypatch):
+    (tmp_path / "stops.py").write_text(textwrap.dedent(STOPS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = losslab.lm(data=text_file(tmp_path, markov_text(4000)), model="stops:Stops",
+                        **{**TINY, "epochs": 5, "sample": 10}, progress=False)
+    assert result.status == "interrupted" and len(result.history) == 2  # (13th training call: epoch 3)
+    assert "interrupted after 2 epochs" in result.report() and len(result.document()["sample"]) == 10

@@ -62,6 +62,10 @@ class LMResult:
     error: Optional[str] = None
     model: Any = None
 
+    @property
+    def epochs_run(self) -> int:
+        return len(self.records)
+
     def metrics(self) -> dict[str, Any]:
         """The numbers --expect checks and gate compares."""
         last = self.records[-1] if self.records else {}
