@@ -55,7 +55,11 @@ def cli():
     runner = CliRunner()
 
     def invoke(*args: str) -> Run:
-        return Run(runner.invoke(app, list(args)))
+        threads = torch.get_num_threads()
+        try:
+            return Run(runner.invoke(app, list(args)))
+        finally:  # (--threads N sets the process's count: a later test in this worker must not inherit it)
+            torch.set_num_threads(threads)
 
     return invoke
 

@@ -270,18 +270,19 @@ def test_a_saved_model_continues_a_prompt(cli, tmp_path):
     text = text_file(tmp_path, markov_text(4000))
     saved = str(tmp_path / "lm.pt")
     result = losslab.lm(data=text, save=saved, **TINY, progress=False)
-    run = cli("predict", "--checkpoint", saved, "--prompt", "abc", "--tokens", "25", "--temperature", "0", "--json")
+    run = cli("generate", "--checkpoint", saved, "--prompt", "abc", "--tokens", "25", "--temperature", "0", "--json")
     assert run.exit_code == 0, run.stderr
-    continued = run.json()["predictions"][0]
+    continued = run.json()["text"]
     vocab = sorted(set(markov_text(4000)[:3600]))
     ids = torch.tensor([vocab.index(c) for c in "abc"])
     greedy = generate(result.model, ids, 25, 16, temperature=0)
     assert continued == "abc" + "".join(vocab[i] for i in greedy.tolist())
-    sampled = [cli("predict", "--checkpoint", saved, "--prompt", "ab", "--seed", "3", "--json").json()
-               for _ in range(2)]
+    sampled = [cli("predict", "--checkpoint", saved, "--prompt", "ab", "--json").json() for _ in range(2)]
     assert sampled[0]["predictions"] == sampled[1]["predictions"] and len(sampled[0]["predictions"][0]) == 202
     cli("predict", "--checkpoint", saved, "--prompt", "abz").assert_usage_error("--prompt")
-    cli("predict", "--checkpoint", saved, "--prompt", "ab", "--temperature", "-1").assert_usage_error("--temperature")
+    assert cli("generate", "--checkpoint", saved, "--prompt", "ab", "--tokens", "5").stdout.startswith("ab")
+    cli("generate", "--checkpoint", saved, "--prompt", "ab", "--temperature", "-1").assert_usage_error("--temperature")
+    cli("generate", "--checkpoint", saved, "--prompt", "ab", "--top-k", "99").assert_usage_error("--top-k")
     cli("predict", "--checkpoint", saved, "--data", text).assert_usage_error("--data")
 
 
@@ -302,7 +303,7 @@ def test_tensorboard_gets_the_curves_and_the_generated_sample(tmp_path):
 def test_replay_and_gate_read_an_lm_result(cli, tmp_path):
     args = ["lm", "--data", text_file(tmp_path, markov_text(4000)), "--epochs", "2", "--eval-every", "5",
             "--eval-batches", "2", "--block-size", "16", "--batch-size", "4", "--layers", "1", "--embed", "32",
-            "--heads", "2", "--sample", "20", "--json"]
+            "--heads", "2", "--sample", "20", "--threads", "1", "--json"]
     first = cli(*args)
     (tmp_path / "lm.json").write_text(first.stdout)
     replayed = cli("replay", str(tmp_path / "lm.json"))

@@ -449,15 +449,13 @@ class Answer:
         return getattr(self.raw, name)
 
 
-def predict(checkpoint: str, data: Optional[str] = None, *, prompt: Optional[str] = None, tokens: int = 200,
-            temperature: float = 0.8, top_k: Optional[int] = None, seed: int = 0) -> Answer:
+def predict(checkpoint: str, data: Optional[str] = None, *, prompt: Optional[str] = None) -> Answer:
     """`losslab predict`: the saved model's predictions for a table, an image folder or an import path
     (`.predictions`, `.probabilities`, `.metrics` against the data's own labels or targets); a language model's
     continuation of `prompt` (`.predictions[0]`)."""
     from losslab.commands import predict as command
 
-    cfg = command.PredictConfig(checkpoint, data, prompt=prompt, tokens=tokens, temperature=temperature,
-                                top_k=top_k, seed=seed)
+    cfg = command.PredictConfig(checkpoint, data, prompt=prompt)
     result = command.predict(cfg)
     return Answer(result, command.document(cfg, result))
 

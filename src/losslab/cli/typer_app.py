@@ -432,13 +432,8 @@ def predict(
                                                                  "function: a file's own entry is built only when "
                                                                  "it is an nn.Module class.")] = None,
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="A language model (losslab lm --save): the text "
-                                                                   "it continues (default: a new line).")] = None,
-    tokens: Annotated[int, typer.Option("--tokens", help="A language model: tokens to generate.")] = 200,
-    temperature: Annotated[float, typer.Option("--temperature", help="A language model: sampling temperature (0: "
-                                                                     "greedy).")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="A language model: sample among the K most likely "
-                                                                 "tokens only.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="A language model: the sampling seed.")] = 0,
+                                                                   "it continues, 200 tokens at temperature 0.8 "
+                                                                   "(losslab generate sets them).")] = None,
 ) -> int:
     """Predict with a saved model: values (regress) or classes with their probabilities (classify), the inputs
     prepared as in training; or continue a text with a language model (lm)."""
@@ -446,8 +441,32 @@ def predict(
     from losslab.commands import predict as command
     from losslab.commands.common import keep_stdout_for_json
 
-    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out), model, prompt,
-                                tokens, temperature, top_k, seed)
+    cfg = command.PredictConfig(expand(checkpoint) or checkpoint, expand(data) or data, expand(out), model, prompt)
+    with keep_stdout_for_json(json_out):
+        return command.main(cfg, json_out=json_out)
+
+
+@app.command("generate", cls=_Command, epilog="Exit codes: 0 ok; 2 bad usage (a checkpoint that is not a language "
+             "model's, a prompt character outside its vocabulary).")
+def generate(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="A language model's checkpoint (losslab lm "
+                                                                 "--save FILE).")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="The text to continue (default: a new line).")]
+    = None,
+    tokens: Annotated[int, typer.Option("--tokens", help="Tokens to generate.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0: greedy, the most "
+                                                                     "likely token).")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample among the K most likely tokens only.")]
+    = None,
+    seed: Annotated[int, typer.Option("--seed", help="The sampling seed: the same seed gives the same text.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> int:
+    """Continue a text with a saved language model (losslab lm --save FILE): the prompt and what follows it."""
+    from losslab.cli.configs import expand
+    from losslab.commands import generate as command
+    from losslab.commands.common import keep_stdout_for_json
+
+    cfg = command.GenerateConfig(expand(checkpoint) or checkpoint, prompt, tokens, temperature, top_k, seed)
     with keep_stdout_for_json(json_out):
         return command.main(cfg, json_out=json_out)
 

@@ -26,15 +26,10 @@ class PredictConfig:
     data: Optional[str] = None  # regress, classify: the inputs
     out: Optional[str] = None  # a CSV file for the predictions (default: stdout)
     model: Optional[str] = None  # the class or factory that builds the saved model (a command line may name one)
-    prompt: Optional[str] = None  # a language model: the text it continues
-    tokens: int = 200
-    temperature: float = 0.8
-    top_k: Optional[int] = None
-    seed: int = 0
+    prompt: Optional[str] = None  # a language model: the text it continues (losslab generate's defaults)
 
     def __post_init__(self) -> None:
         from losslab.config import check_file_target
-        from losslab.config.lm import SampleConfig
 
         if not Path(self.checkpoint).expanduser().is_file():
             raise ConfigError("--checkpoint", f"no such file: {self.checkpoint}")
@@ -43,7 +38,6 @@ class PredictConfig:
         if self.data is not None and self.prompt is not None:
             raise ConfigError("--prompt", "continues a text with a language model; --data gives a table or images "
                               "to a regression or classification model: give one of them")
-        SampleConfig(self.tokens, self.temperature, self.top_k, self.prompt)  # (its checks, named as options)
         check_file_target("--out", self.out)
 
 
@@ -140,41 +134,6 @@ def object_inputs(ckpt: dict[str, Any], spec: str) -> tuple[Any, Optional[list[s
     return x, [as_text(v) for v in labels] if labels is not None else None
 
 
-def tokenizer_of(ckpt: dict[str, Any]) -> Any:
-    """The tokenizer a language model was trained with, as its checkpoint records it."""
-    from losslab.components.text import BPETokenizer, ByteTokenizer, CharTokenizer
-
-    name = ckpt.get("tokenizer")
-    if name == "char" and isinstance(ckpt.get("vocabulary"), str):
-        return CharTokenizer(ckpt["vocabulary"])
-    if name == "byte":
-        return ByteTokenizer()
-    if isinstance(name, str) and name not in ("char", "byte"):
-        return BPETokenizer(name, "--checkpoint")
-    raise ConfigError("--prompt", "this model was trained on token ids without a tokenizer: it has no text to "
-                      "continue")
-
-
-def continue_text(cfg: PredictConfig, ckpt: dict[str, Any], model: Any) -> Prediction:
-    """A saved language model continues --prompt (default: a new line) by `tokens` sampled tokens."""
-    import torch
-
-    from losslab.engine.sequences import check_sampling, generate
-
-    if cfg.data is not None:
-        raise ConfigError("--data", f"{cfg.checkpoint} holds a language model: give --prompt TEXT to continue")
-    tokenizer = tokenizer_of(ckpt)
-    check_sampling(cfg.temperature, cfg.top_k, int(ckpt["outputs"]))
-    prompt = cfg.prompt if cfg.prompt is not None else "\n"
-    if not prompt:
-        raise ConfigError("--prompt", "is empty: give some text to continue")
-    ids = torch.tensor(tokenizer.encode(prompt, "--prompt"), dtype=torch.int64)
-    new = generate(model, ids, cfg.tokens, int(ckpt["input_shape"][0]), temperature=cfg.temperature,
-                   top_k=cfg.top_k, seed=cfg.seed)
-    text = prompt + tokenizer.decode(new.tolist())
-    return Prediction("language-model", ckpt["model"], 1, [text])
-
-
 def predict(cfg: PredictConfig) -> Prediction:
     import torch
 
@@ -183,7 +142,12 @@ def predict(cfg: PredictConfig) -> Prediction:
     ckpt = read(cfg.checkpoint)
     model = rebuild(ckpt, model=cfg.model)
     if ckpt["task"] == "language-model":
-        return continue_text(cfg, ckpt, model)
+        from losslab.commands.generate import GenerateConfig, continue_text
+
+        if cfg.data is not None:
+            raise ConfigError("--data", f"{cfg.checkpoint} holds a language model: give --prompt TEXT to continue")
+        text = continue_text(GenerateConfig(cfg.checkpoint, cfg.prompt), ckpt, model)
+        return Prediction("language-model", ckpt["model"], 1, [text])
     if cfg.data is None:
         raise ConfigError("--data", f"{cfg.checkpoint} holds a {ckpt['task']} model: give --data with its inputs")
     if Path(cfg.data).is_dir():
