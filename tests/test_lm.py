@@ -161,6 +161,9 @@ def tokens():
 
 def pieces():
     return [{"input_ids": torch.arange(50) % 5} for _ in range(60)]
+
+def renamed():
+    return [{"text": torch.arange(50) % 5} for _ in range(60)]
 """
 
 
@@ -181,6 +184,11 @@ def test_a_users_model_and_token_data(cli, tmp_path, monkeypatch):
         run = cli("lm", "--dataset", spec, "--model", "bigram", *small[:-3], "--json", "--sample", "0")
         assert run.exit_code == 0, run.stdout
         assert run.json()["baselines"]["uniform"] == pytest.approx(math.log(vocab))
+    keyed = cli("lm", "--dataset", "mylm:renamed", "--input-key", "text", "--model", "bigram", *small[:-3], "--json",
+                "--sample", "0")
+    assert keyed.exit_code == 0 and keyed.json()["baselines"]["uniform"] == pytest.approx(math.log(5))
+    cli("lm", "--dataset", "mylm:renamed", "--model", "bigram", *small[:-3]).assert_usage_error("--dataset")
+    cli("lm", "--input-key", "text").assert_usage_error("--input-key")  # (tiny Shakespeare has no dict items)
 
 
 @pytest.mark.parametrize("args,option", [
@@ -248,6 +256,10 @@ class Items(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return {"input_ids": self.ids[i], "labels": self.labels[i]}
+
+class Renamed(Items):
+    def __getitem__(self, i):
+        return {"text_ids": self.ids[i], "sentiment": self.labels[i]}
 """
 
 
@@ -262,6 +274,15 @@ def test_a_sequence_classifier_with_an_embedding_trains_under_classify_on_dict_i
     assert run.exit_code == 0, run.stdout
     assert run.json()["accuracy"] > 0.9
     cli("classify", "--dataset", "seqcls:Items", "--epochs", "2").assert_usage_error("--model")
+    keyed = cli("classify", "--dataset", "seqcls:Renamed", "--model", "seqcls:BagOfEmbeddings", "--epochs", "30",
+                "--device", "cpu", "--input-key", "text_ids", "--target-key", "sentiment", "--json")
+    assert keyed.exit_code == 0 and keyed.json()["accuracy"] == run.json()["accuracy"]
+    unnamed = cli("classify", "--dataset", "seqcls:Renamed", "--model", "seqcls:BagOfEmbeddings", "--epochs", "2")
+    unnamed.assert_usage_error("--dataset")
+    assert "--input-key" in unnamed.stderr
+    cli("classify", "--dataset", "seqcls:Renamed", "--model", "seqcls:BagOfEmbeddings", "--input-key", "ids",
+        "--target-key", "sentiment").assert_usage_error("--input-key")
+    cli("classify", "--input-key", "ids").assert_usage_error("--input-key")  # (digits has no dict items)
 
 
 def test_a_saved_model_continues_a_prompt(cli, tmp_path):

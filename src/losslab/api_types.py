@@ -81,11 +81,14 @@ class ClassifyTaskOptions(TypedDict, total=False):
     label_smoothing: float
     class_weights: Optional[str]
     gamma: float
+    input_key: Optional[str]
+    target_key: Optional[str]
 
 
 class LmTaskOptions(TypedDict, total=False):
     """The options of --task lm."""
 
+    input_key: Optional[str]
     tokenizer: str
     block_size: int
     eval_every: int

@@ -253,7 +253,8 @@ def classify_config(given: Given, *, with_gates: bool = True) -> ClassifyConfig:
                                      columns=columns, val_dir=expand(given.val_dir),
                                      image_size=parse_size(given.image_size), grayscale=given.grayscale or None,
                                      memory_budget=parse_bytes("--memory-budget", given.memory_budget),
-                                     workers=given.workers))
+                                     workers=given.workers, input_key=given.input_key,
+                                     target_key=given.target_key))
     loss = ClassifyLossConfig(**_set(name=named(LOSSES, given.loss, also=YOURS), label_smoothing=given.label_smoothing,
                                      class_weights=given.class_weights, gamma=given.gamma),
                               check=not given.no_check_loss)
@@ -277,7 +278,8 @@ def lm_config(given: Given, *, with_gates: bool = True) -> LMConfig:
     dataset = given.dataset or "shakespeare"
     data = LMDataConfig(**_set(dataset=dataset if ":" in dataset else named_choice("--dataset", dataset, LM_DATASETS),
                                text=expand(given.data), tokenizer=given.tokenizer, block_size=given.block_size,
-                               eval_every=given.eval_every, eval_batches=given.eval_batches))
+                               eval_every=given.eval_every, eval_batches=given.eval_batches,
+                               input_key=given.input_key))
     model = LMModelConfig(**_set(name=named(LM_MODELS, given.model, also=YOURS), layers=given.layers,
                                  heads=given.heads, embed=given.embed, hidden=given.hidden, dropout=given.dropout))
     loss = LMLossConfig(**_set(name=named(LOSSES, given.loss, also=YOURS), label_smoothing=given.label_smoothing,

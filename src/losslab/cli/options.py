@@ -251,6 +251,10 @@ OPTS: dict[str, Opt] = {
                    default_of(ModelConfig, "dropout")),
     "batch_norm": Opt(bool, ("--batch-norm",), "mlp: BatchNorm1d after each hidden Linear.",
                       default_of(ModelConfig, "batch_norm")),
+    "input_key": Opt(Optional[str], ("--input-key",), "Your dataset's dict items: the key of the input (default: the "
+                     "first of input_ids, inputs, input, x; lm: input_ids, ids, tokens)."),
+    "target_key": Opt(Optional[str], ("--target-key",), "classify, your dataset's dict items: the key of the label "
+                      "(default: the first of labels, label, targets, target, y)."),
     # language models
     "tokenizer": Opt(str, ("--tokenizer",), "lm: char (one token per character of the training text), byte (UTF-8 "
                      "bytes), gpt2 (tiktoken's BPE; pip install tiktoken) or a FILE.tiktoken vocabulary.",
@@ -418,7 +422,8 @@ PANELS = {
     "Loss": ("loss", "losses", "no_check_loss", "delta", "label_smoothing", "class_weights", "gamma", "outliers",
              "outlier_shift", "rank_by"),
     "Data": ("task", "dataset", "data", "target", "features", "samples", "true_w", "true_b", "noise", "data_seed",
-             "standardize", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget", "workers", "download",
+             "standardize", "input_key", "target_key", "data_dir", "val_dir", "image_size", "grayscale",
+             "memory_budget", "workers", "download",
              "subset", "val_fraction", "classes", "class_sep", "imbalance"),
     "Model": ("model", "hidden", "depth", "activation", "init", "dropout", "batch_norm", "layers", "heads", "embed"),
     "Language model": ("tokenizer", "block_size", "eval_every", "eval_batches", "sample", "temperature", "top_k",

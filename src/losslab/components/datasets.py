@@ -504,30 +504,36 @@ INPUT_KEYS = ("input_ids", "inputs", "input", "x")  # a dict item's input, by th
 TARGET_KEYS = ("labels", "label", "targets", "target", "y")  # and its label
 
 
-def _pair(item: Any, spec: str, part: str, i: int) -> tuple[Any, Any]:
-    """An item's (input, label): a pair, or a dict with one of INPUT_KEYS and one of TARGET_KEYS (the Hugging Face
-    shape {"input_ids": ..., "labels": ...})."""
-    if isinstance(item, dict):
-        x = next((k for k in INPUT_KEYS if k in item), None)
-        y = next((k for k in TARGET_KEYS if k in item), None)
-        if x is None or y is None:
-            keys = ", ".join(map(str, item))
-            raise ConfigError("--dataset", f"{spec}: its {part} item {i} is a dict with keys {keys}; losslab reads "
-                              f"the input from {'/'.join(INPUT_KEYS)} and the label from {'/'.join(TARGET_KEYS)}")
-        return item[x], item[y]
-    return item[0], item[1]
+Keys = tuple[Optional[str], Optional[str]]  # --input-key, --target-key (None: the first of INPUT_KEYS, TARGET_KEYS)
 
 
-def _decode(dataset: Any, spec: str, part: str) -> tuple[Any, Any]:
+def _pair(item: Any, spec: str, part: str, i: int, keys: Keys = (None, None)) -> tuple[Any, Any]:
+    """An item's (input, label): a pair, or a dict read by --input-key and --target-key (default: the first of
+    INPUT_KEYS and of TARGET_KEYS it has: the Hugging Face shape {"input_ids": ..., "labels": ...})."""
+    if not isinstance(item, dict):
+        return item[0], item[1]
+    found = []
+    for given, candidates, option in ((keys[0], INPUT_KEYS, "--input-key"), (keys[1], TARGET_KEYS, "--target-key")):
+        key = given if given is not None else next((k for k in candidates if k in item), None)
+        if key is None or key not in item:
+            have = ", ".join(map(str, item))
+            wanted = repr(given) if given is not None else " or ".join(candidates)
+            raise ConfigError(option if given is not None else "--dataset", f"{spec}: its {part} item {i} is a dict "
+                              f"with keys {have}, none of them {wanted} (name yours with {option})")
+        found.append(item[key])
+    return found[0], found[1]
+
+
+def _decode(dataset: Any, spec: str, part: str, keys: Keys = (None, None)) -> tuple[Any, Any]:
     """A map-style Dataset of (input, label) pairs, every item read into memory (what they need checked first)."""
     from losslab.limits import check_memory
 
     n = dataset_length(dataset, spec, part)
     if n:
-        check_memory("--dataset", n * (_sample_bytes(dataset, spec) + 8), f"{spec}: {n:,} {part} items in memory")
+        check_memory("--dataset", n * (_sample_bytes(dataset, spec, keys) + 8), f"{spec}: {n:,} {part} items in memory")
     try:
         items = [dataset[i] for i in range(n)]
-        xs, ys = zip(*[_pair(item, spec, part, i) for i, item in enumerate(items)]) if items else ((), ())
+        xs, ys = zip(*[_pair(item, spec, part, i, keys) for i, item in enumerate(items)]) if items else ((), ())
     except ConfigError:
         raise
     except USER_ERRORS as exc:
@@ -568,22 +574,22 @@ def is_items(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
 
-def _read_part(value: Any, spec: str, part: str) -> tuple[Any, Any]:
+def _read_part(value: Any, spec: str, part: str, keys: Keys = (None, None)) -> tuple[Any, Any]:
     import torch
 
     if isinstance(value, torch.utils.data.Dataset) or is_items(value):
-        return _decode(value, spec, part)
+        return _decode(value, spec, part, keys)
     return _tensors(value[0], value[1], spec, part)
 
 
-def load_user_dataset(spec: str, parts: Optional[tuple[Any, Any]] = None) -> Raw:
+def load_user_dataset(spec: str, parts: Optional[tuple[Any, Any]] = None, keys: Keys = (None, None)) -> Raw:
     """`spec` names a function (or a value) giving tensors (X, y), a map-style Dataset of (input, label) pairs, or a
     pair (train, valid) of them; read into memory (the validation split is made as for tables when none is given)."""
     train, valid = parts if parts is not None else _user_parts(spec)
-    x, y = _read_part(train, spec, "training")
+    x, y = _read_part(train, spec, "training", keys)
     xv = yv = None
     if valid is not None:
-        xv, yv = _read_part(valid, spec, "validation")
+        xv, yv = _read_part(valid, spec, "validation", keys)
         if xv.shape[1:] != x.shape[1:]:
             raise ConfigError("--dataset", f"{spec}: validation inputs of shape {tuple(xv.shape[1:])}, training "
                               f"inputs of shape {tuple(x.shape[1:])}")
@@ -591,14 +597,14 @@ def load_user_dataset(spec: str, parts: Optional[tuple[Any, Any]] = None) -> Raw
     return Raw(x, y, xv, yv, [str(c) for c in range(classes)])
 
 
-def _sample_bytes(dataset: Any, spec: str) -> int:
+def _sample_bytes(dataset: Any, spec: str, keys: Keys = (None, None)) -> int:
     """The decoded size of one sample of a user's Dataset (float32), from its first item."""
     import numpy as np
 
     if dataset_length(dataset, spec, "training") == 0:
         raise ConfigError("--dataset", f"{spec}: its training split is empty")
     try:
-        return 4 * int(np.asarray(_pair(dataset[0], spec, "training", 0)[0]).size)
+        return 4 * int(np.asarray(_pair(dataset[0], spec, "training", 0, keys)[0]).size)
     except ConfigError:
         raise
     except USER_ERRORS as exc:
@@ -613,14 +619,15 @@ def load_user_classification(cfg: Any) -> ClassificationData:
 
     spec = cfg.dataset
     train, valid = _user_parts(spec)
+    keys = (cfg.input_key, cfg.target_key)
     if isinstance(train, torch.utils.data.Dataset):
-        size = _sample_bytes(train, spec)
+        size = _sample_bytes(train, spec, keys)
         total = size * (dataset_length(train, spec, "training") + (dataset_length(valid, spec, "validation")
                                                                     if isinstance(valid, torch.utils.data.Dataset)
                                                                     else 0))
         if total > cfg.memory_budget:
             return _stream_user_dataset(cfg, train, valid, total)
-    return split_and_normalise(cfg, load_user_dataset(spec, (train, valid)), per_feature=False,
+    return split_and_normalise(cfg, load_user_dataset(spec, (train, valid), keys), per_feature=False,
                                given="the validation split it gives")
 
 

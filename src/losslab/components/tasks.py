@@ -33,10 +33,10 @@ REGRESS_DATA = ("dataset", "model", "loss", "no_check_loss", "delta", "samples",
 CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size", "grayscale", "memory_budget",
                  "workers", "download", "subset", "val_fraction", "data_seed", "classes", "samples", "features",
                  "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
-                 "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma")
-LM_DATA = ("dataset", "data", "tokenizer", "block_size", "eval_every", "eval_batches", "model", "layers", "heads",
-           "embed", "hidden", "dropout", "loss", "no_check_loss", "label_smoothing", "gamma", "sample", "temperature",
-           "top_k", "prompt")
+                 "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma", "input_key", "target_key")
+LM_DATA = ("dataset", "data", "input_key", "tokenizer", "block_size", "eval_every", "eval_batches", "model", "layers",
+           "heads", "embed", "hidden", "dropout", "loss", "no_check_loss", "label_smoothing", "gamma", "sample",
+           "temperature", "top_k", "prompt")
 
 TASKS: tuple[Task, ...] = (
     Task("regression", "regress", "the regress data and options: a real-valued target", REGRESS_DATA,

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+from losslab.components.datasets import is_user_dataset
 from losslab.components.losses import check_task
 from losslab.components.models import is_user_model
 from losslab.config.checks import Resolvable, check_finite, check_memory
@@ -17,6 +18,16 @@ from losslab.errors import ConfigError
 
 LM_DATASETS = ("shakespeare",)  # embedded (components.text)
 TOKENIZERS = ("char", "byte", "gpt2")  # or a FILE.tiktoken vocabulary
+
+
+def check_keys(dataset: str, input_key: Optional[str], target_key: Optional[str] = None) -> None:
+    """--input-key and --target-key name the keys of a user's dataset's dict items: nothing else has them."""
+    for option, key in (("--input-key", input_key), ("--target-key", target_key)):
+        if key is not None and not is_user_dataset(dataset):
+            raise ConfigError(option, f"names a key of the dict items of your dataset (--dataset "
+                              f"package.module:NAME); {dataset} has none")
+        if key is not None and not key:
+            raise ConfigError(option, "is empty")
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,7 @@ class LMDataConfig:
     block_size: int = 64
     eval_every: int = 100  # optimizer steps per epoch: one evaluation each
     eval_batches: int = 20  # batches of fixed validation windows each evaluation averages
+    input_key: Optional[str] = None  # a token dataset's dict items: the ids' key (None: input_ids, ids, tokens)
 
     def __post_init__(self) -> None:
         if self.dataset not in LM_DATASETS and not is_user_model(self.dataset):
@@ -39,6 +51,7 @@ class LMDataConfig:
         if self.tokenizer not in TOKENIZERS and not self.tokenizer.endswith(".tiktoken"):
             raise ConfigError("--tokenizer", f"unknown tokenizer {self.tokenizer!r}; choose from: "
                               f"{', '.join(TOKENIZERS)} or a FILE.tiktoken vocabulary")
+        check_keys(self.dataset, self.input_key)
         if self.text is not None and not Path(self.text).expanduser().is_file():
             raise ConfigError("--data", f"no such text file: {self.text}")
         for option, value, top in (("--block-size", self.block_size, 65536), ("--eval-every", self.eval_every, 10**7),

@@ -19,7 +19,7 @@ from losslab.config.checks import (
     default_of,
 )
 from losslab.config.files import check_file_target
-from losslab.config.lm import LMConfig
+from losslab.config.lm import LMConfig, check_keys
 from losslab.config.parsing import parse_floats
 from losslab.config.parts import CLASSIFY_DEFAULTS, REGRESS_DEFAULTS, GateConfig, LossConfig, OptimConfig, TrainConfig
 from losslab.errors import ConfigError
@@ -149,6 +149,8 @@ class ClassifyDataConfig(Resolvable):
     grayscale: bool = False  # imagefolder
     memory_budget: int = 2 * 2**30  # bytes of decoded tensors above which data is streamed
     workers: int = 2  # DataLoader worker processes for decoding images
+    input_key: Optional[str] = None  # a dataset's dict items: the input's key (None: input_ids, inputs, input, x)
+    target_key: Optional[str] = None  # and the label's (None: labels, label, targets, target, y)
 
     def __post_init__(self) -> None:
         folder = dataset_meta(self.dataset).get("folder", False)  # (an unknown name lists the choices)
@@ -160,6 +162,7 @@ class ClassifyDataConfig(Resolvable):
             if given and not where:
                 also = "" if where is folder else " or a dataset import path"
                 raise ConfigError(option, f"applies to --dataset imagefolder{also} only (this run uses {self.dataset})")
+        check_keys(self.dataset, self.input_key, self.target_key)
         if folder and self.imbalance is not None:
             raise ConfigError("--imbalance", "is not available for --dataset imagefolder (drop files instead)")
         if self.image_size is not None and not all(1 <= v <= 4096 for v in self.image_size):

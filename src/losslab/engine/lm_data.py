@@ -91,11 +91,11 @@ def _text(dataset: str, path: Optional[str], tokenizer: str) -> TextData:
 def load_text(cfg: Any) -> TextData:
     """The tokens of `cfg` (config.lm.LMDataConfig), loaded once per process for the same data."""
     if ":" in cfg.dataset:
-        return user_tokens(cfg.dataset)
+        return user_tokens(cfg.dataset, cfg.input_key)
     return _text(cfg.dataset, str(cfg.text) if cfg.text is not None else None, cfg.tokenizer)
 
 
-def user_tokens(spec: str) -> TextData:
+def user_tokens(spec: str, key: Optional[str] = None) -> TextData:
     """A user's token ids by import path: a LongTensor (or a function returning one) split 90/10, a pair
     (train, valid), or a Dataset of sequences joined in order; the vocabulary is the largest id + 1."""
     from losslab.components.losses import import_object
@@ -107,9 +107,9 @@ def user_tokens(spec: str) -> TextData:
         except USER_ERRORS as exc:
             raise ConfigError("--dataset", f"calling {spec}() failed: {type(exc).__name__}: {exc}") from None
     if isinstance(obj, tuple) and len(obj) == 2:
-        train, valid = stream(obj[0], spec), stream(obj[1], spec)
+        train, valid = stream(obj[0], spec, key), stream(obj[1], spec, key)
     else:
-        ids = stream(obj, spec)
+        ids = stream(obj, spec, key)
         cut = int(len(ids) * 0.9)
         train, valid = ids[:cut], ids[cut:]
     vocab = int(max(int(train.max()), int(valid.max()))) + 1
@@ -119,7 +119,7 @@ def user_tokens(spec: str) -> TextData:
                     "(the largest id + 1)")
 
 
-def stream(obj: Any, spec: str) -> torch.Tensor:
+def stream(obj: Any, spec: str, key: Optional[str] = None) -> torch.Tensor:
     """One 1-D int64 stream of token ids from a tensor, a list, or a Dataset of sequences (tensors, lists or dict
     items with an `input_ids` key)."""
     if isinstance(obj, torch.Tensor) or (isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], int)):
@@ -135,12 +135,13 @@ def stream(obj: Any, spec: str) -> torch.Tensor:
     for i in range(len(obj)):
         item = obj[i]
         if isinstance(item, dict):
-            key = next((k for k in INPUT_KEYS if k in item), None)
-            if key is None:
-                raise ConfigError("--dataset", f"{spec}[{i}] is a dict without any of {', '.join(INPUT_KEYS)} "
-                                  f"(its keys: {', '.join(map(str, item))})")
-            item = item[key]
-        parts.append(stream(item, spec) if not isinstance(item, torch.Tensor) else item.reshape(-1).long())
+            found = key if key is not None else next((k for k in INPUT_KEYS if k in item), None)
+            if found is None or found not in item:
+                wanted = repr(key) if key is not None else "any of " + ", ".join(INPUT_KEYS)
+                raise ConfigError("--input-key" if key is not None else "--dataset", f"{spec}[{i}] is a dict without "
+                                  f"{wanted} (its keys: {', '.join(map(str, item))}; name yours with --input-key)")
+            item = item[found]
+        parts.append(stream(item, spec, key) if not isinstance(item, torch.Tensor) else item.reshape(-1).long())
     if not parts:
         raise ConfigError("--dataset", f"{spec} is empty")
     return torch.cat(parts)
