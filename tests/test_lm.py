@@ -379,3 +379,34 @@ def test_ctrl_c_keeps_the_epochs_so_far_the_report_and_a_sample(tmp_path, monkey
                         **{**TINY, "epochs": 5, "sample": 10}, progress=False)
     assert result.status == "interrupted" and len(result.history) == 2  # (13th training call: epoch 3)
     assert "interrupted after 2 epochs" in result.report() and len(result.document()["sample"]) == 10
+
+
+def test_a_run_stopped_mid_epoch_resumes_as_if_it_had_never_stopped(tmp_path, monkeypatch):
+    """--save keeps the last whole epoch's state when Ctrl-C stops a run; --resume goes on from it (weights,
+    AdamW's moments, the warm-up and cosine schedule, the window draws): the same weights as one uninterrupted run."""
+    from losslab import interrupt
+
+    args = dict(data=text_file(tmp_path, markov_text(4000)), **{**TINY, "epochs": 4}, schedule="cosine", warmup=1,
+                clip_grad_norm=1.0, progress=False)
+    whole = losslab.lm(**args)
+    saved = str(tmp_path / "run.pt")
+    calls = {"n": 0}
+    real = interrupt.check
+
+    def stop_at_the_13th_step() -> None:
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        real()
+
+    monkeypatch.setattr(interrupt, "check", stop_at_the_13th_step)
+    stopped = losslab.lm(**args, save=saved)
+    assert stopped.status == "interrupted" and len(stopped.history) == 2
+    monkeypatch.setattr(interrupt, "check", real)
+    going_on = losslab.lm(**args, resume=saved)
+    assert going_on.status == "ok" and len(going_on.history) == 4
+    assert going_on.history["train_loss"] == whole.history["train_loss"]
+    for (name, a), (_, b) in zip(going_on.model.state_dict().items(), whole.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(losslab.ConfigError, match="--resume"):
+        losslab.lm(**{**args, "embed": 16}, resume=saved)

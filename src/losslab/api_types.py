@@ -152,6 +152,7 @@ class LmOptions(TrainingOptions, LmTaskOptions, total=False):
     eps: Optional[float]
     patience: Optional[int]
     save: Optional[str]
+    resume: Optional[str]
     tensorboard: Optional[str]
     expect: Optional[Union[str, Sequence[str]]]
     target_loss: Optional[float]

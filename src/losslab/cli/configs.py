@@ -289,7 +289,8 @@ def lm_config(given: Given, *, with_gates: bool = True) -> LMConfig:
     return LMConfig(data=data, model=model, loss=loss, optim=optim_config(given, LM_DEFAULTS["optim"]),
                     train=train_config(given, epochs=LM_DEFAULTS["epochs"], batch_size=LM_DEFAULTS["batch_size"]),
                     sample=sample, gates=gate_config(given) if with_gates else GateConfig(),
-                    patience=given.patience, save=expand(given.save), out=expand(given.out),
+                    patience=given.patience, save=expand(given.save), resume=expand(given.resume),
+                    out=expand(given.out),
                     tensorboard=expand(given.tensorboard), plot=given.plot).resolved()
 
 

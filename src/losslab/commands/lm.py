@@ -28,6 +28,7 @@ from losslab.config.lm import LMConfig
 from losslab.engine.events import BestEpoch, Consumer, Dispatcher
 from losslab.engine.lm_problem import LMProblem
 from losslab.engine.runs import RunSpec, Start, execute, run_info
+from losslab.errors import ConfigError
 from losslab.expect import Outcome, check_names
 from losslab.outputs import dispatcher
 from losslab.outputs.display import ProgressDisplay, Report, classify_columns, fmt, make_console, status_notes
@@ -79,8 +80,35 @@ METRIC_NAMES = ("final_loss", "valid_loss", "nll", "perplexity", "bits_per_char"
                 "best_epoch", "epochs_run", "steps", "elapsed_s", "train_loss", "diagnosis")
 
 
+class Snapshots(Consumer):
+    """With --save: the state at the end of each epoch (weights, optimizer, batch-order generator, global RNG),
+    so that a run stopped by Ctrl-C mid-epoch saves its last whole epoch, and --resume goes on from there as if it
+    had never stopped."""
+
+    def __init__(self, model: Any, optimizer: Any, generator: Any, steps_per_epoch: int):
+        self.model, self.optimizer, self.generator, self.steps_per_epoch = model, optimizer, generator, steps_per_epoch
+        self.epoch, self.records, self.state = 0, [], {}  # type: tuple[int, list[dict[str, Any]], dict[str, Any]]
+
+    def on_epoch_end(self, run: Any, record: dict[str, Any]) -> None:
+        import copy
+
+        import torch
+
+        self.epoch = record["epoch"]
+        self.records.append(dict(record))
+        self.state = {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                      "optimizer": copy.deepcopy(self.optimizer.state_dict()), "generator": self.generator.get_state(),
+                      "rng": torch.get_rng_state(), "schedule": None, "cuda_rng": None, "sharpness": None}
+
+    def resume_entry(self, elapsed_s: float) -> dict[str, Any]:
+        """What --resume reads back (engine.runs.Paused's fields)."""
+        steps = self.epoch * self.steps_per_epoch
+        return {"epoch": self.epoch, "records": self.records, "elapsed_s": elapsed_s, "state": self.state,
+                "steps": steps, "grad_evals": steps}
+
+
 def run(cfg: LMConfig, events: Consumer = Consumer(), problem: Optional[LMProblem] = None) -> LMResult:
-    """Train a language model; measure it on the validation split; generate a sample."""
+    """Train a language model (or go on from --resume); measure it on the validation split; generate a sample."""
     from losslab.components.optimizers import build_optimizer
     from losslab.engine.loop import batch_generator
 
@@ -89,7 +117,13 @@ def run(cfg: LMConfig, events: Consumer = Consumer(), problem: Optional[LMProble
     prompt = problem.data.encode_prompt(cfg.sample.prompt)
     spec = RunSpec("run", cfg.optim, cfg.train.seed)
     model = problem.new_model(cfg.train.seed)
-    optimizer = build_optimizer(model, cfg.optim)
+    paused = resumed(cfg, problem) if cfg.resume else None
+    start = paused.start(model, spec) if paused is not None else Start(model, build_optimizer(model, cfg.optim),
+                                                                        batch_generator(cfg.train.seed))
+    optimizer = start.optimizer
+    snapshots = Snapshots(model, optimizer, start.generator, cfg.data.eval_every)
+    if paused is not None:
+        snapshots.epoch, snapshots.records, snapshots.state = paused.epoch, list(paused.records), paused.state
     best = BestEpoch(model, cfg.patience)
     restored = False
 
@@ -100,14 +134,15 @@ def run(cfg: LMConfig, events: Consumer = Consumer(), problem: Optional[LMProble
             restored = best.best_epoch != (fitted.records[-1]["epoch"] if fitted.records else None)
 
     events = (events if isinstance(events, Dispatcher) else Dispatcher([events])).preceded_by(best)
-    result = execute(problem, spec, events, info=run_info(problem, spec),
-                     start=Start(model, optimizer, batch_generator(cfg.train.seed)), single=True,
-                     after_fit=restore_best)
+    if cfg.save is not None:
+        events = events.preceded_by(snapshots)
+    result = execute(problem, spec, events, info=run_info(problem, spec, first_epoch=start.first_epoch),
+                     start=start, single=True, after_fit=restore_best)
     sample = None
     if cfg.sample.tokens and result.status in ("ok", "interrupted") and result.records:
         sample = generate_text(problem, model, prompt, cfg)
-    if cfg.save is not None and result.status != "diverged" and result.records:
-        save(cfg.save, problem, model, (best.best_epoch if restored else None) or result.records[-1]["epoch"])
+    if cfg.save is not None and result.status != "diverged" and snapshots.epoch:
+        save(cfg.save, problem, model if result.status == "ok" else None, snapshots.resume_entry(result.elapsed_s))
     return LMResult(
         config=cfg, status=result.status, records=result.records, final=result.metrics,
         best_epoch=best.best_epoch, elapsed_s=result.elapsed_s, device=str(problem.device),
@@ -126,14 +161,43 @@ def generate_text(problem: LMProblem, model: Any, prompt: Any, cfg: LMConfig) ->
     return problem.data.decode(new.tolist())
 
 
-def save(path: str, problem: LMProblem, model: Any, epoch: int) -> None:
-    """A checkpoint `losslab predict --checkpoint FILE --prompt TEXT` continues a text from."""
+def save(path: str, problem: LMProblem, model: Any, resume: dict[str, Any]) -> None:
+    """A checkpoint `losslab generate` continues a text from and `--resume` goes on training from: the weights
+    (the final ones, or the last whole epoch's of an interrupted run) and the training state of that epoch."""
     from losslab.commands.classify import save_checkpoint
     from losslab.engine.checkpoints import FORMAT, model_entry
     from losslab.version import __version__
 
-    save_checkpoint(path, {"format": FORMAT, "losslab": __version__, "epoch": epoch, **model_entry(problem),
-                           "config": problem.cfg.to_dict(), "state_dict": model.state_dict()})
+    weights = model.state_dict() if model is not None else resume["state"]["model"]
+    save_checkpoint(path, {"format": FORMAT, "losslab": __version__, "epoch": resume["epoch"], **model_entry(problem),
+                           "config": problem.cfg.to_dict(), "state_dict": weights, "resume": resume})
+
+
+def resumed(cfg: LMConfig, problem: LMProblem) -> Any:
+    """The paused run a --resume checkpoint holds, checked against this run (model, vocabulary, optimizer)."""
+    from losslab.engine.checkpoints import model_entry, read
+    from losslab.engine.runs import Paused
+
+    assert cfg.resume is not None
+    ckpt = read(cfg.resume, "--resume")
+    entry, ours = {k: ckpt.get(k) for k in model_entry(problem)}, model_entry(problem)
+    differ = next((k for k in ours if entry[k] != ours[k]), None)
+    if differ is not None:
+        raise ConfigError("--resume", f"the checkpoint's {differ} is {entry[differ]!r}, this run's {ours[differ]!r}: "
+                          "give the data and model options it was trained with")
+    saved = ckpt.get("resume")
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
+        raise ConfigError("--resume", f"{cfg.resume} holds no training state to go on from (written by an older "
+                          "losslab)")
+    optim = (ckpt.get("config") or {}).get("optim", {}).get("name")
+    if optim != cfg.optim.name:
+        raise ConfigError("--resume", f"the checkpoint trained with {optim}, this run with {cfg.optim.name}: its "
+                          "optimizer state would not fit (give the same --optim)")
+    if saved["epoch"] >= (cfg.train.epochs or 0):
+        raise ConfigError("--resume", f"the checkpoint is at epoch {saved['epoch']}; --epochs {cfg.train.epochs} "
+                          "leaves nothing to train (--epochs is the total)")
+    return Paused(saved["epoch"], saved["records"], saved["elapsed_s"], saved["state"], saved["steps"],
+                  saved["grad_evals"])
 
 
 # --- outputs -------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ COMMANDS: tuple[Command, ...] = (
             "Train a next-token language model (default: a small GPT on tiny Shakespeare, characters) and report "
             "its validation loss, bits per character and perplexity beside the n-gram baselines, then a sample "
             "of generated text.",
-            unique(LM_DATA, OPTIM, TRAIN, ("patience", "save"), OUTPUT), many=False, config="lm_config",
+            unique(LM_DATA, OPTIM, TRAIN, ("patience", "save", "resume"), OUTPUT), many=False, config="lm_config",
             task="language-model", defaults=LM_DEFAULTS),
     Command("compare-optimizers", "losslab.commands.compare_optimizers",
             "Train the same model from the same initial weights on the same data order with several optimizers "

@@ -139,6 +139,7 @@ class LMConfig(Resolvable):
     gates: GateConfig = field(default_factory=GateConfig)
     patience: Optional[int] = None
     save: Optional[str] = None
+    resume: Optional[str] = None  # a checkpoint of --save to go on from (--epochs is the total)
     out: Optional[str] = None
     tensorboard: Optional[str] = None
     plot: Optional[bool] = None
@@ -150,6 +151,8 @@ class LMConfig(Resolvable):
         if self.patience is not None and self.patience < 1:
             raise ConfigError("--patience", f"must be a positive number of epochs (got {self.patience})")
         check_file_target("--save", self.save)
+        if self.resume is not None and not Path(self.resume).expanduser().is_file():
+            raise ConfigError("--resume", f"no such checkpoint file: {self.resume}")
         if self.data.dataset != "shakespeare" and self.data.text is not None:
             raise ConfigError("--dataset", f"--data reads your text; --dataset {self.data.dataset} would be ignored")
 

@@ -167,13 +167,16 @@ class Paused:
 
     def restore(self, schedule: Any, options: FitOptions) -> None:
         """The schedule's, sharpness tracker's and global RNG's states, just before training goes on."""
-        if schedule is not None and self.state["schedule"] is not None:  # (building it set the rates anew)
+        if schedule is not None:  # (building it set the rates anew)
+            if self.state.get("schedule") is None:  # a checkpoint's run: its schedule stepped to where it stood
+                schedule.replay(self.records)
+            else:
+                schedule.load_state_dict(self.state["schedule"])
             schedule.optimizer.load_state_dict(self.state["optimizer"])
-            schedule.load_state_dict(self.state["schedule"])
-        if options.sharpness is not None and self.state["sharpness"] is not None:
+        if options.sharpness is not None and self.state.get("sharpness") is not None:
             options.sharpness.vector = self.state["sharpness"]  # type: ignore[attr-defined]
         torch.set_rng_state(self.state["rng"])
-        if self.state["cuda_rng"] is not None:
+        if self.state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(self.state["cuda_rng"])
 
 

@@ -24,7 +24,7 @@ class LRSchedule:
         # the hand-over: the main schedule starts where warm-up ends and lasts the epochs after it, so the first
         # epoch after warm-up trains at the full rate and a step or cosine schedule counts only its own epochs
         self.main = entry.factory(optimizer, cfg, epochs - cfg.warmup, batches)
-        self.batches_done = 0
+        self.batches, self.batches_done = batches, 0
 
     def in_warmup(self) -> bool:
         return self.batches_done < self.warmup_steps
@@ -47,6 +47,19 @@ class LRSchedule:
             self.main.step(metric)
         else:
             self.main.step()
+
+    def replay(self, records: list[dict[str, Any]]) -> None:
+        """Step through the epochs `records` describe as training stepped it (each epoch's batches, then the
+        epoch with the loss the skeleton gave it): a resumed run's schedule stands where the saved run's stood.
+        (No optimizer steps here: torch's warning that the schedule steps before the optimizer is silenced.)"""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for record in records:
+                for _ in range(self.batches):
+                    self.after_batch()
+                self.after_epoch(record.get("valid_loss", record["train_loss"]))
 
     def state_dict(self) -> dict[str, Any]:
         """Where the schedule stands (a halving rung's paused run goes on from here)."""
