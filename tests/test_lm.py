@@ -410,3 +410,25 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_it_had_never_stopped(tmp_path, mo
         assert torch.equal(a, b), name
     with pytest.raises(losslab.ConfigError, match="--resume"):
         losslab.lm(**{**args, "embed": 16}, resume=saved)
+
+
+def test_z_loss_adds_the_squared_log_normaliser(tmp_path):
+    from losslab.config.lm import LMLossConfig
+
+    cfg = lm_config(tmp_path)
+    plain = LMProblem(cfg)
+    z = LMProblem(replace_loss(cfg, LMLossConfig(z_loss=1e-2)))
+    model = plain.new_model(0)
+    x, y = plain.source.head(4)
+    with torch.no_grad():
+        logits = model(x)
+        expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) + \
+            1e-2 * (torch.logsumexp(logits, dim=-1) ** 2).mean()
+        assert float(z.loss_fn(logits, y)) == pytest.approx(float(expected), rel=1e-6)
+        assert float(plain.loss_fn(logits, y)) < float(z.loss_fn(logits, y))
+
+
+def replace_loss(cfg, loss):
+    from dataclasses import replace
+
+    return replace(cfg, loss=loss)

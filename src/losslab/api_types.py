@@ -100,6 +100,7 @@ class LmTaskOptions(TypedDict, total=False):
     dropout: float
     label_smoothing: float
     gamma: float
+    z_loss: float
     sample: int
     temperature: float
     top_k: Optional[int]

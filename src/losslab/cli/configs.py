@@ -283,7 +283,7 @@ def lm_config(given: Given, *, with_gates: bool = True) -> LMConfig:
     model = LMModelConfig(**_set(name=named(LM_MODELS, given.model, also=YOURS), layers=given.layers,
                                  heads=given.heads, embed=given.embed, hidden=given.hidden, dropout=given.dropout))
     loss = LMLossConfig(**_set(name=named(LOSSES, given.loss, also=YOURS), label_smoothing=given.label_smoothing,
-                               gamma=given.gamma), check=not given.no_check_loss)
+                               gamma=given.gamma, z_loss=given.z_loss), check=not given.no_check_loss)
     sample = SampleConfig(**_set(tokens=given.sample, temperature=given.temperature, top_k=given.top_k,
                                  prompt=given.prompt))
     return LMConfig(data=data, model=model, loss=loss, optim=optim_config(given, LM_DEFAULTS["optim"]),

@@ -145,6 +145,8 @@ OPTS: dict[str, Opt] = {
                  default_of(LossConfig, "delta")),
     "label_smoothing": Opt(float, ("--label-smoothing",), "Label smoothing of cross-entropy.",
                            default_of(ClassifyLossConfig, "label_smoothing")),
+    "z_loss": Opt(float, ("--z-loss",), "lm: add this times the mean squared log-normaliser of the logits "
+                  "(PaLM's z-loss, 1e-4 there) to the loss.", 0.0),
     "class_weights": Opt(Optional[str], ("--class-weights",),
                          "'balanced' (inverse class frequency) or a comma list, one weight per class."),
     "gamma": Opt(float, ("--gamma",), "Focusing parameter of the focal loss.", default_of(ClassifyLossConfig, "gamma")),
@@ -419,7 +421,8 @@ def task_only(name: str) -> Optional[str]:
 # --help groups the options in panels, in this order
 PANELS = {
     "Optimizer": OPTIM,
-    "Loss": ("loss", "losses", "no_check_loss", "delta", "label_smoothing", "class_weights", "gamma", "outliers",
+    "Loss": ("loss", "losses", "no_check_loss", "delta", "label_smoothing", "z_loss", "class_weights", "gamma",
+             "outliers",
              "outlier_shift", "rank_by"),
     "Data": ("task", "dataset", "data", "target", "features", "samples", "true_w", "true_b", "noise", "data_seed",
              "standardize", "input_key", "target_key", "data_dir", "val_dir", "image_size", "grayscale",

@@ -35,8 +35,8 @@ CLASSIFY_DATA = ("dataset", "data", "target", "data_dir", "val_dir", "image_size
                  "class_sep", "imbalance", "model", "hidden", "depth", "activation", "init", "dropout", "batch_norm",
                  "loss", "no_check_loss", "label_smoothing", "class_weights", "gamma", "input_key", "target_key")
 LM_DATA = ("dataset", "data", "input_key", "tokenizer", "block_size", "eval_every", "eval_batches", "model", "layers",
-           "heads", "embed", "hidden", "dropout", "loss", "no_check_loss", "label_smoothing", "gamma", "sample",
-           "temperature", "top_k", "prompt")
+           "heads", "embed", "hidden", "dropout", "loss", "no_check_loss", "label_smoothing", "gamma", "z_loss",
+           "sample", "temperature", "top_k", "prompt")
 
 TASKS: tuple[Task, ...] = (
     Task("regression", "regress", "the regress data and options: a real-valued target", REGRESS_DATA,

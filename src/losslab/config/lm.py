@@ -88,9 +88,13 @@ class LMLossConfig(LossConfig):
     name: str = LM_DEFAULTS["loss"]
     label_smoothing: float = 0.0
     gamma: float = 2.0  # focal
+    z_loss: float = 0.0  # + z_loss · mean(logsumexp(logits)²) (PaLM's auxiliary loss): keeps the logits' scale small
 
     def __post_init__(self) -> None:
         check_task(self.name, "language-model")
+        check_finite("--z-loss", self.z_loss)
+        if not 0 <= self.z_loss <= 1:
+            raise ConfigError("--z-loss", f"must be from 0 to 1 (PaLM used 1e-4; got {self.z_loss:g})")
         check_finite("--label-smoothing", self.label_smoothing)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError("--label-smoothing", f"must be in [0, 1) (got {self.label_smoothing:g})")

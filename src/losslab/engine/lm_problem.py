@@ -117,7 +117,9 @@ class LMProblem(Problem):
                        hidden=m.hidden, dropout=m.dropout)
 
     def _build_loss(self, cfg: LossConfig) -> LossFn:
-        return checked_loss(cfg, flattened(build_loss(cfg, None, classes=self.vocab)), self)
+        fn = flattened(build_loss(cfg, None, classes=self.vocab))
+        z = getattr(cfg, "z_loss", 0.0)
+        return checked_loss(cfg, ZLoss(fn, z) if z else fn, self)
 
     def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)  # initial weights
@@ -166,6 +168,17 @@ class LMProblem(Problem):
                 "bits_per_char": nll / math.log(2) / chars, "chars_per_token": chars, "accuracy": accuracy,
                 "tokens_evaluated": int(y.numel()),
                 "baselines": dict(self.baselines)}
+
+
+class ZLoss:
+    """A next-token loss plus `coef` · mean(logsumexp(logits)²) over the positions (PaLM's z-loss, which pulls the
+    softmax's normaliser towards 1)."""
+
+    def __init__(self, fn: LossFn, coef: float):
+        self.fn, self.coef = fn, coef
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(out, target) + self.coef * torch.logsumexp(out, dim=-1).pow(2).mean()
 
 
 def log_prob_nll(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
