@@ -2,8 +2,10 @@
 (the default gpt: 4 layers, 4 heads, 128 wide), batch (12 windows of 64 characters), data (tiny Shakespeare),
 optimizer (AdamW 1e-3, clipping 1.0) and evaluations (the same fixed validation windows every --eval-every steps),
 in one process, in alternating pairs. Prints each pair's ratio, the median (target >= 0.95) and checks the final
-weights are bit-identical.
-Run: .venv/bin/python benchmarks/bench_lm.py [--pairs 6] [--steps 200]
+weights are bit-identical. Then what stacking would give: the gradients of K gpt runs (different weights, one
+batch) through torch.func (vmap over functional_call, attention on its math kernel) against K backward passes one
+by one — language-model trials train one by one because this ratio is below 1 on a CPU.
+Run: .venv/bin/python benchmarks/bench_lm.py [--pairs 6] [--steps 200] [--runs 4]
 """
 
 from __future__ import annotations
@@ -69,10 +71,58 @@ def hand_loop(problem: Any, cfg: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, model
 
 
+def stacking_ratio(problem: Any, runs: int, pairs: int) -> list[float]:
+    """Time of K forward-backward passes one by one over the time of one vmap'd pass of the K runs."""
+    import copy
+
+    from torch.func import functional_call, grad, stack_module_state, vmap
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from losslab.components.lm_models import build_lm
+
+    torch.manual_seed(0)
+    first = build_lm("gpt", problem.shape())
+    models = [copy.deepcopy(first) for _ in range(runs)]
+    for i, m in enumerate(models):
+        torch.manual_seed(i)
+        for p in m.parameters():
+            p.data.normal_(0, 0.02)
+    x, y = problem.source.draw(12, torch.Generator().manual_seed(0))
+    params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+    skeleton = copy.deepcopy(first).to("meta")
+    vocab = problem.vocab
+
+    def loss(p: Any, b: Any) -> Any:
+        out = functional_call(skeleton, (p, b), (x,))
+        return torch.nn.functional.cross_entropy(out.reshape(-1, vocab), y.reshape(-1))
+
+    def stacked() -> None:
+        with sdpa_kernel(SDPBackend.MATH):
+            vmap(grad(loss))(params, buffers)
+
+    def one_by_one() -> None:
+        for m in models:
+            m.zero_grad()
+            out = m(x)
+            torch.nn.functional.cross_entropy(out.reshape(-1, vocab), y.reshape(-1)).backward()
+
+    stacked(), one_by_one()
+    ratios = []
+    for _ in range(pairs):
+        t = time.perf_counter()
+        one_by_one()
+        single = time.perf_counter() - t
+        t = time.perf_counter()
+        stacked()
+        ratios.append(single / (time.perf_counter() - t))
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()
     from losslab.engine.lm_problem import LMProblem
 
@@ -90,6 +140,10 @@ def main() -> None:
     same = all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), reference.state_dict().values()))
     print(f"losslab lm tokens/s / hand-written loop's: median {statistics.median(ratios):.3f} over {args.pairs} "
           f"pairs (min {min(ratios):.3f}, max {max(ratios):.3f}; target >= 0.95); final weights bit-identical: {same}")
+    stacking = stacking_ratio(problem, args.runs, 4 * args.pairs)
+    print(f"stacking {args.runs} gpt runs (vmap) vs one by one, forward-backward: {statistics.median(stacking):.2f}x "
+          f"the speed, median of {len(stacking)} pairs (min {min(stacking):.2f}, max {max(stacking):.2f}; below 1: "
+          "stacked is slower, so lm trials train one by one)")
 
 
 if __name__ == "__main__":
