@@ -408,8 +408,15 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_it_had_never_stopped(tmp_path, mo
     assert going_on.history["train_loss"] == whole.history["train_loss"]
     for (name, a), (_, b) in zip(going_on.model.state_dict().items(), whole.model.state_dict().items()):
         assert torch.equal(a, b), name
-    with pytest.raises(losslab.ConfigError, match="--resume"):
+    with pytest.raises(losslab.ConfigError, match="--model: differs from the --resume checkpoint's: model sizes"):
         losslab.lm(**{**args, "embed": 16}, resume=saved)
+    with pytest.raises(losslab.ConfigError, match="--block-size: differs"):
+        losslab.lm(**{**args, "block_size": 8}, resume=saved)
+    other = text_file(tmp_path, "xyz " * 400, "other.txt")  # another vocabulary
+    with pytest.raises(losslab.ConfigError, match="--data: differs from the --resume checkpoint's: vocabulary"):
+        losslab.lm(**{**args, "data": other}, resume=saved)
+    with pytest.raises(losslab.ConfigError, match="--resume: the checkpoint is at epoch 2"):
+        losslab.lm(**{**args, "epochs": 2}, resume=saved)
 
 
 def test_z_loss_adds_the_squared_log_normaliser(tmp_path):
@@ -432,3 +439,11 @@ def replace_loss(cfg, loss):
     from dataclasses import replace
 
     return replace(cfg, loss=loss)
+
+
+def test_nll_on_log_probabilities_gives_cross_entropys_numbers(tmp_path):
+    text = text_file(tmp_path, markov_text(4000))
+    ce = losslab.lm(data=text, **TINY, progress=False)
+    nll = losslab.lm(data=text, loss="nll", **TINY, progress=False)
+    assert nll.history["train_loss"] == pytest.approx(ce.history["train_loss"], rel=1e-5)
+    assert nll.metrics["nll"] == pytest.approx(ce.metrics["nll"], rel=1e-5)

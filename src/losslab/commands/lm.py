@@ -173,6 +173,11 @@ def save(path: str, problem: LMProblem, model: Any, resume: dict[str, Any]) -> N
                            "config": problem.cfg.to_dict(), "state_dict": weights, "resume": resume})
 
 
+RESUME_KEYS = {"input_shape": ("block size", "--block-size"), "outputs": ("vocabulary size", "--data"),
+               "vocabulary": ("vocabulary", "--data"), "tokenizer": ("tokenizer", "--tokenizer"),
+               "model": ("model", "--model"), "shape": ("model sizes", "--model"), "log_softmax": ("loss", "--loss")}
+
+
 def resumed(cfg: LMConfig, problem: LMProblem) -> Any:
     """The paused run a --resume checkpoint holds, checked against this run (model, vocabulary, optimizer)."""
     from losslab.engine.checkpoints import model_entry, read
@@ -183,8 +188,9 @@ def resumed(cfg: LMConfig, problem: LMProblem) -> Any:
     entry, ours = {k: ckpt.get(k) for k in model_entry(problem)}, model_entry(problem)
     differ = next((k for k in ours if entry[k] != ours[k]), None)
     if differ is not None:
-        raise ConfigError("--resume", f"the checkpoint's {differ} is {entry[differ]!r}, this run's {ours[differ]!r}: "
-                          "give the data and model options it was trained with")
+        what = RESUME_KEYS.get(differ, ("its " + differ, "--resume"))
+        raise ConfigError(what[1], f"differs from the --resume checkpoint's: {what[0]} {entry[differ]!r} there, "
+                          f"{ours[differ]!r} here (give the data and model options it was trained with)")
     saved = ckpt.get("resume")
     if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
         raise ConfigError("--resume", f"{cfg.resume} holds no training state to go on from (written by an older "
