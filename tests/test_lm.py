@@ -230,6 +230,10 @@ def test_every_many_run_command_takes_task_lm(cli, tmp_path):
     assert losses.exit_code == 0 and losses.json()["rank_by"] == "nll"
     line = cli("landscape", "--line", "--grid", "5", *small[:-3], "--json")  # (no --seeds)
     assert line.exit_code == 0, line.stdout
+    plane = cli("landscape", "--plane", "--grid", "3", *small[:-3], "--json")
+    assert plane.exit_code == 0 and plane.json()["paths"][0]["sharpness"]["value"] > 0, plane.stdout
+    sharp = losslab.lm(data=text, track_sharpness=1, sharpness_samples=8, **TINY, progress=False)
+    assert all(r["sharpness"] > 0 for r in sharp.history)
 
 
 SEQUENCES = """
