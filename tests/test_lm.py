@@ -213,12 +213,13 @@ def test_every_many_run_command_takes_task_lm(cli, tmp_path):
     small = ["--task", "lm", "--data", text, "--epochs", "2", "--eval-every", "5", "--eval-batches", "2",
              "--block-size", "16", "--batch-size", "4", "--layers", "1", "--embed", "32", "--heads", "2",
              "--seeds", "1", "--json"]
-    compared = cli("compare-optimizers", "--optims", "adamw,muon,lion", *small, "--threads", "1")
+    compared = cli("compare-optimizers", "--optims", "adamw,muon,lion", *small, "--threads", "1",
+                   "--no-vectorize")
     assert compared.exit_code == 0, compared.stdout
     doc = compared.json()
     assert set(doc["ranking"]) == {"adamw", "muon", "lion"}
     process = cli("compare-optimizers", "--optims", "adamw,muon,lion", *small, "--threads", "1", "--executor",
-                  "process", "--jobs", "2")  # (one thread each, as a worker: Muon's matrix products then agree)
+                  "process", "--jobs", "2", "--no-vectorize")  # (one thread each, as a worker: Muon's matrix products then agree)
     assert {k: v["final_loss"] for k, v in process.json()["optimizers"].items()} == {
         k: v["final_loss"] for k, v in doc["optimizers"].items()}
     swept = cli("lr-sweep", "--lrs", "0.001,0.01", *small)
@@ -451,3 +452,26 @@ def test_nll_on_log_probabilities_gives_cross_entropys_numbers(tmp_path):
     nll = losslab.lm(data=text, loss="nll", **TINY, progress=False)
     assert nll.history["train_loss"] == pytest.approx(ce.history["train_loss"], rel=1e-5)
     assert nll.metrics["nll"] == pytest.approx(ce.metrics["nll"], rel=1e-5)
+
+
+def test_stacked_lm_trials_equal_one_by_one_and_stack_only_where_timed_faster(cli, tmp_path, monkeypatch):
+    """Each run's generator draws its own windows in the stack as it would alone; the runs stack through
+    torch.func only where a timed probe finds it faster (here forced each way)."""
+    from losslab.engine import stacked
+
+    text = text_file(tmp_path, markov_text(4000))
+    args = ["lr-sweep", "--task", "lm", "--data", text, "--lrs", "0.001,0.003", "--seeds", "2", "--epochs", "2",
+            "--eval-every", "5", "--eval-batches", "2", "--block-size", "16", "--batch-size", "4", "--layers", "1",
+            "--embed", "32", "--heads", "2", "--json"]
+    monkeypatch.setattr(stacked, "slower_stacked", lambda *a, **k: None)
+    together = cli(*args).json()
+    alone = cli(*args, "--no-vectorize").json()
+    assert together["vectorized"] and not alone["vectorized"]
+    for a, b in zip(together["results"], alone["results"]):
+        assert a["lr"] == b["lr"] and a["seed"] == b["seed"]
+        assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-6)
+        assert a["best_loss"] == pytest.approx(b["best_loss"], rel=1e-6)  # (the epochs' validation losses)
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-4)
+    monkeypatch.setattr(stacked, "slower_stacked", lambda *a, **k: "stacking measured 0.5x the speed")
+    slower = cli(*args[:-1], "--quiet")
+    assert "not stacked: stacking measured 0.5x the speed" in slower.stdout

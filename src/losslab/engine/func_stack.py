@@ -77,9 +77,15 @@ class FuncStackedModel(Rows):
         self.base.train(mode)
 
     def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """x is (B, ...) for all runs (shared) or (K, B, ...); returns (K, B, outputs)."""
+        """x is (B, ...) for all runs (shared) or (K, B, ...); returns (K, B, outputs). An operation vmap has no
+        batching rule for (CPU attention) runs once per run, as it runs alone: its warning is not the user's
+        business (whether stacking pays is timed before training)."""
+        import warnings
+
         params = dict(zip(self.names, self.params))
-        return self._shared(params, x) if shared else self._each(params, x)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+            return self._shared(params, x) if shared else self._each(params, x)
 
     def load_into(self, model: nn.Module, k: int, row: Optional[torch.Tensor] = None) -> nn.Module:
         """Run k's parameters (or a saved copy of its row) into a model of the template's layout."""

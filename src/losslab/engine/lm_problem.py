@@ -79,7 +79,7 @@ class flattened:  # noqa: N801  (used as a function: flattened(fn))
 class LMProblem(Problem):
     task = "language-model"
     has_validation = True
-    cannot_stack = "language models train one by one (the stacked engine batches rows of in-memory tables)"
+    stack_by_timing = True  # (one large forward pass per step: stacking gains on some machines, not on others)
 
     def __init__(self, cfg: LMConfig, text: Any = None):
         from losslab.engine.lm_data import load_text

@@ -54,6 +54,7 @@ class Problem:
     until: Optional[int] = None  # a halving rung's last epoch: runs stop there; their schedules span every epoch
     unstacked: Optional[str] = None  # why runs that could have stacked trained one after another (reports say it)
     cannot_stack: Optional[str] = None  # why this kind of problem never trains stacked
+    stack_by_timing: bool = False  # its runs stack through torch.func only where a timed probe finds it faster
     optimizer_kinds: dict[str, Any] = {}  # optimizer classes resolved here, for worker processes (executors.prepare)
 
     def __init__(self) -> None:

@@ -112,7 +112,7 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
         return (f"{len(specs)} stacked runs would need about {needed / 2**30:,.1f} GiB (each run's parameters, "
                 "gradients, optimizer state and activations), more than half of this machine's memory")
     if _layers(template) is None:
-        if getattr(problem, "user_model", None) is None:
+        if getattr(problem, "user_model", None) is None and not problem.stack_by_timing:
             return "the model has layers without a batched form (e.g. convolutions)"
         from losslab.engine.func_stack import probe
 
@@ -137,7 +137,43 @@ def unsupported(problem: Problem, specs: Sequence[RunSpec]) -> Optional[str]:
         if h.get("amsgrad") or h.get("centered") or h.get("maximize") or h.get("dampening", 0) \
                 or h.get("lr_decay", 0) or h.get("initial_accumulator_value", 0):
             return "optimizer options without a batched form"
-    return None
+    return slower_stacked(problem, template, len(specs)) if problem.stack_by_timing else None
+
+
+def slower_stacked(problem: Problem, template: nn.Module, runs: int, repeats: int = 3) -> Optional[str]:
+    """A problem whose runs may or may not gain from stacking (a language model: one large forward pass each)
+    is timed before training, as landscape times its grid: one stacked forward-backward pass of the runs (up to
+    4) against theirs one by one, the fastest of `repeats`; why not to stack when stacking is slower."""
+    k = min(runs, 4)
+    x, y = problem.source.draw(Plan.of(problem).size, batch_generator(0))
+    loss_fn = problem.loss_fn
+    models = [copy.deepcopy(template) for _ in range(k)]
+    stack = stack_of(models)
+    each = torch.func.vmap(loss_fn, in_dims=(0, None))
+
+    def stacked() -> None:
+        stack.zero_grad()
+        each(stack(x, True), y).sum().backward()
+
+    def alone() -> None:
+        for m in models:
+            m.zero_grad()
+            loss_fn(m(x), y).backward()
+
+    times = {}
+    for name, fn in (("stacked", stacked), ("alone", alone)):
+        fn()  # (first-call costs on neither side)
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        times[name] = best
+    ratio = times["alone"] / times["stacked"]
+    if ratio >= 1:
+        return None
+    return (f"stacking measured {ratio:.2f}x the speed of one by one on this machine (one forward-backward pass "
+            f"of {k} runs, timed before training)")
 
 
 def _own_steps_run(template: nn.Module, specs: Sequence[RunSpec]) -> Optional[str]:
@@ -568,6 +604,9 @@ class StackedSide:
         if self.plan.full_batch:
             return [(x, y, True, n)]
         device = self.problem.device
+        draw = getattr(self.problem.source, "draw", None)
+        if draw is not None:  # windows of a text: each run's generator draws its own, as it would alone
+            return self._drawn(draw, size)
         perms = [epoch_order(n, g).to(device) for g in self.generators]
         batches = []
         for i in range(0, n, size):
@@ -577,6 +616,18 @@ class StackedSide:
             else:
                 idx = torch.stack([perms[g][i:i + size] for g in self.spec_gen])
                 batches.append((x[idx], y[idx], False, idx.shape[1]))
+        return batches
+
+    def _drawn(self, draw: Callable[..., Any], size: int) -> list[tuple[torch.Tensor, torch.Tensor, bool, int]]:
+        """An epoch of batches drawn by each run's generator (a language model's random windows)."""
+        batches = []
+        for _ in range(self.plan.batches):
+            drawn = [draw(size, g) for g in self.generators]
+            if len(drawn) == 1:
+                batches.append((drawn[0][0], drawn[0][1], True, size))
+            else:
+                batches.append((torch.stack([drawn[g][0] for g in self.spec_gen]),
+                                torch.stack([drawn[g][1] for g in self.spec_gen]), False, size))
         return batches
 
     def losses_of(self, xb: torch.Tensor, yb: torch.Tensor, shared: bool) -> torch.Tensor:
@@ -786,8 +837,8 @@ def _evaluate(problem: Any, model: StackedModel, segments: Sequence[tuple[int, i
             out = model(xb, True)
             losses = torch.cat([shared_fn(out[a:b], yb) for a, b, shared_fn, _ in segments])
             total += losses.double().cpu() * len(yb)
-            correct += (out.argmax(dim=-1) == yb).sum(dim=1).double().cpu()
-    return torch.stack([total / n, correct / n])
+            correct += (out.argmax(dim=-1) == yb).flatten(1).sum(dim=1).double().cpu()  # (a sequence's every token)
+    return torch.stack([total / n, correct / problem.y_val.numel()])
 
 
 def in_memory(problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
