@@ -218,8 +218,9 @@ def test_every_many_run_command_takes_task_lm(cli, tmp_path):
     assert compared.exit_code == 0, compared.stdout
     doc = compared.json()
     assert set(doc["ranking"]) == {"adamw", "muon", "lion"}
+    # (one thread each, as a worker: Muon's matrix products then agree)
     process = cli("compare-optimizers", "--optims", "adamw,muon,lion", *small, "--threads", "1", "--executor",
-                  "process", "--jobs", "2", "--no-vectorize")  # (one thread each, as a worker: Muon's matrix products then agree)
+                  "process", "--jobs", "2", "--no-vectorize")
     assert {k: v["final_loss"] for k, v in process.json()["optimizers"].items()} == {
         k: v["final_loss"] for k, v in doc["optimizers"].items()}
     swept = cli("lr-sweep", "--lrs", "0.001,0.01", *small)
