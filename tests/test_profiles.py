@@ -47,3 +47,16 @@ def test_bad_tables_are_refused():
         score({"a": {"p": -1.0}})
     with pytest.raises(ValueError, match="r_max"):
         score(TIMES, r_max=1.0)
+
+
+def test_arrival_is_the_first_epoch_at_the_target_and_a_miss_is_inf():
+    from losslab.profiles import arrival, median
+
+    records = [{"epoch": 1, "valid_acc": 0.5, "elapsed_s": 0.1}, {"epoch": 2, "valid_acc": 0.96, "elapsed_s": 0.2},
+               {"epoch": 3, "valid_acc": 0.97, "elapsed_s": 0.3}, {"epoch": 4, "valid_acc": 0.99, "elapsed_s": 0.4}]
+    assert arrival(records, "valid_acc", ">=", 0.97, steps_per_epoch=23, evals_per_step=2) == {
+        "epochs": 3.0, "steps": 69.0, "grad_evals": 138.0, "seconds": 0.3}
+    assert arrival(records, "valid_acc", ">=", 0.995, 23)["steps"] == INF
+    losses = [{"epoch": 1, "train_loss": float("nan")}, {"epoch": 2, "train_loss": 0.01}]
+    assert arrival(losses, "train_loss", "<=", 0.02, 1)["epochs"] == 2.0  # (a NaN epoch never counts as reached)
+    assert median([3.0, 1.0, INF]) == 3.0 and median([1.0, 3.0]) == 2.0 and median([1.0, INF]) == INF

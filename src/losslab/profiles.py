@@ -10,9 +10,37 @@ No torch and no numpy here: the report, the JSON and `gate` read these numbers.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 R_MAX = 4.0  # AlgoPerf's: a ratio above 4 counts as a miss
+MEASURES = ("steps", "grad_evals", "seconds")  # what a time to target is counted in
+
+
+def arrival(records: Sequence[Mapping[str, Any]], metric: str, bound: str, value: float, steps_per_epoch: int,
+            evals_per_step: float = 1.0) -> dict[str, float]:
+    """When a run first reached its target, from its per-epoch records: the epoch, the optimizer steps and
+    gradient evaluations by the end of that epoch, and the seconds its record says had passed; +inf in each for a
+    run that never did (a miss). `bound` "<=" (a loss) or ">=" (an accuracy)."""
+    for record in records:
+        v = record.get(metric)
+        if isinstance(v, (int, float)) and math.isfinite(v) and (v <= value if bound == "<=" else v >= value):
+            steps = record["epoch"] * steps_per_epoch
+            return {"epochs": float(record["epoch"]), "steps": float(steps), "grad_evals": steps * evals_per_step,
+                    "seconds": float(record.get("elapsed_s", math.nan))}
+    return {"epochs": math.inf, **{m: math.inf for m in MEASURES}}
+
+
+def median(values: Sequence[float]) -> float:
+    """The median with misses as +inf (AlgoPerf's median over studies: more than half missing is a miss)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no value to take the median of")
+    mid = n // 2
+    if n % 2:
+        return ordered[mid]
+    a, b = ordered[mid - 1], ordered[mid]
+    return math.inf if math.isinf(b) else (a + b) / 2
 
 
 def ratios(times: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
