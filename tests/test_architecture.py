@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "losslab"
 LAYERS = [
     {"losslab", "losslab.errors", "losslab.stats", "losslab.verdicts", "losslab.expect", "losslab.invocation",
      "losslab.toml_text", "losslab.stack", "losslab.limits", "losslab.version", "losslab.objects",
-     "losslab.interrupt"},
+     "losslab.interrupt", "losslab.profiles", "losslab.search_spaces"},
     {"losslab.components"},
     {"losslab.config"},
     {"losslab.engine"},
