@@ -125,6 +125,12 @@ def test_reported_figures_follow_their_definitions_and_the_baselines_are_counted
     assert len(result.history) == 2 and {"valid_loss", "valid_acc"} <= set(result.history[0])
 
 
+def test_one_step_epochs_draw_windows_too(tmp_path):
+    """--eval-every 1: an epoch of one batch is still a batch of random windows (not the whole text at once)."""
+    result = losslab.lm(data=text_file(tmp_path, markov_text(4000)), **{**TINY, "eval_every": 1}, progress=False)
+    assert result.status == "ok" and result.document()["steps"] == 2
+
+
 def test_the_same_command_twice_gives_the_same_numbers_and_sample(tmp_path):
     args = dict(data=text_file(tmp_path, markov_text(4000)), **{**TINY, "sample": 40}, progress=False)
     a, b = losslab.lm(**args).document(), losslab.lm(**args).document()

@@ -87,7 +87,9 @@ class Snapshots(Consumer):
 
     def __init__(self, model: Any, optimizer: Any, generator: Any, steps_per_epoch: int):
         self.model, self.optimizer, self.generator, self.steps_per_epoch = model, optimizer, generator, steps_per_epoch
-        self.epoch, self.records, self.state = 0, [], {}  # type: tuple[int, list[dict[str, Any]], dict[str, Any]]
+        self.epoch = 0
+        self.records: list[dict[str, Any]] = []
+        self.state: dict[str, Any] = {}
 
     def on_epoch_end(self, run: Any, record: dict[str, Any]) -> None:
         import copy

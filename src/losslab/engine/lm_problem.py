@@ -55,14 +55,6 @@ class Windows:
         index = starts[:, None] + self.offsets
         return self.ids[index], self.ids[index + 1]
 
-    def chunks(self, size: int = 4096) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        yield self.head(min(size, 256))
-
-    def full(self) -> tuple[torch.Tensor, torch.Tensor]:
-        raise ConfigError("--batch-size", "a language model trains on batches of windows, not the whole text")
-
-    def labels(self) -> torch.Tensor:
-        return self.head(1)[1]
 
 
 class flattened:  # noqa: N801  (used as a function: flattened(fn))

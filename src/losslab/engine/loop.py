@@ -363,7 +363,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], 
 
     options = options or FitOptions()
     source = InMemory(*data) if isinstance(data, tuple) else data
-    plan = Plan(len(source), options.batch_size)
+    plan = Plan.of_source(source, options.batch_size)
     side = SingleSide(model, loss_fn, optimizer, source, plan, options)
     schedules = Schedules([options.schedule]) if options.schedule is not None else None
     out = train(side, plan, range(options.first_epoch, epochs + 1),

@@ -28,10 +28,11 @@ class Plan:
 
     n: int
     batch_size: Optional[int] = None
+    drawn: bool = False  # batches are drawn at random (a text's windows): never the whole data as one batch
 
     @property
     def full_batch(self) -> bool:
-        return self.batch_size is None or self.batch_size >= self.n
+        return not self.drawn and (self.batch_size is None or self.batch_size >= self.n)
 
     @property
     def size(self) -> int:
@@ -45,7 +46,11 @@ class Plan:
 
     @staticmethod
     def of(problem: Any) -> "Plan":
-        return Plan(problem.n, problem.train_cfg.batch_size)
+        return Plan.of_source(problem.source, problem.train_cfg.batch_size)
+
+    @staticmethod
+    def of_source(source: Any, batch_size: Optional[int]) -> "Plan":
+        return Plan(len(source), batch_size, drawn=hasattr(source, "draw"))
 
 
 class Side(Protocol):
