@@ -41,3 +41,20 @@ def test_bad_input_is_one_line(cli, tmp_path):
     bad = tmp_path / "s.toml"
     bad.write_text('[[problem]]\nname = "a"\ncommand = "regress"\ntarget = "valid_acc >= 0.9"\nbudget = 3\n')
     cli("benchmark", "--optims", "adam,sgd", "--suite", str(bad)).assert_usage_error("--suite")
+
+
+def test_ctrl_c_keeps_the_problems_finished_and_exits_130(cli, monkeypatch):
+    """A problem Ctrl-C stopped is neither a miss nor a result: it is left out, and the command says so."""
+    from losslab.commands import benchmark
+
+    real = benchmark.run_problem
+
+    def stopped_on_digits(sp, cfg, build):
+        return {"status": "interrupted"} if sp.name == "digits-mlp" else real(sp, cfg, build)
+
+    monkeypatch.setattr(benchmark, "run_problem", stopped_on_digits)
+    run = cli("benchmark", "--optims", "sgd,adam")
+    assert run.exit_code == 130
+    assert "interrupted: 1 problem(s) finished" in run.stdout and "digits-mlp" not in run.stdout
+    doc = cli("benchmark", "--optims", "sgd,adam", "--json").json()
+    assert doc["status"] == "interrupted" and list(doc["problems"]) == ["regression"]

@@ -71,7 +71,8 @@ def run_problem(sp: SuiteProblem, cfg: BenchmarkConfig, build: Callable[[str, di
     target = resolved_target(sp, problem)
     result = compare(compare_cfg, problem)
     batches = Plan.of(problem).batches
-    out: dict[str, Any] = {"target": target, "target_text": sp.target.text(), "optimizers": {}}
+    out: dict[str, Any] = {"target": target, "target_text": sp.target.text(), "status": result.status,
+                           "optimizers": {}}
     for name, runs in result.runs.items():
         arrivals = []
         for r in runs:
@@ -88,9 +89,18 @@ def run(cfg: BenchmarkConfig, build: Callable[[str, dict[str, Any]], Any]) -> di
     from losslab.profiles import profile, score
 
     suite = cfg.load()
-    problems = {sp.name: run_problem(sp, cfg, build) for sp in suite.problems}
+    problems: dict[str, Any] = {}
+    status = "ok"
+    for sp in suite.problems:  # Ctrl-C stops the suite: the problems it finished count, the one it stopped not
+        done = run_problem(sp, cfg, build)
+        if done["status"] == "interrupted":
+            status = "interrupted"
+            break
+        problems[sp.name] = done
+    if not problems:
+        return {"command": COMMAND, "status": status, "suite": suite.name, "problems": {}, "optims": list(cfg.optims)}
     times = {o: {p: problems[p]["optimizers"][o]["steps"] for p in problems} for o in cfg.optims}
-    return {"command": COMMAND, "suite": suite.name, "ruleset": cfg.ruleset, "seeds": cfg.seeds,
+    return {"command": COMMAND, "status": status, "suite": suite.name, "ruleset": cfg.ruleset, "seeds": cfg.seeds,
             "optims": list(cfg.optims), "measure": "steps", "problems": problems,
             "profile": {"taus": [1.0, 1.5, 2.0, 3.0, 4.0], **profile(times, [1.0, 1.5, 2.0, 3.0, 4.0])},
             "score": score(times)}
@@ -123,10 +133,13 @@ def main(cfg: BenchmarkConfig, build: Callable[[str, dict[str, Any]], Any], *, j
 
     events = dispatcher(context(COMMAND, cfg, json_out))
     doc = {**run(cfg, build), "config": asdict(cfg), "versions": versions()}
+    interrupted = doc["status"] == "interrupted"
     if not json_out:
-        emit("\n".join(report_lines(doc)) + "\n", sys.stdout)
-    end_command(events, COMMAND, "ok", finite(doc), json_out)
-    return int(ExitCode.OK)
+        lines = report_lines(doc) if doc["problems"] else []
+        stopped = f"interrupted: {len(doc['problems'])} problem(s) finished; the one Ctrl-C stopped is left out"
+        emit("\n".join(lines + [stopped] * interrupted) + "\n", sys.stdout)
+    end_command(events, COMMAND, doc["status"], finite(doc), json_out)
+    return int(ExitCode.INTERRUPTED if interrupted else ExitCode.OK)
 
 
 def finite(value: Any) -> Any:
