@@ -202,7 +202,11 @@ def test_a_users_model_and_token_data(cli, tmp_path, monkeypatch):
     (["--data", "SHORT"], "--block-size"), (["--prompt", "ROMEO: ☃"], "--prompt"), (["--temperature", "-1"],
                                                                                    "--temperature"),
     (["--heads", "3"], "--heads"), (["--model", "gtp"], "--model"), (["--tokenizer", "words"], "--tokenizer"),
-    (["--top-k", "0"], "--top-k"), (["--target-accuracy", "0.5"], "--target-accuracy")])
+    (["--top-k", "0"], "--top-k"), (["--target-accuracy", "0.5"], "--target-accuracy"),
+    (["--z-loss", "2"], "--z-loss"), (["--eval-batches", "0"], "--eval-batches"),
+    (["--block-size", "0"], "--block-size"), (["--sample", "-1"], "--sample"), (["--layers", "0"], "--layers"),
+    (["--embed", "0"], "--embed"), (["--resume", "MISSING"], "--resume"), (["--dataset", "wikitext"], "--dataset"),
+    (["--prompt", ""], "--prompt")])
 def test_bad_input_is_one_line_before_training(cli, tmp_path, args, option):
     files = {"EMPTY": b"  \n", "BINARY": b"ab\x00cd" * 10, "LATIN1": "café".encode("latin-1") * 50,
              "SHORT": b"to be or not to be, that is the question" * 2}
@@ -211,6 +215,7 @@ def test_bad_input_is_one_line_before_training(cli, tmp_path, args, option):
     args = [str(tmp_path / a) if a in files else a for a in args]
     run = cli("lm", *args, "--epochs", "2", "--eval-every", "1")
     run.assert_usage_error(option)
+    cli("lm", "--eval-every", "0").assert_usage_error("--eval-every")
 
 
 @pytest.mark.slow
