@@ -165,6 +165,11 @@ class WrongShape(nn.Module):
 def tokens():
     return torch.arange(3000) % 7
 
+def array_tokens():
+    import numpy as np
+
+    return (np.arange(3000) % 7).astype(np.int64)
+
 def pieces():
     return [{"input_ids": torch.arange(50) % 5} for _ in range(60)]
 
@@ -186,7 +191,7 @@ def test_a_users_model_and_token_data(cli, tmp_path, monkeypatch):
     wrong = cli("lm", "--model", "mylm:WrongShape", "--data", text, *small)
     wrong.assert_usage_error("--model")
     assert "next-token logits" in wrong.stderr
-    for spec, vocab in (("mylm:tokens", 7), ("mylm:pieces", 5)):
+    for spec, vocab in (("mylm:tokens", 7), ("mylm:array_tokens", 7), ("mylm:pieces", 5)):
         run = cli("lm", "--dataset", spec, "--model", "bigram", *small[:-3], "--json", "--sample", "0")
         assert run.exit_code == 0, run.stdout
         assert run.json()["baselines"]["uniform"] == pytest.approx(math.log(vocab))

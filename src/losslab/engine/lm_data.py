@@ -120,10 +120,13 @@ def user_tokens(spec: str, key: Optional[str] = None) -> TextData:
 
 
 def stream(obj: Any, spec: str, key: Optional[str] = None) -> torch.Tensor:
-    """One 1-D int64 stream of token ids from a tensor, a list, or a Dataset of sequences (tensors, lists or dict
-    items with an `input_ids` key)."""
-    if isinstance(obj, torch.Tensor) or (isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], int)):
-        ids = torch.as_tensor(obj)
+    """One 1-D int64 stream of token ids from a tensor, a numpy array, a list, or a Dataset of sequences (tensors,
+    arrays, lists or dict items with an `input_ids` key)."""
+    array = hasattr(obj, "__array__") and not isinstance(obj, torch.Tensor)
+    if isinstance(obj, torch.Tensor) or array or (isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], int)):
+        import numpy as np
+
+        ids = torch.as_tensor(np.asarray(obj)) if array else torch.as_tensor(obj)
         if ids.is_floating_point() or ids.is_complex():
             raise ConfigError("--dataset", f"{spec} gives {str(ids.dtype).replace('torch.', '')} values; token ids "
                               "are integers (a LongTensor)")
