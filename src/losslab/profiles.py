@@ -22,12 +22,17 @@ def arrival(records: Sequence[Mapping[str, Any]], metric: str, bound: str, value
     gradient evaluations by the end of that epoch, and the seconds its record says had passed; +inf in each for a
     run that never did (a miss). `bound` "<=" (a loss) or ">=" (an accuracy)."""
     for record in records:
-        v = record.get(metric)
-        if isinstance(v, (int, float)) and math.isfinite(v) and (v <= value if bound == "<=" else v >= value):
+        if meets(record, metric, bound, value):
             steps = record["epoch"] * steps_per_epoch
             return {"epochs": float(record["epoch"]), "steps": float(steps), "grad_evals": steps * evals_per_step,
                     "seconds": float(record.get("elapsed_s", math.nan))}
     return {"epochs": math.inf, **{m: math.inf for m in MEASURES}}
+
+
+def meets(record: Mapping[str, Any], metric: str, bound: str, value: float) -> bool:
+    """Whether a record's `metric` is finite and within `bound` ("<=" or ">=") of `value`."""
+    v = record.get(metric)
+    return isinstance(v, (int, float)) and math.isfinite(v) and (v <= value if bound == "<=" else v >= value)
 
 
 def median(values: Sequence[float]) -> float:

@@ -462,6 +462,18 @@ def build_config(row: Command, given: Given) -> Any:
     return cls(**values).resolved()
 
 
+def benchmark_config(given: Given) -> Any:
+    """`losslab benchmark`'s config: its own options, and the ones every problem's runs share (where they train)."""
+    from losslab.commands.benchmark import SHARED, BenchmarkConfig
+
+    shared = tuple((name, getattr(given, name)) for name in SHARED if given.set(name))
+    optims = optim_names(given.optims, "--optims")
+    reference = optimizer_named(given.reference, "--reference") if given.reference is not None else None
+    return BenchmarkConfig(optims, expand(given.suite) or given.suite, given.seeds, given.ruleset, given.studies,
+                           given.trials, given.method, reference, given.measure, shared, expand(given.out),
+                           expand(given.markdown), given.plot, gate_config(given, with_target_loss=False))
+
+
 def gate_options(given: Given) -> Any:
     from losslab.commands.gate import GateOptions, parse_tolerances
 

@@ -335,6 +335,22 @@ OPTS: dict[str, Opt] = {
                           "lacks.", False),
     "markdown": Opt(Optional[str], ("--markdown",), "gate: write a short Markdown table (for a pull request comment "
                     "or a CI job summary) to this file."),
+    # benchmark
+    "suite": Opt(str, ("--suite",), "benchmark: tiny (for CI: the regression and the digits MLP), small (the noisy "
+                 "quadratic, Rosenbrock, the regression, digits MLP and CNN, the character model), or a suite file "
+                 "FILE.toml of [[problem]] tables.", "tiny"),
+    "ruleset": Opt(str, ("--ruleset",), "benchmark: defaults (each optimizer at its own default hyper-parameters, "
+                   "one study per seed) or external (AlgoPerf's: --trials quasi-random trials in each optimizer's "
+                   "search space per study, the fastest trial counts, the median of --studies studies).", "defaults"),
+    "studies": Opt(int, ("--studies",), "benchmark --ruleset external: independent studies (the median counts).", 5),
+    "trials": Opt(int, ("--trials",), "benchmark --ruleset external: quasi-random trials per optimizer and study, "
+                  "the same points for every optimizer.", 5),
+    "method": Opt(str, ("--method",), "benchmark --ruleset external: the quasi-random sequence, sobol or halton "
+                  "(scipy.stats.qmc, scrambled, seeded by the study).", "sobol"),
+    "reference": Opt(Optional[str], ("--reference",), "benchmark: the optimizer the others are compared with, "
+                     "paired by study (default: the first of --optims)."),
+    "measure": Opt(str, ("--measure",), "benchmark: what times to target count for the profiles and B: steps or "
+                   "grad_evals (seconds are shown beside either).", "steps"),
     "track_sharpness": Opt(Optional[int], ("--track-sharpness",), "Every K epochs record the sharpness: the top "
                            "eigenvalue of the training loss's Hessian (power iteration on Hessian-vector products), "
                            "drawn against 2/lr; trials then train one by one."),
@@ -436,6 +452,7 @@ PANELS = {
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
     "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),
+    "Benchmark": ("suite", "ruleset", "studies", "trials", "method", "reference", "measure"),
     "Landscape": ("path_optims", "line", "plane", "between", "grid", "span", "directions"),
     "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",
                   "range_test", "min_lr", "max_lr", "num", "lrs", "batch_sizes",

@@ -471,28 +471,30 @@ def generate(
         return command.main(cfg, json_out=json_out)
 
 
-@app.command("benchmark", cls=_Command, epilog="Exit codes: 0 ok; 2 bad usage (an unknown suite, optimizer or "
-             "ruleset; a suite file with wrong fields); 130 interrupted (Ctrl-C).")
-def benchmark(
-    optims: Annotated[str, typer.Option("--optims", help="Comma list of the optimizers to judge (at least two): "
-                                                         "registered names, pytorch-optimizer's, import paths.")],
-    suite: Annotated[str, typer.Option("--suite", help="tiny (CI: the regression and the digits MLP), small (also "
-                                                       "a CNN and the character model), or a suite file FILE.toml "
-                                                       "of [[problem]] tables.")] = "tiny",
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per optimizer and problem; the median counts.")] = 1,
-    ruleset: Annotated[str, typer.Option("--ruleset", help="defaults: each optimizer at its own default "
-                                                           "hyper-parameters.")] = "defaults",
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
-) -> int:
-    """Judge optimizers across a suite of problems: steps to each problem's target, AlgoPerf's performance
-    profiles and score B."""
-    from losslab.cli.configs import config_from_options, expand, optim_names
+@command("benchmark", "optims", "suite", "ruleset", "seeds", "studies", "trials", "method", "reference", "measure",
+         "executor", "jobs", "retries", "ray_address", "cpus_per_trial", "no_vectorize", "threads", "device",
+         "expect", "markdown", "out", "plot", "quiet", "json_out", seeds=3,
+         helps={"optims": "Comma list of the optimizers to judge (at least two): registered names, pytorch-optimizer's "
+                          "(lion, soap, …), import paths (myopt:Lion).",
+                "seeds": "--ruleset defaults: seeds per optimizer and problem (the studies; the median counts).",
+                "markdown": "Write a Markdown summary (verdict, table, scores) to this file: for a pull request or a "
+                            "paper's appendix.",
+                "out": "Write result.json, history.csv (every run's epochs) and profile.png here.",
+                "expect": "Check a result (repeatable): B.OPT>=0.5, steps.PROBLEM.OPT<=700, reached.PROBLEM.OPT=3 "
+                          "(also grad_evals., seconds., B_seconds.)."},
+         epilog="Exit codes: 0 ok; 1 an --expect check failed; 2 bad usage (an unknown suite, optimizer or ruleset; a "
+         "suite file with wrong fields; a problem whose model, data or loss fails its check); 130 interrupted "
+         "(Ctrl-C).")
+def benchmark(given: Given) -> int:
+    """Judge optimizers across a suite of problems: steps, gradient evaluations and seconds to each problem's
+    target, paired statistics, AlgoPerf's performance profiles and score B, and a verdict."""
+    from losslab.cli.configs import benchmark_config, config_from_options
     from losslab.commands import benchmark as command
     from losslab.commands.common import keep_stdout_for_json
 
-    cfg = command.BenchmarkConfig(optim_names(optims, "--optims"), expand(suite) or suite, seeds, ruleset)
-    with keep_stdout_for_json(json_out):
-        return command.main(cfg, config_from_options, json_out=json_out)
+    with keep_stdout_for_json(given.json_out):
+        return command.main(benchmark_config(given), config_from_options, json_out=given.json_out,
+                            quiet=given.quiet)
 
 
 COMPLETION_FLAGS = ("--install-completion", "--show-completion")

@@ -64,3 +64,73 @@ def rosenbrock(theta: Any, a: float = 1.0, b: float = 100.0) -> Any:
     """(a − x)² + b (y − x²)²: a narrow curved valley; its minimum 0 is at (a, a²)."""
     x, y = theta[..., 0], theta[..., 1]
     return (a - x) ** 2 + b * (y - x ** 2) ** 2
+
+
+# The two problems as a training command trains them (`losslab regress` with import paths: the suite's
+# `quadratic` and `rosenbrock`): the model holds θ and outputs each row's objective, the loss is its mean.
+TRAIN_ROWS = 1000  # DeepOBS's quadratic: 1,000 training samples, batches of 128
+DATA_SEED = 43  # the data's draws (the problem's constants use SEED)
+
+
+def quadratic_data() -> tuple[Any, Any]:
+    """The quadratic's training data: 1,000 rows x ~ N(0, 0.6²) in 100 dimensions, and a zero target per row
+    (unused: the model's output is the objective)."""
+    import numpy as np
+
+    x = np.random.RandomState(DATA_SEED).normal(0.0, NOISE, size=(TRAIN_ROWS, DIMENSION))
+    return x.astype(np.float32), np.zeros((TRAIN_ROWS, 1), dtype=np.float32)
+
+
+def quadratic_minimum() -> float:
+    """The least mean loss over the training data (at θ = the rows' mean), in float64: what a target is set from."""
+    x, _ = quadratic_data()
+    x = x.astype("float64")
+    return float(quadratic_loss(x.mean(0), x, quadratic_deep()[1]))
+
+
+def quadratic_model() -> Any:
+    """θ ∈ R¹⁰⁰ from θ₀ = 1; each row's output is 0.5 (θ − x)ᵀ Q (θ − x)."""
+    import torch
+    from torch import nn
+
+    hessian = torch.as_tensor(quadratic_deep()[1], dtype=torch.float32)
+
+    class Quadratic(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.theta = nn.Parameter(torch.ones(DIMENSION))
+            self.register_buffer("hessian", hessian)
+
+        def forward(self, x: Any) -> Any:
+            d = self.theta - x
+            return 0.5 * ((d @ self.hessian) * d).sum(-1, keepdim=True)
+
+    return Quadratic()
+
+
+def rosenbrock_data() -> tuple[Any, Any]:
+    """Two rows (the least a data set has here; the problem has no data: every step's gradient is the exact one)."""
+    import numpy as np
+
+    return np.zeros((2, 1), dtype=np.float32), np.zeros((2, 1), dtype=np.float32)
+
+
+def rosenbrock_model() -> Any:
+    """θ = (x, y) from (−1.2, 1); each row's output is the Rosenbrock function at θ."""
+    import torch
+    from torch import nn
+
+    class Rosenbrock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.theta = nn.Parameter(torch.tensor(ROSENBROCK_START))
+
+        def forward(self, x: Any) -> Any:
+            return rosenbrock(self.theta).expand(x.shape[0], 1)
+
+    return Rosenbrock()
+
+
+def objective(output: Any, target: Any) -> Any:
+    """The loss of these problems: the mean of the model's outputs (each row's objective; the target is unused)."""
+    return output.mean() + 0.0 * target.sum()

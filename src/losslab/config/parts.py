@@ -179,6 +179,7 @@ class TrainConfig:
     track_sharpness: Optional[int] = None  # every K epochs: the top Hessian eigenvalue of the training loss
     sharpness_samples: int = 1024  # the training rows it is measured on (the first ones; all when fewer)
     max_grad_evals: Optional[int] = None  # a run stops when it has spent this many forward-backward passes
+    stop_at: Optional[tuple[str, str, float]] = None  # (record key, "<=" or ">=", value): a run stops on reaching it
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs <= 0:

@@ -102,8 +102,17 @@ def problem(name: str, command: str, target: str, budget: int, note: str = "", *
     return SuiteProblem(name, command, tuple(sorted(options.items())), parse_target(target, command), budget, note)
 
 
-# The built-in problems (the analytic quadratic and Rosenbrock join them once the benchmark command trains them:
-# components/benchmark_problems.py holds their constants).
+# The built-in problems. The analytic ones train as `regress` with import paths (components.benchmark_problems):
+# their model holds θ and outputs the objective, the loss is its mean.
+_ANALYTIC = "losslab.components.benchmark_problems"
+QUADRATIC = problem("quadratic", "regress", "train_loss <= 88.7", 100,
+                    "DeepOBS's noisy quadratic_deep, 100-D, batches of 128: within 2 % of the least mean loss 86.94",
+                    model=f"{_ANALYTIC}:quadratic_model", dataset=f"{_ANALYTIC}:quadratic_data",
+                    loss=f"{_ANALYTIC}:objective", standardize=False, batch_size=128)
+ROSENBROCK = problem("rosenbrock", "regress", "train_loss <= 0.01", 3000,
+                     "the Rosenbrock valley from (-1.2, 1), exact gradients: within 0.01 of its minimum 0 at (1, 1)",
+                     model=f"{_ANALYTIC}:rosenbrock_model", dataset=f"{_ANALYTIC}:rosenbrock_data",
+                     loss=f"{_ANALYTIC}:objective", standardize=False)
 REGRESSION = problem("regression", "regress", "train_loss <= 1.01 * optimum", 1000,
                      "the tutorial's y = 2x + 3 + noise, full batch: within 1 % of the least-squares loss")
 DIGITS_MLP = problem("digits-mlp", "classify", "valid_acc >= 0.97", 30,
@@ -113,7 +122,7 @@ DIGITS_CNN = problem("digits-cnn", "classify", "valid_acc >= 0.97", 15, "digits,
                      dataset="digits", model="cnn")
 SHAKESPEARE = problem("shakespeare-char", "lm", "valid_loss <= trigram", 20,
                       "the default gpt on tiny Shakespeare: below the trigram baseline (2.046 nats per character)")
-SUITES = {"small": Suite("small", (REGRESSION, DIGITS_MLP, DIGITS_CNN, SHAKESPEARE)),
+SUITES = {"small": Suite("small", (QUADRATIC, ROSENBROCK, REGRESSION, DIGITS_MLP, DIGITS_CNN, SHAKESPEARE)),
           "tiny": Suite("tiny", (problem("regression", "regress", "train_loss <= 1.01 * optimum", 300,
                                          REGRESSION.note),
                                  problem("digits-mlp", "classify", "valid_acc >= 0.95", 10, DIGITS_MLP.note,

@@ -196,6 +196,7 @@ class FitOptions:
     sharpness: Optional[Callable[[torch.nn.Module], float]] = None  # measured after every `sharpness_every` epochs
     sharpness_every: int = 1
     max_grad_evals: Optional[int] = None  # stop when this many forward-backward passes are spent (a budget)
+    stop_at: Optional[tuple[str, str, float]] = None  # stop when a record reaches this target (skeleton.reached)
 
 
 class SingleSide:
@@ -367,7 +368,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], 
     side = SingleSide(model, loss_fn, optimizer, source, plan, options)
     schedules = Schedules([options.schedule]) if options.schedule is not None else None
     out = train(side, plan, range(options.first_epoch, epochs + 1),
-                Hooks(events, [run or RunInfo("fit")], schedules, options.on_step))
+                Hooks(events, [run or RunInfo("fit")], schedules, options.on_step, options.stop_at))
     model.eval()
     side.modes(False)  # (what is measured, saved or plotted next is the optimizer's evaluation point)
     return FitResult(out.status[0], out.records[0], out.epochs_run[0], out.elapsed_s, out.diverged_epoch[0],

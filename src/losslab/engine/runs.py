@@ -285,7 +285,7 @@ def execute(problem: Problem, spec: RunSpec, events: Consumer = _NO_EVENTS, *, i
             track=problem.track(model), first_epoch=start.first_epoch if start is not None else 1,
             on_step=stepped.on_step if stepped is not None else None, schedule=schedule,
             sharpness=problem.sharpness_tracker(loss_fn) if train.track_sharpness else None,
-            sharpness_every=train.track_sharpness or 1, max_grad_evals=train.max_grad_evals)
+            sharpness_every=train.track_sharpness or 1, max_grad_evals=train.max_grad_evals, stop_at=train.stop_at)
         paused = start.paused if start is not None else None
         if paused is not None:
             paused.restore(schedule, options)

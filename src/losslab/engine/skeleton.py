@@ -135,6 +135,14 @@ class Hooks:
     infos: Sequence[RunInfo] = ()  # one per run of the side
     schedules: Optional[Schedules] = None
     on_step: Optional[Callable[[float], bool]] = None  # after each step with a single run's loss; True stops it
+    stop_at: Optional[tuple[str, str, float]] = None  # (record key, "<=" or ">=", value): a run stops on reaching it
+
+
+def reached(record: dict[str, Any], stop_at: Optional[tuple[str, str, float]]) -> bool:
+    """Whether `record` meets the target `stop_at` (a benchmark's: a run stops counting there)."""
+    from losslab.profiles import meets
+
+    return stop_at is not None and meets(record, *stop_at)
 
 
 def train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
@@ -167,6 +175,7 @@ def _train(side: Side, plan: Plan, epochs: range, hooks: Hooks) -> Outcome:
             schedules.after_epoch(metrics)
         for run, record in ready:
             stop = bool(events.on_epoch_end(infos[run], record)) if infos else False
+            stop = reached(record, hooks.stop_at) or stop
             if (stop or asked_stop) and out.status[run] == "ok" and not out.stopped_early[run]:
                 out.stopped_early[run] = True
                 side.retire(run)

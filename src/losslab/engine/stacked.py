@@ -759,7 +759,8 @@ def run_stacked(problem: Problem, specs: Sequence[RunSpec], events: Consumer, *,
         for info in infos:
             events.on_run_begin(info)
         last = problem.until or problem.train_cfg.epochs or 0  # (a halving rung may stop earlier)
-        out = train(side, plan, range(1, last + 1), Hooks(events, infos, side.schedules()))
+        hooks = Hooks(events, infos, side.schedules(), stop_at=problem.train_cfg.stop_at)
+        out = train(side, plan, range(1, last + 1), hooks)
     except KeyboardInterrupt:  # (while a consumer took a run's beginning)
         out = Outcome.of(k)
         out.interrupted, out.status = True, ["interrupted"] * k

@@ -457,6 +457,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         self.started: Optional[float] = None
         self.bar: Optional[Bar] = None
         self._live: Optional["Live"] = None
+        self.context = ""  # what the runs now belong to, shown with the progress (a benchmark's problem)
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
         for g in groups:
@@ -484,7 +485,8 @@ class TrialsDisplay(LiveBlock, Consumer):
         done = sum(self.share.values())
         finished = sum(1 for v in self.share.values() if v >= 1.0)
         elapsed = time.perf_counter() - self.started if self.started is not None else 0.0
-        return f"{finished} of {self.runs} runs done{time_left(elapsed, done, self.runs)}"
+        where = f" ({self.context})" if self.context else ""
+        return f"{finished} of {self.runs} runs done{time_left(elapsed, done, self.runs)}{where}"
 
     def render(self) -> Any:
         from rich.console import Group
@@ -529,9 +531,11 @@ class TrialsDisplay(LiveBlock, Consumer):
         final = result.metrics.get("final_loss")
         detail = f"  {result.error}" if result.error else ""
         left = self.progress().split(", ", 1)
-        print(f"[{run.index + 1}/{run.total}] {self.label} {g}  seed {run.seed}  {result.status}  "
+        where = f"{self.context}: " if self.context else ""
+        print(f"[{run.index + 1}/{run.total}] {where}{self.label} {g}  seed {run.seed}  {result.status}  "
               f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}"
-              f"{'  (' + left[1] + ')' if len(left) > 1 else ''}", file=self.console.file, flush=True)
+              f"{'  (' + left[1].removesuffix(f' ({self.context})') + ')' if len(left) > 1 else ''}",
+              file=self.console.file, flush=True)
 
 
 class RangeDisplay(LiveBlock, Consumer):

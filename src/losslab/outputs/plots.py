@@ -344,3 +344,23 @@ def sharpness_groups_plot(groups: Mapping[str, Sequence[Sequence[Mapping[str, An
         if lrs:
             ax.axhline(2 / statistics.median(lrs), color=line.get_color(), ls="--", lw=1.0, label=f"{name}: 2/lr")
     _finish(ax, path, xlabel="epoch", ylabel="λmax", title=title or "sharpness against 2/lr", legend_size=7)
+
+
+def performance_profiles(taus: Sequence[float], views: Mapping[str, Mapping[str, Sequence[float]]], path: Path,
+                         title: str = "") -> None:
+    """AlgoPerf's performance profiles, one panel per measure (`views[measure][optimizer]`: ρ at each τ): the
+    fraction of problems on which the optimizer is within a factor τ of the best, a step function of τ."""
+    fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 4), dpi=100, squeeze=False)
+    names = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
+    for ax, (measure, rhos) in zip(axes[0], views.items()):
+        for name, rho in rhos.items():
+            ax.step(taus, rho, where="post", lw=1.6, label=name)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlim(taus[0], taus[-1])
+        ax.set_xlabel(f"τ (ratio to the best time, in {names.get(measure, measure)})")
+        ax.set_ylabel("ρ(τ): fraction of problems")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
