@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 def same_numbers(a, b):
     for doc in (a, b):
         doc["config"].pop("executor", None)
+        doc["config"].pop("shared", None)  # (benchmark: the options its problems' runs share, the executor's)
     compared, diff = compare(a, b, rtol=0.0)
     assert diff is None, diff
     return compared
@@ -36,6 +37,9 @@ SWEEPS = [
     ["compare-optimizers", "--task", "lm", "--optims", "adamw,lion", "--seeds", "2", "--epochs", "2", "--eval-every",
      "5", "--eval-batches", "2", "--block-size", "16", "--batch-size", "4", "--layers", "1", "--embed", "32",
      "--heads", "2", "--threads", "1", "--no-vectorize"],
+    # a benchmark: every problem's trials (external ruleset: quasi-random points) on the workers
+    ["benchmark", "--optims", "sgd,adam", "--suite", "analytic", "--ruleset", "external", "--studies", "2",
+     "--trials", "2"],
 ]
 
 

@@ -10,13 +10,14 @@ from losslab.version import __version__
 
 API = ("regress", "classify", "lm",
        "compare_optimizers", "compare_losses", "lr_sweep", "lr_find", "landscape", "predict",
-       "check_loss", "replay", "gate", "diff", "load", "Result")
+       "check_loss", "replay", "gate", "diff", "benchmark", "load", "Result")
 __all__ = ["ConfigError", "__version__", *API]
 
 
 if TYPE_CHECKING:  # what a type checker sees of the functions loaded on first use
     from losslab.api import (  # noqa: F401
         Result,
+        benchmark,
         check_loss,
         classify,
         compare_losses,

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 from losslab.errors import ConfigError
 
-_SPEC = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|=)\s*(\S.*?)\s*$")
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w.\-:]*)\s*(>=|<=|!=|=)\s*(\S.*?)\s*$")
 _TOLERANCE = re.compile(r"^(.+?)\s*(?:±|\+-|\+/-)\s*(.+)$")
 
 

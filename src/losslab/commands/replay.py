@@ -26,7 +26,7 @@ from losslab.errors import ConfigError, ExitCode, RunFailed
 COMMAND = "replay"
 OUTPUT_ONLY = ("out", "tensorboard", "save", "json", "quiet", "print-config", "config")  # option keys as in files
 SKIP_KEYS = ("elapsed_s", "time_per_epoch_s", "versions", "invocation", "device", "expectations", "out",
-             "tensorboard", "save")  # times, where output went, and what the gates said (rerun without them)
+             "tensorboard", "save", "seconds", "markdown")  # times, where output went, what the gates said
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Difference:
     replayed: Any
 
 
-REPLAYABLE = replayable()
+REPLAYABLE = (*replayable(), "benchmark")  # (a benchmark reruns every run of its suite)
 
 
 def load(path: str) -> dict[str, Any]:

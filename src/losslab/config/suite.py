@@ -123,6 +123,7 @@ DIGITS_CNN = problem("digits-cnn", "classify", "valid_acc >= 0.97", 15, "digits,
 SHAKESPEARE = problem("shakespeare-char", "lm", "valid_loss <= trigram", 20,
                       "the default gpt on tiny Shakespeare: below the trigram baseline (2.046 nats per character)")
 SUITES = {"small": Suite("small", (QUADRATIC, ROSENBROCK, REGRESSION, DIGITS_MLP, DIGITS_CNN, SHAKESPEARE)),
+          "analytic": Suite("analytic", (QUADRATIC, ROSENBROCK)),
           "tiny": Suite("tiny", (problem("regression", "regress", "train_loss <= 1.01 * optimum", 300,
                                          REGRESSION.note),
                                  problem("digits-mlp", "classify", "valid_acc >= 0.95", 10, DIGITS_MLP.note,

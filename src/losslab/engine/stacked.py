@@ -535,9 +535,8 @@ class StackedSide:
     """The skeleton's model-and-update part for K runs at once: one batched forward/backward over the stacked
     parameters, each run's own gradient in its row, clipping per row, and one batched update per optimizer block.
     A run whose loss stops being finite is frozen (its weights kept as they were) and leaves the records; the
-    others train on. Each epoch's figures stay on the device (`History`) and come back as records in chunks.
-    A consumer's request to stop a run early is ignored: stacked runs share their steps, and every run of a
-    many-run command trains its full budget (early stopping is a single run's)."""
+    others train on. So is a run asked to stop (`retire`: its target reached). Each epoch's figures stay on the
+    device (`History`) and come back as records in chunks (every epoch when runs stop at a target)."""
 
     def __init__(self, problem: Problem, specs: Sequence[RunSpec], plan: Any):
         self.problem, self.specs, self.plan = problem, specs, plan
@@ -570,10 +569,13 @@ class StackedSide:
         layer_names = [name for name, _ in self.templates[seeds[0]].named_parameters()]
         self.keys = record_keys(self.names, layer_names, self.clipping, problem.has_validation)
         self.diverged_at: list[Optional[int]] = [None] * k
+        self.stopped_at: dict[int, int] = {}  # runs asked to stop (a target reached): their last epoch
         self.frozen: dict[int, torch.Tensor] = {}
         self.history = History(k, model.bounds, problem.device, with_params=self.names is not None,
                                clipping=self.clipping, validation=problem.has_validation,
-                               every_epoch=bool(self.carriers), units=_units(problem) if self.names else None)
+                               # (a target to stop at is checked on every epoch's record: no chunk runs past it)
+                               every_epoch=bool(self.carriers) or problem.train_cfg.stop_at is not None,
+                               units=_units(problem) if self.names else None)
         self.each = torch.ones(k, device=problem.device)
         self.rate_list: list[float] = []
         self.epoch = 0  # the epoch being trained
@@ -689,6 +691,8 @@ class StackedSide:
         with interrupt.critical():  # a second Ctrl-C must not leave a chunk's records half read back
             for epoch, rates, elapsed, per_run, valid in self.history.rows():
                 for i, (row, rate, at) in enumerate(zip(per_run, rates, diverged_at)):
+                    if epoch > self.stopped_at.get(i, epoch):
+                        continue  # (stopped: no records after its last epoch)
                     if at is None or epoch < at:  # (valid_loss, valid_acc) come after lr, then elapsed_s
                         rec = dict(zip(keys, (epoch, *row, rate, *valid[i], elapsed) if valid is not None else
                                        (epoch, *row, rate, elapsed)))
@@ -706,7 +710,12 @@ class StackedSide:
         return built
 
     def retire(self, run: int) -> None:
-        pass  # diverged runs froze when their loss did; stop requests are ignored (see the class)
+        """A run asked to stop (it reached its target): its weights are kept as they are now and it leaves the
+        records after this epoch; its row still computes with the others (stacked runs share their steps).
+        (Diverged runs froze when their loss did.)"""
+        if run not in self.frozen:
+            self.frozen[run] = self.model.flat[run].clone()
+            self.stopped_at[run] = self.epoch
 
     def training(self) -> bool:
         return len(self.frozen) < self.runs

@@ -78,6 +78,16 @@ class BenchmarkConfig:
         return read_suite(self.suite)
 
 
+@dataclass
+class BenchmarkResult:
+    """What the Python API's Result holds: the document, and the metrics --expect tests."""
+
+    document: dict[str, Any]
+
+    def metrics(self) -> dict[str, Any]:
+        return metrics(self.document) if self.document["problems"] else {}
+
+
 def metric_names(cfg: BenchmarkConfig, suite: Suite) -> list[str]:
     """What --expect can check: B.OPT (the measure's), B_seconds.OPT, steps.PROBLEM.OPT, grad_evals.…,
     seconds.…, reached.PROBLEM.OPT."""
@@ -161,7 +171,7 @@ def experiment(cfg: BenchmarkConfig, build: Build, *, json_out: bool = False, qu
 
         write_text(Path(cfg.markdown).expanduser(), markdown(doc))
     plots = [(PROFILE_PLOT, lambda path: profile_plot(doc, path))] if doc["problems"] else []
-    return (Output(finite(doc), report(doc), rows, outcomes, doc["status"], plots),
+    return (Output(finite(doc), report(doc), rows, outcomes, doc["status"], plots, result=BenchmarkResult(doc)),
             Where(console, json_out, quiet, cfg.out, cfg.plot, events))
 
 

@@ -27,9 +27,10 @@ class Prepared:
     """One problem ready to train: its compare-optimizers config, the problem and its target as a number."""
 
     spec: SuiteProblem
-    config: Any
+    config: Any  # (its optimizers: those whose step works on this problem)
     problem: Any
     target: float
+    failed: dict[str, str]  # an optimizer whose step fails on this problem's real batch: why
 
     @property
     def stop_at(self) -> tuple[str, str, float]:
@@ -62,7 +63,22 @@ def prepare(sp: SuiteProblem, optims: tuple[str, ...], shared: dict[str, Any], b
         raise ConfigError(exc.option or "--suite", f"problem {sp.name!r} of {where}: {exc.message}") from None
     # every run stops at the target (or at its budget): what comes after it is not measured
     problem.train_cfg = replace(problem.train_cfg, stop_at=(sp.target.metric, sp.target.bound, target))
-    return Prepared(sp, config, problem, target)
+    failed = unfit(config, problem)
+    return Prepared(sp, replace(config, optims=tuple(o for o in optims if o not in failed)), problem, target, failed)
+
+
+def unfit(config: Any, problem: Any) -> dict[str, str]:
+    """The optimizers whose one probing step on a real batch of this problem fails, and why: they are reported
+    as failed on this problem, and the suite goes on."""
+    from losslab.engine.runs import check_optimizer
+
+    out = {}
+    for name in config.optims:
+        try:
+            check_optimizer(problem, config.optim_for(name, config.lr_of(name)[0]))
+        except ConfigError as exc:
+            out[name] = exc.message
+    return out
 
 
 def accepts(name: str) -> list[str]:
@@ -148,6 +164,15 @@ def train_problem(prep: Prepared, cfg: Any, events: Consumer, offset: int, total
 
     studies = 1 if cfg.ruleset == "defaults" else cfg.studies
     runs: list[dict[str, Any]] = []
+    for name, why in prep.failed.items():  # (one failed run per study and trial: a miss with its reason)
+        for study in range(cfg.seeds if cfg.ruleset == "defaults" else cfg.studies):
+            runs += [{"optimizer": name, "study": study, "trial": t, "seed": None, "epochs": math.inf,
+                      **{m: math.inf for m in ("steps", "grad_evals", "seconds")}, "final": math.nan,
+                      "status": "error", "error": why, "epochs_run": 0, "records": []}
+                     for t in range(1 if cfg.ruleset == "defaults" else cfg.trials)]
+    offset += len(runs)
+    if not prep.config.optims:
+        return runs, "ok"
     for study in range(studies):
         for trial, (config, values) in enumerate(trial_configs(prep, cfg.ruleset, study, cfg.trials, cfg.method,
                                                                 cfg.seeds)):
