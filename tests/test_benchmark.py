@@ -136,7 +136,7 @@ def test_external_trials_are_the_same_points_for_every_optimizer_and_replay(cli,
         assert r["lr"] == drawn[0]["lr"] and r.get("betas") == (list(drawn[0]["betas"]) if "betas" in drawn[0]
                                                                 else None)
         assert default / 10 <= r["lr"] <= default * 10
-    for name, p in doc["problems"].items():  # the study's figure is its fastest trial
+    for p in doc["problems"].values():  # the study's figure is its fastest trial
         for optim, figures in p["optimizers"].items():
             for s in figures["per_study"]:
                 mine = [r["steps"] or math.inf for r in p["runs"] if r["optimizer"] == optim and r["study"] ==
@@ -161,7 +161,8 @@ budget = 3000
 [[problem]]
 name = "valley"
 command = "regress"
-options = {{ model = "{ANALYTIC}:rosenbrock_model", dataset = "{ANALYTIC}:rosenbrock_data", loss = "{ANALYTIC}:objective", standardize = false }}
+options = {{ model = "{ANALYTIC}:rosenbrock_model", dataset = "{ANALYTIC}:rosenbrock_data", \
+loss = "{ANALYTIC}:objective", standardize = false }}
 target = "train_loss <= 0.5"
 budget = 200
 ''')

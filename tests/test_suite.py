@@ -28,7 +28,8 @@ def test_bad_targets_are_one_line(text, command, words):
 
 def test_the_built_in_suites():
     small = SUITES["small"]
-    assert [p.name for p in small.problems] == ["regression", "digits-mlp", "digits-cnn", "shakespeare-char"]
+    assert [p.name for p in small.problems] == ["quadratic", "rosenbrock", "regression", "digits-mlp", "digits-cnn",
+                                                "shakespeare-char"]
     assert {p.command for p in small.problems} == {"regress", "classify", "lm"}
     assert all(p.budget > 0 and p.note for p in small.problems)
     assert {p.name for p in SUITES["tiny"].problems} < {p.name for p in small.problems}

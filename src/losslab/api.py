@@ -498,19 +498,23 @@ def diff(a: str, b: str) -> Answer:
     return Answer(result, command.document(result))
 
 
-def benchmark(optims: Any, *, suite: str = "tiny", ruleset: str = "defaults", seeds: int = 3, studies: int = 5,
-              trials: int = 5, method: str = "sobol", reference: Optional[str] = None, measure: str = "steps",
-              progress: bool = True) -> Result:
-    """`losslab benchmark`: optimizers (a list or a comma list) judged across a suite (`.document()`: times to
-    target per problem, the statistics, profiles, score B and the verdict; `.metrics`: the names --expect tests,
-    B.adam, steps.quadratic.adam …)."""
+def benchmark(optims: Any, *, progress: bool = True, **options: Any) -> Result:
+    """`losslab benchmark`: optimizers (a list or a comma list) judged across a suite; `options` by the command
+    line's Python names: suite, ruleset, seeds, studies, trials, method, reference, measure, out, markdown.
+    `.document()`: times to target per problem, the statistics, profiles, score B and the verdict; `.metrics`: the
+    names --expect tests (B.adam, steps.quadratic.adam …)."""
+    from dataclasses import fields
+
     from losslab.commands import benchmark as command
 
+    known = [f.name for f in fields(command.BenchmarkConfig) if f.name not in ("optims", "shared", "gates", "plot")]
+    for key in options:
+        if key not in known:
+            raise ConfigError(key, f"is not an option of benchmark; choose from: {', '.join(known)}")
     names = [o for o in optims.split(",") if o.strip()] if isinstance(optims, str) else list(optims)
-    cfg = command.BenchmarkConfig(tuple(names), suite, seeds, ruleset, studies, trials, method, reference, measure)
+    cfg = command.BenchmarkConfig(tuple(names), **options)
     output, where = command.experiment(cfg, _config, json_out=True, quiet=not progress)
     where.events.on_command_end(command.COMMAND, output.status, output.document)
     return Result(command.COMMAND, output, where)
-
 
 _signatures()
