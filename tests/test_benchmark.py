@@ -242,3 +242,20 @@ def test_bad_input_is_one_line(cli, tmp_path):
         run = cli("benchmark", "--optims", "adam,sgd", "--suite", str(bad))
         assert run.exit_code == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert "--suite" in run.stderr or "--model" in run.stderr
+
+
+def test_gate_on_a_benchmark_reruns_it_and_calls_a_newly_missed_target_a_regression(cli, tmp_path):
+    run = cli("benchmark", "--optims", "sgd,adam", "--suite", "analytic", "--seeds", "2", "--out", str(tmp_path),
+              "--quiet")
+    assert run.exit_code == 0, run.stderr
+    again = cli("gate", str(tmp_path / "result.json"), "--seeds", "2", "--json")
+    assert again.exit_code == 0, again.stderr
+    rows = {(r["entry"], r["metric"]): r["verdict"] for r in again.json()["metrics"]}
+    assert rows[("quadratic/adam", "steps_to_target")] == "unchanged"  # the same code: the same steps
+    assert rows[("rosenbrock/sgd", "steps_to_target")] == "unchanged"  # missed on both sides
+    doc = json.loads((tmp_path / "result.json").read_text())
+    for study in doc["problems"]["quadratic"]["optimizers"]["adam"]["per_study"]:
+        study["steps"] = None  # the candidate no longer reaches the quadratic's target
+    (tmp_path / "worse.json").write_text(json.dumps(doc))
+    worse = cli("gate", str(tmp_path / "result.json"), str(tmp_path / "worse.json"))
+    assert worse.exit_code == 1 and "quadratic/adam steps_to_target" in worse.stdout and "regressed" in worse.stdout

@@ -76,6 +76,9 @@ def compare(baseline: dict[int, float], candidate: dict[int, float], *, lower_is
     a = {s: v for s, v in baseline.items() if math.isfinite(v)}
     b = {s: v for s, v in candidate.items() if math.isfinite(v)}
     common = sorted(set(a) & set(b))
+    if not a and not b and baseline and baseline == candidate:  # e.g. a target missed on every seed by both
+        same = next(iter(baseline.values()))
+        return Comparison(0, 0, True, same, same, 0.0, None, None, None, "unchanged")
     med_a = statistics.median(a.values()) if a else math.nan
     med_b = statistics.median(b.values()) if b else math.nan
     paired = len(common) >= 2

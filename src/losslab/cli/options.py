@@ -336,9 +336,9 @@ OPTS: dict[str, Opt] = {
     "markdown": Opt(Optional[str], ("--markdown",), "gate: write a short Markdown table (for a pull request comment "
                     "or a CI job summary) to this file."),
     # benchmark
-    "suite": Opt(str, ("--suite",), "benchmark: tiny (for CI: the regression and the digits MLP), analytic (the "
-                 "noisy quadratic and Rosenbrock: seconds), small (both, the regression, digits MLP and CNN, the "
-                 "character model), or a suite file FILE.toml of [[problem]] tables.", "tiny"),
+    "suite": Opt(str, ("--suite",), "benchmark: tiny (for CI: the quadratic, the regression, the digits MLP), "
+                 "analytic (the noisy quadratic and Rosenbrock: seconds), small (both, the regression, digits MLP "
+                 "and CNN, the character model), or a suite file FILE.toml of [[problem]] tables.", "tiny"),
     "ruleset": Opt(str, ("--ruleset",), "benchmark: defaults (each optimizer at its own default hyper-parameters, "
                    "one study per seed) or external (AlgoPerf's: --trials quasi-random trials in each optimizer's "
                    "search space per study, the fastest trial counts, the median of --studies studies).", "defaults"),

@@ -109,7 +109,8 @@ def verdict(problems: dict[str, dict[str, Any]], optims: Sequence[str], referenc
         slower = [n for n, s in stats.items() if s["verdict"] == "slower"]
         more = [n for n, s in stats.items() if s["verdict"] == "reaches more often"]
         less = [n for n, s in stats.items() if s["verdict"] == "reaches less often"]
-        noise = [n for n, s in stats.items() if s["verdict"] in ("within noise", "same", "one study")]
+        noise = [n for n, s in stats.items() if s["verdict"] in ("within noise", "same")]
+        single = [n for n, s in stats.items() if s["verdict"] == "one study"]
         ratios = [s["ratio"] for s in stats.values() if s["ratio"] is not None]
         parts = []
         if ratios:
@@ -117,7 +118,8 @@ def verdict(problems: dict[str, dict[str, Any]], optims: Sequence[str], referenc
             parts.append(f"needs {g:.2f}× {reference}'s {unit} where both reach the target "
                          f"({len(ratios)} of {len(stats)} problems)")
         for words, names in (("faster on", faster), ("slower on", slower), ("reaches it more often on", more),
-                             ("reaches it less often on", less), ("within noise on", noise)):
+                             ("reaches it less often on", less), ("within noise on", noise),
+                             ("one study each (no interval: give --seeds or --studies 2 or more) on", single)):
             if names:
                 parts.append(f"{words} {', '.join(names)}")
         if not parts:

@@ -214,7 +214,10 @@ def report(result: GateResult) -> Report:
         where = ("never separate beyond the seeds' spread" if curve["separates_at_epoch"] is None else
                  f"separate beyond the seeds' spread from epoch {curve['separates_at_epoch']}")
         notes.append(f"loss curves{name}: mean |Δ median| per epoch {fmt(curve['area'], '.3g')}; they {where}")
-    if not result.curves:
+    if base.command == "benchmark":
+        notes.append("benchmark: PROBLEM/OPTIMIZER steps_to_target and grad_evals_to_target per study (inf: missed; "
+                     "a target missed now that was reached before is a regression)")
+    elif not result.curves:
         notes.append("loss curves: not compared (a side has no per-epoch records: give the result.json of --out, "
                      "whose history.csv holds them, or a gate's document)")
     for fact in result.facts:

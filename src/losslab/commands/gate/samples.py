@@ -23,9 +23,11 @@ DIRECTION: dict[str, Optional[bool]] = {
     "final_loss": True, "valid_loss": True, "best_loss": True, "epochs_to_target": True, "optimum_distance": True,
     "accuracy": False, "macro_f1": False,
     "valley": None, "steepest": None, "min_loss/10": None, "lightning": None,
+    # a benchmark's times to target (per problem and optimizer; a miss: inf)
+    "steps_to_target": True, "grad_evals_to_target": True,
 }
 FACTS = ("winner", "suggested_lr")
-COMMANDS = (*replayable(), "gate")  # the results gate and diff read
+COMMANDS = (*replayable(), "gate", "benchmark")  # the results gate and diff read
 # documents written before every many-run document listed `entries` (losslab 0.1): where their entries were
 LEGACY_ENTRIES = {"compare-optimizers": ("optimizers", "optimizer"), "compare-losses": ("losses", "loss")}
 OUTPUT_ONLY = ("out", "tensorboard", "save", "json", "quiet", "print-config", "config", "plot", "expect",
@@ -131,6 +133,8 @@ def of_result(doc: dict[str, Any], rows: Sequence[dict[str, Any]], source: str, 
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ConfigError(role, f"{source}: a {doc['command']} result with missing or malformed fields") from None
     side.facts = {k: doc[k] for k in FACTS if k in doc and not isinstance(doc[k], (dict, list))}
+    if doc["command"] == "benchmark":
+        return side  # (its samples are times to target per study; its history rows are many problems' curves)
     key, group = loss_key(task), _group_column(doc)
     for row in rows:
         entry = _entry_of_row(doc, row, group)
@@ -193,7 +197,15 @@ def _put(side: Side, entry: str, seed: int, metrics: dict[str, Any]) -> None:
 
 def _fill(side: Side, doc: dict[str, Any]) -> None:
     command = doc["command"]
-    if not is_many(command):
+    if command == "benchmark":  # entry PROBLEM/OPTIMIZER: its time to target per study (a miss: inf, not a gap)
+        for name, problem in doc["problems"].items():
+            for optim, figures in problem["optimizers"].items():
+                for study in figures["per_study"]:
+                    for metric in ("steps", "grad_evals"):
+                        value = study[metric]
+                        by_study = side.values.setdefault(f"{name}/{optim}", {}).setdefault(f"{metric}_to_target", {})
+                        by_study[int(study["study"])] = math.inf if value is None else float(value)
+    elif not is_many(command):
         _put(side, "run", _single_seed(doc), doc)
     elif "entries" in doc:  # the one many-run shape
         for name, entry in doc["entries"].items():
@@ -228,6 +240,8 @@ def run_seeds(invocation: dict[str, Any], seeds: Sequence[int], configure: Confi
     import os
 
     command = invocation.get("command")
+    if command == "benchmark":
+        return _benchmark(invocation, seeds, configure, source)
     row = command_of(str(command))
     if row is None or not row.replayable:
         raise ConfigError("BASELINE", f"its invocation runs {command!r}; gate reruns {', '.join(replayable())}")
@@ -263,6 +277,24 @@ def _stacked(command: str, options: dict[str, Any], seeds: Sequence[int], config
     for r in results:
         _put(side, "run", r.spec.seed, run_document(r, task, target))
         side.curves.setdefault("run", {})[r.spec.seed] = [rec.get(loss_key(task), math.nan) for rec in r.records]
+    return side
+
+
+def _benchmark(invocation: dict[str, Any], seeds: Sequence[int], configure: Configure, source: str) -> Side:
+    """A benchmark's invocation run now with `seeds` as its studies (seeds 0… under defaults, studies 0… under the
+    external ruleset)."""
+    from losslab.commands import benchmark
+
+    if list(seeds) != list(range(len(seeds))):
+        raise ConfigError("--first-seed", f"a benchmark's studies are numbered from 0; these are not: {list(seeds)}")
+    options = options_of(invocation)
+    count = "seeds" if options.get("ruleset", "defaults") == "defaults" else "studies"
+    cfg = configure("benchmark", {**options, count: len(seeds)})
+    output, _ = benchmark.experiment(cfg, configure, json_out=True, quiet=True)
+    if output.status == "interrupted":
+        raise KeyboardInterrupt
+    side = of_result(json.loads(json.dumps(output.document, default=str)), [], source, "BASELINE")
+    side.invocation = invocation
     return side
 
 
