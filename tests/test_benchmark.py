@@ -119,6 +119,20 @@ def test_a_planted_better_optimizer_wins_and_the_outputs_say_so(cli, tmp_path, m
     assert failing.exit_code == 1 and "steps.quadratic.planted:Poor" in failing.stderr
 
 
+def test_tensorboard_gets_a_folder_per_problem_and_run(cli, tmp_path):
+    run = cli("benchmark", "--optims", "sgd,adam", "--suite", "analytic", "--seeds", "1", "--tensorboard",
+              str(tmp_path), "--quiet")
+    assert run.exit_code == 0, run.stderr
+    folders = sorted(p.name for p in (tmp_path / "benchmark").iterdir())
+    assert folders == ["quadratic-adam-seed0", "quadratic-sgd-seed0", "rosenbrock-adam-seed0", "rosenbrock-sgd-seed0"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "benchmark" / "rosenbrock-adam-seed0"))
+    events.Reload()
+    losses = events.Scalars("loss/train")
+    assert len(losses) == 2466 and losses[-1].value <= 0.01  # up to the epoch it reached the target
+
+
 def test_external_trials_are_the_same_points_for_every_optimizer_and_replay(cli, tmp_path):
     from losslab.commands.benchmark.runs import accepts
     from losslab.config.parts import rate_for

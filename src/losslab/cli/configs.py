@@ -473,7 +473,8 @@ def benchmark_config(given: Given) -> Any:
     reference = optimizer_named(given.reference, "--reference") if given.reference is not None else None
     return BenchmarkConfig(optims, expand(given.suite) or given.suite, given.seeds, given.ruleset, given.studies,
                            given.trials, given.method, reference, given.measure, shared, expand(given.out),
-                           expand(given.markdown), given.plot, gate_config(given, with_target_loss=False))
+                           expand(given.markdown), expand(given.tensorboard), given.plot,
+                           gate_config(given, with_target_loss=False))
 
 
 def gate_options(given: Given) -> Any:

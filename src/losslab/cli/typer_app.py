@@ -473,7 +473,7 @@ def generate(
 
 @command("benchmark", "optims", "suite", "ruleset", "seeds", "studies", "trials", "method", "reference", "measure",
          "executor", "jobs", "retries", "ray_address", "cpus_per_trial", "no_vectorize", "threads", "device",
-         "expect", "markdown", "out", "plot", "quiet", "json_out", "config", "print_config", seeds=3,
+         "expect", "markdown", "out", "tensorboard", "plot", "quiet", "json_out", "config", "print_config", seeds=3,
          helps={"optims": "Comma list of the optimizers to judge (at least two): registered names, pytorch-optimizer's "
                           "(lion, soap, …), import paths (myopt:Lion).",
                 "seeds": "--ruleset defaults: seeds per optimizer and problem (the studies; the median counts).",

@@ -49,7 +49,7 @@ class RunInfo:
         parts = []
         for name, value in self.key:
             text = f"{value:g}" if isinstance(value, float) else str(value)
-            parts.append(text if name in ("optimizer", "loss", "group") else f"{name}{text}")
+            parts.append(text if name in ("problem", "optimizer", "loss", "group") else f"{name}{text}")
         return "-".join(parts) or "run"
 
 

@@ -39,6 +39,7 @@ class BenchmarkConfig:
     shared: tuple[tuple[str, Any], ...] = ()  # options every problem's runs take (executor, threads, device…)
     out: Optional[str] = None
     markdown: Optional[str] = None  # a Markdown summary file
+    tensorboard: Optional[str] = None  # every run's curves: DIR/benchmark/PROBLEM-OPTIMIZER-seedN
     plot: Optional[bool] = None
     gates: GateConfig = field(default_factory=GateConfig)
 
@@ -155,6 +156,7 @@ def experiment(cfg: BenchmarkConfig, build: Build, *, json_out: bool = False, qu
 
     suite = cfg.load()
     check_out_dir(cfg.out, DATA_FILES + (PROFILE_PLOT,))
+    check_out_dir(cfg.tensorboard, option="--tensorboard")
     check_names(cfg.gates.expect, metric_names(cfg, suite))
     console = make_console(stderr=json_out)
     display = TrialsDisplay(console, quiet=quiet)

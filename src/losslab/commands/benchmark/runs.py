@@ -135,14 +135,15 @@ def run_document(r: Any, prep: Prepared, study: int, trial: int, values: dict[st
 
 
 class Renumbered(Consumer):
-    """A compare's run events passed on as runs `offset`… of the whole benchmark (`total` runs): one live display
-    and one ETA over every problem."""
+    """A compare's run events passed on as runs `offset`… of the whole benchmark (`total` runs), keyed by their
+    problem too: one live display and one ETA over every problem, one TensorBoard folder per problem's run."""
 
-    def __init__(self, events: Consumer, offset: int, total: int):
-        self.events, self.offset, self.total = events, offset, total
+    def __init__(self, events: Consumer, offset: int, total: int, problem: str):
+        self.events, self.offset, self.total, self.problem = events, offset, total, problem
 
     def _info(self, run: RunInfo) -> RunInfo:
-        return replace(run, index=self.offset + run.index, total=self.total)
+        return replace(run, index=self.offset + run.index, total=self.total,
+                       key=(("problem", self.problem), *run.key))
 
     def on_run_begin(self, run: RunInfo) -> None:
         self.events.on_run_begin(self._info(run))
@@ -176,7 +177,7 @@ def train_problem(prep: Prepared, cfg: Any, events: Consumer, offset: int, total
     for study in range(studies):
         for trial, (config, values) in enumerate(trial_configs(prep, cfg.ruleset, study, cfg.trials, cfg.method,
                                                                 cfg.seeds)):
-            result = compare(config, prep.problem, Renumbered(events, offset, total))
+            result = compare(config, prep.problem, Renumbered(events, offset, total, prep.spec.name))
             offset += sum(len(rs) for rs in result.runs.values())
             for name, rs in result.runs.items():
                 for i, r in enumerate(rs):
