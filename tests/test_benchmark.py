@@ -124,10 +124,11 @@ def test_tensorboard_gets_a_folder_per_problem_and_run(cli, tmp_path):
               str(tmp_path), "--quiet")
     assert run.exit_code == 0, run.stderr
     folders = sorted(p.name for p in (tmp_path / "benchmark").iterdir())
-    assert folders == ["quadratic-adam-seed0", "quadratic-sgd-seed0", "rosenbrock-adam-seed0", "rosenbrock-sgd-seed0"]
+    assert folders == ["quadratic-adam-lr0.01-seed0", "quadratic-sgd-lr0.1-seed0", "rosenbrock-adam-lr0.01-seed0",
+                       "rosenbrock-sgd-lr0.1-seed0"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "benchmark" / "rosenbrock-adam-seed0"))
+    events = EventAccumulator(str(tmp_path / "benchmark" / "rosenbrock-adam-lr0.01-seed0"))
     events.Reload()
     losses = events.Scalars("loss/train")
     assert len(losses) == 2466 and losses[-1].value <= 0.01  # up to the epoch it reached the target
