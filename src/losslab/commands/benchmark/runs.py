@@ -130,8 +130,9 @@ def run_document(r: Any, prep: Prepared, study: int, trial: int, values: dict[st
     per_step = (r.grad_evals / r.optimizer_steps) if r.optimizer_steps else 1.0
     arrived = arrival(r.records, metric, bound, target, Plan.of(prep.problem).batches, per_step)
     last = next((rec[metric] for rec in reversed(r.records) if metric in rec), math.nan)
+    where = {"node": r.node} if r.node is not None else {}  # (--executor ray: the node it trained on)
     return {"study": study, "trial": trial, "seed": r.spec.seed, **values, **arrived, "final": last,
-            "status": r.status, "error": r.error, "epochs_run": r.epochs_run, "records": r.records}
+            "status": r.status, "error": r.error, "epochs_run": r.epochs_run, **where, "records": r.records}
 
 
 class Renumbered(Consumer):
