@@ -124,9 +124,9 @@ ARGS = ["compare-losses", "--losses", "slowish:slowish,slowish:slowish2,slowish:
         "--seeds", "1", "--epochs", "200", "--no-check-loss", "--json", "--quiet", "--device", "cpu"]
 
 
-def run(args: list[str], cwd: Path) -> dict:
-    proc = subprocess.run([LOSSLAB, *args], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(cwd)},
-                          cwd=cwd, timeout=300)
+def run(args: list[str], cwd: Path, env: dict | None = None) -> dict:
+    proc = subprocess.run([LOSSLAB, *args], capture_output=True, text=True,
+                          env={**ENV, "PYTHONPATH": str(cwd), **(env or {})}, cwd=cwd, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -141,7 +141,9 @@ def local_numbers(cwd: Path) -> dict:
 
 
 def test_trials_spread_over_two_nodes_with_the_numbers_of_local(two_nodes, losses):
-    on_cluster = run([*ARGS, "--executor", "ray", "--ray-address", "auto"], losses)  # the cluster `ray start` made
+    # `auto` as Ray resolves it: RAY_ADDRESS first (without it Ray picks the latest cluster of any on the machine —
+    # a runtime another test or process left there once made this test join one with no CPUs)
+    on_cluster = run([*ARGS, "--executor", "ray", "--ray-address", "auto"], losses, {"RAY_ADDRESS": two_nodes[0]})
     runs = [run for entry in on_cluster["entries"].values() for run in entry["runs"]]
     assert len(runs) == 4 and len({run["node"] for run in runs}) == 2  # both nodes trained
     nodes(on_cluster)  # (taken out of the document: the numbers are compared without them)
