@@ -17,7 +17,7 @@ raise `losslab.ConfigError` naming the option as the CLI does (`--lr: must be > 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypedDict
 
 from typing_extensions import Unpack
 
@@ -498,7 +498,23 @@ def diff(a: str, b: str) -> Answer:
     return Answer(result, command.document(result))
 
 
-def benchmark(optims: Any, *, progress: bool = True, **options: Any) -> Result:
+class BenchmarkOptions(TypedDict, total=False):
+    """`losslab.benchmark`'s options: the command line's, by Python name."""
+
+    suite: str
+    ruleset: str
+    seeds: int
+    studies: int
+    trials: int
+    method: str
+    reference: Optional[str]
+    measure: str
+    out: Optional[str]
+    markdown: Optional[str]
+    tensorboard: Optional[str]
+
+
+def benchmark(optims: Any, *, progress: bool = True, **options: Unpack[BenchmarkOptions]) -> Result:
     """`losslab benchmark`: optimizers (a list or a comma list) judged across a suite; `options` by the command
     line's Python names: suite, ruleset, seeds, studies, trials, method, reference, measure, out, markdown.
     `.document()`: times to target per problem, the statistics, profiles, score B and the verdict; `.metrics`: the
