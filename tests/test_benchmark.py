@@ -272,3 +272,14 @@ def test_gate_on_a_benchmark_reruns_it_and_calls_a_newly_missed_target_a_regress
     (tmp_path / "worse.json").write_text(json.dumps(doc))
     worse = cli("gate", str(tmp_path / "result.json"), str(tmp_path / "worse.json"))
     assert worse.exit_code == 1 and "quadratic/adam steps_to_target" in worse.stdout and "regressed" in worse.stdout
+
+
+def test_from_python(tmp_path):
+    result = losslab.benchmark(["adam", "sgd"], suite="analytic", seeds=1, progress=False,
+                               markdown=str(tmp_path / "b.md"))
+    assert result.status == "ok" and result.metrics["B.adam"] == 1.0 and result.metrics["reached.quadratic.sgd"] == 0
+    assert result.document()["problems"]["quadratic"]["optimizers"]["sgd"]["steps"] is None  # a miss: null
+    assert (tmp_path / "b.md").read_text().startswith("## Benchmark")
+    with pytest.raises(losslab.ConfigError) as err:
+        losslab.benchmark("adam,sgd", sute="tiny")  # type: ignore[call-arg]
+    assert err.value.option == "sute"
