@@ -458,6 +458,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         self.bar: Optional[Bar] = None
         self._live: Optional["Live"] = None
         self.context = ""  # what the runs now belong to, shown with the progress (a benchmark's problem)
+        self.part: Optional[tuple[int, int, float]] = None  # (first run, runs, start): the time left is of this part
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
         for g in groups:
@@ -480,13 +481,23 @@ class TrialsDisplay(LiveBlock, Consumer):
                           fmt(row["best"]), row["status"])
         return table
 
+    def begin_part(self, name: str, first: int, runs: int) -> None:
+        """Runs `first`… (`runs` of them) are one part of unlike cost (a benchmark's problem): the time left is
+        then this part's, at its own pace."""
+        self.context, self.part = name, (first, runs, time.perf_counter())
+
     def progress(self) -> str:
-        """'3 of 13 runs done, about 12 s left' (the time left at the pace of the epochs run so far)."""
-        done = sum(self.share.values())
+        """'3 of 13 runs done, about 12 s left' (the time left at the pace of the epochs run so far; of the part
+        running, when the runs come in parts)."""
         finished = sum(1 for v in self.share.values() if v >= 1.0)
+        if self.part is not None:
+            first, runs, start = self.part
+            done = sum(v for i, v in self.share.items() if first <= i < first + runs)
+            left = time_left(time.perf_counter() - start, done, runs).replace(" left", f" left in {self.context}")
+            return f"{finished} of {self.runs} runs done{left or ', ' + self.context}"
+        done = sum(self.share.values())
         elapsed = time.perf_counter() - self.started if self.started is not None else 0.0
-        where = f" ({self.context})" if self.context else ""
-        return f"{finished} of {self.runs} runs done{time_left(elapsed, done, self.runs)}{where}"
+        return f"{finished} of {self.runs} runs done{time_left(elapsed, done, self.runs)}"
 
     def render(self) -> Any:
         from rich.console import Group
@@ -530,12 +541,12 @@ class TrialsDisplay(LiveBlock, Consumer):
             return
         final = result.metrics.get("final_loss")
         detail = f"  {result.error}" if result.error else ""
-        left = self.progress().split(", ", 1)
+        progress = self.progress().split(", ", 1)
         where = f"{self.context}: " if self.context else ""
+        left = progress[1] if len(progress) > 1 and progress[1] != self.context else ""
         print(f"[{run.index + 1}/{run.total}] {where}{self.label} {g}  seed {run.seed}  {result.status}  "
               f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}"
-              f"{'  (' + left[1].removesuffix(f' ({self.context})') + ')' if len(left) > 1 else ''}",
-              file=self.console.file, flush=True)
+              f"{'  (' + left + ')' if left else ''}", file=self.console.file, flush=True)
 
 
 class RangeDisplay(LiveBlock, Consumer):

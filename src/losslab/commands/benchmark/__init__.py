@@ -119,8 +119,8 @@ def run(cfg: BenchmarkConfig, build: Build, events: Any, suite: Suite,
     rows: list[dict[str, Any]] = []
     status = "ok"
     for i, prep in enumerate(prepared):  # Ctrl-C stops the suite: the problems finished count, the stopped one not
-        if display is not None:
-            display.context = prep.spec.name
+        if display is not None:  # (the time left is the problem's: problems differ in cost by 100×)
+            display.begin_part(prep.spec.name, i * per_problem, per_problem)
         runs, status = train_problem(prep, cfg, events, i * per_problem, per_problem * len(prepared))
         if status == "interrupted":
             break
