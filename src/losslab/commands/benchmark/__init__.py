@@ -220,7 +220,31 @@ def report(doc: dict[str, Any]) -> Any:
     notes += ["verdict (against " + doc["reference"] + "):"] + [f"  {line}" for line in doc["verdict"]]
     if doc["status"] == "interrupted":
         notes.append(f"interrupted: {len(doc['problems'])} problem(s) finished; the one Ctrl-C stopped is left out")
-    return Report(title, ["problem", *optims], rows, notes)
+    return [details(doc), Report(title, ["problem", *optims], rows, notes)]
+
+
+def details(doc: dict[str, Any]) -> Any:
+    """Per problem and optimizer: the medians of steps, gradient evaluations and seconds to the target, the last
+    value of the target's metric, the studies that reached it, and the paired ratio to the reference."""
+    from losslab.outputs.display import Report, fmt
+
+    figures = [(name, o, p["optimizers"][o], p["statistics"].get(o)) for name, p in doc["problems"].items()
+               for o in doc["optims"]]
+    evals = any(f["grad_evals"] != f["steps"] for _, _, f, _ in figures)  # (a column only where they differ)
+    rows = []
+    for name, o, f, s in figures:
+        versus = "reference" if s is None else "—" if s["ratio"] is None else f"{s['ratio']:.2f}×" + (
+            f" ({s['low']:.2f}–{s['high']:.2f})" if s["low"] is not None and s["high"] is not None else "")
+        seconds = "failed" if f["failed"] else "∞" if not math.isfinite(f["seconds"]) else f"{f['seconds']:.2f}"
+        rows.append([name, o, shown(f["steps"], failed=f["failed"])]
+                    + [shown(f["grad_evals"], failed=f["failed"])] * evals
+                    + [seconds, fmt(f["final"], ".4g"), f"{f['reached']}/{f['studies']}", versus])
+    unit = "steps" if doc["measure"] == "steps" else "gradient evaluations"
+    headers = ["problem", "optimizer", "steps"] + ["grad evals"] * evals + ["seconds", "final", "reached",
+                                                                             "× reference"]
+    return Report(f"per problem and optimizer: medians over studies to the target, the last value of its metric; "
+                  f"{unit} against {doc['reference']}'s (paired by study, 95% interval)", headers, rows, [],
+                  text=frozenset({1}))
 
 
 def lm_notes(doc: dict[str, Any]) -> list[str]:

@@ -27,7 +27,7 @@ def figures(runs: Sequence[dict[str, Any]], measure: str) -> dict[str, Any]:
     studies = sorted({r["study"] for r in runs})
     chosen = [fastest([r for r in runs if r["study"] == s], measure) for s in studies]
     failed = next((r["error"] for r in runs if r["status"] == "error" and r.get("error")), None)
-    finals = [r["final"] for r in chosen if isinstance(r["final"], (int, float)) and math.isfinite(r["final"])]
+    finals = [r["final"] for r in chosen if isinstance(r["final"], (int, float)) and not math.isnan(r["final"])]
     return {**{m: median([r[m] for r in chosen]) for m in TIMES},
             "reached": sum(1 for r in chosen if math.isfinite(r["steps"])), "studies": len(chosen),
             "final": statistics.median(finals) if finals else math.nan, "failed": failed,
