@@ -149,6 +149,8 @@ def test_external_trials_are_the_same_points_for_every_optimizer_and_replay(cli,
         assert r["lr"] == drawn[0]["lr"] and r.get("betas") == (list(drawn[0]["betas"]) if "betas" in drawn[0]
                                                                 else None)
         assert default / 10 <= r["lr"] <= default * 10
+        space = doc["problems"]["quadratic"]["search_spaces"][r["optimizer"]]
+        assert space[0] == {"name": "lr", "low": default / 10, "high": default * 10, "log": True, "one_minus": False}
     for p in doc["problems"].values():  # the study's figure is its fastest trial
         for optim, figures in p["optimizers"].items():
             for s in figures["per_study"]:

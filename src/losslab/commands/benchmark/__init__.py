@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from losslab.commands.benchmark.runs import SHARED, Build, prepare, runs_per_problem, train_problem
+from losslab.commands.benchmark.runs import SHARED, Build, prepare, runs_per_problem, spaces, train_problem
 from losslab.commands.benchmark.summary import shown, summarise
 from losslab.config.parts import GateConfig
 from losslab.config.suite import SUITES, Suite, read_suite
@@ -127,6 +127,7 @@ def run(cfg: BenchmarkConfig, build: Build, events: Any, suite: Suite,
         sp = prep.spec
         problems[sp.name] = {"command": sp.command, "target": prep.target, "target_text": sp.target.text(),
                              "budget": sp.budget, "note": sp.note, "runs_raw": runs,
+                             **({"search_spaces": spaces(prep)} if cfg.ruleset == "external" else {}),
                              "runs": [{k: v for k, v in r.items() if k != "records"} for r in runs]}
         rows += [{"problem": sp.name, "optimizer": r["optimizer"], "study": r["study"], "trial": r["trial"],
                   "seed": r["seed"], **rec} for r in runs for rec in r.pop("records", [])]

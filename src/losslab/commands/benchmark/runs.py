@@ -96,6 +96,15 @@ def accepts(name: str) -> list[str]:
     return out
 
 
+def spaces(prep: Prepared) -> dict[str, list[dict[str, Any]]]:
+    """Each optimizer's search space on this problem (the external ruleset's): its dimensions as plain numbers."""
+    from dataclasses import asdict
+
+    from losslab.search_spaces import space
+
+    return {o: [asdict(d) for d in space(prep.config.lr_of(o)[0], accepts(o))] for o in prep.config.optims}
+
+
 def trial_configs(prep: Prepared, ruleset: str, study: int, trials: int, method: str,
                   seeds: int) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
     """The compare-optimizers configs that train one study, each with every optimizer's hyper-parameters in it.
