@@ -191,14 +191,54 @@ def import_object(spec: str, option: str) -> Any:
         raise ConfigError(option, f"expected an import path package.module:Name (got {spec!r})")
     if os.getcwd() not in sys.path:  # like `python -m`, let users name modules in the current folder
         sys.path.insert(0, os.getcwd())
+    module_name = module_of_file(module_name, attr, option)
     with user_code():
-        obj = import_user_module(module_name, option)
+        module = obj = import_user_module(module_name, option)
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ConfigError(option, f"module {module_name!r} has no attribute {attr!r}")
+            raise ConfigError(option, f"module {module_name!r} has no attribute {attr!r}{nearby(module, attr, option)}")
         obj = getattr(obj, part)
     standard_library(spec, obj, option)
     return obj
+
+
+def module_of_file(name: str, attr: str, option: str) -> str:
+    """A module given as a file (`./models.py`, `sub/models.py`, `~/work/models.py`): its folder made importable
+    and its module name returned; a folder path without `.py`, or a file that is not there, one line naming
+    `option`. A module name is returned as it is."""
+    from pathlib import Path
+
+    if not (name.endswith(".py") or "/" in name or os.sep in name):
+        return name
+    path = Path(name).expanduser()
+    if path.suffix != ".py":
+        raise ConfigError(option, f"{name!r} is a path: name the file, {name}.py:{attr}, or "
+                          f"{'.'.join(Path(name).parts).lstrip('.')}:{attr} as a module")
+    if not path.is_file():
+        raise ConfigError(option, f"no file {name} (looked in {os.getcwd()})")
+    if not path.stem.isidentifier():
+        raise ConfigError(option, f"{path.name}: a module's file name must be a Python name (letters, digits, _)")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return path.stem
+
+
+def nearby(module: Any, attr: str, option: str) -> str:
+    """'; did you mean TinyCNN? (its nn.Module classes: MLP, TinyCNN)' for a misspelt name in a user's module:
+    close names among those it defines, and for --model the nn.Module classes it has."""
+    from losslab.components.registry import did_you_mean
+
+    own = [n for n, v in vars(module).items() if not n.startswith("_")
+           and getattr(v, "__module__", None) == module.__name__ and callable(v)]
+    hint = did_you_mean(attr, own).replace(" (did you mean", "; did you mean").rstrip(")") if own else ""
+    if option == "--model":
+        import torch
+
+        classes = [n for n in own if isinstance(vars(module)[n], type) and issubclass(vars(module)[n],
+                                                                                        torch.nn.Module)]
+        hint += f" (its nn.Module classes: {', '.join(classes)})" if classes else " (it defines no nn.Module class)"
+    return hint
 
 
 def standard_library(spec: str, obj: Any, option: str) -> None:

@@ -70,6 +70,10 @@ class Registry(Generic[F]):
         folded = {fold(key): key for key in self._entries}
         if fold(name) in folded:
             return folded[fold(name)]
+        head, dot, tail = name.rpartition(".")
+        if dot and head and tail.isidentifier() and ":" not in name:  # `mymodels.TinyCNN`: the colon form was meant
+            raise ConfigError(self.option, f"unknown {self.kind} {name!r}; did you mean {head}:{tail}? (an import "
+                              f"path names its module, then its object after a colon)")
         raise ConfigError(self.option, f"unknown {self.kind} {name!r}{did_you_mean(name, list(self._entries))}; "
                           f"choose from: {', '.join(self._entries)}")
 

@@ -313,9 +313,16 @@ class RegressionProblem(Problem):
         self.loss_fn = self._build_loss(cfg.loss)
         batch = self.source.head(probe_rows(self.n, cfg.train.batch_size))
         self.no_gradient: list[str] = []  # a user model's parameters the loss's gradient does not reach
-        first = self.new_model(0)  # (one model for both checks: a user's constructor runs once for them)
-        if self.user_model is not None:
-            self.no_gradient = check_model(self.user_model, first, batch[0], batch[1], self.loss_fn, 1)
+        try:
+            first = self.new_model(0)  # (one model for both checks: a user's constructor runs once for them)
+            if self.user_model is not None:
+                self.no_gradient = check_model(self.user_model, first, batch[0], batch[1], self.loss_fn, 1)
+        except ConfigError as exc:  # a classifier given to the regression task (the many-run commands' default)
+            if exc.option != "--model" or self.user_model is None:
+                raise
+            raise ConfigError("--model", f"{exc.message} — the regression data here is rows of {data.features} "
+                              "feature(s) with one real target; an image model or a classifier trains with "
+                              "--task classify (or losslab classify)") from None
         check_loss_output(self.loss_fn, first, *batch)
         probe = self._linear()
         opt_w, opt_b = least_squares(data.x, data.y)  # in the data's units
