@@ -362,3 +362,12 @@ def test_gate_fails_a_diverged_candidate(cli, tmp_path):
     run = cli("gate", str(tmp_path / "b.json"), str(tmp_path / "c.json"))
     assert run.exit_code == 1, (run.stdout, run.stderr)
     assert "regressed without an interval" in run.stdout + run.stderr
+
+
+def test_no_none_reaches_the_report_a_missing_winner_is_no_clear_winner(cli, tmp_path):
+    run = cli("compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "5", "--json", "--quiet")
+    doc = run.json()
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    (tmp_path / "b.json").write_text(json.dumps({**doc, "winner": None}))
+    text = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "b.json")).stdout
+    assert f"winner: {doc['winner']} → no clear winner  (changed)" in text and "None" not in text

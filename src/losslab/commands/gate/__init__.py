@@ -220,9 +220,10 @@ def report(result: GateResult) -> Report:
     elif not result.curves:
         notes.append("loss curves: not compared (a side has no per-epoch records: give the result.json of --out, "
                      "whose history.csv holds them, or a gate's document)")
-    for fact in result.facts:
-        notes.append(f"{fact['name']}: {fact['baseline']} → {fact['candidate']}"
-                     + ("" if fact["same"] else "  (changed)"))
+    for fact in result.facts:  # (no None reaches the report: a winner of None is a tie, no clear winner)
+        shown = {None: "no clear winner" if fact["name"] == "winner" else "—"}
+        notes.append(f"{fact['name']}: {shown.get(fact['baseline'], fact['baseline'])} → "
+                     f"{shown.get(fact['candidate'], fact['candidate'])}" + ("" if fact["same"] else "  (changed)"))
     if any(r.metric == "epochs_to_target" for r in result.rows):
         notes.append("epochs_to_target: a run that never reached the target counts as one epoch past its budget")
     lost = [r for r in result.rows if r.comparison.lost]
