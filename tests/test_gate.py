@@ -371,3 +371,15 @@ def test_no_none_reaches_the_report_a_missing_winner_is_no_clear_winner(cli, tmp
     (tmp_path / "b.json").write_text(json.dumps({**doc, "winner": None}))
     text = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "b.json")).stdout
     assert f"winner: {doc['winner']} → no clear winner  (changed)" in text and "None" not in text
+
+
+def test_values_of_two_different_losses_are_not_comparable(cli, tmp_path):
+    for name, loss in (("a", "cross-entropy"), ("b", "focal")):
+        run = cli("classify", "--epochs", "2", "--loss", loss, "--json", "--quiet")
+        (tmp_path / f"{name}.json").write_text(run.stdout)
+    gated = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json")
+    assert gated.exit_code == 0
+    verdicts = {r["metric"]: r["verdict"] for r in gated.json()["metrics"]}
+    assert verdicts["final_loss"] == verdicts["valid_loss"] == "not comparable"
+    assert verdicts["accuracy"] != "not comparable"  # (a fraction of the same validation rows)
+    assert "not comparable: final_loss, valid_loss — the loss changed (cross-entropy → focal)" in gated.json()["notes"]

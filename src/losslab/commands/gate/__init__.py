@@ -136,8 +136,36 @@ def _span(seeds: Sequence[int]) -> str:
     return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
 
 
+LOSS_VALUED = ("final_loss", "best_loss", "valid_loss")  # values of the training loss: of one loss only
+
+
+def incomparable(baseline: Side, candidate: Side) -> dict[str, str]:
+    """The metrics whose values mean different things on the two sides, and why: every one when the data set
+    differs, the loss-valued ones when the loss does."""
+    def part(side: Side, key: str) -> Any:
+        config = side.config.get("run", side.config) if isinstance(side.config, dict) else {}
+        return config.get(key) if isinstance(config, dict) else None
+
+    def data(side: Side) -> Any:
+        d = part(side, "data")
+        return {k: d.get(k) for k in ("dataset", "csv", "data_dir", "samples", "features", "subset")} \
+            if isinstance(d, dict) else None
+
+    def loss(side: Side) -> Any:
+        value = part(side, "loss")
+        return value.get("name") if isinstance(value, dict) else None
+
+    if data(baseline) != data(candidate) and None not in (data(baseline), data(candidate)):
+        return {m: "the data changed" for m in DIRECTION}
+    a, b = loss(baseline), loss(candidate)
+    if a != b and None not in (a, b):
+        return {m: f"the loss changed ({a} → {b})" for m in LOSS_VALUED}
+    return {}
+
+
 def judge(cfg: GateOptions, baseline: Side, candidate: Side) -> list[Row]:
     rows = []
+    apart = incomparable(baseline, candidate)
     for entry in baseline.values:  # an entry or metric the candidate lost (it diverged, failed) compares as all-NaN
         for metric in [m for m in DIRECTION if m in baseline.values[entry]]:
             a, b = baseline.values[entry][metric], candidate.values.get(entry, {}).get(metric, {})
@@ -145,6 +173,8 @@ def judge(cfg: GateOptions, baseline: Side, candidate: Side) -> list[Row]:
             scale = sorted(finite)[len(finite) // 2] if finite else 0.0
             tol = tolerance_value(cfg.tolerance(metric), scale)
             c = compare(a, b, lower_is_better=DIRECTION[metric], alpha=cfg.alpha, tolerance=tol)
+            if metric in apart:  # (never green or red: two different quantities)
+                c.verdict, c.worse = "not comparable", None
             fails = c.verdict == "regressed" or (cfg.fail_on_improvement and c.verdict == "improved")
             rows.append(Row(entry, metric, c, tol, fails))
     return rows
@@ -220,6 +250,11 @@ def report(result: GateResult) -> Report:
     elif not result.curves:
         notes.append("loss curves: not compared (a side has no per-epoch records: give the result.json of --out, "
                      "whose history.csv holds them, or a gate's document)")
+    apart = incomparable(base, cand)
+    shown_metrics = {r.metric for r in result.rows}
+    for reason in sorted(set(apart.values())):
+        names = [m for m in apart if apart[m] == reason and m in shown_metrics]
+        notes.append(f"not comparable: {', '.join(names)} — {reason}")
     for fact in result.facts:  # (no None reaches the report: a winner of None is a tie, no clear winner)
         shown = {None: "no clear winner" if fact["name"] == "winner" else "—"}
         notes.append(f"{fact['name']}: {shown.get(fact['baseline'], fact['baseline'])} → "
