@@ -186,6 +186,10 @@ def gate(cfg: GateOptions, configure: Configure) -> GateResult:
     rows = judge(cfg, baseline, candidate) if shared or not any(candidate.values.values()) else []
     if not rows:
         raise ConfigError("CANDIDATE" if cfg.candidate else "BASELINE", "the two results share no metric to compare")
+    apart, judged = incomparable(baseline, candidate), {r.metric for r in rows}
+    for reason in sorted(set(apart.values())):
+        names = [m for m in apart if apart[m] == reason and m in judged]
+        notes.append(f"not comparable: {', '.join(names)} — {reason}")
     curves = []
     for entry in [e for e in baseline.curves if e in candidate.curves]:
         area, first = separation(baseline.curves[entry], candidate.curves[entry])
@@ -250,11 +254,6 @@ def report(result: GateResult) -> Report:
     elif not result.curves:
         notes.append("loss curves: not compared (a side has no per-epoch records: give the result.json of --out, "
                      "whose history.csv holds them, or a gate's document)")
-    apart = incomparable(base, cand)
-    shown_metrics = {r.metric for r in result.rows}
-    for reason in sorted(set(apart.values())):
-        names = [m for m in apart if apart[m] == reason and m in shown_metrics]
-        notes.append(f"not comparable: {', '.join(names)} — {reason}")
     for fact in result.facts:  # (no None reaches the report: a winner of None is a tie, no clear winner)
         shown = {None: "no clear winner" if fact["name"] == "winner" else "—"}
         notes.append(f"{fact['name']}: {shown.get(fact['baseline'], fact['baseline'])} → "
