@@ -383,3 +383,15 @@ def test_values_of_two_different_losses_are_not_comparable(cli, tmp_path):
     assert verdicts["final_loss"] == verdicts["valid_loss"] == "not comparable"
     assert verdicts["accuracy"] != "not comparable"  # (a fraction of the same validation rows)
     assert "not comparable: final_loss, valid_loss — the loss changed (cross-entropy → focal)" in gated.json()["notes"]
+
+
+def test_a_one_seed_candidate_says_how_to_get_seeds_and_min_seeds_fails_it(cli, tmp_path):
+    run = cli("classify", "--epochs", "2", "--json", "--quiet")
+    (tmp_path / "a.json").write_text(run.stdout)
+    plain = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--json")
+    assert plain.exit_code == 0
+    assert any(n.startswith("the candidate has 1 seed(s)") and f"losslab gate {tmp_path / 'a.json'}" in n
+               for n in plain.json()["notes"])
+    strict = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--min-seeds", "3", "--json")
+    assert strict.exit_code == 1 and strict.json()["status"] == "too few seeds"
+    cli("gate", str(tmp_path / "a.json"), "--min-seeds", "1").assert_usage_error("--min-seeds")

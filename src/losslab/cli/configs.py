@@ -482,4 +482,4 @@ def gate_options(given: Given) -> Any:
 
     return GateOptions(given.baseline, given.candidate, given.seeds, given.first_seed, given.alpha,
                       parse_tolerances(given.tolerance or []), given.fail_on_improvement, given.rerun_baseline,
-                      given.markdown, expand(given.out))
+                      given.markdown, expand(given.out), given.min_seeds)

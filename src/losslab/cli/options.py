@@ -331,6 +331,8 @@ OPTS: dict[str, Opt] = {
                      "relative (5%) or absolute (0.01); default 1% of the baseline."),
     "fail_on_improvement": Opt(bool, ("--fail-on-improvement",), "gate: exit 1 when a metric improved too (the "
                                "baseline is stale).", False),
+    "min_seeds": Opt(Optional[int], ("--min-seeds",), "gate: exit 1 (status 'too few seeds') when a side has fewer "
+                     "seeds than this: for CI, where a one-seed result must not pass for lack of evidence."),
     "rerun_baseline": Opt(bool, ("--rerun-baseline",), "gate: run the baseline's invocation now for the seeds it "
                           "lacks.", False),
     "markdown": Opt(Optional[str], ("--markdown",), "gate: write a short Markdown table (for a pull request comment "
@@ -451,7 +453,7 @@ PANELS = {
                  "track_sharpness", "sharpness_samples",
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
-    "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "markdown"),
+    "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "min_seeds", "markdown"),
     "Benchmark": ("suite", "ruleset", "studies", "trials", "method", "reference", "measure"),
     "Landscape": ("path_optims", "line", "plane", "between", "grid", "span", "directions"),
     "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",

@@ -33,10 +33,13 @@ class GateOptions:
     rerun_baseline: bool = False
     markdown: Optional[str] = None
     out: Optional[str] = None
+    min_seeds: Optional[int] = None  # fewer seeds than this on a side: status "too few seeds", exit 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.seeds <= 1000:
             raise ConfigError("--seeds", f"must be from 1 to 1000 (got {self.seeds})")
+        if self.min_seeds is not None and not 2 <= self.min_seeds <= 1000:
+            raise ConfigError("--min-seeds", f"must be from 2 to 1000 (got {self.min_seeds})")
         if not (math.isfinite(self.alpha) and 0 < self.alpha < 0.5):
             raise ConfigError("--alpha", f"must be between 0 and 0.5 (got {self.alpha})")
         for metric, value in self.tolerances:
@@ -94,6 +97,9 @@ class GateResult:
         verdicts = {r.comparison.verdict for r in self.rows}
         if any(r.fails for r in self.rows):
             return "regressed" if "regressed" in verdicts else "improved"
+        least = self.config.min_seeds
+        if least is not None and min(len(self.baseline.seeds), len(self.candidate.seeds)) < least:
+            return "too few seeds"
         return "ok"
 
 
@@ -108,6 +114,10 @@ def sides(cfg: GateOptions, configure: Configure) -> tuple[Side, Side, list[str]
     if cfg.candidate is not None:
         cdoc, crows = read(cfg.candidate, "CANDIDATE")
         candidate = of_result(cdoc, crows, cfg.candidate, "CANDIDATE")
+        if len(candidate.seeds) < 2:
+            notes.append(f"the candidate has {len(candidate.seeds)} seed(s): no interval can say it regressed; "
+                         f"`losslab gate {cfg.baseline}` (no CANDIDATE) runs this code for --seeds {cfg.seeds}, or "
+                         "write the candidate with a many-run command's --seeds 5")
         if candidate.command != baseline.command:
             raise ConfigError("CANDIDATE", f"{cfg.candidate} is a {candidate.command} result, the baseline a "
                               f"{baseline.command} result: gate compares results of one command (losslab diff "
