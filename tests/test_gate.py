@@ -191,8 +191,8 @@ def test_gate_on_a_many_run_result_compares_each_entry_and_the_winner(cli, tmp_p
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert {(m["entry"], m["metric"]) for m in doc["metrics"]} >= {("sgd", "final_loss"), ("adam", "final_loss")}
-    assert all(m["verdict"] == "unchanged" for m in doc["metrics"]) and doc["facts"][0]["name"] == "winner"
-    assert doc["facts"][0]["same"]
+    facts = {f["name"]: f for f in doc["facts"]}
+    assert all(m["verdict"] == "unchanged" for m in doc["metrics"]) and facts["winner"]["same"]
 
 
 @pytest.mark.slow
@@ -395,3 +395,12 @@ def test_a_one_seed_candidate_says_how_to_get_seeds_and_min_seeds_fails_it(cli, 
     strict = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--min-seeds", "3", "--json")
     assert strict.exit_code == 1 and strict.json()["status"] == "too few seeds"
     cli("gate", str(tmp_path / "a.json"), "--min-seeds", "1").assert_usage_error("--min-seeds")
+
+
+def test_the_markdown_says_what_changed_and_the_seeds(cli, tmp_path):
+    for name, lr in (("a", "0.1"), ("b", "0.05")):
+        (tmp_path / f"{name}.json").write_text(cli("regress", "--epochs", "30", "--lr", lr, "--json", "--quiet").stdout)
+    cli("gate", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--markdown", str(tmp_path / "g.md"))
+    text = (tmp_path / "g.md").read_text()
+    assert text.startswith("### losslab gate: **") and "**What changed:** `optim.lr` 0.1 → 0.05." in text
+    assert "**Seeds:** baseline 0; candidate 0." in text

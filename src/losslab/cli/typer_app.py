@@ -380,7 +380,8 @@ def replay(
          helps={"seeds": "Seeds the candidate runs (stacked where possible).",
                 "out": "Write result.json (a baseline for later gates) and gate.png (the loss curves) here."},
          epilog="Exit codes: 0 nothing regressed beyond its tolerance; 1 a metric regressed (or improved, with "
-         "--fail-on-improvement; or a side has fewer than --min-seeds seeds); 2 bad usage or a result it cannot read; 4 a rerun failed; 130 interrupted (Ctrl-C).")
+         "--fail-on-improvement; or a side has fewer than --min-seeds seeds); 2 bad usage or a result it cannot "
+         "read; 4 a rerun failed; 130 interrupted (Ctrl-C).")
 def gate(given: Given) -> int:
     """Did a change make training worse? Compare a candidate with a baseline per metric and seed: a Student-t
     interval of the change, a verdict (regressed, improved, unchanged, inconclusive) and the smallest change the

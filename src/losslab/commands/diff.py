@@ -9,14 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from losslab.commands.gate.samples import DIRECTION, Side, of_result, read
+from losslab.commands.gate.samples import DIRECTION, Side, of_result, read, settings
 from losslab.outputs.display import Report, fmt
 
 COMMAND = "diff"
-IGNORED = ("out", "tensorboard", "plot", "save", "resume", "gates", "json", "quiet", "print-config",
-           "config")  # where output went, and what was checked of it
-
-
 @dataclass(frozen=True)
 class DiffConfig:
     a: str
@@ -33,23 +29,6 @@ class DiffResult:
     versions: list[dict[str, Any]]
     metrics: list[dict[str, Any]]
     only: dict[str, list[str]]  # metrics only one side has
-
-
-def _options(side: Side) -> dict[str, Any]:
-    """The settings a result ran with: its resolved config, flattened (optim.lr, train.epochs, ...), or else the
-    options its invocation recorded."""
-    def flat(value: Any, prefix: str) -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for k, v in value.items():
-                if k not in IGNORED:
-                    out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
-            return out
-        return {prefix: value}
-
-    if side.config:  # (a many-run command's run settings sit under "run": compared with a single run's)
-        return {k.removeprefix("run."): v for k, v in flat(side.config, "").items()}
-    return {k: v for k, v in (side.invocation.get("options") or {}).items() if k not in IGNORED}
 
 
 def _median(by_seed: dict[int, float]) -> float:
@@ -70,7 +49,7 @@ def _entries(a: Side, b: Side) -> list[tuple[str, str, str]]:
 def diff(cfg: DiffConfig) -> DiffResult:
     (da, ra), (db, rb) = read(cfg.a, "A"), read(cfg.b, "B")
     a, b = of_result(da, ra, cfg.a, "A"), of_result(db, rb, cfg.b, "B")
-    oa, ob = _options(a), _options(b)
+    oa, ob = settings(a), settings(b)
     options = [{"option": k, "a": oa.get(k), "b": ob.get(k)} for k in sorted(set(oa) | set(ob))
                if oa.get(k) != ob.get(k)]
     if a.command != b.command:

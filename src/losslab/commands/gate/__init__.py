@@ -150,8 +150,8 @@ LOSS_VALUED = ("final_loss", "best_loss", "valid_loss")  # values of the trainin
 
 
 def incomparable(baseline: Side, candidate: Side) -> dict[str, str]:
-    """The metrics whose values mean different things on the two sides, and why: every one when the data set
-    differs, the loss-valued ones when the loss does."""
+    """The metrics whose values mean different things on the two sides, and why: the training loss's when the data
+    set differs (a validation accuracy on the same rows still compares), the loss-valued ones when the loss does."""
     def part(side: Side, key: str) -> Any:
         config = side.config.get("run", side.config) if isinstance(side.config, dict) else {}
         return config.get(key) if isinstance(config, dict) else None
@@ -166,7 +166,7 @@ def incomparable(baseline: Side, candidate: Side) -> dict[str, str]:
         return value.get("name") if isinstance(value, dict) else None
 
     if data(baseline) != data(candidate) and None not in (data(baseline), data(candidate)):
-        return {m: "the data changed" for m in DIRECTION}
+        return {m: "the data changed: a training loss over other rows" for m in ("final_loss", "best_loss")}
     a, b = loss(baseline), loss(candidate)
     if a != b and None not in (a, b):
         return {m: f"the loss changed ({a} → {b})" for m in LOSS_VALUED}
@@ -283,8 +283,9 @@ def report(result: GateResult) -> Report:
 def markdown(result: GateResult, image: Optional[str]) -> str:
     """A short table for a pull-request comment or a CI job summary."""
     icon = {"regressed": "🔴", "improved": "🟢", "unchanged": "⚪", "inconclusive": "🟡", "changed": "🔵"}
-    lines = [f"### losslab gate: **{result.status}** ({result.baseline.command}, "
-             f"{len(result.baseline.seeds)} vs {len(result.candidate.seeds)} seeds)", "",
+    base, cand = result.baseline, result.candidate
+    lines = [f"### losslab gate: **{result.status}** ({base.command}, {len(base.seeds)} vs {len(cand.seeds)} "
+             "seeds)", "", *_what_changed(result), "",
              "| metric | baseline | candidate | change | interval | verdict |", "|---|---:|---:|---:|---:|---|"]
     for r in result.rows:
         c = r.comparison
@@ -295,9 +296,35 @@ def markdown(result: GateResult, image: Optional[str]) -> str:
     lines.append("")
     lines.append(f"{1 - result.config.alpha:.0%} Student-t intervals of candidate − baseline; tolerance "
                  f"{DEFAULT_TOLERANCE} unless set.")
+    if any(r.metric == "epochs_to_target" for r in result.rows):
+        target = next((f["baseline"] for f in result.facts if f["name"] == "target"), None)
+        lines.append(f"epochs_to_target: epochs until the run reached {TARGETS.get(base.task, 'its target')}"
+                     + (f" ({fmt(target, '.4g')})" if isinstance(target, (int, float)) else "")
+                     + "; one that never did counts as one epoch past its budget.")
+    lines += [f"_{note}_" for note in result.notes if note.startswith("not comparable")]
     if image:
         lines += ["", f"![loss curves]({image})"]
     return "\n".join(lines) + "\n"
+
+
+TARGETS = {"regression": "a training loss within 5 % of the least-squares optimum's (or --target-loss)",
+           "classification": "validation accuracy 0.9 (or --target-accuracy)",
+           "language-model": "a validation loss below the trigram baseline's"}
+
+
+def _what_changed(result: GateResult) -> list[str]:
+    """What differs between the two sides (settings, losslab versions), and the seeds each used."""
+    from losslab.commands.gate.samples import changed
+
+    base, cand = result.baseline, result.candidate
+    diffs = [f"`{k}` {a!r} → {b!r}" for k, a, b in changed(base, cand) if k not in ("train.seed", "seeds")]
+    if base.version != cand.version and None not in (base.version, cand.version):
+        diffs.append(f"losslab {base.version} → {cand.version}")
+    what = "; ".join(diffs[:12]) + (f"; and {len(diffs) - 12} more" if len(diffs) > 12 else "") if diffs else \
+        "no setting: the code (or what it runs on)"
+    return [f"**What changed:** {what}.", "",
+            f"**Seeds:** baseline {_span(base.seeds) if base.seeds else 'none'}; candidate "
+            f"{_span(cand.seeds) if cand.seeds else 'none'}."]
 
 
 def curve_plot(result: GateResult) -> Any:

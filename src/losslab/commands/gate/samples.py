@@ -26,7 +26,7 @@ DIRECTION: dict[str, Optional[bool]] = {
     # a benchmark's times to target (per problem and optimizer; a miss: inf)
     "steps_to_target": True, "grad_evals_to_target": True,
 }
-FACTS = ("winner", "suggested_lr")
+FACTS = ("winner", "suggested_lr", "target")
 COMMANDS = (*replayable(), "gate", "benchmark")  # the results gate and diff read
 # documents written before every many-run document listed `entries` (losslab 0.1): where their entries were
 LEGACY_ENTRIES = {"compare-optimizers": ("optimizers", "optimizer"), "compare-losses": ("losses", "loss")}
@@ -75,6 +75,33 @@ class Side:
         for entry, curves in other.curves.items():
             for seed, curve in curves.items():
                 self.curves.setdefault(entry, {}).setdefault(seed, curve)
+
+
+SETTINGS_IGNORED = ("out", "tensorboard", "plot", "save", "resume", "gates", "json", "quiet", "print-config",
+                    "config")  # where output went, and what was checked of it
+
+
+def settings(side: Side) -> dict[str, Any]:
+    """The settings a result ran with: its resolved config, flattened (optim.lr, train.epochs, ...), or else the
+    options its invocation recorded (what `diff` lists and a gate's summary says changed)."""
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if k not in SETTINGS_IGNORED:
+                    out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+            return out
+        return {prefix: value}
+
+    if side.config:  # (a many-run command's run settings sit under "run": compared with a single run's)
+        return {k.removeprefix("run."): v for k, v in flat(side.config, "").items()}
+    return {k: v for k, v in (side.invocation.get("options") or {}).items() if k not in SETTINGS_IGNORED}
+
+
+def changed(a: Side, b: Side) -> list[tuple[str, Any, Any]]:
+    """(setting, a's value, b's value) of every setting that differs between two results."""
+    sa, sb = settings(a), settings(b)
+    return [(k, sa.get(k), sb.get(k)) for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
 
 
 def _number(v: Any) -> float:
