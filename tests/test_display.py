@@ -141,3 +141,29 @@ def test_many_run_rows_say_runs_done_epoch_of_total_and_whose_loss():
     display.on_run_begin(run)
     display.on_run_end(run, SimpleNamespace(status="ok", metrics={}, error=None, epochs_run=10, elapsed_s=0.1))
     assert display.rows["sgd"]["status"] == "done"
+
+
+def test_off_a_terminal_a_many_run_display_prints_a_line_while_runs_train(monkeypatch):
+    """A CI log hears from stacked runs that finish none for minutes: a line when none came for PLAIN_EVERY s."""
+    import time
+
+    from losslab.engine.events import RunInfo
+    from losslab.outputs.display import PlainConsole, TrialsDisplay
+
+    out = io.StringIO()
+    display = TrialsDisplay(PlainConsole(out))
+    monkeypatch.setattr(TrialsDisplay, "PLAIN_EVERY", 0.2)
+    display.plan(["adam", "sgd"], 1)
+    with display:
+        run = RunInfo("compare-optimizers", group="adam", index=0, total=2, epochs=50)
+        display.on_run_begin(run)
+        display.on_epoch_end(run, {"epoch": 7, "train_loss": 0.5})
+        time.sleep(1.5)
+    lines = out.getvalue().splitlines()
+    assert lines and lines[0] == "… 0 of 2 runs done, about " + lines[0].split("about ")[1].split(" left")[0] + \
+        " left; training adam epoch 7/50"
+    quiet = io.StringIO()
+    with TrialsDisplay(PlainConsole(quiet), quiet=True) as silent:
+        silent.on_run_begin(run)
+        time.sleep(1.2)
+    assert quiet.getvalue() == ""

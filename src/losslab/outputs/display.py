@@ -440,7 +440,10 @@ class LiveBlock:
 class TrialsDisplay(LiveBlock, Consumer):
     """One live row per group (optimizer, loss or learning rate): runs done of N, the running run's epoch, its
     current loss, the best so far; under it a progress bar over every run with the time left. Off a terminal,
-    one plain line per finished run, with the time left."""
+    one plain line per finished run, with the time left, and a line at least every `PLAIN_EVERY` seconds while
+    runs train (stacked runs can take minutes without finishing one)."""
+
+    PLAIN_EVERY = 10.0
 
     def __init__(self, console: "Console | PlainConsole", *, quiet: bool = False, live: Optional[bool] = None,
                  loss_key: str = "train_loss", label: str = "optimizer"):
@@ -458,6 +461,8 @@ class TrialsDisplay(LiveBlock, Consumer):
         self.bar: Optional[Bar] = None
         self._live: Optional["Live"] = None
         self.context = ""  # what the runs now belong to, shown with the progress (a benchmark's problem)
+        self._last_line = time.perf_counter()
+        self._beat: Optional[Any] = None  # off a terminal: the thread that prints a line when none came for a while
         self.part: Optional[tuple[int, int, float]] = None  # (first run, runs, start): the time left is of this part
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
@@ -480,6 +485,35 @@ class TrialsDisplay(LiveBlock, Consumer):
             table.add_row(g, f"{row.get('done', 0)}/{self.totals.get(g, 0)}", epoch, fmt(row["loss"]),
                           fmt(row["best"]), row["status"])
         return table
+
+    def __enter__(self) -> Any:
+        super().__enter__()
+        if not self.quiet and not self.use_live:
+            import threading
+
+            stop = threading.Event()
+            thread = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True, name="losslab-progress")
+            self._beat = (stop, thread)
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._beat is not None:
+            self._beat[0].set()
+            self._beat[1].join(timeout=2)
+            self._beat = None
+        super().__exit__(*exc)
+
+    def _heartbeat(self, stop: Any) -> None:
+        """Every second: a progress line when no line came for PLAIN_EVERY seconds (a CI log that speaks)."""
+        while not stop.wait(1.0):
+            if time.perf_counter() - self._last_line >= self.PLAIN_EVERY and self.started is not None:
+                running = [f"{g} epoch {r['epoch']}/{r['epochs']}" if r.get("epochs") else f"{g} epoch {r['epoch']}"
+                           for g, r in list(self.rows.items()) if r.get("status") == "running"]
+                where = f"{self.context}: " if self.context else ""
+                print(f"… {where}{self.progress()}" + (f"; training {', '.join(running)}" if running else ""),
+                      file=self.console.file, flush=True)
+                self._last_line = time.perf_counter()
 
     def begin_part(self, name: str, first: int, runs: int) -> None:
         """Runs `first`… (`runs` of them) are one part of unlike cost (a benchmark's problem): the time left is
@@ -547,6 +581,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         print(f"[{run.index + 1}/{run.total}] {where}{self.label} {g}  seed {run.seed}  {result.status}  "
               f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}"
               f"{'  (' + left + ')' if left else ''}", file=self.console.file, flush=True)
+        self._last_line = time.perf_counter()
 
 
 class RangeDisplay(LiveBlock, Consumer):

@@ -241,8 +241,9 @@ def report(result: GateResult) -> Report:
         c = r.comparison
         interval = "—" if c.low is None or c.high is None else f"{c.low:+.3g}…{c.high:+.3g}"
         name = r.metric if r.entry == "run" else f"{r.entry} {r.metric}"
-        rows.append([name, fmt(c.baseline, ".5g"), fmt(c.candidate, ".5g"), _change(c), interval,
-                     fmt(c.detectable, ".2g"), c.verdict + (" ✗" if r.fails else "")])
+        # the verdict second: what a reviewer reads first, on any width (an 80-column terminal cut it off last)
+        rows.append([name, c.verdict + (" ✗" if r.fails else ""), _change(c), fmt(c.baseline, ".5g"),
+                     fmt(c.candidate, ".5g"), interval, fmt(c.detectable, ".2g")])
     base, cand = result.baseline, result.candidate
     title = (f"losslab gate: {result.status} — {base.command}: baseline {len(base.seeds)} seed(s) from "
              f"{base.source}, candidate {len(cand.seeds)} seed(s) from {cand.source}")
@@ -276,8 +277,8 @@ def report(result: GateResult) -> Report:
             f"{r.entry} {r.metric}: {r.comparison.lost} seed(s) the baseline finished are non-finite or missing in "
             "the candidate (diverged or failed)" for r in lost))
     notes += result.notes
-    return Report(title, ["metric", "baseline", "candidate", "change", f"{level} interval", "detectable",
-                          "verdict"], rows, notes)
+    return Report(title, ["metric", "verdict", "change", "baseline", "candidate", f"{level} interval",
+                          "detectable"], rows, notes, text=frozenset({1}))
 
 
 def markdown(result: GateResult, image: Optional[str]) -> str:
