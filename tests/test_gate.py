@@ -404,3 +404,19 @@ def test_the_markdown_says_what_changed_and_the_seeds(cli, tmp_path):
     text = (tmp_path / "g.md").read_text()
     assert text.startswith("### losslab gate: **") and "**What changed:** `optim.lr` 0.1 → 0.05." in text
     assert "**Seeds:** baseline 0; candidate 0." in text
+
+
+def test_an_option_change_is_gated_in_one_command(cli, tmp_path):
+    (tmp_path / "base.json").write_text(cli("regress", "--epochs", "100", "--json", "--quiet").stdout)
+    run = cli("gate", str(tmp_path / "base.json"), "--set", "optim.lr=0.01", "--seeds", "3", "--json",
+              "--markdown", str(tmp_path / "g.md"))
+    assert run.exit_code == 1, run.stderr  # a tenth of the rate does not converge in 100 epochs: regressed
+    doc = run.json()
+    assert doc["candidate"]["seeds"] == doc["baseline"]["seeds"] == [0, 1, 2]  # the baseline's missing seeds rerun
+    assert {m["metric"]: m["verdict"] for m in doc["metrics"]}["final_loss"] == "regressed"
+    assert "**What changed:** `optim.lr` 0.1 → 0.01." in (tmp_path / "g.md").read_text()
+    same = cli("gate", str(tmp_path / "base.json"), "--set", "lr=0.1", "--seeds", "2", "--json")
+    assert same.exit_code == 0 and {m["verdict"] for m in same.json()["metrics"]} == {"unchanged"}
+    cli("gate", str(tmp_path / "base.json"), "--set", "lrr=0.01").assert_usage_error("--set")
+    cli("gate", str(tmp_path / "base.json"), "--set", "lr").assert_usage_error("--set")
+    cli("gate", str(tmp_path / "base.json"), str(tmp_path / "base.json"), "--set", "lr=1").assert_usage_error("--set")

@@ -478,8 +478,8 @@ def benchmark_config(given: Given) -> Any:
 
 
 def gate_options(given: Given) -> Any:
-    from losslab.commands.gate import GateOptions, parse_tolerances
+    from losslab.commands.gate import GateOptions, parse_sets, parse_tolerances
 
     return GateOptions(given.baseline, given.candidate, given.seeds, given.first_seed, given.alpha,
                       parse_tolerances(given.tolerance or []), given.fail_on_improvement, given.rerun_baseline,
-                      given.markdown, expand(given.out), given.min_seeds)
+                      given.markdown, expand(given.out), given.min_seeds, parse_sets(given.sets or []))

@@ -331,6 +331,9 @@ OPTS: dict[str, Opt] = {
                      "relative (5%) or absolute (0.01); default 1% of the baseline."),
     "fail_on_improvement": Opt(bool, ("--fail-on-improvement",), "gate: exit 1 when a metric improved too (the "
                                "baseline is stale).", False),
+    "sets": Opt(Optional[list[str]], ("--set",), "gate: OPTION=VALUE (repeatable): the candidate is the baseline's "
+                "run with this option changed (lr=0.001, optim.lr=0.001, loss=focal), run now with the baseline's "
+                "missing seeds: an option change gated in one command."),
     "min_seeds": Opt(Optional[int], ("--min-seeds",), "gate: exit 1 (status 'too few seeds') when a side has fewer "
                      "seeds than this: for CI, where a one-seed result must not pass for lack of evidence."),
     "rerun_baseline": Opt(bool, ("--rerun-baseline",), "gate: run the baseline's invocation now for the seeds it "
@@ -453,7 +456,8 @@ PANELS = {
                  "track_sharpness", "sharpness_samples",
                  "patience", "save", "resume"),
     "Schedule": SCHEDULE,
-    "Gate": ("first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "min_seeds", "markdown"),
+    "Gate": ("sets", "first_seed", "alpha", "tolerance", "fail_on_improvement", "rerun_baseline", "min_seeds",
+             "markdown"),
     "Benchmark": ("suite", "ruleset", "studies", "trials", "method", "reference", "measure"),
     "Landscape": ("path_optims", "line", "plane", "between", "grid", "span", "directions"),
     "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",

@@ -376,7 +376,7 @@ def replay(
 
 
 @command("gate", "baseline", "candidate", "seeds", "first_seed", "alpha", "tolerance", "fail_on_improvement",
-         "rerun_baseline", "min_seeds", "markdown", "out", "json_out", seeds=5,
+         "rerun_baseline", "min_seeds", "sets", "markdown", "out", "json_out", seeds=5,
          helps={"seeds": "Seeds the candidate runs (stacked where possible).",
                 "out": "Write result.json (a baseline for later gates) and gate.png (the loss curves) here."},
          epilog="Exit codes: 0 nothing regressed beyond its tolerance; 1 a metric regressed (or improved, with "

@@ -34,12 +34,15 @@ class GateOptions:
     markdown: Optional[str] = None
     out: Optional[str] = None
     min_seeds: Optional[int] = None  # fewer seeds than this on a side: status "too few seeds", exit 1
+    sets: tuple[tuple[str, Any], ...] = ()  # --set OPTION=VALUE: the candidate is the baseline's run so changed
 
     def __post_init__(self) -> None:
         if not 1 <= self.seeds <= 1000:
             raise ConfigError("--seeds", f"must be from 1 to 1000 (got {self.seeds})")
         if self.min_seeds is not None and not 2 <= self.min_seeds <= 1000:
             raise ConfigError("--min-seeds", f"must be from 2 to 1000 (got {self.min_seeds})")
+        if self.sets and self.candidate is not None:
+            raise ConfigError("--set", "changes the baseline's run to make the candidate: give no CANDIDATE with it")
         if not (math.isfinite(self.alpha) and 0 < self.alpha < 0.5):
             raise ConfigError("--alpha", f"must be between 0 and 0.5 (got {self.alpha})")
         for metric, value in self.tolerances:
@@ -49,6 +52,31 @@ class GateOptions:
 
     def tolerance(self, metric: str) -> str:
         return dict(self.tolerances).get(metric, DEFAULTS.get(metric, DEFAULT_TOLERANCE))
+
+
+def parse_sets(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """--set OPTION=VALUE items: the option by its command-line name (lr, --lr, batch-size) or its place in a
+    result's config (optim.lr, train.epochs, loss.name); the value a number, true/false, or text."""
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip().lstrip("-"), text.strip()
+        if not sep or not key or not text:
+            raise ConfigError("--set", f"expects OPTION=VALUE such as lr=0.001 or optim.lr=0.001 (got {item!r})")
+        parts = key.split(".")
+        name = parts[-2] if len(parts) > 1 and parts[-1] == "name" else parts[-1]
+        value: Any = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        out.append((name.replace("_", "-"), value))
+    return tuple(out)
 
 
 def parse_tolerances(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -125,16 +153,26 @@ def sides(cfg: GateOptions, configure: Configure) -> tuple[Side, Side, list[str]
     else:
         if not baseline.invocation:
             raise ConfigError("BASELINE", f"{cfg.baseline} records no invocation to rerun; give a CANDIDATE.json")
-        candidate = run_seeds(baseline.invocation, seeds, configure, "this code, now")
+        invocation = baseline.invocation
+        if cfg.sets:  # the baseline's run with options changed: both sides are this code (the baseline rerun too)
+            invocation = {**invocation, "options": {**(invocation.get("options") or {}), **dict(cfg.sets)}}
+        try:
+            candidate = run_seeds(invocation, seeds, configure, "this code, now" + (
+                " with " + ", ".join(f"{k}={v}" for k, v in cfg.sets) if cfg.sets else ""))
+        except ConfigError as exc:
+            if not cfg.sets:
+                raise
+            raise ConfigError("--set", f"{exc.option} {exc.message}".strip()) from None
         if not any(candidate.values.values()):
             from losslab.errors import RunFailed
 
             raise RunFailed(f"every run of the rerun of {cfg.baseline} failed: nothing to compare")
     missing = [s for s in seeds if s not in baseline.seeds]
-    if missing and cfg.rerun_baseline:
+    if missing and (cfg.rerun_baseline or cfg.sets):
         baseline.merge(run_seeds(baseline.invocation, missing, configure, "this code"))
-        notes.append(f"baseline seeds {_span(missing)} were rerun now with the baseline's invocation "
-                     "(--rerun-baseline): they hold only if the code they measure is the baseline's")
+        why = ("--set: both sides are this code, the options aside" if cfg.sets else
+               "--rerun-baseline: they hold only if the code they measure is the baseline's")
+        notes.append(f"baseline seeds {_span(missing)} were rerun now with the baseline's invocation ({why})")
     elif len(baseline.seeds) < cfg.seeds:
         notes.append(f"the baseline has {len(baseline.seeds)} seed(s) of the {cfg.seeds} asked: intervals need 2 "
                      "or more on each side; a gate's --json (or --out's result.json) is a baseline with all its "

@@ -94,7 +94,8 @@ def settings(side: Side) -> dict[str, Any]:
         return {prefix: value}
 
     if side.config:  # (a many-run command's run settings sit under "run": compared with a single run's)
-        return {k.removeprefix("run."): v for k, v in flat(side.config, "").items()}
+        config = json.loads(json.dumps(side.config, default=str))  # (as a file holds it: tuples are lists)
+        return {k.removeprefix("run."): v for k, v in flat(config, "").items()}
     return {k: v for k, v in (side.invocation.get("options") or {}).items() if k not in SETTINGS_IGNORED}
 
 
