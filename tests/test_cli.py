@@ -214,3 +214,19 @@ def test_an_import_that_ctrl_c_broke_is_an_interruption_not_an_internal_error(cl
     run = cli("regress", "--epochs", "1", "--device", "cpu")
     assert run.exit_code == code, run.stderr
     assert run.stderr.strip().splitlines()[0].startswith(line) and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_the_command_list_is_in_workflow_order_with_whole_summaries():
+    import os
+    import subprocess
+    import sys
+
+    from losslab.cli.typer_app import WORKFLOW, app
+
+    text = subprocess.run([sys.executable, "-m", "losslab", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80"}).stdout
+    listed = text.split("Commands:\n", 1)[1].splitlines()
+    names = [line.split()[0] for line in listed if line.startswith("  ") and not line.startswith("    ")]
+    assert names == list(WORKFLOW) and "..." not in text.split("Commands:")[1]
+    assert len([line for line in listed if line.strip()]) == len(WORKFLOW)  # one line each at 80 columns
+    assert {c.name for c in app.registered_commands} == set(WORKFLOW)  # every command has its summary

@@ -96,8 +96,44 @@ class _Command(_FlagHelp, TyperCommand):
                 formatter.write_dl(groups[title])
 
 
+# `losslab --help` lists the commands in the order of the work (one run, tuning, comparing, judging, checking,
+# using, gating), each with a whole one-line summary
+WORKFLOW = {
+    "regress": "Fit a regression and watch it converge (one run).",
+    "classify": "Train a classifier: MLP, CNN or your own (one run).",
+    "lm": "Train a next-token language model on text (one run).",
+    "lr-sweep": "Find a learning rate: a grid of runs, or a range test.",
+    "compare-optimizers": "Optimizers from the same weights and data order, ranked.",
+    "compare-losses": "What each loss does to the same fit.",
+    "landscape": "The loss surface, and optimizers' paths across it.",
+    "benchmark": "Judge optimizers across a suite of problems.",
+    "check-loss": "Check a custom loss's gradient before training with it.",
+    "optimizers": "What --optim takes: names, classes, protocols.",
+    "predict": "Predict with a saved model (--save).",
+    "generate": "Continue a text with a saved language model.",
+    "gate": "Did a change make training worse? (for CI)",
+    "diff": "What differs between two results.",
+    "replay": "Rerun a result.json and compare every number.",
+}
+
+
 class _Group(_FlagHelp, TyperGroup):
-    """Turns every usage error into one line on stderr and exit 2; maps Ctrl-C to 130."""
+    """Turns every usage error into one line on stderr and exit 2; maps Ctrl-C to 130. Lists the commands in the
+    order of the work, each summary whole."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        order = list(WORKFLOW)
+        return sorted(super().list_commands(ctx), key=lambda n: order.index(n) if n in order else len(order))
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, WORKFLOW.get(name) or command.get_short_help_str(limit=200)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,  # type: ignore[override]
              standalone_mode: bool = True, **extra: Any) -> Any:
