@@ -230,3 +230,11 @@ def test_the_command_list_is_in_workflow_order_with_whole_summaries():
     assert names == list(WORKFLOW) and "..." not in text.split("Commands:")[1]
     assert len([line for line in listed if line.strip()]) == len(WORKFLOW)  # one line each at 80 columns
     assert {c.name for c in app.registered_commands} == set(WORKFLOW)  # every command has its summary
+
+
+def test_positional_arguments_are_listed_under_arguments_by_name(cli):
+    text = cli("gate", "--help").stdout
+    assert "Usage: losslab gate [OPTIONS] BASELINE [CANDIDATE]" in text and "{BASELINE}" not in text
+    arguments, options = text.split("Arguments:", 1)[1].split("options:", 1)[0], text.split("Arguments:")[0]
+    assert arguments.lstrip().startswith("BASELINE ") and "CANDIDATE" in arguments and "<str>" not in arguments
+    assert "BASELINE <str>" not in text and "BASELINE" not in options.split("Usage:")[1].split("\n", 1)[1]

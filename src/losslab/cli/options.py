@@ -320,8 +320,8 @@ OPTS: dict[str, Opt] = {
     "directions": Opt(str, ("--directions",), "landscape --plane: random (filter-normalised, Li et al. 2018) or "
                       "pca (the training path's two principal directions, the path drawn on the plane).",
                       default_of(LandscapeConfig, "directions")),
-    "baseline": Opt(str, ("BASELINE",), "The baseline: a result.json or --json document of regress, classify, "
-                    "compare-optimizers, compare-losses, lr-sweep, or gate."),
+    "baseline": Opt(str, ("BASELINE",), "The baseline: a result.json or --json document of regress, classify, lm, "
+                    "compare-optimizers, compare-losses, lr-sweep, benchmark, or gate."),
     "candidate": Opt(Optional[str], ("CANDIDATE",), "The candidate result; default: the baseline's invocation rerun "
                      "now on this code."),
     "first_seed": Opt(Optional[int], ("--first-seed",), "gate: the candidate's first seed (default: the baseline's, "

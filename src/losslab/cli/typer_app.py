@@ -72,6 +72,15 @@ class _Command(_FlagHelp, TyperCommand):
     """A losslab command: its --help flag skips pydantic (see _FlagHelp), and lists its options in panels
     (optimizer, loss, data, model, training, ...: cli.options.PANELS) as plain text, without Rich's help."""
 
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """`[OPTIONS] BASELINE [CANDIDATE]`: a required argument by its name (typer writes `{BASELINE}`)."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
     def format_options(self, ctx: Any, formatter: Any) -> None:
         from losslab.cli.options import PANELS, task_only
 
@@ -81,8 +90,13 @@ class _Command(_FlagHelp, TyperCommand):
         tasks = any(p.name == "task" for p in params)  # (a many-run command: every task's options, in sections)
         tasks_by_flag = {t.flag: t for t in TASKS}
         groups: dict[str, list[Any]] = {}
+        arguments = [(p.metavar or (p.name or "").upper(), p.help or "") for p in params  # type: ignore[attr-defined]
+                     if p.param_type_name == "argument"]
+        if arguments:  # (positional arguments under their own heading, by name: not among the options)
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
         for param in params:
-            record = param.get_help_record(ctx)
+            record = param.get_help_record(ctx) if param.param_type_name != "argument" else None
             if record is not None:
                 only = task_only(param.name or "") if tasks else None
                 title = tasks_by_flag[only].section if only else \
