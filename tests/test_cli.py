@@ -238,3 +238,10 @@ def test_positional_arguments_are_listed_under_arguments_by_name(cli):
     arguments, options = text.split("Arguments:", 1)[1].split("options:", 1)[0], text.split("Arguments:")[0]
     assert arguments.lstrip().startswith("BASELINE ") and "CANDIDATE" in arguments and "<str>" not in arguments
     assert "BASELINE <str>" not in text and "BASELINE" not in options.split("Usage:")[1].split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("command", ["regress", "compare-optimizers", "gate", "benchmark"])
+def test_metavars_read_as_words(cli, command):
+    text = cli(command, "--help").stdout
+    assert "<" not in text.replace("<=", "") and "list[" not in text  # (typer's <int>, <list[str]>)
+    assert command != "compare-optimizers" or ("--lr FLOAT" in text and "--optim-arg TEXT…" in text)

@@ -505,6 +505,21 @@ def is_argument(opt: Opt) -> bool:
     return len(opt.flags) == 1 and opt.flags[0].isupper()
 
 
+METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
+
+
+def metavar(kind: Any) -> Optional[str]:
+    """What --help writes after an option: INT, FLOAT, TEXT; TEXT… for a repeatable one (typer: <list[str]>)."""
+    import typing
+
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is list:
+        return f"{metavar(args[0]) or 'TEXT'}…"
+    if args and typing.get_origin(kind) is typing.Union:
+        return metavar(args[0])
+    return METAVARS.get(kind)
+
+
 def options(*names: str, command: str, helps: Optional[dict[str, str]] = None,
             **defaults: Any) -> Callable[[Callable[[Given], int]], Callable[..., int]]:
     """Give the command `command`'s function `def cmd(given: Given) -> int` the named options, with per-command
@@ -563,7 +578,7 @@ def _signature(names: tuple[str, ...], helps: Optional[dict[str, str]],
             if opt.type is str:
                 default = inspect.Parameter.empty
         else:
-            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text,
+            annotation = Annotated[opt.type, typer.Option(*opt.flags, help=text, metavar=metavar(opt.type),
                                                           rich_help_panel=panel(name))]
         kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if is_argument(opt) else inspect.Parameter.KEYWORD_ONLY
         params.append(inspect.Parameter(name, kind, default=default, annotation=annotation))
