@@ -160,7 +160,7 @@ def test_gate_reruns_a_baseline_and_its_document_is_the_next_baseline(cli, tmp_p
     assert first.exit_code == 0, first.stderr
     doc = first.json()
     assert doc["candidate"]["seeds"] == [0, 1, 2, 3, 4] and doc["baseline"]["seeds"] == [0]
-    assert "the baseline has 1 seed(s) of the 5 asked" in " ".join(doc["notes"])
+    assert "the baseline has 1 seed of the 5 asked" in " ".join(doc["notes"])
     (tmp_path / "g.json").write_text(first.stdout)
     md, out = tmp_path / "gate.md", tmp_path / "o"
     again = cli("gate", str(tmp_path / "g.json"), "--json", "--markdown", str(md), "--out", str(out))
@@ -390,7 +390,7 @@ def test_a_one_seed_candidate_says_how_to_get_seeds_and_min_seeds_fails_it(cli, 
     (tmp_path / "a.json").write_text(run.stdout)
     plain = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--json")
     assert plain.exit_code == 0
-    assert any(n.startswith("the candidate has 1 seed(s)") and f"losslab gate {tmp_path / 'a.json'}" in n
+    assert any(n.startswith("the candidate has 1 seed:") and f"losslab gate {tmp_path / 'a.json'}" in n
                for n in plain.json()["notes"])
     strict = cli("gate", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--min-seeds", "3", "--json")
     assert strict.exit_code == 1 and strict.json()["status"] == "too few seeds"

@@ -48,7 +48,7 @@ from losslab.engine.runs import RunResult, RunSpec
 from losslab.engine.trials import by_rungs, epochs_asked
 from losslab.expect import Outcome, check_names
 from losslab.outputs import dispatcher
-from losslab.outputs.display import Report, TrialsDisplay, best_cells, epochs_text, fmt, make_console
+from losslab.outputs.display import Report, TrialsDisplay, best_cells, counted, epochs_text, fmt, make_console
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import WIN_MARGIN, distinct_seeds, first_rung_check, loss_key, quantile
 
@@ -433,7 +433,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     best = best_cells(result.summaries, [(2 + j, (lambda s, c=c: s.measures.get(c)), pick[c])
                                          for j, c in enumerate(cols)])
     title = (f"losslab compare-losses: {result.status} — {cfg.task}, {cfg.run.optim.name} lr {cfg.run.optim.lr:g}, "
-             f"{cfg.seeds} seeds × {cfg.run.train.epochs} epochs, ranked by median {result.rank_by} "
+             f"{counted(cfg.seeds, 'seed')} × {cfg.run.train.epochs} epochs, ranked by median {result.rank_by} "
              f"({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}" + (f"; validation: {result.split}" if result.split else "")]
     ref = result.reference
@@ -477,7 +477,7 @@ def plots(result: CompareLossesResult, problem: AnyProblem, outlier_rows: Any) -
 
         lines = {s.name: (s.measures.get("w"), s.measures.get("b")) for s in result.summaries}
         regression_fits(problem.data.x[:, 0], problem.data.y[:, 0], outlier_rows, lines, result.reference.get("truth"),
-                        path, title=f"compare-losses: median fit over {cfg.seeds} seeds")
+                        path, title=f"compare-losses: median fit over {counted(cfg.seeds, 'seed')}")
 
     def curves(path: Any) -> None:
         from losslab.outputs.plots import median_curves

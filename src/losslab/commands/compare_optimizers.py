@@ -44,6 +44,7 @@ from losslab.outputs.display import (
     Report,
     TrialsDisplay,
     best_cells,
+    counted,
     epochs_text,
     fmt,
     make_console,
@@ -347,7 +348,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         detail.append(row)
     task = ("regression" if cfg.task == "regression" else f"{cfg.task} ({cfg.run.data.dataset}, "
                                                         f"{getattr(cfg.run.model, 'name', cfg.run.model)})")
-    title = (f"losslab compare-optimizers: {result.status} — {task}, {cfg.seeds} seeds × "
+    title = (f"losslab compare-optimizers: {result.status} — {task}, {counted(cfg.seeds, 'seed')} × "
              f"{cfg.run.train.epochs} epochs, ranked by median {cfg.rank_by.replace('_', ' ')} "
              f"({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}",
@@ -393,7 +394,7 @@ def plots(result: CompareResult) -> list[Plot]:
 
         data = {s.name: [[rec[key] for rec in r.records if key in rec] for r in result.runs[s.name]]
                 for s in result.summaries}
-        median_curves(data, path, title=f"compare-optimizers: {cfg.task}, {cfg.seeds} seeds",
+        median_curves(data, path, title=f"compare-optimizers: {cfg.task}, {counted(cfg.seeds, 'seed')}",
                       ylabel="training loss" if key == "train_loss" else "validation loss")
 
     def tuning(path: Any) -> None:

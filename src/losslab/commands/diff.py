@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from losslab.commands.gate.samples import DIRECTION, Side, of_result, read, settings
-from losslab.outputs.display import Report, fmt
+from losslab.outputs.display import Report, counted, fmt
 
 COMMAND = "diff"
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ def report(result: DiffResult) -> list[Report]:
         change = "" if m["change"] is None else f"{m['change']:+.3g}" + (
             f" ({m['relative']:+.1%})" if m["relative"] is not None and abs(m["relative"]) < 100 else "")
         rows.append([name, _text(m["a"]), _text(m["b"]), change])
-    notes = [f"A: {cfg.a} ({result.a.command}, {len(result.a.seeds)} seed(s)); B: {cfg.b} ({result.b.command}, "
-             f"{len(result.b.seeds)} seed(s)); metrics are medians over seeds"]
+    notes = [f"A: {cfg.a} ({result.a.command}, {counted(len(result.a.seeds), 'seed')}); B: {cfg.b} "
+             f"({result.b.command}, {counted(len(result.b.seeds), 'seed')}); metrics are medians over seeds"]
     if result.a.command != result.b.command:
         shared = sorted({m["metric"] for m in result.metrics})
         notes.append(f"different commands: compared where the metrics share names ({', '.join(shared) or 'none'})")

@@ -187,6 +187,11 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def counted(n: int, word: str) -> str:
+    """'1 seed', '3 seeds': a count with its word in the right number."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def time_left(elapsed: float, done: float, total: float) -> str:
     """', about 12 s left' at the pace so far ('' before any progress or when nothing is left)."""
     left = total - done

@@ -194,14 +194,14 @@ def profile_plot(doc: dict[str, Any], path: Any) -> None:
 
 def report(doc: dict[str, Any]) -> Any:
     """The table of times to target (problem × optimizer), the scores, the targets, the statistics, the verdict."""
-    from losslab.outputs.display import Report
+    from losslab.outputs.display import Report, counted
 
     if not doc["problems"]:
         return Report(f"losslab benchmark: {doc['suite']} suite", [], [],
                       ["interrupted: no problem finished (the one Ctrl-C stopped is left out)"])
     optims, measure = doc["optims"], doc["measure"]
     unit = "steps" if measure == "steps" else "gradient evaluations"
-    studies = (f"{doc['studies']} seed(s)" if doc["ruleset"] == "defaults"
+    studies = (counted(doc['studies'], 'seed') if doc["ruleset"] == "defaults"
                else f"{doc['studies']} studies × {doc['trials']} trials, the fastest trial per study")
     title = (f"losslab benchmark: {doc['suite']} suite, {doc['ruleset']} ruleset, {studies}; median {unit} to "
              "each problem's target (∞: missed)")
@@ -260,8 +260,10 @@ def lm_notes(doc: dict[str, Any]) -> list[str]:
 
 def markdown(doc: dict[str, Any]) -> str:
     """The summary for a pull request or a paper's appendix: the verdict, the table, the scores, the setting."""
+    from losslab.outputs.display import counted
+
     optims, measure = doc["optims"], doc["measure"]
-    studies = (f"{doc['studies']} seeds" if doc["ruleset"] == "defaults"
+    studies = (counted(doc['studies'], 'seed') if doc["ruleset"] == "defaults"
                else f"{doc['studies']} studies × {doc['trials']} quasi-random trials ({doc['search']['method']})")
     lines = [f"## Benchmark: {doc['suite']} suite, {doc['ruleset']} ruleset, {studies}", "",
              f"**Verdict** (against {doc['reference']}):", ""]

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from losslab.commands.gate.samples import DIRECTION, Configure, Side, of_result, read, run_seeds
 from losslab.errors import ConfigError
-from losslab.outputs.display import Report, fmt
+from losslab.outputs.display import Report, counted, fmt
 from losslab.verdicts import Comparison, compare, separation
 
 COMMAND = "gate"
@@ -143,9 +143,9 @@ def sides(cfg: GateOptions, configure: Configure) -> tuple[Side, Side, list[str]
         cdoc, crows = read(cfg.candidate, "CANDIDATE")
         candidate = of_result(cdoc, crows, cfg.candidate, "CANDIDATE")
         if len(candidate.seeds) < 2:
-            notes.append(f"the candidate has {len(candidate.seeds)} seed(s): no interval can say it regressed; "
-                         f"`losslab gate {cfg.baseline}` (no CANDIDATE) runs this code for --seeds {cfg.seeds}, or "
-                         "write the candidate with a many-run command's --seeds 5")
+            notes.append(f"the candidate has {counted(len(candidate.seeds), 'seed')}: no interval can say it "
+                         f"regressed; `losslab gate {cfg.baseline}` (no CANDIDATE) runs this code for --seeds "
+                         f"{cfg.seeds}, or write the candidate with a many-run command's --seeds 5")
         if candidate.command != baseline.command:
             raise ConfigError("CANDIDATE", f"{cfg.candidate} is a {candidate.command} result, the baseline a "
                               f"{baseline.command} result: gate compares results of one command (losslab diff "
@@ -174,8 +174,8 @@ def sides(cfg: GateOptions, configure: Configure) -> tuple[Side, Side, list[str]
                "--rerun-baseline: they hold only if the code they measure is the baseline's")
         notes.append(f"baseline seeds {_span(missing)} were rerun now with the baseline's invocation ({why})")
     elif len(baseline.seeds) < cfg.seeds:
-        notes.append(f"the baseline has {len(baseline.seeds)} seed(s) of the {cfg.seeds} asked: intervals need 2 "
-                     "or more on each side; a gate's --json (or --out's result.json) is a baseline with all its "
+        notes.append(f"the baseline has {counted(len(baseline.seeds), 'seed')} of the {cfg.seeds} asked: intervals "
+                     "need 2 or more on each side; a gate's --json (or --out's result.json) is a baseline with all its "
                      "seeds, or give --rerun-baseline")
     return baseline, candidate, notes
 
@@ -283,8 +283,8 @@ def report(result: GateResult) -> Report:
         rows.append([name, c.verdict + (" ✗" if r.fails else ""), _change(c), fmt(c.baseline, ".5g"),
                      fmt(c.candidate, ".5g"), interval, fmt(c.detectable, ".2g")])
     base, cand = result.baseline, result.candidate
-    title = (f"losslab gate: {result.status} — {base.command}: baseline {len(base.seeds)} seed(s) from "
-             f"{base.source}, candidate {len(cand.seeds)} seed(s) from {cand.source}")
+    title = (f"losslab gate: {result.status} — {base.command}: baseline {counted(len(base.seeds), 'seed')} from "
+             f"{base.source}, candidate {counted(len(cand.seeds), 'seed')} from {cand.source}")
     pairing = "paired by seed" if any(r.comparison.paired for r in result.rows) else "independent samples"
     notes = [f"change: candidate − baseline ({pairing}); interval: {level} Student-t; "
              f"detectable: the smallest change these seeds find with 80% power at alpha {cfg.alpha:g}",
@@ -312,8 +312,8 @@ def report(result: GateResult) -> Report:
     lost = [r for r in result.rows if r.comparison.lost]
     if lost:
         notes.append("regressed without an interval: " + "; ".join(
-            f"{r.entry} {r.metric}: {r.comparison.lost} seed(s) the baseline finished are non-finite or missing in "
-            "the candidate (diverged or failed)" for r in lost))
+            f"{r.entry} {r.metric}: seeds the baseline finished that are non-finite or missing in the candidate "
+            f"(diverged or failed): {r.comparison.lost}" for r in lost))
     notes += result.notes
     return Report(title, ["metric", "verdict", "change", "baseline", "candidate", f"{level} interval",
                           "detectable"], rows, notes, text=frozenset({1}))

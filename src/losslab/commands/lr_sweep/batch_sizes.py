@@ -38,7 +38,7 @@ from losslab.engine.skeleton import Plan
 from losslab.engine.trials import run_trials
 from losslab.errors import ConfigError
 from losslab.expect import Outcome
-from losslab.outputs.display import Report, fmt
+from losslab.outputs.display import Report, counted, fmt
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, rank
 
@@ -271,7 +271,7 @@ def batch_report(result: BatchSizesResult, outcomes: Sequence[Outcome] = ()) -> 
                 marked.add((i, j))
         rows.append(row)
     title = (f"losslab lr-sweep: {result.status} — {cfg.run.optim.name}, {len(cfg.grid())} rates × {len(sizes)} "
-             f"batch sizes × {cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
+             f"batch sizes × {counted(cfg.seeds, 'seed')} × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
              f"({'vectorized' if result.vectorized else 'sequential'})")
     loss = loss_name(cfg.task)
     grid_notes = [f"data: {result.data_source}",
@@ -323,7 +323,7 @@ def batch_plots(result: BatchSizesResult) -> list[Plot]:
         points = {f"batch {b}": [(s.lr, s.median) for s in g.summaries] for b, g in result.sizes.items()}
         marks = {f"batch {b}": g.suggested_lr for b, g in result.sizes.items() if g.suggested_lr is not None}
         loss_vs_lr(points, path, title=f"lr-sweep: {cfg.run.optim.name}, {cfg.run.train.epochs} epochs, median over "
-                   f"{cfg.seeds} seed(s)", marks=marks, ylabel=ylabel)
+                   + counted(cfg.seeds, 'seed'), marks=marks, ylabel=ylabel)
 
     def heat(path: Any) -> None:
         from losslab.outputs.plots import heat_map

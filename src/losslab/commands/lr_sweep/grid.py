@@ -28,7 +28,7 @@ from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
 from losslab.engine.trials import budget, by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome
-from losslab.outputs.display import Report, epochs_text, fmt, median_cell
+from losslab.outputs.display import Report, counted, epochs_text, fmt, median_cell
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, diverged, first_rung_check, loss_key, rank, summarise
 
@@ -376,7 +376,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
         if s.lr == result.suggested_lr:
             best.update({(i, 0), (i, 1)})
     title = (f"losslab lr-sweep: {result.status} — {cfg.run.optim.name}, {len(result.summaries)} rates × "
-             f"{cfg.seeds} seed(s) × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
+             f"{counted(cfg.seeds, 'seed')} × {cfg.run.train.epochs} epochs in {result.elapsed_s:.1f} s "
              f"({'vectorized' if result.vectorized else 'sequential'})")
     notes = [f"data: {result.data_source}",
              columns_note(cfg.task, result.target),

@@ -20,7 +20,7 @@ from losslab.engine.events import Consumer
 from losslab.engine.problems import AnyProblem
 from losslab.engine.range_test import RangeCurve, range_test_run, schedule
 from losslab.expect import Outcome
-from losslab.outputs.display import Report, fmt
+from losslab.outputs.display import Report, counted, fmt
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import geometric_median
 
@@ -266,7 +266,7 @@ def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[
         label = name + (" (recommended)" if i == 0 and s["median"] is not None else "")
         rows.append([label, fmt(s["median"], ".3g"), spread])
     title = (f"losslab lr-sweep --range-test: {result.status} — {cfg.run.optim.name}, lr {cfg.min_lr:g} → "
-             f"{cfg.max_lr:g} ({cfg.mode}) over {cfg.steps} steps, {len(result.runs)} seed(s), "
+             f"{cfg.max_lr:g} ({cfg.mode}) over {cfg.steps} steps, {counted(len(result.runs), 'seed')}, "
              f"{result.elapsed_s:.1f} s")
     stops = ", ".join(f"seed {r.seed}: {r.stopped} after {len(r.smoothed)} steps" for r in result.runs)
     notes = [f"data: {result.data_source}", f"stopped: {stops}",
@@ -302,8 +302,8 @@ def range_plots(result: RangeResult) -> list[Plot]:
         range_test_plot([without_end(r.lrs, r.smoothed) for r in result.runs], path,
                         {k: v["median"] for k, v in result.suggestions.items()},
                         raw=[without_end(r.lrs, r.losses) for r in result.runs],
-                        title=f"LR range test: {cfg.run.optim.name}, {len(result.runs)} seed(s) (last {SKIP_END} "
-                              "steps not drawn)")
+                        title=f"LR range test: {cfg.run.optim.name}, {counted(len(result.runs), 'seed')} "
+                              f"(last {SKIP_END} steps not drawn)")
 
     return list(zip(RANGE_PLOTS, [draw]))
 
