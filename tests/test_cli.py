@@ -245,3 +245,25 @@ def test_metavars_read_as_words(cli, command):
     text = cli(command, "--help").stdout
     assert "<" not in text.replace("<=", "") and "list[" not in text  # (typer's <int>, <list[str]>)
     assert command != "compare-optimizers" or ("--lr FLOAT" in text and "--optim-arg TEXT…" in text)
+
+
+def test_every_commands_help_ends_with_examples_that_parse():
+    """Each example is a real invocation: its options exist and take the values given (click parses them against
+    the command without running it); every command has 1–6 of them and shows them in --help."""
+    import shlex
+
+    import typer.main
+
+    from losslab.cli.typer_app import EXAMPLES, app
+
+    group = typer.main.get_command(app)
+    assert set(EXAMPLES) == {c.name for c in app.registered_commands}
+    for name, examples in EXAMPLES.items():
+        command = group.get_command(None, name)  # type: ignore[arg-type]
+        assert 1 <= len(examples) <= 6
+        for example in examples:
+            words = shlex.split(example)
+            assert words[:2] == ["losslab", name], example
+            command.make_context(name, words[2:], resilient_parsing=False)
+        helped = command.get_help(command.make_context(name, [], resilient_parsing=True))
+        assert "Examples:" in helped and examples[0] in helped

@@ -68,9 +68,54 @@ class _FlagHelp:
         return option
 
 
+# each command's --help ends with real invocations (tests/test_cli.py parses every one against the command)
+EXAMPLES = {
+    "regress": ["losslab regress --optim adam --lr 0.01",
+                "losslab regress --schedule cosine --warmup 5 --epochs 200",
+                "losslab regress --data houses.csv --target price --out runs/houses",
+                "losslab regress --model mymodels.py:Net --loss huber --expect 'final_loss<=0.05'"],
+    "classify": ["losslab classify --dataset digits --model cnn --epochs 10",
+                 "losslab classify --dataset mnist --data-dir ~/data --batch-size 128",
+                 "losslab classify --model mymodels.py:Net --dataset mydata:train --patience 3 --save net.pt"],
+    "lm": ["losslab lm", "losslab lm --model gru --layers 2 --epochs 10 --sample 500 --prompt 'ROMEO:'",
+           "losslab lm --data mybook.txt --tokenizer byte --save lm.pt"],
+    "lr-sweep": ["losslab lr-sweep --min-lr 1e-4 --max-lr 1 --num 13", "losslab lr-sweep --range-test --optim adam",
+                 "losslab lr-sweep --task classify --dataset digits --batch-sizes 16,64,256"],
+    "compare-optimizers": ["losslab compare-optimizers --optims sgd,adam,adamw --seeds 5",
+                           "losslab compare-optimizers --task classify --tune --halving",
+                           "losslab compare-optimizers --optims adamw,lion,myopt.py:MyOpt --budget "
+                           "gradient-evaluations"],
+    "compare-losses": ["losslab compare-losses --losses mse,huber,l1 --outliers 0.1",
+                       "losslab compare-losses --task classify --losses cross-entropy,focal"],
+    "landscape": ["losslab landscape --line", "losslab landscape --plane --optims sgd,adam"],
+    "benchmark": ["losslab benchmark --optims adamw,nadam",
+                  "losslab benchmark --optims adamw,nadam,lion --suite small --seeds 3 --out bench",
+                  "losslab benchmark --optims adamw,myopt.py:MyOpt --ruleset external --studies 5 --trials 5",
+                  "losslab benchmark --optims adamw,nadam --suite mysuite.toml --markdown bench.md"],
+    "check-loss": ["losslab check-loss mylosses.py:smooth_l1",
+                   "losslab check-loss mylosses.py:focal --task classify --second-order"],
+    "optimizers": ["losslab optimizers", "losslab optimizers --all"],
+    "predict": ["losslab predict --checkpoint net.pt --data new.csv"],
+    "generate": ["losslab generate --checkpoint lm.pt --prompt 'ROMEO:' --tokens 200"],
+    "gate": ["losslab gate baseline.json", "losslab gate baseline.json candidate.json --markdown gate.md",
+             "losslab gate baseline.json --set lr=0.001 --min-seeds 5"],
+    "diff": ["losslab diff a.json b.json"],
+    "replay": ["losslab replay runs/houses/result.json", "losslab replay result.json --rtol 1e-5"],
+}
+
+
 class _Command(_FlagHelp, TyperCommand):
     """A losslab command: its --help flag skips pydantic (see _FlagHelp), and lists its options in panels
-    (optimizer, loss, data, model, training, ...: cli.options.PANELS) as plain text, without Rich's help."""
+    (optimizer, loss, data, model, training, ...: cli.options.PANELS) as plain text, without Rich's help, then
+    examples of it."""
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        examples = EXAMPLES.get(self.name or "")
+        if examples:
+            with formatter.section("Examples"):
+                for example in examples:  # (as typed: never wrapped)
+                    formatter.write(f"{' ' * formatter.current_indent}{example}\n")
+        super().format_epilog(ctx, formatter)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         """`[OPTIONS] BASELINE [CANDIDATE]`: a required argument by its name (typer writes `{BASELINE}`)."""
