@@ -47,6 +47,7 @@ from losslab.outputs.display import (
     counted,
     epochs_text,
     fmt,
+    iqr_cell,
     make_console,
     median_cell,
 )
@@ -333,7 +334,7 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
     ranking = []
     for i, s in enumerate(result.summaries, start=1):
         ranking.append([str(i), str(shown(s.name)), f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
-                        median_cell(s), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}", fmt(s.best, ".5g"),
+                        median_cell(s), iqr_cell(s), fmt(s.best, ".5g"),
                         f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
     detail_headers = ["optimizer", "to target", "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
     detail = []

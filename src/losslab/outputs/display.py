@@ -681,6 +681,14 @@ def median_cell(summary: Any) -> str:
     return fmt(summary.median, ".5g")
 
 
+def iqr_cell(summary: Any) -> str:
+    """A summary's interquartile range as a table shows it: '—' for one seed (a range of one value says
+    nothing)."""
+    if len(getattr(summary, "finals", ())) < 2:
+        return "—"
+    return f"{fmt(summary.q1, '.3g')}–{fmt(summary.q3, '.3g')}"
+
+
 def epochs_text(n: int) -> str:
     """"1 epoch", "3 epochs"."""
     return f"{n} epoch{'' if n == 1 else 's'}"

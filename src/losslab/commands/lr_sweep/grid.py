@@ -28,7 +28,7 @@ from losslab.engine.problems import AnyProblem
 from losslab.engine.runs import RunResult, RunSpec, diagnose_run
 from losslab.engine.trials import budget, by_rungs, epochs_asked, run_trials
 from losslab.expect import Outcome
-from losslab.outputs.display import Report, counted, epochs_text, fmt, median_cell
+from losslab.outputs.display import Report, counted, epochs_text, fmt, iqr_cell, median_cell
 from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import Summary, diverged, first_rung_check, loss_key, rank, summarise
 
@@ -367,7 +367,7 @@ def grid_report(result: GridResult, outcomes: Sequence[Outcome] = ()) -> list[Re
         mark = " ←" if s.lr == result.suggested_lr else ""
         stopped = stopped_at(result, s.lr)
         mark += f" ({stopped})" if stopped else ""
-        row = [f"{s.lr:.3g}{mark}", median_cell(s), f"{fmt(s.q1, '.3g')}–{fmt(s.q3, '.3g')}",
+        row = [f"{s.lr:.3g}{mark}", median_cell(s), iqr_cell(s),
                fmt(s.best, ".5g"), reach,
                f"{s.diverged}/{len(s.finals)}" + (f" (+{s.errors} errors)" if s.errors else "")]
         if not regress:
