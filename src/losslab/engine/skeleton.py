@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 from losslab import interrupt
 from losslab.engine.events import Consumer, RunInfo, wants_batches
 from losslab.errors import USER_ERRORS, describe
+from losslab.profiles import meets
 from losslab.stack import on_fresh_stack
 
 
@@ -140,8 +141,6 @@ class Hooks:
 
 def reached(record: dict[str, Any], stop_at: Optional[tuple[str, str, float]]) -> bool:
     """Whether `record` meets the target `stop_at` (a benchmark's: a run stops counting there)."""
-    from losslab.profiles import meets
-
     return stop_at is not None and meets(record, *stop_at)
 
 

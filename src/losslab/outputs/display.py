@@ -189,7 +189,7 @@ def duration(seconds: float) -> str:
 
 def counted(n: int, word: str) -> str:
     """'1 seed', '3 seeds': a count with its word in the right number."""
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def time_left(elapsed: float, done: float, total: float) -> str:
@@ -691,4 +691,4 @@ def iqr_cell(summary: Any) -> str:
 
 def epochs_text(n: int) -> str:
     """"1 epoch", "3 epochs"."""
-    return f"{n} epoch{'' if n == 1 else 's'}"
+    return counted(n, "epoch")

@@ -152,7 +152,7 @@ def experiment(cfg: BenchmarkConfig, build: Build, *, json_out: bool = False, qu
     from losslab.config.files import check_out_dir
     from losslab.expect import check_names
     from losslab.outputs.display import TrialsDisplay, make_console
-    from losslab.outputs.files import versions
+    from losslab.outputs.files import clean, versions
     from losslab.outputs.sinks import dispatcher
 
     suite = cfg.load()
@@ -174,7 +174,7 @@ def experiment(cfg: BenchmarkConfig, build: Build, *, json_out: bool = False, qu
 
         write_text(Path(cfg.markdown).expanduser(), markdown(doc))
     plots = [(PROFILE_PLOT, lambda path: profile_plot(doc, path))] if doc["problems"] else []
-    return (Output(finite(doc), report(doc), rows, outcomes, doc["status"], plots, result=BenchmarkResult(doc)),
+    return (Output(clean(doc), report(doc), rows, outcomes, doc["status"], plots, result=BenchmarkResult(doc)),
             Where(console, json_out, quiet, cfg.out, cfg.plot, events))
 
 
@@ -283,17 +283,6 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "B is AlgoPerf's score: (1/3)∫₁⁴ ρ(τ) dτ over the performance profile ρ.", "",
               f"Measured with {versions}." if versions else ""]
     return "\n".join(lines).rstrip() + "\n"
-
-
-def finite(value: Any) -> Any:
-    """The document with every non-finite number as None (JSON has no infinity: a miss is null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 __all__ = ["SHARED", "BenchmarkConfig", "experiment", "main"]
