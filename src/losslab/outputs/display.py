@@ -187,9 +187,9 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def counted(n: int, word: str) -> str:
-    """'1 seed', '3 seeds': a count with its word in the right number."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def counted(n: int, word: str, plural: Optional[str] = None) -> str:
+    """'1 seed', '3 seeds', '1 study', '5 studies': a count with its word in the right number."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def time_left(elapsed: float, done: float, total: float) -> str:

@@ -202,7 +202,8 @@ def report(doc: dict[str, Any]) -> Any:
     optims, measure = doc["optims"], doc["measure"]
     unit = "steps" if measure == "steps" else "gradient evaluations"
     studies = (counted(doc['studies'], 'seed') if doc["ruleset"] == "defaults"
-               else f"{doc['studies']} studies × {doc['trials']} trials, the fastest trial per study")
+               else f"{counted(doc['studies'], 'study', 'studies')} × {counted(doc['trials'], 'trial')}, the "
+               "fastest trial per study")
     title = (f"losslab benchmark: {doc['suite']} suite, {doc['ruleset']} ruleset, {studies}; median {unit} to "
              "each problem's target (∞: missed)")
     rows = [[name] + [shown(p["optimizers"][o][measure], p["optimizers"][o]["reached"],
@@ -264,7 +265,8 @@ def markdown(doc: dict[str, Any]) -> str:
 
     optims, measure = doc["optims"], doc["measure"]
     studies = (counted(doc['studies'], 'seed') if doc["ruleset"] == "defaults"
-               else f"{doc['studies']} studies × {doc['trials']} quasi-random trials ({doc['search']['method']})")
+               else f"{counted(doc['studies'], 'study', 'studies')} × "
+               f"{counted(doc['trials'], 'quasi-random trial')} ({doc['search']['method']})")
     lines = [f"## Benchmark: {doc['suite']} suite, {doc['ruleset']} ruleset, {studies}", "",
              f"**Verdict** (against {doc['reference']}):", ""]
     lines += [f"- {line}" for line in doc["verdict"]] + [""]
