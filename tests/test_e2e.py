@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from lines import next_event
+
 BIN = shutil.which("losslab", path=str(Path(sys.executable).parent))
 # every test here runs the installed command in a real process: `make test-fast` leaves them out
 pytestmark = [pytest.mark.skipif(BIN is None, reason="losslab console script not installed beside this python"),
@@ -90,7 +92,7 @@ def test_ctrl_c_writes_partial_results_and_exits_130(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([BIN, "regress", "--epochs", "10000000", "--out", str(out), "--json", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    line = proc.stderr.readline()  # first progress line: training has started
+    line = next_event(proc.stderr)  # first progress line: training has started
     assert line.startswith("epoch 1/"), line
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -128,7 +130,7 @@ def test_ctrl_c_in_compare_keeps_finished_trials(tmp_path):
     proc = subprocess.Popen([BIN, "compare-optimizers", "--no-vectorize", "--epochs", "3000", "--seeds", "50",
                              "--out", str(out), "--json", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    line = proc.stderr.readline()  # the first finished trial
+    line = next_event(proc.stderr)  # the first finished trial
     assert line.startswith("[1/200]"), line
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)
@@ -164,7 +166,7 @@ def test_two_quick_ctrl_c_never_leave_half_a_json_document(tmp_path):
     out = tmp_path / "o"
     proc = subprocess.Popen([BIN, "regress", "--epochs", "1000000", "--out", str(out), "--json", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    assert proc.stderr.readline().startswith("epoch 1/")
+    assert next_event(proc.stderr).startswith("epoch 1/")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -180,7 +182,7 @@ def test_two_quick_ctrl_c_never_leave_half_a_json_document(tmp_path):
 def _two_quick_presses(out: Path) -> tuple[int, str, str]:
     proc = subprocess.Popen([BIN, "regress", "--epochs", "1000000", "--out", str(out), "--json", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    proc.stderr.readline()
+    next_event(proc.stderr)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)

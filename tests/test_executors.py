@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from lines import next_event
 from losslab.commands.replay import compare
 
 # worker processes and minute-long sweeps: `make test-fast` leaves these out
@@ -217,7 +218,7 @@ def interrupted_sweep(tmp_path, executor, signum=None, group=True):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
                             start_new_session=True)
     try:
-        line = proc.stderr.readline()  # the quick trial's progress line
+        line = next_event(proc.stderr)  # the quick trial's progress line
         assert line.startswith("[1/2]") and "mse" in line, line + proc.stderr.read()
         workers = children(proc.pid)
         pressed = time.monotonic()
