@@ -258,3 +258,22 @@ def test_one_ctrl_c_stops_a_slow_user_model_constructor_at_once(tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130 and time.time() - pressed < 10, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_gate_at_80_columns_keeps_every_verdict_and_cuts_no_line(tmp_path):
+    """A reviewer's terminal: the report reflows to one block per metric (name and verdict first) rather than
+    cutting the table at the edge."""
+    run = tmp_path / "run.json"
+    done = subprocess.run([BIN, "regress", "--epochs", "200", "--json", "--device", "cpu"], capture_output=True,
+                          text=True, env=ENV)
+    run.write_text(done.stdout)
+    code, text = _run_in_pty([BIN, "gate", str(run), "--seeds", "2", "--set", "lr=0.3"],
+                             dict(ENV, TERM="xterm", COLUMNS="80"))
+    assert code in (0, 1), text
+    report = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text[text.rindex("losslab gate:"):]).replace("\r", "")
+    lines = report.splitlines()
+    assert max(len(line) for line in lines) <= 80, report
+    for metric in ("final_loss", "optimum_distance"):
+        line = next(line for line in lines if line.startswith(metric))
+        assert re.search(r"(regressed|improved|unchanged|inconclusive)", line), report
+    assert len(re.findall(r"95% interval \S+", report)) >= 3, report  # every column whole, none cut at the edge

@@ -48,3 +48,42 @@ def test_progress_in_a_notebook_is_one_display_updated_in_place(tmp_path):
         shown = cell.outputs[0]["data"]["text/plain"]
         assert shown.startswith(f"losslab {command}: ok in ")  # the display ends with the outcome
         assert cell.outputs[1]["data"]["text/plain"] == "'ok'"
+
+
+def _images_and_tables(cell):
+    kinds = [(out["output_type"], sorted(out.get("data", {}))) for out in cell.outputs]
+    images = sum("image/png" in data for _, data in kinds)
+    tables = sum(out.get("data", {}).get("text/html", "").count("<table") for out in cell.outputs)
+    return kinds, images, tables
+
+
+def test_a_result_shows_once_as_a_table_with_its_plot_and_plot_shows_its_figure_once(tmp_path):
+    """In a fresh kernel (no magic), after `%matplotlib inline`, and beside pyplot: a result as a cell's last line
+    is one output (an HTML table, the plot inline), and `.plot()` one PNG."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[
+        new_code_cell("import losslab\nfit = losslab.regress(epochs=50, progress=False)"),
+        new_code_cell("fit"),
+        new_code_cell("fit.plot()"),
+        new_code_cell("%matplotlib inline\nfit.plot()"),
+        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nfit.plot()"),
+        new_code_cell("runs = losslab.compare_optimizers(optims=['sgd', 'adam'], seeds=2, epochs=50, progress=False)"
+                      "\nruns"),
+    ])
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    cells = notebook.cells
+    assert cells[0].outputs == []  # progress off: the call itself shows nothing
+    for shown in (cells[1], cells[5]):
+        kinds, images, tables = _images_and_tables(shown)
+        assert kinds == [("execute_result", ["text/html", "text/plain"])], kinds  # once: no console leak
+        html = shown.outputs[0]["data"]["text/html"]
+        assert tables >= 1 and "<img src='data:image/png;base64," in html and "<!DOCTYPE" not in html
+        assert "diagnosis" in html and "losslab" in shown.outputs[0]["data"]["text/plain"]
+    assert all(f">{name}<" in cells[5].outputs[0]["data"]["text/html"] for name in ("sgd", "adam"))  # table rows
+    for cell in cells[2:4]:
+        kinds, images, _ = _images_and_tables(cell)
+        assert images == 1 and len(kinds) == 1, kinds  # the figure once, with or without the magic
+    kinds, images, _ = _images_and_tables(cells[4])
+    assert images == 2, kinds  # the user's own pyplot figure, and ours once

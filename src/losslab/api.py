@@ -226,18 +226,20 @@ class Result:
         return "\n".join(part.plain() for part in self._parts())
 
     def _repr_html_(self) -> str:
-        """The report as tables, for a notebook cell."""
-        import io
+        """A notebook cell's view: the report as HTML tables, its notes (diagnosis, verdicts), and the main plot."""
+        from losslab.outputs.html import result_html
 
-        from rich.console import Console
+        png, name = None, ""
+        if self._output.plots:
+            from losslab.outputs.plots import png_bytes
 
-        console = Console(record=True, force_terminal=True, width=110, file=io.StringIO())
-        for part in self._parts():
-            part.render(console)
-        return str(console.export_html(inline_styles=True))
+            name = next(iter(dict(self._output.plots)))
+            png = png_bytes(self.plot(name))
+        return result_html(self._parts(), png, alt=name)
 
     def __repr__(self) -> str:
-        return f"<losslab {self.command}: {self.status}>"
+        """The report as plain text (a console's view)."""
+        return self.report()
 
 
 class History(list):

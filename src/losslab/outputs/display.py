@@ -372,12 +372,45 @@ class Report:
             for i, row in enumerate(self.rows):
                 table.add_row(*(Text(c, style="bold green") if (i, j) in self.best else c
                                 for j, c in enumerate(row)))
-            if self.headers:  # (a report of lines only: a sample of text)
+            if self.headers and self._fits(console.width):  # (a report of lines only: a sample of text)
                 console.print(table)
+            elif self.headers:
+                self._blocks(console)
             for note in self.notes:
                 console.print(note, markup=False)
         else:
             print(self.plain(), file=stream.file, flush=True)
+
+    def _fits(self, width: int) -> bool:
+        """Whether every cell fits whole at this width (headers may wrap; a number must never be cut)."""
+        widest = [max((len(row[i]) for row in self.rows), default=0) for i in range(len(self.headers))]
+        return sum(widest) + 2 * (len(widest) - 1) <= width
+
+    def _blocks(self, console: "Console") -> None:
+        """Too wide for the terminal: one block per row, its first two cells (name and verdict, or name and the
+        main number) on the first line, the other columns as `header value` pairs wrapped beneath it."""
+        from rich.text import Text
+
+        first = max(len(row[0]) for row in self.rows)
+        for i, row in enumerate(self.rows):
+            head = Text(row[0].ljust(first), style="bold")
+            if len(row) > 1:
+                head.append("  ")
+                head.append(row[1], style="bold green" if (i, 1) in self.best else "")
+            console.print(head)
+            line = Text("    ")
+            for j, (header, cell) in enumerate(zip(self.headers[2:], row[2:]), start=2):
+                if not cell.strip():
+                    continue
+                pair = Text(f"{header} ", style="dim")
+                pair.append(cell, style="bold green" if (i, j) in self.best else "")
+                if len(line) > 4 and len(line) + 2 + len(pair) > console.width:
+                    console.print(line)
+                    line = Text("    ")
+                line.append_text(Text("  ") if len(line) > 4 else Text(""))
+                line.append_text(pair)
+            if len(line) > 4:
+                console.print(line)
 
     def plain(self) -> str:
         grid = [self.headers] + self.rows if self.headers else []

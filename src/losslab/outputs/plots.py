@@ -8,10 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 _captured: Optional[list[Any]] = None  # while `captured()` runs: the figures drawn, kept instead of saved
 
@@ -28,19 +25,43 @@ def captured() -> Iterator[list[Any]]:
         _captured = None
 
 
+class ShownFigure(Figure):
+    """A matplotlib Figure that a notebook shows as its PNG once, whatever the backend: pyplot never holds it (no
+    second copy when a cell ends, no switch of the user's backend), and without a figure formatter of IPython's
+    (pyplot never imported) it shows itself."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)
+
+
+def png_bytes(fig: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], dpi: int = 100,
+              **kwargs: Any) -> tuple[Any, Any]:
+    """pyplot.subplots without pyplot: the figure belongs to the caller alone (the worker threads and processes
+    that draw need no backend)."""
+    fig = ShownFigure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def _save(fig: Any, path: Any) -> None:
     if _captured is not None:
         _captured.append(fig)
         return
     fig.savefig(path, format="png")
-    plt.close(fig)
 
 
 def loss_curve(records: Sequence[Mapping[str, Any]], path: Path, title: str = "training loss",
                reference: float | None = None, reference_label: str = "least-squares optimum") -> None:
     """Log-scale training loss per epoch, with an optional horizontal reference line."""
     pts = [(r["epoch"], r["train_loss"]) for r in records if _positive(r.get("train_loss"))]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    fig, ax = _subplots(figsize=(7, 4.2), dpi=100)
     if pts:
         ax.plot(*zip(*pts), lw=1.6, label="train loss")
     if reference is not None and _positive(reference):
@@ -73,7 +94,7 @@ def classification_curves(records: Sequence[Mapping[str, Any]], path: Path, titl
                           best_epoch: int | None = None) -> None:
     """Train and validation loss (log scale) beside validation accuracy, the best epoch marked."""
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 4), dpi=100)
     for key, label in (("train_loss", "train loss"), ("valid_loss", "validation loss")):
         pts = [(e, r[key]) for e, r in zip(epochs, records) if _positive(r.get(key))]
         if pts:
@@ -100,7 +121,7 @@ def classification_curves(records: Sequence[Mapping[str, Any]], path: Path, titl
 def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = "") -> None:
     """Counts with rows = true class and columns = predicted class."""
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.55 * k), dpi=100)
+    fig, ax = _subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.55 * k), dpi=100)
     ax.imshow(matrix, cmap="Blues")
     peak = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
@@ -123,7 +144,7 @@ def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, t
     Runs that stopped early (divergence) count as +inf afterwards, so they pull the band up, not out."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     for name, runs in curves.items():
         runs = [list(r) for r in runs if len(r)]
         if not runs:
@@ -146,7 +167,7 @@ def median_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, t
 def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, title: str = "",
                marks: Mapping[str, float] | None = None, ylabel: str = "final loss") -> None:
     """Final loss against learning rate (log-log) per group; non-finite losses drawn as x at the top."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     finite_all = [v for pts in points.values() for _, v in pts if _positive(v)]
     top = max(finite_all) * 3 if finite_all else 1.0
     for name, pts in points.items():
@@ -163,7 +184,7 @@ def loss_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]], path: Path, 
 def sweep_plot(points: Sequence[tuple[Optional[float], float, str]], path: Path, suggested: float | None,
                title: str = "", ylabel: str = "final loss") -> None:
     """Final loss against learning rate (log x): one dot per seed, diverged runs as red x, suggestion marked."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     ok = [(lr, v) for lr, v, status in points if status == "ok" and _positive(v)]
     bad = [lr for lr, v, status in points if not (status == "ok" and _positive(v))]
     top = max((v for _, v in ok), default=1.0) * 3
@@ -184,7 +205,7 @@ def heat_map(values: Sequence[Sequence[float]], rates: Sequence[float], rows: Se
     from matplotlib.colors import LogNorm
 
     data = np.array([[v if _positive(v) else np.nan for v in row] for row in values], dtype=float)
-    fig, ax = plt.subplots(figsize=(8, 2.4 + 0.45 * len(rows)), dpi=100)
+    fig, ax = _subplots(figsize=(8, 2.4 + 0.45 * len(rows)), dpi=100)
     finite = data[np.isfinite(data)]
     norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size and finite.min() < finite.max() else None
     ax.set_facecolor("0.85")  # (cells without a finite loss: diverged or failed)
@@ -208,7 +229,7 @@ def range_test_plot(curves: Sequence[tuple[Sequence[float], Sequence[float]]], p
                     raw: Sequence[tuple[Sequence[float], Sequence[float]]] = ()) -> None:
     """Smoothed loss against learning rate (log x) per seed, the raw loss faint beneath it (the live table's
     figures are raw: both are on the picture, labelled), each suggestion marked."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     for i, (lrs, losses) in enumerate(raw):
         ax.plot(lrs, losses, lw=0.8, color="gray", alpha=0.35, label="loss (raw)" if i == 0 else None)
     for i, (lrs, losses) in enumerate(curves):
@@ -227,7 +248,7 @@ def regression_fits(x: Any, y: Any, outliers: Any, lines: Mapping[str, tuple[Any
     """The training data (outliers marked) with each loss's fitted line and the true line."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     mask = np.zeros(len(x), dtype=bool)
     if outliers is not None and len(outliers):
         mask[np.asarray(outliers)] = True
@@ -266,7 +287,7 @@ def landscape_plot(view: Surface, path: Path) -> None:
                                                         view.valid, view.paths, view.optimum)
 
     if mode == "line":
-        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+        fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
         ax.plot(xs, train, lw=1.6, label="training loss")
         if valid is not None:
             ax.plot(xs, valid, lw=1.6, label="validation loss")
@@ -278,7 +299,7 @@ def landscape_plot(view: Surface, path: Path) -> None:
         return
     z = np.array(train, dtype=float)
     z = np.where(np.isfinite(z), z, np.nan)
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    fig, ax = _subplots(figsize=(7, 6), dpi=100)
     finite = z[np.isfinite(z)]
     if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
         levels = np.geomspace(finite.min(), finite.max(), 25)
@@ -312,7 +333,7 @@ def sharpness_plot(records: Sequence[Mapping[str, Any]], path: Path, title: str 
     points = [(r["epoch"], r["sharpness"]) for r in records
               if isinstance(r.get("sharpness"), (int, float)) and math.isfinite(r["sharpness"])]
     limit = [(r["epoch"], 2 / r["lr"]) for r in records if r.get("lr")]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     if points:
         ax.plot(*zip(*points), marker="o", ms=3, lw=1.6, label="sharpness λmax")
     if limit:
@@ -326,7 +347,7 @@ def sharpness_groups_plot(groups: Mapping[str, Sequence[Sequence[Mapping[str, An
     the same colour (log scale)."""
     import statistics
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _subplots(figsize=(8, 4.5), dpi=100)
     for name, runs in groups.items():
         by_epoch: dict[int, list[float]] = {}
         lrs: list[float] = []
@@ -350,7 +371,7 @@ def performance_profiles(taus: Sequence[float], views: Mapping[str, Mapping[str,
                          title: str = "") -> None:
     """AlgoPerf's performance profiles, one panel per measure (`views[measure][optimizer]`: ρ at each τ): the
     fraction of problems on which the optimizer is within a factor τ of the best, a step function of τ."""
-    fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 4), dpi=100, squeeze=False)
+    fig, axes = _subplots(1, len(views), figsize=(5 * len(views), 4), dpi=100, squeeze=False)
     names = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
     for ax, (measure, rhos) in zip(axes[0], views.items()):
         for name, rho in rhos.items():
