@@ -130,14 +130,15 @@ def test_unwritable_out_is_refused_before_training(cli, tmp_path):
     assert run.exit_code == 2 and "--out" in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
-def test_help_lists_every_registered_choice_and_exit_codes(cli):
+def test_help_lists_the_tasks_losses_points_to_the_optimizer_list_and_gives_exit_codes(cli):
     text = cli("regress", "--help").stdout
     flat = " ".join(text.split())
-    for name in OPTIMIZERS.names():
-        assert name in flat
+    assert "`losslab optimizers`" in flat  # the catalogue is a command of its own ...
+    listed = cli("optimizers").stdout
+    for name in OPTIMIZERS.names():  # ... that lists every registered optimizer
+        assert name in listed
     for entry in LOSSES:
-        if "regression" in entry.meta["tasks"]:
-            assert entry.name in flat
+        assert (entry.name in flat.replace("cross-entropy", "")) == ("regression" in entry.meta["tasks"]), entry.name
     assert "130" in flat and "diverged" in flat
 
 
@@ -180,18 +181,42 @@ def test_help_groups_options_in_panels_and_lists_what_applies_to_the_task(cli):
     assert "Many runs options:" in many and "Executors options:" in many
 
 
-@pytest.mark.parametrize("command", ["lr-sweep", "compare-optimizers", "compare-losses"])
-def test_help_of_a_command_with_a_task_lists_each_tasks_own_options_in_its_section(cli, command):
-    """The options one task takes alone sit in that task's section; help reads nothing else of the command line."""
+HELPED = ["regress", "classify", "lm", "lr-sweep", "compare-optimizers", "compare-losses", "landscape", "benchmark",
+          "check-loss", "predict", "generate", "gate", "diff", "replay", "optimizers"]
+
+
+@pytest.mark.parametrize("command", HELPED)
+def test_every_commands_help_fits_in_120_lines_at_80_columns_for_each_task(command):
+    import os
+    import subprocess
+    import sys
+
+    for task in ("regress", "classify", "lm"):
+        args = [sys.executable, "-m", "losslab", command, "--help"] + (["--task", task] if task != "regress" else [])
+        done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+        if done.returncode == 2:  # (a command without --task)
+            continue
+        lines = done.stdout.splitlines()
+        assert len(lines) <= 120 and max(len(line) for line in lines) <= 80, (command, task, len(lines))
+
+
+@pytest.mark.parametrize("command", ["lr-sweep", "compare-optimizers", "compare-losses", "landscape"])
+def test_a_many_run_commands_help_lists_the_options_of_one_task_in_that_tasks_words(cli, command):
+    """--task before or after --help picks the task whose options are listed (the default task's without one);
+    the other tasks' options are left out and named by the command that shows them."""
     def section(text: str, title: str) -> set[str]:
         lines = text.split(f"{title}:\n", 1)[1].split("\n\n", 1)[0].splitlines()
         return {line.split()[0] for line in lines if line.startswith("  --")}
 
     text = cli(command, "--help").stdout
-    assert {"--depth", "--data-dir", "--subset"} <= section(text, "Classify options (--task classify)")
-    assert {"--tokenizer", "--block-size", "--layers"} <= section(text, "Language-model options (--task lm)")
     assert {"--true-w", "--noise"} <= section(text, "Regress options (--task regress)")
-    assert cli(command, "--task", "classify", "--help").stdout == text
+    assert "--depth" not in text and "--tokenizer" not in text and "--task classify --help" in text
+    classify = cli(command, "--task", "classify", "--help").stdout
+    assert cli(command, "--help", "--task", "classify").stdout == classify
+    assert {"--depth", "--data-dir", "--subset"} <= section(classify, "Classify options (--task classify)")
+    assert "--true-w" not in classify and "synthetic (y = 2x" not in classify and "digits" in classify
+    lm = cli(command, "--task", "lm", "--help").stdout
+    assert {"--tokenizer", "--block-size", "--layers"} <= section(lm, "Language-model options (--task lm)")
     assert "--epochs" in section(text, "Training options")
 
 

@@ -62,39 +62,35 @@ def _loss_help(task: Optional[str] = None) -> str:
 
 
 def task_helps(task: str) -> dict[str, str]:
-    """Help texts of a single-task command (regress, classify) that list only what applies to its task."""
+    """--help's one-line texts of the options whose words depend on the task (a single-task command's, or the task
+    a many-run command's --help shows): what applies to that task only."""
+    def names(entries: Any, wanted: Callable[[Any], bool]) -> str:
+        return ", ".join(e.name for e in entries if wanted(e))
+
+    losses = names(LOSSES, lambda e: task in e.meta["tasks"])
+    common = {"loss": f"{losses}, or pkg.mod:Name.", "lr": BRIEF["lr"]}
     if task == "regression":
-        return {"loss": _loss_help("regression"),
-                "dataset": "Dataset: synthetic (default; the tutorial's y = 2x + 3 + noise), diabetes (scikit-learn's, "
-                           "bundled); or your own: an import path package.module:NAME to arrays or tensors (X, y) or "
-                           "a Dataset of (input, target) pairs (a function returning one is called).",
-                "model": "Model: linear (default), or your own: an import path package.module:NAME (an nn.Module "
-                         "class or a function returning one; the current folder is importable; it is passed "
-                         "in_features or out_features by name where its signature asks).",
-                "epochs": "Number of epochs (default 1000).",
-                "samples": "Number of samples of the synthetic data (default 100).",
-                "features": "Number of features of the synthetic data (default: as many as --true-w gives); with "
-                            "--data, a comma list of feature column names (default: every column but the target).",
-                "data": "A CSV file (comma, semicolon or tab separated; header optional): feature columns and a "
-                        "target column; see --target and --features.",
-                "target": "With --data: the target column's name (default: the last column).",
-                "lr": _lr_help("regression")}
+        return {**common, "dataset": "synthetic (y = 2x + 3 + noise), diabetes, or pkg.mod:NAME.",
+                "model": "linear, or your nn.Module: pkg.mod:Class (or file.py:Class).",
+                "epochs": "Epochs.", "samples": "Samples of the synthetic data.",
+                "features": "Synthetic: feature count; --data: feature columns.",
+                "data": "A CSV file of features and a target column.",
+                "target": "--data: the target column (default: the last)."}
     if task == "language-model":
-        return {"loss": _loss_help("language-model"),
-                "dataset": "Text: shakespeare (default; tiny Shakespeare, 1,115,394 characters, embedded), or your "
-                           "token ids by import path package.module:NAME: a LongTensor, a pair (train, valid) of them "
-                           "or a Dataset of sequences (tensors, or dicts with input_ids); --data for a text file.",
-                "data": "A UTF-8 text file to train on instead (the first 90 % trains, the last 10 % validates).",
-                "model": "Model: " + "; ".join(f"{e.name}: {e.description}" for e in LM_MODELS) + " (default gpt); "
-                         "or your own by import path package.module:NAME (given vocab_size and block_size by name "
-                         "where its signature asks; token ids (batch, time) in, logits (batch, time, vocabulary) "
-                         "out).",
-                "epochs": "Number of epochs, each --eval-every optimizer steps (default 20: 2,000 steps).",
-                "batch_size": "Windows of --block-size tokens per step (default 12), drawn at random starts by a "
-                              "generator seeded with --seed.",
-                "lr": "Learning rate (default per optimizer: adamw 0.001 and the mini-batch defaults of the other "
-                      "optimizers; `losslab optimizers` lists them)."}
-    return {"loss": _loss_help("classification"), "lr": _lr_help("classification")}
+        return {**common, "dataset": "shakespeare (embedded), or token ids: pkg.mod:NAME.",
+                "data": "A UTF-8 text file (90 % trains, 10 % validates).",
+                "model": names(LM_MODELS, lambda e: True) + " (default gpt), or pkg.mod:Class.",
+                "epochs": "Epochs of --eval-every steps (default 20).",
+                "batch_size": "Windows per step (default 12).",
+                "dropout": "The model's dropout.", "hidden": "Hidden units of rnn, gru, lstm.",
+                "input_key": "Dict items: the token ids' key."}
+    return {**common, "dataset": names(DATASETS, lambda e: True) + ", or pkg.mod:NAME.",
+            "data": "A CSV file of features and a label column.",
+            "model": names(MODELS, lambda e: e.meta["task"] == "classification") + ", or pkg.mod:Class.",
+            "epochs": "Epochs (default per dataset).",
+            "samples": "blobs: samples.", "features": "blobs: features; --data: feature columns.",
+            "target": "--data: the label column (default: the last).",
+            "dropout": "mlp: dropout probability.", "hidden": "Hidden units of the mlp."}
 
 
 def _takes(option: str) -> str:
@@ -434,6 +430,146 @@ OPTS: dict[str, Opt] = {
                        "1.05 x the least-squares optimum's loss)."),
 }
 
+# --help's one-line texts (at 80 columns a command's help fits in ~120 lines); OPTS[name].help is the full text
+# (docs/reference/options.md and the Python API's stubs)
+BRIEF: dict[str, str] = {
+    "optim": "A name (`losslab optimizers`) or pkg.mod:Class.",
+    "lr": "Learning rate (default: the optimizer's).",
+    "momentum": "Momentum (sgd family, rmsprop, muon).",
+    "weight_decay": "Weight decay (L2, or decoupled for adamw).",
+    "betas": "Betas, e.g. 0.9,0.999 (adam family).",
+    "eps": "Denominator epsilon (adaptive optimizers).",
+    "muon_rest": "muon: adamw or sgd for the parameters Muon skips.",
+    "optim_arg": "KEY=VALUE for the optimizer's constructor.",
+    "no_check_loss": "Skip the gradient check of an import-path loss.",
+    "delta": "Threshold of huber (delta) and smooth-l1 (beta).",
+    "z_loss": "lm: weight of PaLM's z-loss on the logits.",
+    "class_weights": "'balanced' or one weight per class (comma list).",
+    "gamma": "Focal loss focusing parameter.",
+    "epochs": "Epochs (default per task and dataset).",
+    "batch_size": "Mini-batch size (default per task).",
+    "clip_grad_norm": "Clip the global gradient norm to this value.",
+    "clip_grad_value": "Clip every gradient element to ±VALUE.",
+    "schedule": "Schedule: cosine, step, onecycle, …",
+    "warmup": "Warm-up epochs before the schedule.",
+    "step_size": "step: epochs between decays (default 10).",
+    "milestones": "multistep: epochs to decay at, e.g. 10,20.",
+    "lr_gamma": "step, exponential: decay factor.",
+    "eta_min": "cosine: the lowest rate.",
+    "peak_lr": "onecycle: the highest rate (default 10 × --lr).",
+    "lr_patience": "plateau: epochs without improvement.",
+    "lr_factor": "plateau: factor the rate drops by.",
+    "seed": "Seed of initial weights, batch order.",
+    "threads": "CPU threads torch uses (default: every core).",
+    "device": "auto, cpu, cuda or mps.",
+    "samples": "Samples of the synthetic data.",
+    "features": "Synthetic: feature count; --data: feature columns.",
+    "target": "--data: the target column (default: the last).",
+    "true_w": "Synthetic data: true weight(s), comma list.",
+    "true_b": "Synthetic data: true bias.",
+    "noise": "Synthetic data: noise standard deviation.",
+    "data_seed": "Seed of synthetic data and splits.",
+    "data": "A CSV file of features and a target column.",
+    "standardize": "Standardise columns (default: on for --data).",
+    "data_dir": "torchvision root (default $LOSSLAB_DATA).",
+    "val_dir": "imagefolder: a validation folder.",
+    "image_size": "imagefolder: resize to H or H,W pixels.",
+    "grayscale": "imagefolder: one channel.",
+    "memory_budget": "Memory for decoded data.",
+    "workers": "DataLoader workers (streamed data).",
+    "download": "Download torchvision datasets when missing.",
+    "subset": "Use only this many training samples.",
+    "val_fraction": "Validation fraction.",
+    "classes": "blobs: number of classes.",
+    "class_sep": "blobs: cluster spread.",
+    "imbalance": "Ratio of the largest to the smallest class.",
+    "hidden": "Hidden units (mlp; rnn, gru, lstm).",
+    "depth": "Hidden layers of the mlp.",
+    "activation": "relu, tanh, sigmoid, gelu or none.",
+    "init": "default, xavier or kaiming.",
+    "dropout": "Dropout probability.",
+    "batch_norm": "mlp: BatchNorm1d after each hidden layer.",
+    "input_key": "Dict items: the input's key.",
+    "target_key": "Dict items: the label's key.",
+    "tokenizer": "char, byte, gpt2 (tiktoken) or FILE.tiktoken.",
+    "block_size": "Tokens per training window (the context).",
+    "eval_every": "Optimizer steps per epoch.",
+    "eval_batches": "Validation batches per evaluation.",
+    "layers": "Layers of gpt, rnn, gru, lstm.",
+    "heads": "gpt: attention heads.",
+    "embed": "Embedding width.",
+    "sample": "Tokens generated after training (0: none).",
+    "temperature": "Sampling temperature (0: greedy).",
+    "top_k": "Sample among the K most likely tokens.",
+    "prompt": "The text the sample continues.",
+    "patience": "Stop after N epochs without a lower validation loss.",
+    "save": "Write a checkpoint for `losslab predict`.",
+    "resume": "Continue from a --save checkpoint.",
+    "task": "regress, classify or lm.",
+    "optims": "Optimizers (comma list).",
+    "lr_for": "One optimizer's rate, e.g. adam=0.01.",
+    "seeds": "Seeds; runs pair up by seed.",
+    "tune": "Tune every optimizer's rate on the same grid first.",
+    "tune_grid": "--tune's rates: MIN:MAX:PER_DECADE or a list.",
+    "path_optims": "Optimizers whose paths are drawn (comma list).",
+    "line": "The loss along the line from start to end.",
+    "plane": "The loss on a plane through the final weights.",
+    "between": "The line between two --save checkpoints.",
+    "grid": "Points per axis.",
+    "span": "The plane's extent (-R..R).",
+    "directions": "--plane: random or pca directions.",
+    "first_seed": "The candidate's first seed.",
+    "alpha": "1 − the intervals' confidence.",
+    "tolerance": "METRIC=VALUE: the change that counts (5%, 0.01).",
+    "fail_on_improvement": "Exit 1 on an improvement too.",
+    "sets": "OPTION=VALUE: gate the baseline with this change.",
+    "min_seeds": "Exit 1 when a side has fewer seeds (for CI).",
+    "rerun_baseline": "Rerun the baseline for the seeds it lacks.",
+    "markdown": "Write a Markdown summary to this file.",
+    "suite": "tiny, analytic, small or a FILE.toml suite.",
+    "ruleset": "defaults or external (AlgoPerf's tuning).",
+    "studies": "external: independent studies.",
+    "trials": "external: quasi-random trials per study.",
+    "method": "external: sobol or halton.",
+    "reference": "The optimizer the others are compared with.",
+    "measure": "Time to target in steps or grad_evals.",
+    "track_sharpness": "Every K epochs: the Hessian's top eigenvalue.",
+    "sharpness_samples": "Rows the sharpness is measured on.",
+    "halving": "Successive halving instead of the full budget.",
+    "min_epochs": "Halving: the first rung's epochs.",
+    "halving_rate": "Halving: keep the best 1/η each rung.",
+    "range_test": "The LR range test instead of a grid.",
+    "min_lr": "Lowest rate.",
+    "max_lr": "Highest rate.",
+    "num": "Grid: log-spaced rates.",
+    "lrs": "Grid: these rates (comma list).",
+    "batch_sizes": "Grid: at each of these batch sizes.",
+    "mode": "Range test: exp or linear.",
+    "steps": "Range test: optimizer steps.",
+    "executor": "local, process or ray.",
+    "ray_address": "ray: a cluster to join (auto, host:port).",
+    "cpus_per_trial": "ray: CPUs per trial.",
+    "jobs": "process: worker processes (default: cores).",
+    "retries": "process: retries after a worker dies.",
+    "no_vectorize": "Train runs one by one, not stacked.",
+    "target_accuracy": "classify: the accuracy to-target counts.",
+    "losses": "Losses to compare (comma list).",
+    "outliers": "regress: fraction of shifted targets.",
+    "outlier_shift": "regress: how far outliers are shifted.",
+    "rank_by": "The ranking measure (default " + ", ".join(f"{t.flag} {t.rankings[0]}" for t in tasks.TASKS) + ").",
+    "budget": "epochs or gradient-evaluations.",
+    "json_out": "Print one JSON document on stdout.",
+    "out": "Folder for result.json, history.csv, plots.",
+    "quiet": "Print only the final report.",
+    "plot": "Curves under the report (default: terminal).",
+    "config": "Read options from a TOML file.",
+    "print_config": "Print the options as TOML and exit.",
+    "tensorboard": "Write TensorBoard event files here.",
+    "expect": "NAME=VALUE±TOL, NAME>=X, ...: exit 1 if one fails.",
+    "target_loss": "Exit 1 unless the final loss is at most this.",
+}
+
+
 def task_only(name: str) -> Optional[str]:
     """The --task value of the one task an option applies to alone; None for an option every task takes."""
     task = tasks.only(name)
@@ -443,9 +579,8 @@ def task_only(name: str) -> Optional[str]:
 PANELS = {
     "Optimizer": OPTIM,
     "Loss": ("loss", "losses", "no_check_loss", "delta", "label_smoothing", "z_loss", "class_weights", "gamma",
-             "outliers",
-             "outlier_shift", "rank_by"),
-    "Data": ("task", "dataset", "data", "target", "features", "samples", "true_w", "true_b", "noise", "data_seed",
+             "outliers", "outlier_shift"),
+    "Data": ("dataset", "data", "target", "features", "samples", "true_w", "true_b", "noise", "data_seed",
              "standardize", "input_key", "target_key", "data_dir", "val_dir", "image_size", "grayscale",
              "memory_budget", "workers", "download",
              "subset", "val_fraction", "classes", "class_sep", "imbalance"),
@@ -460,11 +595,11 @@ PANELS = {
              "markdown"),
     "Benchmark": ("suite", "ruleset", "studies", "trials", "method", "reference", "measure"),
     "Landscape": ("path_optims", "line", "plane", "between", "grid", "span", "directions"),
-    "Many runs": ("halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds", "tune", "tune_grid",
+    "Many runs": ("task", "rank_by", "budget", "halving", "min_epochs", "halving_rate", "optims", "lr_for", "seeds",
+                  "tune", "tune_grid",
                   "range_test", "min_lr", "max_lr", "num", "lrs", "batch_sizes",
                   "mode", "steps", "no_vectorize", "target_accuracy"),
     "Executors": EXECUTOR,
-    "Gates": ("expect", "target_loss"),
 }
 
 
@@ -569,7 +704,7 @@ def _signature(names: tuple[str, ...], helps: Optional[dict[str, str]],
     params, annotations = [], {}
     for name in names:
         opt = OPTS[name]
-        text = (helps or {}).get(name, opt.help)
+        text = (helps or {}).get(name) or BRIEF.get(name, opt.help)
         default = defaults.get(name, opt.default)
         annotation: Any
         if is_argument(opt):  # a positional argument (BASELINE): required unless its type is Optional

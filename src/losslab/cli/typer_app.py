@@ -73,25 +73,24 @@ EXAMPLES = {
     "regress": ["losslab regress --optim adam --lr 0.01",
                 "losslab regress --schedule cosine --warmup 5 --epochs 200",
                 "losslab regress --data houses.csv --target price --out runs/houses",
-                "losslab regress --model mymodels.py:Net --loss huber --expect 'final_loss<=0.05'"],
+                "losslab regress --model mymodels.py:Net --loss huber --expect final_loss<=0.05"],
     "classify": ["losslab classify --dataset digits --model cnn --epochs 10",
                  "losslab classify --dataset mnist --data-dir ~/data --batch-size 128",
-                 "losslab classify --model mymodels.py:Net --dataset mydata:train --patience 3 --save net.pt"],
+                 "losslab classify --model nets.py:Net --dataset data.py:train --save net.pt"],
     "lm": ["losslab lm", "losslab lm --model gru --layers 2 --epochs 10 --sample 500 --prompt 'ROMEO:'",
            "losslab lm --data mybook.txt --tokenizer byte --save lm.pt"],
     "lr-sweep": ["losslab lr-sweep --min-lr 1e-4 --max-lr 1 --num 13", "losslab lr-sweep --range-test --optim adam",
                  "losslab lr-sweep --task classify --dataset digits --batch-sizes 16,64,256"],
     "compare-optimizers": ["losslab compare-optimizers --optims sgd,adam,adamw --seeds 5",
                            "losslab compare-optimizers --task classify --tune --halving",
-                           "losslab compare-optimizers --optims adamw,lion,myopt.py:MyOpt --budget "
-                           "gradient-evaluations"],
+                           "losslab compare-optimizers --optims sgd,sam:SAM --budget gradient-evaluations"],
     "compare-losses": ["losslab compare-losses --losses mse,huber,l1 --outliers 0.1",
                        "losslab compare-losses --task classify --losses cross-entropy,focal"],
     "landscape": ["losslab landscape --line", "losslab landscape --plane --optims sgd,adam"],
     "benchmark": ["losslab benchmark --optims adamw,nadam",
-                  "losslab benchmark --optims adamw,nadam,lion --suite small --seeds 3 --out bench",
-                  "losslab benchmark --optims adamw,myopt.py:MyOpt --ruleset external --studies 5 --trials 5",
-                  "losslab benchmark --optims adamw,nadam --suite mysuite.toml --markdown bench.md"],
+                  "losslab benchmark --optims adamw,lion --suite small --seeds 3 --out bench",
+                  "losslab benchmark --optims adamw,myopt.py:MyOpt --ruleset external --trials 5",
+                  "losslab benchmark --optims adamw,nadam --suite mine.toml --markdown bench.md"],
     "check-loss": ["losslab check-loss mylosses.py:smooth_l1",
                    "losslab check-loss mylosses.py:focal --task classify --second-order"],
     "optimizers": ["losslab optimizers", "losslab optimizers --all"],
@@ -102,6 +101,11 @@ EXAMPLES = {
     "diff": ["losslab diff a.json b.json"],
     "replay": ["losslab replay runs/houses/result.json", "losslab replay result.json --rtol 1e-5"],
 }
+
+
+def _bold(text: str) -> str:
+    """Bold in a terminal: click.echo strips the codes where the help is piped; NO_COLOR keeps it plain."""
+    return text if os.environ.get("NO_COLOR") else f"\x1b[1m{text}\x1b[0m"
 
 
 class _Command(_FlagHelp, TyperCommand):
@@ -126,33 +130,64 @@ class _Command(_FlagHelp, TyperCommand):
                 pieces.append(name if param.required else f"[{name}]")
         return pieces
 
-    def format_options(self, ctx: Any, formatter: Any) -> None:
-        from losslab.cli.options import PANELS, task_only
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["losslab_args"] = list(args)  # (--help reads --task from them: it runs before --task is parsed)
+        return super().parse_args(ctx, args)
 
-        params = self.get_params(ctx)
+    def _help_task(self, ctx: Any) -> Any:
+        """The task whose options a many-run command's --help lists: --task's value on the command line (before
+        or after --help), else the default task."""
+        from losslab.components.tasks import TASKS, task
+
+        args = ctx.meta.get("losslab_args") or []
+        for i, arg in enumerate(args):
+            value = args[i + 1] if arg == "--task" and i + 1 < len(args) else \
+                arg.split("=", 1)[1] if arg.startswith("--task=") else None
+            if value is not None:
+                try:
+                    return task(value)
+                except ConfigError:
+                    break
+        return TASKS[0]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        from losslab.cli.options import PANELS, task_helps
         from losslab.components.tasks import TASKS
 
-        tasks = any(p.name == "task" for p in params)  # (a many-run command: every task's options, in sections)
-        tasks_by_flag = {t.flag: t for t in TASKS}
+        params = self.get_params(ctx)
+        many = any(p.name == "task" for p in params)  # (a many-run command: the options of one task)
+        shown = self._help_task(ctx) if many else None
         groups: dict[str, list[Any]] = {}
         arguments = [(p.metavar or (p.name or "").upper(), p.help or "") for p in params  # type: ignore[attr-defined]
                      if p.param_type_name == "argument"]
         if arguments:  # (positional arguments under their own heading, by name: not among the options)
             with formatter.section("Arguments"):
                 formatter.write_dl(arguments)
+        helps = task_helps(shown.name) if shown is not None else {}
         for param in params:
-            record = param.get_help_record(ctx) if param.param_type_name != "argument" else None
+            owners = [t for t in TASKS if param.name in t.options] if shown is not None else []
+            if param.param_type_name == "argument" or (owners and shown not in owners):
+                continue  # (another task's option)
+            if param.name in helps:
+                # this task's words (the process ends after --help)
+                param.help = helps[param.name]  # type: ignore[attr-defined]
+            record = param.get_help_record(ctx)
             if record is not None:
-                only = task_only(param.name or "") if tasks else None
-                title = tasks_by_flag[only].section if only else \
+                record = (_bold(record[0]), record[1])
+                panel = "Output options" if param.name == "help" else \
                     (getattr(param, "rich_help_panel", None) or "Other") + " options"
+                title = shown.section if owners and shown else panel
                 groups.setdefault(title, []).append(record)
         order = [*(f"{p} options" for p in PANELS), *(t.section for t in TASKS), "Output options",
                  "Other options"]
         for title in sorted(groups, key=lambda t: order.index(t) if t in order else len(order)):
             heading = {"Other options": "Options"}.get(title, title[0].upper() + title[1:])
-            with formatter.section(heading):
+            with formatter.section(_bold(heading)):
                 formatter.write_dl(groups[title])
+        if shown is not None:
+            others = ", ".join(f"--task {t.flag} --help" for t in TASKS if t is not shown)
+            formatter.write_paragraph()
+            formatter.write_text(f"Other tasks' options: {others}.")
 
 
 # `losslab --help` lists the commands in the order of the work (one run, tuning, comparing, judging, checking,

@@ -25,10 +25,10 @@ OUTPUT = ("json_out", "out", "quiet", "plot", "tensorboard", "expect", "target_l
 HALVING = ("halving", "min_epochs", "halving_rate")
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 an --expect/--target-loss check failed; 2 bad usage; "
-    "3 training diverged (non-finite loss); 4 internal error or every run failed; 130 interrupted (Ctrl-C)."
+    "Exit codes: 0 ok; 1 a check (--expect) failed; 2 bad usage; 3 diverged; 4 failed or internal error; "
+    "130 Ctrl-C."
 )
-MANY_RUN_EXIT_CODES = EXIT_CODES_HELP.replace("3 training diverged (non-finite loss)", "3 every run diverged")
+MANY_RUN_EXIT_CODES = EXIT_CODES_HELP.replace("3 diverged; 4 failed", "3 every run diverged; 4 every run failed")
 
 
 def unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
@@ -68,9 +68,8 @@ class Command:
         return self.name.replace("-", "_")
 
 
-OPTIMIZER_HELPS = {"rank_by": "What ranks the optimizers: final_loss (default), best_loss, epochs_to_target (the "
-                   "median first epoch reaching --target-loss / --target-accuracy), optimum_distance (regress) or "
-                   "accuracy (classify). The winner must beat the runner-up on it on most paired seeds."}
+OPTIMIZER_HELPS = {"rank_by": "final_loss, best_loss, epochs_to_target, …",
+                   "target_loss": "The loss epochs_to_target counts."}
 
 COMMANDS: tuple[Command, ...] = (
     Command("regress", "losslab.commands.regress",
