@@ -144,7 +144,7 @@ def test_many_run_rows_say_runs_done_epoch_of_total_and_whose_loss():
 
 
 def test_off_a_terminal_a_many_run_display_prints_a_line_while_runs_train(monkeypatch):
-    """A CI log hears from stacked runs that finish none for minutes: a line when none came for PLAIN_EVERY s."""
+    """A CI log hears from stacked runs that finish none for minutes: a line when none came for pulse.EVERY s."""
     import time
 
     from losslab.engine.events import RunInfo
@@ -152,7 +152,9 @@ def test_off_a_terminal_a_many_run_display_prints_a_line_while_runs_train(monkey
 
     out = io.StringIO()
     display = TrialsDisplay(PlainConsole(out))
-    monkeypatch.setattr(TrialsDisplay, "PLAIN_EVERY", 0.2)
+    from losslab.outputs import pulse
+
+    monkeypatch.setattr(pulse, "EVERY", 0.2)
     display.plan(["adam", "sgd"], 1)
     with display:
         run = RunInfo("compare-optimizers", group="adam", index=0, total=2, epochs=50)

@@ -277,3 +277,21 @@ def test_gate_at_80_columns_keeps_every_verdict_and_cuts_no_line(tmp_path):
         line = next(line for line in lines if line.startswith(metric))
         assert re.search(r"(regressed|improved|unchanged|inconclusive)", line), report
     assert len(re.findall(r"95% interval \S+", report)) >= 3, report  # every column whole, none cut at the edge
+
+
+def test_piped_progress_never_goes_quiet_from_start_to_report(tmp_path):
+    """A CI log: a line at least every LOSSLAB_PROGRESS_EVERY seconds (10 by default) from the command's start —
+    torch's import and the data included — to its report, for unstacked CNN runs that take seconds each."""
+    proc = subprocess.Popen([BIN, "compare-optimizers", "--task", "classify", "--model", "cnn", "--epochs", "2",
+                             "--seeds", "1", "--optims", "sgd,adam", "--device", "cpu", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(ENV, LOSSLAB_PROGRESS_EVERY="2"))
+    start, stamps, lines = time.monotonic(), [], []
+    for line in proc.stdout:
+        stamps.append(time.monotonic() - start)
+        lines.append(line.rstrip())
+    proc.wait(timeout=120)
+    stamps.append(time.monotonic() - start)  # (the report at the end)
+    gaps = [b - a for a, b in zip([0.0] + stamps, stamps)]
+    assert proc.returncode == 0 and max(gaps) < 6, list(zip(stamps, lines))
+    assert any(line.startswith("… ") for line in lines) and sum(line.startswith("[") for line in lines) == 2

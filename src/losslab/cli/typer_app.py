@@ -437,10 +437,11 @@ def _training(row: Command) -> Callable[[Given], int]:
 
         from losslab.cli.configs import build_config
         from losslab.commands.common import keep_stdout_for_json
+        from losslab.outputs.pulse import working
 
-        with keep_stdout_for_json(given.json_out):
-            return int(importlib.import_module(row.module).main(build_config(row, given), json_out=given.json_out,
-                                                                 quiet=given.quiet))
+        cfg = build_config(row, given)
+        with keep_stdout_for_json(given.json_out), working(row.name, given.quiet):
+            return int(importlib.import_module(row.module).main(cfg, json_out=given.json_out, quiet=given.quiet))
 
     run.__name__, run.__doc__ = row.api, row.summary
     return run
@@ -519,9 +520,11 @@ def gate(given: Given) -> int:
     from losslab.cli.configs import config_from_options, gate_options
     from losslab.commands import gate as command
     from losslab.commands.common import keep_stdout_for_json
+    from losslab.outputs.pulse import working
 
-    with keep_stdout_for_json(given.json_out):
-        return command.main(gate_options(given), config_from_options, json_out=given.json_out)
+    options = gate_options(given)
+    with keep_stdout_for_json(given.json_out), working("gate"):
+        return command.main(options, config_from_options, json_out=given.json_out)
 
 
 @app.command("diff", cls=_Command, epilog="Exit codes: 0 shown; 2 bad usage or a result it cannot read.")
@@ -622,10 +625,11 @@ def benchmark(given: Given) -> int:
     from losslab.cli.configs import benchmark_config, config_from_options
     from losslab.commands import benchmark as command
     from losslab.commands.common import keep_stdout_for_json
+    from losslab.outputs.pulse import working
 
-    with keep_stdout_for_json(given.json_out):
-        return command.main(benchmark_config(given), config_from_options, json_out=given.json_out,
-                            quiet=given.quiet)
+    cfg = benchmark_config(given)
+    with keep_stdout_for_json(given.json_out), working("benchmark", given.quiet):
+        return command.main(cfg, config_from_options, json_out=given.json_out, quiet=given.quiet)
 
 
 COMPLETION_FLAGS = ("--install-completion", "--show-completion")

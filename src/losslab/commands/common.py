@@ -100,6 +100,9 @@ def emit(text: str, stream: Any = None) -> None:
     import io
     import os
 
+    from losslab.outputs import pulse
+
+    pulse.clear()  # (a terminal's "starting…" frame never prefixes the document)
     stream = stream if stream is not None else json_stream()
     try:
         fd = stream.fileno()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 from losslab.engine.events import Consumer, RunInfo
+from losslab.outputs import pulse
 
 if TYPE_CHECKING:  # rich is imported where a terminal needs it: off a terminal output is plain text
     from rich.console import Console
@@ -42,10 +43,12 @@ def make_console(stderr: bool = False) -> "Console | PlainConsole":
 
 def say(console: "Console | PlainConsole", text: str) -> None:
     """One line to the user; on a terminal through Rich, so that it lands above a live display, not inside it."""
+    pulse.clear()
     if isinstance(console, PlainConsole):
         print(text, file=console.file, flush=True)
     else:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
+    pulse.touch()
 
 
 def fmt(value: Any, spec: str = ".6g") -> str:
@@ -259,9 +262,12 @@ class ProgressDisplay(Consumer):
         self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)
         if self.quiet:
             return
+        if not self.use_live:
+            pulse.provide(self._says, self.console.file)
         if self.use_live:
             from rich.live import Live
 
+            pulse.clear()
             self._live = Live(get_renderable=self._render, console=cast("Console", self.console), refresh_per_second=10,
                               transient=False, auto_refresh=True)
             self._live.start(refresh=True)  # (the first frame now: "starting…" is seen)
@@ -298,6 +304,13 @@ class ProgressDisplay(Consumer):
         done = self.current["epoch"] - self.ctx.get("first_epoch", 1) + 1
         return time_left(self.current.get("elapsed_s") or 0.0, done, done + self.total - self.current["epoch"])
 
+    def _says(self) -> str:
+        """The heartbeat's words while this run trains (a line came from no epoch or batch for a while)."""
+        if self.current is None and self.batch is None:
+            return "starting: building the model, first step…"
+        batch = f", batch {self.batch[0]}/{self.batch[1]}" if self.batch is not None else ""
+        return f"epoch {self._running_epoch()}/{self.total}{batch}"
+
     def _running_epoch(self) -> int:
         return self.current["epoch"] + 1 if self.current else self.ctx.get("first_epoch", 1)
 
@@ -323,6 +336,7 @@ class ProgressDisplay(Consumer):
 
     def on_run_end(self, run: RunInfo, result: Any) -> None:
         status = result.status
+        pulse.provide(None)
         if self.quiet:
             return
         if self._live is not None:
@@ -341,6 +355,7 @@ class ProgressDisplay(Consumer):
 
     def _print(self, text: str) -> None:
         print(text, file=self.console.file, flush=True)
+        pulse.touch()
 
 
 # --- final reports -------------------------------------------------------------------------------
@@ -357,6 +372,7 @@ class Report:
     text: frozenset[int] = frozenset()  # columns of words, aligned left (the first always is; numbers right)
 
     def render(self, stream: "Console | PlainConsole") -> None:
+        pulse.clear()
         if stream.is_terminal:
             console = cast("Console", stream)
             console.print(self.title, style="bold", markup=False, highlight=False)
@@ -460,15 +476,23 @@ class LiveBlock:
     def render(self) -> Any:
         raise NotImplementedError
 
+    def _says(self) -> Optional[str]:
+        """What the heartbeat says off a terminal while this display works (`pulse`)."""
+        return None
+
     def __enter__(self) -> Any:
+        if not self.quiet and not self.use_live:
+            pulse.provide(self._says, self.console.file)
         if not self.quiet and self.use_live:
             from rich.live import Live
 
+            pulse.clear()
             self._live = Live(get_renderable=self.render, console=cast("Console", self.console), refresh_per_second=10)
             self._live.start(refresh=True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        pulse.provide(None)
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
@@ -478,10 +502,8 @@ class LiveBlock:
 class TrialsDisplay(LiveBlock, Consumer):
     """One live row per group (optimizer, loss or learning rate): runs done of N, the running run's epoch, its
     current loss, the best so far; under it a progress bar over every run with the time left. Off a terminal,
-    one plain line per finished run, with the time left, and a line at least every `PLAIN_EVERY` seconds while
-    runs train (stacked runs can take minutes without finishing one)."""
-
-    PLAIN_EVERY = 10.0
+    one plain line per finished run, with the time left, and a line at least every `pulse.EVERY` seconds while
+    runs train (stacked runs can take minutes without finishing one: `pulse`)."""
 
     def __init__(self, console: "Console | PlainConsole", *, quiet: bool = False, live: Optional[bool] = None,
                  loss_key: str = "train_loss", label: str = "optimizer"):
@@ -499,8 +521,6 @@ class TrialsDisplay(LiveBlock, Consumer):
         self.bar: Optional[Bar] = None
         self._live: Optional["Live"] = None
         self.context = ""  # what the runs now belong to, shown with the progress (a benchmark's problem)
-        self._last_line = time.perf_counter()
-        self._beat: Optional[Any] = None  # off a terminal: the thread that prints a line when none came for a while
         self.part: Optional[tuple[int, int, float]] = None  # (first run, runs, start): the time left is of this part
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
@@ -524,34 +544,15 @@ class TrialsDisplay(LiveBlock, Consumer):
                           fmt(row["best"]), row["status"])
         return table
 
-    def __enter__(self) -> Any:
-        super().__enter__()
-        if not self.quiet and not self.use_live:
-            import threading
-
-            stop = threading.Event()
-            thread = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True, name="losslab-progress")
-            self._beat = (stop, thread)
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._beat is not None:
-            self._beat[0].set()
-            self._beat[1].join(timeout=2)
-            self._beat = None
-        super().__exit__(*exc)
-
-    def _heartbeat(self, stop: Any) -> None:
-        """Every second: a progress line when no line came for PLAIN_EVERY seconds (a CI log that speaks)."""
-        while not stop.wait(1.0):
-            if time.perf_counter() - self._last_line >= self.PLAIN_EVERY and self.started is not None:
-                running = [f"{g} epoch {r['epoch']}/{r['epochs']}" if r.get("epochs") else f"{g} epoch {r['epoch']}"
-                           for g, r in list(self.rows.items()) if r.get("status") == "running"]
-                where = f"{self.context}: " if self.context else ""
-                print(f"… {where}{self.progress()}" + (f"; training {', '.join(running)}" if running else ""),
-                      file=self.console.file, flush=True)
-                self._last_line = time.perf_counter()
+    def _says(self) -> str:
+        """The heartbeat's words off a terminal (a CI log that speaks while stacked runs finish none for
+        minutes): runs done, the time left, and the epoch each running group is at."""
+        if self.started is None:
+            return "starting: building the models, first step…"
+        running = [f"{g} epoch {r['epoch']}/{r['epochs']}" if r.get("epochs") else f"{g} epoch {r['epoch']}"
+                   for g, r in list(self.rows.items()) if r.get("status") == "running"]
+        where = f"{self.context}: " if self.context else ""
+        return f"{where}{self.progress()}" + (f"; training {', '.join(running)}" if running else "")
 
     def begin_part(self, name: str, first: int, runs: int) -> None:
         """Runs `first`… (`runs` of them) are one part of unlike cost (a benchmark's problem): the time left is
@@ -619,7 +620,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         print(f"[{run.index + 1}/{run.total}] {where}{self.label} {g}  seed {run.seed}  {result.status}  "
               f"final loss {fmt(final)}  epochs {result.epochs_run}  {result.elapsed_s:.2f}s{detail}"
               f"{'  (' + left + ')' if left else ''}", file=self.console.file, flush=True)
-        self._last_line = time.perf_counter()
+        pulse.touch()
 
 
 class RangeDisplay(LiveBlock, Consumer):
@@ -654,6 +655,9 @@ class RangeDisplay(LiveBlock, Consumer):
             self.bar = Bar(getattr(self.console, "width", WIDE))
         return Group(table, self.bar.show(self.done(), self.seeds * steps, self.progress()))
 
+    def _says(self) -> str:
+        return f"range test: {self.progress()}"
+
     def done(self) -> float:
         return sum(len(self.lrs) if row["status"] != "running" else row["step"] for row in self.rows.values())
 
@@ -681,6 +685,7 @@ class RangeDisplay(LiveBlock, Consumer):
             self._last_line = now
             print(f"range test seed {run.seed}: step {row['step']}/{len(self.lrs)}  lr {fmt(row['lr'], '.3g')}  "
                   f"loss {fmt(loss, '.4g')}  {self.progress().split(', ', 1)[-1]}", file=self.console.file, flush=True)
+            pulse.touch()
 
     def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
         self.batched.add(run.index)
