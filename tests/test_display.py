@@ -63,9 +63,11 @@ def test_slow_epochs_show_batch_progress_off_a_terminal_and_in_the_live_caption(
     lines = console.file.getvalue().splitlines()
     assert "epoch 1/2  batch 1/4  loss" in lines[0]  # 160 training samples / 40 = 4 batches
     assert not any("batch 4/4" in line for line in lines)  # the epoch line replaces the last batch
-    display.batch = (2, 4, 0.5)
     display._render()
-    assert display.bar is not None and display.bar.progress.tasks[0].description == "epoch 3/2: batch 2/4, loss 0.5"
+    assert display.bar is not None and display.bar.progress.tasks[0].description == "done: 2 epochs"
+    display.finished, display.batch = None, (2, 4, 0.5)  # (as while epoch 3 ran)
+    display._render()
+    assert display.bar.progress.tasks[0].description.startswith("epoch 3/2: batch 2/4, loss 0.5")
 
 
 def test_many_run_reports_fit_an_80_column_terminal():
@@ -107,13 +109,28 @@ def test_the_live_table_keeps_layer_columns_for_wide_terminals_only():
     assert "layer_min" in keys(140) and "layer_max" in keys(140)
 
 
-def test_progress_lines_say_how_long_is_left(cli):
+def test_the_time_left_leaves_out_the_first_steps_warm_up_and_a_stopped_runs_bar_ends_where_it_stopped(monkeypatch):
+    """A first epoch of 5 s (torch's warm-up) then 0.5 s epochs: the estimate is the pace after the first (7 × 0.5
+    s), not 6 s / 3 epochs × 7; none before a second of steps; early stopping ends the bar's text there."""
+    from types import SimpleNamespace
+
+    from losslab.engine.events import RunInfo
+    from losslab.outputs import display as module
     from losslab.outputs.display import duration
 
-    run = cli("regress", "--epochs", "200", "--device", "cpu")
-    assert run.exit_code == 0, run.stderr
-    progress = [line for line in run.stdout.splitlines() if line.startswith("epoch ")]
-    assert progress and all("left" in line for line in progress if not line.startswith("epoch 200/"))
+    clock = [0.0]
+    monkeypatch.setattr(module.time, "perf_counter", lambda: clock[0])
+    display = ProgressDisplay(_plain_console(), module.epoch_columns([]), live=False)
+    display.on_run_begin(RunInfo("regress", epochs=10))
+    texts = []
+    for epoch, at in [(1, 5.0), (2, 5.5), (3, 6.0)]:
+        clock[0] = at
+        display.on_epoch_end(RunInfo("regress", epochs=10), {"epoch": epoch, "train_loss": 1.0, "elapsed_s": at})
+        texts.append(display._eta())
+    assert texts[:2] == ["", ""]  # the first epoch alone, then half a second of pace: no estimate yet
+    assert texts[2] == f", about {duration(7 * 0.5)} left" and "14 s" not in texts[2]
+    display.on_run_end(RunInfo("regress", epochs=10), SimpleNamespace(status="ok", stopped_early=True))
+    assert display.finished == "stopped early at epoch 3/10 (no better validation loss)"
     assert [duration(s) for s in (0.2, 8.4, 125, 3840)] == ["<1 s", "8 s", "2 min 05 s", "1 h 04 min"]
 
 

@@ -259,6 +259,8 @@ class ProgressDisplay(Consumer):
             self.columns = shown
         self.ctx = {"samples": run.samples, "first_epoch": run.first_epoch}
         self.milestones, self.current, self.batch = [], None, None
+        self.pace: Optional[tuple[float, float]] = None  # (time, epochs done) at the first step: warm-up excluded
+        self.finished: Optional[str] = None  # how the run ended, for the bar's last frame
         self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)
         if self.quiet:
             return
@@ -284,11 +286,13 @@ class ProgressDisplay(Consumer):
 
         table = epoch_table(self.columns, self._rows(), self.total, self.ctx)
         first = self.ctx.get("first_epoch", 1)
-        done = self.current["epoch"] - first + 1 if self.current else 0.0
-        if self.batch is not None:
+        done = self._done()
+        if self.finished is not None:  # the bar ends where the run ended
+            text = self.finished
+        elif self.batch is not None:
             b, batches, loss = self.batch
-            done += b / batches
-            text = f"epoch {self._running_epoch()}/{self.total}: batch {b}/{batches}, loss {fmt(loss, '.4g')}"
+            text = f"epoch {self._running_epoch()}/{self.total}: batch {b}/{batches}, loss {fmt(loss, '.4g')}" \
+                   f"{self._eta()}"
         elif self.current is None:  # torch's first forward and backward take a moment: say so
             text = "starting: building the model, first step…"
         else:
@@ -297,12 +301,29 @@ class ProgressDisplay(Consumer):
             self.bar = Bar(self.width)
         return Group(table, self.bar.show(done, self.total - first + 1, text))
 
+    def _done(self) -> float:
+        """Epochs done, the running epoch's batches as a fraction."""
+        done = float(self.current["epoch"] - self.ctx.get("first_epoch", 1) + 1) if self.current else 0.0
+        if self.batch is not None:
+            done += self.batch[0] / self.batch[1]
+        return done
+
+    def _step_done(self) -> None:
+        """A batch or an epoch ended: the pace is measured from the first one (its warm-up left out)."""
+        if self.pace is None:
+            self.pace = (time.perf_counter(), self._done())
+
     def _eta(self) -> str:
-        """', about 12 s left' from the pace of the epochs so far ('' before the first or after the last)."""
-        if self.current is None:
+        """', about 12 s left' at the pace since the first step (the first step's warm-up — torch's first forward
+        and backward, the data's first pass — would make the first estimates wild); '' until it settles (a
+        second of steps) and after the last epoch."""
+        if self.pace is None:
             return ""
-        done = self.current["epoch"] - self.ctx.get("first_epoch", 1) + 1
-        return time_left(self.current.get("elapsed_s") or 0.0, done, done + self.total - self.current["epoch"])
+        since, at = self.pace
+        elapsed, done = time.perf_counter() - since, self._done() - at
+        if elapsed < 1.0 or done <= 0:
+            return ""
+        return time_left(elapsed, done, done + (self.total - self.ctx.get("first_epoch", 1) + 1) - self._done())
 
     def _says(self) -> str:
         """The heartbeat's words while this run trains (a line came from no epoch or batch for a while)."""
@@ -316,6 +337,7 @@ class ProgressDisplay(Consumer):
 
     def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
         self.batch = (batch, batches, loss) if batch < batches else None
+        self._step_done()
         if self.quiet or self.use_live or self.batch is None:
             return
         now = time.perf_counter()
@@ -326,6 +348,7 @@ class ProgressDisplay(Consumer):
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
         self.current = record
         self.batch = None
+        self._step_done()
         self._last_line = time.perf_counter()
         epoch = record["epoch"]
         finite = math.isfinite(record.get("train_loss", 0.0))
@@ -339,6 +362,10 @@ class ProgressDisplay(Consumer):
         pulse.provide(None)
         if self.quiet:
             return
+        epoch = self.current["epoch"] if self.current else 0
+        self.finished = {"ok": f"done: {epoch} epochs"}.get(status, f"{status} at epoch {epoch}/{self.total}")
+        if getattr(result, "stopped_early", False):
+            self.finished = f"stopped early at epoch {epoch}/{self.total} (no better validation loss)"
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
