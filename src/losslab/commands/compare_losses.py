@@ -407,6 +407,32 @@ def document(result: CompareLossesResult, outcomes: Optional[Sequence[Outcome]] 
             "halving": halving_document(result), "one_by_one": result.one_by_one}
 
 
+# the report's words for the measures (the JSON keeps the keys)
+MEASURE_WORDS = {"bits_per_char": "bits/char", "truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE",
+                 "heldout_mae": "held-out MAE", "heldout_medae": "held-out MedAE", "macro_f1": "macro-F1",
+                 "minority_recall": "minority recall", "final_loss": "final loss"}
+
+
+def words(measure: str) -> str:
+    return MEASURE_WORDS.get(measure, measure.replace("_", " "))
+
+
+def same_numbers(result: CompareLossesResult) -> list[str]:
+    """A note for losses that gave identical numbers on every seed (huber and smooth-l1 are one loss at
+    delta = beta = 1), so a reader does not take their two ranks for a difference."""
+    notes, seen = [], set()
+    for i, a in enumerate(result.summaries):
+        for b in result.summaries[i + 1:]:
+            if a.name in seen or b.name in seen or not a.values or list(a.values) != list(b.values):
+                continue
+            seen.add(b.name)
+            why = ""
+            if {a.name, b.name} == {"huber", "smooth-l1"} and getattr(result.config.run.loss, "delta", None) == 1.0:
+                why = ": at --delta 1 Huber's loss and smooth L1 are the same function"
+            notes.append(f"{a.name} and {b.name} gave identical numbers on every seed{why} (their ranks are a tie)")
+    return notes
+
+
 def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> list[Report]:
     cfg = result.config
     regress = cfg.task == "regression"
@@ -420,11 +446,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
         cols = params + [c for c in dict.fromkeys(shown) if any(c in s.measures for s in result.summaries)]
     else:
         cols = measure_names(cfg.task, [], False)
-    short = {"bits_per_char": "bits/char", "truth_distance": "|θ − truth|", "heldout_mse": "held-out MSE",
-             "heldout_mae": "held-out MAE",
-             "heldout_medae": "held-out MedAE", "macro_f1": "macro-F1",
-             "minority_recall": "minority recall"}
-    headers = ["#", "loss", *[short.get(c, c) for c in cols], "diverged"]
+    headers = ["#", "loss", *[words(c) for c in cols], "diverged"]
     rows = []
     for i, s in enumerate(result.summaries, start=1):
         rows.append([str(i), s.name + stopped_mark(result, s.name), *[fmt(s.measures.get(c), ".4g") for c in cols],
@@ -433,7 +455,7 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
     best = best_cells(result.summaries, [(2 + j, (lambda s, c=c: s.measures.get(c)), pick[c])
                                          for j, c in enumerate(cols)])
     title = (f"losslab compare-losses: {result.status} — {cfg.task}, {cfg.run.optim.name} lr {cfg.run.optim.lr:g}, "
-             f"{counted(cfg.seeds, 'seed')} × {cfg.run.train.epochs} epochs, ranked by median {result.rank_by} "
+             f"{counted(cfg.seeds, 'seed')} × {cfg.run.train.epochs} epochs, ranked by median {words(result.rank_by)} "
              f"({result.elapsed_s:.1f} s)")
     notes = [f"data: {result.data_source}" + (f"; validation: {result.split}" if result.split else "")]
     ref = result.reference
@@ -454,7 +476,8 @@ def report(result: CompareLossesResult, outcomes: Sequence[Outcome] = ()) -> lis
             notes.append("ranked by the held-out median absolute error (MedAE): none of mse, l1, huber, smooth-l1 "
                          "minimises it and a minority of outlier rows cannot dominate it; held-out MSE favours mse "
                          "and held-out MAE favours l1 by construction (both in the JSON)")
-    notes += verdict(result, cfg.seeds, f"better {result.rank_by}", f"the best median {result.rank_by}")
+    notes += verdict(result, cfg.seeds, f"better {words(result.rank_by)}", f"the best median {words(result.rank_by)}")
+    notes += same_numbers(result)
     notes += accuracy_flag(result)
     notes += halving_notes(result)
     for name, runs in result.runs.items():
@@ -492,12 +515,17 @@ def plots(result: CompareLossesResult, problem: AnyProblem, outlier_rows: Any) -
 
 
 def terminal_curves(result: CompareLossesResult) -> str:
-    """One median training-loss curve per loss (each in its own units)."""
+    """One median training-loss curve per loss, each divided by its first epoch's value: the losses have units of
+    their own (mse's 35 would flatten l1's 2 into a line), their progress is comparable."""
     from losslab.outputs.terminal_plot import curves, median_by_epoch
 
-    series = [(s.name, *median_by_epoch([r.records for r in result.runs[s.name]], "train_loss"))
-              for s in result.summaries]
-    return curves(series, title="median training loss over seeds (each loss in its own units)", xlabel="epoch")
+    series = []
+    for s in result.summaries:
+        epochs, losses = median_by_epoch([r.records for r in result.runs[s.name]], "train_loss")
+        first = next((v for v in losses if v > 0), None)
+        if first is not None:
+            series.append((s.name, epochs, [v / first for v in losses]))
+    return curves(series, title="median training loss over seeds ÷ its first epoch's", xlabel="epoch")
 
 
 def experiment(cfg: CompareLossesConfig, *, json_out: bool = False, quiet: bool = False) -> tuple[Output, Where]:

@@ -336,12 +336,15 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         ranking.append([str(i), str(shown(s.name)), f"{s.lr:g}" + (" (tuned)" if s.lr_source == "tuned" else ""),
                         median_cell(s), iqr_cell(s), fmt(s.best, ".5g"),
                         f"{s.diverged}/{len(s.finals)}" + (f" +{s.errors} errors" if s.errors else "")])
-    detail_headers = ["optimizer", "to target", "ms/epoch"] + (param_names + ["|θ − θ*|"] if regress else ["val acc"])
+    stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
+    together = len(stacked) == len(result.runs)  # one batched computation: one time for all, not a column
+    detail_headers = ["optimizer", "to target"] + ([] if together else ["ms/epoch"]) + \
+        (param_names + ["|θ − θ*|"] if regress else ["val acc"])
     detail = []
     for s in result.summaries:
         reach = "—" if s.epochs_to_target is None else f"{s.epochs_to_target:g} ({s.reached}/{len(s.finals)})"
-        row = [str(shown(s.name)), reach,
-               fmt(s.time_per_epoch * 1e3, ".3g") if math.isfinite(s.time_per_epoch) else "—"]
+        row = [str(shown(s.name)), reach] + ([] if together else [
+            fmt(s.time_per_epoch * 1e3, ".3g") if math.isfinite(s.time_per_epoch) else "—"])
         if regress:
             row += [fmt(s.extra.get(p)) for p in param_names] + [fmt(s.extra.get("optimum_distance"), ".2e")]
         else:
@@ -377,13 +380,26 @@ def report(result: CompareResult, outcomes: Sequence[Outcome] = ()) -> list[Repo
         (lambda s: s.extra.get("accuracy", -math.inf))
     ranking_best = best_cells(result.summaries, [(3, lambda s: s.median, min), (5, lambda s: s.best, min)])
     detail_best = best_cells(result.summaries, [(last, score, min if regress else max)])
-    stacked = [name for name, runs in result.runs.items() if any(r.stacked_with > 1 for r in runs)]
-    if stacked:
+    if together:
+        notes.append(stacked_note(result, stacked))
+    elif stacked:
         notes.append(f"stacked in one batched computation: {', '.join(stacked)} (ms/epoch is each run's share of it)")
     notes += one_by_one_notes(result.one_by_one)
     return [Report(title, ranking_headers, ranking, [], ranking_best),
             Report("convergence and result per optimizer (medians over seeds)", detail_headers, detail, notes,
                    detail_best)]
+
+
+def stacked_note(result: CompareResult, stacked: list[str]) -> str:
+    """Every run in one batched computation: its time per epoch, once (each run's share would be one number
+    repeated down a column)."""
+    runs = [r for name in stacked for r in result.runs[name] if r.stacked_with > 1]
+    share = [s.time_per_epoch for s in result.summaries if math.isfinite(s.time_per_epoch)]
+    if not runs or not share:
+        return f"stacked in one batched computation: {', '.join(stacked)}"
+    together = statistics.median(share) * runs[0].stacked_with * 1e3
+    return (f"stacked in one batched computation: {', '.join(stacked)} ({counted(runs[0].stacked_with, 'run')} "
+            f"together, {fmt(together, '.3g')} ms per epoch)")
 
 
 def plots(result: CompareResult) -> list[Plot]:

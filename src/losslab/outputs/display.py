@@ -420,7 +420,8 @@ class Report:
             elif self.headers:
                 self._blocks(console)
             for note in self.notes:
-                console.print(note, markup=False)
+                for line in note.split("\n"):
+                    console.print(styled_note(line))
         else:
             print(self.plain(), file=stream.file, flush=True)
 
@@ -465,6 +466,29 @@ class Report:
             lines.append("  ".join(cells).rstrip())
         lines += self.notes
         return "\n".join(lines)
+
+
+# a note's opening words and their colour in a terminal (the words say it too: colour only helps the eye)
+NOTE_STYLES = (("winner:", "bold green"), ("diagnosis: nothing wrong", "green"), ("diagnosis:", "bold yellow"),
+               ("tie:", "yellow"), ("no clear winner", "yellow"), ("verdict:", "bold"), ("regressed", "bold red"))
+
+
+def styled_note(line: str) -> Any:
+    """A report note for a terminal: its opening words coloured (a winner green, a diagnosis yellow, a
+    diagnosis's finding in bold), indented lines kept indented when they wrap."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    body = line.lstrip(" ")
+    indent = len(line) - len(body)
+    text = Text(body)
+    head = next(((words, style) for words, style in NOTE_STYLES if body.startswith(words)), None)
+    if head is not None:
+        end = body.find(" — ") if head[0] == "winner:" and " — " in body else len(head[0])
+        text.stylize(head[1], 0, end)
+    elif indent and body:  # a finding under "diagnosis:": its name stands out
+        text.stylize("bold yellow", 0, len(body.split(" ", 1)[0]))
+    return Padding(text, (0, 0, 0, indent)) if indent else text
 
 
 def status_notes(result: Any) -> list[str]:

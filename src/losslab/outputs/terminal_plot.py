@@ -14,7 +14,9 @@ Series = tuple[str, Sequence[float], Sequence[Optional[float]]]  # label, x, y (
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDTH, HEIGHT = 78, 16
 MARKERS = ("•", "+", "x", "o", "*", "#", "@", "%")  # one per series, in order
-COLOURS = (("blue", 34), ("red", 31), ("green", 32), ("magenta", 35), ("cyan", 36), ("yellow", 33))  # (name, ANSI)
+# (plotext's name, its 256-colour code): bright blue, not blue (dark on a dark terminal); no yellow (faint on light)
+COLOURS = (("blue+", "38;5;12"), ("red", "38;5;1"), ("green", "38;5;2"), ("magenta", "38;5;5"), ("cyan", "38;5;6"),
+           ("gray", "38;5;8"))
 COLOUR: contextvars.ContextVar[bool] = contextvars.ContextVar("losslab_plot_colour", default=False)
 
 
@@ -31,7 +33,8 @@ def _finite(series: Sequence[Series], logx: bool) -> list[Series]:
 def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = False,
            mark: Optional[tuple[float, str]] = None, width: int = WIDTH, height: int = HEIGHT) -> str:
     """The series as one plot; y log-scaled when the values are positive and span more than two decades;
-    `mark` (x, label) draws a vertical line (e.g. the suggested rate)."""
+    `mark` (x, label) draws a vertical line (e.g. the suggested rate), named in the legend under the plot. Epochs
+    get whole-number ticks, log axes powers of ten in scientific notation."""
     import plotext as plt
 
     series = _finite(series, logx)
@@ -48,35 +51,65 @@ def curves(series: Sequence[Series], *, title: str, xlabel: str, logx: bool = Fa
     for (_, xs, s), marker, (name, _) in zip(series, markers, colours):
         plt.plot(list(xs), list(s), marker=marker,  # (no label: the legend goes under the plot)
                  **({"color": name} if colour else {}))
-    if mark is not None and math.isfinite(mark[0]) and (mark[0] > 0 or not logx):
-        plt.vertical_line(mark[0])
-        top = max(ys) if not logy else max(ys) * 0.95
-        xs_all = [x for _, s_x, _ in series for x in s_x]
-        where = (lambda v: math.log10(v)) if logx else (lambda v: v)
-        span = where(max(xs_all)) - where(min(xs_all))
-        right = span > 0 and (where(mark[0]) - where(min(xs_all))) / span > 0.5
-        # labelled where it is drawn, on the side with room
-        plt.text(f"{mark[1]} →" if right else f"← {mark[1]}", x=mark[0], y=top,
-                 alignment="right" if right else "left")
+    marked = mark is not None and math.isfinite(mark[0]) and (mark[0] > 0 or not logx)
+    if mark is not None and marked:
+        plt.vertical_line(mark[0])  # (its label goes in the legend: text inside the plot lands on the curves)
+    xs_all = [x for _, s_x, _ in series for x in s_x]
     if logx:
         plt.xscale("log")
-        xs = [x for _, s_x, _ in series for x in s_x]
-        lo, hi = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
-        step = max(1, (hi - lo) // 6)
-        ticks = [10.0 ** e for e in range(lo, hi + 1, step)]
+        ticks = _decades(min(xs_all), max(xs_all))
+        if len(ticks) >= 2:
+            plt.xticks(ticks, [_number(t) for t in ticks])
+    elif all(float(x).is_integer() for x in xs_all):  # epochs: whole numbers on the axis
+        ticks = _nice(min(xs_all), max(xs_all))
         plt.xticks(ticks, [f"{t:g}" for t in ticks])
     if logy:
         plt.yscale("log")
+        ticks = _decades(min(ys), max(ys))
+        if len(ticks) >= 2:
+            plt.yticks(ticks, [_number(t) for t in ticks])
     plt.title(title + (" (log scale)" if logy else ""))
     plt.xlabel(xlabel)
     text = plt.build() if colour else _ANSI.sub("", plt.build())
     plt.clear_figure()
     plot = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
-    if len(series) == 1:
-        return plot
-    legend = "   ".join((f"\x1b[{code}m{marker}\x1b[0m" if colour else marker) + f" {label}"
-                       for (label, _, _), marker, (_, code) in zip(series, markers, colours))
-    return f"{plot}\n{legend}"
+    entries = [] if len(series) == 1 else [
+        (f"\x1b[{code}m{marker}\x1b[0m" if colour else marker) + f" {label}"
+        for (label, _, _), marker, (_, code) in zip(series, markers, colours)]
+    if mark is not None and marked:
+        entries.append(f"│ {mark[1]}")
+    return f"{plot}\n{'   '.join(entries)}" if entries else plot
+
+
+def _number(value: float) -> str:
+    """An axis label: 0.01, 1, 100 as they are; 1e-05 and 2e+06 (not 0.00001) beyond."""
+    return f"{value:g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def _decades(lo: float, hi: float) -> list[float]:
+    """The powers of ten within [lo, hi] (every k-th: at most 7)."""
+    first, last = math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9)
+    step = max(1, math.ceil((last - first + 1) / 7))
+    return [10.0 ** e for e in range(first, last + 1, step)]
+
+
+def _nice(lo: float, hi: float, most: int = 6) -> list[float]:
+    """Round ticks (steps of 1, 2 or 5 × 10^k) from lo to hi: 1, 250, 500, 750, 1000 for epochs 1…1000."""
+    span = hi - lo
+    if span <= 0:
+        return [lo]
+    raw = span / (most - 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    step = max(1.0, step)
+    ticks = [lo] + [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1) if lo < k * step <= hi]
+    if ticks[-1] != hi and (hi - ticks[-1]) > step * 0.6:
+        ticks.append(hi)
+    elif ticks[-1] != hi:
+        ticks[-1] = hi
+    if len(ticks) > 2 and ticks[1] - ticks[0] < step / 2:  # (1 and 2 would crowd: keep the first epoch)
+        del ticks[1]
+    return ticks
 
 
 def median_by_epoch(runs: Sequence[Sequence[dict]], key: str) -> tuple[list[float], list[float]]:

@@ -275,9 +275,9 @@ def range_report(result: RangeResult, outcomes: Sequence[Outcome] = ()) -> list[
              "lowest, which on a quadratic is about the stability limit 2/λ)",
              "a grid (lr-sweep without --range-test) trains the whole budget at fixed rates and usually suggests a "
              "larger rate for that budget: this test answers where training can safely start",
-             "model and optimizer state " + ("unchanged by the test (SHA-256 of parameters and optimizer state "
+             "model and optimizer state " + ("unchanged by the test (every parameter and the optimizer's state "
                                              "identical before and after)" if result.state_unchanged else
-                                             "CHANGED by the test (hash mismatch)")]
+                                             "CHANGED by the test: parameters or optimizer state differ after it")]
     notes += [o.describe() for o in outcomes]
     return [Report(title, ["suggestion", "lr", "spread over seeds" if len(result.runs) > 1 else ""], rows, notes,
                    {(0, 1)} if rows and rows[0][1] != "—" else set())]
