@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup bytecode lint test test-fast run bench clean
+.PHONY: setup bytecode lint docs test test-fast run bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 
+# the documentation site (MkDocs Material) into site/; --strict: a broken link or a page missing from the nav fails
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 # two workers (the machines have two cores); the Ray modules share one worker (xdist_group "ray"): one runtime
 # at a time
-test: setup lint
+test: setup lint docs
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 # feedback in about a minute: everything but the tests marked slow (real processes, Ray, long training)

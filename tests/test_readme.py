@@ -1,6 +1,7 @@
-"""The README's sample outputs are what the code prints today: every `$ losslab ...` block whose command runs
-here as shown (no file it needs from elsewhere, no pipe) is run, and each line the README shows must be a line
-of the output — timings (elapsed, it/s, seconds, time left) aside."""
+"""The sample outputs of the README and of every page of the documentation site (docs/) are what the code prints
+today: every `$ losslab ...` block whose command runs here as shown (no file it needs from elsewhere, no pipe) is
+run, and each line a page shows must be a line of the output — timings (elapsed, it/s, seconds, time left) aside.
+The option reference (docs/reference/options.md) is what `python -m losslab.cli.reference` writes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 pytestmark = pytest.mark.slow  # a dozen commands
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 TIMING = [
     (re.compile(r"\belapsed \S+"), "elapsed T"),
     (re.compile(r"\b(it|samples)/s [\d,]+"), r"\1/s N"),
@@ -33,10 +35,10 @@ def normal(line: str) -> str:
 SETUP = re.compile(r"^\$ (losslab [^|&<>#]+?) > ([\w./-]+)$")  # a step whose output a later command reads
 
 
-def blocks() -> list[tuple[str, list[str], list[tuple[str, str]]]]:
-    """(command, shown output lines, setup steps) of every README block that starts with `$ losslab` and runs as
+def blocks(page: Path) -> list[tuple[str, list[str], list[tuple[str, str]]]]:
+    """(command, shown output lines, setup steps) of every block of `page` that starts with `$ losslab` and runs as
     shown; `$ losslab ... > FILE` lines before it in the same code block are its setup (run first, into FILE)."""
-    out, lines = [], README.read_text(encoding="utf-8").splitlines()
+    out, lines = [], page.read_text(encoding="utf-8").splitlines()
     setup: list[tuple[str, str]] = []
     for i, line in enumerate(lines):
         if line.startswith("```"):
@@ -56,11 +58,11 @@ def blocks() -> list[tuple[str, list[str], list[tuple[str, str]]]]:
     return out
 
 
-BLOCKS = blocks()
+BLOCKS = [(page.relative_to(ROOT).as_posix(), *block) for page in PAGES for block in blocks(page)]
 
 
-@pytest.mark.parametrize("command, shown, setup", BLOCKS, ids=[c for c, _, _ in BLOCKS])
-def test_a_readme_sample_is_what_the_command_prints(cli, command, shown, setup, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page, command, shown, setup", BLOCKS, ids=[f"{p}: {c}" for p, c, _, _ in BLOCKS])
+def test_a_documented_sample_is_what_the_command_prints(cli, page, command, shown, setup, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for step, target in setup:
         made = cli(*shlex.split(step)[1:])
@@ -80,4 +82,23 @@ def test_a_readme_sample_is_what_the_command_prints(cli, command, shown, setup, 
         timed = False
         if line.strip() and line.strip() != "..." and normal(line) not in printed:
             missing.append(line)
-    assert not missing, "README lines no longer printed:\n" + "\n".join(missing)
+    assert not missing, f"{page}: lines no longer printed:\n" + "\n".join(missing)
+
+
+def test_the_option_reference_is_current():
+    from losslab.cli.reference import page
+
+    written = (ROOT / "docs" / "reference" / "options.md").read_text(encoding="utf-8")
+    assert written == page(), "run: python -m losslab.cli.reference > docs/reference/options.md"
+
+
+def test_every_page_is_in_the_sites_nav_and_the_readme_links_only_pages_that_exist():
+    import re
+
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in (ROOT / "docs").rglob("*.md"):
+        assert page.relative_to(ROOT / "docs").as_posix() in nav, page
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        assert link.startswith("http") or (ROOT / link).exists(), link
