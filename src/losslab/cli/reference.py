@@ -36,11 +36,11 @@ def page() -> str:
              "of each, for the command's task). Written by `python -m losslab.cli.reference`; a test keeps this "
              "page current.", ""]
     for title in [*PANELS, "Output"]:
-        names = [n for n in OPTS if panel(n) == title and n in takers and OPTS[n].flags[0].startswith("-")]
-        if not names:
+        listed = [n for n in OPTS if panel(n) == title and n in takers and OPTS[n].flags[0].startswith("-")]
+        if not listed:
             continue
         lines += [f"## {title}", "", "| option | default | commands | description |", "|---|---|---|---|"]
-        for name in names:
+        for name in listed:
             opt = OPTS[name]
             flags = " / ".join(f"`{f}`" for f in opt.flags)
             text = opt.help.replace("|", "\\|").replace("\n", " ")
