@@ -18,7 +18,7 @@ from losslab.objects import shown
 
 Record = Mapping[str, Any]
 
-# thresholds, named so the README and the tests can quote them
+# thresholds, named so the docs and the tests can quote them
 WINDOW = 20  # the last epochs the trend rules (oscillating, plateau) look at
 MIN_EPOCHS = 8  # fewer epochs than this: too short to speak of a trend
 OSCILLATION_SIGN_CHANGES = 0.5  # more than half of the window's successive differences change sign...

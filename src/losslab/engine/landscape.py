@@ -86,9 +86,8 @@ def losses(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, 
             t_single = time.perf_counter() - start
             use = batched if t_batched <= t_single else single
             if how is not None:
-                way = f"batched (vmap, chunks of {chunk} points)" if use is batched else "point by point"
-                how.append(f"{way}, the faster here: {probe} points took {t_batched * 1e3:.0f} ms batched, "
-                           f"{t_single * 1e3:.0f} ms one by one")
+                how.append(f"batched (vmap, chunks of {chunk} points)" if use is batched else
+                           "point by point (faster here than batched)")
             first = head if use is batched else single(points[:probe])
             return torch.cat([first, use(points[probe:])]) if probe < len(points) else first
     finally:

@@ -25,14 +25,14 @@ from losslab.outputs.files import outcomes_document, versions
 from losslab.stats import geometric_median
 
 RANGE_PLOTS = ("range_test.png",)
-# in the order they are recommended; each is named by its rule (README "LR range test"):
+# in the order they are recommended; each is named by its rule (docs/commands/lr-sweep.md, "LR range test"):
 #   valley      fastai's valley: a little past a third of the longest decreasing stretch of the smoothed loss
 #   steepest    the steepest descent of the smoothed loss against log10(lr) (Lightning 1.x's rule)
 #   min_loss/10 the rate at the lowest smoothed loss, divided by ten
 #   lightning   Lightning 2.x's lr_find number: its own curve (a second run with Lightning's rates, smoothing and
 #               stop rule: engine.range_test) and its rule, the steepest descent against the linear rate
 #               (torch.gradient with the rates as spacing) skipping the first 10 and the last point
-# in the order they are recommended; each is named by its rule (README "LR range test"):
+# in the order they are recommended; each is named by its rule (docs/commands/lr-sweep.md, "LR range test"):
 #   valley      fastai's valley: a little past a third of the longest decreasing stretch of the smoothed loss
 #   steepest    the steepest descent of the smoothed loss against log10(lr) (Lightning 1.x's rule)
 #   min_loss/10 the rate at the lowest smoothed loss, divided by ten
