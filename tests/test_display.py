@@ -110,8 +110,8 @@ def test_the_live_table_keeps_layer_columns_for_wide_terminals_only():
 
 
 def test_the_time_left_leaves_out_the_first_steps_warm_up_and_a_stopped_runs_bar_ends_where_it_stopped(monkeypatch):
-    """A first epoch of 5 s (torch's warm-up) then 0.5 s epochs: the estimate is the pace after the first (7 × 0.5
-    s), not 6 s / 3 epochs × 7; none before a second of steps; early stopping ends the bar's text there."""
+    """A first epoch of 5 s (torch's warm-up) then faster ones: the estimate is the pace after the first (7 × 0.35
+    s), not 5.7 s / 3 epochs × 7; none before SETTLE_S of steps; early stopping ends the bar's text there."""
     from types import SimpleNamespace
 
     from losslab.engine.events import RunInfo
@@ -123,12 +123,12 @@ def test_the_time_left_leaves_out_the_first_steps_warm_up_and_a_stopped_runs_bar
     display = ProgressDisplay(_plain_console(), module.epoch_columns([]), live=False)
     display.on_run_begin(RunInfo("regress", epochs=10))
     texts = []
-    for epoch, at in [(1, 5.0), (2, 5.5), (3, 6.0)]:
+    for epoch, at in [(1, 5.0), (2, 5.2), (3, 5.7)]:
         clock[0] = at
         display.on_epoch_end(RunInfo("regress", epochs=10), {"epoch": epoch, "train_loss": 1.0, "elapsed_s": at})
         texts.append(display._eta())
-    assert texts[:2] == ["", ""]  # the first epoch alone, then half a second of pace: no estimate yet
-    assert texts[2] == f", about {duration(7 * 0.5)} left" and "14 s" not in texts[2]
+    assert texts[:2] == ["", ""]  # the first epoch alone, then 0.2 s of pace: no estimate yet
+    assert texts[2] == f", about {duration(7 * 0.35)} left" and "13 s" not in texts[2]
     display.on_run_end(RunInfo("regress", epochs=10), SimpleNamespace(status="ok", stopped_early=True))
     assert display.finished == "stopped early at epoch 3/10 (no better validation loss)"
     assert [duration(s) for s in (0.2, 8.4, 125, 3840)] == ["<1 s", "8 s", "2 min 05 s", "1 h 04 min"]

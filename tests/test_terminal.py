@@ -90,6 +90,8 @@ def test_curves_have_a_colour_per_series_on_a_colour_terminal_and_none_with_no_c
     args = ["compare-optimizers", "--optims", "sgd,adam", "--seeds", "1", "--epochs", "50"]
     text = in_terminal(args, 80, raw=True)
     legend = text[text.rindex("sgd"):]
-    assert "\x1b[34m•\x1b[0m sgd" in text and "\x1b[31m+\x1b[0m adam" in legend
+    # bright blue (not blue: dark on a dark terminal), then red; the legend's colours are the curves'
+    assert "\x1b[38;5;12m•\x1b[0m sgd" in text and "\x1b[38;5;1m+\x1b[0m adam" in legend
+    assert "\x1b[38;5;12m" in text[:text.rindex("\x1b[38;5;12m•")]  # the sgd curve drawn in it
     plain = in_terminal(args, 80, raw=True, NO_COLOR="1")
-    assert "• sgd   + adam" in plain and "\x1b[34m" not in plain
+    assert "• sgd   + adam" in plain and "\x1b[38;5;12m" not in plain

@@ -223,6 +223,9 @@ class Bar:
         return self.progress.get_renderable()
 
 
+SETTLE_S = 0.3  # seconds of steps after the first before a single run's time left is shown (no flicker)
+
+
 class ProgressDisplay(Consumer):
     """Live table (at most ~10 refreshes a second) on a terminal; one plain line per interval otherwise."""
 
@@ -316,12 +319,12 @@ class ProgressDisplay(Consumer):
     def _eta(self) -> str:
         """', about 12 s left' at the pace since the first step (the first step's warm-up — torch's first forward
         and backward, the data's first pass — would make the first estimates wild); '' until it settles (a
-        second of steps) and after the last epoch."""
+        few tenths of a second of steps: SETTLE_S) and after the last epoch."""
         if self.pace is None:
             return ""
         since, at = self.pace
         elapsed, done = time.perf_counter() - since, self._done() - at
-        if elapsed < 1.0 or done <= 0:
+        if elapsed < SETTLE_S or done <= 0:
             return ""
         return time_left(elapsed, done, done + (self.total - self.ctx.get("first_epoch", 1) + 1) - self._done())
 
