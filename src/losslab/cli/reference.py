@@ -24,11 +24,13 @@ def _defaults(name: str, commands: list[str], signatures: Any) -> str:
 
 
 def page() -> str:
-    from losslab.cli import typer_app  # noqa: F401  (registers every command's options)
     from losslab.cli.options import OPTS, PANELS, SIGNATURES, panel
+    from losslab.cli.typer_app import WORKFLOW  # (importing it registers every command's options)
 
     takers: dict[str, list[str]] = {}
     for command, (names, _) in SIGNATURES.items():
+        if command not in WORKFLOW:  # (a command a test registered for itself)
+            continue
         for name in names:
             takers.setdefault(name, []).append(command)
     lines = ["# Options", "",
