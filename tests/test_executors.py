@@ -313,3 +313,28 @@ def test_a_units_events_are_all_taken_before_its_runs_end():
         assert channel.done == {0, 1} and channel.messages() == []
     finally:
         channel.close()
+
+
+def test_a_benchmark_keeps_one_pool_of_workers_per_problem(cli, monkeypatch):
+    """Each trial of a benchmark is a call of its own; the workers (each ~3 s of imports) start once per problem
+    and the numbers are those of the local executor."""
+    from losslab.engine import executors
+
+    pools = []
+    original = executors._pool
+
+    def counted(key, context, payload):
+        made = original(key, context, payload)
+        pools.append((key[0], made[2]))  # (the problem's digest, whether the pool was a kept one)
+        return made
+
+    monkeypatch.setattr(executors, "_pool", counted)
+    args = ["benchmark", "--optims", "sgd,adam", "--suite", "analytic", "--ruleset", "external", "--studies", "1",
+            "--trials", "3", "--json"]
+    pooled = cli(*args, "--executor", "process", "--jobs", "2")
+    assert pooled.exit_code == 0, pooled.stderr
+    problems = list(dict.fromkeys(digest for digest, _ in pools))
+    assert len(problems) == 2 and len(pools) == 6  # two problems, three trials each
+    assert [kept for _, kept in pools] == [False, True, True] * 2
+    assert executors._kept is None  # closed when the benchmark ended
+    assert same_numbers(cli(*args).json(), pooled.json()) > 40

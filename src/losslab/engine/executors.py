@@ -19,12 +19,14 @@ cancels what has not started and reports what finished.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import multiprocessing
 import os
 import pickle
 import sys
 import time
-from typing import Any, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
 
 from losslab import interrupt
 from losslab.engine.events import Consumer, wants_batches
@@ -288,9 +290,55 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+_kept: Optional[tuple[tuple[str, int, int], Any, "Channel"]] = None  # a pool kept for the next call (keep_pools)
+_keeping = 0
+
+
+@contextmanager
+def keep_pools() -> Iterator[None]:
+    """Within it, `run_process` keeps its worker pool for the next call on the same problem with the same workers
+    (a benchmark trains each trial of a problem in a call of its own: one pool start, ~3 s of torch imports per
+    worker, per problem instead of per trial). The pool is closed when the outermost `with` ends."""
+    global _keeping
+    _keeping += 1
+    try:
+        yield
+    finally:
+        _keeping -= 1
+        if not _keeping:
+            _drop_kept()
+
+
+def _drop_kept() -> None:
+    global _kept
+    if _kept is not None:
+        _, pool, channel = _kept
+        _kept = None
+        pool.shutdown(wait=True, cancel_futures=True)
+        channel.close()
+
+
+def _pool(key: tuple[str, int, int], context: Any, payload: bytes) -> tuple[Any, "Channel", bool]:
+    """(pool, channel, whether it is a kept one) for this call: the kept pool when its problem and sizes are
+    these, else a new one (a kept pool of another problem is closed first)."""
+    global _kept
+    if _kept is not None and _kept[0] == key:
+        _, pool, channel = _kept
+        _kept = None
+        channel.done.clear()  # (unit numbers start again at 0 in every call)
+        return pool, channel, True
+    _drop_kept()
+    jobs, threads = key[1], key[2]
+    channel = Channel(context)
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init,
+                                  initargs=(payload, threads, channel.ends))
+    return pool, channel, False
+
+
 def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int]], events: Consumer, *,
                 command: str, jobs: Optional[int], retries: int) -> tuple[list[RunResult], bool]:
     """Units on `jobs` worker processes (default: the number of cores), each pinned to cores // jobs threads."""
+    global _kept
     if getattr(getattr(problem, "source", None), "streamed", False):
         from losslab.errors import ConfigError
 
@@ -308,33 +356,44 @@ def run_process(problem: Any, specs: Sequence[RunSpec], units: Sequence[list[int
     pending = list(range(len(units)))
     interrupted = False
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch state
+    key = (hashlib.sha256(payload).hexdigest(), jobs, threads)
     while pending and not interrupted:
         broken: list[int] = []
-        channel = Channel(context)
         running: dict[int, int] = {}  # pid -> the unit that worker started last
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init,
-                                    initargs=(payload, threads, channel.ends)) as pool:
-            processes = pool._processes  # (the pool's own dict: it keeps the dead and the stopped)
+        pool, channel, _ = _pool(key, context, payload)
+        processes = pool._processes  # (the pool's own dict: it keeps the dead and the stopped)
+        clean = False  # the units all came back (no exception on the way)
+        try:
             futures = {pool.submit(_run_unit, u, units[u], specs, command, len(specs), threads, batches): u
                        for u in pending}
             waiting = set(futures)
-            try:
-                while waiting:  # short waits, so that Ctrl-C is seen while long trials run
-                    done, waiting = cf.wait(waiting, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
-                    dispatch(channel.messages(), running, relay)
-                    for future in done:
-                        try:
-                            unit_results = future.result()
-                        except cf.process.BrokenProcessPool:
-                            broken.append(futures[future])
-                            continue
-                        dispatch(channel.until_done(futures[future]), running, relay)
-                        relay.finished(results, units[futures[future]], unit_results)
-                    interrupt.check()
-            except KeyboardInterrupt:
-                interrupted = True
-                stop_workers(pool)
-        left = channel.close()
+            while waiting:  # short waits, so that Ctrl-C is seen while long trials run
+                done, waiting = cf.wait(waiting, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+                dispatch(channel.messages(), running, relay)
+                for future in done:
+                    try:
+                        unit_results = future.result()
+                    except cf.process.BrokenProcessPool:
+                        broken.append(futures[future])
+                        continue
+                    dispatch(channel.until_done(futures[future]), running, relay)
+                    relay.finished(results, units[futures[future]], unit_results)
+                interrupt.check()
+            clean = True
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_workers(pool)
+        finally:
+            kept = bool(_keeping) and clean and not broken
+            if not kept:
+                pool.shutdown(wait=True)
+                if not clean and not interrupted:
+                    channel.close()  # (an error on its way out: the pipe closed with the pool)
+        if kept:  # (the next call on this problem finds it: keep_pools)
+            left = channel.messages()
+            _kept = (key, pool, channel)
+        else:
+            left = channel.close()
         if not interrupted:
             dispatch(left, running, relay)
         pending = []

@@ -184,17 +184,20 @@ def train_problem(prep: Prepared, cfg: Any, events: Consumer, offset: int, total
     offset += len(runs)
     if not prep.config.optims:
         return runs, "ok"
-    for study in range(studies):
-        for trial, (config, values) in enumerate(trial_configs(prep, cfg.ruleset, study, cfg.trials, cfg.method,
-                                                                cfg.seeds)):
-            result = compare(config, prep.problem, Renumbered(events, offset, total, prep.spec.name))
-            offset += sum(len(rs) for rs in result.runs.values())
-            for name, rs in result.runs.items():
-                for i, r in enumerate(rs):
-                    s = i if cfg.ruleset == "defaults" else study  # defaults: a seed is a study
-                    runs.append({"optimizer": name, **run_document(r, prep, s, trial, values[name])})
-            if result.status == "interrupted":
-                return runs, "interrupted"
+    from losslab.engine.executors import keep_pools
+
+    with keep_pools():  # (--executor process: one pool of workers for every trial of this problem)
+        for study in range(studies):
+            for trial, (config, values) in enumerate(trial_configs(prep, cfg.ruleset, study, cfg.trials,
+                                                                    cfg.method, cfg.seeds)):
+                result = compare(config, prep.problem, Renumbered(events, offset, total, prep.spec.name))
+                offset += sum(len(rs) for rs in result.runs.values())
+                for name, rs in result.runs.items():
+                    for i, r in enumerate(rs):
+                        s = i if cfg.ruleset == "defaults" else study  # defaults: a seed is a study
+                        runs.append({"optimizer": name, **run_document(r, prep, s, trial, values[name])})
+                if result.status == "interrupted":
+                    return runs, "interrupted"
     return runs, "ok"
 
 
