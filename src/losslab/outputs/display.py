@@ -576,6 +576,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         self._live: Optional["Live"] = None
         self.context = ""  # what the runs now belong to, shown with the progress (a benchmark's problem)
         self.part: Optional[tuple[int, int, float]] = None  # (first run, runs, start): the time left is of this part
+        self.pace: Optional[tuple[float, float]] = None  # (time, runs done) at the first epoch: warm-up left out
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
         for g in groups:
@@ -622,9 +623,12 @@ class TrialsDisplay(LiveBlock, Consumer):
             done = sum(v for i, v in self.share.items() if first <= i < first + runs)
             left = time_left(time.perf_counter() - start, done, runs).replace(" left", f" left in {self.context}")
             return f"{finished} of {self.runs} runs done{left or ', ' + self.context}"
-        done = sum(self.share.values())
-        elapsed = time.perf_counter() - self.started if self.started is not None else 0.0
-        return f"{finished} of {self.runs} runs done{time_left(elapsed, done, self.runs)}"
+        if self.pace is None:
+            return f"{finished} of {self.runs} runs done"
+        since, at = self.pace  # the pace since the first epoch: the first one's warm-up would make it wild
+        elapsed, done = time.perf_counter() - since, sum(self.share.values())
+        left = time_left(elapsed, done - at, self.runs - at) if elapsed >= SETTLE_S else ""
+        return f"{finished} of {self.runs} runs done{left}"
 
     def render(self) -> Any:
         from rich.console import Group
@@ -650,6 +654,8 @@ class TrialsDisplay(LiveBlock, Consumer):
         row["epoch"], row["loss"] = record["epoch"], loss
         if run.epochs:
             self.share[run.index] = min(1.0, record["epoch"] / run.epochs)
+        if self.pace is None:
+            self.pace = (time.perf_counter(), sum(self.share.values()))
         if not math.isfinite(record.get("train_loss", 0.0)):
             row["status"] = "diverged"  # stacked runs end together: say it now, not at the end
         if loss is not None and math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
