@@ -609,7 +609,10 @@ def test_a_disk_without_room_is_refused_before_training_and_a_disk_filling_up_is
     proc = subprocess.Popen([BIN, "regress", "--epochs", "60", "--samples", "1000", "--batch-size", "1",
                              "--tensorboard", str(small_disk / "tb"), "--quiet", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(6)
+    deadline = time.monotonic() + 60  # the disk fills once training writes (not before its free-space check)
+    while time.monotonic() < deadline and not any((small_disk / "tb").rglob("events.*")):
+        time.sleep(0.2)
+    time.sleep(1)
     subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'fill'}", "bs=1k", "count=5000"], capture_output=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "Traceback" not in err, err
