@@ -223,7 +223,26 @@ class Bar:
         return self.progress.get_renderable()
 
 
-SETTLE_S = 0.3  # seconds of steps after the first before a single run's time left is shown (no flicker)
+SETTLE_S = 0.3  # seconds of steps after the first before the time left is shown (no flicker)
+
+
+class Pace:
+    """The time left at the pace since the first step: the first step carries the warm-up (torch's first forward
+    and backward, the data's first pass) that would make the first estimates wild; '' until SETTLE_S of steps."""
+
+    def __init__(self) -> None:
+        self.first: Optional[tuple[float, float]] = None  # (time, work done) at the first step
+
+    def step(self, done: float) -> None:
+        if self.first is None:
+            self.first = (time.perf_counter(), done)
+
+    def left(self, done: float, total: float) -> str:
+        if self.first is None:
+            return ""
+        since, at = self.first
+        elapsed = time.perf_counter() - since
+        return time_left(elapsed, done - at, total - at) if elapsed >= SETTLE_S else ""
 
 
 class ProgressDisplay(Consumer):
@@ -262,14 +281,14 @@ class ProgressDisplay(Consumer):
             self.columns = shown
         self.ctx = {"samples": run.samples, "first_epoch": run.first_epoch}
         self.milestones, self.current, self.batch = [], None, None
-        self.pace: Optional[tuple[float, float]] = None  # (time, epochs done) at the first step: warm-up excluded
+        self.pace = Pace()  # (in epochs)
         self.finished: Optional[str] = None  # how the run ended, for the bar's last frame
         self.interval = max(1, (self.total - self.ctx["first_epoch"] + 1) // self.max_rows)
         if self.quiet:
             return
         if not self.use_live:
             pulse.provide(self._says, self.console.file)
-        if self.use_live:
+        else:
             from rich.live import Live
 
             pulse.clear()
@@ -311,22 +330,9 @@ class ProgressDisplay(Consumer):
             done += self.batch[0] / self.batch[1]
         return done
 
-    def _step_done(self) -> None:
-        """A batch or an epoch ended: the pace is measured from the first one (its warm-up left out)."""
-        if self.pace is None:
-            self.pace = (time.perf_counter(), self._done())
-
     def _eta(self) -> str:
-        """', about 12 s left' at the pace since the first step (the first step's warm-up — torch's first forward
-        and backward, the data's first pass — would make the first estimates wild); '' until it settles (a
-        few tenths of a second of steps: SETTLE_S) and after the last epoch."""
-        if self.pace is None:
-            return ""
-        since, at = self.pace
-        elapsed, done = time.perf_counter() - since, self._done() - at
-        if elapsed < SETTLE_S or done <= 0:
-            return ""
-        return time_left(elapsed, done, done + (self.total - self.ctx.get("first_epoch", 1) + 1) - self._done())
+        """', about 12 s left' (`Pace`: since the first step, once settled; '' after the last epoch)."""
+        return self.pace.left(self._done(), self.total - self.ctx.get("first_epoch", 1) + 1)
 
     def _says(self) -> str:
         """The heartbeat's words while this run trains (a line came from no epoch or batch for a while)."""
@@ -340,7 +346,7 @@ class ProgressDisplay(Consumer):
 
     def on_batch_end(self, run: RunInfo, epoch: int, batch: int, batches: int, loss: float) -> None:
         self.batch = (batch, batches, loss) if batch < batches else None
-        self._step_done()
+        self.pace.step(self._done())
         if self.quiet or self.use_live or self.batch is None:
             return
         now = time.perf_counter()
@@ -351,7 +357,7 @@ class ProgressDisplay(Consumer):
     def on_epoch_end(self, run: RunInfo, record: dict[str, Any]) -> None:
         self.current = record
         self.batch = None
-        self._step_done()
+        self.pace.step(self._done())
         self._last_line = time.perf_counter()
         epoch = record["epoch"]
         finite = math.isfinite(record.get("train_loss", 0.0))
@@ -576,7 +582,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         self._live: Optional["Live"] = None
         self.context = ""  # what the runs now belong to, shown with the progress (a benchmark's problem)
         self.part: Optional[tuple[int, int, float]] = None  # (first run, runs, start): the time left is of this part
-        self.pace: Optional[tuple[float, float]] = None  # (time, runs done) at the first epoch: warm-up left out
+        self.pace = Pace()  # (in runs)
 
     def plan(self, groups: Sequence[str], per_group: int) -> None:
         for g in groups:
@@ -623,12 +629,7 @@ class TrialsDisplay(LiveBlock, Consumer):
             done = sum(v for i, v in self.share.items() if first <= i < first + runs)
             left = time_left(time.perf_counter() - start, done, runs).replace(" left", f" left in {self.context}")
             return f"{finished} of {self.runs} runs done{left or ', ' + self.context}"
-        if self.pace is None:
-            return f"{finished} of {self.runs} runs done"
-        since, at = self.pace  # the pace since the first epoch: the first one's warm-up would make it wild
-        elapsed, done = time.perf_counter() - since, sum(self.share.values())
-        left = time_left(elapsed, done - at, self.runs - at) if elapsed >= SETTLE_S else ""
-        return f"{finished} of {self.runs} runs done{left}"
+        return f"{finished} of {self.runs} runs done{self.pace.left(sum(self.share.values()), self.runs)}"
 
     def render(self) -> Any:
         from rich.console import Group
@@ -654,8 +655,7 @@ class TrialsDisplay(LiveBlock, Consumer):
         row["epoch"], row["loss"] = record["epoch"], loss
         if run.epochs:
             self.share[run.index] = min(1.0, record["epoch"] / run.epochs)
-        if self.pace is None:
-            self.pace = (time.perf_counter(), sum(self.share.values()))
+        self.pace.step(sum(self.share.values()))
         if not math.isfinite(record.get("train_loss", 0.0)):
             row["status"] = "diverged"  # stacked runs end together: say it now, not at the end
         if loss is not None and math.isfinite(loss) and (row["best"] is None or loss < row["best"]):
