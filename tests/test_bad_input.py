@@ -649,3 +649,10 @@ def test_ctrl_c_before_the_first_epoch_ends_is_an_interruption_not_a_failure(tmp
     assert proc.returncode == 130 and "Traceback" not in err and "internal error" not in err, err
     doc = json.loads((tmp_path / "o" / "result.json").read_text())
     assert doc["status"] == "interrupted" and doc["epochs_run"] == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf"])
+def test_a_bad_progress_interval_is_one_line_naming_the_variable(value):
+    proc = run("regress", "--epochs", "3", "--json", env={"LOSSLAB_PROGRESS_EVERY": value})
+    assert_one_line(proc, 2, "LOSSLAB_PROGRESS_EVERY")
+    assert proc.stdout == ""

@@ -265,7 +265,7 @@ class ProgressDisplay(Consumer):
         self._live: Optional["Live"] = None
         self.ctx: dict[str, Any] = {}
         self.batch: Optional[tuple[int, int, float]] = None  # progress inside the running epoch
-        self.plain_every = 10.0  # seconds between in-epoch lines off a terminal (slow epochs only)
+        self.plain_every = pulse.EVERY  # seconds between in-epoch lines off a terminal (slow epochs only)
         self._last_line = time.perf_counter()
         self.bar: Optional[Bar] = None
         # what the terminal had no room for (by identity: comparing columns as values is quadratic in the features)
@@ -697,7 +697,7 @@ class RangeDisplay(LiveBlock, Consumer):
         self.bar: Optional[Bar] = None
         self._live: Optional["Live"] = None
         self._last_line = time.perf_counter()
-        self.plain_every = 10.0
+        self.plain_every = pulse.EVERY
 
     def render(self) -> Any:
         from rich.console import Group

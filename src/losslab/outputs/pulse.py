@@ -16,8 +16,19 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
+
+def _every() -> Optional[float]:
+    """LOSSLAB_PROGRESS_EVERY's seconds (None: not a positive number; `begin` names it in a one-line error)."""
+    text = os.environ.get("LOSSLAB_PROGRESS_EVERY") or "10"
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
+
+
 # seconds of silence before a heartbeat line (LOSSLAB_PROGRESS_EVERY: a CI log that wants more or fewer)
-EVERY = float(os.environ.get("LOSSLAB_PROGRESS_EVERY") or 10.0)
+EVERY = _every() or 10.0
 
 _lock = threading.Lock()
 _last = time.perf_counter()
@@ -51,6 +62,11 @@ def provide(status: Optional[Callable[[], Optional[str]]], stream: Any = None) -
 def begin(command: str, quiet: bool = False, stream: Any = None) -> None:
     """The command has read its options and starts working."""
     global _command, _started, _frame, _used
+    if _every() is None:
+        from losslab.errors import ConfigError
+
+        raise ConfigError("LOSSLAB_PROGRESS_EVERY", f"{os.environ.get('LOSSLAB_PROGRESS_EVERY')!r} is not a "
+                          "positive number of seconds (e.g. LOSSLAB_PROGRESS_EVERY=30)")
     stream = stream or sys.stderr
     _command, _started, _used = command, time.perf_counter(), False
     touch()
